@@ -1,0 +1,38 @@
+# Proteus build and test entry points. `make test` is what CI runs (see .ci/run).
+GO ?= go
+STATICCHECK_VERSION ?= v0.6.1
+GOBIN ?= $(shell $(GO) env GOPATH)/bin
+STATICCHECK := $(GOBIN)/staticcheck
+
+.PHONY: build test vet staticcheck unit fuzz bench tools
+
+build:
+	$(GO) build -o bin/proteus ./cmd/proteus
+
+tools: $(STATICCHECK)
+
+$(STATICCHECK):
+	GOBIN=$(GOBIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+vet:
+	$(GO) vet ./...
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+test: vet staticcheck unit
+
+# Short fuzzing pass over every fuzzer (found cases land in testdata/fuzz and are replayed by `make unit`).
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...

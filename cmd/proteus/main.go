@@ -1,0 +1,90 @@
+// Command proteus is the single Proteus binary: the agent and every tool around it, as
+// cobra subcommands. Each subcommand lives in its own file and registers itself in init()
+// through addCommand, so adding one never touches this file.
+//
+// Exit codes: 0 success, 1 runtime failure, 2 invalid input (config, model file, CSV, flags).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/proteus-defense/proteus/strictyaml"
+)
+
+// errUsage marks errors caused by bad flags or arguments (exit code 2).
+var errUsage = errors.New("usage")
+
+var commandFactories []func() *cobra.Command
+
+// addCommand registers a subcommand factory; called from init() in each subcommand file.
+func addCommand(f func() *cobra.Command) { commandFactories = append(commandFactories, f) }
+
+// globalFlags are the flags every subcommand accepts.
+type globalFlags struct {
+	dataDir string
+}
+
+var globals globalFlags
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "proteus",
+		Short:         "Proteus: an autonomous active-defense agent (mimic defense, moving target defense, game-theoretic decisions, enclaves)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&globals.dataDir, "data-dir", defaultDataDir(), "directory for state (keys, tokens, audit log)")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	})
+	for _, f := range commandFactories {
+		root.AddCommand(f())
+	}
+	return root
+}
+
+// defaultDataDir is $PROTEUS_DATA_DIR, else $XDG_STATE_HOME/proteus, else ~/.local/state/proteus.
+func defaultDataDir() string {
+	if d := os.Getenv("PROTEUS_DATA_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "proteus")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "proteus")
+	}
+	return filepath.Join(os.TempDir(), "proteus")
+}
+
+// exitCode maps an error to the documented exit codes.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage), errors.Is(err, strictyaml.ErrInvalid):
+		return 2
+	default:
+		return 1
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err != nil {
+		fmt.Fprintln(stderr, "proteus:", err)
+	}
+	return exitCode(err)
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }

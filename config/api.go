@@ -1,0 +1,34 @@
+package config
+
+import (
+	"net"
+
+	"github.com/proteus-defense/proteus/strictyaml"
+)
+
+// API is the agent's local control API (status, rotate, quarantine, metrics).
+type API struct {
+	Listen string `yaml:"listen"` // host:port; default 127.0.0.1:9090
+}
+
+func (a *API) applyDefaults() {
+	if a.Listen == "" {
+		a.Listen = "127.0.0.1:9090"
+	}
+}
+
+func (a *API) validate(field string, p *strictyaml.Problems) {
+	checkListen(field+".listen", a.Listen, p)
+}
+
+// checkListen records a problem unless addr is a host:port with a numeric port.
+func checkListen(field, addr string, p *strictyaml.Problems) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		p.Addf(field, "must be host:port, got %q", addr)
+		return
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+		p.Addf(field, "bad port in %q", addr)
+	}
+}

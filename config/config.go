@@ -1,0 +1,121 @@
+// Package config owns Proteus's versioned YAML configuration: the schema, the embedded
+// defaults, strict decoding and validation without I/O. Start-up code (cmd/proteus) reads the
+// file and hands the bytes here; this package never opens sockets, starts processes or reads
+// anything but the bytes it is given.
+//
+// Each top-level section lives in its own file (api.go, pool.go, gateway.go, enclave.go) with
+// its own defaults and validate method, so a section can grow without touching the others.
+//
+// It may import strictyaml and the standard library only.
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"os"
+
+	"github.com/proteus-defense/proteus/strictyaml"
+)
+
+// CurrentVersion is the only config version this build understands.
+const CurrentVersion = 1
+
+// Config is the whole agent configuration.
+type Config struct {
+	Version int     `yaml:"version"`
+	DataDir string  `yaml:"data_dir"`
+	Log     Log     `yaml:"log"`
+	API     API     `yaml:"api"`
+	Pool    Pool    `yaml:"pool"`
+	Gateway Gateway `yaml:"gateway"`
+	Enclave Enclave `yaml:"enclave"`
+}
+
+// Log selects the log format and level.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the embedded default configuration, the one `proteus agent` runs
+// when no file is given.
+func DefaultYAML() []byte { return append([]byte(nil), defaultYAML...) }
+
+// Default returns the parsed embedded defaults.
+func Default() *Config {
+	c, err := Parse("embedded default.yaml", defaultYAML)
+	if err != nil {
+		panic(fmt.Sprintf("config: embedded defaults are invalid: %v", err))
+	}
+	return c
+}
+
+// Load reads and parses the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes data strictly, fills defaults and validates. Errors name file, line and field
+// and wrap strictyaml.ErrInvalid.
+func Parse(file string, data []byte) (*Config, error) {
+	c := &Config{}
+	doc, err := strictyaml.Decode(file, data, c)
+	if err != nil {
+		return nil, err
+	}
+	c.applyDefaults()
+	if err := doc.Locate(c.Problems()); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Validate checks the configuration without I/O; problems carry field paths but no lines.
+func (c *Config) Validate() error { return c.Problems().Err("config") }
+
+// Problems lists every validation problem of c.
+func (c *Config) Problems() strictyaml.Problems {
+	var p strictyaml.Problems
+	if c.Version != CurrentVersion {
+		if c.Version == 0 {
+			p.Addf("version", "is required; set version: %d", CurrentVersion)
+		} else {
+			p.Addf("version", "unsupported version %d; this build understands %d", c.Version, CurrentVersion)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.Addf("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		p.Addf("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	c.API.validate("api", &p)
+	c.Pool.validate("pool", &p)
+	c.Gateway.validate("gateway", &p)
+	c.Enclave.validate("enclave", &p)
+	return p
+}
+
+func (c *Config) applyDefaults() {
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	c.API.applyDefaults()
+	c.Pool.applyDefaults()
+	c.Gateway.applyDefaults()
+	c.Enclave.applyDefaults()
+}
