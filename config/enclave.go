@@ -1,10 +1,341 @@
 package config
 
-import "github.com/proteus-defense/proteus/strictyaml"
+import (
+	"encoding/base64"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
 
-// Enclave is the `enclave` section. It is filled in by the issue that owns it.
-type Enclave struct{}
+	"github.com/proteus-defense/proteus/strictyaml"
+)
 
-func (x *Enclave) applyDefaults() {}
+// Enclave is the `enclave` section: membership in one peer-to-peer defense enclave (see
+// docs/architecture.md, "enclave"). Nothing here is checked against the network or the
+// file system; `proteus enclave run` does that at start-up.
+type Enclave struct {
+	Enabled bool   `yaml:"enabled"`
+	Name    string `yaml:"name"` // enclave name; also the GossipSub topic suffix
 
-func (x *Enclave) validate(field string, p *strictyaml.Problems) {}
+	// Listen are libp2p multiaddrs, e.g. /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1.
+	Listen []string `yaml:"listen"`
+	// Bootstrap are full multiaddrs of other members, ending in /p2p/PEER-ID.
+	Bootstrap []string `yaml:"bootstrap"`
+	// MDNS turns on multicast DNS discovery of members on the local link.
+	MDNS bool `yaml:"mdns"`
+	// Control is the loopback host:port of the local control API used by `proteus enclave
+	// peers|publish|trust`; port 0 picks a free port (written to the data directory).
+	Control string `yaml:"control"`
+
+	// Key is the enclave's public key, "ed25519:BASE64" (printed by `proteus enclave keygen`).
+	Key string `yaml:"key"`
+	// Certificate is this member's membership certificate file (from `proteus enclave
+	// admit`); a relative path is taken relative to the data directory.
+	Certificate string `yaml:"certificate"`
+	// Allowlist are peer IDs admitted without a certificate.
+	Allowlist []string `yaml:"allowlist"`
+	// CertTimeout is how long a connected peer has to present its certificate.
+	CertTimeout time.Duration `yaml:"cert_timeout"`
+
+	Exposure  EnclaveExposure `yaml:"exposure"`
+	Decision  EnclaveDecision `yaml:"decision"`
+	Trust     EnclaveTrust    `yaml:"trust"`
+	PeerScore EnclaveScore    `yaml:"peer_score"`
+
+	// MaxTTL caps how long a countermeasure taken on a peer's report lasts.
+	MaxTTL time.Duration `yaml:"max_ttl"`
+	// MaxClockSkew is how far a report's timestamps may be from this agent's clock.
+	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
+	// MaxMessageBytes bounds one pubsub message (envelope plus STIX bundle).
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+}
+
+// EnclaveExposure is this agent's own threat exposure: reports are acted on only when
+// they concern something listed here.
+type EnclaveExposure struct {
+	OS       string            `yaml:"os"`
+	Software []EnclaveSoftware `yaml:"software"`
+	Services []EnclaveService  `yaml:"services"`
+}
+
+// EnclaveSoftware is one installed product.
+type EnclaveSoftware struct {
+	Name    string `yaml:"name"`
+	Version string `yaml:"version"`
+}
+
+// EnclaveService is one exposed port.
+type EnclaveService struct {
+	Port     int    `yaml:"port"`
+	Protocol string `yaml:"protocol"` // tcp (default) or udp
+	Name     string `yaml:"name"`
+}
+
+// EnclaveDecision holds the three-way decision thresholds on combined evidence:
+// act when evidence >= Act (α), ignore when <= Defer (β), defer (raise vigilance) between.
+type EnclaveDecision struct {
+	Act   float64 `yaml:"act"`
+	Defer float64 `yaml:"defer"`
+}
+
+// EnclaveTrust parameterises the per-peer reputation.
+type EnclaveTrust struct {
+	Neutral        float64       `yaml:"neutral"`         // score of an unknown peer and where scores decay to
+	Reward         float64       `yaml:"reward"`          // fraction of the gap to 1 gained on corroboration
+	Penalty        float64       `yaml:"penalty"`         // fraction lost when a report never materializes
+	InvalidPenalty float64       `yaml:"invalid_penalty"` // fraction lost on an invalid message
+	HalfLife       time.Duration `yaml:"half_life"`       // decay half-life toward Neutral
+	Window         time.Duration `yaml:"window"`          // how long a report has to be corroborated
+	Corroborate    float64       `yaml:"corroborate"`     // minimum trust of a corroborating peer
+}
+
+// EnclaveScore maps trust into GossipSub's application-specific peer score:
+// app = (trust - neutral) * Weight, compared with the three thresholds (all negative,
+// graylist <= publish <= gossip).
+type EnclaveScore struct {
+	Weight    float64 `yaml:"weight"`
+	Gossip    float64 `yaml:"gossip_threshold"`
+	Publish   float64 `yaml:"publish_threshold"`
+	Graylist  float64 `yaml:"graylist_threshold"`
+	AcceptPX  float64 `yaml:"accept_px_threshold"`
+	Opportune float64 `yaml:"opportunistic_graft_threshold"`
+}
+
+// Enclave defaults.
+const (
+	DefaultEnclaveControl         = "127.0.0.1:0"
+	DefaultEnclaveCertTimeout     = 5 * time.Second
+	DefaultEnclaveMaxTTL          = 24 * time.Hour
+	DefaultEnclaveMaxClockSkew    = 5 * time.Minute
+	DefaultEnclaveMaxMessageBytes = 64 << 10
+)
+
+func (x *Enclave) applyDefaults() {
+	if x.Listen == nil {
+		x.Listen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
+	}
+	if x.Control == "" {
+		x.Control = DefaultEnclaveControl
+	}
+	if x.CertTimeout == 0 {
+		x.CertTimeout = DefaultEnclaveCertTimeout
+	}
+	if x.Decision == (EnclaveDecision{}) {
+		x.Decision = EnclaveDecision{Act: 0.7, Defer: 0.3}
+	}
+	t := &x.Trust
+	setF(&t.Neutral, 0.5)
+	setF(&t.Reward, 0.2)
+	setF(&t.Penalty, 0.3)
+	setF(&t.InvalidPenalty, 0.6)
+	setF(&t.Corroborate, t.Neutral)
+	if t.HalfLife == 0 {
+		t.HalfLife = 24 * time.Hour
+	}
+	if t.Window == 0 {
+		t.Window = 10 * time.Minute
+	}
+	s := &x.PeerScore
+	setF(&s.Weight, 100)
+	setF(&s.Gossip, -10)
+	setF(&s.Publish, -20)
+	setF(&s.Graylist, -30)
+	setF(&s.AcceptPX, 10)
+	setF(&s.Opportune, 5)
+	for i := range x.Exposure.Services {
+		if x.Exposure.Services[i].Protocol == "" {
+			x.Exposure.Services[i].Protocol = "tcp"
+		}
+	}
+	if x.MaxTTL == 0 {
+		x.MaxTTL = DefaultEnclaveMaxTTL
+	}
+	if x.MaxClockSkew == 0 {
+		x.MaxClockSkew = DefaultEnclaveMaxClockSkew
+	}
+	if x.MaxMessageBytes == 0 {
+		x.MaxMessageBytes = DefaultEnclaveMaxMessageBytes
+	}
+}
+
+func setF(v *float64, def float64) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+var (
+	enclaveNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	// peerIDRe accepts the base58 (Qm..., 12D3...) text form of a libp2p peer ID.
+	peerIDRe = regexp.MustCompile(`^[1-9A-HJ-NP-Za-km-z]{40,100}$`)
+)
+
+// ValidPeerID reports whether s looks like a libp2p peer ID in base58 text form; the
+// enclave package parses it for real.
+func ValidPeerID(s string) bool { return peerIDRe.MatchString(s) }
+
+// ParseEnclaveKey decodes "ed25519:BASE64" into the 32-byte public key.
+func ParseEnclaveKey(s string) ([]byte, bool) {
+	b64, ok := strings.CutPrefix(s, "ed25519:")
+	if !ok {
+		return nil, false
+	}
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(raw) != 32 {
+		return nil, false
+	}
+	return raw, true
+}
+
+func (x *Enclave) validate(field string, p *strictyaml.Problems) {
+	if x.Enabled || x.Name != "" {
+		if !enclaveNameRe.MatchString(x.Name) {
+			p.Addf(field+".name", "must be 1-63 characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit, got %q", x.Name)
+		}
+	}
+	for i, a := range x.Listen {
+		checkMultiaddr(indexed(field+".listen", i), a, false, p)
+	}
+	if x.Enabled && len(x.Listen) == 0 {
+		p.Addf(field+".listen", "needs at least one address")
+	}
+	for i, a := range x.Bootstrap {
+		checkMultiaddr(indexed(field+".bootstrap", i), a, true, p)
+	}
+	checkListen(field+".control", x.Control, p)
+	if host, _, err := net.SplitHostPort(x.Control); err == nil && host != "127.0.0.1" && host != "localhost" && host != "::1" {
+		p.Addf(field+".control", "must be a loopback address (127.0.0.1, [::1] or localhost), got %q", x.Control)
+	}
+	if x.Key != "" {
+		if _, ok := ParseEnclaveKey(x.Key); !ok {
+			p.Addf(field+".key", "must be ed25519:BASE64 of a 32-byte public key (from `proteus enclave keygen`)")
+		}
+	}
+	if x.Certificate != "" && x.Key == "" {
+		p.Addf(field+".certificate", "needs enclave.key to verify certificates")
+	}
+	if x.Enabled && x.Key == "" && len(x.Allowlist) == 0 {
+		p.Addf(field+".key", "an enabled enclave needs a key (certificate-based membership) or an allowlist")
+	}
+	if x.Enabled && x.Key != "" && x.Certificate == "" && len(x.Allowlist) == 0 {
+		p.Addf(field+".certificate", "a member needs its certificate (from `proteus enclave admit`)")
+	}
+	seen := map[string]bool{}
+	for i, id := range x.Allowlist {
+		f := indexed(field+".allowlist", i)
+		switch {
+		case !ValidPeerID(id):
+			p.Addf(f, "not a libp2p peer ID: %q", id)
+		case seen[id]:
+			p.Addf(f, "duplicate peer ID %s", id)
+		}
+		seen[id] = true
+	}
+	if x.CertTimeout <= 0 {
+		p.Addf(field+".cert_timeout", "must be > 0, got %v", x.CertTimeout)
+	}
+	x.Exposure.validate(field+".exposure", p)
+
+	d := x.Decision
+	p.Probability(field+".decision.act", d.Act)
+	p.Probability(field+".decision.defer", d.Defer)
+	if d.Defer >= d.Act {
+		p.Addf(field+".decision.defer", "must be below decision.act (%v), got %v", d.Act, d.Defer)
+	}
+
+	t := x.Trust
+	f := field + ".trust"
+	p.Probability(f+".neutral", t.Neutral)
+	p.Probability(f+".corroborate", t.Corroborate)
+	for name, v := range map[string]float64{"reward": t.Reward, "penalty": t.Penalty, "invalid_penalty": t.InvalidPenalty} {
+		if p.Finite(f+"."+name, v) && (v <= 0 || v > 1) {
+			p.Addf(f+"."+name, "must be in (0,1], got %v", v)
+		}
+	}
+	if t.InvalidPenalty < t.Penalty {
+		p.Addf(f+".invalid_penalty", "must be >= trust.penalty (%v): an invalid message is worse than an unconfirmed report, got %v", t.Penalty, t.InvalidPenalty)
+	}
+	if t.HalfLife <= 0 {
+		p.Addf(f+".half_life", "must be > 0, got %v", t.HalfLife)
+	}
+	if t.Window <= 0 {
+		p.Addf(f+".window", "must be > 0, got %v", t.Window)
+	}
+
+	s := x.PeerScore
+	f = field + ".peer_score"
+	if p.Finite(f+".weight", s.Weight) && s.Weight <= 0 {
+		p.Addf(f+".weight", "must be > 0, got %v", s.Weight)
+	}
+	if p.Finite(f+".gossip_threshold", s.Gossip) && s.Gossip >= 0 {
+		p.Addf(f+".gossip_threshold", "must be < 0, got %v", s.Gossip)
+	}
+	if p.Finite(f+".publish_threshold", s.Publish) && s.Publish > s.Gossip {
+		p.Addf(f+".publish_threshold", "must be <= gossip_threshold (%v), got %v", s.Gossip, s.Publish)
+	}
+	if p.Finite(f+".graylist_threshold", s.Graylist) && s.Graylist > s.Publish {
+		p.Addf(f+".graylist_threshold", "must be <= publish_threshold (%v), got %v", s.Publish, s.Graylist)
+	}
+	if p.Finite(f+".accept_px_threshold", s.AcceptPX) && s.AcceptPX < 0 {
+		p.Addf(f+".accept_px_threshold", "must be >= 0, got %v", s.AcceptPX)
+	}
+	if p.Finite(f+".opportunistic_graft_threshold", s.Opportune) && s.Opportune < 0 {
+		p.Addf(f+".opportunistic_graft_threshold", "must be >= 0, got %v", s.Opportune)
+	}
+	// A peer at trust 0 must be graylisted, or the reputation never reaches the mesh.
+	if floor := -t.Neutral * s.Weight; floor > s.Graylist {
+		p.Addf(f+".graylist_threshold", "must be >= the score of a peer at trust 0 (%v) so a liar can be graylisted, got %v", floor, s.Graylist)
+	}
+
+	if x.MaxTTL <= 0 {
+		p.Addf(field+".max_ttl", "must be > 0, got %v", x.MaxTTL)
+	}
+	if x.MaxClockSkew <= 0 {
+		p.Addf(field+".max_clock_skew", "must be > 0, got %v", x.MaxClockSkew)
+	}
+	if x.MaxMessageBytes < 1024 || x.MaxMessageBytes > 1<<20 {
+		p.Addf(field+".max_message_bytes", "must be in [1024,1048576], got %d", x.MaxMessageBytes)
+	}
+}
+
+func (e *EnclaveExposure) validate(field string, p *strictyaml.Problems) {
+	for i, s := range e.Software {
+		if strings.TrimSpace(s.Name) == "" {
+			p.Addf(indexed(field+".software", i)+".name", "is required")
+		}
+	}
+	for i, s := range e.Services {
+		f := indexed(field+".services", i)
+		if s.Port < 1 || s.Port > 65535 {
+			p.Addf(f+".port", "must be in [1,65535], got %d", s.Port)
+		}
+		if s.Protocol != "tcp" && s.Protocol != "udp" {
+			p.Addf(f+".protocol", "must be tcp or udp, got %q", s.Protocol)
+		}
+	}
+}
+
+// checkMultiaddr does the syntactic checks possible without the multiaddr library:
+// a leading slash, a known network protocol, and (for bootstrap peers) a /p2p/PEER-ID tail.
+func checkMultiaddr(field, a string, needPeer bool, p *strictyaml.Problems) {
+	parts := strings.Split(a, "/")
+	if len(parts) < 3 || parts[0] != "" {
+		p.Addf(field, "must be a multiaddr like /ip4/127.0.0.1/tcp/4001, got %q", a)
+		return
+	}
+	switch parts[1] {
+	case "ip4", "ip6", "dns", "dns4", "dns6":
+	default:
+		p.Addf(field, "must start with /ip4, /ip6 or /dns, got %q", a)
+		return
+	}
+	if !needPeer {
+		return
+	}
+	if len(parts) < 2 || parts[len(parts)-2] != "p2p" || !ValidPeerID(parts[len(parts)-1]) {
+		p.Addf(field, "must end in /p2p/PEER-ID, got %q", a)
+	}
+}
+
+func indexed(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }
