@@ -1,0 +1,114 @@
+package countermeasure
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+const journalVersion = 1
+
+// maxJournalSize bounds what load reads (a journal of live actions is small).
+const maxJournalSize = 64 << 20
+
+type journalFile struct {
+	Version int      `json:"version"`
+	Actions []Action `json:"actions"`
+}
+
+// journal is the on-disk list of active actions.
+type journal struct{ dir string }
+
+func (j *journal) path() string { return filepath.Join(j.dir, JournalFile) }
+
+// load reads the journal. A missing file is an empty journal. An unreadable one is moved
+// aside to .bad and reported with ErrJournalCorrupt.
+func (j *journal) load() ([]Action, error) {
+	data, err := os.ReadFile(j.path())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("countermeasure: journal: %w", err)
+	}
+	actions, perr := parseJournal(data)
+	if perr == nil {
+		return actions, nil
+	}
+	if err := os.Rename(j.path(), j.path()+".bad"); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v (and keeping a .bad copy failed: %v)", ErrJournalCorrupt, j.path(), perr, err)
+	}
+	return nil, fmt.Errorf("%w: %s: %v", ErrJournalCorrupt, j.path(), perr)
+}
+
+func parseJournal(data []byte) ([]Action, error) {
+	if len(data) > maxJournalSize {
+		return nil, fmt.Errorf("%d bytes, max %d", len(data), maxJournalSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f journalFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, err
+	}
+	if f.Version != journalVersion {
+		return nil, fmt.Errorf("version %d, want %d", f.Version, journalVersion)
+	}
+	seen := map[string]bool{}
+	for i, a := range f.Actions {
+		switch {
+		case a.ID == "" || a.Actuator == "":
+			return nil, fmt.Errorf("actions[%d]: id and actuator are required", i)
+		case seen[a.ID]:
+			return nil, fmt.Errorf("actions[%d]: duplicate id %q", i, a.ID)
+		case a.Kind != KindBlock && a.Kind != KindVigilance:
+			return nil, fmt.Errorf("actions[%d]: kind %q", i, a.Kind)
+		case a.Expires.IsZero():
+			return nil, fmt.Errorf("actions[%d]: no expiry", i)
+		}
+		seen[a.ID] = true
+	}
+	return f.Actions, nil
+}
+
+// save writes the journal atomically: temp file in the same dir, fsync, rename, fsync dir.
+func (j *journal) save(actions []Action) error {
+	if actions == nil {
+		actions = []Action{}
+	}
+	data, err := json.MarshalIndent(journalFile{Version: journalVersion, Actions: actions}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("countermeasure: journal: %w", err)
+	}
+	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+		return fmt.Errorf("countermeasure: journal: %w", err)
+	}
+	tmp, err := os.CreateTemp(j.dir, "."+JournalFile+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("countermeasure: journal: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("countermeasure: journal: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("countermeasure: journal: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("countermeasure: journal: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), j.path()); err != nil {
+		return fmt.Errorf("countermeasure: journal: %w", err)
+	}
+	if d, err := os.Open(j.dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
