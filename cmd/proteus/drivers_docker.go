@@ -1,0 +1,4 @@
+package main
+
+// The docker executor driver registers itself as "docker" from init().
+import _ "github.com/proteus-defense/proteus/executor/docker"
