@@ -1,0 +1,12 @@
+// Package mimic is the voting gateway of Proteus's mimic defense (dynamic heterogeneous
+// redundancy): it sends each client request to k heterogeneous but functionally equivalent
+// executors, normalizes their responses (volatile headers, canonical JSON, ignore lists and
+// noise learned online), votes on a hash of the normalized responses, answers with a member of
+// the majority and reports every dissenting executor on the bus.
+//
+// The gateway takes its executors through the small Backends interface (the executor pool
+// implements it with a one-screen adapter; Static serves the standalone `proteus gateway`),
+// an optional Blocklist, and an optional Rebuild hook called when an executor dissents too
+// often. It imports bus, config and the standard library plus the Prometheus client; it must
+// not import executor, engine, countermeasure, enclave or cmd, so those can depend on it.
+package mimic

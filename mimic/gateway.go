@@ -1,0 +1,659 @@
+package mimic
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/proteus-defense/proteus/bus"
+)
+
+// Bus event kinds published by the gateway.
+const (
+	EventDissent      = "gateway.dissent"
+	EventNoConsensus  = "gateway.no-consensus"
+	EventNoiseLearned = "gateway.noise-learned"
+	EventRebuild      = "gateway.rebuild"
+)
+
+// Dissent kinds.
+const (
+	DissentContent      = "content"      // answered, but not like the decision
+	DissentAvailability = "availability" // timed out, failed, or sent an oversized body
+)
+
+// Policy says how a route's requests reach the executors.
+type Policy string
+
+// Route policies.
+const (
+	PolicyVote    Policy = "vote"     // k executors, majority vote (default for GET, HEAD, OPTIONS)
+	PolicyVoteAll Policy = "vote-all" // every healthy executor, for executors that keep their own state
+	PolicySingle  Policy = "single"   // one executor, for writes to a shared store (default otherwise)
+)
+
+// Route applies a policy to the requests whose path starts with Prefix and whose method is
+// in Methods (empty: every method). The longest matching prefix wins.
+type Route struct {
+	Methods []string
+	Prefix  string
+	Policy  Policy
+}
+
+// Options configure a Gateway. Zero values take the documented defaults.
+type Options struct {
+	Backends  Backends        // required
+	Blocklist Blocklist       // optional
+	Bus       *bus.Bus        // optional
+	Logger    *slog.Logger    // optional
+	Rebuild   func(id string) // optional: called (in its own goroutine) by the dissent policy
+	Metrics   *Metrics        // optional
+
+	Routes    []Route
+	K         int    // executors per voted request; default 3
+	Quorum    int    // equivalent responses needed; default a majority of k
+	Scheduler string // random (default), round-robin, trust-weighted, max-diversity
+
+	UpstreamTimeout time.Duration // per executor request, default 5s
+	BodyLimit       int64         // request body bytes buffered, default 1 MiB; above: 413
+	ResponseLimit   int64         // executor response body bytes, default 8 MiB; above: availability dissent
+	MaxInFlight     int           // concurrent requests, default 1024; above: 503
+
+	IgnoreHeaders  []string // extra headers left out of the vote
+	IgnorePointers []string // JSON pointers left out of the vote
+	FoldHTML       bool     // fold white space in HTML bodies before comparing
+	// CompareErrorBodies compares headers and bodies of 4xx/5xx responses too; by default
+	// only their status takes part, since every server words its error pages its own way.
+	CompareErrorBodies bool
+	Learn              bool    // learn noise online
+	LearnMinSamples    int     // default 20
+	LearnMaxOddShare   float64 // default 0.5
+
+	FailStatus int           // status when no quorum, default 502
+	WaitAll    bool          // answer only when all k answered or timed out (timing side channel)
+	Jitter     time.Duration // random delay up to Jitter before answering
+
+	TrustWindow      int           // requests in each executor's trust window, default 100
+	RebuildThreshold int           // dissents within RebuildWindow that call Rebuild, default 5 (0: never)
+	RebuildWindow    time.Duration // default 1m
+
+	ExcerptBytes int // bound on the body excerpt in dissent events, default 256
+
+	// Transport overrides the shared upstream transport (tests).
+	Transport http.RoundTripper
+}
+
+func (o *Options) defaults() {
+	if o.K <= 0 {
+		o.K = 3
+	}
+	if o.UpstreamTimeout <= 0 {
+		o.UpstreamTimeout = 5 * time.Second
+	}
+	if o.BodyLimit <= 0 {
+		o.BodyLimit = 1 << 20
+	}
+	if o.ResponseLimit <= 0 {
+		o.ResponseLimit = 8 << 20
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 1024
+	}
+	if o.LearnMinSamples <= 0 {
+		o.LearnMinSamples = 20
+	}
+	if o.LearnMaxOddShare <= 0 {
+		o.LearnMaxOddShare = 0.5
+	}
+	if o.FailStatus == 0 {
+		o.FailStatus = http.StatusBadGateway
+	}
+	if o.TrustWindow <= 0 {
+		o.TrustWindow = 100
+	}
+	if o.RebuildWindow <= 0 {
+		o.RebuildWindow = time.Minute
+	}
+	if o.ExcerptBytes <= 0 {
+		o.ExcerptBytes = 256
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Gateway is the voting reverse proxy. It is an http.Handler.
+type Gateway struct {
+	o         Options
+	log       *slog.Logger
+	seed      maphash.Seed
+	transport http.RoundTripper
+	sched     Scheduler
+	trust     *Trust
+	metrics   *Metrics
+	routes    []route
+	defVote   *learner
+	sem       chan struct{}
+	seq       atomic.Uint64
+	idPrefix  string
+	urls      sync.Map // backend URL -> *url.URL
+	pending   sync.WaitGroup
+}
+
+type route struct {
+	Route
+	methods map[string]bool
+	learn   *learner
+}
+
+// New builds a gateway; it does not listen (see Serve or use it as a handler).
+func New(o Options) (*Gateway, error) {
+	o.defaults()
+	if o.Backends == nil {
+		return nil, errors.New("mimic: no backends")
+	}
+	if o.Quorum < 0 || o.Quorum > o.K {
+		return nil, fmt.Errorf("mimic: quorum %d outside 1..k=%d", o.Quorum, o.K)
+	}
+	if o.FailStatus < 400 || o.FailStatus > 599 {
+		return nil, fmt.Errorf("mimic: fail status %d is not an error status", o.FailStatus)
+	}
+	g := &Gateway{
+		o:        o,
+		log:      o.Logger.With("component", "mimic"),
+		seed:     maphash.MakeSeed(),
+		trust:    NewTrust(o.TrustWindow, o.RebuildThreshold, o.RebuildWindow),
+		metrics:  o.Metrics,
+		sem:      make(chan struct{}, o.MaxInFlight),
+		idPrefix: strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
+	}
+	if g.metrics == nil {
+		g.metrics = NewMetrics(nil)
+	}
+	var err error
+	if g.sched, err = NewScheduler(o.Scheduler, g.trust); err != nil {
+		return nil, err
+	}
+	g.transport = o.Transport
+	if g.transport == nil {
+		g.transport = NewTransport(o.MaxInFlight)
+	}
+	newL := func(name string) *learner {
+		l := newLearner(newNoiseSet(o.IgnoreHeaders, o.IgnorePointers), o.Learn, o.LearnMinSamples, o.LearnMaxOddShare)
+		l.onLearn = func(field string) {
+			g.metrics.learned.Inc()
+			g.log.Info("learned noise", "route", name, "field", field)
+			g.o.Bus.Publish(bus.Event{Kind: EventNoiseLearned, Source: "gateway", Subject: field, Attrs: map[string]any{"route": name}})
+		}
+		return l
+	}
+	for _, r := range o.Routes {
+		switch r.Policy {
+		case PolicyVote, PolicyVoteAll, PolicySingle:
+		default:
+			return nil, fmt.Errorf("mimic: route %q: unknown policy %q", r.Prefix, r.Policy)
+		}
+		if !strings.HasPrefix(r.Prefix, "/") {
+			return nil, fmt.Errorf("mimic: route prefix %q must start with /", r.Prefix)
+		}
+		rt := route{Route: r, learn: newL(r.Prefix)}
+		if len(r.Methods) > 0 {
+			rt.methods = map[string]bool{}
+			for _, m := range r.Methods {
+				rt.methods[strings.ToUpper(m)] = true
+			}
+		}
+		g.routes = append(g.routes, rt)
+	}
+	g.defVote = newL("default")
+	return g, nil
+}
+
+// NewTransport returns the shared upstream transport: keep-alive connections to every
+// executor (up to perHost idle ones), no proxy from the environment, no transparent
+// compression (executors answer identity bodies, which are compared as sent).
+func NewTransport(perHost int) *http.Transport {
+	return &http.Transport{
+		Proxy:                  nil,
+		DialContext:            (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    max(perHost, 64),
+		IdleConnTimeout:        90 * time.Second,
+		DisableCompression:     true,
+		ResponseHeaderTimeout:  0,
+		ForceAttemptHTTP2:      false,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+}
+
+// Trust exposes the per-executor trust scores.
+func (g *Gateway) Trust() *Trust { return g.trust }
+
+// Learned lists the noise fields learned so far, per route prefix ("default" for requests
+// no route matches).
+func (g *Gateway) Learned() map[string][]string {
+	out := map[string][]string{"default": g.defVote.learned()}
+	for _, r := range g.routes {
+		out[r.Prefix] = r.learn.learned()
+	}
+	return out
+}
+
+// Wait blocks until the background accounting of answered requests (stragglers) is done.
+func (g *Gateway) Wait() { g.pending.Wait() }
+
+// policyFor returns the policy and learner for a request.
+func (g *Gateway) policyFor(method, path string) (Policy, *learner) {
+	best := -1
+	for i, r := range g.routes {
+		if !strings.HasPrefix(path, r.Prefix) || (r.methods != nil && !r.methods[method]) {
+			continue
+		}
+		if best < 0 || len(r.Prefix) > len(g.routes[best].Prefix) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		return g.routes[best].Policy, g.routes[best].learn
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return PolicyVote, g.defVote
+	}
+	return PolicySingle, g.defVote
+}
+
+// call is the state of one client request.
+type call struct {
+	g       *Gateway
+	policy  Policy
+	learn   *learner
+	ballot  ballot
+	ch      chan *response
+	n, q    int
+	got     int
+	win     *response
+	id      uint64
+	path    string
+	cancel  context.CancelFunc
+	picked  []Backend
+	reqBody *bytes.Buffer
+}
+
+var callPool = sync.Pool{New: func() any { return &call{} }}
+
+func (g *Gateway) reject(w http.ResponseWriter, policy Policy, outcome string, status int, msg string) {
+	g.metrics.requests.WithLabelValues(string(policy), outcome).Inc()
+	http.Error(w, msg, status)
+}
+
+// ServeHTTP votes on one request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if g.o.Blocklist != nil {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && g.o.Blocklist.Blocked(ap.Addr().Unmap()) {
+			g.reject(w, "", "blocked", http.StatusForbidden, "forbidden")
+			return
+		}
+	}
+	// Ambiguous framing is refused even where net/http would pick one reading.
+	if len(r.TransferEncoding) > 0 && len(r.Header["Content-Length"]) > 0 {
+		w.Header().Set("Connection", "close")
+		g.reject(w, "", "rejected", http.StatusBadRequest, "ambiguous message length")
+		return
+	}
+	switch r.Method {
+	case http.MethodConnect, http.MethodTrace:
+		g.reject(w, "", "rejected", http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	select {
+	case g.sem <- struct{}{}:
+	default:
+		g.reject(w, "", "unavailable", http.StatusServiceUnavailable, "overloaded")
+		return
+	}
+	defer func() { <-g.sem }()
+
+	policy, learn := g.policyFor(r.Method, r.URL.Path)
+	if r.ContentLength > g.o.BodyLimit {
+		w.Header().Set("Connection", "close")
+		g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge, "request body too large")
+		return
+	}
+	var reqBody *bytes.Buffer
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		reqBody = getBuf()
+		_, err := reqBody.ReadFrom(http.MaxBytesReader(w, r.Body, g.o.BodyLimit))
+		if err != nil {
+			putBuf(reqBody)
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge, "request body too large")
+			} else {
+				g.reject(w, policy, "rejected", http.StatusBadRequest, "bad request body")
+			}
+			return
+		}
+	}
+
+	all := g.o.Backends.Backends()
+	k, q := g.o.K, g.o.Quorum
+	switch policy {
+	case PolicySingle:
+		k, q = 1, 1
+	case PolicyVoteAll:
+		k, q = len(all), len(all)/2+1
+	default:
+		if q == 0 {
+			q = k/2 + 1
+		}
+	}
+	n := min(k, len(all))
+	if n == 0 || n < q {
+		putBuf(reqBody)
+		g.metrics.noConsensus.Inc()
+		g.o.Bus.Publish(bus.Event{Kind: EventNoConsensus, Source: "gateway", Attrs: map[string]any{
+			"route": r.URL.Path, "reason": "too few executors", "executors": len(all), "quorum": q}})
+		g.reject(w, policy, "no-consensus", http.StatusServiceUnavailable, "not enough executors")
+		return
+	}
+
+	c := callPool.Get().(*call)
+	c.g, c.policy, c.learn, c.n, c.q, c.got, c.win = g, policy, learn, n, q, 0, nil
+	c.id = g.seq.Add(1)
+	c.path = r.URL.Path
+	c.reqBody = reqBody
+	c.picked = g.sched.Pick(c.picked[:0], all, n)
+	if cap(c.ch) < n {
+		c.ch = make(chan *response, n)
+	}
+	c.ballot.reset(g.seed, learn.noise(), g.o.FoldHTML, g.o.CompareErrorBodies)
+
+	ctx, cancel := context.WithTimeout(context.Background(), g.o.UpstreamTimeout)
+	c.cancel = cancel
+	// A client that goes away before the decision cancels the executor requests; after the
+	// decision the stragglers run on (bounded by UpstreamTimeout) for dissent accounting.
+	stop := context.AfterFunc(r.Context(), cancel)
+
+	hdr := outboundHeader(r, policy != PolicySingle)
+	var body []byte
+	if reqBody != nil {
+		body = reqBody.Bytes()
+	}
+	for _, b := range c.picked {
+		go g.fetch(ctx, c.ch, b, r, hdr, body)
+	}
+
+	for c.got < n {
+		resp := <-c.ch
+		c.got++
+		cnt := c.ballot.add(resp)
+		if c.win == nil && cnt >= q {
+			c.win = resp
+			if !g.o.WaitAll {
+				break
+			}
+		}
+		if c.win == nil && !g.o.WaitAll {
+			_, lead := c.ballot.leader()
+			if lead+(n-c.got) < q {
+				break // no group can reach the quorum any more
+			}
+		}
+	}
+	stop()
+	if g.o.Jitter > 0 {
+		time.Sleep(rand.N(g.o.Jitter))
+	}
+	outcome := "ok"
+	if c.win != nil {
+		writeResponse(w, r, c.win)
+	} else {
+		outcome = "no-consensus"
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(g.o.FailStatus)
+		io.WriteString(w, "no consensus among executors\n")
+	}
+	g.metrics.requests.WithLabelValues(string(policy), outcome).Inc()
+	g.metrics.duration.WithLabelValues(string(policy)).Observe(time.Since(start).Seconds())
+	if c.got < n {
+		g.pending.Add(1)
+		go func() {
+			defer g.pending.Done()
+			c.finish()
+		}()
+		return
+	}
+	c.finish()
+}
+
+// finish waits for the stragglers, accounts for dissent and learns noise, then recycles c.
+func (c *call) finish() {
+	g := c.g
+	for c.got < c.n {
+		c.ballot.add(<-c.ch)
+		c.got++
+	}
+	c.cancel()
+	b := &c.ballot
+	now := time.Now()
+	unanimous := len(b.failed) == 0
+	for _, r := range b.resps {
+		if r.key() != b.resps[0].key() {
+			unanimous = false
+		}
+	}
+	if c.win == nil {
+		c.noConsensus()
+	}
+	if c.policy != PolicySingle && !unanimous {
+		c.learn.observe(b.resps, b.noise)
+	}
+	for _, r := range b.failed {
+		g.dissent(c, r, DissentAvailability, diff{}, now)
+	}
+	for _, r := range b.resps {
+		switch {
+		case c.win == nil:
+		case r.key() == c.win.key():
+			if g.trust.Record(r.backend.ID, false, now) {
+				g.rebuild(r.backend)
+			}
+		default:
+			g.dissent(c, r, DissentContent, b.diff(r, c.win), now)
+		}
+	}
+	for _, r := range b.resps {
+		r.release()
+	}
+	for _, r := range b.failed {
+		r.release()
+	}
+	putBuf(c.reqBody)
+	clear(b.resps)
+	clear(b.failed)
+	clear(c.picked)
+	c.reqBody, c.win, c.learn, c.g = nil, nil, nil, nil
+	callPool.Put(c)
+}
+
+func (c *call) requestID() string { return c.g.idPrefix + strconv.FormatUint(c.id, 16) }
+
+func (c *call) noConsensus() {
+	g := c.g
+	g.metrics.noConsensus.Inc()
+	votes := make([]map[string]any, 0, len(c.ballot.resps)+len(c.ballot.failed))
+	for _, r := range c.ballot.resps {
+		votes = append(votes, map[string]any{"executor": r.backend.ID, "variant": r.backend.Variant,
+			"status": r.status, "vote": strconv.FormatUint(r.key().body^r.key().hdr, 16)})
+	}
+	for _, r := range c.ballot.failed {
+		votes = append(votes, map[string]any{"executor": r.backend.ID, "variant": r.backend.Variant, "error": r.err.Error()})
+	}
+	g.log.Warn("no consensus", "request", c.requestID(), "route", c.path, "quorum", c.q, "executors", c.n)
+	g.o.Bus.Publish(bus.Event{Kind: EventNoConsensus, Source: "gateway", Subject: c.path, Attrs: map[string]any{
+		"request": c.requestID(), "route": c.path, "policy": string(c.policy), "quorum": c.q, "votes": votes}})
+}
+
+func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Time) {
+	g.metrics.dissent.WithLabelValues(r.backend.Variant, kind).Inc()
+	attrs := map[string]any{
+		"executor": r.backend.ID, "variant": r.backend.Variant, "kind": kind,
+		"route": c.path, "policy": string(c.policy), "request": c.requestID(),
+	}
+	if kind == DissentAvailability {
+		attrs["error"] = r.err.Error()
+	} else {
+		attrs["status"] = r.status
+		attrs["want_status"] = c.win.status
+		attrs["differs"] = d
+		if d.Body {
+			attrs["excerpt"] = excerpt(r.body, c.win.body, g.o.ExcerptBytes)
+		}
+	}
+	g.log.Warn("dissent", "executor", r.backend.ID, "variant", r.backend.Variant, "kind", kind, "request", c.requestID(), "route", c.path)
+	g.o.Bus.Publish(bus.Event{Kind: EventDissent, Source: "gateway", Subject: r.backend.ID, Attrs: attrs})
+	if g.trust.Record(r.backend.ID, true, now) {
+		g.rebuild(r.backend)
+	}
+}
+
+func (g *Gateway) rebuild(b Backend) {
+	g.metrics.rebuilds.WithLabelValues(b.Variant).Inc()
+	g.log.Warn("asking for rebuild", "executor", b.ID, "variant", b.Variant)
+	g.o.Bus.Publish(bus.Event{Kind: EventRebuild, Source: "gateway", Subject: b.ID, Attrs: map[string]any{"variant": b.Variant}})
+	if g.o.Rebuild != nil {
+		go g.o.Rebuild(b.ID)
+	}
+}
+
+// outboundHeader is the header sent to executors: the client's minus hop-by-hop headers and
+// Accept-Encoding (executors answer identity bodies that can be compared); on voted routes
+// also minus conditional and range headers, since executors disagree on validators.
+func outboundHeader(r *http.Request, voted bool) http.Header {
+	h := make(http.Header, len(r.Header)+1)
+	for k, vs := range r.Header {
+		h[k] = vs
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+	if c := r.Header.Get("Connection"); c != "" {
+		for _, f := range strings.Split(c, ",") {
+			delete(h, http.CanonicalHeaderKey(strings.TrimSpace(f)))
+		}
+	}
+	delete(h, "Accept-Encoding")
+	if voted {
+		for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+			delete(h, k)
+		}
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+			host = strings.Join(prior, ", ") + ", " + host
+		}
+		h["X-Forwarded-For"] = []string{host}
+	}
+	return h
+}
+
+var errTooLarge = errors.New("mimic: executor response body over the limit")
+
+// fetch sends the request to one executor and delivers its buffered response on ch.
+func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *http.Request, hdr http.Header, body []byte) {
+	start := time.Now()
+	res := &response{backend: b}
+	defer func() {
+		res.elapsed = time.Since(start)
+		ch <- res
+	}()
+	base, err := g.baseURL(b.URL)
+	if err != nil {
+		res.err = err
+		return
+	}
+	u := *r.URL
+	u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil
+	out := (&http.Request{
+		Method:     r.Method,
+		URL:        &u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     hdr,
+		Host:       r.Host,
+		Body:       http.NoBody,
+	}).WithContext(ctx)
+	if body != nil {
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.ContentLength = int64(len(body))
+	}
+	if inf, ok := g.o.Backends.(InFlight); ok {
+		inf.OnAcquire(b.ID)
+		defer inf.OnRelease(b.ID)
+	}
+	resp, err := g.transport.RoundTrip(out)
+	if err != nil {
+		res.err = fmt.Errorf("mimic: %s: %w", b.ID, err)
+		return
+	}
+	defer resp.Body.Close()
+	buf := getBuf()
+	n, err := buf.ReadFrom(io.LimitReader(resp.Body, g.o.ResponseLimit+1))
+	res.buf = buf
+	switch {
+	case err != nil:
+		res.err = fmt.Errorf("mimic: %s: read body: %w", b.ID, err)
+	case n > g.o.ResponseLimit:
+		res.err = fmt.Errorf("%w (%d bytes)", errTooLarge, g.o.ResponseLimit)
+	default:
+		res.status, res.header, res.body = resp.StatusCode, resp.Header, buf.Bytes()
+	}
+}
+
+func (g *Gateway) baseURL(s string) (*url.URL, error) {
+	if u, ok := g.urls.Load(s); ok {
+		return u.(*url.URL), nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("mimic: backend URL %q: %w", s, err)
+	}
+	g.urls.Store(s, u)
+	return u, nil
+}
+
+func writeResponse(w http.ResponseWriter, r *http.Request, win *response) {
+	h := w.Header()
+	for k, vs := range win.header {
+		h[k] = vs
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+	if r.Method != http.MethodHead {
+		h["Content-Length"] = []string{strconv.Itoa(len(win.body))}
+	}
+	w.WriteHeader(win.status)
+	if r.Method != http.MethodHead {
+		w.Write(win.body)
+	}
+}

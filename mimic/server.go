@@ -1,0 +1,101 @@
+package mimic
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+// ServerOptions are the client-facing server's limits. Zero values take the defaults.
+type ServerOptions struct {
+	ReadHeaderTimeout time.Duration // default 5s: slow clients are cut off before any fan-out
+	ReadTimeout       time.Duration // whole request including body, default 30s
+	WriteTimeout      time.Duration // default 30s
+	IdleTimeout       time.Duration // keep-alive, default 60s
+	MaxHeaderBytes    int           // default 16 KiB; above: 431
+	TLSCert, TLSKey   string        // PEM files; when set, HTTPS with ALPN h2 and http/1.1
+	H2C               bool          // also accept HTTP/2 without TLS (prior knowledge)
+}
+
+func (o *ServerOptions) defaults() {
+	if o.ReadHeaderTimeout <= 0 {
+		o.ReadHeaderTimeout = 5 * time.Second
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 30 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 60 * time.Second
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = 16 << 10
+	}
+}
+
+// NewServer returns an http.Server for h with the limits of o; HTTP/1.1 always, HTTP/2 over
+// TLS (negotiated by ALPN) when a certificate is given, and HTTP/2 cleartext when o.H2C.
+func NewServer(h http.Handler, o ServerOptions) (*http.Server, error) {
+	o.defaults()
+	s := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: o.ReadHeaderTimeout,
+		ReadTimeout:       o.ReadTimeout,
+		WriteTimeout:      o.WriteTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		MaxHeaderBytes:    o.MaxHeaderBytes,
+		Protocols:         new(http.Protocols),
+	}
+	s.Protocols.SetHTTP1(true)
+	if o.H2C {
+		s.Protocols.SetUnencryptedHTTP2(true)
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return nil, errors.New("mimic: TLS needs both a certificate and a key")
+	}
+	if o.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("mimic: load TLS key pair: %w", err)
+		}
+		s.Protocols.SetHTTP2(true)
+		s.TLSConfig = &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS12,
+			NextProtos:   []string{"h2", "http/1.1"},
+		}
+	}
+	return s, nil
+}
+
+// Serve runs s on ln until ctx ends, then shuts it down gracefully (bounded by 10s).
+func Serve(ctx context.Context, s *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() {
+		if s.TLSConfig != nil {
+			errc <- s.ServeTLS(ln, "", "")
+		} else {
+			errc <- s.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("mimic: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil {
+		return fmt.Errorf("mimic: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("mimic: serve: %w", err)
+	}
+	return nil
+}

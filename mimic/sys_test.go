@@ -1,0 +1,8 @@
+package mimic
+
+import "syscall"
+
+const (
+	syscallStop = syscall.SIGSTOP
+	syscallCont = syscall.SIGCONT
+)
