@@ -158,8 +158,8 @@ type wireSighting struct {
 // wireExposure is the property extension's content.
 type wireExposure struct {
 	ExtensionType string     `json:"extension_type"`
-	Action        string     `json:"action"`
-	OS            string     `json:"os,omitempty"`
+	Action        string     `json:"recommended_action"`
+	OS            string     `json:"operating_system,omitempty"`
 	Software      []Software `json:"software,omitempty"`
 	Services      []Service  `json:"services,omitempty"`
 }
@@ -250,7 +250,7 @@ func marshalBundle(id string, objs ...any) ([]byte, error) {
 		}
 		b.Objects = append(b.Objects, raw)
 	}
-	out, err := json.MarshalIndent(b, "", "  ")
+	out, err := json.Marshal(b)
 	if err != nil {
 		return nil, fmt.Errorf("stix: encode: %w", err)
 	}
