@@ -1,0 +1,348 @@
+package game
+
+import (
+	"fmt"
+	"math"
+)
+
+// Equilibrium kinds of the signaling layer.
+const (
+	Separating = "separating"
+	Pooling    = "pooling"
+	NoEquil    = "none"
+)
+
+// Solution is the result of Algorithm 1 on a whole model: one entry per stage.
+type Solution struct {
+	Stages []StageResult `json:"stages"`
+}
+
+// StageResult is the chosen defender type, signal and strategies of one stage with their
+// gains, and everything needed to explain the choice.
+type StageResult struct {
+	Stage        int     `json:"stage"`
+	ID           string  `json:"id"`
+	Alpha        float64 `json:"alpha"`
+	Beta         float64 `json:"beta"`
+	DefenderType string  `json:"defender_type"`
+	Signal       string  `json:"signal"`
+	Defense      string  `json:"defense"`
+	Attack       string  `json:"attack"`
+	AttackGain   float64 `json:"attack_gain"`
+	DefenseGain  float64 `json:"defense_gain"`
+	Equilibrium  string  `json:"equilibrium"`
+
+	// Nash reports whether the replicator's stable point is a Nash equilibrium of the
+	// stage game (checked with IsNash).
+	Nash bool `json:"nash"`
+	// Stable reports whether the point is an asymptotically stable rest point.
+	Stable bool      `json:"stable"`
+	X      []float64 `json:"x"`
+	Y      []float64 `json:"y"`
+	// Discounted gains are the Markov objective R^k = U^k + Σ_h ϑ^(h−k)·η(h|k)·R^h.
+	DiscountedAttackGain  float64            `json:"discounted_attack_gain"`
+	DiscountedDefenseGain float64            `json:"discounted_defense_gain"`
+	Delta                 float64            `json:"delta"`
+	Prior                 map[string]float64 `json:"prior"`
+	Posterior             map[string]float64 `json:"posterior"`
+	Weighting             map[string]string  `json:"weighting"`
+	Xi                    float64            `json:"xi"`
+	Options               []Option           `json:"options"`
+}
+
+// Option is the evolutionary outcome of one (defender type, signal) stage game.
+type Option struct {
+	DefenderType string    `json:"defender_type"`
+	Signal       string    `json:"signal"`
+	Belief       []float64 `json:"belief"`
+	Found        bool      `json:"equilibrium_found"` // a stable point that is also Nash
+	Stable       bool      `json:"stable"`
+	Nash         bool      `json:"nash"`
+	Reached      int       `json:"reached"` // initial mixes that ended at this point
+	X            []float64 `json:"x"`
+	Y            []float64 `json:"y"`
+	Defense      string    `json:"defense"`
+	Attack       string    `json:"attack"`
+	AttackGain   float64   `json:"attack_gain"`
+	DefenseGain  float64   `json:"defense_gain"`
+	Best         bool      `json:"best_for_type"`
+	game         Bimatrix
+	trueA        [][]float64
+}
+
+// Solve runs Algorithm 1 of the paper on m: for every stage, build the stage game of each
+// defender type and signal, evolve it with the replicator dynamics from every initial mix,
+// keep the stable Nash points, pick each type's best signal and the overall best defense,
+// pass the attacker's posterior on as the next stage's prior, and finally add the
+// Markov-discounted continuation values.
+func Solve(m *Model) (*Solution, error) {
+	c, err := compile(m)
+	if err != nil {
+		return nil, err
+	}
+	return c.solve()
+}
+
+func (c *compiled) solve() (*Solution, error) {
+	m := c.m
+	prior := make([]float64, len(m.Types))
+	for i, t := range m.Types {
+		prior[i] = t.Prior
+	}
+	sol := &Solution{Stages: make([]StageResult, len(c.stages))}
+	for k := range c.stages {
+		s := &c.stages[k]
+		res, post, err := c.solveStage(s, prior)
+		if err != nil {
+			return nil, fmt.Errorf("game: stage %s: %w", s.st.ID, err)
+		}
+		sol.Stages[k] = res
+		prior = post
+	}
+	c.discount(sol)
+	return sol, nil
+}
+
+func (c *compiled) solveStage(s *stageData, prior []float64) (StageResult, []float64, error) {
+	m := c.m
+	delta := m.Signaling.Attenuation[s.k]
+	res := StageResult{
+		Stage: s.k + 1, ID: s.st.ID, Alpha: s.alpha, Beta: s.beta, Delta: delta, Xi: s.xi,
+		Prior: c.typeMap(prior), Weighting: map[string]string{},
+	}
+	for x, a := range s.attacks {
+		res.Weighting[a.ID] = s.weighting[x].String()
+	}
+	nt := len(m.Types)
+	bestSig := make([]int, nt)
+	for t := 0; t < nt; t++ {
+		bestSig[t] = -1
+		for sig := 0; sig < nt; sig++ {
+			belief := Posterior(prior, sig, m.Signaling.Credibility, delta)
+			opt, err := c.evolve(s, t, sig, belief)
+			if err != nil {
+				return res, nil, err
+			}
+			res.Options = append(res.Options, opt)
+			if opt.Found && (bestSig[t] < 0 || opt.DefenseGain > res.Options[t*nt+bestSig[t]].DefenseGain) {
+				bestSig[t] = sig
+			}
+		}
+		if bestSig[t] >= 0 {
+			res.Options[t*nt+bestSig[t]].Best = true
+		}
+	}
+	// Classify the profile of the types' best signals.
+	res.Equilibrium = Pooling
+	for t := 0; t < nt; t++ {
+		if bestSig[t] < 0 {
+			res.Equilibrium = NoEquil
+			break
+		}
+		if bestSig[t] != bestSig[0] {
+			res.Equilibrium = Separating
+		}
+	}
+	// Choose the outcome with the highest defense gain among the types' best options, or
+	// among all options when no type has a stable Nash outcome.
+	chosen := -1
+	for t := 0; t < nt; t++ {
+		if bestSig[t] < 0 {
+			continue
+		}
+		i := t*nt + bestSig[t]
+		if chosen < 0 || res.Options[i].DefenseGain > res.Options[chosen].DefenseGain {
+			chosen = i
+		}
+	}
+	if chosen < 0 {
+		for i := range res.Options {
+			if chosen < 0 || res.Options[i].DefenseGain > res.Options[chosen].DefenseGain {
+				chosen = i
+			}
+		}
+	}
+	o := res.Options[chosen]
+	res.DefenderType, res.Signal = o.DefenderType, o.Signal
+	res.Defense, res.Attack = o.Defense, o.Attack
+	res.AttackGain, res.DefenseGain = o.AttackGain, o.DefenseGain
+	res.Nash, res.Stable = o.Nash, o.Stable
+	res.X, res.Y = o.X, o.Y
+	post := Posterior(prior, chosen%nt, m.Signaling.Credibility, delta)
+	res.Posterior = c.typeMap(post)
+	return res, post, nil
+}
+
+// evolve runs the replicator on the (t, sig) stage game from every initial mix and keeps the
+// stable Nash end point with the highest defender payoff (Algorithm 1, steps 7.4–7.7).
+func (c *compiled) evolve(s *stageData, t, sig int, belief []float64) (Option, error) {
+	m := c.m
+	g := c.stageGame(s, t, sig, belief)
+	trueA := c.trueAttackerPayoffs(s, t, sig, belief)
+	opt := Option{
+		DefenderType: m.Types[t].ID, Signal: m.Types[sig].Signal, Belief: belief,
+		game: g, trueA: trueA,
+	}
+	// Scaling both payoff matrices by the same positive factor only rescales time in the
+	// replicator dynamics; payoffs of order 1 keep the integrator's steps few.
+	gs := scaleGame(g, 1/math.Max(1, maxAbs(g)))
+	have := false
+	for _, mix := range m.Replicator.InitialMixes {
+		x0, y0 := MixVectors(mix, len(s.attacks), len(s.defenses))
+		r, err := Replicate(gs, x0, y0, replicatorOptions(m.Replicator.TMax))
+		if err != nil {
+			return opt, err
+		}
+		stable := r.Converged && r.Stable
+		nash := IsNash(gs, r.X, r.Y, nashTol)
+		found := stable && nash
+		dg := expected(g.D, r.X, r.Y)
+		if have && samePoint(opt.X, opt.Y, r.X, r.Y) {
+			opt.Reached++
+			continue
+		}
+		better := !have || (found && !opt.Found) || (found == opt.Found && dg > opt.DefenseGain)
+		if better {
+			have = true
+			opt.Found, opt.Stable, opt.Nash = found, stable, nash
+			opt.X, opt.Y = r.X, r.Y
+			opt.DefenseGain = dg
+			opt.AttackGain = expected(trueA, r.X, r.Y)
+			opt.Reached = 1
+		}
+	}
+	if !opt.Found {
+		// No initial mix reached a stable Nash point (e.g. a cyclic 2×2 game whose replicator
+		// orbits circle an interior equilibrium). Report the Nash equilibrium with the highest
+		// defender payoff instead: the time average of such orbits is that equilibrium.
+		eqs, err := NashEquilibria(g)
+		if err != nil {
+			return opt, err
+		}
+		for i, e := range eqs {
+			if i == 0 || e.DefenderPayoff > opt.DefenseGain || !opt.Nash {
+				opt.X, opt.Y = e.X, e.Y
+				opt.Nash, opt.Stable = true, false
+				opt.DefenseGain = e.DefenderPayoff
+				opt.AttackGain = expected(trueA, e.X, e.Y)
+				opt.Reached = 0
+			}
+		}
+	}
+	opt.Attack = s.attacks[argmax(opt.X)].ID
+	opt.Defense = s.defenses[argmax(opt.Y)].ID
+	return opt, nil
+}
+
+// nashTol is the IsNash tolerance on payoffs scaled to max |payoff| = 1.
+const nashTol = 1e-6
+
+// replicatorOptions are the integration settings for stage games scaled to |payoff| ≤ 1: the
+// end point is accepted when the velocity falls below 1e-6 (far below the 1e-4 convergence
+// error of the paper's experiments).
+func replicatorOptions(tmax float64) ReplicatorOptions {
+	return ReplicatorOptions{TMax: tmax, Tol: 1e-6, RelTol: 1e-6, AbsTol: 1e-9}
+}
+
+func scaleGame(g Bimatrix, f float64) Bimatrix {
+	sc := func(M [][]float64) [][]float64 {
+		out := make([][]float64, len(M))
+		for i, row := range M {
+			out[i] = make([]float64, len(row))
+			for j, v := range row {
+				out[i][j] = v * f
+			}
+		}
+		return out
+	}
+	return Bimatrix{A: sc(g.A), D: sc(g.D)}
+}
+
+// discount adds the Markov continuation values, last stage first:
+// R^k = U^k + Σ_{h ∈ next(k)} ϑ^(h−k)·η(S_h|S_k)·R^h.
+func (c *compiled) discount(sol *Solution) {
+	theta := c.m.Markov.Discount
+	for k := len(sol.Stages) - 1; k >= 0; k-- {
+		st := &sol.Stages[k]
+		st.DiscountedDefenseGain, st.DiscountedAttackGain = st.DefenseGain, st.AttackGain
+		for _, e := range c.next[k] {
+			w := math.Pow(theta, float64(e.to-k)) * e.p
+			st.DiscountedDefenseGain += w * sol.Stages[e.to].DiscountedDefenseGain
+			st.DiscountedAttackGain += w * sol.Stages[e.to].DiscountedAttackGain
+		}
+	}
+}
+
+func (c *compiled) typeMap(v []float64) map[string]float64 {
+	out := make(map[string]float64, len(v))
+	for i, t := range c.m.Types {
+		out[t.ID] = v[i]
+	}
+	return out
+}
+
+// MixVectors expands an [x, y] initial mix: x on the first attack and y on the first defense,
+// the rest of each mass spread evenly over the other strategies.
+func MixVectors(mix []float64, m, n int) (x0, y0 []float64) {
+	return spread(mix[0], m), spread(mix[1], n)
+}
+
+func spread(first float64, n int) []float64 {
+	v := make([]float64, n)
+	if n == 1 {
+		v[0] = 1
+		return v
+	}
+	v[0] = first
+	for i := 1; i < n; i++ {
+		v[i] = (1 - first) / float64(n-1)
+	}
+	return v
+}
+
+func expected(M [][]float64, x, y []float64) float64 {
+	var s float64
+	for i, row := range M {
+		for j, v := range row {
+			s += x[i] * v * y[j]
+		}
+	}
+	return s
+}
+
+func maxAbs(g Bimatrix) float64 {
+	var mx float64
+	for _, M := range [][][]float64{g.A, g.D} {
+		for _, row := range M {
+			for _, v := range row {
+				mx = math.Max(mx, math.Abs(v))
+			}
+		}
+	}
+	return mx
+}
+
+func samePoint(x1, y1, x2, y2 []float64) bool {
+	const eps = 1e-6
+	for i := range x1 {
+		if math.Abs(x1[i]-x2[i]) > eps {
+			return false
+		}
+	}
+	for i := range y1 {
+		if math.Abs(y1[i]-y2[i]) > eps {
+			return false
+		}
+	}
+	return true
+}
+
+func argmax(v []float64) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}
