@@ -199,6 +199,10 @@ func (d *Driver) wrap(op, subject string, err error) error {
 	if client.IsErrConnectionFailed(err) || isDialError(err) {
 		return fmt.Errorf("executor/docker: %w at %s: %s %s: %w", ErrEngineUnreachable, d.host, op, subject, err)
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The socket accepted but the engine did not answer in time (hung or overloaded).
+		return fmt.Errorf("executor/docker: %w at %s: %s %s: no answer in time: %w", ErrEngineUnreachable, d.host, op, subject, err)
+	}
 	return fmt.Errorf("executor/docker: %s %s: %w", op, subject, err)
 }
 

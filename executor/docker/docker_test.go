@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -211,6 +212,51 @@ func TestUnreachableEngine(t *testing.T) {
 				t.Fatalf("%s error = %v, want ErrEngineUnreachable starting %q", c.name, err, want+c.name)
 			}
 		})
+	}
+}
+
+// TestHungEngine points the driver at a socket that accepts connections and never answers:
+// every call must come back (bounded by OpTimeout) with ErrEngineUnreachable.
+func TestHungEngine(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "hung.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	var wg sync.WaitGroup
+	var held []net.Conn
+	var mu sync.Mutex
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	d, err := New(Options{Host: "unix://" + sock, DataDir: t.TempDir(), OpTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	_, err = d.List(context.Background())
+	if !errors.Is(err, ErrEngineUnreachable) || !strings.Contains(err.Error(), "no answer in time") {
+		t.Fatalf("List against a hung engine: %v, want ErrEngineUnreachable (no answer in time)", err)
+	}
+	_, err = d.Start(context.Background(), executor.Spec{Variant: "v", Image: "sha256:" + hex64, ContainerPort: 80})
+	if !errors.Is(err, ErrEngineUnreachable) {
+		t.Fatalf("Start against a hung engine: %v, want ErrEngineUnreachable", err)
 	}
 }
 
