@@ -311,7 +311,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// Ambiguous framing is refused even where net/http would pick one reading.
-	if len(r.TransferEncoding) > 0 && len(r.Header["Content-Length"]) > 0 {
+	if ambiguousFraming(r) || len(r.TransferEncoding) > 0 && len(r.Header["Content-Length"]) > 0 {
 		w.Header().Set("Connection", "close")
 		g.reject(w, "", "rejected", http.StatusBadRequest, "ambiguous message length")
 		return

@@ -51,6 +51,7 @@ func NewServer(h http.Handler, o ServerOptions) (*http.Server, error) {
 		IdleTimeout:       o.IdleTimeout,
 		MaxHeaderBytes:    o.MaxHeaderBytes,
 		Protocols:         new(http.Protocols),
+		ConnContext:       connContext,
 	}
 	s.Protocols.SetHTTP1(true)
 	if o.H2C {
@@ -74,6 +75,10 @@ func NewServer(h http.Handler, o ServerOptions) (*http.Server, error) {
 	return s, nil
 }
 
+// Listener wraps a cleartext listener so the gateway can refuse requests whose header section
+// names both Content-Length and Transfer-Encoding (see framingConn). Serve applies it.
+func Listener(ln net.Listener) net.Listener { return framingListener{ln} }
+
 // Serve runs s on ln until ctx ends, then shuts it down gracefully (bounded by 10s).
 func Serve(ctx context.Context, s *http.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
@@ -81,7 +86,7 @@ func Serve(ctx context.Context, s *http.Server, ln net.Listener) error {
 		if s.TLSConfig != nil {
 			errc <- s.ServeTLS(ln, "", "")
 		} else {
-			errc <- s.Serve(ln)
+			errc <- s.Serve(Listener(ln))
 		}
 	}()
 	select {
