@@ -1,19 +1,256 @@
 package config
 
-import "github.com/proteus-defense/proteus/strictyaml"
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
-// Gateway is the `gateway` section: the mimic voting gateway in front of the executors.
+	"github.com/proteus-defense/proteus/strictyaml"
+)
+
+// Gateway is the `gateway` section: the mimic voting gateway in front of the executors (see
+// docs/operations.md, "Voting gateway"). Validation never touches files or the network; the
+// TLS files are read when the gateway starts.
 type Gateway struct {
 	// Listen is the client-facing host:port; default 127.0.0.1:8080.
 	Listen string `yaml:"listen"`
+	// Backends are base URLs of servers already running, for the standalone `proteus gateway`;
+	// the agent takes its executors from the pool instead.
+	Backends []string `yaml:"backends"`
+	// K is how many executors answer a voted request (default 3); Quorum how many equivalent
+	// responses decide (default 0: a majority of K).
+	K      int `yaml:"k"`
+	Quorum int `yaml:"quorum"`
+	// Scheduler chooses the K executors: random (default), round-robin, trust-weighted,
+	// max-diversity.
+	Scheduler string `yaml:"scheduler"`
+	// Routes override the default policy (vote for GET, HEAD and OPTIONS, single otherwise)
+	// by path prefix and method; the longest matching prefix wins.
+	Routes []GatewayRoute `yaml:"routes"`
+
+	Timeouts GatewayTimeouts `yaml:"timeouts"`
+	// MaxHeaderBytes bounds request headers (default 16384; above: 431).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// BodyLimit bounds buffered request bodies (default 1 MiB; above: 413); ResponseLimit the
+	// executor response bodies (default 8 MiB; above: availability dissent).
+	BodyLimit     int64 `yaml:"body_limit"`
+	ResponseLimit int64 `yaml:"response_limit"`
+	// MaxInFlight bounds concurrent client requests (default 1024; above: 503), and with the
+	// two limits above, the gateway's memory.
+	MaxInFlight int `yaml:"max_in_flight"`
+
+	Ignore GatewayIgnore `yaml:"ignore"`
+	// FoldHTML folds white space in HTML bodies before comparing them.
+	FoldHTML bool `yaml:"fold_html"`
+	// CompareErrorBodies also compares headers and bodies of 4xx/5xx responses (by default
+	// only their status, since each server words its error pages its own way).
+	CompareErrorBodies bool         `yaml:"compare_error_bodies"`
+	NoiseLearning      GatewayNoise `yaml:"noise_learning"`
+
+	// FailStatus answers requests without a quorum (default 502).
+	FailStatus int `yaml:"fail_status"`
+	// WaitAll answers only when all K executors answered or timed out, and Jitter adds a
+	// random delay up to its value: both blunt timing side channels.
+	WaitAll bool          `yaml:"wait_all"`
+	Jitter  time.Duration `yaml:"jitter"`
+
+	// TrustWindow is how many recent requests each executor's trust is computed over.
+	TrustWindow int            `yaml:"trust_window"`
+	Rebuild     GatewayRebuild `yaml:"rebuild"`
+
+	TLS GatewayTLS `yaml:"tls"`
+	// H2C also accepts HTTP/2 without TLS (prior knowledge).
+	H2C bool `yaml:"h2c"`
+}
+
+// GatewayRoute applies Policy (vote, vote-all, single) to Prefix and Methods (empty: all).
+type GatewayRoute struct {
+	Prefix  string   `yaml:"prefix"`
+	Methods []string `yaml:"methods"`
+	Policy  string   `yaml:"policy"`
+}
+
+// GatewayTimeouts are the client-side server timeouts and the per-executor request timeout.
+type GatewayTimeouts struct {
+	ReadHeader time.Duration `yaml:"read_header"` // default 5s
+	Read       time.Duration `yaml:"read"`        // default 30s
+	Write      time.Duration `yaml:"write"`       // default 30s
+	Idle       time.Duration `yaml:"idle"`        // default 60s
+	Upstream   time.Duration `yaml:"upstream"`    // default 5s
+}
+
+// GatewayIgnore lists fields left out of the vote, besides the built-in volatile headers
+// (Date, Server, ETag, Last-Modified, Content-Length, ...).
+type GatewayIgnore struct {
+	Headers      []string `yaml:"headers"`
+	JSONPointers []string `yaml:"json_pointers"`
+}
+
+// GatewayNoise configures noise learning: a field that differs between executors on
+// MinSamples requests where they otherwise agree becomes noise, unless one executor was the
+// odd one out in more than MaxOddShare of them.
+type GatewayNoise struct {
+	Enabled     *bool   `yaml:"enabled"` // default true
+	MinSamples  int     `yaml:"min_samples"`
+	MaxOddShare float64 `yaml:"max_odd_share"`
+}
+
+// GatewayRebuild asks for an executor's rebuild after Threshold dissents within Window
+// (threshold 0: never).
+type GatewayRebuild struct {
+	Threshold *int          `yaml:"threshold"` // default 5
+	Window    time.Duration `yaml:"window"`    // default 1m
+}
+
+// GatewayTLS enables HTTPS (ALPN h2 and http/1.1) with PEM files.
+type GatewayTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// LearningEnabled reports whether noise learning is on.
+func (x *Gateway) LearningEnabled() bool {
+	return x.NoiseLearning.Enabled == nil || *x.NoiseLearning.Enabled
+}
+
+// RebuildThreshold is the effective rebuild threshold.
+func (x *Gateway) RebuildThreshold() int {
+	if x.Rebuild.Threshold == nil {
+		return 5
+	}
+	return *x.Rebuild.Threshold
 }
 
 func (x *Gateway) applyDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	defInt := func(i *int, v int) {
+		if *i == 0 {
+			*i = v
+		}
+	}
 	if x.Listen == "" {
 		x.Listen = "127.0.0.1:8080"
 	}
+	defInt(&x.K, 3)
+	if x.Scheduler == "" {
+		x.Scheduler = "random"
+	}
+	for i := range x.Routes {
+		if x.Routes[i].Policy == "" {
+			x.Routes[i].Policy = "vote"
+		}
+	}
+	def(&x.Timeouts.ReadHeader, 5*time.Second)
+	def(&x.Timeouts.Read, 30*time.Second)
+	def(&x.Timeouts.Write, 30*time.Second)
+	def(&x.Timeouts.Idle, 60*time.Second)
+	def(&x.Timeouts.Upstream, 5*time.Second)
+	defInt(&x.MaxHeaderBytes, 16<<10)
+	if x.BodyLimit == 0 {
+		x.BodyLimit = 1 << 20
+	}
+	if x.ResponseLimit == 0 {
+		x.ResponseLimit = 8 << 20
+	}
+	defInt(&x.MaxInFlight, 1024)
+	defInt(&x.NoiseLearning.MinSamples, 20)
+	if x.NoiseLearning.MaxOddShare == 0 {
+		x.NoiseLearning.MaxOddShare = 0.5
+	}
+	defInt(&x.FailStatus, http.StatusBadGateway)
+	defInt(&x.TrustWindow, 100)
+	def(&x.Rebuild.Window, time.Minute)
 }
 
 func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	checkListen(field+".listen", x.Listen, p)
+	for i, b := range x.Backends {
+		if !strings.HasPrefix(b, "http://") && !strings.HasPrefix(b, "https://") {
+			p.Addf(field+".backends["+strconv.Itoa(i)+"]", "must be an http:// or https:// base URL, got %q", b)
+		}
+	}
+	if x.K < 1 || x.K > 64 {
+		p.Addf(field+".k", "must be 1..64, got %d", x.K)
+	}
+	if x.Quorum < 0 || x.Quorum > x.K {
+		p.Addf(field+".quorum", "must be 0 (a majority of k) or 1..k=%d, got %d", x.K, x.Quorum)
+	}
+	switch x.Scheduler {
+	case "random", "round-robin", "trust-weighted", "max-diversity":
+	default:
+		p.Addf(field+".scheduler", "must be random, round-robin, trust-weighted or max-diversity, got %q", x.Scheduler)
+	}
+	for i, r := range x.Routes {
+		f := field + ".routes[" + strconv.Itoa(i) + "]"
+		if !strings.HasPrefix(r.Prefix, "/") {
+			p.Addf(f+".prefix", "must start with /, got %q", r.Prefix)
+		}
+		switch r.Policy {
+		case "vote", "vote-all", "single":
+		default:
+			p.Addf(f+".policy", "must be vote, vote-all or single, got %q", r.Policy)
+		}
+		for j, m := range r.Methods {
+			if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/:") {
+				p.Addf(f+".methods["+strconv.Itoa(j)+"]", "must be an upper-case HTTP method, got %q", m)
+			}
+		}
+	}
+	pos := func(name string, d time.Duration) {
+		if d < 0 {
+			p.Addf(field+"."+name, "must not be negative, got %s", d)
+		}
+	}
+	pos("timeouts.read_header", x.Timeouts.ReadHeader)
+	pos("timeouts.read", x.Timeouts.Read)
+	pos("timeouts.write", x.Timeouts.Write)
+	pos("timeouts.idle", x.Timeouts.Idle)
+	pos("timeouts.upstream", x.Timeouts.Upstream)
+	pos("jitter", x.Jitter)
+	pos("rebuild.window", x.Rebuild.Window)
+	if x.MaxHeaderBytes < 1024 {
+		p.Addf(field+".max_header_bytes", "must be at least 1024, got %d", x.MaxHeaderBytes)
+	}
+	if x.BodyLimit < 0 {
+		p.Addf(field+".body_limit", "must not be negative, got %d", x.BodyLimit)
+	}
+	if x.ResponseLimit < 0 {
+		p.Addf(field+".response_limit", "must not be negative, got %d", x.ResponseLimit)
+	}
+	if x.MaxInFlight < 1 {
+		p.Addf(field+".max_in_flight", "must be at least 1, got %d", x.MaxInFlight)
+	}
+	for i, h := range x.Ignore.Headers {
+		if h == "" || strings.ContainsAny(h, " \t:\r\n") {
+			p.Addf(field+".ignore.headers["+strconv.Itoa(i)+"]", "must be a header name, got %q", h)
+		}
+	}
+	for i, ptr := range x.Ignore.JSONPointers {
+		if !strings.HasPrefix(ptr, "/") {
+			p.Addf(field+".ignore.json_pointers["+strconv.Itoa(i)+"]", "must be a JSON pointer starting with /, got %q", ptr)
+		}
+	}
+	if x.NoiseLearning.MinSamples < 1 {
+		p.Addf(field+".noise_learning.min_samples", "must be at least 1, got %d", x.NoiseLearning.MinSamples)
+	}
+	if s := x.NoiseLearning.MaxOddShare; !(s > 0 && s < 1) {
+		p.Addf(field+".noise_learning.max_odd_share", "must be in (0, 1), got %v", s)
+	}
+	if x.FailStatus < 400 || x.FailStatus > 599 {
+		p.Addf(field+".fail_status", "must be a 4xx or 5xx status, got %d", x.FailStatus)
+	}
+	if x.TrustWindow < 1 {
+		p.Addf(field+".trust_window", "must be at least 1, got %d", x.TrustWindow)
+	}
+	if x.RebuildThreshold() < 0 {
+		p.Addf(field+".rebuild.threshold", "must not be negative, got %d", x.RebuildThreshold())
+	}
+	if (x.TLS.Cert == "") != (x.TLS.Key == "") {
+		p.Addf(field+".tls", "needs both cert and key")
+	}
 }
