@@ -183,52 +183,12 @@ func (c *compiled) evolve(s *stageData, t, sig int, belief []float64) (Option, e
 		DefenderType: m.Types[t].ID, Signal: m.Types[sig].Signal, Belief: belief,
 		game: g, trueA: trueA,
 	}
-	// Scaling both payoff matrices by the same positive factor only rescales time in the
-	// replicator dynamics; payoffs of order 1 keep the integrator's steps few.
-	gs := scaleGame(g, 1/math.Max(1, maxAbs(g)))
-	have := false
-	for _, mix := range m.Replicator.InitialMixes {
-		x0, y0 := MixVectors(mix, len(s.attacks), len(s.defenses))
-		r, err := Replicate(gs, x0, y0, replicatorOptions(m.Replicator.TMax))
-		if err != nil {
-			return opt, err
-		}
-		stable := r.Converged && r.Stable
-		nash := IsNash(gs, r.X, r.Y, nashTol)
-		found := stable && nash
-		dg := expected(g.D, r.X, r.Y)
-		if have && samePoint(opt.X, opt.Y, r.X, r.Y) {
-			opt.Reached++
-			continue
-		}
-		better := !have || (found && !opt.Found) || (found == opt.Found && dg > opt.DefenseGain)
-		if better {
-			have = true
-			opt.Found, opt.Stable, opt.Nash = found, stable, nash
-			opt.X, opt.Y = r.X, r.Y
-			opt.DefenseGain = dg
-			opt.AttackGain = expected(trueA, r.X, r.Y)
-			opt.Reached = 1
-		}
+	o, err := outcome(g, trueA, m.Replicator.InitialMixes, m.Replicator.TMax)
+	if err != nil {
+		return opt, err
 	}
-	if !opt.Found {
-		// No initial mix reached a stable Nash point (e.g. a cyclic 2×2 game whose replicator
-		// orbits circle an interior equilibrium). Report the Nash equilibrium with the highest
-		// defender payoff instead: the time average of such orbits is that equilibrium.
-		eqs, err := NashEquilibria(g)
-		if err != nil {
-			return opt, err
-		}
-		for i, e := range eqs {
-			if i == 0 || e.DefenderPayoff > opt.DefenseGain || !opt.Nash {
-				opt.X, opt.Y = e.X, e.Y
-				opt.Nash, opt.Stable = true, false
-				opt.DefenseGain = e.DefenderPayoff
-				opt.AttackGain = expected(trueA, e.X, e.Y)
-				opt.Reached = 0
-			}
-		}
-	}
+	opt.Found, opt.Stable, opt.Nash, opt.Reached = o.Found, o.Stable, o.Nash, o.Reached
+	opt.X, opt.Y, opt.AttackGain, opt.DefenseGain = o.X, o.Y, o.AttackGain, o.DefenseGain
 	opt.Attack = s.attacks[argmax(opt.X)].ID
 	opt.Defense = s.defenses[argmax(opt.Y)].ID
 	return opt, nil
@@ -345,4 +305,68 @@ func argmax(v []float64) int {
 		}
 	}
 	return best
+}
+
+// Trajectory is the evolution of one stage game from one initial mix: the probability of the
+// stage's first attack (x) and first defense (y) over time.
+type Trajectory struct {
+	X0, Y0 float64
+	T      []float64
+	X, Y   []float64
+}
+
+// StageEvolution evolves stage k (1-based) for defender type typeID sending signal from each
+// [x, y] mix and returns the trajectories (Figure 6), plus the stage's attack and defense ids.
+// Time is in units of the game scaled to max |payoff| = 1. The attacker's belief is the one of
+// the solved stage (its prior carried from the earlier stages).
+func StageEvolution(m *Model, k int, typeID, signal string, mixes [][]float64) (attacks, defenses []string, out []Trajectory, err error) {
+	c, err := compile(m)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if k < 1 || k > len(c.stages) {
+		return nil, nil, nil, fmt.Errorf("game: stage %d out of range 1..%d", k, len(c.stages))
+	}
+	t, sig := -1, -1
+	for i, tp := range m.Types {
+		if tp.ID == typeID {
+			t = i
+		}
+		if tp.Signal == signal {
+			sig = i
+		}
+	}
+	if t < 0 || sig < 0 {
+		return nil, nil, nil, fmt.Errorf("game: unknown defender type %q or signal %q", typeID, signal)
+	}
+	sol, err := c.solve()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s := &c.stages[k-1]
+	st := sol.Stages[k-1]
+	prior := make([]float64, len(m.Types))
+	for i, tp := range m.Types {
+		prior[i] = st.Prior[tp.ID]
+	}
+	belief := Posterior(prior, sig, m.Signaling.Credibility, st.Delta)
+	g := c.stageGame(s, t, sig, belief)
+	gs := scaleGame(g, 1/math.Max(1, maxAbs(g)))
+	for _, mix := range mixes {
+		x0, y0 := MixVectors(mix, len(s.attacks), len(s.defenses))
+		opt := replicatorOptions(m.Replicator.TMax)
+		opt.Trajectory = true
+		r, err := Replicate(gs, x0, y0, opt)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		tr := Trajectory{X0: mix[0], Y0: mix[1]}
+		for _, p := range r.Trajectory {
+			tr.T = append(tr.T, p.T)
+			tr.X = append(tr.X, p.X[0])
+			tr.Y = append(tr.Y, p.Y[0])
+		}
+		out = append(out, tr)
+	}
+	return s.st.Attacks, s.st.Defenses, out, nil
 }
