@@ -429,7 +429,7 @@ func (mk Markov) problems(p *strictyaml.Problems, stages map[string]int) {
 	for _, from := range sortedKeys(out) {
 		if out[from] > 1+1e-9 {
 			p.Addf(fmt.Sprintf("markov.transitions[%d]", first[from]),
-				"transitions out of %s sum to %v > 1; fix them or set markov.normalize_rows: true", from, out[from])
+				"transitions out of %s sum to %.4g > 1; fix them or set markov.normalize_rows: true", from, out[from])
 		}
 	}
 }

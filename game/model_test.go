@@ -1,0 +1,111 @@
+package game
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/proteus-defense/proteus/strictyaml"
+)
+
+const paperModel = "../examples/mttegdm-paper.yaml"
+
+func loadPaper(tb testing.TB) *Model {
+	tb.Helper()
+	data, err := os.ReadFile(paperModel)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := ParseModel(paperModel, data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+func TestParsePaperModel(t *testing.T) {
+	m := loadPaper(t)
+	if len(m.Stages) != 5 || len(m.Attacks) != 8 || len(m.Defenses) != 9 || len(m.Types) != 2 {
+		t.Fatalf("unexpected model sizes: %d stages, %d attacks, %d defenses, %d types",
+			len(m.Stages), len(m.Attacks), len(m.Defenses), len(m.Types))
+	}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each file in testdata/bad starts with "# want: SUBSTRING" that the error must contain.
+func TestBadModels(t *testing.T) {
+	files, err := filepath.Glob("testdata/bad/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad models: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(string(data), "\n")
+			want, ok := strings.CutPrefix(first, "# want: ")
+			if !ok {
+				t.Fatalf("first line must be '# want: ...'")
+			}
+			_, err = ParseModel(f, data)
+			if err == nil {
+				t.Fatal("accepted a bad model")
+			}
+			if !errors.Is(err, strictyaml.ErrInvalid) {
+				t.Errorf("error does not wrap strictyaml.ErrInvalid: %v", err)
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not contain %q", err, want)
+			}
+			if !strings.HasPrefix(err.Error(), f+":") {
+				t.Errorf("error %q does not start with the file name", err)
+			}
+		})
+	}
+}
+
+func TestBadModelErrorsHaveLines(t *testing.T) {
+	data, err := os.ReadFile("testdata/bad/probability.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ParseModel("p.yaml", data)
+	var es strictyaml.Errors
+	if !errors.As(err, &es) || len(es) == 0 || es[0].Line == 0 {
+		t.Fatalf("want a located error, got %v", err)
+	}
+}
+
+func FuzzParseModel(f *testing.F) {
+	paper, err := os.ReadFile(paperModel)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(paper)
+	bad, _ := filepath.Glob("testdata/bad/*.yaml")
+	for _, b := range bad {
+		if data, err := os.ReadFile(b); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Add([]byte("version: 1\nstages: []\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseModel("f.yaml", data)
+		if err != nil {
+			if !errors.Is(err, strictyaml.ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		// A model the loader accepts must compile without panicking.
+		if _, err := compile(m); err != nil {
+			t.Fatalf("accepted model does not compile: %v", err)
+		}
+	})
+}
