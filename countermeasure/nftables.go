@@ -1,0 +1,323 @@
+package countermeasure
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// NFTablesID is the registry ID of the nftables actuator.
+const NFTablesID = "countermeasure.nftables"
+
+// Names of what the nftables actuator owns. Everything lives in one table, so
+// `nft delete table inet proteus` removes all of it.
+const (
+	NFTable     = "proteus"
+	NFSet4      = "blocked4"      // ipv4_addr, flags interval,timeout
+	NFSet6      = "blocked6"      // ipv6_addr, flags interval,timeout
+	NFSetPorts  = "blocked_ports" // inet_service, flags timeout
+	NFChainIn   = "input"         // hook input: drop from blocked addresses, to blocked ports
+	NFChainFwd  = "forward"       // hook forward: drop from blocked addresses
+	nfPriority  = -10             // before the usual filter chains (priority 0)
+	nfMinTimout = time.Second
+)
+
+func init() {
+	Register(NFTablesID, func(env Env) (Actuator, error) { return NewNFTables(NFTablesOptions{}) })
+}
+
+// NFTablesOptions configure the nftables actuator.
+type NFTablesOptions struct {
+	// NetNS is an open file descriptor of the network namespace to program; 0 means the
+	// namespace of the calling process. Tests use a throwaway namespace.
+	NetNS int
+	// Now is the clock used to turn expiries into element timeouts; nil means time.Now.
+	Now func() time.Time
+}
+
+// NFTables blocks addresses and local ports in the kernel: table inet proteus, with
+// interval sets of blocked IPv4 and IPv6 ranges and a set of blocked ports, each element
+// carrying a timeout (so a crashed agent's blocks still lapse), and drop rules in an
+// input and a forward base chain. Apply adds, Revert removes, Close deletes the table.
+//
+// The kernel does not merge overlapping intervals, so every change rewrites the sets
+// from the wanted state in one atomic transaction (flush set + add elements): overlapping
+// prefixes are merged and a merged range times out at the latest expiry among its parts.
+type NFTables struct {
+	mu    sync.Mutex
+	opts  NFTablesOptions
+	table *nftables.Table
+	set4  *nftables.Set
+	set6  *nftables.Set
+	ports *nftables.Set
+	want  map[string]Action // action ID -> action
+}
+
+var (
+	_ Actuator = (*NFTables)(nil)
+	_ Closer   = (*NFTables)(nil)
+)
+
+// NewNFTables creates (or recreates, empty) table inet proteus with its sets and chains.
+// It needs root; otherwise it returns an error wrapping ErrNotRoot.
+func NewNFTables(o NFTablesOptions) (*NFTables, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("countermeasure/nftables: %w", ErrNotRoot)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	n := &NFTables{opts: o, want: map[string]Action{}}
+	n.table = &nftables.Table{Family: nftables.TableFamilyINet, Name: NFTable}
+	n.set4 = &nftables.Set{Table: n.table, Name: NFSet4, KeyType: nftables.TypeIPAddr, Interval: true, HasTimeout: true}
+	n.set6 = &nftables.Set{Table: n.table, Name: NFSet6, KeyType: nftables.TypeIP6Addr, Interval: true, HasTimeout: true}
+	n.ports = &nftables.Set{Table: n.table, Name: NFSetPorts, KeyType: nftables.TypeInetService, HasTimeout: true}
+	if err := n.install(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *NFTables) conn() (*nftables.Conn, error) {
+	var opts []nftables.ConnOption
+	if n.opts.NetNS != 0 {
+		opts = append(opts, nftables.WithNetNSFd(n.opts.NetNS))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("countermeasure/nftables: netlink: %w", err)
+	}
+	return c, nil
+}
+
+// install replaces any existing table inet proteus with an empty one, in one transaction.
+func (n *NFTables) install() error {
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	c.AddTable(n.table) // make sure it exists, so the delete below cannot fail
+	c.DelTable(n.table)
+	c.AddTable(n.table)
+	for _, s := range []*nftables.Set{n.set4, n.set6, n.ports} {
+		if err := c.AddSet(s, nil); err != nil {
+			return fmt.Errorf("countermeasure/nftables: add set %s: %w", s.Name, err)
+		}
+	}
+	accept := nftables.ChainPolicyAccept
+	prio := nftables.ChainPriorityRef(nfPriority)
+	in := c.AddChain(&nftables.Chain{Name: NFChainIn, Table: n.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: prio, Policy: &accept})
+	fwd := c.AddChain(&nftables.Chain{Name: NFChainFwd, Table: n.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: prio, Policy: &accept})
+	for _, ch := range []*nftables.Chain{in, fwd} {
+		c.AddRule(&nftables.Rule{Table: n.table, Chain: ch, Exprs: saddrRule(unix.NFPROTO_IPV4, 12, 4, n.set4)})
+		c.AddRule(&nftables.Rule{Table: n.table, Chain: ch, Exprs: saddrRule(unix.NFPROTO_IPV6, 8, 16, n.set6)})
+	}
+	for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+		c.AddRule(&nftables.Rule{Table: n.table, Chain: in, Exprs: dportRule(proto, n.ports)})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("countermeasure/nftables: create table inet %s: %w", NFTable, err)
+	}
+	return nil
+}
+
+// saddrRule is `meta nfproto <fam> <ip|ip6> saddr @set drop`.
+func saddrRule(family byte, off, length uint32, set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{family}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: length},
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+}
+
+// dportRule is `meta l4proto <proto> th dport @set drop`.
+func dportRule(proto byte, set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+}
+
+// ID implements Actuator.
+func (n *NFTables) ID() string { return NFTablesID }
+
+// Apply blocks a.Target (a prefix or a port) until a.Expires.
+func (n *NFTables) Apply(_ context.Context, a Action) error {
+	if a.Target.IsZero() {
+		return fmt.Errorf("countermeasure/nftables: %s: %w", a.ID, ErrUnsupportedTarget)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	old, had := n.want[a.ID]
+	n.want[a.ID] = a
+	if err := n.syncLocked(a.Target); err != nil {
+		if had {
+			n.want[a.ID] = old
+		} else {
+			delete(n.want, a.ID)
+		}
+		return err
+	}
+	return nil
+}
+
+// Revert removes what a added (a range another action still wants stays).
+func (n *NFTables) Revert(_ context.Context, a Action) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	old, ok := n.want[a.ID]
+	if !ok {
+		return nil
+	}
+	delete(n.want, a.ID)
+	if err := n.syncLocked(old.Target); err != nil {
+		n.want[a.ID] = old
+		return err
+	}
+	return nil
+}
+
+// Close deletes table inet proteus.
+func (n *NFTables) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	c.DelTable(n.table)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("countermeasure/nftables: delete table inet %s: %w", NFTable, err)
+	}
+	n.want = map[string]Action{}
+	return nil
+}
+
+// syncLocked rewrites the set that t belongs to from n.want.
+func (n *NFTables) syncLocked(t Target) error {
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	now := n.opts.Now()
+	var set *nftables.Set
+	var elems []nftables.SetElement
+	switch {
+	case t.IsPort():
+		set = n.ports
+		elems = n.portElements(now)
+	case t.Prefix.Addr().Is4():
+		set = n.set4
+		elems = n.rangeElements(now, true)
+	default:
+		set = n.set6
+		elems = n.rangeElements(now, false)
+	}
+	c.FlushSet(set)
+	if len(elems) > 0 {
+		if err := c.SetAddElements(set, elems); err != nil {
+			return fmt.Errorf("countermeasure/nftables: set %s: %w", set.Name, err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("countermeasure/nftables: update set %s: %w", set.Name, err)
+	}
+	return nil
+}
+
+func timeout(expires, now time.Time) time.Duration {
+	d := expires.Sub(now).Round(time.Millisecond)
+	if d < nfMinTimout {
+		d = nfMinTimout
+	}
+	return d
+}
+
+func (n *NFTables) portElements(now time.Time) []nftables.SetElement {
+	latest := map[uint16]time.Time{}
+	for _, a := range n.want {
+		if a.Target.IsPort() && a.Expires.After(latest[a.Target.Port]) {
+			latest[a.Target.Port] = a.Expires
+		}
+	}
+	ports := make([]uint16, 0, len(latest))
+	for p := range latest {
+		ports = append(ports, p)
+	}
+	slices.Sort(ports)
+	out := make([]nftables.SetElement, 0, len(ports))
+	for _, p := range ports {
+		out = append(out, nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, p), Timeout: timeout(latest[p], now)})
+	}
+	return out
+}
+
+// rangeElements merges the wanted prefixes of one family into disjoint ranges, each an
+// interval start element (with the timeout) and an interval end element (the first
+// address after the range; omitted when the range reaches the top of the space).
+func (n *NFTables) rangeElements(now time.Time, v4 bool) []nftables.SetElement {
+	type rng struct {
+		lo, hi  netip.Addr
+		expires time.Time
+	}
+	var rs []rng
+	for _, a := range n.want {
+		p := a.Target.Prefix
+		if !p.IsValid() || p.Addr().Is4() != v4 {
+			continue
+		}
+		p = p.Masked()
+		rs = append(rs, rng{p.Addr(), lastAddr(p), a.Expires})
+	}
+	slices.SortFunc(rs, func(x, y rng) int { return x.lo.Compare(y.lo) })
+	var merged []rng
+	for _, r := range rs {
+		if k := len(merged); k > 0 {
+			last := &merged[k-1]
+			next := last.hi.Next()
+			if r.lo.Compare(last.hi) <= 0 || next.IsValid() && r.lo == next {
+				if r.hi.Compare(last.hi) > 0 {
+					last.hi = r.hi
+				}
+				if r.expires.After(last.expires) {
+					last.expires = r.expires
+				}
+				continue
+			}
+		}
+		merged = append(merged, r)
+	}
+	var out []nftables.SetElement
+	for _, r := range merged {
+		out = append(out, nftables.SetElement{Key: r.lo.AsSlice(), Timeout: timeout(r.expires, now)})
+		if end := r.hi.Next(); end.IsValid() {
+			out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+		}
+	}
+	return out
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
