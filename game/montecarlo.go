@@ -190,7 +190,7 @@ func (c *compiled) traditionalGame(s *stageData, prior []float64) Bimatrix {
 // defender payoff, or the best Nash equilibrium when none is stable.
 func outcome(g Bimatrix, trueA [][]float64, mixes [][]float64, tmax float64) (Option, error) {
 	m, n := len(g.A), len(g.A[0])
-	gs := scaleGame(g, 1/math.Max(1, maxAbs(g)))
+	gs := normalizeGame(g)
 	var opt Option
 	have := false
 	for _, mix := range mixes {

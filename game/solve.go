@@ -194,7 +194,7 @@ func (c *compiled) evolve(s *stageData, t, sig int, belief []float64) (Option, e
 	return opt, nil
 }
 
-// nashTol is the IsNash tolerance on payoffs scaled to max |payoff| = 1.
+// nashTol is the IsNash tolerance on payoffs normalised by normalizeGame.
 const nashTol = 1e-6
 
 // replicatorOptions are the integration settings for stage games scaled to |payoff| ≤ 1: the
@@ -204,18 +204,38 @@ func replicatorOptions(tmax float64) ReplicatorOptions {
 	return ReplicatorOptions{TMax: tmax, Tol: 1e-6, RelTol: 1e-6, AbsTol: 1e-9}
 }
 
-func scaleGame(g Bimatrix, f float64) Bimatrix {
-	sc := func(M [][]float64) [][]float64 {
+// normalizeGame shifts each payoff matrix so its minimum is 0 and divides both by the larger
+// of the two ranges. Adding a constant to a player's payoffs does not change the replicator
+// dynamics, and a common positive factor only rescales time, so the orbits, rest points and
+// their stability are those of g; the payoff differences of order 1 keep the integrator's
+// steps few.
+func normalizeGame(g Bimatrix) Bimatrix {
+	lo := func(M [][]float64) (mn, mx float64) {
+		mn, mx = math.Inf(1), math.Inf(-1)
+		for _, row := range M {
+			for _, v := range row {
+				mn, mx = math.Min(mn, v), math.Max(mx, v)
+			}
+		}
+		return mn, mx
+	}
+	aMin, aMax := lo(g.A)
+	dMin, dMax := lo(g.D)
+	f := math.Max(aMax-aMin, dMax-dMin)
+	if !(f > 0) || math.IsInf(f, 0) {
+		f = 1
+	}
+	sc := func(M [][]float64, shift float64) [][]float64 {
 		out := make([][]float64, len(M))
 		for i, row := range M {
 			out[i] = make([]float64, len(row))
 			for j, v := range row {
-				out[i][j] = v * f
+				out[i][j] = (v - shift) / f
 			}
 		}
 		return out
 	}
-	return Bimatrix{A: sc(g.A), D: sc(g.D)}
+	return Bimatrix{A: sc(g.A, aMin), D: sc(g.D, dMin)}
 }
 
 // discount adds the Markov continuation values, last stage first:
@@ -317,7 +337,7 @@ type Trajectory struct {
 
 // StageEvolution evolves stage k (1-based) for defender type typeID sending signal from each
 // [x, y] mix and returns the trajectories (Figure 6), plus the stage's attack and defense ids.
-// Time is in units of the game scaled to max |payoff| = 1. The attacker's belief is the one of
+// Time is in units of the game normalised by normalizeGame (payoff range 1). The attacker's belief is the one of
 // the solved stage (its prior carried from the earlier stages).
 func StageEvolution(m *Model, k int, typeID, signal string, mixes [][]float64) (attacks, defenses []string, out []Trajectory, err error) {
 	c, err := compile(m)
@@ -351,7 +371,7 @@ func StageEvolution(m *Model, k int, typeID, signal string, mixes [][]float64) (
 	}
 	belief := Posterior(prior, sig, m.Signaling.Credibility, st.Delta)
 	g := c.stageGame(s, t, sig, belief)
-	gs := scaleGame(g, 1/math.Max(1, maxAbs(g)))
+	gs := normalizeGame(g)
 	for _, mix := range mixes {
 		x0, y0 := MixVectors(mix, len(s.attacks), len(s.defenses))
 		opt := replicatorOptions(m.Replicator.TMax)
