@@ -711,3 +711,51 @@ func TestListLeftovers(t *testing.T) {
 		t.Fatalf("List after cleanup = %v, %v", l, err)
 	}
 }
+
+// TestConcurrentStarts starts several instances at once (the pool rotates up to c* at a time):
+// each gets its own container and its own host port, and all serve.
+func TestConcurrentStarts(t *testing.T) {
+	_, pin := fixture(t)
+	d := newTestDriver(t, t.TempDir(), nil)
+	ctx := context.Background()
+	const n = 4
+	insts := make([]*executor.Instance, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			insts[i], errs[i] = d.Start(ctx, serverSpec(fmt.Sprintf("c%d", i), pin))
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, inst := range insts {
+		if errs[i] != nil {
+			t.Fatalf("Start %d: %v", i, errs[i])
+		}
+		if seen[inst.Address] || seen[inst.Handle] {
+			t.Fatalf("instance %d reuses an address or container: %+v", i, inst)
+		}
+		seen[inst.Address], seen[inst.Handle] = true, true
+		if err := waitHealthy("http://"+inst.Address+"/healthz", 500); err != nil {
+			t.Fatal(err)
+		}
+		if body := get(t, "http://"+inst.Address+"/"); body != fmt.Sprintf("hello from c%d\n", i) {
+			t.Fatalf("instance %d answers %q", i, body)
+		}
+	}
+	listed, err := d.List(ctx)
+	if err != nil || len(listed) != n {
+		t.Fatalf("List = %d instances, %v; want %d", len(listed), err, n)
+	}
+	for i, inst := range insts {
+		if err := d.Stop(ctx, inst); err != nil {
+			t.Fatalf("Stop %d: %v", i, err)
+		}
+	}
+	if listed, err := d.List(ctx); err != nil || len(listed) != 0 {
+		t.Fatalf("List after stopping all = %v, %v", listed, err)
+	}
+}
