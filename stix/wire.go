@@ -22,7 +22,7 @@ const (
 
 // fixedEpoch is created/modified of the fixed objects and of reporter identities, whose
 // content depends only on their id and name.
-var fixedEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+var fixedEpoch = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 
 const stixTime = "2006-01-02T15:04:05.000Z"
 
