@@ -199,9 +199,9 @@ func newGamePlotCmd() *cobra.Command {
 			}
 			p := plot.New()
 			p.Title.Text = fmt.Sprintf("Stage %d (%s, %s): evolution of P(%s) and P(%s)", stage, typ, signal, atk[0], def[0])
-			p.X.Label.Text = "time (payoffs scaled to max |payoff| = 1)"
+			p.X.Label.Text = "time (stage game normalised to payoff range 1)"
 			p.Y.Label.Text = "probability"
-			p.Y.Min, p.Y.Max = -0.02, 1.02
+			p.Y.Min, p.Y.Max = -0.02, 1.5
 			p.Legend.Top = true
 			p.Legend.Left = false
 			p.Add(plotter.NewGrid())
