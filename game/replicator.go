@@ -355,6 +355,30 @@ func Replicate(g Bimatrix, x0, y0 []float64, opt ReplicatorOptions) (ReplicatorR
 
 	res := ReplicatorResult{}
 	rec := trajectoryRecorder{on: opt.Trajectory, max: opt.TrajectoryMax}
+	t, err := r.integrate(tEnd, tol, rtol, atol, maxSteps, &rec, &res)
+	if err != nil {
+		return res, err
+	}
+	res.T = t
+	res.X = append([]float64(nil), r.z[:m]...)
+	res.Y = append([]float64(nil), r.z[m:]...)
+	rec.finish(t, r.z, m)
+	res.Trajectory = rec.points
+
+	stable, eig, err := Stability(g, res.X, res.Y)
+	if err != nil {
+		return res, err
+	}
+	res.Eigenvalues = eig
+	res.Stable = res.Converged && stable
+	return res, nil
+}
+
+// integrate advances r.z (whose derivative is in r.k1) until converged, tEnd or maxSteps
+// attempts, counting steps in res and recording into rec. It returns the time reached. With
+// recording off it allocates nothing.
+func (r *replicator) integrate(tEnd, tol, rtol, atol float64, maxSteps int, rec *trajectoryRecorder, res *ReplicatorResult) (float64, error) {
+	m := r.m
 	t := 0.0
 	rec.add(t, r.z, m, 0)
 	res.Converged = r.velocity(r.k1) < tol
@@ -378,7 +402,7 @@ func Replicate(g Bimatrix, x0, y0 []float64, opt ReplicatorOptions) (ReplicatorR
 			h *= math.Min(fac, 1)
 			rejectedLast = true
 			if h < 1e-14*math.Max(1, t) {
-				return res, fmt.Errorf("game: replicator step size underflow at t=%g", t)
+				return t, fmt.Errorf("game: replicator step size underflow at t=%g", t)
 			}
 			continue
 		}
@@ -409,19 +433,7 @@ func Replicate(g Bimatrix, x0, y0 []float64, opt ReplicatorOptions) (ReplicatorR
 		rejectedLast = false
 		h *= fac
 	}
-	res.T = t
-	res.X = append([]float64(nil), r.z[:m]...)
-	res.Y = append([]float64(nil), r.z[m:]...)
-	rec.finish(t, r.z, m)
-	res.Trajectory = rec.points
-
-	stable, eig, err := Stability(g, res.X, res.Y)
-	if err != nil {
-		return res, err
-	}
-	res.Eigenvalues = eig
-	res.Stable = res.Converged && stable
-	return res, nil
+	return t, nil
 }
 
 // trajectoryRecorder keeps accepted points, thinning them to about max points.
