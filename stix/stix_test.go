@@ -184,3 +184,29 @@ func TestNewIDIsValid(t *testing.T) {
 		t.Fatal("type not checked")
 	}
 }
+
+// BenchmarkDecode measures strict decoding of one sighting bundle (the per-message cost
+// of the enclave's validator): go test -run '^$' -bench 'Encode|Decode' -benchmem ./stix
+func BenchmarkDecode(b *testing.B) {
+	data, err := Encode(sample(targets["ipv4"]))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(data, testNow, DecodeOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	s := sample(targets["ipv4"])
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Encode(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
