@@ -15,6 +15,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	_ "gonum.org/v1/plot/vg/vgimg" // png
+	_ "gonum.org/v1/plot/vg/vgsvg" // svg
 
 	"github.com/proteus-defense/proteus/game"
 )
@@ -197,51 +199,9 @@ func newGamePlotCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p := plot.New()
-			p.Title.Text = fmt.Sprintf("Stage %d (%s, %s): evolution of P(%s) and P(%s)", stage, typ, signal, atk[0], def[0])
-			p.X.Label.Text = "time (stage game normalised to payoff range 1)"
-			p.Y.Label.Text = "probability"
-			p.Y.Min, p.Y.Max = -0.02, 1.5
-			p.Legend.Top = true
-			p.Legend.Left = false
-			p.Add(plotter.NewGrid())
-			var tmax float64
-			for _, tr := range trs {
-				if n := len(tr.T); n > 0 && tr.T[n-1] > tmax {
-					tmax = tr.T[n-1]
-				}
-			}
-			if tmax == 0 {
-				tmax = 1
-			}
-			for i, tr := range trs {
-				col := plotutilColor(i)
-				for j, series := range []struct {
-					v    []float64
-					name string
-				}{{tr.X, fmt.Sprintf("x=P(%s), start (%.1f,%.1f)", atk[0], tr.X0, tr.Y0)}, {tr.Y, fmt.Sprintf("y=P(%s), start (%.1f,%.1f)", def[0], tr.X0, tr.Y0)}} {
-					pts := make(plotter.XYs, 0, len(tr.T)+1)
-					for k := range tr.T {
-						pts = append(pts, plotter.XY{X: tr.T[k], Y: series.v[k]})
-					}
-					if n := len(tr.T); n > 0 && tr.T[n-1] < tmax {
-						pts = append(pts, plotter.XY{X: tmax, Y: series.v[n-1]})
-					}
-					l, err := plotter.NewLine(pts)
-					if err != nil {
-						return err
-					}
-					l.Color = col
-					l.Width = vg.Points(1.5)
-					if j == 1 {
-						l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
-					}
-					p.Add(l)
-					p.Legend.Add(series.name, l)
-				}
-			}
-			if err := p.Save(9*vg.Inch, 6*vg.Inch, outPath); err != nil {
-				return fmt.Errorf("game: plot: %w", err)
+			title := fmt.Sprintf("Stage %d, defender %s sending %s: x = P(%s), y = P(%s)", stage, typ, signal, atk[0], def[0])
+			if err := plotEvolution(outPath, title, atk[0], def[0], trs); err != nil {
+				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (stage %d, type %s, signal %s, %d initial mixes)\n", outPath, stage, typ, signal, len(trs))
 			return nil
@@ -252,6 +212,99 @@ func newGamePlotCmd() *cobra.Command {
 	c.Flags().StringVar(&typ, "type", "", "defender type (default: the solved stage's)")
 	c.Flags().StringVar(&signal, "signal", "", "induced signal (default: the solved stage's)")
 	return c
+}
+
+// plotEvolution draws one panel per initial mix (the layout of Figure 6a–d) and writes the
+// figure to path (.png or .svg).
+func plotEvolution(path, title, attack, defense string, trs []game.Trajectory) error {
+	var tmax float64
+	for _, tr := range trs {
+		if n := len(tr.T); n > 0 && tr.T[n-1] > tmax {
+			tmax = tr.T[n-1]
+		}
+	}
+	if tmax == 0 {
+		tmax = 1
+	}
+	cols := 2
+	if len(trs) == 1 {
+		cols = 1
+	}
+	rows := (len(trs) + cols - 1) / cols
+	plots := make([][]*plot.Plot, rows)
+	ticks := plot.ConstantTicks([]plot.Tick{{Value: 0, Label: "0"}, {Value: 0.25, Label: "0.25"}, {Value: 0.5, Label: "0.5"}, {Value: 0.75, Label: "0.75"}, {Value: 1, Label: "1"}})
+	for i, tr := range trs {
+		p := plot.New()
+		p.Title.Text = fmt.Sprintf("(%c) start x = %.2g, y = %.2g", 'a'+i, tr.X0, tr.Y0)
+		p.X.Label.Text = "time (game normalised to payoff range 1)"
+		p.Y.Label.Text = "probability"
+		p.X.Min, p.X.Max = 0, tmax
+		p.Y.Min, p.Y.Max = -0.03, 1.03
+		p.Y.Tick.Marker = ticks
+		p.Legend.Top = true
+		p.Legend.XOffs = -vg.Points(4)
+		p.Legend.YOffs = -vg.Points(40)
+		p.Add(plotter.NewGrid())
+		for j, series := range []struct {
+			v    []float64
+			name string
+		}{{tr.X, "x = P(" + attack + ")"}, {tr.Y, "y = P(" + defense + ")"}} {
+			pts := make(plotter.XYs, 0, len(tr.T)+1)
+			for k := range tr.T {
+				pts = append(pts, plotter.XY{X: tr.T[k], Y: series.v[k]})
+			}
+			if n := len(tr.T); n > 0 && tr.T[n-1] < tmax {
+				pts = append(pts, plotter.XY{X: tmax, Y: series.v[n-1]})
+			}
+			l, err := plotter.NewLine(pts)
+			if err != nil {
+				return err
+			}
+			l.Color = plotutilColor(j)
+			l.Width = vg.Points(2)
+			if j == 1 {
+				l.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+			}
+			p.Add(l)
+			p.Legend.Add(series.name, l)
+		}
+		plots[i/cols] = append(plots[i/cols], p)
+	}
+	for len(plots[rows-1]) < cols {
+		plots[rows-1] = append(plots[rows-1], nil)
+	}
+	format := strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
+	w, h := 11*vg.Inch, vg.Length(rows)*4*vg.Inch+0.5*vg.Inch
+	img, err := draw.NewFormattedCanvas(w, h, format)
+	if err != nil {
+		return fmt.Errorf("game: plot: %w", err)
+	}
+	dc := draw.New(img)
+	head := plot.New()
+	head.Title.Text = title
+	headH := 0.5 * vg.Inch
+	top := draw.Canvas{Canvas: dc.Canvas, Rectangle: vg.Rectangle{Min: vg.Point{X: 0, Y: h - headH}, Max: vg.Point{X: w, Y: h}}}
+	head.HideAxes()
+	head.Draw(top)
+	body := draw.Canvas{Canvas: dc.Canvas, Rectangle: vg.Rectangle{Min: vg.Point{}, Max: vg.Point{X: w, Y: h - headH}}}
+	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Points(20), PadY: vg.Points(20), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(12)}
+	canvases := plot.Align(plots, tiles, body)
+	for r := range plots {
+		for c, p := range plots[r] {
+			if p != nil {
+				p.Draw(canvases[r][c])
+			}
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("game: plot: %w", err)
+	}
+	if _, err := img.WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("game: plot: %w", err)
+	}
+	return f.Close()
 }
 
 func knownTypeSignal(m *game.Model, typ, signal string) bool {
