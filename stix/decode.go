@@ -22,6 +22,9 @@ func Decode(data []byte, now time.Time, opts DecodeOptions) (Message, error) {
 	if len(data) > o.MaxSize {
 		return nil, invalidf(ErrTooLarge, "bundle is %d bytes, max %d", len(data), o.MaxSize)
 	}
+	if err := checkKeys(data); err != nil {
+		return nil, invalidf(nil, "bundle: %s", err)
+	}
 	var b wireBundle
 	if err := strictUnmarshal(data, &b); err != nil {
 		return nil, invalidf(nil, "bundle: %s", err)
@@ -320,4 +323,60 @@ func strictUnmarshal(data []byte, v any) error {
 		return fmt.Errorf("trailing data after the JSON value")
 	}
 	return nil
+}
+
+// maxDepth bounds JSON nesting; a Proteus bundle needs 6 levels.
+const maxDepth = 16
+
+// checkKeys walks the JSON tokens once and refuses what encoding/json would silently
+// accept: a key repeated in one object (the last would win), a key that is not lower case
+// (encoding/json matches struct fields case-insensitively; STIX names are lower case),
+// and nesting deeper than maxDepth.
+func checkKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		key    bool // the next string token is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if k, isStr := tok.(string); isStr && top != nil && top.object && top.key {
+			if top.keys[k] {
+				return fmt.Errorf("duplicate key %q", k)
+			}
+			for i := 0; i < len(k); i++ {
+				if c := k[i]; c >= 'A' && c <= 'Z' {
+					return fmt.Errorf("key %q: STIX property names are lower case", k)
+				}
+			}
+			top.keys[k] = true
+			top.key = false
+			continue
+		}
+		if top != nil && top.object {
+			top.key = true // after this value comes a key
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) >= maxDepth {
+				return fmt.Errorf("nested deeper than %d levels", maxDepth)
+			}
+			stack = append(stack, &frame{object: tok == json.Delim('{'), keys: map[string]bool{}, key: true})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
 }
