@@ -46,9 +46,14 @@ func ReadMatrixCSV(name string, r io.Reader) ([][]float64, error) {
 		}
 		fields := strings.Split(text, ",")
 		if len(rows) > 0 && len(fields) != len(rows[0]) {
-			col := min(len(fields), len(rows[0])+1)
+			// Point at the first extra or the first missing number.
+			col := min(len(fields), len(rows[0])) + 1
+			unit := "numbers"
+			if len(fields) == 1 {
+				unit = "number"
+			}
 			return nil, &strictyaml.FieldError{File: name, Line: line, Column: col,
-				Msg: fmt.Sprintf("row has %d numbers, want %d like line %d", len(fields), len(rows[0]), firstLine)}
+				Msg: fmt.Sprintf("row has %d %s, want %d like line %d", len(fields), unit, len(rows[0]), firstLine)}
 		}
 		row := make([]float64, len(fields))
 		for j, f := range fields {

@@ -64,8 +64,8 @@ var ErrNotSimplex = errors.New("game: not a probability vector")
 
 // Dormand–Prince 5(4) tableau (Dormand & Prince 1980, the coefficients of DOPRI5).
 const (
-	dpC2, dpC3, dpC4, dpC5 = 1.0 / 5, 3.0 / 10, 4.0 / 5, 8.0 / 9
-
+	// The nodes c = (0, 1/5, 3/10, 4/5, 8/9, 1, 1) are not needed: the replicator field does not
+	// depend on time.
 	dpA21 = 1.0 / 5
 
 	dpA31, dpA32 = 3.0 / 40, 9.0 / 40
