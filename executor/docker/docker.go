@@ -75,20 +75,26 @@ const DefaultHost = "unix:///var/run/docker.sock"
 
 // Options configure a Driver. Zero values take the documented defaults.
 type Options struct {
-	Host       string        // engine address; default $DOCKER_HOST, else DefaultHost
-	DataDir    string        // agent data directory; its hash is the io.proteus.agent label
-	Memory     int64         // bytes per container; default 256 MiB (swap is disabled)
-	PidsLimit  int64         // processes per container; default 256
-	NanoCPUs   int64         // CPU quota in 1e-9 CPUs; default 0 (no quota)
-	TmpfsSize  string        // size of the /tmp tmpfs; default "64m"
-	Network    string        // network to attach containers to; default "bridge"
-	StopGrace  time.Duration // SIGTERM to SIGKILL; default 5s
-	OpTimeout  time.Duration // bound on each engine call that has no larger deadline; default 15s
-	PortMin    int           // host port range for the random 127.0.0.1 binding; default 20000
-	PortMax    int           // inclusive; default 60999
-	Logger     *slog.Logger
-	Bus        *bus.Bus
-	ClientOpts []client.Opt // extra moby client options (tests)
+	Host      string        // engine address; default $DOCKER_HOST, else DefaultHost
+	DataDir   string        // agent data directory; its hash is the io.proteus.agent label
+	Memory    int64         // bytes per container; default 256 MiB (swap is disabled)
+	PidsLimit int64         // processes per container; default 256
+	NanoCPUs  int64         // CPU quota in 1e-9 CPUs; default 0 (no quota)
+	TmpfsSize string        // size of the /tmp tmpfs; default "64m"
+	Network   string        // network to attach containers to; default "bridge"
+	StopGrace time.Duration // SIGTERM to SIGKILL; default 5s
+	OpTimeout time.Duration // bound on each engine call that has no larger deadline; default 15s
+	PortMin   int           // host port range for the random 127.0.0.1 binding; default 20000
+	PortMax   int           // inclusive; default 60999
+	// VerifyInterval is how long a passed content check of an image (its configuration and
+	// layers re-hashed from an export, see Start) is trusted; default 10 minutes, negative
+	// checks on every start. SkipContentCheck turns the content check off (the ID/pin check
+	// always runs).
+	VerifyInterval   time.Duration
+	SkipContentCheck bool
+	Logger           *slog.Logger
+	Bus              *bus.Bus
+	ClientOpts       []client.Opt // extra moby client options (tests)
 }
 
 // Driver runs executors as Docker containers. It is safe for concurrent use.
@@ -99,6 +105,8 @@ type Driver struct {
 	opts  Options
 	log   *slog.Logger
 	bus   *bus.Bus
+	// content remembers which image IDs passed the content check, and when.
+	content contentCache
 }
 
 var _ executor.Driver = (*Driver)(nil)
@@ -136,6 +144,9 @@ func New(o Options) (*Driver, error) {
 	}
 	if o.OpTimeout == 0 {
 		o.OpTimeout = 15 * time.Second
+	}
+	if o.VerifyInterval == 0 {
+		o.VerifyInterval = 10 * time.Minute
 	}
 	if o.PortMin == 0 {
 		o.PortMin = 20000

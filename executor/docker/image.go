@@ -68,13 +68,31 @@ func ParsePin(s string) (Pin, error) {
 	return Pin{Name: name, Digest: dg}, nil
 }
 
-// verifyImage checks the local image against its pin and returns the image ID to run.
+// verifyImage checks the local image against its pin, then its content against its ID, and
+// returns the image ID to run.
 //
 //   - A bare ID pin must name an image whose ID is exactly that digest.
 //   - name@digest is accepted when the engine holds that registry digest for the name
 //     (RepoDigests), or when the image the name currently points at has that ID. A name that
 //     now points at another image, with no image matching the digest, is tampering.
+//   - Unless Options.SkipContentCheck, the image is exported and re-hashed (at most once per
+//     Options.VerifyInterval per ID): layers changed on disk are tampering too.
 func (d *Driver) verifyImage(ctx context.Context, variant string, pin Pin) (string, error) {
+	id, err := d.resolvePin(ctx, variant, pin)
+	if err != nil {
+		return "", err
+	}
+	if err := d.verifyContent(ctx, id); err != nil {
+		if errors.Is(err, errContent) {
+			return "", d.tampered(variant, pin, id, err.Error())
+		}
+		return "", d.wrap("start", variant, fmt.Errorf("check image content %s: %w", shortID(id), err))
+	}
+	return id, nil
+}
+
+// resolvePin finds the image ID the pin stands for, refusing a name that moved.
+func (d *Driver) resolvePin(ctx context.Context, variant string, pin Pin) (string, error) {
 	ictx, cancel := d.opCtx(ctx)
 	defer cancel()
 	if pin.Name == "" {
@@ -83,7 +101,7 @@ func (d *Driver) verifyImage(ctx context.Context, variant string, pin Pin) (stri
 			return "", d.wrap("start", variant, fmt.Errorf("inspect image %s: %w", pin, err))
 		}
 		if img.ID != pin.Digest {
-			return "", d.tampered(variant, pin, img.ID)
+			return "", d.tampered(variant, pin, img.ID, "the reference resolves to another image")
 		}
 		return img.ID, nil
 	}
@@ -95,7 +113,7 @@ func (d *Driver) verifyImage(ctx context.Context, variant string, pin Pin) (stri
 		if img.ID == pin.Digest || slices.Contains(img.RepoDigests, want) {
 			return img.ID, nil
 		}
-		return "", d.tampered(variant, pin, img.ID)
+		return "", d.tampered(variant, pin, img.ID, "the reference resolves to another image")
 	}
 	if !cerrdefs.IsNotFound(err) {
 		return "", d.wrap("start", variant, fmt.Errorf("inspect image %s: %w", pin, err))
@@ -106,20 +124,20 @@ func (d *Driver) verifyImage(ctx context.Context, variant string, pin Pin) (stri
 		return "", d.wrap("start", variant, fmt.Errorf("inspect image %s: %w", pin.Name, err))
 	}
 	if img.ID != pin.Digest {
-		return "", d.tampered(variant, pin, img.ID)
+		return "", d.tampered(variant, pin, img.ID, "the reference resolves to another image")
 	}
 	return img.ID, nil
 }
 
-func (d *Driver) tampered(variant string, pin Pin, found string) error {
-	d.log.Error("image does not match its pin; refusing to start", "variant", variant, "pinned", pin.String(), "found", found)
+func (d *Driver) tampered(variant string, pin Pin, found, reason string) error {
+	d.log.Error("image does not match its pin; refusing to start", "variant", variant, "pinned", pin.String(), "found", found, "reason", reason)
 	d.bus.Publish(bus.Event{
 		Kind:    executor.EventTamperedImage,
 		Source:  "executor/docker",
 		Subject: variant,
-		Attrs:   map[string]any{"pinned": pin.String(), "found": found, "driver": "docker"},
+		Attrs:   map[string]any{"pinned": pin.String(), "found": found, "reason": reason, "driver": "docker"},
 	})
-	return fmt.Errorf("executor/docker: start %s: %w: %s resolves to %s", variant, executor.ErrTamperedImage, pin, found)
+	return fmt.Errorf("executor/docker: start %s: %w: %s: %s (image %s)", variant, executor.ErrTamperedImage, pin, reason, found)
 }
 
 // BuildScratchImage builds a FROM-scratch image holding one statically linked binary as
