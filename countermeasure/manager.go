@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"sync"
 	"time"
@@ -189,7 +190,23 @@ func checkAction(a Action, now time.Time) error {
 	case a.Level < 0:
 		return fmt.Errorf("%w: %s: negative level", ErrInvalidAction, a.ID)
 	}
+	if a.Kind == KindBlock && a.Target.IsPrefix() {
+		for _, r := range neverBlock {
+			if r.Overlaps(a.Target.Prefix) {
+				return fmt.Errorf("%w: %s: refusing to block %s, it overlaps %s", ErrInvalidAction, a.ID, a.Target, r)
+			}
+		}
+	}
 	return nil
+}
+
+// neverBlock are ranges the Manager refuses to block whatever asks: the host's own
+// loopback (the gateway reaches its executors there) and the unspecified addresses.
+var neverBlock = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("::/128"),
 }
 
 // Revert reverts the active action id now ("manual"); unknown ids are not an error.

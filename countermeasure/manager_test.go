@@ -192,6 +192,9 @@ func TestManagerRejects(t *testing.T) {
 		{"past expiry", Action{Actuator: "rec", Target: PortTarget(1), Expires: t0}, ErrInvalidAction},
 		{"no target", Action{Actuator: "rec", Kind: KindBlock, Expires: t0.Add(time.Hour)}, ErrInvalidAction},
 		{"bad kind", Action{Actuator: "rec", Kind: "nuke", Target: PortTarget(1), Expires: t0.Add(time.Hour)}, ErrInvalidAction},
+		{"loopback", Action{Actuator: "rec", Target: AddrTarget(netip.MustParseAddr("127.0.0.1")), Expires: t0.Add(time.Hour)}, ErrInvalidAction},
+		{"everything", Action{Actuator: "rec", Target: PrefixTarget(netip.MustParsePrefix("0.0.0.0/0")), Expires: t0.Add(time.Hour)}, ErrInvalidAction},
+		{"v6 loopback", Action{Actuator: "rec", Target: AddrTarget(netip.MustParseAddr("::1")), Expires: t0.Add(time.Hour)}, ErrInvalidAction},
 		{"two targets", Action{Actuator: "rec", Target: Target{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Port: 1}, Expires: t0.Add(time.Hour)}, ErrInvalidAction},
 	}
 	for _, tc := range tests {

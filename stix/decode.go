@@ -192,6 +192,9 @@ func (d *decoder) finish() (Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckTarget(target, d.opts); err != nil {
+		return nil, err
+	}
 	from, err := parseTime(where+": valid_from", ind.ValidFrom)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package stix
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -87,4 +88,45 @@ func FuzzParsePattern(f *testing.F) {
 			t.Fatalf("%q -> %+v -> %q -> %+v, %v", s, tg, tg.Pattern(), back, err)
 		}
 	})
+}
+
+func TestCheckTarget(t *testing.T) {
+	tests := []struct {
+		target string
+		opts   DecodeOptions
+		ok     bool
+	}{
+		{"203.0.113.7", DecodeOptions{}, true},
+		{"198.51.0.0/16", DecodeOptions{}, true},
+		{"198.0.0.0/8", DecodeOptions{}, false},
+		{"198.0.0.0/8", DecodeOptions{MinPrefixLen4: 8}, true},
+		{"2001:db8::/32", DecodeOptions{}, true},
+		{"2001::/16", DecodeOptions{}, false},
+		{"127.0.0.1", DecodeOptions{}, false},
+		{"127.1.0.0/16", DecodeOptions{}, false},
+		{"0.0.0.0", DecodeOptions{}, false},
+		{"224.0.0.1", DecodeOptions{}, false},
+		{"255.255.255.255", DecodeOptions{}, false},
+		{"::1", DecodeOptions{}, false},
+		{"::", DecodeOptions{}, false},
+		{"ff02::1", DecodeOptions{}, false},
+		{"fe80::1", DecodeOptions{}, true},
+		{"10.0.0.1", DecodeOptions{}, true},
+		{"port/22", DecodeOptions{}, true},
+	}
+	for _, tc := range tests {
+		var tg Target
+		switch {
+		case tc.target == "port/22":
+			tg = PortTarget(22)
+		case strings.Contains(tc.target, "/"):
+			tg = PrefixTarget(netip.MustParsePrefix(tc.target))
+		default:
+			tg = AddrTarget(netip.MustParseAddr(tc.target))
+		}
+		err := CheckTarget(tg, tc.opts)
+		if (err == nil) != tc.ok || err != nil && !errors.Is(err, ErrTarget) {
+			t.Errorf("%s: err %v, want ok=%v", tc.target, err, tc.ok)
+		}
+	}
 }

@@ -19,6 +19,7 @@ var (
 	ErrTTLTooLong  = errors.New("ttl exceeds the maximum")
 	ErrPattern     = errors.New("unsupported pattern")
 	ErrUnsupported = errors.New("unsupported object")
+	ErrTarget      = errors.New("target not allowed")
 	// ErrReplay is returned by ReplayGuard.Admit for a message it has already admitted.
 	ErrReplay = errors.New("stix: replayed message")
 )
@@ -205,6 +206,10 @@ type DecodeOptions struct {
 	MaxSkew    time.Duration // how far created/modified may be from now; default DefaultMaxSkew
 	MaxTTL     time.Duration // longest valid_until - valid_from; default DefaultMaxTTL
 	MaxObjects int           // objects per bundle; default DefaultMaxObjects
+	// MinPrefixLen4 and MinPrefixLen6 are the broadest CIDRs a report may name; defaults
+	// DefaultMinPrefixLen4 and DefaultMinPrefixLen6. Broader ones are ErrTarget.
+	MinPrefixLen4 int
+	MinPrefixLen6 int
 }
 
 // Defaults for DecodeOptions.
@@ -213,6 +218,10 @@ const (
 	DefaultMaxSkew    = 5 * time.Minute
 	DefaultMaxTTL     = 7 * 24 * time.Hour
 	DefaultMaxObjects = 16
+	// A peer may ask for a /16 or a /32 at the broadest: enough for a hostile network, not
+	// enough to cut a host off the Internet.
+	DefaultMinPrefixLen4 = 16
+	DefaultMinPrefixLen6 = 32
 )
 
 func (o DecodeOptions) withDefaults() DecodeOptions {
@@ -227,6 +236,12 @@ func (o DecodeOptions) withDefaults() DecodeOptions {
 	}
 	if o.MaxObjects <= 0 {
 		o.MaxObjects = DefaultMaxObjects
+	}
+	if o.MinPrefixLen4 <= 0 {
+		o.MinPrefixLen4 = DefaultMinPrefixLen4
+	}
+	if o.MinPrefixLen6 <= 0 {
+		o.MinPrefixLen6 = DefaultMinPrefixLen6
 	}
 	return o
 }
@@ -253,4 +268,45 @@ func invalidf(kind error, format string, args ...any) error {
 		msg += ": " + kind.Error()
 	}
 	return &decodeError{kind: kind, msg: msg}
+}
+
+// reserved are ranges no report may target: blocking them would cut the host off from
+// itself (loopback: the gateway reaches its executors there) or means nothing (unspecified,
+// "this network", multicast, broadcast).
+var reserved = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("255.255.255.255/32"),
+	netip.MustParsePrefix("::/128"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("::ffff:0:0/96"),
+	netip.MustParsePrefix("ff00::/8"),
+}
+
+// CheckTarget applies the target policy Decode enforces: an address target must not
+// overlap loopback, unspecified, multicast or broadcast space, and a CIDR must not be
+// broader than the options allow.
+func CheckTarget(t Target, opts DecodeOptions) error {
+	o := opts.withDefaults()
+	if !t.Valid() {
+		return invalidf(ErrTarget, "target: want exactly one of address/CIDR and port")
+	}
+	if t.IsPort() {
+		return nil
+	}
+	p := t.Prefix
+	min := o.MinPrefixLen4
+	if p.Addr().Is6() {
+		min = o.MinPrefixLen6
+	}
+	if p.Bits() < min {
+		return invalidf(ErrTarget, "target %s: broader than /%d", p, min)
+	}
+	for _, r := range reserved {
+		if r.Overlaps(p) {
+			return invalidf(ErrTarget, "target %s: overlaps reserved range %s", p, r)
+		}
+	}
+	return nil
 }
