@@ -199,8 +199,17 @@ func outcome(g Bimatrix, trueA [][]float64, mixes [][]float64, tmax float64) (Op
 		if err != nil {
 			return opt, err
 		}
-		stable := r.Converged && r.Stable
-		nash := IsNash(gs, r.X, r.Y, nashTol)
+		// The replicator stops once the velocity is below the convergence error; the orbit is
+		// then judged on the face it is converging to (components below snapTol dropped).
+		x, y := snapMix(r.X), snapMix(r.Y)
+		stable := false
+		if r.Converged {
+			if stable, _, err = Stability(gs, x, y); err != nil {
+				return opt, err
+			}
+		}
+		nash := IsNash(gs, x, y, nashTol)
+		r.X, r.Y = x, y
 		found := stable && nash
 		dg := expected(g.D, r.X, r.Y)
 		if have && samePoint(opt.X, opt.Y, r.X, r.Y) {
@@ -270,4 +279,26 @@ func perturb(m *Model, rng *rand.Rand, eps float64) *Model {
 		w.Stages[k].Success = succ
 	}
 	return &w
+}
+
+// snapTol is the mix component below which a converged orbit counts as having left the
+// strategy: with velocity tolerance 1e-5 and transversal eigenvalues above 1e-2 (normalised
+// games), the remaining mass on a dying strategy is below 1e-3.
+const snapTol = 1e-3
+
+func snapMix(p []float64) []float64 {
+	q := append([]float64(nil), p...)
+	var s float64
+	for i, v := range q {
+		if v < snapTol {
+			q[i] = 0
+		}
+		s += q[i]
+	}
+	if s > 0 {
+		for i := range q {
+			q[i] /= s
+		}
+	}
+	return q
 }

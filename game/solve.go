@@ -197,11 +197,11 @@ func (c *compiled) evolve(s *stageData, t, sig int, belief []float64) (Option, e
 // nashTol is the IsNash tolerance on payoffs normalised by normalizeGame.
 const nashTol = 1e-6
 
-// replicatorOptions are the integration settings for stage games scaled to |payoff| ≤ 1: the
-// end point is accepted when the velocity falls below 1e-6 (far below the 1e-4 convergence
-// error of the paper's experiments).
+// replicatorOptions are the integration settings for normalised stage games: the end point
+// is accepted when the velocity norm falls below 1e-5 (a tenth of the paper's convergence error
+// ε = 1e-4); snapMix then drops the strategies that are dying out.
 func replicatorOptions(tmax float64) ReplicatorOptions {
-	return ReplicatorOptions{TMax: tmax, Tol: 1e-6, RelTol: 1e-6, AbsTol: 1e-9}
+	return ReplicatorOptions{TMax: tmax, Tol: 1e-5, RelTol: 1e-5, AbsTol: 1e-8}
 }
 
 // normalizeGame shifts each payoff matrix so its minimum is 0 and divides both by the larger
