@@ -135,7 +135,8 @@ func ActionID(actuator, source string, t Target) string {
 }
 
 // Apply applies a through its actuator and journals it. Applying an action whose ID is
-// already active extends it: the later expiry wins, the actuator is asked to apply again
+// already active extends it ("extended", or "refreshed" when the expiry did not grow): the
+// later expiry wins, the actuator is asked to apply again
 // (refreshing e.g. an nftables timeout), and no second action is recorded. It returns the
 // action as recorded.
 func (m *Manager) Apply(ctx context.Context, a Action) (Action, error) {
@@ -160,7 +161,8 @@ func (m *Manager) Apply(ctx context.Context, a Action) (Action, error) {
 	if old, ok := m.active[a.ID]; ok {
 		event = "extended"
 		a.Applied = old.Applied
-		if old.Expires.After(a.Expires) {
+		if !a.Expires.After(old.Expires) {
+			event = "refreshed" // the same or an earlier expiry: the later one stays
 			a.Expires = old.Expires
 		}
 	}

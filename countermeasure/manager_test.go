@@ -139,7 +139,7 @@ func TestManagerApplyExtendRevert(t *testing.T) {
 		e := <-events
 		kinds = append(kinds, fmt.Sprintf("%s:%v/%v", e.Kind, e.Attrs["how"], e.Attrs["why"]))
 	}
-	wantKinds := "countermeasure.applied:new/<nil>,countermeasure.applied:extended/<nil>,countermeasure.applied:extended/<nil>," +
+	wantKinds := "countermeasure.applied:new/<nil>,countermeasure.applied:extended/<nil>,countermeasure.applied:refreshed/<nil>," +
 		"countermeasure.applied:new/<nil>,countermeasure.reverted:<nil>/expired"
 	if got := strings.Join(kinds, ","); got != wantKinds {
 		t.Fatalf("events\n got %s\nwant %s", got, wantKinds)
