@@ -31,6 +31,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -107,6 +108,13 @@ type Driver struct {
 	bus   *bus.Bus
 	// content remembers which image IDs passed the content check, and when.
 	content contentCache
+
+	// life ends with Close; it bounds the goroutines that watch for exits.
+	life     context.Context
+	shutdown context.CancelFunc
+	mu       sync.Mutex
+	exits    map[string]chan struct{} // instance ID -> closed when its container stops running
+	watchers sync.WaitGroup
 }
 
 var _ executor.Driver = (*Driver)(nil)
@@ -166,13 +174,17 @@ func New(o Options) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("executor/docker: new: client for %s: %w", o.Host, err)
 	}
+	life, shutdown := context.WithCancel(context.Background())
 	return &Driver{
-		cli:   cli,
-		host:  o.Host,
-		agent: AgentID(o.DataDir),
-		opts:  o,
-		log:   logger.With("component", "executor/docker"),
-		bus:   o.Bus,
+		life:     life,
+		shutdown: shutdown,
+		exits:    map[string]chan struct{}{},
+		cli:      cli,
+		host:     o.Host,
+		agent:    AgentID(o.DataDir),
+		opts:     o,
+		log:      logger.With("component", "executor/docker"),
+		bus:      o.Bus,
 	}, nil
 }
 
@@ -194,7 +206,13 @@ func (d *Driver) Client() *client.Client { return d.cli }
 func (d *Driver) Host() string { return d.host }
 
 // Close releases the client's connections.
-func (d *Driver) Close() error { return d.cli.Close() }
+// Close stops watching for exits and releases the client's connections. Containers keep
+// running: a restarted agent finds them with List.
+func (d *Driver) Close() error {
+	d.shutdown()
+	d.watchers.Wait()
+	return d.cli.Close()
+}
 
 // opCtx bounds one engine call by OpTimeout unless ctx already has an earlier deadline.
 func (d *Driver) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -422,6 +440,9 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 		Handle:      created.ID,
 	}
 	d.log.Info("container started", "variant", spec.Variant, "instance", name, "container", shortID(created.ID), "address", inst.Address, "image", shortID(imageID))
+	d.watchExit(inst)
+	d.bus.Publish(bus.Event{Kind: executor.EventStarted, Source: "executor/docker", Subject: name,
+		Attrs: map[string]any{"variant": spec.Variant, "address": inst.Address, "image": imageID, "container": created.ID}})
 	return inst, nil
 }
 
@@ -464,6 +485,7 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			d.log.Debug("container already gone", "instance", inst.ID)
+			d.forget(inst)
 			return nil
 		}
 		return err
@@ -480,7 +502,10 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 	if err := d.cli.ContainerRemove(sctx, info.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return d.wrap("stop", inst.ID, fmt.Errorf("remove: %w", err))
 	}
+	d.forget(inst)
 	d.log.Info("container stopped and removed", "variant", inst.Variant, "instance", inst.ID, "container", shortID(info.ID))
+	d.bus.Publish(bus.Event{Kind: executor.EventStopped, Source: "executor/docker", Subject: inst.ID,
+		Attrs: map[string]any{"variant": inst.Variant, "container": info.ID}})
 	return nil
 }
 
@@ -522,6 +547,8 @@ func (d *Driver) Quarantine(ctx context.Context, inst *executor.Instance) error 
 		return d.wrap("quarantine", inst.ID, err)
 	}
 	d.log.Warn("container quarantined", "variant", inst.Variant, "instance", inst.ID, "container", shortID(info.ID))
+	d.bus.Publish(bus.Event{Kind: executor.EventQuarantined, Source: "executor/docker", Subject: inst.ID,
+		Attrs: map[string]any{"variant": inst.Variant, "container": info.ID, "name": name + quarantineSuffix}})
 	return nil
 }
 

@@ -759,3 +759,70 @@ func TestConcurrentStarts(t *testing.T) {
 		t.Fatalf("List after stopping all = %v, %v", listed, err)
 	}
 }
+
+// TestExitedAndEvents: the exit channel closes when the container dies on its own and when it
+// is stopped, not when it is paused; started/quarantined/stopped events reach the bus.
+func TestExitedAndEvents(t *testing.T) {
+	cli, pin := fixture(t)
+	b := bus.New()
+	events, cancel := b.Subscribe(32, bus.KindPrefix("executor."))
+	defer cancel()
+	d := newTestDriver(t, t.TempDir(), b)
+	ctx := context.Background()
+
+	crash, err := d.Start(ctx, serverSpec("crash", pin))
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	exited := d.Exited(crash)
+	if exited == nil {
+		t.Fatal("Exited = nil for an instance this driver started")
+	}
+	if err := cli.ContainerKill(ctx, crash.Handle, "KILL"); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	<-exited // the test's own timeout bounds this
+	if d.Exited(crash) == nil {
+		t.Fatal("Exited forgot the instance before Stop")
+	}
+	if err := d.Stop(ctx, crash); err != nil {
+		t.Fatalf("Stop of a dead container: %v", err)
+	}
+	if d.Exited(crash) != nil {
+		t.Fatal("Exited still tracks a removed instance")
+	}
+
+	kept, err := d.Start(ctx, serverSpec("kept", pin))
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	keptExit := d.Exited(kept)
+	if err := d.Quarantine(ctx, kept); err != nil {
+		t.Fatalf("Quarantine: %v", err)
+	}
+	if _, err := cli.ContainerInspect(ctx, kept.Handle); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-keptExit:
+		t.Fatal("pausing a container reported it as exited")
+	default:
+	}
+	if err := d.Stop(ctx, kept); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	<-keptExit
+
+	if d.Exited(&executor.Instance{ID: "not-mine"}) != nil {
+		t.Fatal("Exited of an unknown instance should be nil")
+	}
+
+	var kinds []string
+	for len(events) > 0 {
+		kinds = append(kinds, (<-events).Kind)
+	}
+	want := []string{executor.EventStarted, executor.EventStopped, executor.EventStarted, executor.EventQuarantined, executor.EventStopped}
+	if !slices.Equal(kinds, want) {
+		t.Fatalf("events = %v, want %v", kinds, want)
+	}
+}
