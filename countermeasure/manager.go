@@ -143,6 +143,9 @@ func (m *Manager) Apply(ctx context.Context, a Action) (Action, error) {
 	if a.Kind == "" {
 		a.Kind = KindBlock
 	}
+	if a.Target.Prefix.IsValid() {
+		a.Target.Prefix = PrefixTarget(a.Target.Prefix).Prefix // masked, IPv4-mapped unmapped
+	}
 	if a.ID == "" {
 		a.ID = ActionID(a.Actuator, a.Source, a.Target)
 	}

@@ -115,6 +115,12 @@ func TestManagerApplyExtendRevert(t *testing.T) {
 	if _, err := m.Apply(ctx, blockAction("indicator--2", "198.51.100.1", 30*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
+	// An IPv4-mapped, unmasked prefix is the same action as its plain IPv4 form.
+	mapped := blockAction("indicator--1", "203.0.113.7", 2*time.Hour)
+	mapped.Target = Target{Prefix: netip.MustParsePrefix("::ffff:203.0.113.7/128")}
+	if got, err := m.Apply(ctx, mapped); err != nil || got.ID != "rec/indicator--1/203.0.113.7" || len(m.Active()) != 2 {
+		t.Fatalf("mapped address: %+v %v, %d active", got, err, len(m.Active()))
+	}
 	if got := m.NextExpiry(); !got.Equal(t0.Add(30 * time.Minute)) {
 		t.Fatalf("next expiry %s", got)
 	}
@@ -129,7 +135,8 @@ func TestManagerApplyExtendRevert(t *testing.T) {
 		t.Fatalf("revert at expiry: %d %v", n, err)
 	}
 	want := "apply rec/indicator--1/203.0.113.7 13:00:00; apply rec/indicator--1/203.0.113.7 14:00:00; " +
-		"apply rec/indicator--1/203.0.113.7 14:00:00; apply rec/indicator--2/198.51.100.1 12:30:00; revert rec/indicator--2/198.51.100.1"
+		"apply rec/indicator--1/203.0.113.7 14:00:00; apply rec/indicator--2/198.51.100.1 12:30:00; " +
+		"apply rec/indicator--1/203.0.113.7 14:00:00; revert rec/indicator--2/198.51.100.1"
 	if got := rec.log(); got != want {
 		t.Fatalf("calls\n got %s\nwant %s", got, want)
 	}
@@ -140,7 +147,7 @@ func TestManagerApplyExtendRevert(t *testing.T) {
 		kinds = append(kinds, fmt.Sprintf("%s:%v/%v", e.Kind, e.Attrs["how"], e.Attrs["why"]))
 	}
 	wantKinds := "countermeasure.applied:new/<nil>,countermeasure.applied:extended/<nil>,countermeasure.applied:refreshed/<nil>," +
-		"countermeasure.applied:new/<nil>,countermeasure.reverted:<nil>/expired"
+		"countermeasure.applied:new/<nil>,countermeasure.applied:refreshed/<nil>,countermeasure.reverted:<nil>/expired"
 	if got := strings.Join(kinds, ","); got != wantKinds {
 		t.Fatalf("events\n got %s\nwant %s", got, wantKinds)
 	}
