@@ -244,3 +244,41 @@ func TestNFTablesNeedsRoot(t *testing.T) {
 		t.Fatalf("err %v, want ErrNotRoot", err)
 	}
 }
+
+// TestManagerWithNFTablesSurvivesRestart: a block applied through the Manager is in the
+// kernel; after an agent "restart" (a new actuator recreates the table empty, a new
+// Manager replays the journal) it is back; when it expires it is gone.
+func TestManagerWithNFTablesSurvivesRestart(t *testing.T) {
+	ns, fd := testNetNS(t)
+	dir := t.TempDir()
+	c := &clock{t: t0}
+	ctx := context.Background()
+	start := func() *Manager {
+		n, err := NewNFTables(NFTablesOptions{NetNS: fd, Now: c.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		return newTestManager(t, dir, c, nil, n)
+	}
+	m := start()
+	a := Action{Actuator: NFTablesID, Kind: KindBlock, Source: "indicator--x", Target: PrefixTarget(netip.MustParsePrefix("198.51.100.0/24")), Expires: t0.Add(time.Hour)}
+	if _, err := m.Apply(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if e := setElements(nftList(t, ns), NFSet4); !strings.Contains(e, "198.51.100.0/24 timeout 1h") {
+		t.Fatalf("after apply: %s", e)
+	}
+	c.Set(t0.Add(15 * time.Minute))
+	m = start()
+	if e := setElements(nftList(t, ns), NFSet4); !strings.Contains(e, "198.51.100.0/24 timeout 45m") {
+		t.Fatalf("after restart, want the remaining 45m: %s", e)
+	}
+	c.Set(t0.Add(time.Hour))
+	if n, err := m.RevertExpired(ctx); n != 1 || err != nil {
+		t.Fatalf("revert expired: %d %v", n, err)
+	}
+	if e := setElements(nftList(t, ns), NFSet4); e != "" {
+		t.Fatalf("after expiry: %s", e)
+	}
+}
