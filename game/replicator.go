@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"gonum.org/v1/gonum/floats"
 )
 
 // ReplicatorOptions controls Replicate. Zero values select the documented defaults.
@@ -135,19 +137,13 @@ func (r *replicator) deriv(z, dz []float64) {
 	}
 	ubar := 0.0
 	for i := 0; i < m; i++ {
-		ai := r.a[i*n : i*n+n]
-		s := 0.0
-		for j, yj := range y {
-			s += ai[j] * yj
-		}
+		// floats.Dot and floats.AddScaled use gonum's assembly kernels and do not allocate.
+		s := floats.Dot(r.a[i*n:i*n+n], y)
 		u[i] = s
 		xi := x[i]
 		ubar += xi * s
 		if xi != 0 {
-			di := r.d[i*n : i*n+n]
-			for j := range v {
-				v[j] += xi * di[j]
-			}
+			floats.AddScaled(v, xi, r.d[i*n:i*n+n])
 		}
 	}
 	vbar := 0.0

@@ -384,17 +384,30 @@ func TestReplicatorRPS(t *testing.T) {
 	}
 }
 
+// BenchmarkReplicatorRandom100x100 integrates random 100×100 games (payoffs uniform in [0, 1),
+// uniform start) until the velocity is below 1e-8 or t = 1000, cycling through eight seeds so
+// that games which converge early and games which run to the horizon are both measured.
 func BenchmarkReplicatorRandom100x100(b *testing.B) {
-	g := randomGame(42, 100, 100)
-	var steps int
+	const seeds = 8
+	games := make([]Bimatrix, seeds)
+	for i := range games {
+		games[i] = randomGame(uint64(40+i), 100, 100)
+	}
+	var steps, converged, runs int
+	b.ReportAllocs()
 	for b.Loop() {
-		res, err := Replicate(g, nil, nil, ReplicatorOptions{TMax: 1000})
+		res, err := Replicate(games[runs%seeds], nil, nil, ReplicatorOptions{TMax: 1000})
 		if err != nil {
 			b.Fatal(err)
 		}
-		steps = res.Steps
+		steps += res.Steps
+		if res.Converged {
+			converged++
+		}
+		runs++
 	}
-	b.ReportMetric(float64(steps), "steps/op")
+	b.ReportMetric(float64(steps)/float64(runs), "steps/op")
+	b.ReportMetric(float64(converged)/float64(runs), "converged/op")
 }
 
 func BenchmarkReplicatorStep100x100(b *testing.B) {
