@@ -20,7 +20,10 @@ type MonteCarloResult struct {
 	MeanTraditional float64   `json:"mean_traditional"`
 	Wins            int       `json:"mttegdm_wins"` // runs where MTTEGDM's benefit is higher
 	Ties            int       `json:"ties"`
-	TraditionalDefs []string  `json:"traditional_defenses"` // per stage
+	// MeanSignalCost is the signal camouflage cost (SCC) MTTEGDM paid per run on average: the
+	// part of the gap that the traditional model, which sends no signal, does not pay.
+	MeanSignalCost  float64  `json:"mean_signal_cost"`
+	TraditionalDefs []string `json:"traditional_defenses"` // per stage
 }
 
 // MonteCarlo runs the Figure 7 comparison. Each run draws (from a PCG stream seeded with seed
@@ -87,17 +90,19 @@ func MonteCarlo(m *Model, runs int, seed uint64) (*MonteCarloResult, error) {
 			return nil, err
 		}
 		t := drawIndex(rng.Float64(), priors[0])
-		var bm, bt float64
+		var bm, bt, scc float64
 		for k := 0; k >= 0; {
 			s := &w.stages[k]
 			d := mtd[k][t]
 			bel := Posterior(priors[k], d.sig, m.Signaling.Credibility, m.Signaling.Attenuation[k])
 			x := w.attackerReply(s, d.sig, d.y, bel)
 			bm += w.defenderPayoff(s, t, d.sig, x, d.y)
+			scc += m.Types[d.sig].SignalCost
 			xt := w.attackerReply(s, NoSignal, trad[k], priors[k])
 			bt += w.defenderPayoff(s, t, NoSignal, xt, trad[k])
 			k = w.nextStage(k, rng.Float64())
 		}
+		res.MeanSignalCost += scc / float64(runs)
 		res.MTTEGDM = append(res.MTTEGDM, bm)
 		res.Traditional = append(res.Traditional, bt)
 		switch {

@@ -366,6 +366,7 @@ func newGameMonteCarloCmd() *cobra.Command {
 			fmt.Fprintf(w, "mean defense benefit per run: MTTEGDM %.1f, traditional %.1f\n", res.MeanMTTEGDM, res.MeanTraditional)
 			fmt.Fprintf(w, "cumulative after %d runs: MTTEGDM %.0f, traditional %.0f\n", res.Runs, res.CumMTTEGDM[res.Runs-1], res.CumTraditional[res.Runs-1])
 			fmt.Fprintf(w, "MTTEGDM higher in %d runs, ties %d, lower %d\n", res.Wins, res.Ties, res.Runs-res.Wins-res.Ties)
+			fmt.Fprintf(w, "signal camouflage cost paid by MTTEGDM per run: %.1f (the traditional model sends no signal)\n", res.MeanSignalCost)
 			fmt.Fprintf(w, "traditional model's defenses per stage: %s\n", strings.Join(res.TraditionalDefs, " "))
 			if outPath != "" {
 				fmt.Fprintf(w, "wrote %s\n", outPath)
