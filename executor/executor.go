@@ -96,6 +96,9 @@ type Env struct {
 	DataDir string // agent data directory; drivers keep their state below DataDir/executor/<driver>
 	Logger  *slog.Logger
 	Bus     *bus.Bus
+	// StopGrace is how long Stop waits after the polite signal before killing; zero means
+	// the driver's default.
+	StopGrace time.Duration
 }
 
 // Factory builds a driver.

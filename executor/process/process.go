@@ -1,0 +1,616 @@
+// Package process is the embedded executor driver: it runs each executor as a local process
+// started from a known-good image directory. Every start verifies the image against its
+// MANIFEST.sha256 while copying it into a fresh private work directory, picks a fresh random
+// loopback port, and starts the command in its own process group with its output captured
+// (bounded) in the work directory. Stop sends SIGTERM to the group and SIGKILL after a grace
+// period; Quarantine sends SIGSTOP and keeps the work directory for forensics. A record file
+// per instance lets a restarted agent find and clean up what a killed agent left behind.
+//
+// State lives below <data-dir>/executor/process: run/<id>.json (records) and work/<id>/ (work
+// directories). It registers itself as the driver "process". It must not import the pool's
+// users (mimic, mtd, api, engine) or cmd.
+package process
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/executor"
+)
+
+// ID is the name the driver registers under.
+const ID = "process"
+
+// Defaults.
+const (
+	DefaultGrace = 5 * time.Second
+	// MaxOutput bounds the captured stdout+stderr of one executor; later output is dropped.
+	MaxOutput = 1 << 20
+	// OutputFile is the name of the captured output inside the work directory.
+	OutputFile = "proteus-output.log"
+	// RecordFile is the copy of the instance record kept in a quarantined work directory.
+	RecordFile     = "proteus-record.json"
+	portLo, portHi = 20000, 32767 // below Linux's ephemeral range, so no client socket holds them
+)
+
+func init() {
+	executor.Register(ID, func(env executor.Env) (executor.Driver, error) { return New(env) })
+}
+
+var (
+	_ executor.Driver      = (*Driver)(nil)
+	_ executor.Validator   = (*Driver)(nil)
+	_ executor.ExitWatcher = (*Driver)(nil)
+	_ executor.Cleaner     = (*Driver)(nil)
+)
+
+// Driver runs executors as local processes. It is safe for concurrent use.
+type Driver struct {
+	runDir, workDir string
+	grace           time.Duration
+	self            string
+	log             *slog.Logger
+	bus             *bus.Bus
+
+	mu    sync.Mutex
+	procs map[string]*proc // started by this driver and not yet stopped
+	ports map[int]bool     // ports handed out to live instances
+}
+
+type proc struct {
+	cmd         *exec.Cmd
+	done        chan struct{} // closed when the process has exited
+	quarantined bool
+	out         *capWriter
+}
+
+// record is what run/<id>.json holds: enough to find and kill the process group after an
+// agent restart without hitting an unrelated process that reused the pid.
+type record struct {
+	Instance    *executor.Instance `json:"instance"`
+	PID         int                `json:"pid"`
+	StartTicks  string             `json:"start_ticks,omitempty"` // /proc/<pid>/stat field 22
+	Quarantined bool               `json:"quarantined,omitempty"`
+}
+
+// New builds a driver keeping its state below env.DataDir/executor/process.
+func New(env executor.Env) (*Driver, error) {
+	if env.DataDir == "" {
+		return nil, errors.New("executor/process: no data dir")
+	}
+	base := filepath.Join(env.DataDir, "executor", ID)
+	d := &Driver{
+		runDir:  filepath.Join(base, "run"),
+		workDir: filepath.Join(base, "work"),
+		grace:   env.StopGrace,
+		log:     env.Logger,
+		bus:     env.Bus,
+		procs:   map[string]*proc{},
+		ports:   map[int]bool{},
+	}
+	if d.grace <= 0 {
+		d.grace = DefaultGrace
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	d.log = d.log.With("component", "executor/process")
+	for _, dir := range []string{d.runDir, d.workDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("executor/process: %w", err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("executor/process: own executable: %w", err)
+	}
+	d.self = self
+	return d, nil
+}
+
+// TemplateData is what every element of Spec.Command may use.
+type TemplateData struct {
+	Port int    // the fresh loopback port the executor must listen on
+	Addr string // 127.0.0.1:Port
+	Dir  string // the private work directory (holding the image copy); also the process's cwd
+	Self string // path of the running proteus binary (for the built-in demo servers)
+}
+
+var variantRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// ValidateSpec checks a spec without starting anything.
+func (d *Driver) ValidateSpec(spec executor.Spec) error {
+	if !variantRe.MatchString(spec.Variant) {
+		return fmt.Errorf("executor/process: variant %q: must match %s", spec.Variant, variantRe)
+	}
+	if spec.Image == "" {
+		return fmt.Errorf("executor/process: variant %s: no image directory", spec.Variant)
+	}
+	if len(spec.Command) == 0 {
+		return fmt.Errorf("executor/process: variant %s: no command", spec.Variant)
+	}
+	if _, err := render(spec.Command, TemplateData{}); err != nil {
+		return fmt.Errorf("executor/process: variant %s: %w", spec.Variant, err)
+	}
+	for k := range spec.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return fmt.Errorf("executor/process: variant %s: bad env name %q", spec.Variant, k)
+		}
+	}
+	return nil
+}
+
+func render(argv []string, data TemplateData) ([]string, error) {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		t, err := template.New("arg").Option("missingkey=error").Parse(a)
+		if err != nil {
+			return nil, fmt.Errorf("command[%d]: %w", i, err)
+		}
+		var b strings.Builder
+		if err := t.Execute(&b, data); err != nil {
+			return nil, fmt.Errorf("command[%d]: %w", i, err)
+		}
+		out[i] = b.String()
+	}
+	return out, nil
+}
+
+func newID(variant string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return variant + "-" + hex.EncodeToString(b[:])
+}
+
+// Start verifies and copies the image, then starts the command on a fresh port.
+func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Instance, error) {
+	if err := d.ValidateSpec(spec); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
+	}
+	id := newID(spec.Variant)
+	work := filepath.Join(d.workDir, id)
+	if err := os.Mkdir(work, 0o700); err != nil {
+		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = os.RemoveAll(work)
+		}
+	}()
+	digest, err := copyVerified(spec.Image, work)
+	if err != nil {
+		var te *tamperError
+		if errors.As(err, &te) {
+			d.log.Error("tampered image refused", "variant", spec.Variant, "image", spec.Image, "reason", te.detail)
+			d.bus.Publish(bus.Event{Kind: executor.EventTamperedImage, Source: "executor/process", Subject: spec.Variant,
+				Attrs: map[string]any{"image": spec.Image, "reason": te.detail}})
+			return nil, fmt.Errorf("executor/process: start %s: %w: %s", spec.Variant, executor.ErrTamperedImage, te.detail)
+		}
+		return nil, fmt.Errorf("executor/process: start %s: copy image: %w", spec.Variant, err)
+	}
+	port, err := d.pickPort()
+	if err != nil {
+		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
+	}
+	defer func() {
+		if !ok {
+			d.releasePort(port)
+		}
+	}()
+	data := TemplateData{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: work, Self: d.self}
+	argv, err := render(spec.Command, data)
+	if err != nil {
+		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
+	}
+	out, err := newCapWriter(filepath.Join(work, OutputFile), MaxOutput)
+	if err != nil {
+		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = work
+	cmd.Env = childEnv(spec.Env, id, port)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
+	}
+	inst := &executor.Instance{
+		ID: id, Variant: spec.Variant, Driver: ID, Address: data.Addr, ImageDigest: digest,
+		Started: time.Now(), Traits: spec.Traits, Handle: strconv.Itoa(cmd.Process.Pid), WorkDir: work,
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{}), out: out}
+	go func() {
+		_ = cmd.Wait()
+		out.Close()
+		close(p.done)
+	}()
+	rec := record{Instance: inst, PID: cmd.Process.Pid, StartTicks: startTicks(cmd.Process.Pid)}
+	if err := d.writeRecord(rec); err != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
+	}
+	d.mu.Lock()
+	d.procs[id] = p
+	d.mu.Unlock()
+	ok = true
+	d.log.Info("started", "id", id, "variant", spec.Variant, "addr", inst.Address, "pid", rec.PID, "image", digest)
+	d.bus.Publish(bus.Event{Kind: executor.EventStarted, Source: "executor/process", Subject: id,
+		Attrs: map[string]any{"variant": spec.Variant, "address": inst.Address, "pid": rec.PID, "image_digest": digest}})
+	return inst, nil
+}
+
+// childEnv is a small, explicit environment: the agent's own secrets never reach executors.
+func childEnv(extra map[string]string, id string, port int) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "PROTEUS_EXECUTOR_ID=" + id, "PROTEUS_PORT=" + strconv.Itoa(port)}
+	if h := os.Getenv("HOME"); h != "" {
+		env = append(env, "HOME="+h)
+	}
+	for k, v := range extra {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// pickPort draws a random free loopback port that no live instance of this driver uses.
+func (d *Driver) pickPort() (int, error) {
+	for range 64 {
+		var b [2]byte
+		_, _ = rand.Read(b[:])
+		port := portLo + int(binary.BigEndian.Uint16(b[:]))%(portHi-portLo+1)
+		d.mu.Lock()
+		taken := d.ports[port]
+		if !taken {
+			d.ports[port] = true
+		}
+		d.mu.Unlock()
+		if taken {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			d.releasePort(port)
+			continue
+		}
+		ln.Close()
+		return port, nil
+	}
+	return 0, errors.New("no free loopback port found")
+}
+
+func (d *Driver) releasePort(port int) {
+	d.mu.Lock()
+	delete(d.ports, port)
+	d.mu.Unlock()
+}
+
+func portOf(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Exited returns a channel closed when the instance's process has exited (crash or stop). For
+// an instance this driver did not start (a leftover), it returns nil.
+func (d *Driver) Exited(inst *executor.Instance) <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p := d.procs[inst.ID]; p != nil {
+		return p.done
+	}
+	return nil
+}
+
+// Stop ends the process group: SIGTERM, then SIGKILL after the grace period (at once for a
+// quarantined instance). It removes the work directory unless the instance was quarantined.
+func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
+	d.mu.Lock()
+	p := d.procs[inst.ID]
+	d.mu.Unlock()
+	quarantined := false
+	if p != nil {
+		pid := p.cmd.Process.Pid
+		quarantined = p.quarantined
+		if !quarantined {
+			_ = syscall.Kill(-pid, syscall.SIGTERM)
+			t := time.NewTimer(d.grace)
+			select {
+			case <-p.done:
+			case <-t.C:
+				d.log.Warn("grace period over, killing", "id", inst.ID, "grace", d.grace)
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+		// Kill whatever is left of the group (a forked worker, or the leader itself).
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-p.done
+		d.mu.Lock()
+		delete(d.procs, inst.ID)
+		d.mu.Unlock()
+	} else {
+		rec, err := d.readRecord(inst.ID)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("executor/process: stop %s: %w", inst.ID, err)
+		}
+		if err == nil {
+			quarantined = rec.Quarantined
+			if err := killLeftover(rec); err != nil {
+				return fmt.Errorf("executor/process: stop %s: %w", inst.ID, err)
+			}
+		}
+	}
+	if err := d.finish(inst, quarantined); err != nil {
+		return fmt.Errorf("executor/process: stop %s: %w", inst.ID, err)
+	}
+	d.releasePort(portOf(inst.Address))
+	d.log.Info("stopped", "id", inst.ID, "variant", inst.Variant, "kept_work_dir", quarantined)
+	d.bus.Publish(bus.Event{Kind: executor.EventStopped, Source: "executor/process", Subject: inst.ID,
+		Attrs: map[string]any{"variant": inst.Variant, "kept_work_dir": quarantined}})
+	return nil
+}
+
+// finish removes the record and, unless the instance is kept for forensics, its work dir.
+// A kept work dir gets a copy of the record so an operator knows what it was.
+func (d *Driver) finish(inst *executor.Instance, keep bool) error {
+	recPath := filepath.Join(d.runDir, inst.ID+".json")
+	work := filepath.Join(d.workDir, inst.ID)
+	if keep {
+		if data, err := os.ReadFile(recPath); err == nil {
+			_ = os.WriteFile(filepath.Join(work, RecordFile), data, 0o600)
+		}
+	} else if err := os.RemoveAll(work); err != nil {
+		return err
+	}
+	if err := os.Remove(recPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// killLeftover kills the process group of a record written by an earlier agent, if the pid
+// still belongs to that process, and waits (bounded) until the leader is gone.
+func killLeftover(rec record) error {
+	if rec.PID <= 1 || !alive(rec.PID) {
+		return nil
+	}
+	if rec.StartTicks != "" && startTicks(rec.PID) != rec.StartTicks {
+		return nil // the pid was reused by an unrelated process
+	}
+	if err := syscall.Kill(-rec.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	for i := 0; i < 500 && alive(rec.PID); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if alive(rec.PID) {
+		return fmt.Errorf("pid %d survived SIGKILL", rec.PID)
+	}
+	return nil
+}
+
+// Quarantine freezes the process group with SIGSTOP and marks the instance so that Stop and
+// a restarted agent keep its work directory.
+func (d *Driver) Quarantine(ctx context.Context, inst *executor.Instance) error {
+	d.mu.Lock()
+	p := d.procs[inst.ID]
+	if p != nil {
+		p.quarantined = true
+	}
+	d.mu.Unlock()
+	rec, err := d.readRecord(inst.ID)
+	if err != nil {
+		return fmt.Errorf("executor/process: quarantine %s: %w", inst.ID, err)
+	}
+	pid := rec.PID
+	if p != nil {
+		pid = p.cmd.Process.Pid
+	}
+	if err := syscall.Kill(-pid, syscall.SIGSTOP); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("executor/process: quarantine %s: %w", inst.ID, err)
+	}
+	rec.Quarantined = true
+	if err := d.writeRecord(rec); err != nil {
+		return fmt.Errorf("executor/process: quarantine %s: %w", inst.ID, err)
+	}
+	if data, err := json.MarshalIndent(rec, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(d.workDir, inst.ID, RecordFile), data, 0o600)
+	}
+	d.log.Warn("quarantined", "id", inst.ID, "variant", inst.Variant, "work_dir", inst.WorkDir)
+	d.bus.Publish(bus.Event{Kind: executor.EventQuarantined, Source: "executor/process", Subject: inst.ID,
+		Attrs: map[string]any{"variant": inst.Variant, "work_dir": filepath.Join(d.workDir, inst.ID)}})
+	return nil
+}
+
+// List returns every instance with a record: this agent's and those left by an earlier one.
+func (d *Driver) List(ctx context.Context) ([]*executor.Instance, error) {
+	ents, err := os.ReadDir(d.runDir)
+	if err != nil {
+		return nil, fmt.Errorf("executor/process: list: %w", err)
+	}
+	var out []*executor.Instance
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok {
+			continue
+		}
+		rec, err := d.readRecord(id)
+		if err != nil || rec.Instance == nil {
+			d.log.Warn("unreadable record", "file", e.Name(), "err", err)
+			continue
+		}
+		out = append(out, rec.Instance)
+	}
+	return out, nil
+}
+
+// Cleanup removes work directories that have neither a record nor a quarantine record: an
+// agent killed between creating a work directory and writing its record leaves those. Call it
+// after stopping the leftovers List returned, while no Start is running.
+func (d *Driver) Cleanup(ctx context.Context) error {
+	ents, err := os.ReadDir(d.workDir)
+	if err != nil {
+		return fmt.Errorf("executor/process: cleanup: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		id := e.Name()
+		d.mu.Lock()
+		live := d.procs[id] != nil
+		d.mu.Unlock()
+		if live {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d.runDir, id+".json")); err == nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d.workDir, id, RecordFile)); err == nil {
+			continue // kept for forensics
+		}
+		if err := os.RemoveAll(filepath.Join(d.workDir, id)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("executor/process: cleanup: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func (d *Driver) writeRecord(rec record) error {
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(d.runDir, "."+rec.Instance.ID+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(d.runDir, rec.Instance.ID+".json"))
+}
+
+func (d *Driver) readRecord(id string) (record, error) {
+	var rec record
+	data, err := os.ReadFile(filepath.Join(d.runDir, id+".json"))
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return rec, err
+	}
+	if rec.Instance == nil || rec.Instance.ID != id {
+		return rec, fmt.Errorf("record %s names another instance", id)
+	}
+	return rec, nil
+}
+
+// procStat returns the state letter and start time (clock ticks since boot) of pid from
+// /proc; ok is false when the process does not exist.
+func procStat(pid int) (state byte, ticks string, ok bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, "", false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 >= len(data) {
+		return 0, "", false
+	}
+	f := strings.Fields(string(data[i+2:]))
+	if len(f) < 20 {
+		return 0, "", false
+	}
+	return f[0][0], f[19], true
+}
+
+func startTicks(pid int) string {
+	_, t, _ := procStat(pid)
+	return t
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	if st, _, ok := procStat(pid); ok {
+		return st != 'Z' && st != 'X'
+	}
+	if _, err := os.Stat("/proc/self/stat"); err == nil {
+		return false // /proc works and has no entry for pid
+	}
+	return syscall.Kill(pid, 0) == nil
+}
+
+// capWriter writes to a file until max bytes, then counts and drops the rest.
+type capWriter struct {
+	mu      sync.Mutex
+	f       *os.File
+	n, max  int64
+	dropped int64
+}
+
+func newCapWriter(path string, max int64) (*capWriter, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &capWriter{f: f, max: max}, nil
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return len(p), nil
+	}
+	room := w.max - w.n
+	keep := int64(len(p))
+	if keep > room {
+		keep = max(room, 0)
+	}
+	if keep > 0 {
+		k, err := w.f.Write(p[:keep])
+		w.n += int64(k)
+		if err != nil {
+			return len(p), nil // output capture must never block or kill the executor
+		}
+	}
+	w.dropped += int64(len(p)) - keep
+	return len(p), nil
+}
+
+func (w *capWriter) Close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return
+	}
+	if w.dropped > 0 {
+		fmt.Fprintf(w.f, "\n[proteus: %d bytes of output dropped after the %d-byte limit]\n", w.dropped, w.max)
+	}
+	_ = w.f.Close()
+	w.f = nil
+}
