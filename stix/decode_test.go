@@ -1,6 +1,7 @@
 package stix
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -86,4 +87,52 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("round trip changed the message: %+v -> %+v", m, m2)
 		}
 	})
+}
+
+// TestDecodeAcceptsContextObjects: a bundle that also carries observed-data (referenced
+// from the sighting) and a course-of-action, as other STIX producers may add, still
+// decodes, and is itself schema-valid, so the tolerance matches real STIX.
+func TestDecodeAcceptsContextObjects(t *testing.T) {
+	data, err := Encode(sample(targets["ipv4"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b map[string]any
+	if err := json.Unmarshal(data, &b); err != nil {
+		t.Fatal(err)
+	}
+	const od = "observed-data--6b1a4b3c-2d5e-4f60-8a7b-9c0d1e2f3a4b"
+	objs := b["objects"].([]any)
+	for _, o := range objs {
+		if m := o.(map[string]any); m["type"] == "sighting" {
+			m["observed_data_refs"] = []any{od}
+		}
+	}
+	objs = append(objs,
+		map[string]any{"type": "observed-data", "spec_version": "2.1", "id": od,
+			"created": "2026-03-01T11:59:59.000Z", "modified": "2026-03-01T11:59:59.000Z",
+			"first_observed": "2026-03-01T11:59:00.000Z", "last_observed": "2026-03-01T11:59:58.000Z",
+			"number_observed": 3, "object_refs": []any{"ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd"}},
+		map[string]any{"type": "course-of-action", "spec_version": "2.1",
+			"id": "course-of-action--0c7b5b88-8ff7-4a4d-aa9d-feb398cd0061",
+			"created": "2026-03-01T11:59:59.000Z", "modified": "2026-03-01T11:59:59.000Z",
+			"name": "block 203.0.113.7 for an hour"})
+	b["objects"] = objs
+	data, err = json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	validateSTIX(t, data)
+	m, err := Decode(data, testNow, DecodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := m.(*Sighting); !ok || s.Target != targets["ipv4"] {
+		t.Fatalf("decoded %+v", m)
+	}
+	// A reference to observed-data that is not in the bundle is refused.
+	bad := strings.Replace(string(data), od+`"]`, `observed-data--00000000-0000-4000-8000-000000000000"]`, 1)
+	if _, err := Decode([]byte(bad), testNow, DecodeOptions{}); err == nil || !strings.Contains(err.Error(), "observed_data_refs") {
+		t.Fatalf("dangling observed_data_refs: %v", err)
+	}
 }
