@@ -114,7 +114,7 @@ func TestDecodeAcceptsContextObjects(t *testing.T) {
 			"first_observed": "2026-03-01T11:59:00.000Z", "last_observed": "2026-03-01T11:59:58.000Z",
 			"number_observed": 3, "object_refs": []any{"ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd"}},
 		map[string]any{"type": "course-of-action", "spec_version": "2.1",
-			"id": "course-of-action--0c7b5b88-8ff7-4a4d-aa9d-feb398cd0061",
+			"id":      "course-of-action--0c7b5b88-8ff7-4a4d-aa9d-feb398cd0061",
 			"created": "2026-03-01T11:59:59.000Z", "modified": "2026-03-01T11:59:59.000Z",
 			"name": "block 203.0.113.7 for an hour"})
 	b["objects"] = objs
