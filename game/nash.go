@@ -53,16 +53,17 @@ func NashEquilibria(g Bimatrix) ([]Equilibrium, error) {
 	var out []Equilibrium
 	xs, ys := make([]float64, m), make([]float64, n)
 	for k := 1; k <= min(m, n); k++ {
+		ws := newIndiffSolver(k)
 		forEachSubset(m, k, func(I []int) {
 			forEachSubset(n, k, func(J []int) {
 				// y on J, attacker indifferent over I: rows (A y)_{I[a]} − (A y)_{I[0]} = 0, Σ y_J = 1.
-				if !indifferent(k, func(a, b int) float64 {
+				if !ws.solve(func(a, b int) float64 {
 					return g.A[I[a]][J[b]] - g.A[I[0]][J[b]]
 				}, J, ys) {
 					return
 				}
 				// x on I, defender indifferent over J: (xᵀD)_{J[a]} − (xᵀD)_{J[0]} = 0, Σ x_I = 1.
-				if !indifferent(k, func(a, b int) float64 {
+				if !ws.solve(func(a, b int) float64 {
 					return g.D[I[b]][J[a]] - g.D[I[b]][J[0]]
 				}, I, xs) {
 					return
@@ -83,38 +84,49 @@ func NashEquilibria(g Bimatrix) ([]Equilibrium, error) {
 	return out, nil
 }
 
-// indifferent solves the k×k system whose first k−1 rows are coef(a, b), a = 1..k−1, and whose
-// last row is all ones (the sum), with right-hand side e_k. The solution, placed on support S,
-// is written into dst (zero elsewhere). It reports false when the system is singular or the
+// indiffSolver solves the k×k indifference systems of one support size, reusing its buffers.
+type indiffSolver struct {
+	k   int
+	M   *mat.Dense
+	lu  mat.LU
+	rhs *mat.VecDense
+	sol *mat.VecDense
+}
+
+func newIndiffSolver(k int) *indiffSolver {
+	ws := &indiffSolver{k: k, M: mat.NewDense(k, k, nil), rhs: mat.NewVecDense(k, nil), sol: mat.NewVecDense(k, nil)}
+	ws.rhs.SetVec(k-1, 1)
+	return ws
+}
+
+// solve solves the k×k system whose first k−1 rows are coef(a, b), a = 1..k−1, and whose last
+// row is all ones (the sum), with right-hand side e_k. The solution, placed on support S, is
+// written into dst (zero elsewhere). It reports false when the system is singular or the
 // solution is not a probability vector.
-func indifferent(k int, coef func(a, b int) float64, S []int, dst []float64) bool {
+func (ws *indiffSolver) solve(coef func(a, b int) float64, S []int, dst []float64) bool {
+	k := ws.k
 	clear(dst)
 	if k == 1 {
 		dst[S[0]] = 1
 		return true
 	}
-	M := mat.NewDense(k, k, nil)
 	for a := 1; a < k; a++ {
 		for b := 0; b < k; b++ {
-			M.Set(a-1, b, coef(a, b))
+			ws.M.Set(a-1, b, coef(a, b))
 		}
 	}
 	for b := 0; b < k; b++ {
-		M.Set(k-1, b, 1)
+		ws.M.Set(k-1, b, 1)
 	}
-	var lu mat.LU
-	lu.Factorize(M)
-	if c := lu.Cond(); math.IsInf(c, 0) || c > nashCondMax {
+	ws.lu.Factorize(ws.M)
+	if c := ws.lu.Cond(); math.IsInf(c, 0) || c > nashCondMax {
 		return false
 	}
-	rhs := mat.NewVecDense(k, nil)
-	rhs.SetVec(k-1, 1)
-	var sol mat.VecDense
-	if err := lu.SolveVecTo(&sol, false, rhs); err != nil {
+	if err := ws.lu.SolveVecTo(ws.sol, false, ws.rhs); err != nil {
 		return false
 	}
 	for b := 0; b < k; b++ {
-		p := sol.AtVec(b)
+		p := ws.sol.AtVec(b)
 		if math.IsNaN(p) || p < -nashProbTol {
 			return false
 		}
