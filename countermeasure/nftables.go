@@ -21,14 +21,14 @@ const NFTablesID = "countermeasure.nftables"
 // Names of what the nftables actuator owns. Everything lives in one table, so
 // `nft delete table inet proteus` removes all of it.
 const (
-	NFTable     = "proteus"
-	NFSet4      = "blocked4"      // ipv4_addr, flags interval,timeout
-	NFSet6      = "blocked6"      // ipv6_addr, flags interval,timeout
-	NFSetPorts  = "blocked_ports" // inet_service, flags timeout
-	NFChainIn   = "input"         // hook input: drop from blocked addresses, to blocked ports
-	NFChainFwd  = "forward"       // hook forward: drop from blocked addresses
-	nfPriority  = -10             // before the usual filter chains (priority 0)
-	nfMinTimout = time.Second
+	NFTable      = "proteus"
+	NFSet4       = "blocked4"      // ipv4_addr, flags interval,timeout
+	NFSet6       = "blocked6"      // ipv6_addr, flags interval,timeout
+	NFSetPorts   = "blocked_ports" // inet_service, flags timeout
+	NFChainIn    = "input"         // hook input: drop from blocked addresses, to blocked ports
+	NFChainFwd   = "forward"       // hook forward: drop from blocked addresses
+	nfPriority   = -10             // before the usual filter chains (priority 0)
+	nfMinTimeout = time.Second
 )
 
 func init() {
@@ -243,8 +243,8 @@ func (n *NFTables) syncLocked(t Target) error {
 
 func timeout(expires, now time.Time) time.Duration {
 	d := expires.Sub(now).Round(time.Millisecond)
-	if d < nfMinTimout {
-		d = nfMinTimout
+	if d < nfMinTimeout {
+		d = nfMinTimeout
 	}
 	return d
 }
