@@ -117,12 +117,15 @@ type Driver struct {
 	watchers sync.WaitGroup
 }
 
-var _ executor.Driver = (*Driver)(nil)
-var _ executor.Validator = (*Driver)(nil)
+var (
+	_ executor.Driver      = (*Driver)(nil)
+	_ executor.Validator   = (*Driver)(nil)
+	_ executor.ExitWatcher = (*Driver)(nil)
+)
 
 func init() {
 	executor.Register("docker", func(env executor.Env) (executor.Driver, error) {
-		return New(Options{DataDir: env.DataDir, Logger: env.Logger, Bus: env.Bus})
+		return New(Options{DataDir: env.DataDir, Logger: env.Logger, Bus: env.Bus, StopGrace: env.StopGrace})
 	})
 }
 
@@ -490,7 +493,7 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 		}
 		return err
 	}
-	grace := int(d.opts.StopGrace.Round(time.Second) / time.Second)
+	grace := int((d.opts.StopGrace + time.Second - 1) / time.Second) // the engine counts whole seconds
 	sctx, cancel := context.WithTimeout(ctx, d.opts.StopGrace+d.opts.OpTimeout)
 	defer cancel()
 	if info.State != nil && info.State.Paused {

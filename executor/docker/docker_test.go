@@ -178,12 +178,22 @@ func TestContainerNameAndAgentID(t *testing.T) {
 }
 
 func TestRegistered(t *testing.T) {
-	d, err := executor.New("docker", executor.Env{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("executor.New(docker): %v", err)
-	}
-	if _, ok := d.(*Driver); !ok {
-		t.Fatalf("executor.New(docker) = %T, want *Driver", d)
+	tests := []struct {
+		grace, want time.Duration
+	}{{0, 5 * time.Second}, {1500 * time.Millisecond, 1500 * time.Millisecond}}
+	for _, tt := range tests {
+		d, err := executor.New("docker", executor.Env{DataDir: t.TempDir(), StopGrace: tt.grace})
+		if err != nil {
+			t.Fatalf("executor.New(docker): %v", err)
+		}
+		dd, ok := d.(*Driver)
+		if !ok {
+			t.Fatalf("executor.New(docker) = %T, want *Driver", d)
+		}
+		if dd.opts.StopGrace != tt.want {
+			t.Errorf("Env.StopGrace %v gave a grace of %v, want %v", tt.grace, dd.opts.StopGrace, tt.want)
+		}
+		dd.Close()
 	}
 }
 
