@@ -1,10 +1,267 @@
 package config
 
-import "github.com/proteus-defense/proteus/strictyaml"
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
 
-// Pool is the `pool` section. It is filled in by the issue that owns it.
-type Pool struct{}
+	"github.com/proteus-defense/proteus/strictyaml"
+)
 
-func (x *Pool) applyDefaults() {}
+// Pool is the `pool` section: which variants of the protected service run as executors, how
+// many, how they are health-checked and how often they are rotated.
+type Pool struct {
+	// Desired is the number of executors kept in service (default 3).
+	Desired int `yaml:"desired"`
+	// Min is the number that must be healthy for the agent to start (default Desired).
+	// Rotation is make-before-break, so it never takes the pool below it.
+	Min int `yaml:"min"`
+	// MaxConcurrent is c*: at most this many reconfigurations (rotations, replacements) run
+	// at once; more wait (default 1).
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// Redraw lets each rotation pick a new variant, so the set of running implementations
+	// keeps changing (default true).
+	Redraw *bool `yaml:"redraw"`
+	// Grace is how long a stopped executor gets between SIGTERM and SIGKILL (default 5s).
+	Grace time.Duration `yaml:"grace"`
+	// StartTimeout bounds how long a new executor may take to become healthy (default 15s).
+	StartTimeout time.Duration `yaml:"start_timeout"`
+	// DrainTimeout bounds the wait for in-flight requests of a retired executor (default 10s).
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	Health       Health        `yaml:"health"`
+	Rotation     Rotation      `yaml:"rotation"`
+	Variants     []Variant     `yaml:"variants"`
+}
 
-func (x *Pool) validate(field string, p *strictyaml.Problems) {}
+// Health configures HTTP health checks.
+type Health struct {
+	Path     string        `yaml:"path"`     // default /healthz; a variant may override it
+	Interval time.Duration `yaml:"interval"` // default 1s
+	Timeout  time.Duration `yaml:"timeout"`  // default 1s
+	Failures int           `yaml:"failures"` // consecutive failures before replacement; default 3
+}
+
+// Rotation is the moving-target schedule. The policies combine: an executor is rotated when
+// its interval draw or its maximum lifetime is reached, and every cron tick rotates all.
+// With none set, executors rotate only on request (API, CLI, engine).
+type Rotation struct {
+	// Every is an interval with random jitter, "30s-90s" (uniform in the range, drawn afresh
+	// for each executor) or a fixed "45s".
+	Every string `yaml:"every"`
+	// Cron is a standard 5-field cron expression or a descriptor (@hourly, @every 10m).
+	Cron string `yaml:"cron"`
+	// MaxLifetime rotates any executor older than this.
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+}
+
+// Variant is one implementation of the protected service.
+type Variant struct {
+	Name   string `yaml:"name"`
+	Driver string `yaml:"driver"` // executor driver ID; default "process"
+	// Image is, for the process driver, a directory with a MANIFEST.sha256 (a relative path
+	// is relative to the config file) or "builtin:demo", the embedded demo site written to
+	// <data-dir>/images/demo on first start. For docker, an image pinned by digest.
+	Image string `yaml:"image"`
+	// Command is the argv; each element is a template with {{.Port}}, {{.Addr}}, {{.Dir}}
+	// and {{.Self}} (the proteus binary).
+	Command []string          `yaml:"command"`
+	Env     map[string]string `yaml:"env"`
+	// Traits are declared properties (server, lang, os, ...) for diversity and relevance.
+	Traits map[string]string `yaml:"traits"`
+	// HealthPath overrides health.path for this variant.
+	HealthPath string `yaml:"health_path"`
+	// ContainerPort is the port the service listens on inside its container (docker only).
+	ContainerPort int `yaml:"container_port"`
+}
+
+// BuiltinDemoImage names the embedded demo site as a process image.
+const BuiltinDemoImage = "builtin:demo"
+
+// RedrawEnabled reports the effective redraw setting.
+func (x *Pool) RedrawEnabled() bool { return x.Redraw == nil || *x.Redraw }
+
+func (x *Pool) applyDefaults() {
+	if x.Desired == 0 {
+		x.Desired = 3
+	}
+	if x.Min == 0 {
+		x.Min = x.Desired
+	}
+	if x.MaxConcurrent == 0 {
+		x.MaxConcurrent = 1
+	}
+	setDur := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	setDur(&x.Grace, 5*time.Second)
+	setDur(&x.StartTimeout, 15*time.Second)
+	setDur(&x.DrainTimeout, 10*time.Second)
+	setDur(&x.Health.Interval, time.Second)
+	setDur(&x.Health.Timeout, time.Second)
+	if x.Health.Path == "" {
+		x.Health.Path = "/healthz"
+	}
+	if x.Health.Failures == 0 {
+		x.Health.Failures = 3
+	}
+	for i := range x.Variants {
+		v := &x.Variants[i]
+		if v.Driver == "" {
+			v.Driver = "process"
+		}
+		if v.HealthPath == "" {
+			v.HealthPath = x.Health.Path
+		}
+	}
+}
+
+var (
+	variantNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+	driverIDRe    = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+	cronFieldRe   = regexp.MustCompile(`^[0-9A-Za-z*/,?-]+$`)
+)
+
+func (x *Pool) validate(field string, p *strictyaml.Problems) {
+	if x.Desired < 1 || x.Desired > 64 {
+		p.Addf(field+".desired", "must be in [1,64], got %d", x.Desired)
+	}
+	if x.Min < 1 || x.Min > x.Desired {
+		p.Addf(field+".min", "must be in [1,desired=%d], got %d", x.Desired, x.Min)
+	}
+	if x.MaxConcurrent < 1 {
+		p.Addf(field+".max_concurrent", "must be >= 1, got %d", x.MaxConcurrent)
+	}
+	positive := func(f string, d time.Duration) {
+		if d <= 0 {
+			p.Addf(f, "must be a positive duration, got %v", d)
+		}
+	}
+	positive(field+".grace", x.Grace)
+	positive(field+".start_timeout", x.StartTimeout)
+	positive(field+".drain_timeout", x.DrainTimeout)
+	positive(field+".health.interval", x.Health.Interval)
+	positive(field+".health.timeout", x.Health.Timeout)
+	if x.Health.Failures < 1 {
+		p.Addf(field+".health.failures", "must be >= 1, got %d", x.Health.Failures)
+	}
+	checkPath(field+".health.path", x.Health.Path, p)
+	x.Rotation.validate(field+".rotation", p)
+	if len(x.Variants) == 0 {
+		p.Addf(field, "variants: at least one variant is required")
+	}
+	seen := map[string]int{}
+	for i, v := range x.Variants {
+		vf := fmt.Sprintf("%s.variants[%d]", field, i)
+		if !variantNameRe.MatchString(v.Name) {
+			p.Addf(vf+".name", "must be 1-63 letters, digits, '.', '_' or '-' starting with a letter or digit, got %q", v.Name)
+		} else if j, dup := seen[v.Name]; dup {
+			p.Addf(vf+".name", "duplicate of variants[%d]", j)
+		} else {
+			seen[v.Name] = i
+		}
+		if !driverIDRe.MatchString(v.Driver) {
+			p.Addf(vf+".driver", "must be a driver ID such as process or docker, got %q", v.Driver)
+		}
+		if v.Image == "" {
+			p.Addf(vf, "image: is required")
+		} else if strings.HasPrefix(v.Image, "builtin:") && v.Image != BuiltinDemoImage {
+			p.Addf(vf+".image", "unknown built-in image %q (known: %s)", v.Image, BuiltinDemoImage)
+		}
+		if v.Driver == "process" && len(v.Command) == 0 {
+			p.Addf(vf, "command: is required for the process driver")
+		}
+		for j, a := range v.Command {
+			if a == "" && j == 0 {
+				p.Addf(fmt.Sprintf("%s.command[%d]", vf, j), "must not be empty")
+			}
+		}
+		for k := range v.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				p.Addf(vf+".env", "bad variable name %q", k)
+			}
+		}
+		checkPath(vf+".health_path", v.HealthPath, p)
+		if v.ContainerPort < 0 || v.ContainerPort > 65535 {
+			p.Addf(vf+".container_port", "must be a port number, got %d", v.ContainerPort)
+		}
+	}
+}
+
+func checkPath(field, path string, p *strictyaml.Problems) {
+	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \t\r\n") {
+		p.Addf(field, "must be an absolute URL path such as /healthz, got %q", path)
+	}
+}
+
+func (r *Rotation) validate(field string, p *strictyaml.Problems) {
+	if r.Every != "" {
+		if _, _, err := ParseEvery(r.Every); err != nil {
+			p.Addf(field+".every", "%v", err)
+		}
+	}
+	if r.Cron != "" {
+		if err := checkCron(r.Cron); err != nil {
+			p.Addf(field+".cron", "%v", err)
+		}
+	}
+	if r.MaxLifetime < 0 {
+		p.Addf(field+".max_lifetime", "must be >= 0, got %v", r.MaxLifetime)
+	}
+}
+
+// MinEvery is the shortest rotation interval accepted.
+const MinEvery = 100 * time.Millisecond
+
+// ParseEvery parses an interval with jitter: "30s-90s" gives [30s, 90s], "45s" gives
+// [45s, 45s].
+func ParseEvery(s string) (lo, hi time.Duration, err error) {
+	a, b, ranged := strings.Cut(s, "-")
+	lo, err = time.ParseDuration(strings.TrimSpace(a))
+	if err != nil {
+		return 0, 0, fmt.Errorf("want DURATION or MIN-MAX such as 30s-90s, got %q", s)
+	}
+	hi = lo
+	if ranged {
+		if hi, err = time.ParseDuration(strings.TrimSpace(b)); err != nil {
+			return 0, 0, fmt.Errorf("want DURATION or MIN-MAX such as 30s-90s, got %q", s)
+		}
+	}
+	if lo < MinEvery {
+		return 0, 0, fmt.Errorf("interval must be at least %v, got %q", MinEvery, s)
+	}
+	if hi < lo {
+		return 0, 0, fmt.Errorf("range %q ends before it starts", s)
+	}
+	return lo, hi, nil
+}
+
+// checkCron is a structural check (field count and characters); the scheduler parses the
+// expression fully at start-up, before anything is started.
+func checkCron(s string) error {
+	if strings.HasPrefix(s, "@") {
+		switch {
+		case s == "@yearly", s == "@annually", s == "@monthly", s == "@weekly", s == "@daily", s == "@midnight", s == "@hourly":
+			return nil
+		case strings.HasPrefix(s, "@every "):
+			d, err := time.ParseDuration(strings.TrimSpace(strings.TrimPrefix(s, "@every ")))
+			if err != nil || d < MinEvery {
+				return fmt.Errorf("@every needs a duration of at least %v, got %q", MinEvery, s)
+			}
+			return nil
+		}
+		return fmt.Errorf("unknown descriptor %q", s)
+	}
+	f := strings.Fields(s)
+	if len(f) != 5 {
+		return fmt.Errorf("want 5 fields (minute hour day-of-month month day-of-week), got %d in %q", len(f), s)
+	}
+	for _, x := range f {
+		if !cronFieldRe.MatchString(x) {
+			return fmt.Errorf("bad field %q in %q", x, s)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseEvery(t *testing.T) {
+	cases := []struct {
+		in     string
+		lo, hi time.Duration
+		err    string
+	}{
+		{"30s-90s", 30 * time.Second, 90 * time.Second, ""},
+		{"45s", 45 * time.Second, 45 * time.Second, ""},
+		{" 1s - 2s ", time.Second, 2 * time.Second, ""},
+		{"1m30s-2h", 90 * time.Second, 2 * time.Hour, ""},
+		{"90s-30s", 0, 0, "ends before it starts"},
+		{"10ms", 0, 0, "at least"},
+		{"soon", 0, 0, "want DURATION"},
+		{"1s-", 0, 0, "want DURATION"},
+		{"", 0, 0, "want DURATION"},
+	}
+	for _, c := range cases {
+		lo, hi, err := ParseEvery(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ParseEvery(%q) err = %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || lo != c.lo || hi != c.hi {
+			t.Errorf("ParseEvery(%q) = %v, %v, %v", c.in, lo, hi, err)
+		}
+	}
+}
+
+func TestCheckCron(t *testing.T) {
+	for in, ok := range map[string]bool{
+		"*/5 * * * *": true, "0 3 * * MON-FRI": true, "@hourly": true, "@every 90s": true,
+		"* * * *": false, "@sometimes": false, "@every 1ms": false, "* * * * $": false,
+	} {
+		if err := checkCron(in); (err == nil) != ok {
+			t.Errorf("checkCron(%q) = %v", in, err)
+		}
+	}
+}
+
+func TestPoolDefaults(t *testing.T) {
+	c, err := Parse("p.yaml", []byte("version: 1\npool:\n  redraw: off\n  variants: [{name: a, image: /img, command: [x]}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Pool
+	if p.Desired != 3 || p.Min != 3 || p.MaxConcurrent != 1 || p.RedrawEnabled() || p.Grace != 5*time.Second ||
+		p.Variants[0].Driver != "process" || p.Variants[0].HealthPath != "/healthz" || p.Health.Failures != 3 {
+		t.Fatalf("defaults: %+v", p)
+	}
+}
+
+func TestDefaultPoolIsTheBuiltinDemo(t *testing.T) {
+	p := Default().Pool
+	if len(p.Variants) < 3 || !p.RedrawEnabled() || p.Rotation.Every == "" {
+		t.Fatalf("default pool: %+v", p)
+	}
+	for _, v := range p.Variants {
+		if v.Image != BuiltinDemoImage || v.Command[0] != "{{.Self}}" {
+			t.Errorf("variant %s needs something installed: %+v", v.Name, v)
+		}
+	}
+}
