@@ -482,9 +482,21 @@ func (d *Driver) owned(ctx context.Context, op string, inst *executor.Instance) 
 }
 
 // Stop sends SIGTERM, waits up to StopGrace, kills, then removes the container and its
-// anonymous volumes. A container that is already gone is not an error.
+// anonymous volumes. A container that is already gone is not an error. A quarantined
+// container is kept as it is (frozen, disconnected) for forensics, like the process driver
+// keeps a quarantined work directory: Stop only lets go of it; Remove destroys it.
 func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
-	info, err := d.owned(ctx, "stop", inst)
+	return d.stop(ctx, "stop", inst, false)
+}
+
+// Remove destroys the instance's container whatever its state, quarantined ones included
+// (once they have been examined).
+func (d *Driver) Remove(ctx context.Context, inst *executor.Instance) error {
+	return d.stop(ctx, "remove", inst, true)
+}
+
+func (d *Driver) stop(ctx context.Context, op string, inst *executor.Instance, evenQuarantined bool) error {
+	info, err := d.owned(ctx, op, inst)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			d.log.Debug("container already gone", "instance", inst.ID)
@@ -493,17 +505,24 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 		}
 		return err
 	}
+	if quarantined(info) && !evenQuarantined {
+		d.forget(inst)
+		d.log.Warn("keeping quarantined container for forensics", "instance", inst.ID, "container", shortID(info.ID))
+		d.bus.Publish(bus.Event{Kind: executor.EventStopped, Source: "executor/docker", Subject: inst.ID,
+			Attrs: map[string]any{"variant": inst.Variant, "container": info.ID, "kept": true}})
+		return nil
+	}
 	grace := int((d.opts.StopGrace + time.Second - 1) / time.Second) // the engine counts whole seconds
 	sctx, cancel := context.WithTimeout(ctx, d.opts.StopGrace+d.opts.OpTimeout)
 	defer cancel()
 	if info.State != nil && info.State.Paused {
-		// A paused (quarantined) container cannot handle SIGTERM: removal kills it.
+		// A paused container cannot handle SIGTERM: forced removal kills it.
 		d.log.Info("removing paused container", "instance", inst.ID)
 	} else if err := d.cli.ContainerStop(sctx, info.ID, container.StopOptions{Timeout: &grace}); err != nil && !cerrdefs.IsNotFound(err) {
-		return d.wrap("stop", inst.ID, err)
+		return d.wrap(op, inst.ID, err)
 	}
 	if err := d.cli.ContainerRemove(sctx, info.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
-		return d.wrap("stop", inst.ID, fmt.Errorf("remove: %w", err))
+		return d.wrap(op, inst.ID, fmt.Errorf("remove: %w", err))
 	}
 	d.forget(inst)
 	d.log.Info("container stopped and removed", "variant", inst.Variant, "instance", inst.ID, "container", shortID(info.ID))
@@ -512,11 +531,16 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 	return nil
 }
 
+// quarantined tells a container Quarantine has handled (renamed, or at least paused).
+func quarantined(info container.InspectResponse) bool {
+	return strings.HasSuffix(info.Name, quarantineSuffix) || (info.State != nil && info.State.Paused)
+}
+
 // Quarantine freezes the container (cgroup freezer), disconnects it from every network so
 // its published port goes dark, renames it with a "-quarantined" suffix (labels cannot be
 // changed after creation), and writes the engine's inspect output to
-// DataDir/executor/docker/quarantine/<container>.json for forensics. The container is kept;
-// List no longer reports it (see ListQuarantined).
+// DataDir/executor/docker/quarantine/<container>.json for forensics. The container is kept:
+// List no longer reports it, Stop leaves it alone; ListQuarantined finds it, Remove ends it.
 func (d *Driver) Quarantine(ctx context.Context, inst *executor.Instance) error {
 	info, err := d.owned(ctx, "quarantine", inst)
 	if err != nil {
@@ -590,7 +614,7 @@ func (d *Driver) List(ctx context.Context) ([]*executor.Instance, error) {
 }
 
 // ListQuarantined returns the quarantined containers this agent owns (kept for forensics;
-// remove them with Stop once examined).
+// destroy them with Remove once examined).
 func (d *Driver) ListQuarantined(ctx context.Context) ([]*executor.Instance, error) {
 	all, err := d.list(ctx)
 	if err != nil {

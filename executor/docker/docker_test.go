@@ -589,15 +589,21 @@ func TestQuarantine(t *testing.T) {
 	if err != nil || len(q) != 1 || q[0].Handle != inst.Handle {
 		t.Fatalf("ListQuarantined = %v, %v: want the one container", q, err)
 	}
-	// Quarantining twice is harmless; Stop then destroys it.
+	// Quarantining twice is harmless; Stop keeps the evidence; Remove destroys it.
 	if err := d.Quarantine(ctx, inst); err != nil {
 		t.Fatalf("second Quarantine: %v", err)
 	}
 	if err := d.Stop(ctx, inst); err != nil {
 		t.Fatalf("Stop of quarantined container: %v", err)
 	}
+	if info, err := cli.ContainerInspect(ctx, inst.Handle); err != nil || !info.State.Paused {
+		t.Fatalf("Stop did not keep the quarantined container frozen (inspect error %v)", err)
+	}
+	if err := d.Remove(ctx, inst); err != nil {
+		t.Fatalf("Remove of quarantined container: %v", err)
+	}
 	if _, err := cli.ContainerInspect(ctx, inst.Handle); !cerrdefs.IsNotFound(err) {
-		t.Fatalf("quarantined container survives Stop (inspect error %v)", err)
+		t.Fatalf("quarantined container survives Remove (inspect error %v)", err)
 	}
 }
 
@@ -818,8 +824,8 @@ func TestExitedAndEvents(t *testing.T) {
 		t.Fatal("pausing a container reported it as exited")
 	default:
 	}
-	if err := d.Stop(ctx, kept); err != nil {
-		t.Fatalf("Stop: %v", err)
+	if err := d.Remove(ctx, kept); err != nil {
+		t.Fatalf("Remove: %v", err)
 	}
 	<-keptExit
 
