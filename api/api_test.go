@@ -1,0 +1,221 @@
+package api_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proteus-defense/proteus/api"
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/process"
+	"github.com/proteus-defense/proteus/executor/process/processtest"
+	"github.com/proteus-defense/proteus/mtd"
+)
+
+func TestMain(m *testing.M) { processtest.Main(m) }
+
+type env struct {
+	pool   *executor.Pool
+	srv    *httptest.Server
+	client *api.Client
+	data   string
+	token  string
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	b := bus.New()
+	data := t.TempDir()
+	d, err := process.New(executor.Env{DataDir: data, Bus: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := processtest.Image(t)
+	pool, err := executor.NewPool(executor.PoolConfig{
+		Variants: []executor.Spec{processtest.DemoSpec("go-nethttp", img, "nethttp"), processtest.DemoSpec("go-raw", img, "raw")},
+		Desired:  2, MaxConcurrent: 1, Redraw: true, StartTimeout: 30 * time.Second,
+	}, map[string]executor.Driver{process.ID: d}, nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close(context.Background()) })
+	if err := pool.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := mtd.NewMetrics(pool, reg); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := api.NewToken(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.NewServer(pool, b, tok, reg, nil))
+	t.Cleanup(srv.Close)
+	if err := api.WriteAddr(data, srv.Listener.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := api.NewClient(data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{pool: pool, srv: srv, client: c, data: data, token: tok}
+}
+
+func TestTokenFileIsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	tok, err := api.NewToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, api.TokenFile))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %v, %v", st.Mode(), err)
+	}
+	again, _ := api.NewToken(dir)
+	if len(tok) != 64 || again == tok {
+		t.Fatalf("tokens %q %q", tok, again)
+	}
+	if _, err := api.NewClient(t.TempDir(), ""); !errors.Is(err, api.ErrNoAgent) {
+		t.Fatalf("client without agent: %v", err)
+	}
+}
+
+func TestEveryEndpointNeedsTheToken(t *testing.T) {
+	e := setup(t)
+	for _, ep := range []struct{ method, path string }{
+		{"GET", "/v1/status"}, {"POST", "/v1/rotate?all=true"}, {"POST", "/v1/quarantine?id=x"}, {"GET", "/metrics"}, {"GET", "/events"},
+	} {
+		for _, auth := range []string{"", "Bearer wrong", "Basic " + e.token, "Bearer " + e.token + "x"} {
+			req, _ := http.NewRequest(ep.method, e.srv.URL+ep.path, nil)
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s %s with %q: %d", ep.method, ep.path, auth, resp.StatusCode)
+			}
+		}
+	}
+}
+
+func TestStatusRotateQuarantine(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	st, err := e.client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Executors) != 2 || st.CStar != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	x := st.Executors[0]
+	if x.ID == "" || x.Variant == "" || !strings.HasPrefix(x.Address, "127.0.0.1:") || x.State != "healthy" || x.AgeSeconds <= 0 {
+		t.Fatalf("executor %+v", x)
+	}
+	if err := e.client.Rotate(ctx, x.ID); err != nil {
+		t.Fatal(err)
+	}
+	var apiErr *api.APIError
+	if err := e.client.Rotate(ctx, x.ID); !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound {
+		t.Fatalf("rotating a gone instance: %v", err)
+	}
+	if err := e.client.RotateAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = e.client.Status(ctx)
+	for _, y := range st.Executors {
+		if y.ID == x.ID {
+			t.Fatalf("rotated instance still listed: %+v", y)
+		}
+	}
+	victim := st.Executors[0].ID
+	if err := e.client.Quarantine(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = e.client.Status(ctx)
+	states := map[string]string{}
+	for _, y := range st.Executors {
+		states[y.ID] = y.State
+	}
+	if states[victim] != "quarantined" {
+		t.Fatalf("states %v", states)
+	}
+	if st.RotationRate <= 0 {
+		t.Errorf("rotation rate %v", st.RotationRate)
+	}
+	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/rotate", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("rotate without id: %d", resp.StatusCode)
+	}
+}
+
+func authGet(t *testing.T, e *env, path string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func TestMetrics(t *testing.T) {
+	e := setup(t)
+	resp := authGet(t, e, "/metrics")
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"proteus_mtd_cstar 1", "proteus_mtd_reconfiguration_rate", "proteus_executor_age_seconds{id=", `proteus_executors{state="healthy"} 2`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestEventsStreamRotation(t *testing.T) {
+	e := setup(t)
+	resp := authGet(t, e, "/events?kind=executor.rotation")
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	go func() { _ = e.client.RotateAll(context.Background()) }()
+	sc := bufio.NewScanner(resp.Body)
+	var sawEvent bool
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "event: "+executor.EventRotation {
+			sawEvent = true
+			continue
+		}
+		if sawEvent && strings.HasPrefix(line, "data: ") {
+			if !strings.Contains(line, `"kind":"executor.rotation"`) || !strings.Contains(line, `"reason":"api"`) {
+				t.Fatalf("data %s", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("stream ended: %v", sc.Err())
+}

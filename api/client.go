@@ -1,0 +1,115 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ErrNoAgent is returned by NewClient when the data directory holds no token: no agent has
+// started with it.
+var ErrNoAgent = errors.New("api: no agent token in the data dir (is `proteus agent` running with the same --data-dir?)")
+
+// Client talks to a running agent's API.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// NewClient reads the token (and, unless addr is given, the API address) from dataDir.
+func NewClient(dataDir, addr string) (*Client, error) {
+	tok, err := os.ReadFile(filepath.Join(dataDir, TokenFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s", ErrNoAgent, dataDir)
+		}
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	if addr == "" {
+		a, err := os.ReadFile(filepath.Join(dataDir, AddrFile))
+		if err != nil {
+			return nil, fmt.Errorf("api: no API address (give --api): %w", err)
+		}
+		addr = strings.TrimSpace(string(a))
+	}
+	base := addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return &Client{base: strings.TrimRight(base, "/"), token: strings.TrimSpace(string(tok)), http: &http.Client{Timeout: 5 * time.Minute}}, nil
+}
+
+// APIError is an error answer from the agent.
+type APIError struct {
+	Status int
+	Msg    string
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("api: agent answered %d: %s", e.Status, e.Msg) }
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, out any) error {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var r RotateResult
+		if json.Unmarshal(body, &r) != nil || r.Error == "" {
+			r.Error = strings.TrimSpace(string(body))
+		}
+		return &APIError{Status: resp.StatusCode, Msg: r.Error}
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("api: decode %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// Status fetches the executors.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var s Status
+	if err := c.do(ctx, http.MethodGet, "/v1/status", nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Rotate rotates one executor and waits until the rotation is done.
+func (c *Client) Rotate(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/v1/rotate", url.Values{"id": {id}}, nil)
+}
+
+// RotateAll rotates every executor (at most c* at a time) and waits.
+func (c *Client) RotateAll(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/rotate", url.Values{"all": {"true"}}, nil)
+}
+
+// Quarantine takes one executor out of service and freezes it.
+func (c *Client) Quarantine(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/v1/quarantine", url.Values{"id": {id}}, nil)
+}
