@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# bench/gateway.sh: the mimic voting gateway against nginx, side by side, on the same backends.
+#
+# Starts three heterogeneous backends serving one 2 KiB page (nginx, lighttpd and the Go
+# net/http demo server), then measures with wrk, one after the other:
+#   direct        wrk -> backend 1 (nginx)
+#   nginx proxy   wrk -> nginx reverse proxy -> backend 1
+#   nginx mirror3 wrk -> nginx proxy -> backend 1, mirrored to backends 2 and 3
+#   proteus single   wrk -> proteus gateway --policy single (k=1)
+#   proteus vote3    wrk -> proteus gateway --policy vote --k 3 (majority of 3)
+# at high load (wrk -t1 -c32 -d10s) and moderate load (-c4, for latency), and prints a
+# Markdown table. Everything listens on loopback; runs ~2 minutes.
+#
+# Usage: bench/gateway.sh [DURATION]   (default 10s; needs nginx, lighttpd, wrk, go)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10s}
+for p in nginx lighttpd wrk go; do
+  command -v "$p" >/dev/null || { echo "bench/gateway.sh: $p is not installed (.ci/run installs it)" >&2; exit 2; }
+done
+
+W=$(mktemp -d /tmp/proteus-gwbench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+go build -o "$W/proteus" ./cmd/proteus
+
+# The site: one 2 KiB page.
+mkdir -p "$W/site"
+{
+  printf '<!doctype html>\n<html><head><title>bench</title></head><body>\n'
+  for i in $(seq 1 60); do printf '<p>paragraph %03d of the bench page</p>\n' "$i"; done
+} | head -c 2030 > "$W/site/index.html"
+printf '</body></html>\n' >> "$W/site/index.html"
+truncate -s 2048 "$W/site/index.html"
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+nginx_conf() { # name port body
+  mkdir -p "$W/$1"
+  cat > "$W/$1/nginx.conf" <<NGX
+daemon off;
+worker_processes 2;
+pid $W/$1/nginx.pid;
+error_log $W/$1/error.log;
+events { worker_connections 4096; }
+http {
+  include /etc/nginx/mime.types;
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $W/$1/body;
+  proxy_temp_path $W/$1/proxy;
+  fastcgi_temp_path $W/$1/fastcgi;
+  uwsgi_temp_path $W/$1/uwsgi;
+  scgi_temp_path $W/$1/scgi;
+$3
+}
+NGX
+  nginx -e "$W/$1/error.log" -p "$W/$1" -c "$W/$1/nginx.conf" &
+  pids+=($!)
+}
+
+wait_up() {
+  for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$1/" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "bench/gateway.sh: nothing answers on port $1" >&2; exit 1
+}
+
+B1=$(port); B2=$(port); B3=$(port)
+nginx_conf backend1 "$B1" "  server { listen 127.0.0.1:$B1; root $W/site; }"
+mkdir -p "$W/lighttpd"
+cat > "$W/lighttpd/lighttpd.conf" <<LT
+server.document-root = "$W/site"
+server.bind = "127.0.0.1"
+server.port = $B2
+server.pid-file = "$W/lighttpd/pid"
+server.errorlog = "$W/lighttpd/error.log"
+server.max-keep-alive-requests = 1000000
+server.max-connections = 4096
+index-file.names = ("index.html")
+mimetype.assign = (".html" => "text/html")
+LT
+lighttpd -D -f "$W/lighttpd/lighttpd.conf" &
+pids+=($!)
+"$W/proteus" demo-server --impl nethttp --listen "127.0.0.1:$B3" --root "$W/site" 2>/dev/null &
+pids+=($!)
+for p in $B1 $B2 $B3; do wait_up "$p"; done
+
+UP="upstream b1 { server 127.0.0.1:$B1; keepalive 64; }
+  upstream b2 { server 127.0.0.1:$B2; keepalive 64; }
+  upstream b3 { server 127.0.0.1:$B3; keepalive 64; }"
+PX="proxy_http_version 1.1; proxy_set_header Connection \"\";"
+NP=$(port); NM=$(port); PS=$(port); PV=$(port)
+nginx_conf proxy "$NP" "  $UP
+  server { listen 127.0.0.1:$NP; location / { $PX proxy_pass http://b1; } }"
+nginx_conf mirror "$NM" "  $UP
+  server { listen 127.0.0.1:$NM;
+    location / { mirror /m2; mirror /m3; $PX proxy_pass http://b1; }
+    location = /m2 { internal; $PX proxy_pass http://b2\$request_uri; }
+    location = /m3 { internal; $PX proxy_pass http://b3\$request_uri; }
+  }"
+"$W/proteus" gateway --listen "127.0.0.1:$PS" --policy single --backend "http://127.0.0.1:$B1" >/dev/null 2>"$W/single.log" &
+pids+=($!)
+"$W/proteus" gateway --listen "127.0.0.1:$PV" --policy vote --k 3 \
+  --backend "http://127.0.0.1:$B1" --backend "http://127.0.0.1:$B2" --backend "http://127.0.0.1:$B3" >/dev/null 2>"$W/vote.log" &
+VOTEPID=$!
+pids+=($VOTEPID)
+for p in $NP $NM $PS $PV; do wait_up "$p"; done
+
+# Sanity: the voter must answer the page, and must not report dissent on it.
+curl -fsS "http://127.0.0.1:$PV/index.html" | cmp -s - "$W/site/index.html" || { echo "bench/gateway.sh: vote3 answered a different page" >&2; exit 1; }
+
+# run NAME PORT CONNS -> "rps p50_ms p99_ms"
+run() {
+  local out
+  out=$(wrk -t1 -c"$3" -d"$DUR" --latency "http://127.0.0.1:$2/index.html")
+  echo "$out" > "$W/wrk-$1-c$3.txt"
+  local rps p50 p99 errs
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+  echo "$rps $(ms "$p50") $(ms "$p99") ${errs:-}"
+}
+ms() { # wrk latency (e.g. 512.00us, 1.20ms, 2.00s) -> milliseconds
+  awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
+}
+
+declare -A R
+names=(direct nginx-proxy nginx-mirror3 proteus-single proteus-vote3)
+ports=($B1 $NP $NM $PS $PV)
+for i in "${!names[@]}"; do
+  R[${names[$i]},32]=$(run "${names[$i]}" "${ports[$i]}" 32)
+  R[${names[$i]},4]=$(run "${names[$i]}" "${ports[$i]}" 4)
+done
+rss=$(awk '/VmHWM/ {print $2}' /proc/$VOTEPID/status)
+dissent=$(grep -c 'msg=dissent' "$W/vote.log" || true)
+
+d50=$(awk '{print $2}' <<<"${R[direct,4]}")
+printf '\n%s, %s per run, wrk -t1, 2 KiB page, %d cores\n\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$DUR" "$(nproc)"
+printf '| setup | req/s (-c32) | p50 ms (-c32) | p99 ms (-c32) | req/s (-c4) | p50 ms (-c4) | p50 added over direct (-c4) |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|\n'
+for n in "${names[@]}"; do
+  read -r r32 p32 q32 e32 <<<"${R[$n,32]}"
+  read -r r4 p4 _ e4 <<<"${R[$n,4]}"
+  add=$(awk -v a="$p4" -v b="$d50" 'BEGIN { printf "%.3f", a-b }')
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$r32" "$p32" "$q32" "$r4" "$p4" "$add"
+  [ -n "${e32}${e4}" ] && printf '|   ↳ errors | %s %s |||||\n' "$e32" "$e4"
+done
+v=$(awk '{print $1}' <<<"${R[proteus-vote3,32]}"); p=$(awk '{print $1}' <<<"${R[nginx-proxy,32]}"); m=$(awk '{print $1}' <<<"${R[nginx-mirror3,32]}")
+printf '\nproteus vote3 / nginx proxy = %s, proteus vote3 / nginx mirror3 = %s\n' \
+  "$(awk -v a="$v" -v b="$p" 'BEGIN{printf "%.2f", a/b}')" "$(awk -v a="$v" -v b="$m" 'BEGIN{printf "%.2f", a/b}')"
+printf 'proteus vote3 peak RSS %s KiB; dissent events logged during the run: %s\n' "$rss" "$dissent"

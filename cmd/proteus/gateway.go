@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/mimic"
+)
+
+// gatewayContext is the context `proteus gateway` runs under; tests replace it.
+var gatewayContext = func(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+type gatewayFlags struct {
+	configFile string
+	listen     string
+	backends   []string
+	policy     string
+	scheduler  string
+	k          int
+	quorum     int
+	metrics    string
+	tlsCert    string
+	tlsKey     string
+	h2c        bool
+	waitAll    bool
+	jitter     time.Duration
+	timeout    time.Duration
+}
+
+func init() {
+	addCommand(func() *cobra.Command {
+		var f gatewayFlags
+		c := &cobra.Command{
+			Use:   "gateway --backend URL --backend URL --backend URL",
+			Short: "Run the voting gateway standalone in front of servers you already run",
+			Long: `Run the mimic voting gateway in front of existing, equivalent servers: each request goes to k
+of them, their normalized responses are compared, the majority answer is returned and every
+dissenting server is logged. Flags override the gateway: section of the config file (-c).`,
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error { return runGateway(cmd, f) },
+		}
+		fl := c.Flags()
+		fl.StringVarP(&f.configFile, "config", "c", "", "agent config file (its gateway: section)")
+		fl.StringVar(&f.listen, "listen", "", "client-facing host:port (default 127.0.0.1:8080)")
+		fl.StringArrayVar(&f.backends, "backend", nil, "base URL of one server (repeat, at least one)")
+		fl.StringVar(&f.policy, "policy", "", "policy for every request: vote, vote-all or single (default: vote for GET/HEAD/OPTIONS, single otherwise)")
+		fl.StringVar(&f.scheduler, "scheduler", "", "random, round-robin, trust-weighted or max-diversity")
+		fl.IntVar(&f.k, "k", 0, "servers per voted request (default 3)")
+		fl.IntVar(&f.quorum, "quorum", 0, "equivalent responses needed (default a majority of k)")
+		fl.StringVar(&f.metrics, "metrics", "", "host:port serving Prometheus /metrics (off when empty)")
+		fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate: serve HTTPS with HTTP/2")
+		fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
+		fl.BoolVar(&f.h2c, "h2c", false, "also accept cleartext HTTP/2")
+		fl.BoolVar(&f.waitAll, "wait-all", false, "answer only when all k servers answered or timed out")
+		fl.DurationVar(&f.jitter, "jitter", 0, "random delay up to this before answering")
+		fl.DurationVar(&f.timeout, "upstream-timeout", 0, "per-server request timeout (default 5s)")
+		return c
+	})
+}
+
+// gatewayConfig merges the config file (or the defaults) with the flags that were set.
+func gatewayConfig(cmd *cobra.Command, f gatewayFlags) (*config.Config, error) {
+	cfg := config.Default()
+	if f.configFile != "" {
+		var err error
+		if cfg, err = config.Load(f.configFile); err != nil {
+			return nil, err
+		}
+	}
+	g := &cfg.Gateway
+	set := cmd.Flags().Changed
+	if set("listen") {
+		g.Listen = f.listen
+	}
+	if set("backend") {
+		g.Backends = f.backends
+	}
+	if set("policy") {
+		switch f.policy {
+		case "vote", "vote-all", "single":
+		default:
+			return nil, fmt.Errorf("%w: --policy must be vote, vote-all or single, got %q", errUsage, f.policy)
+		}
+		g.Routes = []config.GatewayRoute{{Prefix: "/", Policy: f.policy}}
+	}
+	if set("scheduler") {
+		g.Scheduler = f.scheduler
+	}
+	if set("k") {
+		g.K = f.k
+	}
+	if set("quorum") {
+		g.Quorum = f.quorum
+	}
+	if set("tls-cert") {
+		g.TLS.Cert = f.tlsCert
+	}
+	if set("tls-key") {
+		g.TLS.Key = f.tlsKey
+	}
+	if set("h2c") {
+		g.H2C = f.h2c
+	}
+	if set("wait-all") {
+		g.WaitAll = f.waitAll
+	}
+	if set("jitter") {
+		g.Jitter = f.jitter
+	}
+	if set("upstream-timeout") {
+		g.Timeouts.Upstream = f.timeout
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if len(g.Backends) == 0 {
+		return nil, fmt.Errorf("%w: gateway needs at least one --backend (or gateway.backends in the config)", errUsage)
+	}
+	return cfg, nil
+}
+
+func runGateway(cmd *cobra.Command, f gatewayFlags) error {
+	cfg, err := gatewayConfig(cmd, f)
+	if err != nil {
+		return err
+	}
+	bes, err := mimic.StaticFromURLs(cfg.Gateway.Backends)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	log := gatewayLogger(cmd.ErrOrStderr(), cfg.Log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o, so := mimic.FromConfig(cfg.Gateway)
+	o.Backends, o.Logger, o.Metrics = bes, log, mimic.NewMetrics(reg)
+	gw, err := mimic.New(o)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	srv, err := mimic.NewServer(gw, so)
+	if err != nil {
+		return err
+	}
+	ctx, stop := gatewayContext(cmd.Context())
+	defer stop()
+	ln, err := net.Listen("tcp", cfg.Gateway.Listen)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	errc := make(chan error, 2)
+	if f.metrics != "" {
+		mln, err := net.Listen("tcp", f.metrics)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("gateway: metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("gateway: metrics: %w", err)
+			}
+		}()
+		defer msrv.Close()
+		fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics\n", mln.Addr())
+	}
+	scheme := "http"
+	if so.TLSCert != "" {
+		scheme = "https"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "gateway listening on %s://%s, %d backends, k=%d, scheduler %s\n",
+		scheme, ln.Addr(), len(bes), cfg.Gateway.K, cfg.Gateway.Scheduler)
+	go func() { errc <- mimic.Serve(ctx, srv, ln) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		err = <-errc
+	}
+	gw.Wait()
+	return err
+}
+
+func gatewayLogger(w io.Writer, l config.Log) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(l.Level)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

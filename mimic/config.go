@@ -1,0 +1,46 @@
+package mimic
+
+import (
+	"github.com/proteus-defense/proteus/config"
+)
+
+// FromConfig maps the `gateway:` config section to gateway and server options. The caller
+// fills in Backends, Blocklist, Bus, Logger, Rebuild and Metrics.
+func FromConfig(c config.Gateway) (Options, ServerOptions) {
+	o := Options{
+		K:                  c.K,
+		Quorum:             c.Quorum,
+		Scheduler:          c.Scheduler,
+		UpstreamTimeout:    c.Timeouts.Upstream,
+		BodyLimit:          c.BodyLimit,
+		ResponseLimit:      c.ResponseLimit,
+		MaxInFlight:        c.MaxInFlight,
+		IgnoreHeaders:      c.Ignore.Headers,
+		IgnorePointers:     c.Ignore.JSONPointers,
+		FoldHTML:           c.FoldHTML,
+		CompareErrorBodies: c.CompareErrorBodies,
+		Learn:              c.LearningEnabled(),
+		LearnMinSamples:    c.NoiseLearning.MinSamples,
+		LearnMaxOddShare:   c.NoiseLearning.MaxOddShare,
+		FailStatus:         c.FailStatus,
+		WaitAll:            c.WaitAll,
+		Jitter:             c.Jitter,
+		TrustWindow:        c.TrustWindow,
+		RebuildThreshold:   c.RebuildThreshold(),
+		RebuildWindow:      c.Rebuild.Window,
+	}
+	for _, r := range c.Routes {
+		o.Routes = append(o.Routes, Route{Prefix: r.Prefix, Methods: r.Methods, Policy: Policy(r.Policy)})
+	}
+	s := ServerOptions{
+		ReadHeaderTimeout: c.Timeouts.ReadHeader,
+		ReadTimeout:       c.Timeouts.Read,
+		WriteTimeout:      c.Timeouts.Write,
+		IdleTimeout:       c.Timeouts.Idle,
+		MaxHeaderBytes:    c.MaxHeaderBytes,
+		TLSCert:           c.TLS.Cert,
+		TLSKey:            c.TLS.Key,
+		H2C:               c.H2C,
+	}
+	return o, s
+}
