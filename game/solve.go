@@ -245,6 +245,12 @@ func outcome(g Bimatrix, trueA [][]float64, mixes [][]float64, tmax float64) (Op
 	gs := normalizeGame(g)
 	var opt Option
 	have := false
+	if !hasStrictPureNash(g) {
+		// Only strict Nash equilibria can be asymptotically stable under the two-population
+		// replicator dynamics (Ritzberger and Weibull 1995), so no start can end at a stable
+		// point: skip the integration and go to the Nash fallback below.
+		mixes = nil
+	}
 	for _, mix := range mixes {
 		x0, y0 := MixVectors(mix, m, n)
 		r, err := Replicate(gs, x0, y0, replicatorOptions(tmax))
@@ -298,6 +304,34 @@ func outcome(g Bimatrix, trueA [][]float64, mixes [][]float64, tmax float64) (Op
 		}
 	}
 	return opt, nil
+}
+
+// hasStrictPureNash reports whether some pure profile (i, j) is a strict Nash equilibrium of g:
+// i is the attacker's unique best reply to j and j the defender's unique best reply to i.
+func hasStrictPureNash(g Bimatrix) bool {
+	for i, row := range g.A {
+		for j := range row {
+			strict := true
+			for k := range g.A {
+				if k != i && g.A[k][j] >= g.A[i][j] {
+					strict = false
+					break
+				}
+			}
+			for l := range g.D[i] {
+				if !strict {
+					break
+				}
+				if l != j && g.D[i][l] >= g.D[i][j] {
+					strict = false
+				}
+			}
+			if strict {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // snapTol is the mix component below which a converged orbit counts as having left the

@@ -184,3 +184,20 @@ func BenchmarkSolvePaperModel(b *testing.B) {
 		}
 	}
 }
+
+func TestHasStrictPureNash(t *testing.T) {
+	cases := []struct {
+		name string
+		g    Bimatrix
+		want bool
+	}{
+		{"matching pennies", Bimatrix{A: [][]float64{{1, 0}, {0, 1}}, D: [][]float64{{0, 1}, {1, 0}}}, false},
+		{"prisoners' dilemma", Bimatrix{A: [][]float64{{3, 0}, {5, 1}}, D: [][]float64{{3, 5}, {0, 1}}}, true},
+		{"weak best reply only", Bimatrix{A: [][]float64{{1, 1}, {1, 1}}, D: [][]float64{{1, 1}, {1, 1}}}, false},
+	}
+	for _, c := range cases {
+		if got := hasStrictPureNash(c.g); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
