@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -209,4 +210,37 @@ func TestGameParent(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, `unknown command "bogus" for "proteus game"`) {
 		t.Errorf("exit %d: %s", code, errOut)
 	}
+}
+
+// FuzzGameParseMix: the --x0/--y0 parser either returns a probability vector of the requested
+// length summing to 1 within 1e-9, or a usage error naming the flag.
+func FuzzGameParseMix(f *testing.F) {
+	for _, s := range []string{"0.5,0.5", "1,0,0", "0.2, 0.8", "1", "-0,1", "NaN,1", "0.5;0.5", "", ",", "1e-400,1"} {
+		f.Add(s, 2)
+	}
+	f.Fuzz(func(t *testing.T, s string, k int) {
+		if k < 1 || k > 64 {
+			return
+		}
+		p, err := parseMix("--x0", s, k, "attacker")
+		if err != nil {
+			if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "--x0") {
+				t.Fatalf("error %v", err)
+			}
+			return
+		}
+		if len(p) != k {
+			t.Fatalf("%q: %d entries, want %d", s, len(p), k)
+		}
+		sum := 0.0
+		for _, v := range p {
+			if !(v >= 0 && v <= 1) {
+				t.Fatalf("%q: entry %v", s, v)
+			}
+			sum += v
+		}
+		if math.Abs(sum-1) > 1e-9 {
+			t.Fatalf("%q: sum %v", s, sum)
+		}
+	})
 }
