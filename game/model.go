@@ -206,7 +206,7 @@ func (m *Model) Problems() strictyaml.Problems {
 		p.NonNegative(f+".integrity", d.Integrity)
 		p.NonNegative(f+".availability", d.Availability)
 		p.NonNegative(f+".significance", d.Significance)
-		if p.Finite(f, d.Confidentiality+d.Integrity+d.Availability) && d.Confidentiality+d.Integrity+d.Availability <= 0 {
+		if sum := d.Confidentiality + d.Integrity + d.Availability; !math.IsNaN(sum) && sum <= 0 {
 			p.Addf(f, "needs a positive value for at least one security attribute")
 		}
 	}
@@ -361,12 +361,15 @@ func (s Stage) problems(p *strictyaml.Problems, f string, devices, attacks, defe
 			p.Addf(f+".success", "needs a β matrix for defender type %q", t)
 		}
 	}
+	shaped := m > 0 && n > 0 // with an empty strategy set the matrices have no shape to check
 	for _, t := range sortedKeys(s.Success) {
 		ff := f + ".success." + t
 		if _, ok := types[t]; !ok {
 			p.Addf(ff, "unknown defender type %q", t)
 		}
-		matrix(p, ff, s.Success[t], m, n, true)
+		if shaped {
+			matrix(p, ff, s.Success[t], m, n, true)
+		}
 	}
 	for _, t := range sortedKeys(s.Table8) {
 		ff := f + ".table8." + t
@@ -377,7 +380,7 @@ func (s Stage) problems(p *strictyaml.Problems, f string, devices, attacks, defe
 			p.Probability(fmt.Sprintf("%s[%d]", ff, i), v)
 		}
 	}
-	if s.Misjudgment != nil {
+	if s.Misjudgment != nil && shaped {
 		matrix(p, f+".misjudgment", s.Misjudgment, m, m, true)
 		for i, row := range s.Misjudgment {
 			if len(row) == m {
