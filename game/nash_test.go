@@ -81,7 +81,7 @@ func sameEq(a, b Equilibrium, tol float64) bool {
 
 // A degenerate game (von Stengel's example): after attacker row 0 the defender is indifferent
 // between both columns, so the equilibria include the segment x = (1,0,0), y = (t, 1−t) for
-// t ∈ [2/3, 1]. Its two end points must be reported and everything reported must be Nash.
+// t ∈ [2/3, 1]. The extreme equilibria are its two end points and ((0,1/3,2/3), (1/3,2/3)).
 func TestNashDegenerate(t *testing.T) {
 	g := Bimatrix{
 		A: [][]float64{{3, 3}, {2, 5}, {0, 6}},
@@ -91,15 +91,17 @@ func TestNashDegenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range got {
-		if !IsNash(g, e.X, e.Y, 1e-12) {
-			t.Errorf("%v is not Nash", e)
-		}
+	want := []Equilibrium{
+		{[]float64{1, 0, 0}, []float64{1, 0}, 3, 3},
+		{[]float64{1, 0, 0}, []float64{2. / 3, 1. / 3}, 3, 3},
+		{[]float64{0, 1. / 3, 2. / 3}, []float64{1. / 3, 2. / 3}, 4, 8. / 3},
 	}
-	for _, y := range [][]float64{{1, 0}, {2. / 3, 1. / 3}} {
-		w := Equilibrium{X: []float64{1, 0, 0}, Y: y}
-		if !slices.ContainsFunc(got, func(e Equilibrium) bool { return maxDiff(e.X, w.X) < 1e-12 && maxDiff(e.Y, w.Y) < 1e-12 }) {
-			t.Errorf("missing end point %v of the continuum in %v", w, got)
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(e Equilibrium) bool { return sameEq(e, w, 1e-12) }) {
+			t.Errorf("missing %v in %v", w, got)
 		}
 	}
 	// The point in the middle of the segment is an equilibrium too, and IsNash agrees.
@@ -202,6 +204,86 @@ func BenchmarkNash8x8(b *testing.B) {
 	for b.Loop() {
 		if _, err := NashEquilibria(g); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// The attacker is indifferent everywhere and the defender matches the attacker's likelier
+// strategy. The equilibria form one connected set with four extreme points; the two with
+// x = (1/2, 1/2) have a two-strategy attacker against a pure defender, which equal-size support
+// enumeration cannot find (its 2×2 systems are singular). The vertex enumeration fallback does.
+func TestNashDegenerateUnequalSupports(t *testing.T) {
+	g := Bimatrix{
+		A: [][]float64{{1, 1}, {1, 1}},
+		D: [][]float64{{1, 0}, {0, 1}},
+	}
+	got, err := NashEquilibria(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Equilibrium{
+		{[]float64{1, 0}, []float64{1, 0}, 1, 1},
+		{[]float64{0, 1}, []float64{0, 1}, 1, 1},
+		{[]float64{.5, .5}, []float64{1, 0}, 1, .5},
+		{[]float64{.5, .5}, []float64{0, 1}, 1, .5},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(e Equilibrium) bool { return sameEq(e, w, 1e-12) }) {
+			t.Errorf("missing %v in %v", w, got)
+		}
+	}
+}
+
+// On nondegenerate games the vertex enumeration finds exactly what support enumeration finds.
+func TestVertexEquilibriaAgree(t *testing.T) {
+	games := []Bimatrix{matchingPennies, prisoners, battle, rps, handSolved}
+	for seed := uint64(1); seed <= 20; seed++ {
+		games = append(games, randomGame(seed, 3, 4))
+	}
+	for gi, g := range games {
+		se, err := NashEquilibria(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ve := vertexEquilibria(g)
+		if len(se) != len(ve) {
+			t.Errorf("game %d: support enumeration %v, vertex enumeration %v", gi, se, ve)
+			continue
+		}
+		for _, e := range ve {
+			if !slices.ContainsFunc(se, func(f Equilibrium) bool { return sameEq(e, f, 1e-9) }) {
+				t.Errorf("game %d: %v only found by vertex enumeration", gi, e)
+			}
+		}
+	}
+}
+
+// Small integer payoffs make most games degenerate: whatever is returned must be Nash, and
+// every game has at least one equilibrium.
+func TestNashDegenerateRandom(t *testing.T) {
+	for seed := uint64(1); seed <= 200; seed++ {
+		g := randomGame(seed, 3, 3)
+		for _, M := range [][][]float64{g.A, g.D} {
+			for _, row := range M {
+				for j := range row {
+					row[j] = math.Floor(3 * row[j])
+				}
+			}
+		}
+		eqs, err := NashEquilibria(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(eqs) == 0 {
+			t.Errorf("seed %d: no equilibrium for %v", seed, g)
+		}
+		for _, e := range eqs {
+			if !IsNash(g, e.X, e.Y, 1e-9) {
+				t.Errorf("seed %d: %v is not Nash", seed, e)
+			}
 		}
 	}
 }
