@@ -111,6 +111,8 @@ type Pool struct {
 	fillBackoff time.Duration
 	nextFill    time.Time
 	closed      bool
+	closeOnce   sync.Once
+	closeDone   chan struct{} // closed when Close has stopped everything
 	started     time.Time
 	kick        chan struct{}
 	runCtx      context.Context // ends when the pool closes
@@ -168,16 +170,17 @@ func NewPool(cfg PoolConfig, drivers map[string]Driver, logger *slog.Logger, b *
 		logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Pool{
-		cfg:     cfg,
-		drivers: drivers,
-		health:  NewHealthChecker(cfg.HealthTimeout),
-		log:     logger.With("component", "executor/pool"),
-		bus:     b,
-		sem:     make(chan struct{}, cfg.MaxConcurrent),
-		now:     time.Now,
-		members: map[string]*member{},
-		kick:    make(chan struct{}, 1),
-		runCtx:  context.Background(),
+		cfg:       cfg,
+		drivers:   drivers,
+		health:    NewHealthChecker(cfg.HealthTimeout),
+		log:       logger.With("component", "executor/pool"),
+		bus:       b,
+		sem:       make(chan struct{}, cfg.MaxConcurrent),
+		now:       time.Now,
+		members:   map[string]*member{},
+		kick:      make(chan struct{}, 1),
+		runCtx:    context.Background(),
+		closeDone: make(chan struct{}),
 	}
 	empty := []*Instance{}
 	p.healthy.Store(&empty)
@@ -831,13 +834,18 @@ func (p *Pool) leastUsedVariant() Spec {
 }
 
 // Close stops supervising and stops every instance, quarantined ones included (their work
-// directories are kept by the driver). It is safe to call more than once.
+// directories are kept by the driver). It is safe to call more than once and concurrently;
+// every call returns once everything is stopped.
 func (p *Pool) Close(ctx context.Context) {
+	p.closeOnce.Do(func() {
+		p.close(ctx)
+		close(p.closeDone)
+	})
+	<-p.closeDone
+}
+
+func (p *Pool) close(ctx context.Context) {
 	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
 	p.closed = true
 	cancel := p.cancel
 	p.mu.Unlock()

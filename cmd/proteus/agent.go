@@ -1,0 +1,340 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/proteus-defense/proteus/api"
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/demo"
+	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/process"
+	"github.com/proteus-defense/proteus/mtd"
+	"github.com/proteus-defense/proteus/strictyaml"
+)
+
+// agentContext is the context `proteus agent` runs under; tests replace it.
+var agentContext = func(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+// GatewayAddrFile is where the agent records the client-facing address it listens on.
+const GatewayAddrFile = "gateway.addr"
+
+type agentFlags struct {
+	configFile string
+	listen     string
+	api        string
+}
+
+func init() {
+	addCommand(func() *cobra.Command {
+		var f agentFlags
+		c := &cobra.Command{
+			Use:   "agent [-c FILE]",
+			Short: "Run the agent: executors from known-good images behind the gateway, rotated on schedule, with the local API",
+			Long: `Run the Proteus agent. Without -c it runs the embedded default configuration: three executors
+of the built-in demo shop (net/http, fasthttp and a raw HTTP/1.1 server, all inside this binary)
+behind the gateway on 127.0.0.1:8080, each rotated every 30-90 s, with the local API on
+127.0.0.1:9090. The API token is written to DATA-DIR/api.token (mode 0600); proteus status,
+rotate and quarantine read it from there.`,
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, f) },
+		}
+		c.Flags().StringVarP(&f.configFile, "config", "c", "", "agent config file (default: the embedded default config)")
+		c.Flags().StringVar(&f.listen, "listen", "", "client-facing host:port (overrides gateway.listen)")
+		c.Flags().StringVar(&f.api, "api", "", "local API host:port (overrides api.listen)")
+		return c
+	})
+}
+
+// frontend serves clients in front of the pool: the plain round-robin proxy today; the mimic
+// voting gateway satisfies the same shape.
+type frontend interface {
+	http.Handler
+	Close()
+}
+
+// agentConfig loads and validates everything the agent needs before it starts anything.
+func agentConfig(cmd *cobra.Command, f agentFlags) (*config.Config, string, mtd.Policy, error) {
+	file := "embedded default.yaml"
+	var cfg *config.Config
+	var err error
+	if f.configFile != "" {
+		file = f.configFile
+		cfg, err = config.Load(f.configFile)
+	} else {
+		cfg, err = config.Parse(file, config.DefaultYAML())
+	}
+	if err != nil {
+		return nil, "", mtd.Policy{}, err
+	}
+	if f.listen != "" {
+		cfg.Gateway.Listen = f.listen
+	}
+	if f.api != "" {
+		cfg.API.Listen = f.api
+	}
+	if err := cfg.Problems().Err(file); err != nil {
+		return nil, "", mtd.Policy{}, err
+	}
+	policy, err := mtd.PolicyFromConfig(file, cfg.Pool.Rotation)
+	if err != nil {
+		return nil, "", mtd.Policy{}, err
+	}
+	dataDir := globals.dataDir
+	if fl := cmd.Flags().Lookup("data-dir"); (fl == nil || !fl.Changed) && cfg.DataDir != "" {
+		dataDir = cfg.DataDir
+	}
+	return cfg, dataDir, policy, nil
+}
+
+func runAgent(cmd *cobra.Command, f agentFlags) error {
+	cfg, dataDir, policy, err := agentConfig(cmd, f)
+	if err != nil {
+		return err
+	}
+	log := agentLogger(cmd.ErrOrStderr(), cfg.Log)
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("agent: data dir: %w", err)
+	}
+	unlock, err := lockDataDir(dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	b := bus.New()
+	specs, err := agentSpecs(cfg, f.configFile, dataDir)
+	if err != nil {
+		return err
+	}
+	drivers := map[string]executor.Driver{}
+	for i, s := range specs {
+		if _, ok := drivers[s.Driver]; ok {
+			continue
+		}
+		d, err := executor.New(s.Driver, executor.Env{DataDir: dataDir, Logger: log, Bus: b, StopGrace: cfg.Pool.Grace})
+		if errors.Is(err, executor.ErrUnknownDriver) {
+			return strictyaml.Problems{{Field: fmt.Sprintf("pool.variants[%d].driver", i), Msg: err.Error()}}.Err(configName(f.configFile))
+		}
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		drivers[s.Driver] = d
+	}
+	pool, err := executor.NewPool(executor.PoolConfig{
+		Variants: specs, Desired: cfg.Pool.Desired, Min: cfg.Pool.Min, MaxConcurrent: cfg.Pool.MaxConcurrent,
+		Redraw: cfg.Pool.RedrawEnabled(), HealthInterval: cfg.Pool.Health.Interval, HealthTimeout: cfg.Pool.Health.Timeout,
+		HealthFailures: cfg.Pool.Health.Failures, StartTimeout: cfg.Pool.StartTimeout, DrainTimeout: cfg.Pool.DrainTimeout,
+	}, drivers, log, b)
+	if err != nil {
+		// Spec problems (bad templates, names) are configuration errors.
+		return strictyaml.Problems{{Field: "pool.variants", Msg: err.Error()}}.Err(configName(f.configFile))
+	}
+
+	// Bind both sockets before starting executors, so a taken port fails fast and clean.
+	gwLn, err := net.Listen("tcp", cfg.Gateway.Listen)
+	if err != nil {
+		return fmt.Errorf("agent: gateway listen: %w", err)
+	}
+	defer gwLn.Close()
+	apiLn, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("agent: api listen: %w", err)
+	}
+	defer apiLn.Close()
+
+	ctx, stop := agentContext(cmd.Context())
+	defer stop()
+	startCtx, cancelStart := context.WithCancel(ctx)
+	defer cancelStart()
+	if err := pool.Start(startCtx); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer pool.Close(context.Background())
+
+	token, err := api.NewToken(dataDir)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := mtd.NewMetrics(pool, reg)
+	if err != nil {
+		return fmt.Errorf("agent: metrics: %w", err)
+	}
+	metrics.Follow(ctx, b)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "proteus_bus_events_dropped_total", Help: "Events lost to slow bus subscribers.",
+	}, func() float64 { return float64(b.Dropped()) }))
+
+	var front frontend = executor.NewProxy(pool, log)
+	defer front.Close()
+	gwSrv := &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	apiSrv := &http.Server{Handler: api.NewServer(pool, b, token, reg, log), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- gwSrv.Serve(gwLn) }()
+	go func() { errc <- apiSrv.Serve(apiLn) }()
+	for name, addr := range map[string]string{api.AddrFile: apiLn.Addr().String(), GatewayAddrFile: gwLn.Addr().String()} {
+		if err := writeAddr(dataDir, name, addr); err != nil {
+			return err
+		}
+	}
+	defer removeAgentFiles(dataDir)
+
+	schedDone := make(chan struct{})
+	go func() {
+		mtd.NewScheduler(policy, pool, log, rand.Uint64()).Run(ctx)
+		close(schedDone)
+	}()
+	log.Info("agent ready", "component", "agent", "gateway", "http://"+gwLn.Addr().String(), "api", "http://"+apiLn.Addr().String(),
+		"executors", len(pool.Healthy()), "cstar", pool.CStar(), "rotation", policy.String(), "data_dir", dataDir)
+	fmt.Fprintf(cmd.ErrOrStderr(), "proteus agent: serving http://%s (api http://%s, token in %s)\n",
+		gwLn.Addr(), apiLn.Addr(), filepath.Join(dataDir, api.TokenFile))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		runErr = fmt.Errorf("agent: serve: %w", err)
+		stop()
+	}
+	log.Info("shutting down", "component", "agent")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = gwSrv.Shutdown(sctx)
+	_ = apiSrv.Shutdown(sctx)
+	<-schedDone
+	pool.Close(sctx)
+	return runErr
+}
+
+func configName(file string) string {
+	if file == "" {
+		return "embedded default.yaml"
+	}
+	return file
+}
+
+// agentSpecs turns the configured variants into executor specs, resolving image paths and
+// writing the built-in demo image on first use.
+func agentSpecs(cfg *config.Config, configFile, dataDir string) ([]executor.Spec, error) {
+	baseDir := "."
+	if configFile != "" {
+		baseDir = filepath.Dir(configFile)
+	}
+	specs := make([]executor.Spec, 0, len(cfg.Pool.Variants))
+	for _, v := range cfg.Pool.Variants {
+		img := v.Image
+		switch {
+		case v.Driver != process.ID:
+		case img == config.BuiltinDemoImage:
+			img = filepath.Join(dataDir, "images", "demo")
+			if err := ensureDemoImage(img); err != nil {
+				return nil, err
+			}
+		case !filepath.IsAbs(img):
+			img = filepath.Join(baseDir, img)
+		}
+		specs = append(specs, executor.Spec{
+			Variant: v.Name, Driver: v.Driver, Image: img, Command: v.Command, Env: v.Env,
+			ContainerPort: v.ContainerPort, HealthPath: v.HealthPath, Traits: v.Traits,
+		})
+	}
+	return specs, nil
+}
+
+// ensureDemoImage writes the embedded demo site and its manifest to dir unless dir already
+// holds a manifest. An existing image is never rewritten: if someone altered it, the next
+// start must refuse it, not silently repair it.
+func ensureDemoImage(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, process.ManifestName)); err == nil {
+		return nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".demo-")
+	if err != nil {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return fmt.Errorf("agent: demo image: %w", err)
+		}
+		if tmp, err = os.MkdirTemp(filepath.Dir(dir), ".demo-"); err != nil {
+			return fmt.Errorf("agent: demo image: %w", err)
+		}
+	}
+	defer os.RemoveAll(tmp)
+	if err := demo.WriteSite(filepath.Join(tmp, "site")); err != nil {
+		return fmt.Errorf("agent: demo image: %w", err)
+	}
+	if _, err := process.WriteManifest(tmp); err != nil {
+		return fmt.Errorf("agent: demo image: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("agent: demo image: %w", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("agent: demo image: %w", err)
+	}
+	return nil
+}
+
+// lockDataDir takes an exclusive lock on DATA-DIR/agent.lock, so two agents never manage
+// (and clean up) the same executors.
+func lockDataDir(dataDir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dataDir, "agent.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent: lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("agent: another agent is running with data dir %s: %w", dataDir, err)
+	}
+	_ = f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { f.Close() }, nil
+}
+
+func writeAddr(dataDir, name, addr string) error {
+	if name == api.AddrFile {
+		return api.WriteAddr(dataDir, addr)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, name), []byte(addr+"\n"), 0o600); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	return nil
+}
+
+// removeAgentFiles removes what only makes sense while the agent runs.
+func removeAgentFiles(dataDir string) {
+	for _, n := range []string{api.TokenFile, api.AddrFile, GatewayAddrFile} {
+		_ = os.Remove(filepath.Join(dataDir, n))
+	}
+}
+
+func agentLogger(w io.Writer, l config.Log) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(l.Level)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
