@@ -337,4 +337,3 @@ func agentLogger(w io.Writer, l config.Log) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
-
