@@ -1,6 +1,7 @@
 package game
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -17,6 +18,9 @@ type Equilibrium struct {
 // Σ_k C(m,k)·C(n,k) = C(m+n, m), may not exceed it. The vertex enumeration used for
 // degenerate games visits the same number of pairs per player.
 const MaxSupportPairs = 1 << 20
+
+// ErrTooLarge is wrapped by the error NashEquilibria returns for games beyond MaxSupportPairs.
+var ErrTooLarge = errors.New("game: game too large for support enumeration")
 
 // Tolerances of the equilibrium search, relative to the payoff scale where they compare payoffs.
 const (
@@ -48,7 +52,7 @@ func NashEquilibria(g Bimatrix) ([]Equilibrium, error) {
 	}
 	m, n := g.Shape()
 	if pairs := binomial(m+n, m); pairs > MaxSupportPairs {
-		return nil, fmt.Errorf("game: %d×%d game needs %.0f support pairs, limit is %d", m, n, pairs, MaxSupportPairs)
+		return nil, fmt.Errorf("%w: %d×%d game needs %.0f support pairs, limit is %d", ErrTooLarge, m, n, pairs, MaxSupportPairs)
 	}
 	scale := payoffScale(g)
 	var out []Equilibrium

@@ -1,6 +1,7 @@
 package game
 
 import (
+	"errors"
 	"math"
 	"slices"
 	"testing"
@@ -140,7 +141,7 @@ func TestNashErrors(t *testing.T) {
 	for i := range big {
 		big[i] = make([]float64, 20)
 	}
-	if _, err := NashEquilibria(Bimatrix{A: big, D: big}); err == nil {
+	if _, err := NashEquilibria(Bimatrix{A: big, D: big}); !errors.Is(err, ErrTooLarge) {
 		t.Error("20×20 game accepted beyond MaxSupportPairs")
 	}
 }

@@ -216,6 +216,9 @@ degenerate games see docs/model.md.`,
 				return err
 			}
 			eqs, err := game.NashEquilibria(g)
+			if errors.Is(err, game.ErrTooLarge) {
+				return fmt.Errorf("%w: %v", errUsage, err)
+			}
 			if err != nil {
 				return err
 			}

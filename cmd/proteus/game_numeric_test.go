@@ -168,11 +168,17 @@ func TestGameNumericErrors(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("1,2\n3,x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	big := filepath.Join(dir, "big.csv")
+	row := strings.TrimSuffix(strings.Repeat("1,", 12), ",") + "\n"
+	if err := os.WriteFile(big, []byte(strings.Repeat(row, 12)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
 		want string // substring of stderr
 	}{
+		{"too large", []string{"nash", "--attacker", big, "--defender", big}, "too large for support enumeration"},
 		{"x0 length", []string{"replicator", "--attacker", a, "--defender", d, "--x0", "1"}, "--x0 has 1 entries, want 2"},
 		{"x0 sum", []string{"replicator", "--attacker", a, "--defender", d, "--x0", "0.5,0.6"}, "--x0 sums to"},
 		{"y0 negative", []string{"replicator", "--attacker", a, "--defender", d, "--y0", "-0.5,1.5"}, "--y0 entry 1 is -0.5"},
