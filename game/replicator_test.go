@@ -421,3 +421,54 @@ func BenchmarkReplicatorStep100x100(b *testing.B) {
 		r.step(0.01, 1e-9, 1e-12)
 	}
 }
+
+// On a face the unused strategy's payoff difference is an eigenvalue. Von Stengel's 3×2 game
+// has the equilibrium x = (0, 1/3, 2/3), y = (1/3, 2/3); row 0 is unused and earns
+// (A y)_0 − xᵀA y = 3 − 4 = −1. The other eigenvalues are those of the 2×2 face game, an
+// interior point there, so they come as a ± pair and the point is not asymptotically stable.
+func TestStabilityFace(t *testing.T) {
+	g := Bimatrix{
+		A: [][]float64{{3, 3}, {2, 5}, {0, 6}},
+		D: [][]float64{{3, 3}, {2, 6}, {3, 1}},
+	}
+	stable, eig, err := Stability(g, []float64{0, 1. / 3, 2. / 3}, []float64{1. / 3, 2. / 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stable || len(eig) != 3 {
+		t.Fatalf("stable=%v eig=%v", stable, eig)
+	}
+	var transversal bool
+	var rest []complex128
+	for _, l := range eig {
+		if cmplx.Abs(l-(-1)) < 1e-12 && !transversal {
+			transversal = true
+			continue
+		}
+		rest = append(rest, l)
+	}
+	if !transversal {
+		t.Fatalf("eigenvalue −1 missing from %v", eig)
+	}
+	if cmplx.Abs(rest[0]+rest[1]) > 1e-12 {
+		t.Errorf("face eigenvalues %v are not a ± pair", rest)
+	}
+}
+
+// A rest point that is not stable: the replicator starts at (cooperate, cooperate) of the
+// prisoner's dilemma, does not move (converged at once), and the eigenvalues +2, +2 say that
+// defection invades.
+func TestReplicatorUnstableVertex(t *testing.T) {
+	res, err := Replicate(prisoners, []float64{1, 0}, []float64{1, 0}, ReplicatorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Converged || res.Stable || res.Steps != 0 || res.T != 0 {
+		t.Fatalf("converged=%v stable=%v steps=%d t=%v", res.Converged, res.Stable, res.Steps, res.T)
+	}
+	for _, l := range res.Eigenvalues {
+		if cmplx.Abs(l-2) > 1e-12 {
+			t.Errorf("eigenvalue %v, want 2 (= 5 − 3)", l)
+		}
+	}
+}
