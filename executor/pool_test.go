@@ -29,14 +29,16 @@ type fixture struct {
 	data string
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return nil
 }
 
-func newPool(t *testing.T, cfg executor.PoolConfig) *fixture {
+func newPool(t *testing.T, cfg executor.PoolConfig) *fixture { return newPoolB(t, cfg) }
+
+func newPoolB(t testing.TB, cfg executor.PoolConfig) *fixture {
 	t.Helper()
 	f := &fixture{bus: bus.New(), data: t.TempDir()}
 	d, err := process.New(executor.Env{DataDir: f.data, Bus: f.bus, StopGrace: 2 * time.Second})
