@@ -53,6 +53,7 @@ func TestParsePin(t *testing.T) {
 		{in: "nginx@sha256:" + hex64[:62], wantErr: "not sha256:<64 lowercase hex>"},
 		{in: "Bad Name@sha256:" + hex64, wantErr: "name"},
 		{in: "@sha256:" + hex64, wantErr: "name"},
+		{in: "a@sha256:" + hex64 + "@sha256:" + hex64, wantErr: "digest of its own"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -93,6 +94,9 @@ func FuzzParsePin(f *testing.F) {
 		}
 		if again, err := ParsePin(p.String()); err != nil || again != p {
 			t.Fatalf("reparse of %q: %+v, %v", p.String(), again, err)
+		}
+		if strings.Contains(p.Name, "@") {
+			t.Fatalf("accepted %q with a digest inside the name %q", s, p.Name)
 		}
 	})
 }

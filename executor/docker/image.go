@@ -62,8 +62,12 @@ func ParsePin(s string) (Pin, error) {
 	if !digestRE.MatchString(dg) {
 		return Pin{}, fmt.Errorf("image %q: digest %q is not sha256:<64 lowercase hex>", s, dg)
 	}
-	if _, err := reference.ParseNormalizedNamed(name); err != nil {
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
 		return Pin{}, fmt.Errorf("image %q: name %q: %w", s, name, err)
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return Pin{}, fmt.Errorf("image %q: name %q carries a digest of its own", s, name)
 	}
 	return Pin{Name: name, Digest: dg}, nil
 }
