@@ -82,6 +82,11 @@ func TestBadModelErrorsHaveLines(t *testing.T) {
 	}
 }
 
+// FuzzParseModel mutates the paper model and the bad models. The seeds are 5–10 kB, so the
+// fuzzer's default minimisation of each new interesting input (up to 60 s) dominates short runs;
+// pass -fuzzminimizetime 2s for a quick pass, e.g.
+//
+//	go test -run '^$' -fuzz '^FuzzParseModel$' -fuzztime 30s -fuzzminimizetime 2s ./game/
 func FuzzParseModel(f *testing.F) {
 	paper, err := os.ReadFile(paperModel)
 	if err != nil {
