@@ -408,18 +408,6 @@ func expected(M [][]float64, x, y []float64) float64 {
 	return s
 }
 
-func maxAbs(g Bimatrix) float64 {
-	var mx float64
-	for _, M := range [][][]float64{g.A, g.D} {
-		for _, row := range M {
-			for _, v := range row {
-				mx = math.Max(mx, math.Abs(v))
-			}
-		}
-	}
-	return mx
-}
-
 func samePoint(x1, y1, x2, y2 []float64) bool {
 	const eps = 1e-6
 	for i := range x1 {
