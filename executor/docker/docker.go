@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -340,6 +341,7 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)
 	}
+	slices.Sort(env)
 
 	const attempts = 8 // a port taken between our check and the engine's bind is retried
 	var lastErr error

@@ -77,6 +77,33 @@ func TestParsePin(t *testing.T) {
 	}
 }
 
+func TestHasRepoDigest(t *testing.T) {
+	d1, d2 := "sha256:"+hex64, "sha256:"+strings.Repeat("cd", 32)
+	tests := []struct {
+		pin   string
+		repo  []string
+		match bool
+	}{
+		{"nginx@" + d1, []string{"nginx@" + d1}, true},
+		{"nginx:1.27@" + d1, []string{"nginx@" + d1}, true},
+		{"docker.io/library/nginx@" + d1, []string{"nginx@" + d1}, true},
+		{"nginx@" + d1, []string{"docker.io/library/nginx@" + d1}, true},
+		{"nginx@" + d1, []string{"nginx@" + d2}, false},
+		{"nginx@" + d1, []string{"evil/nginx@" + d1}, false},
+		{"nginx@" + d1, []string{"not a ref", ""}, false},
+		{"nginx@" + d1, nil, false},
+	}
+	for _, tt := range tests {
+		pin, err := ParsePin(tt.pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hasRepoDigest(tt.repo, pin); got != tt.match {
+			t.Errorf("hasRepoDigest(%q, %s) = %v, want %v", tt.repo, tt.pin, got, tt.match)
+		}
+	}
+}
+
 func FuzzParsePin(f *testing.F) {
 	for _, s := range []string{"sha256:" + hex64, "a@sha256:" + hex64, "a:b@sha256:" + hex64, "nginx", "@", "a@b@sha256:" + hex64} {
 		f.Add(s)

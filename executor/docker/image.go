@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -95,6 +94,26 @@ func (d *Driver) verifyImage(ctx context.Context, variant string, pin Pin) (stri
 	return id, nil
 }
 
+// hasRepoDigest tells whether one of the engine's repo digests (familiar or fully qualified
+// names, e.g. "nginx@sha256:..." or "docker.io/library/nginx@sha256:...") is the pin's
+// repository with the pin's digest. The pin's tag, if any, plays no part.
+func hasRepoDigest(repoDigests []string, pin Pin) bool {
+	want, err := reference.ParseNormalizedNamed(pin.Name)
+	if err != nil {
+		return false
+	}
+	for _, rd := range repoDigests {
+		got, err := reference.ParseNormalizedNamed(rd)
+		if err != nil {
+			continue
+		}
+		if c, ok := got.(reference.Canonical); ok && got.Name() == want.Name() && c.Digest().String() == pin.Digest {
+			return true
+		}
+	}
+	return false
+}
+
 // resolvePin finds the image ID the pin stands for, refusing a name that moved.
 func (d *Driver) resolvePin(ctx context.Context, variant string, pin Pin) (string, error) {
 	ictx, cancel := d.opCtx(ctx)
@@ -112,9 +131,7 @@ func (d *Driver) resolvePin(ctx context.Context, variant string, pin Pin) (strin
 	// Registry digest first: it is what a pulled image is pinned by.
 	img, err := d.cli.ImageInspect(ictx, pin.String())
 	if err == nil {
-		named, _ := reference.ParseNormalizedNamed(pin.Name)
-		want := reference.TrimNamed(named).String() + "@" + pin.Digest
-		if img.ID == pin.Digest || slices.Contains(img.RepoDigests, want) {
+		if img.ID == pin.Digest || hasRepoDigest(img.RepoDigests, pin) {
 			return img.ID, nil
 		}
 		return "", d.tampered(variant, pin, img.ID, "the reference resolves to another image")
