@@ -4,6 +4,7 @@
 #
 #   bench/rotation.sh                 # 60 s, 2 threads, 32 connections
 #   DURATION=10 CONNS=8 bench/rotation.sh
+#   VOTE=1 bench/rotation.sh          # through the mimic voting gateway (k=3) instead of the proxy
 #
 # Needs wrk. Everything listens on 127.0.0.1 (ports picked by the kernel); the run is bounded
 # by DURATION and the script stops the agent (and so every executor) when it exits.
@@ -14,6 +15,7 @@ DURATION=${DURATION:-60}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 PATH_UNDER_TEST=${PATH_UNDER_TEST:-/about.html}
+VOTE=${VOTE:-0}
 
 command -v wrk >/dev/null || { echo "rotation.sh: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 
@@ -47,7 +49,10 @@ pool:
     - {name: go-raw, image: "builtin:demo", command: ["{{.Self}}", demo-server, --impl, raw, --listen, "{{.Addr}}", --root, "{{.Dir}}/site"]}
 YAML
 
-"$work/proteus" --data-dir "$work/data" agent -c "$work/rotation.yaml" --listen 127.0.0.1:0 --api 127.0.0.1:0 2>"$work/agent.log" &
+vote_flag=()
+front="round-robin proxy"
+if [ "$VOTE" = 1 ]; then vote_flag=(--vote); front="mimic voting gateway, k=3"; fi
+"$work/proteus" --data-dir "$work/data" agent -c "$work/rotation.yaml" --listen 127.0.0.1:0 --api 127.0.0.1:0 "${vote_flag[@]}" 2>"$work/agent.log" &
 agent=$!
 for _ in $(seq 300); do
   [ -s "$work/data/gateway.addr" ] && [ -s "$work/data/api.addr" ] && break
@@ -64,7 +69,7 @@ metric() { # sum of every series of metric $1
 
 rot0=$(metric proteus_mtd_rotations_total)
 fail0=$(metric proteus_mtd_rotation_failures_total)
-echo "== wrk -t$THREADS -c$CONNS -d${DURATION}s --latency http://$gw$PATH_UNDER_TEST (every executor rotated every 1 s)"
+echo "== wrk -t$THREADS -c$CONNS -d${DURATION}s --latency http://$gw$PATH_UNDER_TEST (every executor rotated every 1 s; $front)"
 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://$gw$PATH_UNDER_TEST" | tee "$work/wrk.txt"
 rot=$(( $(metric proteus_mtd_rotations_total) - rot0 ))
 fail=$(( $(metric proteus_mtd_rotation_failures_total) - fail0 ))

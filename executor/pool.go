@@ -211,7 +211,17 @@ func (p *Pool) Acquire(id string) bool {
 	return true
 }
 
-// Release ends a request registered with Acquire.
+// Hold registers a request on instance id even if it is draining, for callers that cannot
+// pick another executor (the voting gateway has already chosen its k). A draining instance is
+// then stopped only after the request is released (or the drain timeout). Pair with Release.
+// It does nothing for an instance that is already gone.
+func (p *Pool) Hold(id string) {
+	if v, ok := p.live.Load(id); ok {
+		v.(*member).inflight.Add(1)
+	}
+}
+
+// Release ends a request registered with Acquire or Hold.
 func (p *Pool) Release(id string) {
 	if v, ok := p.live.Load(id); ok {
 		p.release(v.(*member))

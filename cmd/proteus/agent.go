@@ -25,6 +25,7 @@ import (
 	"github.com/proteus-defense/proteus/demo"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/process"
+	"github.com/proteus-defense/proteus/mimic"
 	"github.com/proteus-defense/proteus/mtd"
 	"github.com/proteus-defense/proteus/strictyaml"
 )
@@ -41,6 +42,7 @@ type agentFlags struct {
 	configFile string
 	listen     string
 	api        string
+	vote       bool
 }
 
 func init() {
@@ -60,6 +62,7 @@ rotate and quarantine read it from there.`,
 		c.Flags().StringVarP(&f.configFile, "config", "c", "", "agent config file (default: the embedded default config)")
 		c.Flags().StringVar(&f.listen, "listen", "", "client-facing host:port (overrides gateway.listen)")
 		c.Flags().StringVar(&f.api, "api", "", "local API host:port (overrides api.listen)")
+		c.Flags().BoolVar(&f.vote, "vote", false, "serve through the mimic voting gateway (the gateway: section) instead of the round-robin proxy")
 		return c
 	})
 }
@@ -185,12 +188,34 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 		Name: "proteus_bus_events_dropped_total", Help: "Events lost to slow bus subscribers.",
 	}, func() float64 { return float64(b.Dropped()) }))
 
-	var front frontend = executor.NewProxy(pool, log)
+	var front frontend
+	var gwSrv *http.Server
+	gwServe := func() error { return gwSrv.Serve(gwLn) }
+	if f.vote {
+		o, so := mimic.FromConfig(cfg.Gateway)
+		o.Backends, o.Bus, o.Logger, o.Metrics = &poolBackends{pool: pool}, b, log, mimic.NewMetrics(reg)
+		o.Rebuild = rebuildOnDissent(ctx, pool)
+		g, err := mimic.New(o)
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		front = votingFrontend{g}
+		if gwSrv, err = mimic.NewServer(front, so); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		if gwSrv.TLSConfig != nil {
+			gwServe = func() error { return gwSrv.ServeTLS(gwLn, "", "") }
+		} else {
+			gwServe = func() error { return gwSrv.Serve(mimic.Listener(gwLn)) }
+		}
+	} else {
+		front = executor.NewProxy(pool, log)
+		gwSrv = &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	}
 	defer front.Close()
-	gwSrv := &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	apiSrv := &http.Server{Handler: api.NewServer(pool, b, token, reg, log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
-	go func() { errc <- gwSrv.Serve(gwLn) }()
+	go func() { errc <- gwServe() }()
 	go func() { errc <- apiSrv.Serve(apiLn) }()
 	for name, addr := range map[string]string{api.AddrFile: apiLn.Addr().String(), GatewayAddrFile: gwLn.Addr().String()} {
 		if err := writeAddr(dataDir, name, addr); err != nil {
@@ -205,7 +230,7 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 		close(schedDone)
 	}()
 	log.Info("agent ready", "component", "agent", "gateway", "http://"+gwLn.Addr().String(), "api", "http://"+apiLn.Addr().String(),
-		"executors", len(pool.Healthy()), "cstar", pool.CStar(), "rotation", policy.String(), "data_dir", dataDir)
+		"executors", len(pool.Healthy()), "voting", f.vote, "cstar", pool.CStar(), "rotation", policy.String(), "data_dir", dataDir)
 	fmt.Fprintf(cmd.ErrOrStderr(), "proteus agent: serving http://%s (api http://%s, token in %s)\n",
 		gwLn.Addr(), apiLn.Addr(), filepath.Join(dataDir, api.TokenFile))
 

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/mimic"
+)
+
+// poolBackends shows the pool to the mimic voting gateway: its healthy snapshot as
+// mimic.Backends (converted once per snapshot, so the per-request call stays an atomic load
+// and a pointer comparison) and its in-flight accounting as mimic.InFlight.
+type poolBackends struct {
+	pool  *executor.Pool
+	cache atomic.Pointer[backendSnapshot]
+}
+
+type backendSnapshot struct {
+	src []*executor.Instance
+	out []mimic.Backend
+}
+
+var (
+	_ mimic.Backends = (*poolBackends)(nil)
+	_ mimic.InFlight = (*poolBackends)(nil)
+)
+
+func sameSnapshot(a, b []*executor.Instance) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// Backends returns the executors in service.
+func (p *poolBackends) Backends() []mimic.Backend {
+	src := p.pool.Healthy()
+	if c := p.cache.Load(); c != nil && sameSnapshot(c.src, src) {
+		return c.out
+	}
+	out := make([]mimic.Backend, len(src))
+	for i, inst := range src {
+		out[i] = mimic.Backend{ID: inst.ID, Variant: inst.Variant, URL: "http://" + inst.Address, Traits: inst.Traits}
+	}
+	p.cache.Store(&backendSnapshot{src: src, out: out})
+	return out
+}
+
+// OnAcquire counts a request the gateway is about to send; the gateway has already chosen
+// the executor, so a draining one is held rather than refused.
+func (p *poolBackends) OnAcquire(id string) { p.pool.Hold(id) }
+
+// OnRelease ends it.
+func (p *poolBackends) OnRelease(id string) { p.pool.Release(id) }
+
+// votingFrontend is the mimic gateway as the agent's frontend.
+type votingFrontend struct{ g *mimic.Gateway }
+
+func (v votingFrontend) ServeHTTP(w http.ResponseWriter, r *http.Request) { v.g.ServeHTTP(w, r) }
+
+// Close waits for the gateway's background work (dissent bookkeeping) to finish.
+func (v votingFrontend) Close() { v.g.Wait() }
+
+// rebuildOnDissent is mimic's Rebuild hook: an executor that keeps disagreeing with the
+// majority is rotated, i.e. destroyed and rebuilt from its known-good image.
+func rebuildOnDissent(ctx context.Context, pool *executor.Pool) func(id string) {
+	return func(id string) {
+		_ = pool.Rotate(executor.WithReason(ctx, "dissent"), id)
+	}
+}
