@@ -363,3 +363,47 @@ func TestBinaryCleansUpAfterKill9(t *testing.T) {
 		t.Errorf("records after clean shutdown: %v", left)
 	}
 }
+
+// With --vote the agent serves through the mimic voting gateway over the pool's executors,
+// and keeps answering while they are rotated.
+func TestAgentVotingFrontend(t *testing.T) {
+	data := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	prev := agentContext
+	agentContext = func(context.Context) (context.Context, context.CancelFunc) { return ctx, cancel }
+	t.Cleanup(func() { agentContext = prev })
+	var stderr syncBuffer
+	exited := make(chan struct{})
+	var code int
+	go func() {
+		code = run([]string{"--data-dir", data, "agent", "--vote", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"}, io.Discard, &stderr)
+		close(exited)
+	}()
+	gw := waitFile(t, filepath.Join(data, GatewayAddrFile), exited, stderr.String)
+	waitFile(t, filepath.Join(data, api.AddrFile), exited, stderr.String)
+	_, want := httpGet(t, "http://"+gw+"/api/items")
+	rotated := make(chan int)
+	go func() {
+		var out bytes.Buffer
+		rotated <- run([]string{"--data-dir", data, "rotate", "--all"}, &out, &out)
+	}()
+	for n := 0; ; n++ {
+		select {
+		case c := <-rotated:
+			if c != 0 {
+				t.Fatalf("rotate --all: exit %d", c)
+			}
+			cancel()
+			<-exited
+			if code != 0 || !strings.Contains(stderr.String(), "voting=true") {
+				t.Fatalf("agent exit %d:\n%s", code, stderr.String())
+			}
+			return
+		default:
+		}
+		if c, body := httpGet(t, "http://"+gw+"/api/items"); c != 200 || body != want {
+			t.Fatalf("request %d during rotation: %d %q", n, c, body)
+		}
+	}
+}
