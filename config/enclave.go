@@ -2,7 +2,9 @@ package config
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -339,3 +341,35 @@ func checkMultiaddr(field, a string, needPeer bool, p *strictyaml.Problems) {
 }
 
 func indexed(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }
+
+// LoadStandaloneEnclave reads a config file for `proteus enclave run`, a node that runs
+// only the enclave: the whole document is decoded strictly (unknown fields are still
+// errors), but only version, data_dir, log and enclave are validated, so the file needs no
+// pool or gateway section.
+func LoadStandaloneEnclave(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseStandaloneEnclave(path, data)
+}
+
+// ParseStandaloneEnclave is LoadStandaloneEnclave on bytes already read.
+func ParseStandaloneEnclave(file string, data []byte) (*Config, error) {
+	c := &Config{}
+	doc, err := strictyaml.Decode(file, data, c)
+	if err != nil {
+		return nil, err
+	}
+	c.applyDefaults()
+	var keep strictyaml.Problems
+	for _, p := range c.Problems() {
+		if p.Field == "version" || strings.HasPrefix(p.Field, "log.") || p.Field == "enclave" || strings.HasPrefix(p.Field, "enclave.") {
+			keep = append(keep, p)
+		}
+	}
+	if err := doc.Locate(keep); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

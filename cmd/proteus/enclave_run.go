@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/countermeasure"
+	"github.com/proteus-defense/proteus/enclave"
+)
+
+func init() { addEnclaveCommand(newEnclaveRunCmd) }
+
+func newEnclaveRunCmd() *cobra.Command {
+	var cfgFile string
+	c := &cobra.Command{
+		Use:   "run -c FILE",
+		Short: "Run a standalone enclave node (libp2p, GossipSub, decisions, gateway blocklist) with a loopback control API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgFile == "" {
+				return fmt.Errorf("%w: -c FILE is required", errUsage)
+			}
+			cfg, err := config.LoadStandaloneEnclave(cfgFile)
+			if err != nil {
+				return err
+			}
+			if !cfg.Enclave.Enabled {
+				return fmt.Errorf("%w: %s: enclave.enabled is false", errUsage, cfgFile)
+			}
+			dataDir := globals.dataDir
+			if cfg.DataDir != "" && !cmd.Flags().Changed("data-dir") && !cmd.Root().PersistentFlags().Changed("data-dir") {
+				dataDir = cfg.DataDir
+			}
+			if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runEnclaveNode(ctx, cfg, dataDir, cmd)
+		},
+	}
+	c.Flags().StringVarP(&cfgFile, "config", "c", "", "agent config file with an enabled enclave section")
+	return c
+}
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func runEnclaveNode(ctx context.Context, cfg *config.Config, dataDir string, cmd *cobra.Command) error {
+	log := newLogger(cfg)
+	b := bus.New()
+	mgr, err := countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: dataDir, Bus: b, Logger: log,
+		Actuators: []countermeasure.Actuator{countermeasure.NewBlocklist(), countermeasure.NewVigilance(b)}})
+	if err != nil {
+		return err
+	}
+	if err := mgr.Start(ctx); err != nil {
+		return err
+	}
+	mctx, mcancel := context.WithCancel(context.Background())
+	defer mcancel()
+	go func() { _ = mgr.Run(mctx) }()
+
+	n, err := enclave.New(ctx, enclave.Options{Config: cfg.Enclave, DataDir: dataDir, Manager: mgr,
+		BlockActuator: countermeasure.BlocklistID, VigilanceActuator: countermeasure.VigilanceID, Bus: b, Logger: log})
+	if err != nil {
+		return err
+	}
+	addr, err := n.ServeControl(ctx, cfg.Enclave.Control)
+	if err != nil {
+		_ = n.Close()
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "enclave %s: peer %s control %s\n", cfg.Enclave.Name, n.ID(), addr)
+	for _, a := range n.Addrs() {
+		fmt.Fprintf(cmd.OutOrStdout(), "listening %s\n", a)
+	}
+	<-ctx.Done()
+	log.Info("shutting down", "component", "enclave")
+	return n.Close()
+}

@@ -1,0 +1,288 @@
+package enclave
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/proteus-defense/proteus/countermeasure"
+)
+
+// ControlFile is where a running node writes its control API address and token (mode 0600).
+const ControlFile = "enclave-control.json"
+
+// ControlInfo is the content of ControlFile.
+type ControlInfo struct {
+	Addr  string `json:"addr"`
+	Token string `json:"token"`
+	PID   int    `json:"pid"`
+	Peer  string `json:"peer"`
+}
+
+// ErrControl marks a request the control API refused as invalid (HTTP 400).
+var ErrControl = errors.New("enclave: control request rejected")
+
+// PublishResult is the control API's answer to a publish.
+type PublishResult struct {
+	Indicator   string         `json:"indicator"`
+	Target      string         `json:"target"`
+	PublishedAt time.Time      `json:"published_at"`
+	Expires     time.Time      `json:"expires"`
+	Decision    DecisionRecord `json:"decision"`
+}
+
+type publishBody struct {
+	Target      string `json:"target"`
+	Confidence  int    `json:"confidence,omitempty"`
+	TTL         string `json:"ttl,omitempty"`
+	Action      string `json:"action,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+type revokeBody struct {
+	Indicator string `json:"indicator"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// ServeControl serves the control API on addr (loopback) until ctx is done, and writes
+// ControlFile into the data directory so `proteus enclave` subcommands can find it. Every
+// request must carry "Authorization: Bearer TOKEN".
+func (n *Node) ServeControl(ctx context.Context, addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("enclave: control: %w", err)
+	}
+	tok := make([]byte, 32)
+	if _, err := rand.Read(tok); err != nil {
+		ln.Close()
+		return "", fmt.Errorf("enclave: control token: %w", err)
+	}
+	info := ControlInfo{Addr: ln.Addr().String(), Token: hex.EncodeToString(tok), PID: os.Getpid(), Peer: n.self.String()}
+	data, _ := json.MarshalIndent(info, "", "  ")
+	if err := writeFileAtomic(filepath.Join(n.dataDir, ControlFile), data, 0o600); err != nil {
+		ln.Close()
+		return "", err
+	}
+	srv := &http.Server{Handler: n.controlHandler(info.Token), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		_ = os.Remove(filepath.Join(n.dataDir, ControlFile))
+	}()
+	go func() { _ = srv.Serve(ln) }()
+	return info.Addr, nil
+}
+
+func (n *Node) controlHandler(token string) http.Handler {
+	mux := http.NewServeMux()
+	get := func(path string, f func(r *http.Request) any) {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f(r)) })
+	}
+	get("/v1/status", func(*http.Request) any { return n.Status() })
+	get("/v1/peers", func(*http.Request) any { return n.Peers() })
+	get("/v1/trust", func(*http.Request) any { return n.trust.Snapshot() })
+	get("/v1/decisions", func(r *http.Request) any {
+		d := n.Decisions(r.URL.Query().Get("indicator"))
+		if d == nil {
+			d = []DecisionRecord{}
+		}
+		return d
+	})
+	get("/v1/actions", func(*http.Request) any {
+		if n.manager == nil {
+			return []countermeasure.Action{}
+		}
+		return n.manager.Active()
+	})
+	mux.HandleFunc("POST /v1/publish", func(w http.ResponseWriter, r *http.Request) {
+		var b publishBody
+		if err := decodeBody(r, &b); err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		req := PublishRequest{Target: b.Target, Confidence: b.Confidence, Action: b.Action, Description: b.Description}
+		if b.TTL != "" {
+			d, err := time.ParseDuration(b.TTL)
+			if err != nil {
+				writeErr(w, http.StatusBadRequest, fmt.Errorf("ttl: %w", err))
+				return
+			}
+			req.TTL = d
+		}
+		if req.Action != "" && req.Action != "block" && req.Action != "watch" {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("action %q: want block or watch", req.Action))
+			return
+		}
+		at := time.Now()
+		s, rec, err := n.Publish(r.Context(), req)
+		if err != nil {
+			code := http.StatusInternalServerError
+			if strings.Contains(err.Error(), "target") || strings.Contains(err.Error(), "ttl") || strings.Contains(err.Error(), "confidence") {
+				code = http.StatusBadRequest
+			}
+			writeErr(w, code, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, PublishResult{Indicator: s.ID, Target: s.Target.String(), PublishedAt: at,
+			Expires: s.ValidUntil, Decision: rec})
+	})
+	mux.HandleFunc("POST /v1/revoke", func(w http.ResponseWriter, r *http.Request) {
+		var b revokeBody
+		if err := decodeBody(r, &b); err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		if err := n.Revoke(r.Context(), b.Indicator, b.Reason); err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"revoked": b.Indicator})
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			writeErr(w, http.StatusUnauthorized, errors.New("missing or wrong token"))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("request body: %w", err)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// Client talks to a running node's control API.
+type Client struct {
+	info ControlInfo
+	http *http.Client
+}
+
+// Dial reads ControlFile from dataDir.
+func Dial(dataDir string) (*Client, error) {
+	data, err := os.ReadFile(filepath.Join(dataDir, ControlFile))
+	if err != nil {
+		return nil, fmt.Errorf("enclave: no running node for data dir %s (start `proteus enclave run`): %w", dataDir, err)
+	}
+	var info ControlInfo
+	if err := json.Unmarshal(data, &info); err != nil {
+		return nil, fmt.Errorf("enclave: %s: %w", ControlFile, err)
+	}
+	return &Client{info: info, http: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// Info is what the client connects to.
+func (c *Client) Info() ControlInfo { return c.info }
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.info.Addr+path, rd)
+	if err != nil {
+		return fmt.Errorf("enclave: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.info.Token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("enclave: control %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("enclave: control %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.Unmarshal(data, &e)
+		if resp.StatusCode == http.StatusBadRequest {
+			return fmt.Errorf("%w: %s", ErrControl, e.Error)
+		}
+		return fmt.Errorf("enclave: control %s: %s: %s", path, resp.Status, e.Error)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("enclave: control %s: %w", path, err)
+	}
+	return nil
+}
+
+// Status fetches /v1/status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
+}
+
+// Peers fetches /v1/peers.
+func (c *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
+	var p []PeerInfo
+	return p, c.do(ctx, http.MethodGet, "/v1/peers", nil, &p)
+}
+
+// Trust fetches /v1/trust.
+func (c *Client) Trust(ctx context.Context) ([]PeerTrust, error) {
+	var t []PeerTrust
+	return t, c.do(ctx, http.MethodGet, "/v1/trust", nil, &t)
+}
+
+// Decisions fetches /v1/decisions, optionally for one indicator.
+func (c *Client) Decisions(ctx context.Context, indicator string) ([]DecisionRecord, error) {
+	var d []DecisionRecord
+	path := "/v1/decisions"
+	if indicator != "" {
+		path += "?indicator=" + indicator
+	}
+	return d, c.do(ctx, http.MethodGet, path, nil, &d)
+}
+
+// Actions fetches the active countermeasures.
+func (c *Client) Actions(ctx context.Context) ([]countermeasure.Action, error) {
+	var a []countermeasure.Action
+	return a, c.do(ctx, http.MethodGet, "/v1/actions", nil, &a)
+}
+
+// Publish asks the node to publish a sighting.
+func (c *Client) Publish(ctx context.Context, target string, confidence int, ttl time.Duration, action, desc string) (PublishResult, error) {
+	var r PublishResult
+	b := publishBody{Target: target, Confidence: confidence, Action: action, Description: desc}
+	if ttl != 0 {
+		b.TTL = ttl.String()
+	}
+	return r, c.do(ctx, http.MethodPost, "/v1/publish", b, &r)
+}
+
+// Revoke asks the node to revoke one of its sightings.
+func (c *Client) Revoke(ctx context.Context, indicator, reason string) error {
+	var out map[string]string
+	return c.do(ctx, http.MethodPost, "/v1/revoke", revokeBody{Indicator: indicator, Reason: reason}, &out)
+}

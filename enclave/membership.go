@@ -1,0 +1,186 @@
+package enclave
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// CertProtocol is the stream protocol on which two connected peers exchange membership
+// certificates. The dialer opens it right after connecting, writes its certificate
+// (uvarint length + JSON; length 0 for an allowlisted node without one) and reads the
+// listener's in the same form. A peer that is neither allowlisted nor proves membership
+// within cert_timeout is disconnected and refused by the gater for denyFor.
+const CertProtocol = "/proteus/enclave/cert/1.0.0"
+
+// denyFor is how long a peer that failed admission is refused.
+const denyFor = 10 * time.Minute
+
+// isMember reports whether p is allowlisted or presented a valid, unexpired certificate.
+func (n *Node) isMember(p peer.ID) bool {
+	if p == n.self || n.allow[p] {
+		return true
+	}
+	n.memMu.Lock()
+	defer n.memMu.Unlock()
+	exp, ok := n.verified[p]
+	return ok && n.now().Before(exp)
+}
+
+func (n *Node) isDenied(p peer.ID) bool {
+	n.memMu.Lock()
+	defer n.memMu.Unlock()
+	until, ok := n.denied[p]
+	if ok && n.now().After(until) {
+		delete(n.denied, p)
+		return false
+	}
+	return ok
+}
+
+// admitCert verifies cert bytes presented by (or on behalf of) p and records p as a member.
+func (n *Node) admitCert(p peer.ID, raw []byte) error {
+	if n.allow[p] {
+		return nil
+	}
+	if len(raw) == 0 {
+		return fmt.Errorf("%w: %s presented no certificate and is not allowlisted", ErrNotMember, p)
+	}
+	c, err := DecodeCertificate(raw)
+	if err != nil {
+		return err
+	}
+	if err := c.Verify(n.enclave, n.cfg.Name, p, n.now(), n.cfg.MaxClockSkew); err != nil {
+		return err
+	}
+	n.memMu.Lock()
+	n.verified[p] = c.Expires.Add(n.cfg.MaxClockSkew)
+	n.memMu.Unlock()
+	return nil
+}
+
+// deny disconnects p and refuses it for denyFor.
+func (n *Node) deny(p peer.ID, why error) {
+	n.memMu.Lock()
+	_, already := n.denied[p]
+	n.denied[p] = n.now().Add(denyFor)
+	n.memMu.Unlock()
+	if !already {
+		n.stats.denied.Add(1)
+		n.log.Warn("refusing non-member", "peer", p, "err", why)
+		n.publishEvent(EventRejected, p.String(), map[string]any{"reason": why.Error()})
+	}
+	_ = n.host.Network().ClosePeer(p)
+}
+
+// connected runs for every new connection: the dialer starts the certificate exchange and
+// either side drops the peer if it is not a member when cert_timeout has passed.
+func (n *Node) connected(_ network.Network, c network.Conn) {
+	p := c.RemotePeer()
+	go func() {
+		if c.Stat().Direction == network.DirOutbound {
+			if err := n.exchange(p); err != nil {
+				n.deny(p, err)
+				return
+			}
+		}
+		t := time.NewTimer(n.cfg.CertTimeout)
+		defer t.Stop()
+		select {
+		case <-n.ctx.Done():
+		case <-t.C:
+			if !n.isMember(p) && n.host.Network().Connectedness(p) == network.Connected {
+				n.deny(p, fmt.Errorf("%w: no certificate within %v", ErrNotMember, n.cfg.CertTimeout))
+			}
+		}
+	}()
+}
+
+// exchange is the dialer's side of CertProtocol.
+func (n *Node) exchange(p peer.ID) error {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.CertTimeout)
+	defer cancel()
+	s, err := n.host.NewStream(network.WithAllowLimitedConn(ctx, "cert"), p, CertProtocol)
+	if err != nil {
+		return fmt.Errorf("%w: certificate exchange with %s: %v", ErrNotMember, p, err)
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(n.cfg.CertTimeout))
+	if err := writeCert(s, n.certBytes); err != nil {
+		s.Reset()
+		return fmt.Errorf("enclave: send certificate to %s: %w", p, err)
+	}
+	raw, err := readCert(bufio.NewReader(s))
+	if err != nil {
+		s.Reset()
+		return fmt.Errorf("%w: read certificate from %s: %v", ErrNotMember, p, err)
+	}
+	return n.admitCert(p, raw)
+}
+
+// handleCert is the listener's side of CertProtocol.
+func (n *Node) handleCert(s network.Stream) {
+	p := s.Conn().RemotePeer()
+	_ = s.SetDeadline(time.Now().Add(n.cfg.CertTimeout))
+	raw, err := readCert(bufio.NewReader(s))
+	if err == nil {
+		err = n.admitCert(p, raw)
+	}
+	if err != nil {
+		s.Reset()
+		n.deny(p, err)
+		return
+	}
+	if err := writeCert(s, n.certBytes); err != nil {
+		s.Reset()
+		return
+	}
+	_ = s.Close()
+}
+
+func writeCert(w io.Writer, raw []byte) error {
+	b := binary.AppendUvarint(nil, uint64(len(raw)))
+	_, err := w.Write(append(b, raw...))
+	return err
+}
+
+func readCert(r *bufio.Reader) ([]byte, error) {
+	l, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if l > MaxCertificateSize {
+		return nil, fmt.Errorf("certificate of %d bytes exceeds %d", l, MaxCertificateSize)
+	}
+	raw := make([]byte, l)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+// gater refuses denied peers at every stage. In an allowlist-only enclave (no enclave key)
+// it refuses every peer not on the allowlist right after the security handshake; with
+// certificates, an unknown peer gets through the handshake only to prove membership on
+// CertProtocol (see connected), and its pubsub messages are rejected until it has.
+type gater struct{ n *Node }
+
+func (g *gater) InterceptPeerDial(p peer.ID) bool                 { return !g.n.isDenied(p) }
+func (g *gater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return !g.n.isDenied(p) }
+func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
+func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	if g.n.enclave == nil {
+		// Allowlist-only enclave: the peer ID is all there is to check.
+		return g.n.allow[p]
+	}
+	return !g.n.isDenied(p)
+}
+func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }

@@ -1,0 +1,466 @@
+package enclave
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/countermeasure"
+	"github.com/proteus-defense/proteus/stix"
+)
+
+// Bus event kinds published by the enclave.
+const (
+	EventDecision = "enclave.decision"
+	EventRejected = "enclave.rejected"
+)
+
+// TopicPrefix is prepended to the enclave name to form the GossipSub topic.
+const TopicPrefix = "/proteus/enclave/1/"
+
+// Options configure a Node.
+type Options struct {
+	Config  config.Enclave
+	DataDir string // identity, trust table; required
+	// Identity overrides the key in DataDir (tests, bench); nil loads or creates it.
+	Identity crypto.PrivKey
+	// Manager applies countermeasures; nil records decisions without acting.
+	Manager *countermeasure.Manager
+	// BlockActuator and VigilanceActuator name the actuators for act and defer.
+	BlockActuator     string
+	VigilanceActuator string
+	Bus               *bus.Bus
+	Logger            *slog.Logger
+	Now               func() time.Time
+}
+
+// Stats count what the topic validator did.
+type Stats struct {
+	Accepted  uint64 `json:"accepted"`
+	Rejected  uint64 `json:"rejected"`   // invalid envelopes or bundles from members
+	NonMember uint64 `json:"non_member"` // messages authored or forwarded by non-members
+	Ignored   uint64 `json:"ignored"`    // replays, stale messages
+	Denied    uint64 `json:"denied"`     // peers refused after a failed certificate exchange
+}
+
+// Node is one enclave member: the libp2p host, the topic and the decision state.
+type Node struct {
+	cfg       config.Enclave
+	dataDir   string
+	log       *slog.Logger
+	bus       *bus.Bus
+	now       func() time.Time
+	host      host.Host
+	ps        *pubsub.PubSub
+	topic     *pubsub.Topic
+	sub       *pubsub.Subscription
+	self      peer.ID
+	reporter  string // STIX identity id derived from self
+	enclave   ed25519.PublicKey
+	cert      *Certificate // own; nil in allowlist mode
+	certBytes []byte
+	exposure  stix.Exposure
+	trust     *Trust
+	replay    *stix.ReplayGuard
+	manager   *countermeasure.Manager
+	blockAct  string
+	vigAct    string
+	allow     map[peer.ID]bool
+
+	memMu    sync.Mutex
+	verified map[peer.ID]time.Time // peer -> certificate expiry
+	denied   map[peer.ID]time.Time // peer -> until
+
+	scoreMu sync.Mutex
+	scores  map[peer.ID]float64
+
+	mu        sync.Mutex
+	targets   map[string][]*report
+	byID      map[string]*report
+	state     map[string]Decision // per target key, what is applied
+	decisions []DecisionRecord
+	published map[string]time.Time
+
+	stats struct{ accepted, rejected, nonMember, ignored, denied atomic.Uint64 }
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mdns   interface{ Close() error }
+}
+
+type report struct {
+	reporter     string
+	local        bool
+	s            *stix.Sighting
+	received     time.Time
+	deadline     time.Time
+	relevant     bool
+	why          string
+	settled      bool // trust already adjusted
+	corroborated bool
+	unconfirmed  bool
+	revoked      bool
+}
+
+// DecisionRecord is one entry of the decision log: what arrived, how it was weighed and
+// what was done. Read it with `proteus enclave decisions`.
+type DecisionRecord struct {
+	Time       time.Time `json:"time"`
+	Event      string    `json:"event"` // sighting, revocation, unconfirmed, local
+	Indicator  string    `json:"indicator"`
+	Reporter   string    `json:"reporter"`
+	Target     string    `json:"target"`
+	Trust      float64   `json:"trust"`      // reporter's trust when it arrived
+	Confidence float64   `json:"confidence"` // report confidence in [0,1]
+	Evidence   float64   `json:"evidence"`   // combined over live relevant reports
+	Reporters  int       `json:"reporters"`  // distinct reporters in the evidence
+	Decision   Decision  `json:"decision"`
+	Relevant   bool      `json:"relevant"`
+	Why        string    `json:"why,omitempty"`
+	Applied    bool      `json:"applied"` // a countermeasure was applied or extended
+	Error      string    `json:"error,omitempty"`
+}
+
+const maxDecisionLog = 8192
+
+// New starts a node: it opens the identity and trust table, starts the libp2p host and
+// GossipSub, joins the enclave topic and begins connecting to bootstrap peers.
+func New(ctx context.Context, o Options) (*Node, error) {
+	cfg := o.Config
+	if cfg.Name == "" {
+		return nil, errors.New("enclave: no enclave name configured")
+	}
+	if o.DataDir == "" {
+		return nil, errors.New("enclave: no data directory")
+	}
+	n := &Node{cfg: cfg, dataDir: o.DataDir, bus: o.Bus, now: o.Now, manager: o.Manager,
+		blockAct: o.BlockActuator, vigAct: o.VigilanceActuator, allow: map[peer.ID]bool{},
+		verified: map[peer.ID]time.Time{}, denied: map[peer.ID]time.Time{}, scores: map[peer.ID]float64{},
+		targets: map[string][]*report{}, byID: map[string]*report{}, state: map[string]Decision{},
+		published: map[string]time.Time{}, replay: stix.NewReplayGuard(stix.DefaultReplayCapacity)}
+	if n.now == nil {
+		n.now = time.Now
+	}
+	n.log = o.Logger
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	n.log = n.log.With("component", "enclave", "enclave", cfg.Name)
+	key := o.Identity
+	if key == nil {
+		var err error
+		if key, err = LoadIdentity(o.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	self, err := PeerIDOf(key)
+	if err != nil {
+		return nil, err
+	}
+	n.self = self
+	n.reporter = reporterID(self)
+	for _, s := range cfg.Allowlist {
+		id, err := peer.Decode(s)
+		if err != nil {
+			return nil, fmt.Errorf("enclave: allowlist %q: %w", s, err)
+		}
+		n.allow[id] = true
+	}
+	if cfg.Key != "" {
+		if n.enclave, err = ParsePublicKey(cfg.Key); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Certificate != "" {
+		path := cfg.Certificate
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(o.DataDir, path)
+		}
+		c, err := ReadCertificate(path)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Verify(n.enclave, cfg.Name, self, n.now(), cfg.MaxClockSkew); err != nil {
+			return nil, fmt.Errorf("enclave: own certificate %s: %w", path, err)
+		}
+		n.cert, n.certBytes = c, c.Marshal()
+	}
+	if n.cert == nil && !n.allow[self] {
+		return nil, fmt.Errorf("%w: this node (%s) has no certificate and is not on the allowlist", ErrNotMember, self)
+	}
+	n.exposure = exposureOf(cfg.Exposure)
+	n.trust, err = OpenTrust(filepath.Join(o.DataDir, TrustFile), TrustParams{Neutral: cfg.Trust.Neutral,
+		Reward: cfg.Trust.Reward, Penalty: cfg.Trust.Penalty, InvalidPenalty: cfg.Trust.InvalidPenalty,
+		HalfLife: cfg.Trust.HalfLife}, n.now)
+	if err != nil {
+		return nil, err
+	}
+
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	h, err := libp2p.New(
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(cfg.Listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.ConnectionGater(&gater{n: n}),
+		libp2p.DisableRelay(),
+	)
+	if err != nil {
+		n.cancel()
+		return nil, fmt.Errorf("enclave: libp2p host: %w", err)
+	}
+	n.host = h
+	h.SetStreamHandler(CertProtocol, n.handleCert)
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: n.connected})
+
+	s := cfg.PeerScore
+	psOpts := append(tracerOption(n.log),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		// Own reports go straight to every topic peer above the publish threshold, not
+		// only to the mesh: one hop for the reporter's neighbours, whatever the mesh state.
+		pubsub.WithFloodPublish(true),
+		pubsub.WithMaxMessageSize(cfg.MaxMessageBytes+4096), // room for the pubsub framing
+		pubsub.WithPeerScore(&pubsub.PeerScoreParams{
+			AppSpecificScore:  n.appScore,
+			AppSpecificWeight: 1,
+			DecayInterval:     time.Second,
+			DecayToZero:       0.01,
+			RetainScore:       10 * time.Minute,
+			Topics:            map[string]*pubsub.TopicScoreParams{},
+		}, &pubsub.PeerScoreThresholds{GossipThreshold: s.Gossip, PublishThreshold: s.Publish,
+			GraylistThreshold: s.Graylist, AcceptPXThreshold: s.AcceptPX, OpportunisticGraftThreshold: s.Opportune}),
+		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second),
+	)
+	ps, err := pubsub.NewGossipSub(n.ctx, h, psOpts...)
+	if err != nil {
+		n.closeHost()
+		return nil, fmt.Errorf("enclave: gossipsub: %w", err)
+	}
+	n.ps = ps
+	topic := TopicPrefix + cfg.Name
+	if err := ps.RegisterTopicValidator(topic, n.validate); err != nil {
+		n.closeHost()
+		return nil, fmt.Errorf("enclave: %w", err)
+	}
+	if n.topic, err = ps.Join(topic); err != nil {
+		n.closeHost()
+		return nil, fmt.Errorf("enclave: join %s: %w", topic, err)
+	}
+	if n.sub, err = n.topic.Subscribe(pubsub.WithBufferSize(1024)); err != nil {
+		n.closeHost()
+		return nil, fmt.Errorf("enclave: subscribe: %w", err)
+	}
+	if cfg.MDNS {
+		svc := mdns.NewMdnsService(h, "proteus-enclave-"+cfg.Name, mdnsNotifee{n})
+		if err := svc.Start(); err != nil {
+			n.closeHost()
+			return nil, fmt.Errorf("enclave: mdns: %w", err)
+		}
+		n.mdns = svc
+	}
+	n.wg.Add(3)
+	go n.receive()
+	go n.sweep()
+	go n.bootstrap()
+	n.log.Info("enclave node started", "peer", self, "addrs", n.Addrs(), "topic", topic)
+	return n, nil
+}
+
+func (n *Node) closeHost() {
+	n.cancel()
+	_ = n.host.Close()
+}
+
+// Close stops the node and writes the trust table.
+func (n *Node) Close() error {
+	n.cancel()
+	if n.sub != nil {
+		n.sub.Cancel()
+	}
+	if n.mdns != nil {
+		_ = n.mdns.Close()
+	}
+	err := n.host.Close()
+	n.wg.Wait()
+	return errors.Join(err, n.trust.Flush())
+}
+
+// ID is this node's peer ID.
+func (n *Node) ID() peer.ID { return n.self }
+
+// Host is the libp2p host (for tests and tools).
+func (n *Node) Host() host.Host { return n.host }
+
+// Trust is the node's trust table.
+func (n *Node) Trust() *Trust { return n.trust }
+
+// Addrs are the node's listen addresses with /p2p/ID appended, loopback first.
+func (n *Node) Addrs() []string {
+	var out []string
+	for _, a := range n.host.Addrs() {
+		out = append(out, a.String()+"/p2p/"+n.self.String())
+	}
+	sort.SliceStable(out, func(i, j int) bool { return isLoopback(out[i]) && !isLoopback(out[j]) })
+	return out
+}
+
+func isLoopback(a string) bool {
+	m, err := ma.NewMultiaddr(a)
+	if err != nil {
+		return false
+	}
+	if v, err := m.ValueForProtocol(ma.P_IP4); err == nil {
+		ip, err := netip.ParseAddr(v)
+		return err == nil && ip.IsLoopback()
+	}
+	return false
+}
+
+// Connect dials a member at the full multiaddr addr (ending in /p2p/ID).
+func (n *Node) Connect(ctx context.Context, addr string) error {
+	info, err := peer.AddrInfoFromString(addr)
+	if err != nil {
+		return fmt.Errorf("enclave: %w", err)
+	}
+	if err := n.host.Connect(ctx, *info); err != nil {
+		return fmt.Errorf("enclave: connect %s: %w", info.ID, err)
+	}
+	return nil
+}
+
+// bootstrap keeps trying the configured bootstrap peers until connected to each.
+func (n *Node) bootstrap() {
+	defer n.wg.Done()
+	var infos []peer.AddrInfo
+	for _, a := range n.cfg.Bootstrap {
+		info, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			n.log.Warn("bad bootstrap address", "addr", a, "err", err)
+			continue
+		}
+		if info.ID != n.self {
+			infos = append(infos, *info)
+		}
+	}
+	if len(infos) == 0 {
+		return
+	}
+	delay := 100 * time.Millisecond
+	for {
+		pending := 0
+		for _, info := range infos {
+			if n.host.Network().Connectedness(info.ID) == network.Connected {
+				continue
+			}
+			pending++
+			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+			if err := n.host.Connect(ctx, info); err != nil {
+				n.log.Debug("bootstrap connect", "peer", info.ID, "err", err)
+			}
+			cancel()
+		}
+		if pending == 0 {
+			delay = 5 * time.Second
+		} else if delay < 2*time.Second {
+			delay *= 2
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+type mdnsNotifee struct{ n *Node }
+
+func (m mdnsNotifee) HandlePeerFound(info peer.AddrInfo) {
+	if info.ID == m.n.self {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.n.ctx, 5*time.Second)
+	defer cancel()
+	if err := m.n.host.Connect(ctx, info); err != nil {
+		m.n.log.Debug("mdns connect", "peer", info.ID, "err", err)
+	}
+}
+
+// appScore maps trust into GossipSub's application-specific score. A denied peer scores
+// below the graylist threshold. A peer still proving membership scores neutral: a negative
+// score at that moment would make GossipSub drop its subscription announcement and refuse
+// its GRAFT for the whole backoff period; its messages are rejected by the validator anyway.
+func (n *Node) appScore(p peer.ID) float64 {
+	if n.isDenied(p) {
+		return 2 * n.cfg.PeerScore.Graylist
+	}
+	return (n.trust.Score(p.String()) - n.cfg.Trust.Neutral) * n.cfg.PeerScore.Weight
+}
+
+func (n *Node) inspectScores(m map[peer.ID]float64) {
+	n.scoreMu.Lock()
+	n.scores = m
+	n.scoreMu.Unlock()
+}
+
+// Score is GossipSub's latest score of p (refreshed every second) and whether it is known.
+func (n *Node) Score(p peer.ID) (float64, bool) {
+	n.scoreMu.Lock()
+	defer n.scoreMu.Unlock()
+	s, ok := n.scores[p]
+	return s, ok
+}
+
+// reporterID is the STIX identity id of a peer: a name-based UUID of its peer ID, so every
+// member derives the same id for the same peer.
+func reporterID(p peer.ID) string {
+	h := sha1.Sum([]byte("proteus/enclave/peer/" + p.String()))
+	h[6] = h[6]&0x0f | 0x50
+	h[8] = h[8]&0x3f | 0x80
+	s := hex.EncodeToString(h[:16])
+	return "identity--" + s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:32]
+}
+
+func exposureOf(c config.EnclaveExposure) stix.Exposure {
+	e := stix.Exposure{OS: c.OS}
+	for _, s := range c.Software {
+		e.Software = append(e.Software, stix.Software{Name: s.Name, Version: s.Version})
+	}
+	for _, s := range c.Services {
+		e.Services = append(e.Services, stix.Service{Port: uint16(s.Port), Protocol: s.Protocol, Name: s.Name})
+	}
+	return e
+}
+
+func (n *Node) publishEvent(kind, subject string, attrs map[string]any) {
+	n.bus.Publish(bus.Event{Kind: kind, Source: "enclave", Subject: subject, Attrs: attrs})
+}
+
+// Stats returns the validator counters.
+func (n *Node) Stats() Stats {
+	return Stats{Accepted: n.stats.accepted.Load(), Rejected: n.stats.rejected.Load(),
+		NonMember: n.stats.nonMember.Load(), Ignored: n.stats.ignored.Load(), Denied: n.stats.denied.Load()}
+}
