@@ -20,24 +20,24 @@ for p in nginx lighttpd wrk go; do
 done
 
 W=$(mktemp -d /tmp/proteus-gwbench.XXXXXX)
+chmod 755 "$W" # nginx workers may run as another user
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$W"
+  [ -n "${GWBENCH_KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"
 }
 trap cleanup EXIT
+[ -n "${GWBENCH_DEBUG:-}" ] && set -x
 
 go build -o "$W/proteus" ./cmd/proteus
 
 # The site: one 2 KiB page.
 mkdir -p "$W/site"
-{
-  printf '<!doctype html>\n<html><head><title>bench</title></head><body>\n'
-  for i in $(seq 1 60); do printf '<p>paragraph %03d of the bench page</p>\n' "$i"; done
-} | head -c 2030 > "$W/site/index.html"
-printf '</body></html>\n' >> "$W/site/index.html"
-truncate -s 2048 "$W/site/index.html"
+page='<!doctype html>\n<html><head><title>bench</title></head><body>\n'
+for i in $(seq 1 60); do page+=$(printf '<p>paragraph %03d of the bench page</p>' "$i")'\n'; done
+page=$(printf "$page")
+printf '%s\n</body></html>\n' "${page:0:2032}" > "$W/site/index.html"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
@@ -70,7 +70,9 @@ wait_up() {
     curl -fsS -o /dev/null "http://127.0.0.1:$1/" 2>/dev/null && return 0
     sleep 0.05
   done
-  echo "bench/gateway.sh: nothing answers on port $1" >&2; exit 1
+  echo "bench/gateway.sh: nothing answers on port $1" >&2
+  tail -n 5 "$W"/*/error.log "$W"/*.log 2>/dev/null >&2 || true
+  exit 1
 }
 
 B1=$(port); B2=$(port); B3=$(port)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"hash/maphash"
+	"io"
+	"net"
 	"net/http"
 	"testing"
 )
@@ -65,3 +67,64 @@ func BenchmarkNormalizeVote3JSON(b *testing.B) {
 	}
 	runBallot(b, rs, 3)
 }
+
+// benchGateway measures whole requests through a gateway in front of three net/http
+// servers on loopback (client, gateway and executors share the machine's cores).
+func benchGateway(b *testing.B, policy Policy) {
+	bes, _ := startBenchBackends(b, 3)
+	g, err := New(Options{Backends: bes, Routes: []Route{{Prefix: "/", Policy: policy}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, _ := NewServer(g, ServerOptions{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(Listener(ln))
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/"
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := c.Get(url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+	b.StopTimer()
+	g.Wait()
+}
+
+func startBenchBackends(b *testing.B, n int) (Static, []*http.Server) {
+	var s Static
+	var srvs []*http.Server
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.Write(sitePage)
+		})}
+		go srv.Serve(ln)
+		b.Cleanup(func() { srv.Close() })
+		srvs = append(srvs, srv)
+		s = append(s, Backend{ID: fmt.Sprint("b", i), URL: "http://" + ln.Addr().String()})
+	}
+	return s, srvs
+}
+
+func BenchmarkGatewayVote3(b *testing.B)  { benchGateway(b, PolicyVote) }
+func BenchmarkGatewaySingle(b *testing.B) { benchGateway(b, PolicySingle) }

@@ -1,6 +1,7 @@
 package mimic
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -8,8 +9,7 @@ import (
 )
 
 func TestFromConfig(t *testing.T) {
-	c, err := config.Parse("t.yaml", []byte(`version: 1
-gateway:
+	gw := `gateway:
   k: 5
   scheduler: max-diversity
   routes:
@@ -20,7 +20,12 @@ gateway:
   ignore: {headers: [X-Trace], json_pointers: [/ts]}
   noise_learning: {enabled: false}
   rebuild: {threshold: 0}
-`))
+`
+	// The embedded defaults (which need a pool) with the gateway section replaced.
+	def := string(config.DefaultYAML())
+	i := strings.Index(def, "gateway:\n")
+	j := i + strings.Index(def[i:], "\npool:") + 1
+	c, err := config.Parse("t.yaml", []byte(def[:i]+gw+def[j:]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -292,6 +292,7 @@ type call struct {
 	cancel  context.CancelFunc
 	picked  []Backend
 	reqBody *bytes.Buffer
+	gone    bool // the client went away before the decision and cancelled the fan-out
 }
 
 var callPool = sync.Pool{New: func() any { return &call{} }}
@@ -416,12 +417,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	stop()
+	c.gone = !stop()
 	if g.o.Jitter > 0 {
 		time.Sleep(rand.N(g.o.Jitter))
 	}
 	outcome := "ok"
-	if c.win != nil {
+	if c.gone {
+		outcome = "client-gone"
+	} else if c.win != nil {
 		writeResponse(w, r, c.win)
 	} else {
 		outcome = "no-consensus"
@@ -460,13 +463,16 @@ func (c *call) finish() {
 			unanimous = false
 		}
 	}
-	if c.win == nil {
+	if c.win == nil && !c.gone {
 		c.noConsensus()
 	}
 	if c.policy != PolicySingle && !unanimous {
 		c.learn.observe(b.resps, b.noise)
 	}
 	for _, r := range b.failed {
+		if c.gone && errors.Is(r.err, context.Canceled) {
+			continue // cancelled on the client's behalf: not the executor's fault
+		}
 		g.dissent(c, r, DissentAvailability, diff{}, now)
 	}
 	for _, r := range b.resps {
@@ -528,7 +534,11 @@ func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Ti
 			attrs["excerpt"] = excerpt(r.body, c.win.body, g.o.ExcerptBytes)
 		}
 	}
-	g.log.Warn("dissent", "executor", r.backend.ID, "variant", r.backend.Variant, "kind", kind, "request", c.requestID(), "route", c.path)
+	if kind == DissentAvailability {
+		g.log.Warn("dissent", "executor", r.backend.ID, "variant", r.backend.Variant, "kind", kind, "request", c.requestID(), "route", c.path, "error", r.err)
+	} else {
+		g.log.Warn("dissent", "executor", r.backend.ID, "variant", r.backend.Variant, "kind", kind, "request", c.requestID(), "route", c.path, "differs", d)
+	}
 	g.o.Bus.Publish(bus.Event{Kind: EventDissent, Source: "gateway", Subject: r.backend.ID, Attrs: attrs})
 	if g.trust.Record(r.backend.ID, true, now) {
 		g.rebuild(r.backend)

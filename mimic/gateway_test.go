@@ -465,3 +465,40 @@ func TestStaticFromURLs(t *testing.T) {
 		}
 	}
 }
+
+func TestClientGoneIsNotDissent(t *testing.T) {
+	cancelled := make(chan struct{}, 3)
+	bes, hits := countingBackends(t, 3, func(i int, w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // only the gateway cancelling the fan-out ends this
+		cancelled <- struct{}{}
+	})
+	b := bus.New()
+	evs, cancelSub := b.Subscribe(10, nil)
+	defer cancelSub()
+	g, err := New(Options{Backends: bes, Bus: b, UpstreamTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startGateway(t, g, ServerOptions{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	// Wait until the request reached all executors, then hang up.
+	for _, h := range hits {
+		for h.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	c.Close()
+	for range 3 {
+		<-cancelled
+	}
+	g.Wait()
+	select {
+	case e := <-evs:
+		t.Fatalf("event after the client left: %s %v", e.Kind, e.Attrs)
+	default:
+	}
+}
