@@ -142,6 +142,7 @@ type DecisionRecord struct {
 	Relevant   bool      `json:"relevant"`
 	Why        string    `json:"why,omitempty"`
 	Applied    bool      `json:"applied"` // a countermeasure was applied or extended
+	AppliedAt  time.Time `json:"applied_at,omitzero"`
 	Error      string    `json:"error,omitempty"`
 }
 

@@ -298,6 +298,9 @@ func (n *Node) decideLocked(key string, trigger *report, event string) DecisionR
 	}
 	applied, err := n.enforceLocked(key, target, d, until, trigger)
 	rec.Applied = applied
+	if applied {
+		rec.AppliedAt = n.now()
+	}
 	if err != nil {
 		rec.Error = err.Error()
 		n.log.Error("countermeasure", "target", key, "decision", d, "err", err)

@@ -1,0 +1,367 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/proteus-defense/proteus/enclave"
+)
+
+func init() { addEnclaveCommand(newEnclaveBenchCmd) }
+
+// benchResult is what `proteus enclave bench -o json` prints. Latency is from the publish
+// call at one peer to the countermeasure applied at each other peer (same machine, same
+// clock); CPU and memory come from /proc for each peer process.
+type benchResult struct {
+	Peers    int     `json:"peers"`
+	Messages int     `json:"messages"`
+	Samples  int     `json:"samples"`
+	Missing  int     `json:"missing"`
+	P50      float64 `json:"p50_ms"`
+	P99      float64 `json:"p99_ms"`
+	Max      float64 `json:"max_ms"`
+	RSSAvgMB float64 `json:"rss_mb_avg"`
+	RSSMaxMB float64 `json:"rss_mb_max"`
+	// CPU is the CPU time each peer used while the messages were published and applied,
+	// averaged over peers, and as a share of one core over that interval.
+	CPUmsPerPeer  float64 `json:"cpu_ms_per_peer"`
+	CPUPctPerPeer float64 `json:"cpu_pct_per_peer"`
+	WallSeconds   float64 `json:"wall_s"`
+}
+
+func newEnclaveBenchCmd() *cobra.Command {
+	var peers, messages int
+	var output *string
+	var keep bool
+	c := &cobra.Command{
+		Use:   "bench --peers N",
+		Short: "Start N enclave nodes on loopback as separate processes and measure publish-to-countermeasure latency",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(*output); err != nil {
+				return err
+			}
+			if peers < 2 || peers > 200 {
+				return fmt.Errorf("%w: --peers must be in [2,200], got %d", errUsage, peers)
+			}
+			if messages < 1 || messages > 1000 {
+				return fmt.Errorf("%w: --messages must be in [1,1000], got %d", errUsage, messages)
+			}
+			res, err := runEnclaveBench(cmd.Context(), peers, messages, keep, cmd)
+			if err != nil {
+				return err
+			}
+			if *output == "json" {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "peers %d, messages %d, samples %d (missing %d)\npublish→applied p50 %.2f ms, p99 %.2f ms, max %.2f ms\nper peer: RSS avg %.1f MB (max %.1f), CPU %.0f ms (%.1f%% of a core)\n",
+				res.Peers, res.Messages, res.Samples, res.Missing, res.P50, res.P99, res.Max, res.RSSAvgMB, res.RSSMaxMB, res.CPUmsPerPeer, res.CPUPctPerPeer)
+			return nil
+		},
+	}
+	c.Flags().IntVar(&peers, "peers", 5, "number of nodes")
+	c.Flags().IntVar(&messages, "messages", 20, "sightings to publish (from rotating peers, 100 ms apart)")
+	c.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory with every node's data and log")
+	output = outputFlag(c)
+	return c
+}
+
+type benchNode struct {
+	dir  string
+	id   string
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+	cl   *enclave.Client
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func runEnclaveBench(ctx context.Context, n, messages int, keep bool, cmd *cobra.Command) (*benchResult, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.MkdirTemp("", "proteus-enclave-bench-")
+	if err != nil {
+		return nil, err
+	}
+	if keep {
+		fmt.Fprintf(cmd.ErrOrStderr(), "bench data in %s\n", root)
+	} else {
+		defer os.RemoveAll(root)
+	}
+	key, err := enclave.GenerateEnclaveKey()
+	if err != nil {
+		return nil, err
+	}
+	pub := enclave.PublicKeyString(key.Public().(ed25519.PublicKey))
+	nodes := make([]*benchNode, n)
+	for i := range nodes {
+		b := &benchNode{dir: filepath.Join(root, fmt.Sprintf("peer%03d", i))}
+		if err := os.MkdirAll(b.dir, 0o700); err != nil {
+			return nil, err
+		}
+		k, err := enclave.LoadIdentity(b.dir)
+		if err != nil {
+			return nil, err
+		}
+		id, err := enclave.PeerIDOf(k)
+		if err != nil {
+			return nil, err
+		}
+		b.id = id.String()
+		c, err := enclave.Admit(key, "bench", id, time.Now(), 24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(b.dir, "member.cert"), c.Marshal(), 0o600); err != nil {
+			return nil, err
+		}
+		if b.port, err = freePort(); err != nil {
+			return nil, err
+		}
+		nodes[i] = b
+	}
+	// Each node dials i-1, i-2, i-4, i-8, ... (mod n): a connected graph of small diameter.
+	for i, b := range nodes {
+		var boot []string
+		seen := map[int]bool{i: true}
+		for d := 1; d < n; d *= 2 {
+			j := ((i-d)%n + n) % n
+			if seen[j] {
+				continue
+			}
+			seen[j] = true
+			boot = append(boot, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", nodes[j].port, nodes[j].id))
+		}
+		yaml := fmt.Sprintf(`version: 1
+log: {level: warn, format: text}
+enclave:
+  enabled: true
+  name: bench
+  key: %s
+  certificate: member.cert
+  listen: [/ip4/127.0.0.1/tcp/%d]
+  bootstrap: [%s]
+  exposure: {os: linux, services: [{port: 22}]}
+  decision: {act: 0.5, defer: 0.2}
+`, pub, b.port, strings.Join(boot, ", "))
+		cfg := filepath.Join(b.dir, "enclave.yaml")
+		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+			return nil, err
+		}
+		logf, err := os.Create(filepath.Join(b.dir, "node.log"))
+		if err != nil {
+			return nil, err
+		}
+		b.cmd = exec.Command(self, "--data-dir", b.dir, "enclave", "run", "-c", cfg)
+		b.cmd.Stdout, b.cmd.Stderr = logf, logf
+		if err := b.cmd.Start(); err != nil {
+			logf.Close()
+			return nil, err
+		}
+		logf.Close()
+		b.done = make(chan struct{})
+		go func(b *benchNode) { _ = b.cmd.Wait(); close(b.done) }(b)
+	}
+	defer func() {
+		for _, b := range nodes {
+			if b.cmd != nil && b.cmd.Process != nil {
+				_ = b.cmd.Process.Signal(syscall.SIGTERM)
+			}
+		}
+		for _, b := range nodes {
+			if b.done == nil {
+				continue
+			}
+			select {
+			case <-b.done:
+			case <-time.After(10 * time.Second):
+				_ = b.cmd.Process.Kill()
+				<-b.done
+			}
+		}
+	}()
+
+	// Wait until every node serves its control API and sees enough topic peers.
+	deadline := time.Now().Add(time.Duration(30+n) * time.Second)
+	want := n - 1
+	if want > 4 {
+		want = 4
+	}
+	for _, b := range nodes {
+		for {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("enclave: bench: node %s not ready (see %s)", b.id, filepath.Join(b.dir, "node.log"))
+			}
+			select {
+			case <-b.done:
+				return nil, fmt.Errorf("enclave: bench: node %s exited (see %s)", b.id, filepath.Join(b.dir, "node.log"))
+			default:
+			}
+			if b.cl == nil {
+				b.cl, _ = enclave.Dial(b.dir)
+			}
+			if b.cl != nil {
+				if st, err := b.cl.Status(ctx); err == nil && st.TopicPeers >= want {
+					break
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	time.Sleep(2 * time.Second) // two GossipSub heartbeats: let the mesh settle
+
+	cpu0 := make([]float64, n)
+	for i, b := range nodes {
+		cpu0[i] = procCPUms(b.cmd.Process.Pid)
+	}
+	start := time.Now()
+	type pubRec struct {
+		from int
+		at   time.Time
+	}
+	published := map[string]pubRec{}
+	for m := 0; m < messages; m++ {
+		from := m % n
+		target := fmt.Sprintf("10.%d.%d.%d", 100+m/65536%100, m/256%256, m%256)
+		res, err := nodes[from].cl.Publish(ctx, target, 100, time.Hour, "block", "bench")
+		if err != nil {
+			return nil, fmt.Errorf("enclave: bench: publish: %w", err)
+		}
+		published[res.Indicator] = pubRec{from: from, at: res.PublishedAt}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var lat []float64
+	missing := 0
+	collectBy := time.Now().Add(10 * time.Second)
+	for i, b := range nodes {
+		for {
+			recs, err := b.cl.Decisions(ctx, "")
+			if err != nil {
+				return nil, err
+			}
+			got := map[string]enclave.DecisionRecord{}
+			for _, r := range recs {
+				if _, ok := published[r.Indicator]; ok && r.Event == "sighting" && r.Applied {
+					got[r.Indicator] = r
+				}
+			}
+			expected := 0
+			for _, p := range published {
+				if p.from != i {
+					expected++
+				}
+			}
+			if len(got) >= expected || time.Now().After(collectBy) {
+				for ind, p := range published {
+					if p.from == i {
+						continue
+					}
+					r, ok := got[ind]
+					if !ok {
+						missing++
+						continue
+					}
+					lat = append(lat, float64(r.AppliedAt.Sub(p.at).Microseconds())/1000)
+				}
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	wall := time.Since(start)
+	res := &benchResult{Peers: n, Messages: messages, Samples: len(lat), Missing: missing, WallSeconds: round2(wall.Seconds())}
+	var cpu, rssSum float64
+	for i, b := range nodes {
+		cpu += procCPUms(b.cmd.Process.Pid) - cpu0[i]
+		rss := procRSSMB(b.cmd.Process.Pid)
+		rssSum += rss
+		if rss > res.RSSMaxMB {
+			res.RSSMaxMB = rss
+		}
+	}
+	res.RSSAvgMB = round2(rssSum / float64(n))
+	res.RSSMaxMB = round2(res.RSSMaxMB)
+	res.CPUmsPerPeer = round2(cpu / float64(n))
+	res.CPUPctPerPeer = round2(100 * res.CPUmsPerPeer / float64(wall.Milliseconds()))
+	if len(lat) > 0 {
+		sort.Float64s(lat)
+		res.P50 = round2(percentile(lat, 0.50))
+		res.P99 = round2(percentile(lat, 0.99))
+		res.Max = round2(lat[len(lat)-1])
+	}
+	return res, nil
+}
+
+// percentile of sorted xs by the nearest-rank method.
+func percentile(xs []float64, q float64) float64 {
+	i := int(float64(len(xs))*q+0.999999) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(xs) {
+		i = len(xs) - 1
+	}
+	return xs[i]
+}
+
+func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
+
+// procCPUms is utime+stime of pid in milliseconds (from /proc/PID/stat, clock ticks of 10 ms).
+func procCPUms(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) * 10
+}
+
+// procRSSMB is VmRSS of pid in MiB (from /proc/PID/status).
+func procRSSMB(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseFloat(f[0], 64)
+				return kb / 1024
+			}
+		}
+	}
+	return 0
+}
