@@ -52,7 +52,9 @@ func newEnclaveLab(t *testing.T, name, extra string) *enclaveLab {
 	if code != 0 {
 		t.Fatalf("keygen: %d %s", code, errs)
 	}
-	var k struct{ PublicKey string `json:"public_key"` }
+	var k struct {
+		PublicKey string `json:"public_key"`
+	}
 	if err := json.Unmarshal([]byte(out), &k); err != nil {
 		t.Fatal(err)
 	}
