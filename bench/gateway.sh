@@ -39,6 +39,7 @@ for i in $(seq 1 60); do page+=$(printf '<p>paragraph %03d of the bench page</p>
 page=$(printf "$page")
 printf '%s\n</body></html>\n' "${page:0:2032}" > "$W/site/index.html"
 
+declare -A FRONT # setup -> pid of the process whose CPU time is charged to it
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 nginx_conf() { # name port body
@@ -63,6 +64,7 @@ $3
 NGX
   nginx -e "$W/$1/error.log" -p "$W/$1" -c "$W/$1/nginx.conf" &
   pids+=($!)
+  FRONT[$1]=$!
 }
 
 wait_up() {
@@ -110,26 +112,43 @@ nginx_conf mirror "$NM" "  $UP
   }"
 "$W/proteus" gateway --listen "127.0.0.1:$PS" --policy single --backend "http://127.0.0.1:$B1" >/dev/null 2>"$W/single.log" &
 pids+=($!)
+FRONT[single]=$!
 "$W/proteus" gateway --listen "127.0.0.1:$PV" --policy vote --k 3 \
   --backend "http://127.0.0.1:$B1" --backend "http://127.0.0.1:$B2" --backend "http://127.0.0.1:$B3" >/dev/null 2>"$W/vote.log" &
 VOTEPID=$!
 pids+=($VOTEPID)
+FRONT[vote]=$VOTEPID
 for p in $NP $NM $PS $PV; do wait_up "$p"; done
 
 # Sanity: the voter must answer the page, and must not report dissent on it.
 curl -fsS "http://127.0.0.1:$PV/index.html" | cmp -s - "$W/site/index.html" || { echo "bench/gateway.sh: vote3 answered a different page" >&2; exit 1; }
 
-# run NAME PORT CONNS -> "rps p50_ms p99_ms"
+# cputicks PID: user+system clock ticks of PID and its children processes (nginx workers).
+cputicks() {
+  local t=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo $t
+}
+HZ=$(getconf CLK_TCK)
+
+# run NAME PORT CONNS FRONTPID -> "rps p50_ms p99_ms cpu_us_per_req"
 run() {
-  local out
+  local out t0 t1
+  t0=$(cputicks "$4")
   out=$(wrk -t1 -c"$3" -d"$DUR" --latency "http://127.0.0.1:$2/index.html")
+  t1=$(cputicks "$4")
   echo "$out" > "$W/wrk-$1-c$3.txt"
   local rps p50 p99 errs
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-  echo "$rps $(ms "$p50") $(ms "$p99") ${errs:-}"
+  local reqs cpu
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
+  echo "$rps $(ms "$p50") $(ms "$p99") $cpu ${errs:-}"
 }
 ms() { # wrk latency (e.g. 512.00us, 1.20ms, 2.00s) -> milliseconds
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
@@ -138,25 +157,27 @@ ms() { # wrk latency (e.g. 512.00us, 1.20ms, 2.00s) -> milliseconds
 declare -A R
 names=(direct nginx-proxy nginx-mirror3 proteus-single proteus-vote3)
 ports=($B1 $NP $NM $PS $PV)
+fronts=(${FRONT[backend1]} ${FRONT[proxy]} ${FRONT[mirror]} ${FRONT[single]} ${FRONT[vote]})
 for i in "${!names[@]}"; do
-  R[${names[$i]},32]=$(run "${names[$i]}" "${ports[$i]}" 32)
-  R[${names[$i]},4]=$(run "${names[$i]}" "${ports[$i]}" 4)
+  R[${names[$i]},32]=$(run "${names[$i]}" "${ports[$i]}" 32 "${fronts[$i]}")
+  R[${names[$i]},4]=$(run "${names[$i]}" "${ports[$i]}" 4 "${fronts[$i]}")
 done
 rss=$(awk '/VmHWM/ {print $2}' /proc/$VOTEPID/status)
 dissent=$(grep -c 'msg=dissent' "$W/vote.log" || true)
 
 d50=$(awk '{print $2}' <<<"${R[direct,4]}")
 printf '\n%s, %s per run, wrk -t1, 2 KiB page, %d cores\n\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$DUR" "$(nproc)"
-printf '| setup | req/s (-c32) | p50 ms (-c32) | p99 ms (-c32) | req/s (-c4) | p50 ms (-c4) | p50 added over direct (-c4) |\n'
-printf '|---|---:|---:|---:|---:|---:|---:|\n'
+printf '| setup | req/s (-c32) | p50 ms (-c32) | p99 ms (-c32) | front CPU µs/req (-c32) | req/s (-c4) | p50 ms (-c4) | p50 added over direct (-c4) |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
 for n in "${names[@]}"; do
-  read -r r32 p32 q32 e32 <<<"${R[$n,32]}"
-  read -r r4 p4 _ e4 <<<"${R[$n,4]}"
+  read -r r32 p32 q32 c32 e32 <<<"${R[$n,32]}"
+  read -r r4 p4 _ _ e4 <<<"${R[$n,4]}"
   add=$(awk -v a="$p4" -v b="$d50" 'BEGIN { printf "%.3f", a-b }')
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$r32" "$p32" "$q32" "$r4" "$p4" "$add"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$r32" "$p32" "$q32" "$c32" "$r4" "$p4" "$add"
   [ -n "${e32}${e4}" ] && printf '|   ↳ errors | %s %s |||||\n' "$e32" "$e4"
 done
 v=$(awk '{print $1}' <<<"${R[proteus-vote3,32]}"); p=$(awk '{print $1}' <<<"${R[nginx-proxy,32]}"); m=$(awk '{print $1}' <<<"${R[nginx-mirror3,32]}")
 printf '\nproteus vote3 / nginx proxy = %s, proteus vote3 / nginx mirror3 = %s\n' \
   "$(awk -v a="$v" -v b="$p" 'BEGIN{printf "%.2f", a/b}')" "$(awk -v a="$v" -v b="$m" 'BEGIN{printf "%.2f", a/b}')"
+printf 'front CPU = CPU time of the process under test (for direct: the nginx backend; for nginx: master and workers), per request\n'
 printf 'proteus vote3 peak RSS %s KiB; dissent events logged during the run: %s\n' "$rss" "$dissent"

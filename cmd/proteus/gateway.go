@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -42,6 +43,7 @@ type gatewayFlags struct {
 	waitAll    bool
 	jitter     time.Duration
 	timeout    time.Duration
+	pprof      bool
 }
 
 func init() {
@@ -71,6 +73,7 @@ dissenting server is logged. Flags override the gateway: section of the config f
 		fl.BoolVar(&f.waitAll, "wait-all", false, "answer only when all k servers answered or timed out")
 		fl.DurationVar(&f.jitter, "jitter", 0, "random delay up to this before answering")
 		fl.DurationVar(&f.timeout, "upstream-timeout", 0, "per-server request timeout (default 5s)")
+		fl.BoolVar(&f.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
 		return c
 	})
 }
@@ -173,6 +176,12 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if f.pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
