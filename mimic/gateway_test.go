@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -500,5 +501,49 @@ func TestClientGoneIsNotDissent(t *testing.T) {
 	case e := <-evs:
 		t.Fatalf("event after the client left: %s %v", e.Kind, e.Attrs)
 	default:
+	}
+}
+
+// countedSet is a Backends source that counts in-flight requests, like the executor pool.
+type countedSet struct {
+	Static
+	mu       sync.Mutex
+	inFlight map[string]int
+	acquired map[string]int
+}
+
+func (d *countedSet) OnAcquire(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inFlight[id]++
+	d.acquired[id]++
+}
+
+func (d *countedSet) OnRelease(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inFlight[id]--
+}
+
+func TestInFlightHooks(t *testing.T) {
+	bes, _ := countingBackends(t, 3, hello2)
+	ds := &countedSet{Static: bes, inFlight: map[string]int{}, acquired: map[string]int{}}
+	g, err := New(Options{Backends: ds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + startGateway(t, g, ServerOptions{})
+	for range 5 {
+		if code, _ := get(t, http.DefaultClient, url); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	g.Wait()
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	for _, id := range []string{"b1", "b2", "b3"} {
+		if ds.acquired[id] != 5 || ds.inFlight[id] != 0 {
+			t.Fatalf("acquired %v in flight %v", ds.acquired, ds.inFlight)
+		}
 	}
 }
