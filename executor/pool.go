@@ -656,8 +656,13 @@ func (p *Pool) Rotate(ctx context.Context, id string) error {
 		p.poke() // m may have died meanwhile
 		return fmt.Errorf("executor: rotate %s: %w", id, err)
 	}
-	p.setState(m, StateDraining, "rotation")
-	p.stopMember(context.WithoutCancel(ctx), m, true)
+	p.mu.Lock()
+	quarantined := m.state == StateQuarantined // quarantined while its replacement started
+	p.mu.Unlock()
+	if !quarantined {
+		p.setState(m, StateDraining, "rotation")
+		p.stopMember(context.WithoutCancel(ctx), m, true)
+	}
 	d := p.now().Sub(t0)
 	p.countReconfiguration()
 	p.log.Info("rotated", "old", id, "new", nm.inst.ID, "variant", nm.spec.Variant, "addr", nm.inst.Address, "took", d, "reason", reason)
