@@ -373,3 +373,13 @@ func ParseStandaloneEnclave(file string, data []byte) (*Config, error) {
 	}
 	return c, nil
 }
+
+// ApplyDefaults fills the unset fields of the section, as Parse does.
+func (x *Enclave) ApplyDefaults() { x.applyDefaults() }
+
+// Validate checks the section alone, without I/O; problems carry "enclave." paths.
+func (x *Enclave) Validate() error {
+	var p strictyaml.Problems
+	x.validate("enclave", &p)
+	return p.Err("config")
+}

@@ -54,6 +54,14 @@ func (n *Node) admitCert(p peer.ID, raw []byte) error {
 	if len(raw) == 0 {
 		return fmt.Errorf("%w: %s presented no certificate and is not allowlisted", ErrNotMember, p)
 	}
+	// Every message carries its author's certificate; verify each distinct one once.
+	key := string(p) + "\x00" + string(raw)
+	n.memMu.Lock()
+	exp, seen := n.certCache[key]
+	n.memMu.Unlock()
+	if seen && n.now().Before(exp) {
+		return nil
+	}
 	c, err := DecodeCertificate(raw)
 	if err != nil {
 		return err
@@ -63,6 +71,10 @@ func (n *Node) admitCert(p peer.ID, raw []byte) error {
 	}
 	n.memMu.Lock()
 	n.verified[p] = c.Expires.Add(n.cfg.MaxClockSkew)
+	if len(n.certCache) > 4096 {
+		clear(n.certCache)
+	}
+	n.certCache[key] = c.Expires.Add(n.cfg.MaxClockSkew)
 	n.memMu.Unlock()
 	return nil
 }

@@ -90,9 +90,10 @@ type Node struct {
 	vigAct    string
 	allow     map[peer.ID]bool
 
-	memMu    sync.Mutex
-	verified map[peer.ID]time.Time // peer -> certificate expiry
-	denied   map[peer.ID]time.Time // peer -> until
+	memMu     sync.Mutex
+	verified  map[peer.ID]time.Time // peer -> certificate expiry
+	certCache map[string]time.Time  // peer + certificate bytes -> expiry, verified
+	denied    map[peer.ID]time.Time // peer -> until
 
 	scoreMu sync.Mutex
 	scores  map[peer.ID]float64
@@ -160,7 +161,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, dataDir: o.DataDir, bus: o.Bus, now: o.Now, manager: o.Manager,
 		blockAct: o.BlockActuator, vigAct: o.VigilanceActuator, allow: map[peer.ID]bool{},
-		verified: map[peer.ID]time.Time{}, denied: map[peer.ID]time.Time{}, scores: map[peer.ID]float64{},
+		verified: map[peer.ID]time.Time{}, certCache: map[string]time.Time{}, denied: map[peer.ID]time.Time{}, scores: map[peer.ID]float64{},
 		targets: map[string][]*report{}, byID: map[string]*report{}, state: map[string]Decision{},
 		published: map[string]time.Time{}, replay: stix.NewReplayGuard(stix.DefaultReplayCapacity)}
 	if n.now == nil {
@@ -263,7 +264,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	}
 	n.ps = ps
 	topic := TopicPrefix + cfg.Name
-	if err := ps.RegisterTopicValidator(topic, n.validate); err != nil {
+	if err := ps.RegisterTopicValidator(topic, n.validate, pubsub.WithValidatorInline(true)); err != nil {
 		n.closeHost()
 		return nil, fmt.Errorf("enclave: %w", err)
 	}
