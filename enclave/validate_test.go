@@ -77,7 +77,7 @@ func TestValidator(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := validatorNode(t, pub, now)
-			n.verified[member] = now.Add(time.Hour) // a direct neighbour that passed the exchange
+			n.verified[member] = now.Add(time.Hour)       // a direct neighbour that passed the exchange
 			n.replay.Admit(mustDecode(t, good, now), now) // "replay" case: already seen
 			if tt.name == "member" {
 				n.replay = stix.NewReplayGuard(100)
