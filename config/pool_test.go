@@ -70,3 +70,15 @@ func TestDefaultPoolIsTheBuiltinDemo(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseEvery(f *testing.F) {
+	for _, s := range []string{"30s-90s", "1s", "1h-1m", "-", "1s--2s", "9223372036s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		lo, hi, err := ParseEvery(s)
+		if err == nil && (lo < MinEvery || hi < lo) {
+			t.Fatalf("ParseEvery(%q) = %v, %v", s, lo, hi)
+		}
+	})
+}

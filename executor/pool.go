@@ -108,6 +108,7 @@ type Pool struct {
 	mu          sync.Mutex
 	members     map[string]*member // every instance the pool still owns, by ID
 	filling     int                // replacement launches under way
+	rotations   int                // rotations under way (each may add one instance for a while)
 	fillBackoff time.Duration
 	nextFill    time.Time
 	closed      bool
@@ -644,7 +645,13 @@ func (p *Pool) Rotate(ctx context.Context, id string) error {
 		return fmt.Errorf("executor: rotate %s: %w", id, ErrBusy)
 	}
 	m.busy = true
+	p.rotations++
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.rotations--
+		p.mu.Unlock()
+	}()
 	reason := reasonOf(ctx)
 	spec := p.pickSpec(m.spec, id)
 	nm, err := p.launch(ctx, spec, "rotation")
@@ -779,16 +786,34 @@ func (p *Pool) fill(ctx context.Context) {
 		p.mu.Unlock()
 		return
 	}
-	have := p.filling
+	live := 0
+	var oldest *member
 	for _, m := range p.members {
 		if m.state == StateHealthy || m.state == StateStarting {
-			have++
+			live++
+		}
+		if m.state == StateHealthy && !m.busy && (oldest == nil || m.inst.Started.Before(oldest.inst.Started)) {
+			oldest = m
 		}
 	}
-	missing := max(p.cfg.Desired-have, 0)
+	missing := max(p.cfg.Desired-live-p.filling, 0)
 	p.filling += missing
 	p.wg.Add(missing)
+	// More instances than wanted and no launch or rotation explains it (a replacement raced
+	// with a rotation): retire the oldest, draining it like a rotation would.
+	trim := p.filling == 0 && live > p.cfg.Desired+p.rotations && oldest != nil
+	if trim {
+		oldest.busy = true
+		p.wg.Add(1)
+	}
 	p.mu.Unlock()
+	if trim {
+		go func() {
+			defer p.wg.Done()
+			p.setState(oldest, StateDraining, "excess")
+			p.stopMember(ctx, oldest, true)
+		}()
+	}
 	for range missing {
 		go func() {
 			defer p.wg.Done()
