@@ -13,8 +13,21 @@ type ReplicatorOptions struct {
 	// TMax is the time to integrate to. 0 means: until converged or DefaultTCap, whichever comes
 	// first. With TMax > 0 integration also stops early once converged.
 	TMax float64
-	// Tol is the convergence threshold on the velocity norm ‖ẋ‖₂+‖ẏ‖₂; default 1e-8.
+	// Tol is the convergence threshold on the velocity norm relative to the payoff scale:
+	// the run has converged when (‖ẋ‖₂+‖ẏ‖₂)/s < Tol, with s the larger of the two payoff
+	// matrices' ranges (max − min; 1 when both are constant). Multiplying a game by a constant
+	// c > 0 multiplies the velocity by c, so the test means the same on payoffs of order 1 and
+	// of order 1000. Default 1e-8.
 	Tol float64
+	// SnapTol is the face-snapping threshold: after an accepted step, a mix component below it
+	// that is dying out (negative velocity) and strictly dominated on the opponent's effective
+	// support (its strategies at or above SnapTol) is set to exactly 0 and the mix
+	// renormalised. The orbit then continues on the face it was converging to, where the dying
+	// strategy's stiff decay no longer limits the step size, and at a vertex the velocity is
+	// exactly 0. 0 selects DefaultSnapTol; a negative
+	// value turns snapping off (the plain integration, which on payoffs in the hundreds can need
+	// millions of steps to settle at a corner).
+	SnapTol float64
 	// RelTol and AbsTol control the step size (mixed error test per component); defaults 1e-9
 	// and 1e-12.
 	RelTol, AbsTol float64
@@ -36,6 +49,7 @@ const (
 	DefaultRelTol   = 1e-9
 	DefaultAbsTol   = 1e-12
 	DefaultMaxSteps = 10_000_000
+	DefaultSnapTol  = 1e-7
 )
 
 // SimplexTol is how far a mix may leave the probability simplex: every component ≥ −SimplexTol
@@ -59,6 +73,7 @@ type ReplicatorResult struct {
 	Trajectory  []TrajectoryPoint
 	Steps       int // accepted steps
 	Rejected    int // rejected step attempts
+	Snapped     int // components set to 0 by face snapping (see ReplicatorOptions.SnapTol)
 }
 
 // ErrNotSimplex is wrapped by errors about a start mix that is not a probability vector.
@@ -102,6 +117,8 @@ type replicator struct {
 
 	z, zn, ztmp, errv          []float64 // state (x then y), candidate, stage argument, error estimate
 	k1, k2, k3, k4, k5, k6, k7 []float64
+
+	snapTol float64 // face snapping threshold; ≤ 0 disables
 }
 
 func newReplicator(g Bimatrix) *replicator {
@@ -115,9 +132,28 @@ func newReplicator(g Bimatrix) *replicator {
 	}
 	r := &replicator{m: m, n: n}
 	r.a, r.d = take(m*n), take(m*n)
+	// Adding a constant to a column of A changes every (Ay)_i by the same amount, and adding
+	// one to a row of D every (xᵀD)_j, so neither changes the field. Subtracting each column's
+	// minimum from A and each row's minimum from D takes away offsets that are large against
+	// the payoff differences (e.g. 250.61 against 250.62), whose rounding would otherwise feed
+	// the error estimate and shrink the steps.
+	for j := 0; j < n; j++ {
+		lo := math.Inf(1)
+		for i := 0; i < m; i++ {
+			lo = math.Min(lo, g.A[i][j])
+		}
+		for i := 0; i < m; i++ {
+			r.a[i*n+j] = g.A[i][j] - lo
+		}
+	}
 	for i := 0; i < m; i++ {
-		copy(r.a[i*n:(i+1)*n], g.A[i])
-		copy(r.d[i*n:(i+1)*n], g.D[i])
+		lo := math.Inf(1)
+		for _, v := range g.D[i] {
+			lo = math.Min(lo, v)
+		}
+		for j, v := range g.D[i] {
+			r.d[i*n+j] = v - lo
+		}
 	}
 	r.u, r.v = take(m), take(n)
 	r.z, r.zn, r.ztmp, r.errv = take(N), take(N), take(N), take(N)
@@ -136,14 +172,34 @@ func (r *replicator) deriv(z, dz []float64) {
 		v[j] = 0
 	}
 	ubar := 0.0
-	for i := 0; i < m; i++ {
-		// floats.Dot and floats.AddScaled use gonum's assembly kernels and do not allocate.
-		s := floats.Dot(r.a[i*n:i*n+n], y)
-		u[i] = s
-		xi := x[i]
-		ubar += xi * s
-		if xi != 0 {
-			floats.AddScaled(v, xi, r.d[i*n:i*n+n])
+	if n <= smallGame {
+		// Plain loops: for a few strategies the call overhead of the assembly kernels
+		// outweighs their speed (the case study's 2×2 games spend most of Solve here).
+		for i := 0; i < m; i++ {
+			ar, dr := r.a[i*n:i*n+n], r.d[i*n:i*n+n]
+			s := 0.0
+			for j, yj := range y {
+				s += ar[j] * yj
+			}
+			u[i] = s
+			xi := x[i]
+			ubar += xi * s
+			if xi != 0 {
+				for j, dv := range dr {
+					v[j] += xi * dv
+				}
+			}
+		}
+	} else {
+		for i := 0; i < m; i++ {
+			// floats.Dot and floats.AddScaled use gonum's assembly kernels and do not allocate.
+			s := floats.Dot(r.a[i*n:i*n+n], y)
+			u[i] = s
+			xi := x[i]
+			ubar += xi * s
+			if xi != 0 {
+				floats.AddScaled(v, xi, r.d[i*n:i*n+n])
+			}
 		}
 	}
 	vbar := 0.0
@@ -158,6 +214,9 @@ func (r *replicator) deriv(z, dz []float64) {
 		dy[j] = yj * (v[j] - vbar)
 	}
 }
+
+// smallGame is the number of defender strategies up to which deriv uses plain loops.
+const smallGame = 8
 
 // velocity is ‖ẋ‖₂+‖ẏ‖₂ of a derivative vector.
 func (r *replicator) velocity(dz []float64) float64 {
@@ -341,8 +400,13 @@ func Replicate(g Bimatrix, x0, y0 []float64, opt ReplicatorOptions) (ReplicatorR
 	if maxSteps <= 0 {
 		maxSteps = DefaultMaxSteps
 	}
+	snapTol := opt.SnapTol
+	if snapTol == 0 {
+		snapTol = DefaultSnapTol
+	}
 
 	r := newReplicator(g)
+	r.snapTol = snapTol
 	copy(r.z[:m], x0)
 	copy(r.z[m:], y0)
 	project(r.z[:m])
@@ -351,7 +415,7 @@ func Replicate(g Bimatrix, x0, y0 []float64, opt ReplicatorOptions) (ReplicatorR
 
 	res := ReplicatorResult{}
 	rec := trajectoryRecorder{on: opt.Trajectory, max: opt.TrajectoryMax}
-	t, err := r.integrate(tEnd, tol, rtol, atol, maxSteps, &rec, &res)
+	t, err := r.integrate(tEnd, tol*payoffRange(g), rtol, atol, maxSteps, &rec, &res)
 	if err != nil {
 		return res, err
 	}
@@ -415,6 +479,10 @@ func (r *replicator) integrate(tEnd, tol, rtol, atol float64, maxSteps int, rec 
 			// A clamped component changed the state by more than rounding: recompute f.
 			r.deriv(r.z, r.k1)
 		}
+		if n := r.snap(); n > 0 {
+			res.Snapped += n
+			r.deriv(r.z, r.k1)
+		}
 		res.Steps++
 		rec.add(t, r.z, m, res.Steps)
 		res.Converged = r.velocity(r.k1) < tol
@@ -430,6 +498,101 @@ func (r *replicator) integrate(tEnd, tol, rtol, atol float64, maxSteps int, rec 
 		h *= fac
 	}
 	return t, nil
+}
+
+// snap sets to 0 every mix component that is below r.snapTol, has a negative velocity (in
+// r.k1) and is strictly dominated on the other population's effective support (the
+// strategies at or above r.snapTol): some strategy k of the same population earns strictly
+// more than it against every such opponent strategy. It renormalises the mixes and returns how
+// many components it zeroed.
+//
+// The dominance test is what makes the snap safe: while the opponent stays on that support,
+// d/dt ln(x_i/x_k) = (Ay)_i − (Ay)_k < 0, so strategy i keeps dying, and the orbit's limit lies
+// on the face without it. A strategy that is only momentarily below average (as on the orbits
+// of a cyclic game such as matching pennies) is not dominated and is kept; so is an invading
+// strategy (positive velocity), however small. A mix's largest component is at least 1/len, so
+// a mix cannot be emptied.
+func (r *replicator) snap() int {
+	if !(r.snapTol > 0) {
+		return 0
+	}
+	m, n := r.m, r.n
+	x, y := r.z[:m], r.z[m:m+n]
+	tiny := func(v float64) bool { return v < r.snapTol }
+	count := 0
+	hitX, hitY := false, false
+	for i, xi := range x {
+		if xi <= 0 || !tiny(xi) || !(r.k1[i] < 0) {
+			continue
+		}
+		for k := 0; k < m; k++ {
+			if k == i {
+				continue
+			}
+			dom := true
+			for j, yj := range y {
+				if !tiny(yj) && !(r.a[k*n+j] > r.a[i*n+j]) {
+					dom = false
+					break
+				}
+			}
+			if dom {
+				x[i] = 0
+				hitX = true
+				count++
+				break
+			}
+		}
+	}
+	for j, yj := range y {
+		if yj <= 0 || !tiny(yj) || !(r.k1[m+j] < 0) {
+			continue
+		}
+		for l := 0; l < n; l++ {
+			if l == j {
+				continue
+			}
+			dom := true
+			for i, xi := range x {
+				if !tiny(xi) && !(r.d[i*n+l] > r.d[i*n+j]) {
+					dom = false
+					break
+				}
+			}
+			if dom {
+				y[j] = 0
+				hitY = true
+				count++
+				break
+			}
+		}
+	}
+	if hitX {
+		project(x)
+	}
+	if hitY {
+		project(y)
+	}
+	return count
+}
+
+// payoffRange is the larger of the two payoff matrices' ranges (max − min), or 1 when both are
+// constant: the scale of payoff differences, which drive the replicator velocity.
+func payoffRange(g Bimatrix) float64 {
+	s := 0.0
+	for _, M := range [][][]float64{g.A, g.D} {
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, row := range M {
+			for _, v := range row {
+				lo, hi = math.Min(lo, v), math.Max(hi, v)
+			}
+		}
+		s = math.Max(s, hi-lo)
+	}
+	if !(s > 0) || math.IsInf(s, 0) {
+		return 1
+	}
+	return s
 }
 
 // trajectoryRecorder keeps accepted points, thinning them to about max points.

@@ -472,3 +472,105 @@ func TestReplicatorUnstableVertex(t *testing.T) {
 		}
 	}
 }
+
+// scaleGame returns c·g + shift (each player's matrix shifted by its own constant).
+func scaleGame(g Bimatrix, c, shiftA, shiftD float64) Bimatrix {
+	sc := func(M [][]float64, shift float64) [][]float64 {
+		out := make([][]float64, len(M))
+		for i, row := range M {
+			out[i] = make([]float64, len(row))
+			for j, v := range row {
+				out[i][j] = c*v + shift
+			}
+		}
+		return out
+	}
+	return Bimatrix{A: sc(g.A, shiftA), D: sc(g.D, shiftD)}
+}
+
+// A game with payoffs in the hundreds to a thousand, shaped like the case study's stage games
+// (one attack barely better than the other, the defender's choice clear), must reach its strict
+// Nash corner within a step budget with the default options: the convergence test is relative
+// to the payoff range and dying strategies are snapped to 0 once tiny, so the stiff decay of
+// the losing strategies does not hold the step size down for ever.
+func TestReplicatorLargePayoffsCorner(t *testing.T) {
+	g := Bimatrix{
+		A: [][]float64{{612, 455, 701}, {618, 470, 690}, {300, 250, 280}},
+		D: [][]float64{{-120, 380, 95}, {40, 610, 210}, {-300, 150, 0}},
+	}
+	// Against defense 2, attack 2 beats attacks 1 and 3 (470 > 455 > 250); against attack 2
+	// defense 2 beats 1 and 3 (610 > 210 > 40): (2, 2) is a strict Nash equilibrium.
+	const budget = 5000
+	for _, start := range [][2][]float64{
+		{{0.3, 0.4, 0.3}, {0.5, 0.2, 0.3}},
+		{{0.1, 0.8, 0.1}, {0.3, 0.4, 0.3}},
+		{nil, nil},
+	} {
+		res, err := Replicate(g, start[0], start[1], ReplicatorOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Converged || !res.Stable {
+			t.Fatalf("start %v: converged=%v stable=%v at t=%v after %d steps, x=%v y=%v", start, res.Converged, res.Stable, res.T, res.Steps, res.X, res.Y)
+		}
+		if res.X[1] < 1-1e-6 || res.Y[1] < 1-1e-6 {
+			t.Errorf("start %v: end point x=%v y=%v, want the corner (2, 2)", start, res.X, res.Y)
+		}
+		if res.Steps+res.Rejected > budget {
+			t.Errorf("start %v: %d steps + %d rejected, budget %d", start, res.Steps, res.Rejected, budget)
+		}
+		if res.Snapped == 0 {
+			t.Errorf("start %v: no component snapped", start)
+		}
+		t.Logf("start %v: t=%.4g, %d steps, %d rejected, %d snapped", start, res.T, res.Steps, res.Rejected, res.Snapped)
+		checkSimplex(t, "x", res.X)
+		checkSimplex(t, "y", res.Y)
+	}
+}
+
+// Multiplying a game by c and shifting each player's payoffs changes only the time scale of
+// the replicator: the end point and (with the scale-relative convergence test) the number of
+// steps must stay the same.
+func TestReplicatorScaleInvariance(t *testing.T) {
+	g := Bimatrix{
+		A: [][]float64{{0.61, 0.45}, {0.62, 0.47}},
+		D: [][]float64{{-0.1, 0.4}, {0.05, 0.6}},
+	}
+	x0, y0 := []float64{0.3, 0.7}, []float64{0.8, 0.2}
+	base, err := Replicate(g, x0, y0, ReplicatorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !base.Converged {
+		t.Fatalf("unit game did not converge: t=%v steps=%d", base.T, base.Steps)
+	}
+	for _, c := range []float64{10, 1000} {
+		big := scaleGame(g, c, 250, -40)
+		res, err := Replicate(big, x0, y0, ReplicatorOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Converged || !samePoint(res.X, res.Y, base.X, base.Y) {
+			t.Errorf("c=%v: converged=%v x=%v y=%v, unit game x=%v y=%v", c, res.Converged, res.X, res.Y, base.X, base.Y)
+		}
+		if lo, hi := base.Steps/2, base.Steps*2; res.Steps < lo || res.Steps > hi {
+			t.Errorf("c=%v: %d steps, unit game %d", c, res.Steps, base.Steps)
+		}
+		if want := base.T / c; math.Abs(res.T-want) > 0.5*want {
+			t.Errorf("c=%v: converged at t=%v, want about %v (unit game t=%v)", c, res.T, want, base.T)
+		}
+	}
+}
+
+// Snapping must not end the orbits of a cyclic game: in matching pennies no strategy is
+// dominated, so even an orbit that passes close to the boundary keeps cycling.
+func TestReplicatorSnapKeepsCycles(t *testing.T) {
+	g := Bimatrix{A: [][]float64{{1, -1}, {-1, 1}}, D: [][]float64{{-1, 1}, {1, -1}}}
+	res, err := Replicate(g, []float64{0.999, 0.001}, []float64{0.999, 0.001}, ReplicatorOptions{TMax: 100, RelTol: 1e-10, AbsTol: 1e-14})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Converged || res.Snapped != 0 {
+		t.Errorf("converged=%v snapped=%d at t=%v, x=%v y=%v", res.Converged, res.Snapped, res.T, res.X, res.Y)
+	}
+}

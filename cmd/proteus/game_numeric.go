@@ -130,8 +130,11 @@ func newGameReplicatorCmd() *cobra.Command {
 		Short: "Integrate the two-population replicator dynamics of a bimatrix game and judge the end point's stability",
 		Long: `Integrate ẋ_i = x_i((Ay)_i − xᵀAy), ẏ_j = y_j((xᵀD)_j − xᵀDy) from the given start mixes
 (uniform by default) with an adaptive Dormand–Prince 5(4) method until the velocity falls below
-1e-8 (converged) or --t-max (default: until converged, at most t = 10000) is reached, then report
-the end point and whether it is asymptotically stable. See docs/model.md.`,
+1e-8 times the payoff range (converged) or --t-max (default: until converged, at most t = 10000)
+is reached, then report the end point and whether it is asymptotically stable. A strategy that
+is dying out, strictly dominated on the opponent's remaining strategies and below 1e-7 is set
+to 0, so runs on payoffs in the hundreds settle at a corner in hundreds of steps. See
+docs/model.md.`,
 		Args: noPositionalArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			g, err := bf.load()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -157,6 +158,34 @@ func TestGameReplicatorTable(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
+	}
+}
+
+// The case study's stage-1 game on raw payoffs (hundreds) must settle at its corner within a
+// step budget: the convergence test is relative to the payoff range and dying strategies are
+// snapped once tiny (before, this run took over two million steps and did not converge).
+func TestGameReplicatorLargePayoffs(t *testing.T) {
+	a, d := gameExample("mttegdm-s1")
+	code, out, errOut := runGame(t, "replicator", "--attacker", a, "--defender", d, "--x0", "0.3,0.7", "--y0", "0.8,0.2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"converged    true", "stable       true", "attacker     0.000000 1.000000", "defender     0.000000 1.000000"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+	var steps int
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "steps" {
+			if _, err := fmt.Sscan(f[1], &steps); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const budget = 5000
+	if steps == 0 || steps > budget {
+		t.Errorf("%d steps, budget %d\n%s", steps, budget, out)
 	}
 }
 
