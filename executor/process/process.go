@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -30,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/template"
 	"time"
@@ -81,6 +83,7 @@ type proc struct {
 	cmd         *exec.Cmd
 	done        chan struct{} // closed when the process has exited
 	quarantined bool
+	stopping    atomic.Bool // Stop has begun: an exit is expected
 	out         *capWriter
 }
 
@@ -246,8 +249,13 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 	}
 	p := &proc{cmd: cmd, done: make(chan struct{}), out: out}
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
 		out.Close()
+		if !p.stopping.Load() {
+			// An exit nobody asked for: keep the reason in the agent's log, since the work
+			// directory (and the output file in it) goes away with the instance.
+			d.log.Warn("executor exited", "id", id, "variant", spec.Variant, "err", err, "output_tail", tail(filepath.Join(work, OutputFile), 1024))
+		}
 		close(p.done)
 	}()
 	rec := record{Instance: inst, PID: cmd.Process.Pid, StartTicks: startTicks(cmd.Process.Pid)}
@@ -335,6 +343,7 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 	d.mu.Unlock()
 	quarantined := false
 	if p != nil {
+		p.stopping.Store(true)
 		pid := p.cmd.Process.Pid
 		quarantined = p.quarantined
 		if !quarantined {
@@ -562,6 +571,20 @@ func alive(pid int) bool {
 		return false // /proc works and has no entry for pid
 	}
 	return syscall.Kill(pid, 0) == nil
+}
+
+// tail returns the last n bytes of the file at path (empty when unreadable).
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		_, _ = f.Seek(st.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, n))
+	return strings.TrimSpace(string(b))
 }
 
 // capWriter writes to a file until max bytes, then counts and drops the rest.
