@@ -148,6 +148,7 @@ type Gateway struct {
 	routes    []route
 	defVote   *learner
 	sem       chan struct{}
+	straggle  chan struct{} // slots for answered requests still waiting for slow executors
 	seq       atomic.Uint64
 	idPrefix  string
 	urls      sync.Map // backend URL -> *url.URL
@@ -179,6 +180,7 @@ func New(o Options) (*Gateway, error) {
 		trust:    NewTrust(o.TrustWindow, o.RebuildThreshold, o.RebuildWindow),
 		metrics:  o.Metrics,
 		sem:      make(chan struct{}, o.MaxInFlight),
+		straggle: make(chan struct{}, o.MaxInFlight),
 		idPrefix: strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
 	}
 	if g.metrics == nil {
@@ -437,12 +439,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.metrics.requests.WithLabelValues(string(policy), outcome).Inc()
 	g.metrics.duration.WithLabelValues(string(policy)).Observe(time.Since(start).Seconds())
 	if c.got < n {
-		g.pending.Add(1)
-		go func() {
-			defer g.pending.Done()
-			c.finish()
-		}()
-		return
+		select {
+		case g.straggle <- struct{}{}:
+			g.pending.Add(1)
+			go func() {
+				defer g.pending.Done()
+				defer func() { <-g.straggle }()
+				c.finish()
+			}()
+			return
+		default:
+			// As many answered requests as MaxInFlight already wait for slow executors:
+			// stop waiting (those executors count as unavailable) so memory stays bounded.
+			cancel()
+		}
 	}
 	c.finish()
 }
@@ -493,6 +503,9 @@ func (c *call) finish() {
 		r.release()
 	}
 	putBuf(c.reqBody)
+	if cap(b.scratch) > 1<<20 {
+		b.scratch = nil
+	}
 	clear(b.resps)
 	clear(b.failed)
 	clear(c.picked)

@@ -547,3 +547,38 @@ func TestInFlightHooks(t *testing.T) {
 		}
 	}
 }
+
+func TestStragglerBudgetBoundsWaiting(t *testing.T) {
+	release := make(chan struct{})
+	bes, _ := countingBackends(t, 3, func(i int, w http.ResponseWriter, r *http.Request) {
+		if i == 2 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok\n")
+	})
+	b := bus.New()
+	evs, cancel := b.Subscribe(10, bus.KindPrefix(EventDissent))
+	defer cancel()
+	g, err := New(Options{Backends: bes, Bus: b, MaxInFlight: 1, UpstreamTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + startGateway(t, g, ServerOptions{})
+	// The first answered request keeps waiting for the hung executor (the one straggler slot).
+	if code, _ := get(t, http.DefaultClient, url); code != 200 {
+		t.Fatal(code)
+	}
+	// The second finds no slot: it stops waiting, and the hung executor counts as unavailable.
+	if code, _ := get(t, http.DefaultClient, url); code != 200 {
+		t.Fatal(code)
+	}
+	e := <-evs
+	if e.Subject != "b3" || e.Attrs["kind"] != DissentAvailability {
+		t.Fatalf("event %s %v", e.Subject, e.Attrs)
+	}
+	close(release)
+	g.Wait()
+}
