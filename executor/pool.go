@@ -394,7 +394,8 @@ func (p *Pool) initialSpecs() []Spec {
 }
 
 // pickSpec chooses the variant that replaces old: old itself without redraw, otherwise a
-// random variant not in service elsewhere (any variant when all are).
+// random variant not in service elsewhere, other than old's when possible (any variant when
+// all are in service).
 func (p *Pool) pickSpec(old Spec, replacing string) Spec {
 	if !p.cfg.Redraw || len(p.cfg.Variants) == 1 {
 		return old
@@ -407,13 +408,21 @@ func (p *Pool) pickSpec(old Spec, replacing string) Spec {
 		}
 	}
 	p.mu.Unlock()
-	var free []Spec
+	// Prefer a variant that is not in service and differs from the outgoing one, so the set of
+	// running implementations changes with every rotation when there are spare variants.
+	var free, other []Spec
 	for _, s := range p.cfg.Variants {
 		if !inUse[s.Variant] {
 			free = append(free, s)
+			if s.Variant != old.Variant {
+				other = append(other, s)
+			}
 		}
 	}
-	if len(free) == 0 {
+	switch {
+	case len(other) > 0:
+		free = other
+	case len(free) == 0:
 		free = p.cfg.Variants
 	}
 	return free[rand.IntN(len(free))]

@@ -417,3 +417,27 @@ func TestProxyWithoutExecutorsIs503(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 }
+
+// With redraw and spare variants, every rotation switches implementation; without redraw it
+// never does.
+func TestRedrawChangesVariant(t *testing.T) {
+	for _, redraw := range []bool{true, false} {
+		f := newPool(t, executor.PoolConfig{Variants: demoVariants(t), Desired: 1, Redraw: redraw})
+		ctx := context.Background()
+		if err := f.pool.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		prev := f.pool.Healthy()[0].Variant
+		for range 4 {
+			if err := f.pool.Rotate(ctx, f.pool.Healthy()[0].ID); err != nil {
+				t.Fatal(err)
+			}
+			cur := f.pool.Healthy()[0].Variant
+			if (cur != prev) != redraw {
+				t.Fatalf("redraw=%v: variant %s -> %s", redraw, prev, cur)
+			}
+			prev = cur
+		}
+		f.pool.Close(ctx)
+	}
+}
