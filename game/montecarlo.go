@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 )
 
 // MonteCarloResult compares the cumulative defense benefit of MTTEGDM with a traditional
@@ -20,20 +21,40 @@ type MonteCarloResult struct {
 	MeanTraditional float64   `json:"mean_traditional"`
 	Wins            int       `json:"mttegdm_wins"` // runs where MTTEGDM's benefit is higher
 	Ties            int       `json:"ties"`
-	// MeanSignalCost is the signal camouflage cost (SCC) MTTEGDM paid per run on average: the
-	// part of the gap that the traditional model, which sends no signal, does not pay.
-	MeanSignalCost  float64  `json:"mean_signal_cost"`
-	TraditionalDefs []string `json:"traditional_defenses"` // per stage
+	// MeanSignalCost is the signal camouflage cost (SCC) MTTEGDM paid per run on average.
+	MeanSignalCost float64 `json:"mean_signal_cost"`
+	// MeanUnsignalled is MTTEGDM's defenses deployed without any signal, in the same runs
+	// (same world, type, path and attacker): MeanMTTEGDM − MeanUnsignalled is the net effect of
+	// the signaling layer, the attacker's changed choices minus the signal cost.
+	MeanUnsignalled float64 `json:"mean_unsignalled"`
+	// MeanTraditionalTableBeta is a second baseline: the traditional game given Table 8's β
+	// for every defense (it then knows the reconfiguring defenses' success without modelling
+	// it). It separates the share of the gap due to the MTD success analysis.
+	MeanTraditionalTableBeta float64  `json:"mean_traditional_table_beta"`
+	WinsTableBeta            int      `json:"mttegdm_wins_table_beta"`
+	TraditionalDefs          []string `json:"traditional_defenses"` // per stage
+	TraditionalTableBetaDefs []string `json:"traditional_table_beta_defenses"`
+	// MTTEGDMDecisions lists MTTEGDM's signal/defense per stage and defender type, e.g.
+	// "high:mL/d2 low:mL/d2".
+	MTTEGDMDecisions []string `json:"mttegdm_decisions"`
 }
 
-// MonteCarlo runs the Figure 7 comparison. Each run draws (from a PCG stream seeded with seed
-// and the run number) a perturbed world (β and costs scaled by U(1−noise, 1+noise)), the
-// defender's type from the prior and an attack path through the Markov chain of stages. In
-// every stage each model deploys the defense it chose on the nominal model, the attacker
-// best-responds to the deployed defense under its belief, and the defender's realised MTTEGDM
-// payoff in the perturbed world is added to that model's benefit. MTTEGDM sends its chosen
-// signal; the traditional model sends none, and chose its defense from a game without the
-// MTD-specific terms (see traditionalGame).
+// MonteCarlo runs the Figure 7 comparison. Each model decides with its own game, once, on the
+// nominal model; both decisions are then evaluated in the same true environment, the full
+// MTTEGDM world, drawn anew for each run from a PCG stream seeded with (seed, run):
+//
+//   - the world: β and attack/defense costs scaled by U(1−noise, 1+noise);
+//   - the defender's type, from the prior, and the attack path through the Markov chain;
+//   - the attacker's trust in signals, a credibility ρ' ~ U(0.5, 1) (the model assumed ρ).
+//
+// In every stage of the path the attacker updates its belief with the signal it sees (Bayes'
+// rule with ρ' and the stage's attenuation δ_k, the posterior carried to the next stage) and
+// plays the attack with the highest expected payoff under that belief against the deployed
+// defense; the defender earns its MTTEGDM payoff U_d for its true type in the drawn world. So a
+// signal pays when it moves the attacker to an attack that is worse against the true type, and
+// costs its SCC in every stage. MTTEGDM deploys the signal and defense its solve chose for the
+// true type; the traditional model sends no signal (the attacker keeps its prior) and deploys
+// the defense of traditionalGame.
 func MonteCarlo(m *Model, runs int, seed uint64) (*MonteCarloResult, error) {
 	if runs < 1 {
 		return nil, fmt.Errorf("game: montecarlo needs at least one run, got %d", runs)
@@ -51,16 +72,17 @@ func MonteCarlo(m *Model, runs int, seed uint64) (*MonteCarloResult, error) {
 	type decision struct{ sig, y int }
 	mtd := make([][]decision, len(c.stages))
 	trad := make([]int, len(c.stages))
-	priors := make([][]float64, len(c.stages))
+	tradTB := make([]int, len(c.stages))
+	prior0 := make([]float64, nt)
+	for i, t := range m.Types {
+		prior0[i] = t.Prior
+	}
 	res := &MonteCarloResult{Runs: runs, Seed: seed, Noise: m.MonteCarlo.Noise}
 	for k := range c.stages {
 		s := &c.stages[k]
 		st := sol.Stages[k]
-		priors[k] = make([]float64, nt)
-		for i, t := range m.Types {
-			priors[k][i] = st.Prior[t.ID]
-		}
 		mtd[k] = make([]decision, nt)
+		var desc []string
 		for t := 0; t < nt; t++ {
 			opts := st.Options[t*nt : t*nt+nt]
 			best := 0
@@ -74,35 +96,54 @@ func MonteCarlo(m *Model, runs int, seed uint64) (*MonteCarloResult, error) {
 				}
 			}
 			mtd[k][t] = decision{sig: best, y: argmax(st.Options[t*nt+best].Y)}
+			desc = append(desc, fmt.Sprintf("%s:%s/%s", m.Types[t].ID, m.Types[best].Signal, s.defenses[mtd[k][t].y].ID))
 		}
-		g := c.traditionalGame(s, priors[k])
-		o, err := outcome(g, g.A, m.Replicator.InitialMixes, m.Replicator.TMax)
-		if err != nil {
-			return nil, err
+		res.MTTEGDMDecisions = append(res.MTTEGDMDecisions, strings.Join(desc, " "))
+		for i, tableBeta := range []bool{false, true} {
+			g := c.traditionalGame(s, prior0, tableBeta)
+			o, err := outcome(g, g.A, m.Replicator.InitialMixes, m.Replicator.TMax)
+			if err != nil {
+				return nil, err
+			}
+			if i == 0 {
+				trad[k] = argmax(o.Y)
+				res.TraditionalDefs = append(res.TraditionalDefs, s.defenses[trad[k]].ID)
+			} else {
+				tradTB[k] = argmax(o.Y)
+				res.TraditionalTableBetaDefs = append(res.TraditionalTableBetaDefs, s.defenses[tradTB[k]].ID)
+			}
 		}
-		trad[k] = argmax(o.Y)
-		res.TraditionalDefs = append(res.TraditionalDefs, s.defenses[trad[k]].ID)
 	}
+	var sumTB, sumUn float64
 	for r := 0; r < runs; r++ {
 		rng := rand.New(rand.NewPCG(seed, uint64(r)))
 		w, err := compile(perturb(m, rng, m.MonteCarlo.Noise))
 		if err != nil {
 			return nil, err
 		}
-		t := drawIndex(rng.Float64(), priors[0])
-		var bm, bt, scc float64
+		t := drawIndex(rng.Float64(), prior0)
+		trust := 0.5 + 0.5*rng.Float64()
+		belief := append([]float64(nil), prior0...) // the attacker's belief facing MTTEGDM
+		var bm, bt, btb, bu, scc float64
 		for k := 0; k >= 0; {
 			s := &w.stages[k]
 			d := mtd[k][t]
-			bel := Posterior(priors[k], d.sig, m.Signaling.Credibility, m.Signaling.Attenuation[k])
-			x := w.attackerReply(s, d.sig, d.y, bel)
+			belief = Posterior(belief, d.sig, trust, m.Signaling.Attenuation[k])
+			x := w.attackerReply(s, d.sig, d.y, belief)
 			bm += w.defenderPayoff(s, t, d.sig, x, d.y)
 			scc += m.Types[d.sig].SignalCost
-			xt := w.attackerReply(s, NoSignal, trad[k], priors[k])
+			// Without signals the attacker keeps the prior.
+			xu := w.attackerReply(s, NoSignal, d.y, prior0)
+			bu += w.defenderPayoff(s, t, NoSignal, xu, d.y)
+			xt := w.attackerReply(s, NoSignal, trad[k], prior0)
 			bt += w.defenderPayoff(s, t, NoSignal, xt, trad[k])
+			xtb := w.attackerReply(s, NoSignal, tradTB[k], prior0)
+			btb += w.defenderPayoff(s, t, NoSignal, xtb, tradTB[k])
 			k = w.nextStage(k, rng.Float64())
 		}
 		res.MeanSignalCost += scc / float64(runs)
+		sumTB += btb
+		sumUn += bu
 		res.MTTEGDM = append(res.MTTEGDM, bm)
 		res.Traditional = append(res.Traditional, bt)
 		switch {
@@ -110,6 +151,9 @@ func MonteCarlo(m *Model, runs int, seed uint64) (*MonteCarloResult, error) {
 			res.Ties++
 		case bm > bt:
 			res.Wins++
+		}
+		if bm > btb+1e-9*math.Max(1, math.Abs(bm)) {
+			res.WinsTableBeta++
 		}
 	}
 	var cm, ct float64
@@ -120,6 +164,7 @@ func MonteCarlo(m *Model, runs int, seed uint64) (*MonteCarloResult, error) {
 		res.CumTraditional = append(res.CumTraditional, ct)
 	}
 	res.MeanMTTEGDM, res.MeanTraditional = cm/float64(runs), ct/float64(runs)
+	res.MeanTraditionalTableBeta, res.MeanUnsignalled = sumTB/float64(runs), sumUn/float64(runs)
 	return res, nil
 }
 
@@ -163,11 +208,17 @@ func drawIndex(u float64, p []float64) int {
 	return len(p) - 1
 }
 
-// traditionalGame is the stage game of a classic attack–defense evolutionary game without the
-// MTD-specific analysis: equal attribute weights (no three-way weighting), no lateral
-// infection, no failure discount, no reconfiguration cost, no signals, no misjudgment risk and
-// no third parties; β and the defense cost are the prior-weighted averages over types.
-func (c *compiled) traditionalGame(s *stageData, prior []float64) Bimatrix {
+// traditionalGame is the stage game of a classic attack–defense evolutionary game, the
+// model "without the specific analysis of MTD benefits" of Section 4.4. It has no defender
+// types or signals (β and defense costs are prior-weighted averages over types, the attacker
+// holds the prior), equal attribute weights (no three-way weighting), no lateral infection ξ,
+// no failure discount μ, no misjudgment risk, no third parties and no Markov continuation. And
+// it does not model the success of reconfiguration: the MTD success β_y = tanh(c*·a/(2π)) of a
+// defense that reconfigures (rate a > 0) is what the MTD analysis adds, so without it such a
+// defense is credited with no success (a = 0 gives β = 0) and costs no NC; a defense that
+// does not reconfigure keeps its Table 8 β. With tableBeta the game is given Table 8's β for
+// every defense instead (the comparison's second baseline).
+func (c *compiled) traditionalGame(s *stageData, prior []float64, tableBeta bool) Bimatrix {
 	var total float64
 	for _, v := range s.values {
 		total += v
@@ -178,9 +229,12 @@ func (c *compiled) traditionalGame(s *stageData, prior []float64) Bimatrix {
 		g.A[x] = make([]float64, n)
 		g.D[x] = make([]float64, n)
 		for y := 0; y < n; y++ {
+			reconfigures := c.m.Reconfiguration.Rates[s.defenses[y].Rate] > 0
 			var beta, cost float64
 			for t, p := range prior {
-				beta += p * s.success[t][x][y]
+				if tableBeta || !reconfigures {
+					beta += p * s.success[t][x][y]
+				}
 				cost += p * DefenseCost(s.defenses[y], c.m.Types[t].Cost)
 			}
 			th := AttackSuccess(s.attacks[x].Detection, beta)

@@ -201,3 +201,89 @@ func TestHasStrictPureNash(t *testing.T) {
 		}
 	}
 }
+
+// The signal must change what the attacker does, not only what the defender pays: in stage 1
+// the attacker facing d2 plays a1 when it believes the defender is probably high (after mH)
+// and a2 when it believes it is probably low (after mL), so the solve and the Monte Carlo
+// runs see the deception through the attacker's reply.
+func TestSignalMovesAttackerReply(t *testing.T) {
+	m := loadPaper(t)
+	c, err := compile(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &c.stages[0]
+	d2 := -1
+	for y, d := range s.defenses {
+		if d.ID == "d2" {
+			d2 = y
+		}
+	}
+	prior := []float64{m.Types[0].Prior, m.Types[1].Prior}
+	replies := map[string]string{}
+	for sig, tp := range m.Types {
+		post := Posterior(prior, sig, m.Signaling.Credibility, m.Signaling.Attenuation[0])
+		replies[tp.Signal] = s.attacks[c.attackerReply(s, sig, d2, post)].ID
+	}
+	if replies["mH"] == replies["mL"] {
+		t.Errorf("the attacker's reply to d2 does not depend on the signal: %v", replies)
+	}
+}
+
+// The traditional game credits a reconfiguring defense (rate > 0) with no success and a
+// non-reconfiguring one with its Table 8 β; with tableBeta it is given Table 8's β everywhere.
+func TestTraditionalGameDropsMTDSuccess(t *testing.T) {
+	m := loadPaper(t)
+	c, err := compile(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prior := []float64{m.Types[0].Prior, m.Types[1].Prior}
+	for k := range c.stages {
+		s := &c.stages[k]
+		g, gt := c.traditionalGame(s, prior, false), c.traditionalGame(s, prior, true)
+		for y, d := range s.defenses {
+			reconf := m.Reconfiguration.Rates[d.Rate] > 0
+			for x := range s.attacks {
+				same := g.D[x][y] == gt.D[x][y] && g.A[x][y] == gt.A[x][y]
+				if same == reconf {
+					t.Errorf("%s (%s, %s, rate %s): traditional %v/%v, with Table 8 β %v/%v", s.st.ID, s.attacks[x].ID, d.ID, d.Rate, g.A[x][y], g.D[x][y], gt.A[x][y], gt.D[x][y])
+				}
+				if reconf && !(g.D[x][y] < gt.D[x][y]) {
+					t.Errorf("%s (%s, %s): no MTD success should lower the defender's payoff", s.st.ID, s.attacks[x].ID, d.ID)
+				}
+			}
+		}
+	}
+}
+
+// The Monte Carlo baselines are evaluated in the same runs: the unsignalled variant deploys
+// MTTEGDM's defenses, so it pays no signal cost, and every mean is the mean of its runs.
+func TestMonteCarloBaselines(t *testing.T) {
+	m := loadPaper(t)
+	res, err := MonteCarlo(m, 12, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.TraditionalDefs) != len(m.Stages) || len(res.TraditionalTableBetaDefs) != len(m.Stages) || len(res.MTTEGDMDecisions) != len(m.Stages) {
+		t.Fatalf("per-stage lists: %v %v %v", res.TraditionalDefs, res.TraditionalTableBetaDefs, res.MTTEGDMDecisions)
+	}
+	if !(res.MeanSignalCost > 0) {
+		t.Errorf("mean signal cost %v", res.MeanSignalCost)
+	}
+	if res.WinsTableBeta > res.Runs || res.Wins+res.Ties > res.Runs {
+		t.Errorf("wins %d/%d of %d runs", res.Wins, res.WinsTableBeta, res.Runs)
+	}
+	var sum float64
+	for _, v := range res.Traditional {
+		sum += v
+	}
+	if math.Abs(sum/float64(res.Runs)-res.MeanTraditional) > 1e-9*math.Abs(sum) {
+		t.Errorf("mean traditional %v, runs average %v", res.MeanTraditional, sum/float64(res.Runs))
+	}
+	for _, v := range []float64{res.MeanUnsignalled, res.MeanTraditionalTableBeta} {
+		if math.IsNaN(v) || v == 0 {
+			t.Errorf("baseline mean %v", v)
+		}
+	}
+}

@@ -367,7 +367,13 @@ func newGameMonteCarloCmd() *cobra.Command {
 			fmt.Fprintf(w, "cumulative after %d runs: MTTEGDM %.0f, traditional %.0f\n", res.Runs, res.CumMTTEGDM[res.Runs-1], res.CumTraditional[res.Runs-1])
 			fmt.Fprintf(w, "MTTEGDM higher in %d runs, ties %d, lower %d\n", res.Wins, res.Ties, res.Runs-res.Wins-res.Ties)
 			fmt.Fprintf(w, "signal camouflage cost paid by MTTEGDM per run: %.1f (the traditional model sends no signal)\n", res.MeanSignalCost)
-			fmt.Fprintf(w, "traditional model's defenses per stage: %s\n", strings.Join(res.TraditionalDefs, " "))
+			fmt.Fprintf(w, "MTTEGDM's defenses without signals: %.1f per run (net effect of its signals %+.1f: changed attacks minus signal cost)\n",
+				res.MeanUnsignalled, res.MeanMTTEGDM-res.MeanUnsignalled)
+			fmt.Fprintf(w, "traditional model given Table 8 β for every defense: %.1f per run (MTTEGDM higher in %d runs)\n",
+				res.MeanTraditionalTableBeta, res.WinsTableBeta)
+			fmt.Fprintf(w, "MTTEGDM's signal/defense per stage and type: %s\n", strings.Join(res.MTTEGDMDecisions, "; "))
+			fmt.Fprintf(w, "traditional model's defenses per stage: %s (with Table 8 β: %s)\n",
+				strings.Join(res.TraditionalDefs, " "), strings.Join(res.TraditionalTableBetaDefs, " "))
 			if outPath != "" {
 				fmt.Fprintf(w, "wrote %s\n", outPath)
 			}
