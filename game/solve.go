@@ -132,17 +132,7 @@ func (c *compiled) solveStage(s *stageData, prior []float64) (StageResult, []flo
 			res.Options[t*nt+bestSig[t]].Best = true
 		}
 	}
-	// Classify the profile of the types' best signals.
-	res.Equilibrium = Pooling
-	for t := 0; t < nt; t++ {
-		if bestSig[t] < 0 {
-			res.Equilibrium = NoEquil
-			break
-		}
-		if bestSig[t] != bestSig[0] {
-			res.Equilibrium = Separating
-		}
-	}
+	res.Equilibrium = classifySignals(bestSig)
 	// Choose the outcome with the highest defense gain among the types' best options, or
 	// among all options when no type has a stable Nash outcome.
 	chosen := -1
@@ -171,6 +161,26 @@ func (c *compiled) solveStage(s *stageData, prior []float64) (StageResult, []flo
 	post := Posterior(prior, chosen%nt, m.Signaling.Credibility, delta)
 	res.Posterior = c.typeMap(post)
 	return res, post, nil
+}
+
+// classifySignals names the profile of the types' best signals (index per type, −1 when the
+// type has no stable Nash outcome under any signal): pooling when every type sends the same
+// signal, separating when they differ, none when some type has no outcome. Which signal a type
+// sends does not matter, only whether the types can be told apart by it: a high type and a
+// low type both sending m_L pool (the attacker learns nothing from the signal that it could
+// not from the prior, were it to know the profile), a high type sending m_L and a low type
+// sending m_H separate, even though each signal names the other type.
+func classifySignals(best []int) string {
+	out := Pooling
+	for _, b := range best {
+		if b < 0 {
+			return NoEquil
+		}
+		if b != best[0] {
+			out = Separating
+		}
+	}
+	return out
 }
 
 // evolve runs the replicator on the (t, sig) stage game from every initial mix and keeps the

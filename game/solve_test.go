@@ -287,3 +287,21 @@ func TestMonteCarloBaselines(t *testing.T) {
 		}
 	}
 }
+
+func TestClassifySignals(t *testing.T) {
+	for _, tc := range []struct {
+		best []int
+		want string
+	}{
+		{[]int{1, 1}, Pooling},    // both send m_L
+		{[]int{0, 0}, Pooling},    // both send m_H
+		{[]int{1, 0}, Separating}, // high sends m_L, low m_H: inverted, still separating
+		{[]int{0, 1}, Separating}, // truthful
+		{[]int{1, -1}, NoEquil},   // the low type has no stable outcome (the paper's stage 1)
+		{[]int{-1, -1}, NoEquil},
+	} {
+		if got := classifySignals(tc.best); got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.best, got, tc.want)
+		}
+	}
+}
