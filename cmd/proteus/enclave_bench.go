@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +31,10 @@ type benchResult struct {
 	P50      float64 `json:"p50_ms"`
 	P99      float64 `json:"p99_ms"`
 	Max      float64 `json:"max_ms"`
+	// ApplyP50/P99 is the part spent applying the countermeasure (decision to applied,
+	// which includes the journal's fsync).
+	ApplyP50 float64 `json:"apply_p50_ms"`
+	ApplyP99 float64 `json:"apply_p99_ms"`
 	RSSAvgMB float64 `json:"rss_mb_avg"`
 	RSSMaxMB float64 `json:"rss_mb_max"`
 	// CPU is the CPU time each peer used while the messages were published and applied,
@@ -81,19 +84,9 @@ func newEnclaveBenchCmd() *cobra.Command {
 type benchNode struct {
 	dir  string
 	id   string
-	port int
 	cmd  *exec.Cmd
 	done chan struct{}
 	cl   *enclave.Client
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func runEnclaveBench(ctx context.Context, n, messages int, keep bool, cmd *cobra.Command) (*benchResult, error) {
@@ -137,52 +130,7 @@ func runEnclaveBench(ctx context.Context, n, messages int, keep bool, cmd *cobra
 		if err := os.WriteFile(filepath.Join(b.dir, "member.cert"), c.Marshal(), 0o600); err != nil {
 			return nil, err
 		}
-		if b.port, err = freePort(); err != nil {
-			return nil, err
-		}
 		nodes[i] = b
-	}
-	// Each node dials i-1, i-2, i-4, i-8, ... (mod n): a connected graph of small diameter.
-	for i, b := range nodes {
-		var boot []string
-		seen := map[int]bool{i: true}
-		for d := 1; d < n; d *= 2 {
-			j := ((i-d)%n + n) % n
-			if seen[j] {
-				continue
-			}
-			seen[j] = true
-			boot = append(boot, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", nodes[j].port, nodes[j].id))
-		}
-		yaml := fmt.Sprintf(`version: 1
-log: {level: warn, format: text}
-enclave:
-  enabled: true
-  name: bench
-  key: %s
-  certificate: member.cert
-  listen: [/ip4/127.0.0.1/tcp/%d]
-  bootstrap: [%s]
-  exposure: {os: linux, services: [{port: 22}]}
-  decision: {act: 0.5, defer: 0.2}
-`, pub, b.port, strings.Join(boot, ", "))
-		cfg := filepath.Join(b.dir, "enclave.yaml")
-		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-			return nil, err
-		}
-		logf, err := os.Create(filepath.Join(b.dir, "node.log"))
-		if err != nil {
-			return nil, err
-		}
-		b.cmd = exec.Command(self, "--data-dir", b.dir, "enclave", "run", "-c", cfg)
-		b.cmd.Stdout, b.cmd.Stderr = logf, logf
-		if err := b.cmd.Start(); err != nil {
-			logf.Close()
-			return nil, err
-		}
-		logf.Close()
-		b.done = make(chan struct{})
-		go func(b *benchNode) { _ = b.cmd.Wait(); close(b.done) }(b)
 	}
 	defer func() {
 		for _, b := range nodes {
@@ -202,30 +150,80 @@ enclave:
 			}
 		}
 	}()
-
-	// Wait until every node serves its control API and sees enough topic peers.
-	deadline := time.Now().Add(time.Duration(30+n) * time.Second)
-	want := n - 1
-	if want > 4 {
-		want = 4
-	}
-	for _, b := range nodes {
+	// Nodes start one after another on ephemeral ports; node i dials nodes i-1, i-2, i-4,
+	// i-8, ...: a connected graph of small diameter.
+	addrs := make([]string, n)
+	for i, b := range nodes {
+		var boot []string
+		for d := 1; i-d >= 0; d *= 2 {
+			boot = append(boot, addrs[i-d])
+		}
+		yaml := fmt.Sprintf(`version: 1
+log: {level: warn, format: text}
+enclave:
+  enabled: true
+  name: bench
+  key: %s
+  certificate: member.cert
+  listen: [/ip4/127.0.0.1/tcp/0]
+  bootstrap: [%s]
+  exposure: {os: linux, services: [{port: 22}]}
+  decision: {act: 0.5, defer: 0.2}
+`, pub, strings.Join(boot, ", "))
+		cfg := filepath.Join(b.dir, "enclave.yaml")
+		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+			return nil, err
+		}
+		logf, err := os.Create(filepath.Join(b.dir, "node.log"))
+		if err != nil {
+			return nil, err
+		}
+		b.cmd = exec.Command(self, "--data-dir", b.dir, "enclave", "run", "-c", cfg)
+		b.cmd.Stdout, b.cmd.Stderr = logf, logf
+		if err := b.cmd.Start(); err != nil {
+			logf.Close()
+			return nil, err
+		}
+		logf.Close()
+		b.done = make(chan struct{})
+		go func(b *benchNode) { _ = b.cmd.Wait(); close(b.done) }(b)
+		deadline := time.Now().Add(30 * time.Second)
 		for {
 			if time.Now().After(deadline) {
 				return nil, fmt.Errorf("enclave: bench: node %s not ready (see %s)", b.id, filepath.Join(b.dir, "node.log"))
 			}
 			select {
 			case <-b.done:
-				return nil, fmt.Errorf("enclave: bench: node %s exited (see %s)", b.id, filepath.Join(b.dir, "node.log"))
+				log, _ := os.ReadFile(filepath.Join(b.dir, "node.log"))
+				return nil, fmt.Errorf("enclave: bench: node %d exited: %s", i, log)
 			default:
 			}
 			if b.cl == nil {
 				b.cl, _ = enclave.Dial(b.dir)
 			}
 			if b.cl != nil {
-				if st, err := b.cl.Status(ctx); err == nil && st.TopicPeers >= want {
+				if st, err := b.cl.Status(ctx); err == nil && len(st.Addrs) > 0 {
+					addrs[i] = st.Addrs[0]
 					break
 				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	// Wait until every node sees enough topic peers.
+	want := n - 1
+	if want > 3 {
+		want = 3
+	}
+	deadline := time.Now().Add(time.Duration(30+n) * time.Second)
+	for _, b := range nodes {
+		for {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("enclave: bench: node %s sees too few peers (see %s)", b.id, filepath.Join(b.dir, "node.log"))
+			}
+			if st, err := b.cl.Status(ctx); err == nil && st.TopicPeers >= want {
+				break
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -252,7 +250,7 @@ enclave:
 		published[res.Indicator] = pubRec{from: from, at: res.PublishedAt}
 		time.Sleep(100 * time.Millisecond)
 	}
-	var lat []float64
+	var lat, apply []float64
 	missing := 0
 	collectBy := time.Now().Add(10 * time.Second)
 	for i, b := range nodes {
@@ -284,6 +282,7 @@ enclave:
 						continue
 					}
 					lat = append(lat, float64(r.AppliedAt.Sub(p.at).Microseconds())/1000)
+					apply = append(apply, float64(r.AppliedAt.Sub(r.Time).Microseconds())/1000)
 				}
 				break
 			}
@@ -310,6 +309,9 @@ enclave:
 		res.P50 = round2(percentile(lat, 0.50))
 		res.P99 = round2(percentile(lat, 0.99))
 		res.Max = round2(lat[len(lat)-1])
+		sort.Float64s(apply)
+		res.ApplyP50 = round2(percentile(apply, 0.50))
+		res.ApplyP99 = round2(percentile(apply, 0.99))
 	}
 	return res, nil
 }

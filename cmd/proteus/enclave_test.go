@@ -169,7 +169,7 @@ func (a *enclaveAgent) cli(t *testing.T, bin string, args ...string) string {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second) // hang guard, not a performance bound
+	deadline := time.Now().Add(20 * time.Second) // hang guard, not a performance bound
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/proteus-defense/proteus/enclave"
+)
+
+// netnsLab is three network namespaces wired A <-> B <-> C with two veth pairs and no IP
+// routing through B: a report from A reaches C only because B's agent relays it on the
+// GossipSub topic. A talks TCP to B, C talks QUIC to B.
+type netnsLab struct {
+	t  *testing.T
+	ns [3]string
+}
+
+func ipCmd(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func newNetnsLab(t *testing.T) *netnsLab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces (ip netns add)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs the ip command (iproute2)")
+	}
+	l := &netnsLab{t: t}
+	tag := fmt.Sprintf("pe%d", os.Getpid()%1000000)
+	for i := range l.ns {
+		l.ns[i] = fmt.Sprintf("%s-%c", tag, 'a'+i)
+		ipCmd(t, "netns", "add", l.ns[i])
+		ns := l.ns[i]
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		ipCmd(t, "-n", ns, "link", "set", "lo", "up")
+	}
+	// A(10.201.1.1) -- (10.201.1.2)B(10.201.2.2) -- (10.201.2.1)C
+	pairs := []struct{ left, right int }{{0, 1}, {2, 1}}
+	for k, p := range pairs {
+		l1, l2 := fmt.Sprintf("%sv%dl", tag, k), fmt.Sprintf("%sv%dr", tag, k)
+		ipCmd(t, "link", "add", l1, "type", "veth", "peer", "name", l2)
+		ipCmd(t, "link", "set", l1, "netns", l.ns[p.left])
+		ipCmd(t, "link", "set", l2, "netns", l.ns[p.right])
+		ipCmd(t, "-n", l.ns[p.left], "addr", "add", fmt.Sprintf("10.201.%d.1/24", k+1), "dev", l1)
+		ipCmd(t, "-n", l.ns[p.right], "addr", "add", fmt.Sprintf("10.201.%d.2/24", k+1), "dev", l2)
+		ipCmd(t, "-n", l.ns[p.left], "link", "set", l1, "up")
+		ipCmd(t, "-n", l.ns[p.right], "link", "set", l2, "up")
+	}
+	return l
+}
+
+// nsCLI runs the real binary inside namespace ns.
+func nsCLI(t *testing.T, ns, bin, dir string, args ...string) string {
+	t.Helper()
+	full := append([]string{"netns", "exec", ns, bin, "--data-dir", dir, "enclave"}, args...)
+	out, err := exec.Command("ip", full...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(full, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
+	nl := newNetnsLab(t)
+	lab := newEnclaveLab(t, "lab", labTuning)
+	bin := lab.bin
+	type member struct {
+		ns, dir, id string
+		agent       *enclaveAgent
+	}
+	members := make([]*member, 3)
+	for i := range members {
+		m := &member{ns: nl.ns[i], dir: filepath.Join(lab.dir, nl.ns[i])}
+		if err := os.MkdirAll(m.dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		_, out, _ := runCLI(t, "--data-dir", m.dir, "enclave", "id")
+		m.id = strings.TrimSpace(out)
+		if code, _, errs := runCLI(t, "enclave", "admit", m.id, "--key", lab.key, "--enclave", "lab", "--out", filepath.Join(m.dir, "member.cert")); code != 0 {
+			t.Fatal(errs)
+		}
+		members[i] = m
+	}
+	b := members[1]
+	listen := map[int]string{
+		0: "[/ip4/10.201.1.1/tcp/4001]",
+		1: "[/ip4/0.0.0.0/tcp/4001, /ip4/0.0.0.0/udp/4001/quic-v1]",
+		2: "[/ip4/10.201.2.1/udp/4001/quic-v1]",
+	}
+	boot := map[int]string{
+		0: "[/ip4/10.201.1.2/tcp/4001/p2p/" + b.id + "]",
+		1: "[]",
+		2: "[/ip4/10.201.2.2/udp/4001/quic-v1/p2p/" + b.id + "]",
+	}
+	for _, i := range []int{1, 0, 2} {
+		m := members[i]
+		cfg := filepath.Join(m.dir, "agent.yaml")
+		yaml := fmt.Sprintf("version: 1\nlog: {level: info}\nenclave:\n  enabled: true\n  name: lab\n  key: %s\n  certificate: member.cert\n  listen: %s\n  bootstrap: %s\n  exposure: %s\n%s",
+			lab.pub, listen[i], boot[i], linuxExposure, labTuning)
+		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a := &enclaveAgent{name: m.ns, dir: m.dir, cfg: cfg, log: &syncBuffer{}}
+		a.cmd = exec.Command("ip", "netns", "exec", m.ns, bin, "--data-dir", m.dir, "enclave", "run", "-c", cfg)
+		a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
+		if err := a.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		a.done = make(chan struct{})
+		go func() { _ = a.cmd.Wait(); close(a.done) }()
+		t.Cleanup(func() {
+			a.stop(t)
+			if t.Failed() {
+				t.Logf("%s log:\n%s", a.name, a.log.String())
+			}
+		})
+		waitFile(t, filepath.Join(m.dir, enclave.ControlFile), a.done, a.log.String)
+		m.agent = a
+	}
+	status := func(m *member) enclave.Status {
+		var st enclave.Status
+		if err := json.Unmarshal([]byte(nsCLI(t, m.ns, bin, m.dir, "status", "-o", "json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	for _, m := range members {
+		want := 1
+		if m == b {
+			want = 2
+		}
+		waitFor(t, m.ns+" joins the topic", func() bool { return status(m).TopicPeers == want })
+	}
+	// A and C have no route to each other; only B's relay connects them.
+	if st := status(members[0]); st.Connected != 1 {
+		t.Errorf("A is connected to %d peers, want 1 (B)", st.Connected)
+	}
+	var res enclave.PublishResult
+	if err := json.Unmarshal([]byte(nsCLI(t, members[0].ns, bin, members[0].dir, "publish", "--target", "203.0.113.9", "--confidence", "100", "-o", "json")), &res); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members[1:] {
+		waitFor(t, m.ns+" acts on A's sighting", func() bool {
+			var recs []enclave.DecisionRecord
+			if err := json.Unmarshal([]byte(nsCLI(t, m.ns, bin, m.dir, "decisions", "--indicator", res.Indicator, "-o", "json")), &recs); err != nil {
+				t.Fatal(err)
+			}
+			return len(recs) > 0 && recs[0].Decision == enclave.Act && recs[0].Applied
+		})
+	}
+}
