@@ -93,7 +93,9 @@ type Options struct {
 
 	ExcerptBytes int // bound on the body excerpt in dissent events, default 256
 
-	// Transport overrides the shared upstream transport (tests).
+	// Transport, when set, carries every executor request; by default http:// executors are
+	// reached with the gateway's own keep-alive HTTP/1.1 client and https:// ones through a
+	// shared http.Transport.
 	Transport http.RoundTripper
 }
 
@@ -142,6 +144,7 @@ type Gateway struct {
 	log       *slog.Logger
 	seed      maphash.Seed
 	transport http.RoundTripper
+	h1        *h1Client // http:// executors, unless Options.Transport is set
 	sched     Scheduler
 	trust     *Trust
 	metrics   *Metrics
@@ -192,7 +195,8 @@ func New(o Options) (*Gateway, error) {
 	}
 	g.transport = o.Transport
 	if g.transport == nil {
-		g.transport = NewTransport(o.MaxInFlight)
+		g.h1 = newH1Client(max(o.MaxInFlight, 64))
+		g.transport = g.h1.tls
 	}
 	newL := func(name string) *learner {
 		l := newLearner(newNoiseSet(o.IgnoreHeaders, o.IgnorePointers), o.Learn, o.LearnMinSamples, o.LearnMaxOddShare)
@@ -584,6 +588,7 @@ func outboundHeader(r *http.Request, voted bool) http.Header {
 		}
 	}
 	delete(h, "Accept-Encoding")
+	delete(h, "Expect") // the body is sent at once; net/http already answered the client's 100-continue
 	if voted {
 		for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
 			delete(h, k)
@@ -633,18 +638,25 @@ func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *
 		inf.OnAcquire(b.ID)
 		defer inf.OnRelease(b.ID)
 	}
-	resp, err := g.transport.RoundTrip(out)
-	if err != nil {
-		res.err = fmt.Errorf("mimic: %s: %w", b.ID, err)
-		return
-	}
-	defer resp.Body.Close()
 	buf := getBuf()
-	n, err := buf.ReadFrom(io.LimitReader(resp.Body, g.o.ResponseLimit+1))
 	res.buf = buf
+	var resp *http.Response
+	var n int64
+	if g.h1 != nil && base.Scheme == "http" {
+		resp, n, err = g.h1.fetch(out, buf, g.o.ResponseLimit)
+	} else {
+		resp, err = g.transport.RoundTrip(out)
+		if err == nil {
+			n, err = buf.ReadFrom(io.LimitReader(resp.Body, g.o.ResponseLimit+1))
+			resp.Body.Close()
+			if err != nil {
+				err = fmt.Errorf("read body: %w", err)
+			}
+		}
+	}
 	switch {
 	case err != nil:
-		res.err = fmt.Errorf("mimic: %s: read body: %w", b.ID, err)
+		res.err = fmt.Errorf("mimic: %s: %w", b.ID, err)
 	case n > g.o.ResponseLimit:
 		res.err = fmt.Errorf("%w (%d bytes)", errTooLarge, g.o.ResponseLimit)
 	default:

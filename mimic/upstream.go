@@ -1,0 +1,173 @@
+package mimic
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// h1Client is the gateway's own HTTP/1.1 client for http:// executors. Compared with
+// http.Transport it writes the request and reads the response in the calling goroutine (the
+// Transport hands each request to a per-connection writer goroutine and each response back
+// from a reader goroutine), which saves two goroutine wake-ups per executor request on the
+// hot path. It keeps idle keep-alive connections per executor, retries once on a fresh
+// connection when a reused one turns out to have been closed by the executor before it sent
+// a byte (the request bodies are buffered, so that is safe), and honours the request context
+// for the deadline and for cancellation. https:// executors use http.Transport.
+type h1Client struct {
+	maxIdle int
+	dialer  net.Dialer
+	tls     http.RoundTripper
+
+	mu   sync.Mutex
+	idle map[string][]*h1Conn // host:port -> idle connections, most recent last
+}
+
+type h1Conn struct {
+	nc net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+func newH1Client(maxIdlePerHost int) *h1Client {
+	return &h1Client{
+		maxIdle: maxIdlePerHost,
+		dialer:  net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second},
+		tls:     NewTransport(maxIdlePerHost),
+		idle:    map[string][]*h1Conn{},
+	}
+}
+
+var errUnusableConn = errors.New("mimic: connection closed by the executor before answering")
+
+// fetch sends req and reads at most limit+1 body bytes into buf. It returns the response
+// (whose Body must not be used) and the number of body bytes read.
+func (c *h1Client) fetch(req *http.Request, buf interface {
+	ReadFrom(io.Reader) (int64, error)
+}, limit int64) (*http.Response, int64, error) {
+	for attempt := 0; ; attempt++ {
+		conn, reused, err := c.get(req.Context(), req.URL.Host)
+		if err != nil {
+			return nil, 0, err
+		}
+		resp, n, err := c.exchange(conn, req, buf, limit)
+		if err == nil {
+			return resp, n, nil
+		}
+		if reused && attempt == 0 && errors.Is(err, errUnusableConn) {
+			continue
+		}
+		return nil, 0, err
+	}
+}
+
+func (c *h1Client) get(ctx context.Context, host string) (*h1Conn, bool, error) {
+	c.mu.Lock()
+	if l := c.idle[host]; len(l) > 0 {
+		conn := l[len(l)-1]
+		l[len(l)-1] = nil
+		c.idle[host] = l[:len(l)-1]
+		c.mu.Unlock()
+		return conn, true, nil
+	}
+	c.mu.Unlock()
+	nc, err := c.dialer.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, false, err
+	}
+	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}, false, nil
+}
+
+func (c *h1Client) put(host string, conn *h1Conn) {
+	c.mu.Lock()
+	if len(c.idle[host]) < c.maxIdle {
+		c.idle[host] = append(c.idle[host], conn)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	conn.nc.Close()
+}
+
+// CloseIdle closes every idle connection.
+func (c *h1Client) CloseIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h, l := range c.idle {
+		for _, conn := range l {
+			conn.nc.Close()
+		}
+		delete(c.idle, h)
+	}
+}
+
+var pastDeadline = time.Unix(1, 0)
+
+func (c *h1Client) exchange(conn *h1Conn, req *http.Request, buf interface {
+	ReadFrom(io.Reader) (int64, error)
+}, limit int64) (*http.Response, int64, error) {
+	ctx := req.Context()
+	dl, _ := ctx.Deadline()
+	conn.nc.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { conn.nc.SetDeadline(pastDeadline) })
+	keep := false
+	defer func() {
+		if !stop() || !keep {
+			conn.nc.Close()
+			return
+		}
+		c.put(req.URL.Host, conn)
+	}()
+	if err := req.Write(conn.bw); err != nil {
+		return nil, 0, c.wrap(ctx, err)
+	}
+	if err := conn.bw.Flush(); err != nil {
+		return nil, 0, c.wrap(ctx, err)
+	}
+	if _, err := conn.br.Peek(1); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
+			return nil, 0, errUnusableConn
+		}
+		return nil, 0, c.wrap(ctx, err)
+	}
+	resp, err := http.ReadResponse(conn.br, req)
+	if err != nil {
+		return nil, 0, c.wrap(ctx, err)
+	}
+	for resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		if resp, err = http.ReadResponse(conn.br, req); err != nil { // skip interim responses
+			return nil, 0, c.wrap(ctx, err)
+		}
+	}
+	n, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", err))
+	}
+	if n <= limit {
+		// The whole body was read: the connection is reusable unless either side closes it.
+		var one [1]byte
+		if m, _ := resp.Body.Read(one[:]); m == 0 && !resp.Close {
+			keep = true
+		}
+	}
+	resp.Body = http.NoBody
+	return resp, n, nil
+}
+
+func (c *h1Client) wrap(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && !op.Timeout()
+}
