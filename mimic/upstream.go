@@ -30,10 +30,14 @@ type h1Client struct {
 }
 
 type h1Conn struct {
-	nc net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	nc   net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	idle time.Time // when it was put back
 }
+
+// h1IdleTimeout drops idle connections older than this instead of trying them.
+const h1IdleTimeout = 50 * time.Second
 
 func newH1Client(maxIdlePerHost int) *h1Client {
 	return &h1Client{
@@ -48,9 +52,7 @@ var errUnusableConn = errors.New("mimic: connection closed by the executor befor
 
 // fetch sends req and reads at most limit+1 body bytes into buf. It returns the response
 // (whose Body must not be used) and the number of body bytes read.
-func (c *h1Client) fetch(req *http.Request, buf interface {
-	ReadFrom(io.Reader) (int64, error)
-}, limit int64) (*http.Response, int64, error) {
+func (c *h1Client) fetch(req *http.Request, buf io.ReaderFrom, limit int64) (*http.Response, int64, error) {
 	for attempt := 0; ; attempt++ {
 		conn, reused, err := c.get(req.Context(), req.URL.Host)
 		if err != nil {
@@ -68,13 +70,21 @@ func (c *h1Client) fetch(req *http.Request, buf interface {
 }
 
 func (c *h1Client) get(ctx context.Context, host string) (*h1Conn, bool, error) {
+	now := time.Now()
 	c.mu.Lock()
 	if l := c.idle[host]; len(l) > 0 {
 		conn := l[len(l)-1]
 		l[len(l)-1] = nil
 		c.idle[host] = l[:len(l)-1]
-		c.mu.Unlock()
-		return conn, true, nil
+		if now.Sub(conn.idle) <= h1IdleTimeout {
+			c.mu.Unlock()
+			return conn, true, nil
+		}
+		conn.nc.Close() // the newest is too old: so are the rest, drop them all
+		for _, o := range c.idle[host] {
+			o.nc.Close()
+		}
+		delete(c.idle, host)
 	}
 	c.mu.Unlock()
 	nc, err := c.dialer.DialContext(ctx, "tcp", host)
@@ -85,6 +95,7 @@ func (c *h1Client) get(ctx context.Context, host string) (*h1Conn, bool, error) 
 }
 
 func (c *h1Client) put(host string, conn *h1Conn) {
+	conn.idle = time.Now()
 	c.mu.Lock()
 	if len(c.idle[host]) < c.maxIdle {
 		c.idle[host] = append(c.idle[host], conn)
@@ -109,9 +120,7 @@ func (c *h1Client) CloseIdle() {
 
 var pastDeadline = time.Unix(1, 0)
 
-func (c *h1Client) exchange(conn *h1Conn, req *http.Request, buf interface {
-	ReadFrom(io.Reader) (int64, error)
-}, limit int64) (*http.Response, int64, error) {
+func (c *h1Client) exchange(conn *h1Conn, req *http.Request, buf io.ReaderFrom, limit int64) (*http.Response, int64, error) {
 	ctx := req.Context()
 	dl, _ := ctx.Deadline()
 	conn.nc.SetDeadline(dl)
@@ -124,10 +133,14 @@ func (c *h1Client) exchange(conn *h1Conn, req *http.Request, buf interface {
 		}
 		c.put(req.URL.Host, conn)
 	}()
-	if err := req.Write(conn.bw); err != nil {
-		return nil, 0, c.wrap(ctx, err)
+	err := req.Write(conn.bw)
+	if err == nil {
+		err = conn.bw.Flush()
 	}
-	if err := conn.bw.Flush(); err != nil {
+	if err != nil {
+		if ctx.Err() == nil && isReset(err) {
+			return nil, 0, errUnusableConn // the executor closed it: the request never arrived whole
+		}
 		return nil, 0, c.wrap(ctx, err)
 	}
 	if _, err := conn.br.Peek(1); err != nil {

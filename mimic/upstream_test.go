@@ -1,0 +1,144 @@
+package mimic
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// rawServer answers each request read on a connection with the next canned response from
+// answer(i), i counting requests over all connections; it counts accepted connections.
+func rawServer(t *testing.T, answer func(i int, req *http.Request) (resp string, closeAfter bool)) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns, reqs atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					resp, closeAfter := answer(int(reqs.Add(1))-1, req)
+					io.WriteString(c, resp)
+					if closeAfter {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), &conns
+}
+
+func h1Get(t *testing.T, c *h1Client, addr, method string) (*http.Response, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := (&http.Request{Method: method, URL: &url.URL{Scheme: "http", Host: addr, Path: "/"}, Host: "x",
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}, Body: http.NoBody}).WithContext(ctx)
+	var buf bytes.Buffer
+	resp, _, err := c.fetch(req, &buf, 1<<20)
+	return resp, buf.String(), err
+}
+
+func TestH1ClientResponses(t *testing.T) {
+	tests := []struct {
+		name, method, resp string
+		wantStatus         int
+		wantBody           string
+		reusable           bool
+	}{
+		{"content-length", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 200, "hello", true},
+		{"chunked", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n", 200, "hello", true},
+		{"connection close", "GET", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi", 200, "hi", false},
+		{"head", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", 200, "", true},
+		{"no content", "GET", "HTTP/1.1 204 No Content\r\n\r\n", 204, "", true},
+		{"interim 100", "GET", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, "ok", true},
+		{"http/1.0 until close", "GET", "HTTP/1.0 200 OK\r\n\r\nuntil close", 200, "until close", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, conns := rawServer(t, func(int, *http.Request) (string, bool) {
+				return tc.resp, strings.Contains(tc.resp, "close") || strings.HasPrefix(tc.resp, "HTTP/1.0")
+			})
+			c := newH1Client(4)
+			defer c.CloseIdle()
+			for range 2 {
+				resp, body, err := h1Get(t, c, addr, tc.method)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.StatusCode != tc.wantStatus || body != tc.wantBody {
+					t.Fatalf("got %d %q", resp.StatusCode, body)
+				}
+			}
+			want := int64(2)
+			if tc.reusable {
+				want = 1
+			}
+			if n := conns.Load(); n != want {
+				t.Errorf("%d connections for two requests, want %d", n, want)
+			}
+		})
+	}
+}
+
+// A kept-alive connection that the executor closed while idle is retried on a fresh one.
+func TestH1ClientRetriesStaleConnection(t *testing.T) {
+	addr, conns := rawServer(t, func(i int, _ *http.Request) (string, bool) {
+		// Keep-alive is announced, but the server hangs up right after answering.
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
+	})
+	c := newH1Client(4)
+	defer c.CloseIdle()
+	for i := range 3 {
+		time.Sleep(20 * time.Millisecond) // let the server's close reach the idle connection
+		if _, body, err := h1Get(t, c, addr, "GET"); err != nil || body != "ok" {
+			t.Fatalf("request %d: %q %v", i, body, err)
+		}
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("%d connections, want 3", n)
+	}
+}
+
+func TestH1ClientOversizedBodyIsNotReused(t *testing.T) {
+	addr, conns := rawServer(t, func(int, *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", false
+	})
+	c := newH1Client(4)
+	defer c.CloseIdle()
+	for range 2 {
+		req := (&http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: addr, Path: "/"}, Host: "x",
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}, Body: http.NoBody}).WithContext(context.Background())
+		var buf bytes.Buffer
+		if _, n, err := c.fetch(req, &buf, 4); err != nil || n != 5 {
+			t.Fatalf("n=%d err=%v, want 5 bytes (limit+1)", n, err)
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2 (a partly read connection must not be reused)", n)
+	}
+}
