@@ -112,7 +112,9 @@ func TestGameMonteCarloDeterministic(t *testing.T) {
 	if err := json.Unmarshal(a, &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"mttegdm", "traditional", "mean_mttegdm", "mean_traditional", "mttegdm_wins"} {
+	for _, k := range []string{"mttegdm", "traditional", "mean_mttegdm", "mean_traditional", "mttegdm_wins",
+		"mean_signal_cost", "mean_unsignalled", "mean_traditional_table_beta", "mttegdm_wins_table_beta",
+		"traditional_defenses", "traditional_table_beta_defenses", "mttegdm_decisions"} {
 		if _, ok := doc[k]; !ok {
 			t.Errorf("JSON lacks %q", k)
 		}
