@@ -131,8 +131,10 @@ func TestSchedulerRotatesAndMetricsCount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	follow, stopFollow := context.WithCancel(context.Background())
+	defer stopFollow()
+	m.Follow(follow, b)
 	ctx, cancel := context.WithCancel(context.Background())
-	m.Follow(ctx, b)
 	rotations, unsub := b.Subscribe(64, bus.KindPrefix(executor.EventRotation))
 	defer unsub()
 	first := map[string]bool{}
@@ -157,16 +159,25 @@ func TestSchedulerRotatesAndMetricsCount(t *testing.T) {
 			t.Errorf("initial instance %s never rotated", id)
 		}
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, mt := range mf.GetMetric() {
-			v := mt.GetGauge().GetValue() + mt.GetCounter().GetValue() + float64(mt.GetHistogram().GetSampleCount())
-			got[mf.GetName()] += v
+	// The metrics follow the bus in their own goroutine: wait until they have seen the four
+	// rotations this test saw (the bound only guards against a hang).
+	var got map[string]float64
+	for range 500 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
 		}
+		got = map[string]float64{}
+		for _, mf := range mfs {
+			for _, mt := range mf.GetMetric() {
+				v := mt.GetGauge().GetValue() + mt.GetCounter().GetValue() + float64(mt.GetHistogram().GetSampleCount())
+				got[mf.GetName()] += v
+			}
+		}
+		if got["proteus_mtd_rotations_total"] >= 4 && got["proteus_mtd_rotation_duration_seconds"] >= 4 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if got["proteus_mtd_cstar"] != 1 || got["proteus_mtd_reconfiguration_rate"] <= 0 || got["proteus_mtd_rotations_total"] < 4 ||
 		got["proteus_mtd_rotation_duration_seconds"] < 4 || got["proteus_executor_age_seconds"] <= 0 || got["proteus_executor_transitions_total"] < 12 {
