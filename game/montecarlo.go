@@ -26,14 +26,16 @@ type MonteCarloResult struct {
 	// MeanUnsignalled is MTTEGDM's defenses deployed without any signal, in the same runs
 	// (same world, type, path and attacker): MeanMTTEGDM − MeanUnsignalled is the net effect of
 	// the signaling layer, the attacker's changed choices minus the signal cost.
-	MeanUnsignalled float64 `json:"mean_unsignalled"`
+	MeanUnsignalled float64   `json:"mean_unsignalled"`
+	Unsignalled     []float64 `json:"unsignalled"` // per run
 	// MeanTraditionalTableBeta is a second baseline: the traditional game given Table 8's β
 	// for every defense (it then knows the reconfiguring defenses' success without modelling
 	// it). It separates the share of the gap due to the MTD success analysis.
-	MeanTraditionalTableBeta float64  `json:"mean_traditional_table_beta"`
-	WinsTableBeta            int      `json:"mttegdm_wins_table_beta"`
-	TraditionalDefs          []string `json:"traditional_defenses"` // per stage
-	TraditionalTableBetaDefs []string `json:"traditional_table_beta_defenses"`
+	MeanTraditionalTableBeta float64   `json:"mean_traditional_table_beta"`
+	TraditionalTableBeta     []float64 `json:"traditional_table_beta"` // per run
+	WinsTableBeta            int       `json:"mttegdm_wins_table_beta"`
+	TraditionalDefs          []string  `json:"traditional_defenses"` // per stage
+	TraditionalTableBetaDefs []string  `json:"traditional_table_beta_defenses"`
 	// MTTEGDMDecisions lists MTTEGDM's signal/defense per stage and defender type, e.g.
 	// "high:mL/d2 low:mL/d2".
 	MTTEGDMDecisions []string `json:"mttegdm_decisions"`
@@ -144,6 +146,8 @@ func MonteCarlo(m *Model, runs int, seed uint64) (*MonteCarloResult, error) {
 		res.MeanSignalCost += scc / float64(runs)
 		sumTB += btb
 		sumUn += bu
+		res.TraditionalTableBeta = append(res.TraditionalTableBeta, btb)
+		res.Unsignalled = append(res.Unsignalled, bu)
 		res.MTTEGDM = append(res.MTTEGDM, bm)
 		res.Traditional = append(res.Traditional, bt)
 		switch {

@@ -395,10 +395,24 @@ func plotMonteCarlo(res *game.MonteCarloResult, path string) error {
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
+	cum := func(v []float64) []float64 {
+		out := make([]float64, len(v))
+		var s float64
+		for i, x := range v {
+			s += x
+			out[i] = s
+		}
+		return out
+	}
 	for i, s := range []struct {
 		name string
 		v    []float64
-	}{{"MTTEGDM", res.CumMTTEGDM}, {"traditional evolutionary game", res.CumTraditional}} {
+	}{
+		{"MTTEGDM", res.CumMTTEGDM},
+		{"traditional evolutionary game", res.CumTraditional},
+		{"MTTEGDM defenses without signals", cum(res.Unsignalled)},
+		{"traditional game given Table 8 β", cum(res.TraditionalTableBeta)},
+	} {
 		pts := make(plotter.XYs, len(s.v))
 		for k, v := range s.v {
 			pts[k] = plotter.XY{X: float64(k + 1), Y: v}
@@ -409,6 +423,10 @@ func plotMonteCarlo(res *game.MonteCarloResult, path string) error {
 		}
 		l.Color = plotutilColor(i)
 		l.Width = vg.Points(1.5)
+		if i == 3 {
+			// Dashed: on the case study it runs on top of the unsignalled MTTEGDM line.
+			l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+		}
 		sc.Color = plotutilColor(i)
 		sc.Shape = draw.CircleGlyph{}
 		sc.Radius = vg.Points(2)
