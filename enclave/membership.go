@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -21,8 +22,13 @@ import (
 // within cert_timeout is disconnected and refused by the gater for denyFor.
 const CertProtocol = "/proteus/enclave/cert/1.0.0"
 
-// denyFor is how long a peer that failed admission is refused.
-const denyFor = 10 * time.Minute
+// How long a peer that failed admission is refused: long for a certificate that does not
+// verify, short when it merely did not complete the exchange (it may have been a transient
+// network failure; an outsider that never speaks the protocol keeps being refused).
+const (
+	denyFor      = 10 * time.Minute
+	denyNoAnswer = time.Minute
+)
 
 // isMember reports whether p is allowlisted or presented a valid, unexpired certificate.
 func (n *Node) isMember(p peer.ID) bool {
@@ -79,11 +85,11 @@ func (n *Node) admitCert(p peer.ID, raw []byte) error {
 	return nil
 }
 
-// deny disconnects p and refuses it for denyFor.
-func (n *Node) deny(p peer.ID, why error) {
+// deny disconnects p and refuses it for d.
+func (n *Node) deny(p peer.ID, why error, d time.Duration) {
 	n.memMu.Lock()
 	_, already := n.denied[p]
-	n.denied[p] = n.now().Add(denyFor)
+	n.denied[p] = n.now().Add(d)
 	n.memMu.Unlock()
 	if !already {
 		n.stats.denied.Add(1)
@@ -100,7 +106,11 @@ func (n *Node) connected(_ network.Network, c network.Conn) {
 	go func() {
 		if c.Stat().Direction == network.DirOutbound {
 			if err := n.exchange(p); err != nil {
-				n.deny(p, err)
+				d := denyNoAnswer
+				if errors.Is(err, ErrCertificate) {
+					d = denyFor
+				}
+				n.deny(p, err, d)
 				return
 			}
 		}
@@ -110,7 +120,7 @@ func (n *Node) connected(_ network.Network, c network.Conn) {
 		case <-n.ctx.Done():
 		case <-t.C:
 			if !n.isMember(p) && n.host.Network().Connectedness(p) == network.Connected {
-				n.deny(p, fmt.Errorf("%w: no certificate within %v", ErrNotMember, n.cfg.CertTimeout))
+				n.deny(p, fmt.Errorf("%w: no certificate within %v", ErrNotMember, n.cfg.CertTimeout), denyNoAnswer)
 			}
 		}
 	}()
@@ -148,7 +158,11 @@ func (n *Node) handleCert(s network.Stream) {
 	}
 	if err != nil {
 		s.Reset()
-		n.deny(p, err)
+		d := denyNoAnswer
+		if errors.Is(err, ErrCertificate) {
+			d = denyFor
+		}
+		n.deny(p, err, d)
 		return
 	}
 	if err := writeCert(s, n.certBytes); err != nil {

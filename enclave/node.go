@@ -103,7 +103,6 @@ type Node struct {
 	byID      map[string]*report
 	state     map[string]Decision // per target key, what is applied
 	decisions []DecisionRecord
-	published map[string]time.Time
 
 	stats struct{ accepted, rejected, nonMember, ignored, denied atomic.Uint64 }
 
@@ -163,7 +162,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		blockAct: o.BlockActuator, vigAct: o.VigilanceActuator, allow: map[peer.ID]bool{},
 		verified: map[peer.ID]time.Time{}, certCache: map[string]time.Time{}, denied: map[peer.ID]time.Time{}, scores: map[peer.ID]float64{},
 		targets: map[string][]*report{}, byID: map[string]*report{}, state: map[string]Decision{},
-		published: map[string]time.Time{}, replay: stix.NewReplayGuard(stix.DefaultReplayCapacity)}
+		replay: stix.NewReplayGuard(stix.DefaultReplayCapacity)}
 	if n.now == nil {
 		n.now = time.Now
 	}

@@ -2,9 +2,12 @@ package enclave
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"github.com/proteus-defense/proteus/config"
 )
@@ -247,5 +250,54 @@ func TestRestartKeepsTrustAndPendingReverts(t *testing.T) {
 	}
 	if !b2.blocklist.Blocked(mustAddr("192.0.2.11")) {
 		t.Errorf("restored action not re-applied")
+	}
+}
+
+// In an allowlist-only enclave (no enclave key) the gater refuses every peer not on the
+// list right after the security handshake, in both directions.
+func TestAllowlistOnlyEnclave(t *testing.T) {
+	e := newTestEnclave(t, "lab")
+	keys := make([]crypto.PrivKey, 3)
+	ids := make([]string, 3)
+	for i := range keys {
+		keys[i], _, _ = crypto.GenerateEd25519Key(nil)
+		id, _ := PeerIDOf(keys[i])
+		ids[i] = id.String()
+	}
+	cfg := e.baseConfig()
+	cfg.Key, cfg.Certificate = "", ""
+	cfg.Decision = config.EnclaveDecision{Act: 0.4, Defer: 0.2}
+	cfg.Allowlist = ids[:2]
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*testNode
+	for i := 0; i < 2; i++ {
+		nodes = append(nodes, e.start(t.TempDir(), keys[i], cfg))
+		defer nodes[i].close(t)
+	}
+	connectAll(t, nodes)
+	// The stranger allowlists itself and the members, but they do not list it.
+	scfg := cfg
+	scfg.Allowlist = ids
+	stranger := e.start(t.TempDir(), keys[2], scfg)
+	defer stranger.close(t)
+	if err := stranger.Connect(context.Background(), nodes[0].Addrs()[0]); err == nil {
+		eventually(t, "stranger dropped", func() bool { return len(nodes[0].Host().Network().ConnsToPeer(stranger.ID())) == 0 })
+	}
+	if err := nodes[1].Connect(context.Background(), stranger.Addrs()[0]); err == nil {
+		t.Errorf("member dialed a peer that is not on the allowlist")
+	}
+	s, _, err := nodes[0].Publish(context.Background(), PublishRequest{Target: "192.0.2.80", Confidence: 100, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "member receives", func() bool { _, ok := decisionFor(nodes[1], s.ID); return ok })
+	if _, ok := decisionFor(stranger, s.ID); ok {
+		t.Errorf("stranger received a member's report")
+	}
+	if _, err := New(context.Background(), Options{Config: func() config.Enclave { c := cfg; c.Allowlist = ids[1:2]; return c }(),
+		DataDir: t.TempDir(), Identity: keys[0]}); !errors.Is(err, ErrNotMember) {
+		t.Errorf("node not on its own allowlist started: %v", err)
 	}
 }

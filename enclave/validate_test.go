@@ -16,7 +16,7 @@ import (
 )
 
 // validatorNode is a Node with just what the topic validator uses (no host).
-func validatorNode(t *testing.T, pub ed25519.PublicKey, now time.Time) *Node {
+func validatorNode(t testing.TB, pub ed25519.PublicKey, now time.Time) *Node {
 	t.Helper()
 	cfg := config.Enclave{Name: "lab", Key: PublicKeyString(pub)}
 	cfg.ApplyDefaults()
@@ -26,7 +26,7 @@ func validatorNode(t *testing.T, pub ed25519.PublicKey, now time.Time) *Node {
 		replay: stix.NewReplayGuard(100), log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
 }
 
-func sightingBundle(t *testing.T, author peer.ID, name string, now time.Time, ttl time.Duration) []byte {
+func sightingBundle(t testing.TB, author peer.ID, name string, now time.Time, ttl time.Duration) []byte {
 	t.Helper()
 	s := stix.Sighting{ID: stix.NewID("indicator"), ReporterID: reporterID(author), ReporterName: name,
 		Target: stix.AddrTarget(netip.MustParseAddr("192.0.2.1")), Exposure: stix.Exposure{OS: "linux"},
