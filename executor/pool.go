@@ -454,12 +454,21 @@ func (p *Pool) launch(ctx context.Context, spec Spec, reason string) (*member, e
 	if err := p.waitHealthy(ctx, m, exited); err != nil {
 		p.mu.Lock()
 		m.busy = true
+		quarantined := m.state == StateQuarantined
 		p.mu.Unlock()
+		if quarantined {
+			return nil, fmt.Errorf("executor: start %s: quarantined while starting", spec.Variant)
+		}
 		p.setState(m, StateFailed, err.Error())
 		p.stopMember(context.WithoutCancel(ctx), m, false)
 		return nil, fmt.Errorf("executor: start %s: %w", spec.Variant, err)
 	}
 	p.mu.Lock()
+	if m.state != StateStarting { // quarantined (or the pool closed) while it was starting
+		st := m.state
+		p.mu.Unlock()
+		return nil, fmt.Errorf("executor: start %s: %s while starting", spec.Variant, st)
+	}
 	m.busy = false
 	p.mu.Unlock()
 	p.live.Store(inst.ID, m)
