@@ -618,22 +618,6 @@ func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *
 		res.err = err
 		return
 	}
-	u := *r.URL
-	u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil
-	out := (&http.Request{
-		Method:     r.Method,
-		URL:        &u,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     hdr,
-		Host:       r.Host,
-		Body:       http.NoBody,
-	}).WithContext(ctx)
-	if body != nil {
-		out.Body = io.NopCloser(bytes.NewReader(body))
-		out.ContentLength = int64(len(body))
-	}
 	if inf, ok := g.o.Backends.(InFlight); ok {
 		inf.OnAcquire(b.ID)
 		defer inf.OnRelease(b.ID)
@@ -643,8 +627,29 @@ func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *
 	var resp *http.Response
 	var n int64
 	if g.h1 != nil && base.Scheme == "http" {
-		resp, n, err = g.h1.fetch(out, buf, g.o.ResponseLimit)
+		uri := r.RequestURI
+		if !strings.HasPrefix(uri, "/") {
+			uri = r.URL.RequestURI() // absolute-form or asterisk-form from the client
+		}
+		resp, n, err = g.h1.fetch(&h1Request{ctx: ctx, addr: base.Host, method: r.Method, uri: uri,
+			host: r.Host, header: hdr, body: body}, buf, g.o.ResponseLimit)
 	} else {
+		u := *r.URL
+		u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil
+		out := (&http.Request{
+			Method:     r.Method,
+			URL:        &u,
+			Proto:      "HTTP/1.1",
+			ProtoMajor: 1,
+			ProtoMinor: 1,
+			Header:     hdr,
+			Host:       r.Host,
+			Body:       http.NoBody,
+		}).WithContext(ctx)
+		if body != nil {
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			out.ContentLength = int64(len(body))
+		}
 		resp, err = g.transport.RoundTrip(out)
 		if err == nil {
 			n, err = buf.ReadFrom(io.LimitReader(resp.Body, g.o.ResponseLimit+1))

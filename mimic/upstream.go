@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -50,11 +51,59 @@ func newH1Client(maxIdlePerHost int) *h1Client {
 
 var errUnusableConn = errors.New("mimic: connection closed by the executor before answering")
 
+// h1Request is one executor request: written directly (no http.Request, no header copy per
+// executor). Header values come from net/http's parser, which refuses CR, LF and NUL in them.
+type h1Request struct {
+	ctx    context.Context
+	addr   string // host:port to connect to
+	method string
+	uri    string // origin-form request target
+	host   string // Host header
+	header http.Header
+	body   []byte
+}
+
+// Headers the client writes itself, never from header.
+var h1Own = map[string]bool{"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true}
+
+func (r *h1Request) write(bw *bufio.Writer) error {
+	bw.WriteString(r.method)
+	bw.WriteByte(' ')
+	bw.WriteString(r.uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(r.host)
+	bw.WriteString("\r\n")
+	for k, vs := range r.header {
+		if h1Own[k] {
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	if len(r.body) > 0 || (r.method != http.MethodGet && r.method != http.MethodHead && r.method != http.MethodOptions) {
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(r.body)), 10))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+	bw.Write(r.body)
+	return bw.Flush()
+}
+
+var (
+	getRequest  = &http.Request{Method: http.MethodGet}
+	headRequest = &http.Request{Method: http.MethodHead}
+)
+
 // fetch sends req and reads at most limit+1 body bytes into buf. It returns the response
 // (whose Body must not be used) and the number of body bytes read.
-func (c *h1Client) fetch(req *http.Request, buf io.ReaderFrom, limit int64) (*http.Response, int64, error) {
+func (c *h1Client) fetch(req *h1Request, buf io.ReaderFrom, limit int64) (*http.Response, int64, error) {
 	for attempt := 0; ; attempt++ {
-		conn, reused, err := c.get(req.Context(), req.URL.Host)
+		conn, reused, err := c.get(req.ctx, req.addr)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -120,8 +169,8 @@ func (c *h1Client) CloseIdle() {
 
 var pastDeadline = time.Unix(1, 0)
 
-func (c *h1Client) exchange(conn *h1Conn, req *http.Request, buf io.ReaderFrom, limit int64) (*http.Response, int64, error) {
-	ctx := req.Context()
+func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, limit int64) (*http.Response, int64, error) {
+	ctx := req.ctx
 	dl, _ := ctx.Deadline()
 	conn.nc.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { conn.nc.SetDeadline(pastDeadline) })
@@ -131,13 +180,9 @@ func (c *h1Client) exchange(conn *h1Conn, req *http.Request, buf io.ReaderFrom, 
 			conn.nc.Close()
 			return
 		}
-		c.put(req.URL.Host, conn)
+		c.put(req.addr, conn)
 	}()
-	err := req.Write(conn.bw)
-	if err == nil {
-		err = conn.bw.Flush()
-	}
-	if err != nil {
+	if err := req.write(conn.bw); err != nil {
 		if ctx.Err() == nil && isReset(err) {
 			return nil, 0, errUnusableConn // the executor closed it: the request never arrived whole
 		}
@@ -149,12 +194,20 @@ func (c *h1Client) exchange(conn *h1Conn, req *http.Request, buf io.ReaderFrom, 
 		}
 		return nil, 0, c.wrap(ctx, err)
 	}
-	resp, err := http.ReadResponse(conn.br, req)
+	forMethod := getRequest // http.ReadResponse needs the method (HEAD has no body)
+	switch req.method {
+	case http.MethodGet:
+	case http.MethodHead:
+		forMethod = headRequest
+	default:
+		forMethod = &http.Request{Method: req.method}
+	}
+	resp, err := http.ReadResponse(conn.br, forMethod)
 	if err != nil {
 		return nil, 0, c.wrap(ctx, err)
 	}
 	for resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-		if resp, err = http.ReadResponse(conn.br, req); err != nil { // skip interim responses
+		if resp, err = http.ReadResponse(conn.br, forMethod); err != nil { // skip interim responses
 			return nil, 0, c.wrap(ctx, err)
 		}
 	}

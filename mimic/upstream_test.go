@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -56,8 +55,7 @@ func h1Get(t *testing.T, c *h1Client, addr, method string) (*http.Response, stri
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req := (&http.Request{Method: method, URL: &url.URL{Scheme: "http", Host: addr, Path: "/"}, Host: "x",
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}, Body: http.NoBody}).WithContext(ctx)
+	req := &h1Request{ctx: ctx, addr: addr, method: method, uri: "/", host: "x", header: http.Header{"X-A": {"1"}}}
 	var buf bytes.Buffer
 	resp, _, err := c.fetch(req, &buf, 1<<20)
 	return resp, buf.String(), err
@@ -131,8 +129,7 @@ func TestH1ClientOversizedBodyIsNotReused(t *testing.T) {
 	c := newH1Client(4)
 	defer c.CloseIdle()
 	for range 2 {
-		req := (&http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: addr, Path: "/"}, Host: "x",
-			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}, Body: http.NoBody}).WithContext(context.Background())
+		req := &h1Request{ctx: context.Background(), addr: addr, method: "GET", uri: "/", host: "x"}
 		var buf bytes.Buffer
 		if _, n, err := c.fetch(req, &buf, 4); err != nil || n != 5 {
 			t.Fatalf("n=%d err=%v, want 5 bytes (limit+1)", n, err)
@@ -140,5 +137,34 @@ func TestH1ClientOversizedBodyIsNotReused(t *testing.T) {
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("%d connections, want 2 (a partly read connection must not be reused)", n)
+	}
+}
+
+func TestH1RequestWire(t *testing.T) {
+	tests := []struct {
+		req  h1Request
+		want string
+	}{
+		{h1Request{method: "GET", uri: "/a?b=1", host: "example.com", header: http.Header{"Accept": {"*/*"}, "Content-Length": {"9"}, "Host": {"evil"}}},
+			"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n"},
+		{h1Request{method: "POST", uri: "/p", host: "h", body: []byte("abc")},
+			"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"},
+		{h1Request{method: "DELETE", uri: "/d", host: "h"},
+			"DELETE /d HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"},
+	}
+	for _, tc := range tests {
+		var b bytes.Buffer
+		bw := bufio.NewWriter(&b)
+		if err := tc.req.write(bw); err != nil {
+			t.Fatal(err)
+		}
+		if b.String() != tc.want {
+			t.Errorf("wrote %q, want %q", b.String(), tc.want)
+		}
+		// What was written parses back as the same request.
+		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b.Bytes())))
+		if err != nil || r.Method != tc.req.method || r.Host != tc.req.host || r.RequestURI != tc.req.uri {
+			t.Errorf("reparsed %v %v", r, err)
+		}
 	}
 }
