@@ -229,6 +229,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		libp2p.Transport(libp2pquic.NewTransport),
 		libp2p.ConnectionGater(&gater{n: n}),
 		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(), // no Prometheus collectors in every node
 	)
 	if err != nil {
 		n.cancel()
