@@ -309,7 +309,7 @@ func TestDissentMetricsByKind(t *testing.T) {
 	})
 	defer close(release)
 	reg := prometheus.NewRegistry()
-	g, err := New(Options{Backends: bes, Metrics: NewMetrics(reg), Quorum: 1, UpstreamTimeout: 200 * time.Millisecond})
+	g, err := New(Options{Backends: bes, Metrics: NewMetrics(reg), Quorum: 1, UpstreamTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -216,7 +216,7 @@ func TestHungExecutorDoesNotStall(t *testing.T) {
 }
 
 func TestHungExecutorTimesOutAsAvailabilityDissent(t *testing.T) {
-	h := newHetero(t, Options{K: 3, UpstreamTimeout: 300 * time.Millisecond})
+	h := newHetero(t, Options{K: 3, UpstreamTimeout: time.Second})
 	p := h.procs["lighttpd-1"]
 	if err := p.cmd.Process.Signal(syscallStop); err != nil {
 		t.Fatal(err)
