@@ -100,7 +100,7 @@ type Node struct {
 
 	mu        sync.Mutex
 	targets   map[string][]*report
-	byID      map[string]*report
+	byID      map[string]*report  // by reportKey
 	state     map[string]Decision // per target key, what is applied
 	decisions []DecisionRecord
 

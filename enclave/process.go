@@ -151,6 +151,10 @@ func (n *Node) sweep() {
 
 func targetKey(t stix.Target) string { return t.String() }
 
+// reportKey indexes reports by reporter and indicator id, so a member reusing another's
+// indicator id can neither overwrite that report nor block its revocation.
+func reportKey(reporter, indicator string) string { return reporter + "\x00" + indicator }
+
 // onSighting records a report and re-decides its target.
 func (n *Node) onSighting(reporter string, local bool, s *stix.Sighting) DecisionRecord {
 	now := n.now()
@@ -166,11 +170,11 @@ func (n *Node) onSighting(reporter string, local bool, s *stix.Sighting) Decisio
 	key := targetKey(s.Target)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if old, ok := n.byID[s.ID]; ok && old.reporter == reporter {
+	if old, ok := n.byID[reportKey(reporter, s.ID)]; ok {
 		old.s, old.revoked = s, false // a newer version of the same indicator
 		r = old
 	} else {
-		n.byID[s.ID] = r
+		n.byID[reportKey(reporter, s.ID)] = r
 		n.targets[key] = append(n.targets[key], r)
 	}
 	n.corroborateLocked(key, r)
@@ -209,8 +213,8 @@ func (n *Node) corroborateLocked(key string, r *report) {
 func (n *Node) onRevocation(reporter string, v *stix.Revocation) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	r, ok := n.byID[v.ID]
-	if !ok || r.reporter != reporter {
+	r, ok := n.byID[reportKey(reporter, v.ID)]
+	if !ok {
 		return
 	}
 	r.revoked = true
@@ -235,7 +239,7 @@ func (n *Node) settleDue() {
 				changed, last = true, r
 			}
 			if r.settled && now.After(r.s.ValidUntil) {
-				delete(n.byID, r.s.ID)
+				delete(n.byID, reportKey(r.reporter, r.s.ID))
 				continue
 			}
 			keep = append(keep, r)
@@ -455,7 +459,7 @@ func (n *Node) Publish(ctx context.Context, req PublishRequest) (*stix.Sighting,
 // Revoke retracts one of this node's sightings in the enclave and locally.
 func (n *Node) Revoke(ctx context.Context, indicator, reason string) error {
 	n.mu.Lock()
-	r, ok := n.byID[indicator]
+	r, ok := n.byID[reportKey(n.self.String(), indicator)]
 	n.mu.Unlock()
 	if !ok || !r.local {
 		return fmt.Errorf("enclave: no own sighting %q", indicator)
