@@ -62,7 +62,11 @@ func TestDecisions(t *testing.T) {
 	w := sighting("192.0.2.3", 100, "linux", now, time.Hour)
 	w.Action = stix.ActionWatch
 	n.onSighting("a", false, w)
-	if d := n.onSighting("b", false, func() *stix.Sighting { s := sighting("192.0.2.3", 100, "linux", now, time.Hour); s.Action = stix.ActionWatch; return s }()); d.Decision != Defer {
+	if d := n.onSighting("b", false, func() *stix.Sighting {
+		s := sighting("192.0.2.3", 100, "linux", now, time.Hour)
+		s.Action = stix.ActionWatch
+		return s
+	}()); d.Decision != Defer {
 		t.Errorf("watch: %+v", d)
 	}
 
