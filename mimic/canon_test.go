@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"hash/maphash"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -202,4 +204,28 @@ func TestFramingScan(t *testing.T) {
 			t.Errorf("%q: ambiguous=%v, want %v", tc.in, c.ambiguous.Load(), tc.want)
 		}
 	}
+}
+
+// The header hash ignores order and volatile headers, and sees every other change.
+func FuzzHeaderSum(f *testing.F) {
+	f.Add("X-A", "1", "X-B", "2", "Sat, 21 Nov 2026 20:00:00 GMT")
+	f.Add("Content-Type", "text/html; charset=utf-8", "Set-Cookie", "a=b", "x")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, date string) {
+		k1, k2 = http.CanonicalHeaderKey(k1), http.CanonicalHeaderKey(k2)
+		if k1 == k2 {
+			return
+		}
+		seed := maphash.MakeSeed()
+		noise := newNoiseSet(nil, nil)
+		a := http.Header{k1: {v1}, k2: {v2}, "Date": {date}}
+		b := http.Header{k2: {v2}, k1: {v1}, "Date": {"other " + date}}
+		if headerSum(seed, a, noise) != headerSum(seed, b, noise) {
+			t.Fatalf("order or Date changed the sum: %v %v", a, b)
+		}
+		c := http.Header{k1: {v1}, k2: {v2 + "x"}}
+		if !noise.headers[k2] && !(k2 == "Content-Type" && mediaType(v2) == mediaType(v2+"x")) &&
+			headerSum(seed, a, noise) == headerSum(seed, c, noise) {
+			t.Fatalf("a changed value of %s went unnoticed", k2)
+		}
+	})
 }

@@ -101,6 +101,27 @@ func dissentsOf(evs []bus.Event) map[string]bus.Event {
 
 func TestHeterogeneousServersAgree(t *testing.T) {
 	h := newHetero(t, Options{K: 3})
+	// The servers really do differ in what must not count: Server, ETag, framing.
+	servers, etags, chunked := map[string]bool{}, map[string]bool{}, 0
+	for _, b := range h.bes {
+		resp, err := http.Get(b.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !bytes.Equal(body, sitePage) {
+			t.Fatalf("%s serves another page", b.ID)
+		}
+		servers[resp.Header.Get("Server")] = true
+		etags[resp.Header.Get("Etag")] = true
+		if len(resp.TransferEncoding) > 0 {
+			chunked++
+		}
+	}
+	if len(servers) != 3 || len(etags) != 3 || chunked != 1 {
+		t.Fatalf("backends too alike for this test: servers %v etags %v chunked %d", servers, etags, chunked)
+	}
 	for i := range 10 {
 		code, body := h.get(t, "/")
 		if code != 200 || !bytes.Equal(body, sitePage) {
