@@ -20,6 +20,8 @@ type netnsLab struct {
 	ns [3]string
 }
 
+var netnsSeq int // distinguishes the labs of one test process
+
 func ipCmd(t *testing.T, args ...string) {
 	t.Helper()
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -36,7 +38,8 @@ func newNetnsLab(t *testing.T) *netnsLab {
 		t.Skip("needs the ip command (iproute2)")
 	}
 	l := &netnsLab{t: t}
-	tag := fmt.Sprintf("pe%d", os.Getpid()%1000000)
+	netnsSeq++
+	tag := fmt.Sprintf("pe%d%d", os.Getpid()%100000, netnsSeq%10)
 	for i := range l.ns {
 		l.ns[i] = fmt.Sprintf("%s-%c", tag, 'a'+i)
 		ipCmd(t, "netns", "add", l.ns[i])
@@ -156,6 +159,61 @@ func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
 				t.Fatal(err)
 			}
 			return len(recs) > 0 && recs[0].Decision == enclave.Act && recs[0].Applied
+		})
+	}
+}
+
+// startInNS starts `proteus enclave run` inside ns and waits for its control file.
+func startInNS(t *testing.T, bin, ns, dir, cfg string) *enclaveAgent {
+	t.Helper()
+	a := &enclaveAgent{name: ns, dir: dir, cfg: cfg, log: &syncBuffer{}}
+	a.cmd = exec.Command("ip", "netns", "exec", ns, bin, "--data-dir", dir, "enclave", "run", "-c", cfg)
+	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a.done = make(chan struct{})
+	go func() { _ = a.cmd.Wait(); close(a.done) }()
+	t.Cleanup(func() {
+		a.stop(t)
+		if t.Failed() {
+			t.Logf("%s log:\n%s", a.name, a.log.String())
+		}
+	})
+	waitFile(t, filepath.Join(dir, enclave.ControlFile), a.done, a.log.String)
+	return a
+}
+
+// Two members on one link with no bootstrap peers find each other by mDNS.
+func TestEnclaveMDNSDiscovery(t *testing.T) {
+	nl := newNetnsLab(t)
+	lab := newEnclaveLab(t, "lab", labTuning)
+	var dirs []string
+	for i, ip := range []string{"10.201.1.1", "10.201.1.2"} {
+		dir := filepath.Join(lab.dir, nl.ns[i])
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		_, out, _ := runCLI(t, "--data-dir", dir, "enclave", "id")
+		if code, _, errs := runCLI(t, "enclave", "admit", strings.TrimSpace(out), "--key", lab.key, "--enclave", "lab", "--out", filepath.Join(dir, "member.cert")); code != 0 {
+			t.Fatal(errs)
+		}
+		cfg := filepath.Join(dir, "agent.yaml")
+		yaml := fmt.Sprintf("version: 1\nenclave:\n  enabled: true\n  name: lab\n  key: %s\n  certificate: member.cert\n  listen: [/ip4/%s/tcp/4001]\n  mdns: true\n  exposure: %s\n%s",
+			lab.pub, ip, linuxExposure, labTuning)
+		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		startInNS(t, lab.bin, nl.ns[i], dir, cfg)
+		dirs = append(dirs, dir)
+	}
+	for i, dir := range dirs {
+		waitFor(t, nl.ns[i]+" finds its neighbour by mDNS", func() bool {
+			var st enclave.Status
+			if err := json.Unmarshal([]byte(nsCLI(t, nl.ns[i], lab.bin, dir, "status", "-o", "json")), &st); err != nil {
+				t.Fatal(err)
+			}
+			return st.TopicPeers == 1
 		})
 	}
 }
