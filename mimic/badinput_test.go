@@ -51,7 +51,7 @@ func startGateway(t *testing.T, g *Gateway, so ServerOptions) string {
 		t.Fatal(err)
 	}
 	go srv.Serve(Listener(ln))
-	t.Cleanup(func() { srv.Close(); g.Wait() })
+	t.Cleanup(func() { srv.Close(); g.Close() })
 	return ln.Addr().String()
 }
 

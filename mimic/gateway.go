@@ -262,6 +262,18 @@ func (g *Gateway) Learned() map[string][]string {
 // Wait blocks until the background accounting of answered requests (stragglers) is done.
 func (g *Gateway) Wait() { g.pending.Wait() }
 
+// Close waits like Wait, then closes the idle executor connections. Call it after the server
+// has stopped.
+func (g *Gateway) Close() {
+	g.pending.Wait()
+	if g.h1 != nil {
+		g.h1.CloseIdle()
+	}
+	if t, ok := g.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
+
 // policyFor returns the policy and learner for a request.
 func (g *Gateway) policyFor(method, path string) (Policy, *learner) {
 	best := -1

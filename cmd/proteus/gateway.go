@@ -203,7 +203,7 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	case <-ctx.Done():
 		err = <-errc
 	}
-	gw.Wait()
+	gw.Close()
 	return err
 }
 
