@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -95,6 +96,8 @@ func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
 		members[i] = m
 	}
 	b := members[1]
+	_, nftErr := exec.LookPath("nft")
+	useNFT := nftErr == nil
 	listen := map[int]string{
 		0: "[/ip4/10.201.1.1/tcp/4001]",
 		1: "[/ip4/0.0.0.0/tcp/4001, /ip4/0.0.0.0/udp/4001/quic-v1]",
@@ -113,22 +116,11 @@ func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
 		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		a := &enclaveAgent{name: m.ns, dir: m.dir, cfg: cfg, log: &syncBuffer{}}
-		a.cmd = exec.Command("ip", "netns", "exec", m.ns, bin, "--data-dir", m.dir, "enclave", "run", "-c", cfg)
-		a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
-		if err := a.cmd.Start(); err != nil {
-			t.Fatal(err)
+		var extra []string
+		if i == 2 && useNFT {
+			extra = []string{"--block-with", "nftables"} // C blocks in its namespace's kernel
 		}
-		a.done = make(chan struct{})
-		go func() { _ = a.cmd.Wait(); close(a.done) }()
-		t.Cleanup(func() {
-			a.stop(t)
-			if t.Failed() {
-				t.Logf("%s log:\n%s", a.name, a.log.String())
-			}
-		})
-		waitFile(t, filepath.Join(m.dir, enclave.ControlFile), a.done, a.log.String)
-		m.agent = a
+		m.agent = startInNS(t, bin, m.ns, m.dir, cfg, extra...)
 	}
 	status := func(m *member) enclave.Status {
 		var st enclave.Status
@@ -161,13 +153,33 @@ func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
 			return len(recs) > 0 && recs[0].Decision == enclave.Act && recs[0].Applied
 		})
 	}
+	if !useNFT {
+		t.Log("nft not installed: C used the in-process blocklist; kernel check skipped")
+		return
+	}
+	c := members[2]
+	nft := func(set string) string {
+		out, err := exec.Command("ip", "netns", "exec", c.ns, "nft", "list", "set", "inet", "proteus", set).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list set %s: %v\n%s", set, err, out)
+		}
+		return string(out)
+	}
+	port22 := regexp.MustCompile(`elements = \{[^}]*\b22\b`)
+	if got := nft("blocked4"); !regexp.MustCompile(`elements = \{[^}]*203\.0\.113\.9`).MatchString(got) {
+		t.Errorf("C's kernel set blocked4 lacks A's attacker:\n%s", got)
+	}
+	// A port report: C exposes 22 on the same OS, so it drops traffic to port 22 for a while.
+	nsCLI(t, members[0].ns, bin, members[0].dir, "publish", "--target", "port/22", "--confidence", "100", "--ttl", "10m")
+	waitFor(t, "C blocks port 22 in the kernel", func() bool { return port22.MatchString(nft("blocked_ports")) })
 }
 
 // startInNS starts `proteus enclave run` inside ns and waits for its control file.
-func startInNS(t *testing.T, bin, ns, dir, cfg string) *enclaveAgent {
+func startInNS(t *testing.T, bin, ns, dir, cfg string, extra ...string) *enclaveAgent {
 	t.Helper()
 	a := &enclaveAgent{name: ns, dir: dir, cfg: cfg, log: &syncBuffer{}}
-	a.cmd = exec.Command("ip", "netns", "exec", ns, bin, "--data-dir", dir, "enclave", "run", "-c", cfg)
+	args := append([]string{"netns", "exec", ns, bin, "--data-dir", dir, "enclave", "run", "-c", cfg}, extra...)
+	a.cmd = exec.Command("ip", args...)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 func init() { addEnclaveCommand(newEnclaveRunCmd) }
 
 func newEnclaveRunCmd() *cobra.Command {
-	var cfgFile string
+	var cfgFile, blockWith string
 	c := &cobra.Command{
 		Use:   "run -c FILE",
 		Short: "Run a standalone enclave node (libp2p, GossipSub, decisions, gateway blocklist) with a loopback control API",
@@ -27,6 +27,9 @@ func newEnclaveRunCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfgFile == "" {
 				return fmt.Errorf("%w: -c FILE is required", errUsage)
+			}
+			if blockWith != "blocklist" && blockWith != "nftables" {
+				return fmt.Errorf("%w: --block-with must be blocklist or nftables, got %q", errUsage, blockWith)
 			}
 			cfg, err := config.LoadStandaloneEnclave(cfgFile)
 			if err != nil {
@@ -44,10 +47,11 @@ func newEnclaveRunCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runEnclaveNode(ctx, cfg, dataDir, cmd)
+			return runEnclaveNode(ctx, cfg, dataDir, blockWith, cmd)
 		},
 	}
 	c.Flags().StringVarP(&cfgFile, "config", "c", "", "agent config file with an enabled enclave section")
+	c.Flags().StringVar(&blockWith, "block-with", "blocklist", "how act blocks: blocklist (in-process gateway blocklist, addresses only) or nftables (kernel: table inet proteus, addresses and ports; needs root)")
 	return c
 }
 
@@ -61,11 +65,20 @@ func newLogger(cfg *config.Config) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
-func runEnclaveNode(ctx context.Context, cfg *config.Config, dataDir string, cmd *cobra.Command) error {
+func runEnclaveNode(ctx context.Context, cfg *config.Config, dataDir, blockWith string, cmd *cobra.Command) error {
 	log := newLogger(cfg)
 	b := bus.New()
+	var block countermeasure.Actuator = countermeasure.NewBlocklist()
+	if blockWith == "nftables" {
+		nft, err := countermeasure.NewNFTables(countermeasure.NFTablesOptions{})
+		if err != nil {
+			return err
+		}
+		defer nft.Close()
+		block = nft
+	}
 	mgr, err := countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: dataDir, Bus: b, Logger: log,
-		Actuators: []countermeasure.Actuator{countermeasure.NewBlocklist(), countermeasure.NewVigilance(b)}})
+		Actuators: []countermeasure.Actuator{block, countermeasure.NewVigilance(b)}})
 	if err != nil {
 		return err
 	}
@@ -77,7 +90,7 @@ func runEnclaveNode(ctx context.Context, cfg *config.Config, dataDir string, cmd
 	go func() { _ = mgr.Run(mctx) }()
 
 	n, err := enclave.New(ctx, enclave.Options{Config: cfg.Enclave, DataDir: dataDir, Manager: mgr,
-		BlockActuator: countermeasure.BlocklistID, VigilanceActuator: countermeasure.VigilanceID, Bus: b, Logger: log})
+		BlockActuator: block.ID(), VigilanceActuator: countermeasure.VigilanceID, Bus: b, Logger: log})
 	if err != nil {
 		return err
 	}

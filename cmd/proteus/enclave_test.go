@@ -353,6 +353,7 @@ func TestEnclaveCLIUsage(t *testing.T) {
 		{[]string{"enclave", "publish", "--target", "192.0.2.1", "--confidence", "0"}, 2, "confidence"},
 		{[]string{"enclave", "revoke", "nope"}, 2, "not an indicator"},
 		{[]string{"enclave", "run"}, 2, "-c FILE"},
+		{[]string{"enclave", "run", "-c", "x.yaml", "--block-with", "iptables"}, 2, "--block-with"},
 		{[]string{"--data-dir", dir, "enclave", "peers"}, 1, "no running node"},
 		{[]string{"enclave", "bench", "--peers", "1"}, 2, "--peers"},
 	}
