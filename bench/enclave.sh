@@ -23,8 +23,8 @@ go build -o "$W/proteus" ./cmd/proteus
 
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) CPUs, $(go version | cut -d' ' -f3), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| peers | data dir | samples | missing | p50 ms | p99 ms | max ms | apply p50 ms | apply p99 ms | RSS/peer MB | CPU/peer ms | CPU/peer % |"
-echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| peers | data dir | samples | missing | p50 ms | p99 ms | max ms | apply p50 ms | apply p99 ms | RSS/peer MB | CPU/peer ms | CPU/peer % | idle CPU/peer % |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for n in 5 20 50; do
   for where in disk tmpfs; do
     dir=${TMPDIR:-/tmp}
@@ -34,7 +34,7 @@ for n in 5 20 50; do
 import json, sys
 n, where, r = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 print(f"| {n} | {where} | {r['samples']} | {r['missing']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | "
-      f"{r['apply_p50_ms']} | {r['apply_p99_ms']} | {r['rss_mb_avg']} | {r['cpu_ms_per_peer']} | {r['cpu_pct_per_peer']} |")
+      f"{r['apply_p50_ms']} | {r['apply_p99_ms']} | {r['rss_mb_avg']} | {r['cpu_ms_per_peer']} | {r['cpu_pct_per_peer']} | {r['idle_cpu_pct_per_peer']} |")
 PY
   done
 done

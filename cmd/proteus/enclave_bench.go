@@ -41,13 +41,16 @@ type benchResult struct {
 	// averaged over peers, and as a share of one core over that interval.
 	CPUmsPerPeer  float64 `json:"cpu_ms_per_peer"`
 	CPUPctPerPeer float64 `json:"cpu_pct_per_peer"`
-	WallSeconds   float64 `json:"wall_s"`
+	// IdleCPUPctPerPeer is the share of a core each peer used while no message flowed
+	// (the 2 s before publishing: heartbeats, peer scoring, timers).
+	IdleCPUPctPerPeer float64 `json:"idle_cpu_pct_per_peer"`
+	WallSeconds       float64 `json:"wall_s"`
 }
 
 func newEnclaveBenchCmd() *cobra.Command {
 	var peers, messages int
 	var output *string
-	var keep bool
+	var keep, verbose bool
 	var dir string
 	c := &cobra.Command{
 		Use:   "bench --peers N",
@@ -63,7 +66,7 @@ func newEnclaveBenchCmd() *cobra.Command {
 			if messages < 1 || messages > 1000 {
 				return fmt.Errorf("%w: --messages must be in [1,1000], got %d", errUsage, messages)
 			}
-			res, err := runEnclaveBench(cmd.Context(), peers, messages, dir, keep, cmd)
+			res, err := runEnclaveBench(cmd.Context(), peers, messages, dir, keep, verbose, cmd)
 			if err != nil {
 				return err
 			}
@@ -78,6 +81,7 @@ func newEnclaveBenchCmd() *cobra.Command {
 	c.Flags().IntVar(&peers, "peers", 5, "number of nodes")
 	c.Flags().IntVar(&messages, "messages", 20, "sightings to publish (from rotating peers, 100 ms apart)")
 	c.Flags().StringVar(&dir, "dir", "", "parent of the nodes' data dirs (default $TMPDIR); a tmpfs such as /dev/shm takes the journal fsync out of the figures")
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "print the slowest deliveries (peer, message, ms) to stderr")
 	c.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory with every node's data and log")
 	output = outputFlag(c)
 	return c
@@ -91,7 +95,7 @@ type benchNode struct {
 	cl   *enclave.Client
 }
 
-func runEnclaveBench(ctx context.Context, n, messages int, dir string, keep bool, cmd *cobra.Command) (*benchResult, error) {
+func runEnclaveBench(ctx context.Context, n, messages int, dir string, keep, verbose bool, cmd *cobra.Command) (*benchResult, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -230,7 +234,16 @@ enclave:
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	time.Sleep(2 * time.Second) // two GossipSub heartbeats: let the mesh settle
+	idle0 := make([]float64, n)
+	for i, b := range nodes {
+		idle0[i] = procCPUms(b.cmd.Process.Pid)
+	}
+	const settle = 2 * time.Second
+	time.Sleep(settle) // two GossipSub heartbeats: let the mesh settle
+	var idle float64
+	for i, b := range nodes {
+		idle += procCPUms(b.cmd.Process.Pid) - idle0[i]
+	}
 
 	cpu0 := make([]float64, n)
 	for i, b := range nodes {
@@ -238,9 +251,14 @@ enclave:
 	}
 	start := time.Now()
 	type pubRec struct {
-		from int
-		at   time.Time
+		from, seq int
+		at        time.Time
 	}
+	type slow struct {
+		peer, seq int
+		ms        float64
+	}
+	var slowest []slow
 	published := map[string]pubRec{}
 	for m := 0; m < messages; m++ {
 		from := m % n
@@ -249,7 +267,7 @@ enclave:
 		if err != nil {
 			return nil, fmt.Errorf("enclave: bench: publish: %w", err)
 		}
-		published[res.Indicator] = pubRec{from: from, at: res.PublishedAt}
+		published[res.Indicator] = pubRec{from: from, seq: m, at: res.PublishedAt}
 		time.Sleep(100 * time.Millisecond)
 	}
 	var lat, apply []float64
@@ -284,6 +302,7 @@ enclave:
 						continue
 					}
 					lat = append(lat, float64(r.AppliedAt.Sub(p.at).Microseconds())/1000)
+					slowest = append(slowest, slow{i, p.seq, lat[len(lat)-1]})
 					apply = append(apply, float64(r.AppliedAt.Sub(r.Time).Microseconds())/1000)
 				}
 				break
@@ -292,6 +311,12 @@ enclave:
 		}
 	}
 	wall := time.Since(start)
+	if verbose {
+		sort.Slice(slowest, func(a, b int) bool { return slowest[a].ms > slowest[b].ms })
+		for _, x := range slowest[:min(len(slowest), 15)] {
+			fmt.Fprintf(cmd.ErrOrStderr(), "slow: peer %d message %d %.1f ms\n", x.peer, x.seq, x.ms)
+		}
+	}
 	res := &benchResult{Peers: n, Messages: messages, Samples: len(lat), Missing: missing, WallSeconds: round2(wall.Seconds())}
 	var cpu, rssSum float64
 	for i, b := range nodes {
@@ -305,6 +330,7 @@ enclave:
 	res.RSSAvgMB = round2(rssSum / float64(n))
 	res.RSSMaxMB = round2(res.RSSMaxMB)
 	res.CPUmsPerPeer = round2(cpu / float64(n))
+	res.IdleCPUPctPerPeer = round2(100 * idle / float64(n) / float64(settle.Milliseconds()))
 	res.CPUPctPerPeer = round2(100 * res.CPUmsPerPeer / float64(wall.Milliseconds()))
 	if len(lat) > 0 {
 		sort.Float64s(lat)
