@@ -2,6 +2,7 @@ package enclave
 
 import (
 	"crypto/ed25519"
+	"fmt"
 	"testing"
 	"time"
 
@@ -28,6 +29,52 @@ func BenchmarkValidate(b *testing.B) {
 		msg := &pubsub.Message{Message: &pb.Message{From: []byte(member), Data: data}, ReceivedFrom: member}
 		if r := n.validate(b.Context(), member, msg); r != pubsub.ValidationAccept {
 			b.Fatalf("validate = %v", r)
+		}
+	}
+}
+
+// BenchmarkPublishToApplied is one sighting from publish at one node to the countermeasure
+// applied at two others (three real libp2p hosts on loopback in this process).
+func BenchmarkPublishToApplied(b *testing.B) {
+	e := &testEnclave{t: &testing.T{}, name: "lab"}
+	e.key, _ = GenerateEnclaveKey()
+	cfg := e.baseConfig()
+	cfg.Decision.Act, cfg.Decision.Defer = 0.4, 0.2
+	var nodes []*testNode
+	for i := 0; i < 3; i++ {
+		nodes = append(nodes, e.start(b.TempDir(), nil, cfg))
+	}
+	defer func() {
+		for _, n := range nodes {
+			_ = n.Close()
+			n.stop()
+		}
+	}()
+	for i := range nodes {
+		for j := 0; j < i; j++ {
+			if err := nodes[i].Connect(b.Context(), nodes[j].Addrs()[0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, n := range nodes {
+		for len(n.topic.ListPeers()) < 2 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		s, _, err := nodes[0].Publish(b.Context(), PublishRequest{Target: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Confidence: 100, TTL: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, n := range nodes[1:] {
+			for {
+				if d, ok := decisionFor(n, s.ID); ok && d.Applied {
+					break
+				}
+				time.Sleep(50 * time.Microsecond)
+			}
 		}
 	}
 }

@@ -25,7 +25,8 @@ func decisionNode(t *testing.T, now *time.Time) *Node {
 	tr, _ := OpenTrust("", TrustParams{Neutral: 0.5, Reward: 0.2, Penalty: 0.3, InvalidPenalty: 0.6, HalfLife: 24 * time.Hour}, clock)
 	return &Node{cfg: cfg, self: newPeerID(t), trust: tr, now: clock, log: slog.New(slog.DiscardHandler),
 		exposure: stix.Exposure{OS: "linux", Services: []stix.Service{{Port: 22}}}, allow: map[peer.ID]bool{},
-		targets: map[string][]*report{}, byID: map[string]*report{}, state: map[string]Decision{}}
+		targets: map[string][]*report{}, byID: map[string]*report{}, state: map[string]Decision{},
+		until: map[string]time.Time{}}
 }
 
 func sighting(target string, conf int, os string, now time.Time, ttl time.Duration) *stix.Sighting {

@@ -100,8 +100,9 @@ type Node struct {
 
 	mu        sync.Mutex
 	targets   map[string][]*report
-	byID      map[string]*report  // by reportKey
-	state     map[string]Decision // per target key, what is applied
+	byID      map[string]*report   // by reportKey
+	state     map[string]Decision  // per target key, what is applied
+	until     map[string]time.Time // per target key, until when
 	decisions []DecisionRecord
 
 	stats struct{ accepted, rejected, nonMember, ignored, denied atomic.Uint64 }
@@ -161,7 +162,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	n := &Node{cfg: cfg, dataDir: o.DataDir, bus: o.Bus, now: o.Now, manager: o.Manager,
 		blockAct: o.BlockActuator, vigAct: o.VigilanceActuator, allow: map[peer.ID]bool{},
 		verified: map[peer.ID]time.Time{}, certCache: map[string]time.Time{}, denied: map[peer.ID]time.Time{}, scores: map[peer.ID]float64{},
-		targets: map[string][]*report{}, byID: map[string]*report{}, state: map[string]Decision{},
+		targets: map[string][]*report{}, byID: map[string]*report{}, state: map[string]Decision{}, until: map[string]time.Time{},
 		replay: stix.NewReplayGuard(stix.DefaultReplayCapacity)}
 	if n.now == nil {
 		n.now = time.Now

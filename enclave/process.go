@@ -251,6 +251,7 @@ func (n *Node) settleDue() {
 		if len(keep) == 0 {
 			delete(n.targets, key)
 			delete(n.state, key)
+			delete(n.until, key)
 		}
 	}
 }
@@ -327,6 +328,14 @@ func Source(targetKey string) string { return "enclave:" + targetKey }
 func (n *Node) enforceLocked(key string, target stix.Target, d Decision, until time.Time, trigger *report) (bool, error) {
 	prev := n.state[key]
 	n.state[key] = d
+	if prev == d && (d == Act || d == Defer) && !until.After(n.until[key]) {
+		return false, nil // already in force at least that long: no journal write
+	}
+	if d == Act || d == Defer {
+		n.until[key] = until
+	} else {
+		delete(n.until, key)
+	}
 	if n.manager == nil {
 		return d == Act || d == Defer, nil
 	}
@@ -353,6 +362,7 @@ func (n *Node) enforceLocked(key string, target stix.Target, d Decision, until t
 	a.Reason = fmt.Sprintf("enclave %s: %s reported by %s", n.cfg.Name, trigger.s.ID, trigger.reporter)
 	if _, err := n.manager.Apply(ctx, a); err != nil {
 		n.state[key] = prev
+		delete(n.until, key)
 		return false, err
 	}
 	return true, nil
