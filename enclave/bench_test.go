@@ -36,8 +36,7 @@ func BenchmarkValidate(b *testing.B) {
 // BenchmarkPublishToApplied is one sighting from publish at one node to the countermeasure
 // applied at two others (three real libp2p hosts on loopback in this process).
 func BenchmarkPublishToApplied(b *testing.B) {
-	e := &testEnclave{t: &testing.T{}, name: "lab"}
-	e.key, _ = GenerateEnclaveKey()
+	e := newTestEnclave(b, "lab")
 	cfg := e.baseConfig()
 	cfg.Decision.Act, cfg.Decision.Defer = 0.4, 0.2
 	var nodes []*testNode

@@ -18,12 +18,12 @@ import (
 
 // testEnclave is an enclave key plus helpers to start real nodes on loopback.
 type testEnclave struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	key  ed25519.PrivateKey
 }
 
-func newTestEnclave(t *testing.T, name string) *testEnclave {
+func newTestEnclave(t testing.TB, name string) *testEnclave {
 	t.Helper()
 	k, err := GenerateEnclaveKey()
 	if err != nil {
