@@ -123,15 +123,11 @@ func (n *Node) controlHandler(token string) http.Handler {
 			}
 			req.TTL = d
 		}
-		if req.Action != "" && req.Action != "block" && req.Action != "watch" {
-			writeErr(w, http.StatusBadRequest, fmt.Errorf("action %q: want block or watch", req.Action))
-			return
-		}
 		at := time.Now()
 		s, rec, err := n.Publish(r.Context(), req)
 		if err != nil {
 			code := http.StatusInternalServerError
-			if strings.Contains(err.Error(), "target") || strings.Contains(err.Error(), "ttl") || strings.Contains(err.Error(), "confidence") {
+			if errors.Is(err, ErrInvalidRequest) {
 				code = http.StatusBadRequest
 			}
 			writeErr(w, code, err)
@@ -147,7 +143,11 @@ func (n *Node) controlHandler(token string) http.Handler {
 			return
 		}
 		if err := n.Revoke(r.Context(), b.Indicator, b.Reason); err != nil {
-			writeErr(w, http.StatusBadRequest, err)
+			code := http.StatusInternalServerError
+			if errors.Is(err, ErrInvalidRequest) {
+				code = http.StatusBadRequest
+			}
+			writeErr(w, code, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"revoked": b.Indicator})

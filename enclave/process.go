@@ -398,6 +398,9 @@ func (n *Node) Decisions(indicator string) []DecisionRecord {
 	return out
 }
 
+// ErrInvalidRequest marks a publish or revoke request with bad input.
+var ErrInvalidRequest = errors.New("enclave: invalid request")
+
 // PublishRequest is a local sighting to share with the enclave.
 type PublishRequest struct {
 	Target      string        `json:"target"`     // address, CIDR or port/N
@@ -419,7 +422,7 @@ func ParseTarget(s string) (stix.Target, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		return stix.AddrTarget(a), nil
 	}
-	return stix.Target{}, fmt.Errorf("enclave: target %q: want an address, a CIDR or port/N", s)
+	return stix.Target{}, fmt.Errorf("%w: target %q: want an address, a CIDR or port/N", ErrInvalidRequest, s)
 }
 
 // Publish records a local sighting (this agent's own sensors saw it: full trust, acted on
@@ -433,17 +436,20 @@ func (n *Node) Publish(ctx context.Context, req PublishRequest) (*stix.Sighting,
 		req.Confidence = 90
 	}
 	if req.Confidence < 0 || req.Confidence > 100 {
-		return nil, DecisionRecord{}, fmt.Errorf("enclave: confidence %d: want 1..100", req.Confidence)
+		return nil, DecisionRecord{}, fmt.Errorf("%w: confidence %d: want 1..100", ErrInvalidRequest, req.Confidence)
 	}
 	if req.TTL == 0 {
 		req.TTL = 10 * time.Minute
 	}
 	if req.TTL < 0 || req.TTL > n.cfg.MaxTTL {
-		return nil, DecisionRecord{}, fmt.Errorf("enclave: ttl %v: want (0, %v]", req.TTL, n.cfg.MaxTTL)
+		return nil, DecisionRecord{}, fmt.Errorf("%w: ttl %v: want (0, %v]", ErrInvalidRequest, req.TTL, n.cfg.MaxTTL)
 	}
 	action := stix.Action(req.Action)
 	if action == "" {
 		action = stix.ActionBlock
+	}
+	if action != stix.ActionBlock && action != stix.ActionWatch {
+		return nil, DecisionRecord{}, fmt.Errorf("%w: action %q: want block or watch", ErrInvalidRequest, action)
 	}
 	now := n.now()
 	s := &stix.Sighting{ID: stix.NewID("indicator"), ReporterID: n.reporter, ReporterName: n.self.String(),
@@ -472,7 +478,7 @@ func (n *Node) Revoke(ctx context.Context, indicator, reason string) error {
 	r, ok := n.byID[reportKey(n.self.String(), indicator)]
 	n.mu.Unlock()
 	if !ok || !r.local {
-		return fmt.Errorf("enclave: no own sighting %q", indicator)
+		return fmt.Errorf("%w: no own sighting %q", ErrInvalidRequest, indicator)
 	}
 	at := n.now()
 	if !at.After(r.s.Created) {
