@@ -619,16 +619,17 @@ var errTooLarge = errors.New("mimic: executor response body over the limit")
 
 // fetch sends the request to one executor and delivers its buffered response on ch.
 func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *http.Request, hdr http.Header, body []byte) {
-	start := time.Now()
 	res := &response{backend: b}
-	defer func() {
-		res.elapsed = time.Since(start)
-		ch <- res
-	}()
-	base, err := g.baseURL(b.URL)
-	if err != nil {
-		res.err = err
-		return
+	defer func() { ch <- res }()
+	host, plain := plainHTTPHost(b.URL)
+	var base *url.URL
+	var err error
+	if !plain || g.h1 == nil {
+		if base, err = g.baseURL(b.URL); err != nil {
+			res.err = err
+			return
+		}
+		host = base.Host
 	}
 	if inf, ok := g.o.Backends.(InFlight); ok {
 		inf.OnAcquire(b.ID)
@@ -636,14 +637,15 @@ func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *
 	}
 	buf := getBuf()
 	res.buf = buf
-	var resp *http.Response
+	var status int
+	var header http.Header
 	var n int64
-	if g.h1 != nil && base.Scheme == "http" {
+	if g.h1 != nil && (plain || base.Scheme == "http") {
 		uri := r.RequestURI
 		if !strings.HasPrefix(uri, "/") {
 			uri = r.URL.RequestURI() // absolute-form or asterisk-form from the client
 		}
-		resp, n, err = g.h1.fetch(&h1Request{ctx: ctx, addr: base.Host, method: r.Method, uri: uri,
+		status, header, n, err = g.h1.fetch(&h1Request{ctx: ctx, addr: host, method: r.Method, uri: uri,
 			host: r.Host, header: hdr, body: body}, buf, g.o.ResponseLimit)
 	} else {
 		u := *r.URL
@@ -662,8 +664,10 @@ func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *
 			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.ContentLength = int64(len(body))
 		}
+		var resp *http.Response
 		resp, err = g.transport.RoundTrip(out)
 		if err == nil {
+			status, header = resp.StatusCode, resp.Header
 			n, err = buf.ReadFrom(io.LimitReader(resp.Body, g.o.ResponseLimit+1))
 			resp.Body.Close()
 			if err != nil {
@@ -677,8 +681,23 @@ func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *
 	case n > g.o.ResponseLimit:
 		res.err = fmt.Errorf("%w (%d bytes)", errTooLarge, g.o.ResponseLimit)
 	default:
-		res.status, res.header, res.body = resp.StatusCode, resp.Header, buf.Bytes()
+		res.status, res.header, res.body = status, header, buf.Bytes()
 	}
+}
+
+// plainHTTPHost returns host:port of a base URL of the form http://host:port[/], the common
+// case, without parsing it or looking it up in the shared map (both measurable per executor
+// request).
+func plainHTTPHost(s string) (string, bool) {
+	h, ok := strings.CutPrefix(s, "http://")
+	if !ok {
+		return "", false
+	}
+	h = strings.TrimSuffix(h, "/")
+	if h == "" || strings.ContainsAny(h, "/?#@%[] \\") {
+		return "", false
+	}
+	return h, true
 }
 
 func (g *Gateway) baseURL(s string) (*url.URL, error) {

@@ -2,6 +2,7 @@ package mimic
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,22 +100,22 @@ var (
 	headRequest = &http.Request{Method: http.MethodHead}
 )
 
-// fetch sends req and reads at most limit+1 body bytes into buf. It returns the response
-// (whose Body must not be used) and the number of body bytes read.
-func (c *h1Client) fetch(req *h1Request, buf io.ReaderFrom, limit int64) (*http.Response, int64, error) {
+// fetch sends req and reads at most limit+1 body bytes into buf. It returns the status, the
+// header and the number of body bytes read.
+func (c *h1Client) fetch(req *h1Request, buf io.ReaderFrom, limit int64) (int, http.Header, int64, error) {
 	for attempt := 0; ; attempt++ {
 		conn, reused, err := c.get(req.ctx, req.addr)
 		if err != nil {
-			return nil, 0, err
+			return 0, nil, 0, err
 		}
-		resp, n, err := c.exchange(conn, req, buf, limit)
+		status, h, n, err := c.exchange(conn, req, buf, limit)
 		if err == nil {
-			return resp, n, nil
+			return status, h, n, nil
 		}
 		if reused && attempt == 0 && errors.Is(err, errUnusableConn) {
 			continue
 		}
-		return nil, 0, err
+		return 0, nil, 0, err
 	}
 }
 
@@ -169,7 +170,7 @@ func (c *h1Client) CloseIdle() {
 
 var pastDeadline = time.Unix(1, 0)
 
-func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, limit int64) (*http.Response, int64, error) {
+func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, limit int64) (int, http.Header, int64, error) {
 	ctx := req.ctx
 	dl, _ := ctx.Deadline()
 	conn.nc.SetDeadline(dl)
@@ -184,15 +185,31 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 	}()
 	if err := req.write(conn.bw); err != nil {
 		if ctx.Err() == nil && isReset(err) {
-			return nil, 0, errUnusableConn // the executor closed it: the request never arrived whole
+			return 0, nil, 0, errUnusableConn // the executor closed it: the request never arrived whole
 		}
-		return nil, 0, c.wrap(ctx, err)
+		return 0, nil, 0, c.wrap(ctx, err)
 	}
 	if _, err := conn.br.Peek(1); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
-			return nil, 0, errUnusableConn
+			return 0, nil, 0, errUnusableConn
 		}
-		return nil, 0, c.wrap(ctx, err)
+		return 0, nil, 0, c.wrap(ctx, err)
+	}
+	// Fast path: the whole head is buffered and plain (see parseHead).
+	if head, ok := bufferedHead(conn.br); ok {
+		h := make(http.Header, 8)
+		if status, length, closeAfter, ok := parseHead(head, req.method == http.MethodHead, h); ok {
+			conn.br.Discard(len(head))
+			n, err := buf.ReadFrom(io.LimitReader(conn.br, min(length, limit+1)))
+			if err != nil {
+				return 0, nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", err))
+			}
+			if n < min(length, limit+1) {
+				return 0, nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", io.ErrUnexpectedEOF))
+			}
+			keep = n == length && !closeAfter
+			return status, h, n, nil
+		}
 	}
 	forMethod := getRequest // http.ReadResponse needs the method (HEAD has no body)
 	switch req.method {
@@ -204,16 +221,16 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 	}
 	resp, err := http.ReadResponse(conn.br, forMethod)
 	if err != nil {
-		return nil, 0, c.wrap(ctx, err)
+		return 0, nil, 0, c.wrap(ctx, err)
 	}
 	for resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		if resp, err = http.ReadResponse(conn.br, forMethod); err != nil { // skip interim responses
-			return nil, 0, c.wrap(ctx, err)
+			return 0, nil, 0, c.wrap(ctx, err)
 		}
 	}
 	n, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", err))
+		return 0, nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", err))
 	}
 	if n <= limit {
 		// The whole body was read: the connection is reusable unless either side closes it.
@@ -222,9 +239,21 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 			keep = true
 		}
 	}
-	resp.Body = http.NoBody
-	return resp, n, nil
+	return resp.StatusCode, resp.Header, n, nil
 }
+
+// bufferedHead returns the buffered bytes up to and including the blank line that ends the
+// header section, when all of it is buffered.
+func bufferedHead(br *bufio.Reader) ([]byte, bool) {
+	b, _ := br.Peek(br.Buffered())
+	i := bytes.Index(b, headEnd)
+	if i < 0 {
+		return nil, false
+	}
+	return b[:i+4], true
+}
+
+var headEnd = []byte("\r\n\r\n")
 
 func (c *h1Client) wrap(ctx context.Context, err error) error {
 	if ctx.Err() != nil {

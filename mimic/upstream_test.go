@@ -51,14 +51,14 @@ func rawServer(t *testing.T, answer func(i int, req *http.Request) (resp string,
 	return ln.Addr().String(), &conns
 }
 
-func h1Get(t *testing.T, c *h1Client, addr, method string) (*http.Response, string, error) {
+func h1Get(t *testing.T, c *h1Client, addr, method string) (int, string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req := &h1Request{ctx: ctx, addr: addr, method: method, uri: "/", host: "x", header: http.Header{"X-A": {"1"}}}
 	var buf bytes.Buffer
-	resp, _, err := c.fetch(req, &buf, 1<<20)
-	return resp, buf.String(), err
+	status, _, _, err := c.fetch(req, &buf, 1<<20)
+	return status, buf.String(), err
 }
 
 func TestH1ClientResponses(t *testing.T) {
@@ -84,12 +84,12 @@ func TestH1ClientResponses(t *testing.T) {
 			c := newH1Client(4)
 			defer c.CloseIdle()
 			for range 2 {
-				resp, body, err := h1Get(t, c, addr, tc.method)
+				status, body, err := h1Get(t, c, addr, tc.method)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if resp.StatusCode != tc.wantStatus || body != tc.wantBody {
-					t.Fatalf("got %d %q", resp.StatusCode, body)
+				if status != tc.wantStatus || body != tc.wantBody {
+					t.Fatalf("got %d %q", status, body)
 				}
 			}
 			want := int64(2)
@@ -131,7 +131,7 @@ func TestH1ClientOversizedBodyIsNotReused(t *testing.T) {
 	for range 2 {
 		req := &h1Request{ctx: context.Background(), addr: addr, method: "GET", uri: "/", host: "x"}
 		var buf bytes.Buffer
-		if _, n, err := c.fetch(req, &buf, 4); err != nil || n != 5 {
+		if _, _, n, err := c.fetch(req, &buf, 4); err != nil || n != 5 {
 			t.Fatalf("n=%d err=%v, want 5 bytes (limit+1)", n, err)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"sort"
 	"sync"
-	"time"
 )
 
 // response is one executor's answer to one request (or its failure).
@@ -17,7 +16,6 @@ type response struct {
 	body    []byte        // aliases buf
 	buf     *bytes.Buffer // pooled; returned by release
 	err     error         // transport failure, timeout, oversized body: an availability dissent
-	elapsed time.Duration
 
 	kind       bodyKind
 	statusOnly bool // an error response compared by status only

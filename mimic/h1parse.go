@@ -1,0 +1,192 @@
+package mimic
+
+import (
+	"bytes"
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// parseHead is the fast path for reading an executor's response head: it parses a complete
+// header section that is already buffered (head, ending with the blank line) when it is in
+// the plain form executors send nearly always (HTTP/1.1, a final status, one valid
+// Content-Length or none on a body-less status, no Transfer-Encoding, no obsolete line
+// folding, only token names and visible values). Anything else returns ok false, and the
+// caller hands the unread bytes to http.ReadResponse, which applies every rule of RFC 9112.
+// The header names and values are substrings of one string copied from head (one
+// allocation for the whole section; only non-canonical names are copied again).
+func parseHead(head []byte, forHead bool, h http.Header) (status int, length int64, closeAfter, ok bool) {
+	line, rest, found := bytes.Cut(head, crlf)
+	if !found || len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
+		return 0, 0, false, false
+	}
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return 0, 0, false, false
+		}
+		status = status*10 + int(c-'0')
+	}
+	for _, c := range line[12:] {
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			return 0, 0, false, false
+		}
+	}
+	if status < 200 || status > 599 {
+		return 0, 0, false, false // interim responses and odd codes: the slow path
+	}
+	all := string(rest) // values alias this copy
+	length = -1
+	for off := 0; ; {
+		end := indexCRLF(all, off)
+		if end < 0 {
+			return 0, 0, false, false
+		}
+		if end == off {
+			break // blank line
+		}
+		ln := all[off:end]
+		off = end + 2
+		colon := -1
+		for i := 0; i < len(ln); i++ {
+			c := ln[i]
+			if c == ':' {
+				colon = i
+				break
+			}
+			if !isTokenByte(c) {
+				return 0, 0, false, false // includes space before the colon and line folding
+			}
+		}
+		if colon <= 0 {
+			return 0, 0, false, false
+		}
+		v := ln[colon+1:]
+		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+			v = v[1:]
+		}
+		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+			v = v[:len(v)-1]
+		}
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+				return 0, 0, false, false
+			}
+		}
+		k := canonicalName(ln[:colon])
+		switch k {
+		case "Transfer-Encoding":
+			return 0, 0, false, false
+		case "Content-Length":
+			if length >= 0 {
+				return 0, 0, false, false // repeated: let net/http judge
+			}
+			if length = parseLength(v); length < 0 {
+				return 0, 0, false, false
+			}
+		case "Connection":
+			if httpTokenContains(v, "close") {
+				closeAfter = true
+			}
+		}
+		h[k] = append(h[k], v)
+	}
+	if closeAfter {
+		delete(h, "Connection") // as net/http does
+	}
+	noBody := forHead || status == http.StatusNoContent || status == http.StatusNotModified
+	if noBody {
+		length = 0
+	} else if length < 0 {
+		return 0, 0, false, false // read until close: the slow path
+	}
+	return status, length, closeAfter, true
+}
+
+var crlf = []byte("\r\n")
+
+func indexCRLF(s string, from int) int {
+	for i := from; i+1 < len(s); i++ {
+		if s[i] == '\r' {
+			if s[i+1] != '\n' {
+				return -1 // a bare CR: the slow path
+			}
+			return i
+		}
+		if s[i] == '\n' {
+			return -1 // a bare LF
+		}
+	}
+	return -1
+}
+
+func parseLength(v string) int64 {
+	if v == "" || len(v) > 15 {
+		return -1
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return -1
+		}
+		n = n*10 + int64(v[i]-'0')
+	}
+	return n
+}
+
+// httpTokenContains reports whether the comma-separated list v names tok (ASCII case-insensitive).
+func httpTokenContains(v, tok string) bool {
+	for v != "" {
+		var f string
+		if i := strings.IndexByte(v, ','); i >= 0 {
+			f, v = v[:i], v[i+1:]
+		} else {
+			f, v = v, ""
+		}
+		for len(f) > 0 && (f[0] == ' ' || f[0] == '\t') {
+			f = f[1:]
+		}
+		for len(f) > 0 && (f[len(f)-1] == ' ' || f[len(f)-1] == '\t') {
+			f = f[:len(f)-1]
+		}
+		if len(f) == len(tok) && asciiEqualFold(f, tok) {
+			return true
+		}
+	}
+	return false
+}
+
+func asciiEqualFold(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenByte(c byte) bool {
+	return c < 128 && tokenTable[c]
+}
+
+var tokenTable = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func canonicalName(b string) string { return textproto.CanonicalMIMEHeaderKey(b) }
