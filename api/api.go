@@ -1,11 +1,13 @@
 // Package api owns the agent's local control API: status, rotate and quarantine of executors,
-// Prometheus metrics (/metrics) and a server-sent event stream of the bus (/events). Every
+// operator blocks of client addresses (through the countermeasure Manager), Prometheus
+// metrics (/metrics) and a server-sent event stream of the bus (/events). Every
 // endpoint requires the bearer token that the agent writes into its data directory (mode
 // 0600) at start, so only a user who can read the data directory controls the agent. The
 // package also holds the client the CLI uses.
 //
-// It imports executor (for the pool's types), bus and the Prometheus client; it must not
-// import mimic, engine, enclave or cmd.
+// It imports executor (for the pool's types), countermeasure (for its Action), game (for the
+// defense success β_y shown in the status), bus and the Prometheus client; it must not import
+// mimic, engine, enclave or cmd.
 package api
 
 import (
@@ -17,9 +19,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,7 +32,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/game"
 )
 
 // File names in the data directory.
@@ -59,32 +66,79 @@ type ExecutorStatus struct {
 	Traits      map[string]string `json:"traits,omitempty"`
 }
 
-// Status is the answer of GET /v1/status.
+// Status is the answer of GET /v1/status. CStar, RotationRate, AttackIntensity and
+// DefenseSuccess are the MTD inputs and output of the game model's defense success
+// β_y = game.DefenseSuccess(c*, a, π) = tanh(c*·a/(2π)) (docs/model.md, section 3), with a
+// the measured reconfiguration rate in reconfigurations per second.
 type Status struct {
-	Executors    []ExecutorStatus `json:"executors"`
-	CStar        int              `json:"cstar"`
-	RotationRate float64          `json:"rotation_rate"`
+	Executors       []ExecutorStatus `json:"executors"`
+	CStar           int              `json:"cstar"`
+	RotationRate    float64          `json:"rotation_rate"`
+	AttackIntensity float64          `json:"attack_intensity"`
+	DefenseSuccess  float64          `json:"defense_success"`
 }
+
+// DefaultAttackIntensity is the attack intensity π the status uses unless the agent or the
+// request sets another: the middle of the paper's probability scale (Table 6 ranges 0.41-0.95).
+const DefaultAttackIntensity = 0.5
+
+// Countermeasures is what the block endpoints drive: *countermeasure.Manager implements it.
+type Countermeasures interface {
+	Apply(ctx context.Context, a countermeasure.Action) (countermeasure.Action, error)
+	Revert(ctx context.Context, id string) error
+	Active() []countermeasure.Action
+}
+
+// OperatorSource is the countermeasure source of blocks made through the API, so blocking
+// the same target twice extends one action instead of adding a second.
+const OperatorSource = "operator"
+
+// MaxBlockTTL bounds the TTL of a block made through the API.
+const MaxBlockTTL = 365 * 24 * time.Hour
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithCountermeasures enables GET /v1/actions, POST /v1/block and POST /v1/unblock: blocks
+// go to cm through the actuator blockActuator (e.g. countermeasure.BlocklistID).
+func WithCountermeasures(cm Countermeasures, blockActuator string) Option {
+	return func(s *Server) { s.cm, s.blockActuator = cm, blockActuator }
+}
+
+// WithAttackIntensity sets the attack intensity π the status reports β_y for when the
+// request gives none (default DefaultAttackIntensity).
+func WithAttackIntensity(pi float64) Option { return func(s *Server) { s.intensity = pi } }
 
 // Server serves the API.
 type Server struct {
-	ctl   Controller
-	bus   *bus.Bus
-	token string
-	reg   *prometheus.Registry
-	log   *slog.Logger
-	mux   *http.ServeMux
+	ctl           Controller
+	bus           *bus.Bus
+	token         string
+	reg           *prometheus.Registry
+	log           *slog.Logger
+	mux           *http.ServeMux
+	cm            Countermeasures
+	blockActuator string
+	intensity     float64
+	now           func() time.Time
 }
 
 // NewServer returns the API handler. reg holds the metrics served at /metrics.
-func NewServer(ctl Controller, b *bus.Bus, token string, reg *prometheus.Registry, logger *slog.Logger) *Server {
+func NewServer(ctl Controller, b *bus.Bus, token string, reg *prometheus.Registry, logger *slog.Logger, opts ...Option) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{ctl: ctl, bus: b, token: token, reg: reg, log: logger.With("component", "api"), mux: http.NewServeMux()}
+	s := &Server{ctl: ctl, bus: b, token: token, reg: reg, log: logger.With("component", "api"), mux: http.NewServeMux(),
+		intensity: DefaultAttackIntensity, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	s.mux.HandleFunc("POST /v1/rotate", s.rotate)
 	s.mux.HandleFunc("POST /v1/quarantine", s.quarantine)
+	s.mux.HandleFunc("GET /v1/actions", s.actions)
+	s.mux.HandleFunc("POST /v1/block", s.block)
+	s.mux.HandleFunc("POST /v1/unblock", s.unblock)
 	s.mux.HandleFunc("GET /events", s.events)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return s
@@ -102,7 +156,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	st := Status{Executors: []ExecutorStatus{}, CStar: s.ctl.CStar(), RotationRate: s.ctl.RotationRate()}
+	pi := s.intensity
+	if q := r.URL.Query().Get("intensity"); q != "" {
+		v, err := strconv.ParseFloat(q, 64)
+		if err != nil || !validIntensity(v) {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("intensity must be a number in (0, 1], got %q", q))
+			return
+		}
+		pi = v
+	}
+	st := Status{Executors: []ExecutorStatus{}, CStar: s.ctl.CStar(), RotationRate: s.ctl.RotationRate(), AttackIntensity: pi}
+	st.DefenseSuccess = game.DefenseSuccess(float64(st.CStar), st.RotationRate, pi)
 	for _, m := range s.ctl.Members() {
 		st.Executors = append(st.Executors, ExecutorStatus{
 			ID: m.Instance.ID, Variant: m.Instance.Variant, Address: m.Instance.Address, AgeSeconds: m.Age.Seconds(),
@@ -156,6 +220,122 @@ func (s *Server) answer(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, err)
 	default:
 		writeError(w, http.StatusInternalServerError, err)
+	}
+}
+
+// ValidIntensity reports whether pi is an attack intensity the status accepts: (0, 1].
+func validIntensity(pi float64) bool { return pi > 0 && pi <= 1 && !math.IsNaN(pi) }
+
+// ParseTarget parses an address or a CIDR into a countermeasure target (masked, with
+// IPv4-mapped IPv6 unmapped).
+func ParseTarget(s string) (countermeasure.Target, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return countermeasure.Target{}, fmt.Errorf("api: target %q: want an address or a CIDR", s)
+		}
+		return countermeasure.PrefixTarget(p), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return countermeasure.Target{}, fmt.Errorf("api: target %q: want an address or a CIDR", s)
+	}
+	return countermeasure.AddrTarget(a), nil
+}
+
+func (s *Server) countermeasuresEnabled(w http.ResponseWriter) bool {
+	if s.cm == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("this agent runs without countermeasures"))
+		return false
+	}
+	return true
+}
+
+func (s *Server) actions(w http.ResponseWriter, _ *http.Request) {
+	if !s.countermeasuresEnabled(w) {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cm.Active())
+}
+
+// block applies (or extends) the operator's block of ?target= for ?ttl=, with ?reason=.
+func (s *Server) block(w http.ResponseWriter, r *http.Request) {
+	if !s.countermeasuresEnabled(w) {
+		return
+	}
+	q := r.URL.Query()
+	t, err := ParseTarget(q.Get("target"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	ttl, err := time.ParseDuration(q.Get("ttl"))
+	if err != nil || ttl <= 0 || ttl > MaxBlockTTL {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("ttl must be a duration in (0, %s], got %q", MaxBlockTTL, q.Get("ttl")))
+		return
+	}
+	reason := q.Get("reason")
+	if reason == "" {
+		reason = "operator block"
+	}
+	a, err := s.cm.Apply(r.Context(), countermeasure.Action{Actuator: s.blockActuator, Kind: countermeasure.KindBlock,
+		Target: t, Reason: reason, Source: OperatorSource, Expires: s.now().Add(ttl)})
+	s.log.Warn("block requested", "target", t.String(), "ttl", ttl, "reason", reason, "err", err)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, a)
+	case errors.Is(err, countermeasure.ErrInvalidAction), errors.Is(err, countermeasure.ErrUnsupportedTarget):
+		writeError(w, http.StatusBadRequest, err)
+	default:
+		writeError(w, http.StatusInternalServerError, err)
+	}
+}
+
+// UnblockResult is the answer of POST /v1/unblock: the actions reverted.
+type UnblockResult struct {
+	Reverted []countermeasure.Action `json:"reverted"`
+}
+
+// unblock reverts every active block whose target is exactly ?target=, whatever its source
+// (operator, enclave). Blocks of wider prefixes that contain it stay; the 404 names them.
+func (s *Server) unblock(w http.ResponseWriter, r *http.Request) {
+	if !s.countermeasuresEnabled(w) {
+		return
+	}
+	t, err := ParseTarget(r.URL.Query().Get("target"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	res := UnblockResult{Reverted: []countermeasure.Action{}}
+	var covering []string
+	var errs []error
+	for _, a := range s.cm.Active() {
+		if a.Kind != countermeasure.KindBlock || !a.Target.IsPrefix() {
+			continue
+		}
+		if a.Target != t {
+			if a.Target.Prefix.Overlaps(t.Prefix) {
+				covering = append(covering, a.Target.String())
+			}
+			continue
+		}
+		if err := s.cm.Revert(r.Context(), a.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		res.Reverted = append(res.Reverted, a)
+	}
+	s.log.Warn("unblock requested", "target", t.String(), "reverted", len(res.Reverted), "err", errors.Join(errs...))
+	switch {
+	case len(errs) > 0:
+		writeError(w, http.StatusInternalServerError, errors.Join(errs...))
+	case len(res.Reverted) == 0 && len(covering) > 0:
+		writeError(w, http.StatusNotFound, fmt.Errorf("no active block on exactly %s; it overlaps the active blocks %s (unblock those)", t, strings.Join(covering, ", ")))
+	case len(res.Reverted) == 0:
+		writeError(w, http.StatusNotFound, fmt.Errorf("no active block on %s", t))
+	default:
+		writeJSON(w, http.StatusOK, res)
 	}
 }
 

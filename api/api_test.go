@@ -96,6 +96,7 @@ func TestEveryEndpointNeedsTheToken(t *testing.T) {
 	e := setup(t)
 	for _, ep := range []struct{ method, path string }{
 		{"GET", "/v1/status"}, {"POST", "/v1/rotate?all=true"}, {"POST", "/v1/quarantine?id=x"}, {"GET", "/metrics"}, {"GET", "/events"},
+		{"GET", "/v1/actions"}, {"POST", "/v1/block?target=203.0.113.7&ttl=1m"}, {"POST", "/v1/unblock?target=203.0.113.7"},
 	} {
 		for _, auth := range []string{"", "Bearer wrong", "Basic " + e.token, "Bearer " + e.token + "x"} {
 			req, _ := http.NewRequest(ep.method, e.srv.URL+ep.path, nil)

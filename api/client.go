@@ -10,8 +10,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/proteus-defense/proteus/countermeasure"
 )
 
 // ErrNoAgent is returned by NewClient when the data directory holds no token: no agent has
@@ -90,10 +93,18 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, out 
 	return nil
 }
 
-// Status fetches the executors.
-func (c *Client) Status(ctx context.Context) (*Status, error) {
+// Status fetches the executors and the MTD figures, with β_y for the agent's attack
+// intensity.
+func (c *Client) Status(ctx context.Context) (*Status, error) { return c.StatusFor(ctx, 0) }
+
+// StatusFor is Status with β_y computed for the attack intensity pi (0: the agent's).
+func (c *Client) StatusFor(ctx context.Context, pi float64) (*Status, error) {
 	var s Status
-	if err := c.do(ctx, http.MethodGet, "/v1/status", nil, &s); err != nil {
+	var q url.Values
+	if pi != 0 {
+		q = url.Values{"intensity": {strconv.FormatFloat(pi, 'g', -1, 64)}}
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/status", q, &s); err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -112,4 +123,28 @@ func (c *Client) RotateAll(ctx context.Context) error {
 // Quarantine takes one executor out of service and freezes it.
 func (c *Client) Quarantine(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodPost, "/v1/quarantine", url.Values{"id": {id}}, nil)
+}
+
+// Actions lists the active countermeasures, sorted by ID.
+func (c *Client) Actions(ctx context.Context) ([]countermeasure.Action, error) {
+	var a []countermeasure.Action
+	return a, c.do(ctx, http.MethodGet, "/v1/actions", nil, &a)
+}
+
+// Block blocks target (an address or a CIDR) at the gateway for ttl and returns the action
+// as recorded; blocking it again extends the same action.
+func (c *Client) Block(ctx context.Context, target string, ttl time.Duration, reason string) (countermeasure.Action, error) {
+	var a countermeasure.Action
+	q := url.Values{"target": {target}, "ttl": {ttl.String()}}
+	if reason != "" {
+		q.Set("reason", reason)
+	}
+	return a, c.do(ctx, http.MethodPost, "/v1/block", q, &a)
+}
+
+// Unblock reverts every active block on exactly target and returns what it reverted.
+func (c *Client) Unblock(ctx context.Context, target string) ([]countermeasure.Action, error) {
+	var r UnblockResult
+	err := c.do(ctx, http.MethodPost, "/v1/unblock", url.Values{"target": {target}}, &r)
+	return r.Reverted, err
 }

@@ -15,6 +15,10 @@ import (
 type Gateway struct {
 	// Listen is the client-facing host:port; default 127.0.0.1:8080.
 	Listen string `yaml:"listen"`
+	// Frontend is what serves the agent's clients: vote (default), the mimic voting gateway
+	// configured by this section, or proxy, a plain round-robin reverse proxy (one executor
+	// per request, no vote). The standalone `proteus gateway` always votes.
+	Frontend string `yaml:"frontend"`
 	// Backends are base URLs of servers already running, for the standalone `proteus gateway`;
 	// the agent takes its executors from the pool instead.
 	Backends []string `yaml:"backends"`
@@ -63,6 +67,12 @@ type Gateway struct {
 	// H2C also accepts HTTP/2 without TLS (prior knowledge).
 	H2C bool `yaml:"h2c"`
 }
+
+// Agent frontends (Gateway.Frontend).
+const (
+	FrontendVote  = "vote"
+	FrontendProxy = "proxy"
+)
 
 // GatewayRoute applies Policy (vote, vote-all, single) to Prefix and Methods (empty: all).
 type GatewayRoute struct {
@@ -136,6 +146,9 @@ func (x *Gateway) applyDefaults() {
 	if x.Listen == "" {
 		x.Listen = "127.0.0.1:8080"
 	}
+	if x.Frontend == "" {
+		x.Frontend = FrontendVote
+	}
 	defInt(&x.K, 3)
 	if x.Scheduler == "" {
 		x.Scheduler = "random"
@@ -169,6 +182,9 @@ func (x *Gateway) applyDefaults() {
 
 func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	checkListen(field+".listen", x.Listen, p)
+	if x.Frontend != FrontendVote && x.Frontend != FrontendProxy {
+		p.Addf(field+".frontend", "must be %s or %s, got %q", FrontendVote, FrontendProxy, x.Frontend)
+	}
 	for i, b := range x.Backends {
 		if !strings.HasPrefix(b, "http://") && !strings.HasPrefix(b, "https://") {
 			p.Addf(field+".backends["+strconv.Itoa(i)+"]", "must be an http:// or https:// base URL, got %q", b)

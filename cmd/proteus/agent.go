@@ -9,9 +9,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/demo"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/process"
@@ -43,7 +46,36 @@ type agentFlags struct {
 	listen     string
 	api        string
 	vote       bool
+	proxy      bool
+	intensity  float64
 }
+
+// agent is what a running `proteus agent` holds. Extensions registered with
+// addAgentExtension get it once everything below is running.
+type agent struct {
+	cfg     *config.Config
+	dataDir string
+	log     *slog.Logger
+	bus     *bus.Bus
+	pool    *executor.Pool
+	// countermeasures applies, journals (DATA-DIR/countermeasures.json) and reverts actions
+	// through blocklist (countermeasure.BlocklistID: the frontend answers 403 to a blocked
+	// client address before any fan-out) and vigilance (countermeasure.VigilanceID). Feed it
+	// with countermeasures.Apply; it reverts each action at its expiry.
+	countermeasures *countermeasure.Manager
+	blocklist       *countermeasure.Blocklist
+	vigilance       *countermeasure.Vigilance
+}
+
+// agentExtension starts something alongside the agent (the enclave node, for one) once the
+// pool and the countermeasures run and before clients are served; the agent calls stop at
+// shutdown, before it stops the countermeasures and the pool. An error stops the agent.
+type agentExtension func(ctx context.Context, a *agent) (stop func(), err error)
+
+var agentExtensions []agentExtension
+
+// addAgentExtension registers e; call it from init().
+func addAgentExtension(e agentExtension) { agentExtensions = append(agentExtensions, e) }
 
 func init() {
 	addCommand(func() *cobra.Command {
@@ -53,26 +85,46 @@ func init() {
 			Short: "Run the agent: executors from known-good images behind the gateway, rotated on schedule, with the local API",
 			Long: `Run the Proteus agent. Without -c it runs the embedded default configuration: three executors
 of the built-in demo shop (net/http, fasthttp and a raw HTTP/1.1 server, all inside this binary)
-behind the gateway on 127.0.0.1:8080, each rotated every 30-90 s, with the local API on
-127.0.0.1:9090. The API token is written to DATA-DIR/api.token (mode 0600); proteus status,
-rotate and quarantine read it from there.`,
+behind the mimic voting gateway on 127.0.0.1:8080 (every read goes to all three, the majority
+answer is returned, a dissenting executor is rebuilt), each rotated every 30-90 s, with the
+local API on 127.0.0.1:9090. The API token is written to DATA-DIR/api.token (mode 0600);
+proteus status, rotate, quarantine, block and unblock read it from there.`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, f) },
 		}
 		c.Flags().StringVarP(&f.configFile, "config", "c", "", "agent config file (default: the embedded default config)")
 		c.Flags().StringVar(&f.listen, "listen", "", "client-facing host:port (overrides gateway.listen)")
 		c.Flags().StringVar(&f.api, "api", "", "local API host:port (overrides api.listen)")
-		c.Flags().BoolVar(&f.vote, "vote", false, "serve through the mimic voting gateway (the gateway: section) instead of the round-robin proxy")
+		c.Flags().BoolVar(&f.vote, "vote", false, "serve through the mimic voting gateway (the gateway: section; the default unless gateway.frontend is proxy)")
+		c.Flags().BoolVar(&f.proxy, "proxy", false, "serve through the plain round-robin proxy (one executor per request, no vote) instead of the voting gateway")
+		c.Flags().Float64Var(&f.intensity, "attack-intensity", api.DefaultAttackIntensity, "attack intensity π in (0,1] for the defense success β_y = tanh(c*·a/(2π)) that status reports")
 		return c
 	})
 }
 
-// frontend serves clients in front of the pool: the plain round-robin proxy today; the mimic
-// voting gateway satisfies the same shape.
+// frontend serves clients in front of the pool: the mimic voting gateway (default) or the
+// plain round-robin proxy.
 type frontend interface {
 	http.Handler
 	Close()
 }
+
+// blockingFrontend answers 403 to blocked client addresses before next sees the request;
+// the voting gateway checks its own Blocklist, the proxy gets this wrapper.
+type blockingFrontend struct {
+	next frontend
+	bl   *countermeasure.Blocklist
+}
+
+func (b blockingFrontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && b.bl.Blocked(ap.Addr().Unmap()) {
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	b.next.ServeHTTP(w, r)
+}
+
+func (b blockingFrontend) Close() { b.next.Close() }
 
 // agentConfig loads and validates everything the agent needs before it starts anything.
 func agentConfig(cmd *cobra.Command, f agentFlags) (*config.Config, string, mtd.Policy, error) {
@@ -93,6 +145,17 @@ func agentConfig(cmd *cobra.Command, f agentFlags) (*config.Config, string, mtd.
 	}
 	if f.api != "" {
 		cfg.API.Listen = f.api
+	}
+	switch {
+	case f.vote && f.proxy:
+		return nil, "", mtd.Policy{}, fmt.Errorf("%w: give at most one of --vote and --proxy", errUsage)
+	case f.vote:
+		cfg.Gateway.Frontend = config.FrontendVote
+	case f.proxy:
+		cfg.Gateway.Frontend = config.FrontendProxy
+	}
+	if !(f.intensity > 0 && f.intensity <= 1) {
+		return nil, "", mtd.Policy{}, fmt.Errorf("%w: --attack-intensity must be in (0, 1], got %v", errUsage, f.intensity)
 	}
 	if err := cfg.Problems().Err(file); err != nil {
 		return nil, "", mtd.Policy{}, err
@@ -188,12 +251,30 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 		Name: "proteus_bus_events_dropped_total", Help: "Events lost to slow bus subscribers.",
 	}, func() float64 { return float64(b.Dropped()) }))
 
+	// Countermeasures: restored from the journal before any client is served, so a block
+	// made before a restart holds from the first request.
+	ag := &agent{cfg: cfg, dataDir: dataDir, log: log, bus: b, pool: pool,
+		blocklist: countermeasure.NewBlocklist(), vigilance: countermeasure.NewVigilance(b)}
+	if ag.countermeasures, err = countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: dataDir, Bus: b, Logger: log,
+		Actuators: []countermeasure.Actuator{ag.blocklist, ag.vigilance}}); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := ag.countermeasures.Start(ctx); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	cmCtx, cmStop := context.WithCancel(context.Background())
+	cmDone := make(chan struct{})
+	go func() { _ = ag.countermeasures.Run(cmCtx); close(cmDone) }()
+	defer func() { cmStop(); <-cmDone }()
+
 	var front frontend
 	var gwSrv *http.Server
 	gwServe := func() error { return gwSrv.Serve(gwLn) }
-	if f.vote {
+	voting := cfg.Gateway.Frontend == config.FrontendVote
+	if voting {
 		o, so := mimic.FromConfig(cfg.Gateway)
 		o.Backends, o.Bus, o.Logger, o.Metrics = &poolBackends{pool: pool}, b, log, mimic.NewMetrics(reg)
+		o.Blocklist = ag.blocklist
 		o.Rebuild = rebuildOnDissent(ctx, pool)
 		g, err := mimic.New(o)
 		if err != nil {
@@ -209,11 +290,29 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 			gwServe = func() error { return gwSrv.Serve(mimic.Listener(gwLn)) }
 		}
 	} else {
-		front = executor.NewProxy(pool, log)
+		front = blockingFrontend{next: executor.NewProxy(pool, log), bl: ag.blocklist}
 		gwSrv = &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	}
 	defer front.Close()
-	apiSrv := &http.Server{Handler: api.NewServer(pool, b, token, reg, log), ReadHeaderTimeout: 10 * time.Second}
+	var extStops []func()
+	stopExtensions := sync.OnceFunc(func() {
+		for i := len(extStops) - 1; i >= 0; i-- {
+			extStops[i]()
+		}
+	})
+	defer stopExtensions()
+	for _, ext := range agentExtensions {
+		stopExt, err := ext(ctx, ag)
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		if stopExt != nil {
+			extStops = append(extStops, stopExt)
+		}
+	}
+	apiSrv := &http.Server{Handler: api.NewServer(pool, b, token, reg, log,
+		api.WithCountermeasures(ag.countermeasures, countermeasure.BlocklistID), api.WithAttackIntensity(f.intensity)),
+		ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- gwServe() }()
 	go func() { errc <- apiSrv.Serve(apiLn) }()
@@ -230,9 +329,13 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 		close(schedDone)
 	}()
 	log.Info("agent ready", "component", "agent", "gateway", "http://"+gwLn.Addr().String(), "api", "http://"+apiLn.Addr().String(),
-		"executors", len(pool.Healthy()), "voting", f.vote, "cstar", pool.CStar(), "rotation", policy.String(), "data_dir", dataDir)
-	fmt.Fprintf(cmd.ErrOrStderr(), "proteus agent: serving http://%s (api http://%s, token in %s)\n",
-		gwLn.Addr(), apiLn.Addr(), filepath.Join(dataDir, api.TokenFile))
+		"executors", len(pool.Healthy()), "frontend", cfg.Gateway.Frontend, "voting", voting, "cstar", pool.CStar(), "rotation", policy.String(), "data_dir", dataDir)
+	how := "voting gateway"
+	if !voting {
+		how = "round-robin proxy"
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "proteus agent: serving http://%s through the %s (api http://%s, token in %s)\n",
+		gwLn.Addr(), how, apiLn.Addr(), filepath.Join(dataDir, api.TokenFile))
 
 	var runErr error
 	select {
@@ -247,6 +350,7 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 	_ = gwSrv.Shutdown(sctx)
 	_ = apiSrv.Shutdown(sctx)
 	<-schedDone
+	stopExtensions()
 	pool.Close(sctx)
 	return runErr
 }

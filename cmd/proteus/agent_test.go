@@ -131,12 +131,21 @@ func TestAgentDefaultConfigEndToEnd(t *testing.T) {
 	if len(variants) != 3 {
 		t.Errorf("default set not heterogeneous: %v", variants)
 	}
-	if c, out := cli("status"); c != 0 || !strings.Contains(out, "VARIANT") || !strings.Contains(out, "c* = 1") {
+	for _, k := range []string{`"cstar": 1`, `"rotation_rate"`, `"attack_intensity": 0.5`, `"defense_success"`} {
+		if !strings.Contains(out, k) {
+			t.Errorf("status json lacks %s: %s", k, out)
+		}
+	}
+	if c, out := cli("status"); c != 0 || !strings.Contains(out, "VARIANT") || !strings.Contains(out, "c* = 1") ||
+		!strings.Contains(out, "defense success β_y = tanh(c*·a/(2π)) = 0.0000 at attack intensity π = 0.50") {
 		t.Errorf("status table: %d %s", c, out)
 	}
 	first := status.Executors[0].ID
 	if c, out := cli("rotate", first); c != 0 || !strings.Contains(out, "rotated "+first) {
 		t.Fatalf("rotate: %d %s", c, out)
+	}
+	if c, out := cli("status", "--attack-intensity", "0.25"); c != 0 || !strings.Contains(out, "π = 0.25") || strings.Contains(out, "β_y = tanh(c*·a/(2π)) = 0.0000") {
+		t.Errorf("status after a rotation, π = 0.25: %d %s", c, out)
 	}
 	if c, out := cli("rotate", first); c != 1 || !strings.Contains(out, "404") {
 		t.Errorf("rotate a retired instance: %d %s", c, out)
@@ -364,46 +373,36 @@ func TestBinaryCleansUpAfterKill9(t *testing.T) {
 	}
 }
 
-// With --vote the agent serves through the mimic voting gateway over the pool's executors,
-// and keeps answering while they are rotated.
+// With --vote (the default) the agent serves through the mimic voting gateway over the pool's
+// executors, with --proxy through the round-robin proxy; both keep answering while every
+// executor is rotated.
 func TestAgentVotingFrontend(t *testing.T) {
-	data := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	prev := agentContext
-	agentContext = func(context.Context) (context.Context, context.CancelFunc) { return ctx, cancel }
-	t.Cleanup(func() { agentContext = prev })
-	var stderr syncBuffer
-	exited := make(chan struct{})
-	var code int
-	go func() {
-		code = run([]string{"--data-dir", data, "agent", "--vote", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"}, io.Discard, &stderr)
-		close(exited)
-	}()
-	gw := waitFile(t, filepath.Join(data, GatewayAddrFile), exited, stderr.String)
-	waitFile(t, filepath.Join(data, api.AddrFile), exited, stderr.String)
-	_, want := httpGet(t, "http://"+gw+"/api/items")
-	rotated := make(chan int)
-	go func() {
-		var out bytes.Buffer
-		rotated <- run([]string{"--data-dir", data, "rotate", "--all"}, &out, &out)
-	}()
-	for n := 0; ; n++ {
-		select {
-		case c := <-rotated:
-			if c != 0 {
-				t.Fatalf("rotate --all: exit %d", c)
+	for _, c := range []struct{ flag, log string }{{"--vote", "voting=true"}, {"--proxy", "frontend=proxy"}} {
+		t.Run(c.flag, func(t *testing.T) {
+			a := startAgent(t, "", c.flag, "--listen", "127.0.0.1:0")
+			_, want := httpGet(t, "http://"+a.gw+"/api/items")
+			rotated := make(chan int)
+			go func() {
+				code, _ := a.cli("rotate", "--all")
+				rotated <- code
+			}()
+			for n := 0; ; n++ {
+				select {
+				case code := <-rotated:
+					if code != 0 {
+						t.Fatalf("rotate --all: exit %d", code)
+					}
+					a.stop(t)
+					if !strings.Contains(a.stderr.String(), c.log) {
+						t.Fatalf("agent log lacks %q:\n%s", c.log, a.stderr.String())
+					}
+					return
+				default:
+				}
+				if code, body := httpGet(t, "http://"+a.gw+"/api/items"); code != 200 || body != want {
+					t.Fatalf("request %d during rotation: %d %q", n, code, body)
+				}
 			}
-			cancel()
-			<-exited
-			if code != 0 || !strings.Contains(stderr.String(), "voting=true") {
-				t.Fatalf("agent exit %d:\n%s", code, stderr.String())
-			}
-			return
-		default:
-		}
-		if c, body := httpGet(t, "http://"+gw+"/api/items"); c != 200 || body != want {
-			t.Fatalf("request %d during rotation: %d %q", n, c, body)
-		}
+		})
 	}
 }

@@ -14,19 +14,23 @@ import (
 func init() {
 	addCommand(func() *cobra.Command {
 		var output, addr string
+		var intensity float64
 		c := &cobra.Command{
-			Use:   "status [-o json]",
-			Short: "Show the running agent's executors (id, variant, address, age, state)",
+			Use:   "status [-o json] [--attack-intensity π]",
+			Short: "Show the running agent's executors (id, variant, address, age, state), c*, the reconfiguration rate and the defense success β_y",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				if output != "table" && output != "json" {
 					return fmt.Errorf("%w: -o must be table or json, got %q", errUsage, output)
 				}
+				if intensity != 0 && !(intensity > 0 && intensity <= 1) {
+					return fmt.Errorf("%w: --attack-intensity must be in (0, 1], got %v", errUsage, intensity)
+				}
 				c, err := api.NewClient(globals.dataDir, addr)
 				if err != nil {
 					return err
 				}
-				st, err := c.Status(cmd.Context())
+				st, err := c.StatusFor(cmd.Context(), intensity)
 				if err != nil {
 					return err
 				}
@@ -45,11 +49,13 @@ func init() {
 				if err := tw.Flush(); err != nil {
 					return err
 				}
-				fmt.Fprintf(out, "c* = %d, reconfiguration rate = %.4f/s\n", st.CStar, st.RotationRate)
+				fmt.Fprintf(out, "c* = %d, reconfiguration rate a = %.4f/s\n", st.CStar, st.RotationRate)
+				fmt.Fprintf(out, "defense success β_y = tanh(c*·a/(2π)) = %.4f at attack intensity π = %.2f\n", st.DefenseSuccess, st.AttackIntensity)
 				return nil
 			},
 		}
 		c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+		c.Flags().Float64Var(&intensity, "attack-intensity", 0, "attack intensity π in (0,1] for β_y (default: the agent's --attack-intensity)")
 		c.Flags().StringVar(&addr, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
 		return c
 	})

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/proteus-defense/proteus/api"
+	"github.com/proteus-defense/proteus/countermeasure"
+)
+
+// The operator's countermeasure commands against a running agent: block, unblock and the list
+// of active actions. Like rotate, they use the API token in the data dir.
+func init() {
+	addCommand(func() *cobra.Command {
+		var addr, reason string
+		var ttl time.Duration
+		c := &cobra.Command{
+			Use:   "block ADDR|CIDR --ttl 10m [--reason TEXT]",
+			Short: "Block a client address or CIDR at the gateway (403 before any executor sees the request) until the TTL passes",
+			Args: func(cmd *cobra.Command, args []string) error {
+				if len(args) != 1 {
+					return fmt.Errorf("%w: block needs exactly one address or CIDR", errUsage)
+				}
+				if _, err := api.ParseTarget(args[0]); err != nil {
+					return fmt.Errorf("%w: %v", errUsage, err)
+				}
+				if ttl <= 0 || ttl > api.MaxBlockTTL {
+					return fmt.Errorf("%w: --ttl must be in (0, %s], got %s", errUsage, api.MaxBlockTTL, ttl)
+				}
+				return nil
+			},
+			RunE: func(cmd *cobra.Command, args []string) error {
+				cl, err := api.NewClient(globals.dataDir, addr)
+				if err != nil {
+					return err
+				}
+				a, err := cl.Block(cmd.Context(), args[0], ttl, reason)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "blocked %s until %s (%s)\n", a.Target, a.Expires.UTC().Format(time.RFC3339), a.ID)
+				return nil
+			},
+		}
+		c.Flags().DurationVar(&ttl, "ttl", 0, "how long the block lasts (required), e.g. 10m; the agent lifts it then, also across restarts")
+		c.Flags().StringVar(&reason, "reason", "", "why (kept in the journal and the countermeasure.applied event)")
+		c.Flags().StringVar(&addr, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
+		return c
+	})
+	addCommand(func() *cobra.Command {
+		var addr string
+		c := &cobra.Command{
+			Use:   "unblock ADDR|CIDR",
+			Short: "Lift every active block on exactly this address or CIDR (the operator's and the enclave's)",
+			Args: func(cmd *cobra.Command, args []string) error {
+				if len(args) != 1 {
+					return fmt.Errorf("%w: unblock needs exactly one address or CIDR", errUsage)
+				}
+				if _, err := api.ParseTarget(args[0]); err != nil {
+					return fmt.Errorf("%w: %v", errUsage, err)
+				}
+				return nil
+			},
+			RunE: func(cmd *cobra.Command, args []string) error {
+				cl, err := api.NewClient(globals.dataDir, addr)
+				if err != nil {
+					return err
+				}
+				rev, err := cl.Unblock(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				for _, a := range rev {
+					fmt.Fprintf(cmd.OutOrStdout(), "unblocked %s (%s)\n", a.Target, a.ID)
+				}
+				return nil
+			},
+		}
+		c.Flags().StringVar(&addr, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
+		return c
+	})
+	addCommand(func() *cobra.Command {
+		var addr, output string
+		c := &cobra.Command{
+			Use:   "countermeasures [-o json]",
+			Short: "List the running agent's active countermeasures (blocks, vigilance) with their expiry",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				if output != "table" && output != "json" {
+					return fmt.Errorf("%w: -o must be table or json, got %q", errUsage, output)
+				}
+				cl, err := api.NewClient(globals.dataDir, addr)
+				if err != nil {
+					return err
+				}
+				acts, err := cl.Actions(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if acts == nil {
+					acts = []countermeasure.Action{}
+				}
+				out := cmd.OutOrStdout()
+				if output == "json" {
+					enc := json.NewEncoder(out)
+					enc.SetIndent("", "  ")
+					return enc.Encode(acts)
+				}
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "KIND\tTARGET\tEXPIRES\tLEFT\tSOURCE\tREASON")
+				now := time.Now()
+				for _, a := range acts {
+					left := a.Expires.Sub(now).Round(time.Second)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Kind, a.Target, a.Expires.UTC().Format(time.RFC3339), left, a.Source, a.Reason)
+				}
+				return tw.Flush()
+			},
+		}
+		c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+		c.Flags().StringVar(&addr, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
+		return c
+	})
+}
