@@ -2,9 +2,10 @@
 # bench/rotation.sh: load through the agent's gateway while every executor is rotated every
 # second. Passes only with zero non-2xx responses and zero socket errors.
 #
-#   bench/rotation.sh                 # 60 s, 2 threads, 32 connections
+#   bench/rotation.sh                 # 60 s, 2 threads, 32 connections, the agent's default
+#                                     # frontend: the mimic voting gateway (k=3, max-diversity)
 #   DURATION=10 CONNS=8 bench/rotation.sh
-#   VOTE=1 bench/rotation.sh          # through the mimic voting gateway (k=3) instead of the proxy
+#   FRONTEND=proxy bench/rotation.sh  # through the round-robin proxy instead (--proxy)
 #
 # Needs wrk. Everything listens on 127.0.0.1 (ports picked by the kernel); the run is bounded
 # by DURATION and the script stops the agent (and so every executor) when it exits.
@@ -15,7 +16,9 @@ DURATION=${DURATION:-60}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 PATH_UNDER_TEST=${PATH_UNDER_TEST:-/about.html}
-VOTE=${VOTE:-0}
+FRONTEND=${FRONTEND:-vote}
+if [ "${VOTE:-}" = 1 ]; then FRONTEND=vote; fi   # the old switch, when the proxy was the default
+case "$FRONTEND" in vote|proxy) ;; *) echo "rotation.sh: FRONTEND must be vote or proxy" >&2; exit 2;; esac
 
 command -v wrk >/dev/null || { echo "rotation.sh: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 
@@ -35,6 +38,7 @@ go build -o "$work/proteus" ./cmd/proteus
 cat >"$work/rotation.yaml" <<'YAML'
 version: 1
 log: {level: warn}
+gateway: {k: 3, scheduler: max-diversity}   # as in the embedded default
 pool:
   desired: 3
   min: 3
@@ -49,10 +53,10 @@ pool:
     - {name: go-raw, image: "builtin:demo", command: ["{{.Self}}", demo-server, --impl, raw, --listen, "{{.Addr}}", --root, "{{.Dir}}/site"]}
 YAML
 
-vote_flag=()
-front="round-robin proxy"
-if [ "$VOTE" = 1 ]; then vote_flag=(--vote); front="mimic voting gateway, k=3"; fi
-"$work/proteus" --data-dir "$work/data" agent -c "$work/rotation.yaml" --listen 127.0.0.1:0 --api 127.0.0.1:0 "${vote_flag[@]}" 2>"$work/agent.log" &
+front_flag=(--vote)
+front="mimic voting gateway, k=3"
+if [ "$FRONTEND" = proxy ]; then front_flag=(--proxy); front="round-robin proxy"; fi
+"$work/proteus" --data-dir "$work/data" agent -c "$work/rotation.yaml" --listen 127.0.0.1:0 --api 127.0.0.1:0 "${front_flag[@]}" 2>"$work/agent.log" &
 agent=$!
 for _ in $(seq 300); do
   [ -s "$work/data/gateway.addr" ] && [ -s "$work/data/api.addr" ] && break
