@@ -409,13 +409,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// decision the stragglers run on (bounded by UpstreamTimeout) for dissent accounting.
 	stop := context.AfterFunc(r.Context(), cancel)
 
-	hdr := outboundHeader(r, policy != PolicySingle)
+	filter := newOutFilter(r, policy != PolicySingle)
+	var hdr http.Header // only for executors reached through an http.RoundTripper
+	for _, b := range c.picked {
+		if _, plain := plainHTTPHost(b.URL); !plain || g.h1 == nil {
+			hdr = outboundHeader(r, filter)
+			break
+		}
+	}
 	var body []byte
 	if reqBody != nil {
 		body = reqBody.Bytes()
 	}
 	for _, b := range c.picked {
-		go g.fetch(ctx, c.ch, b, r, hdr, body)
+		go g.fetch(ctx, c.ch, b, r, filter, hdr, body)
 	}
 
 	for c.got < n {
@@ -583,34 +590,57 @@ func (g *Gateway) rebuild(b Backend) {
 	}
 }
 
-// outboundHeader is the header sent to executors: the client's minus hop-by-hop headers and
-// Accept-Encoding (executors answer identity bodies that can be compared); on voted routes
-// also minus conditional and range headers, since executors disagree on validators.
-func outboundHeader(r *http.Request, voted bool) http.Header {
-	h := make(http.Header, len(r.Header)+1)
-	for k, vs := range r.Header {
-		h[k] = vs
-	}
-	for _, k := range hopByHop {
-		delete(h, k)
-	}
-	if c := r.Header.Get("Connection"); c != "" {
-		for _, f := range strings.Split(c, ",") {
-			delete(h, http.CanonicalHeaderKey(strings.TrimSpace(f)))
-		}
-	}
-	delete(h, "Accept-Encoding")
-	delete(h, "Expect") // the body is sent at once; net/http already answered the client's 100-continue
-	if voted {
-		for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
-			delete(h, k)
-		}
-	}
+// outFilter says which client headers go to the executors: the client's minus hop-by-hop
+// headers (and those its Connection header names) and Accept-Encoding (executors answer
+// identity bodies that can be compared); on voted routes also minus conditional and range
+// headers, since executors disagree on validators; X-Forwarded-For gains the client's
+// address. The h1 client applies it while writing, without a copy of the header per request.
+type outFilter struct {
+	voted  bool
+	conn   string // the client's Connection header
+	setXFF bool   // send xff as X-Forwarded-For instead of the client's
+	xff    string
+}
+
+func newOutFilter(r *http.Request, voted bool) *outFilter {
+	f := &outFilter{voted: voted, conn: r.Header.Get("Connection")}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 && !f.skip("X-Forwarded-For") {
 			host = strings.Join(prior, ", ") + ", " + host
 		}
-		h["X-Forwarded-For"] = []string{host}
+		f.setXFF, f.xff = true, host
+	}
+	return f
+}
+
+func (f *outFilter) skip(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Accept-Encoding",
+		"Expect": // the body is sent at once; net/http already answered the client's 100-continue
+		return true
+	case "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range":
+		if f.voted {
+			return true
+		}
+	case "X-Forwarded-For":
+		if f.setXFF {
+			return true
+		}
+	}
+	return f.conn != "" && httpTokenContains(f.conn, k)
+}
+
+// outboundHeader is the header sent to executors through an http.RoundTripper (see outFilter).
+func outboundHeader(r *http.Request, f *outFilter) http.Header {
+	h := make(http.Header, len(r.Header)+1)
+	for k, vs := range r.Header {
+		if !f.skip(k) {
+			h[k] = vs
+		}
+	}
+	if f.setXFF {
+		h["X-Forwarded-For"] = []string{f.xff}
 	}
 	return h
 }
@@ -618,8 +648,9 @@ func outboundHeader(r *http.Request, voted bool) http.Header {
 var errTooLarge = errors.New("mimic: executor response body over the limit")
 
 // fetch sends the request to one executor and delivers its buffered response on ch.
-func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *http.Request, hdr http.Header, body []byte) {
-	res := &response{backend: b}
+func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *http.Request, filter *outFilter, hdr http.Header, body []byte) {
+	res := respPool.Get().(*response)
+	res.backend = b
 	defer func() { ch <- res }()
 	host, plain := plainHTTPHost(b.URL)
 	var base *url.URL
@@ -645,8 +676,11 @@ func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *
 		if !strings.HasPrefix(uri, "/") {
 			uri = r.URL.RequestURI() // absolute-form or asterisk-form from the client
 		}
+		if res.hmap == nil {
+			res.hmap = make(http.Header, 8)
+		}
 		status, header, n, err = g.h1.fetch(&h1Request{ctx: ctx, addr: host, method: r.Method, uri: uri,
-			host: r.Host, header: hdr, body: body}, buf, g.o.ResponseLimit)
+			host: r.Host, header: r.Header, filter: filter, body: body}, buf, g.o.ResponseLimit, res.hmap, &res.vals)
 	} else {
 		u := *r.URL
 		u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil

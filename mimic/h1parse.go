@@ -15,31 +15,34 @@ import (
 // caller hands the unread bytes to http.ReadResponse, which applies every rule of RFC 9112.
 // The header names and values are substrings of one string copied from head (one
 // allocation for the whole section; only non-canonical names are copied again).
-func parseHead(head []byte, forHead bool, h http.Header) (status int, length int64, closeAfter, ok bool) {
+//
+// h must be empty; vals is scratch space for the value slices (h[k] are one-element slices
+// of it), returned grown for reuse by the next response.
+func parseHead(head []byte, forHead bool, h http.Header, vals []string) (status int, length int64, closeAfter, ok bool, _ []string) {
 	line, rest, found := bytes.Cut(head, crlf)
 	if !found || len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
-		return 0, 0, false, false
+		return 0, 0, false, false, vals
 	}
 	for _, c := range line[9:12] {
 		if c < '0' || c > '9' {
-			return 0, 0, false, false
+			return 0, 0, false, false, vals
 		}
 		status = status*10 + int(c-'0')
 	}
 	for _, c := range line[12:] {
 		if (c < 0x20 && c != '\t') || c == 0x7f {
-			return 0, 0, false, false
+			return 0, 0, false, false, vals
 		}
 	}
 	if status < 200 || status > 599 {
-		return 0, 0, false, false // interim responses and odd codes: the slow path
+		return 0, 0, false, false, vals // interim responses and odd codes: the slow path
 	}
 	all := string(rest) // values alias this copy
 	length = -1
 	for off := 0; ; {
 		end := indexCRLF(all, off)
 		if end < 0 {
-			return 0, 0, false, false
+			return 0, 0, false, false, vals
 		}
 		if end == off {
 			break // blank line
@@ -54,11 +57,11 @@ func parseHead(head []byte, forHead bool, h http.Header) (status int, length int
 				break
 			}
 			if !isTokenByte(c) {
-				return 0, 0, false, false // includes space before the colon and line folding
+				return 0, 0, false, false, vals // includes space before the colon and line folding
 			}
 		}
 		if colon <= 0 {
-			return 0, 0, false, false
+			return 0, 0, false, false, vals
 		}
 		v := ln[colon+1:]
 		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
@@ -69,26 +72,31 @@ func parseHead(head []byte, forHead bool, h http.Header) (status int, length int
 		}
 		for i := 0; i < len(v); i++ {
 			if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-				return 0, 0, false, false
+				return 0, 0, false, false, vals
 			}
 		}
 		k := canonicalName(ln[:colon])
 		switch k {
 		case "Transfer-Encoding":
-			return 0, 0, false, false
+			return 0, 0, false, false, vals
 		case "Content-Length":
 			if length >= 0 {
-				return 0, 0, false, false // repeated: let net/http judge
+				return 0, 0, false, false, vals // repeated: let net/http judge
 			}
 			if length = parseLength(v); length < 0 {
-				return 0, 0, false, false
+				return 0, 0, false, false, vals
 			}
 		case "Connection":
 			if httpTokenContains(v, "close") {
 				closeAfter = true
 			}
 		}
-		h[k] = append(h[k], v)
+		if prior, dup := h[k]; dup {
+			h[k] = append(prior[:len(prior):len(prior)], v)
+		} else {
+			vals = append(vals, v)
+			h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
 	}
 	if closeAfter {
 		delete(h, "Connection") // as net/http does
@@ -97,9 +105,9 @@ func parseHead(head []byte, forHead bool, h http.Header) (status int, length int
 	if noBody {
 		length = 0
 	} else if length < 0 {
-		return 0, 0, false, false // read until close: the slow path
+		return 0, 0, false, false, vals // read until close: the slow path
 	}
-	return status, length, closeAfter, true
+	return status, length, closeAfter, true, vals
 }
 
 var crlf = []byte("\r\n")

@@ -36,7 +36,7 @@ func checkParseHead(t *testing.T, raw string, forHead bool) bool {
 		return false
 	}
 	h := http.Header{}
-	status, length, closeAfter, ok := parseHead(head, forHead, h)
+	status, length, closeAfter, ok, _ := parseHead(head, forHead, h, nil)
 	if !ok {
 		return false
 	}

@@ -61,11 +61,9 @@ type h1Request struct {
 	uri    string // origin-form request target
 	host   string // Host header
 	header http.Header
+	filter *outFilter // optional: which of header to send, and X-Forwarded-For
 	body   []byte
 }
-
-// Headers the client writes itself, never from header.
-var h1Own = map[string]bool{"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true}
 
 func (r *h1Request) write(bw *bufio.Writer) error {
 	bw.WriteString(r.method)
@@ -75,7 +73,11 @@ func (r *h1Request) write(bw *bufio.Writer) error {
 	bw.WriteString(r.host)
 	bw.WriteString("\r\n")
 	for k, vs := range r.header {
-		if h1Own[k] {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Connection":
+			continue // written by the client itself, never from header
+		}
+		if r.filter != nil && r.filter.skip(k) {
 			continue
 		}
 		for _, v := range vs {
@@ -84,6 +86,11 @@ func (r *h1Request) write(bw *bufio.Writer) error {
 			bw.WriteString(v)
 			bw.WriteString("\r\n")
 		}
+	}
+	if r.filter != nil && r.filter.setXFF {
+		bw.WriteString("X-Forwarded-For: ")
+		bw.WriteString(r.filter.xff)
+		bw.WriteString("\r\n")
 	}
 	if len(r.body) > 0 || (r.method != http.MethodGet && r.method != http.MethodHead && r.method != http.MethodOptions) {
 		bw.WriteString("Content-Length: ")
@@ -102,15 +109,18 @@ var (
 
 // fetch sends req and reads at most limit+1 body bytes into buf. It returns the status, the
 // header and the number of body bytes read.
-func (c *h1Client) fetch(req *h1Request, buf io.ReaderFrom, limit int64) (int, http.Header, int64, error) {
+//
+// When the response head takes the fast path, its header is filled into h, which must be
+// empty (nil: a new map), with vals as scratch space for the values (see parseHead).
+func (c *h1Client) fetch(req *h1Request, buf io.ReaderFrom, limit int64, h http.Header, vals *[]string) (int, http.Header, int64, error) {
 	for attempt := 0; ; attempt++ {
 		conn, reused, err := c.get(req.ctx, req.addr)
 		if err != nil {
 			return 0, nil, 0, err
 		}
-		status, h, n, err := c.exchange(conn, req, buf, limit)
+		status, hdr, n, err := c.exchange(conn, req, buf, limit, h, vals)
 		if err == nil {
-			return status, h, n, nil
+			return status, hdr, n, nil
 		}
 		if reused && attempt == 0 && errors.Is(err, errUnusableConn) {
 			continue
@@ -170,10 +180,11 @@ func (c *h1Client) CloseIdle() {
 
 var pastDeadline = time.Unix(1, 0)
 
-func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, limit int64) (int, http.Header, int64, error) {
+func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, limit int64, h http.Header, vals *[]string) (int, http.Header, int64, error) {
 	ctx := req.ctx
-	dl, _ := ctx.Deadline()
-	conn.nc.SetDeadline(dl)
+	// No SetDeadline per exchange (a measurable cost): the context's deadline cancels it,
+	// and cancellation moves the connection's deadline into the past. A connection whose
+	// exchange was cancelled is closed, never reused, so idle connections carry no deadline.
 	stop := context.AfterFunc(ctx, func() { conn.nc.SetDeadline(pastDeadline) })
 	keep := false
 	defer func() {
@@ -197,8 +208,20 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 	}
 	// Fast path: the whole head is buffered and plain (see parseHead).
 	if head, ok := bufferedHead(conn.br); ok {
-		h := make(http.Header, 8)
-		if status, length, closeAfter, ok := parseHead(head, req.method == http.MethodHead, h); ok {
+		if h == nil {
+			h = make(http.Header, 8)
+		}
+		var scratch []string
+		if vals != nil {
+			scratch = *vals
+		}
+		status, length, closeAfter, ok, scratch := parseHead(head, req.method == http.MethodHead, h, scratch[:0])
+		if vals != nil {
+			*vals = scratch
+		}
+		if !ok {
+			clear(h) // partly filled: the slow path answers instead
+		} else {
 			conn.br.Discard(len(head))
 			n, err := buf.ReadFrom(io.LimitReader(conn.br, min(length, limit+1)))
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -57,7 +58,7 @@ func h1Get(t *testing.T, c *h1Client, addr, method string) (int, string, error) 
 	defer cancel()
 	req := &h1Request{ctx: ctx, addr: addr, method: method, uri: "/", host: "x", header: http.Header{"X-A": {"1"}}}
 	var buf bytes.Buffer
-	status, _, _, err := c.fetch(req, &buf, 1<<20)
+	status, _, _, err := c.fetch(req, &buf, 1<<20, nil, nil)
 	return status, buf.String(), err
 }
 
@@ -131,7 +132,7 @@ func TestH1ClientOversizedBodyIsNotReused(t *testing.T) {
 	for range 2 {
 		req := &h1Request{ctx: context.Background(), addr: addr, method: "GET", uri: "/", host: "x"}
 		var buf bytes.Buffer
-		if _, _, n, err := c.fetch(req, &buf, 4); err != nil || n != 5 {
+		if _, _, n, err := c.fetch(req, &buf, 4, nil, nil); err != nil || n != 5 {
 			t.Fatalf("n=%d err=%v, want 5 bytes (limit+1)", n, err)
 		}
 	}
@@ -165,6 +166,50 @@ func TestH1RequestWire(t *testing.T) {
 		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b.Bytes())))
 		if err != nil || r.Method != tc.req.method || r.Host != tc.req.host || r.RequestURI != tc.req.uri {
 			t.Errorf("reparsed %v %v", r, err)
+		}
+	}
+}
+
+// The h1 client sends exactly the headers outboundHeader keeps for an http.RoundTripper.
+func TestOutboundHeaders(t *testing.T) {
+	r := &http.Request{Method: "GET", RemoteAddr: "192.0.2.7:4000", Header: http.Header{
+		"Accept":            {"*/*"},
+		"Accept-Encoding":   {"gzip"},
+		"Connection":        {"keep-alive, X-Secret"},
+		"X-Secret":          {"s"},
+		"Keep-Alive":        {"5"},
+		"Expect":            {"100-continue"},
+		"If-None-Match":     {`"1"`},
+		"Range":             {"bytes=0-1"},
+		"X-Forwarded-For":   {"198.51.100.1", "198.51.100.2"},
+		"Proxy-Connection":  {"x"},
+		"Transfer-Encoding": {"chunked"},
+		"X-Keep":            {"a", "b"},
+	}}
+	for _, voted := range []bool{true, false} {
+		f := newOutFilter(r, voted)
+		want := http.Header{
+			"Accept":          {"*/*"},
+			"X-Keep":          {"a", "b"},
+			"X-Forwarded-For": {"198.51.100.1, 198.51.100.2, 192.0.2.7"},
+		}
+		if !voted {
+			want["If-None-Match"], want["Range"] = []string{`"1"`}, []string{"bytes=0-1"}
+		}
+		if got := outboundHeader(r, f); !reflect.DeepEqual(got, want) {
+			t.Errorf("voted=%v: outboundHeader %v, want %v", voted, got, want)
+		}
+		var b bytes.Buffer
+		bw := bufio.NewWriter(&b)
+		if err := (&h1Request{method: "GET", uri: "/", host: "h", header: r.Header, filter: f}).write(bw); err != nil {
+			t.Fatal(err)
+		}
+		got, err := http.ReadRequest(bufio.NewReader(&b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Header, want) {
+			t.Errorf("voted=%v: h1 client sent %v, want %v", voted, got.Header, want)
 		}
 	}
 }

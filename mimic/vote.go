@@ -16,6 +16,8 @@ type response struct {
 	body    []byte        // aliases buf
 	buf     *bytes.Buffer // pooled; returned by release
 	err     error         // transport failure, timeout, oversized body: an availability dissent
+	hmap    http.Header   // reused header map, filled by the h1 client's fast path
+	vals    []string      // reused header value slices
 
 	kind       bodyKind
 	statusOnly bool // an error response compared by status only
@@ -45,9 +47,21 @@ func putBuf(b *bytes.Buffer) {
 	bufPool.Put(b)
 }
 
+// respPool recycles responses with their header maps and value scratch space: once the
+// call is finished nothing refers to them (dissent events and the learner copy what they keep).
+var respPool = sync.Pool{New: func() any { return new(response) }}
+
 func (r *response) release() {
 	putBuf(r.buf)
-	r.buf, r.body = nil, nil
+	hmap, vals := r.hmap, r.vals
+	big := len(hmap) > 64 || cap(vals) > 256
+	clear(hmap)
+	clear(vals[:cap(vals)])
+	if big {
+		hmap, vals = nil, nil // an unusual response: do not pin its size
+	}
+	*r = response{hmap: hmap, vals: vals[:0]}
+	respPool.Put(r)
 }
 
 // ballot collects the responses to one request and finds the largest group of equivalent ones.
