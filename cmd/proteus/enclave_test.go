@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/enclave"
 )
 
@@ -405,5 +406,75 @@ func TestEnclaveKeygenAdmitRoundTrip(t *testing.T) {
 	c, err := enclave.DecodeCertificate(bytes.TrimSpace([]byte(out)))
 	if err != nil || c.Peer != id || c.Enclave != "lab" {
 		t.Fatalf("certificate %+v: %v", c, err)
+	}
+}
+
+// The agent runs the enclave node when enclave.enabled: `proteus enclave publish` against
+// the agent's data dir acts through the agent's own countermeasure manager (its gateway
+// blocklist), as `proteus countermeasures` shows, and the revocation reverts it.
+func TestAgentRunsEnclave(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the agent with its executors")
+	}
+	bin := proteusBinary(t)
+	data := t.TempDir()
+	_, out, _ := runCLI(t, "--data-dir", data, "enclave", "id")
+	id := strings.TrimSpace(out)
+	cfg := filepath.Join(data, "agent.yaml")
+	yaml := string(config.DefaultYAML()) + fmt.Sprintf(`enclave:
+  enabled: true
+  name: lab
+  allowlist: [%s]
+  listen: [/ip4/127.0.0.1/tcp/0]
+  exposure: %s
+`, id, linuxExposure)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCLI(t, "validate", cfg); code != 0 {
+		t.Fatalf("validate: %s", errs)
+	}
+	log := &syncBuffer{}
+	cmd := exec.Command(bin, "--data-dir", data, "agent", "-c", cfg, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0")
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	waitFile(t, filepath.Join(data, GatewayAddrFile), exited, log.String)
+	waitFile(t, filepath.Join(data, enclave.ControlFile), exited, log.String)
+	agentBlocks := func() bool {
+		out, err := exec.Command(bin, "--data-dir", data, "countermeasures", "-o", "json").CombinedOutput()
+		if err != nil {
+			t.Fatalf("countermeasures: %v\n%s", err, out)
+		}
+		return strings.Contains(string(out), "203.0.113.50/32") && strings.Contains(string(out), enclave.Source("203.0.113.50"))
+	}
+	res, err := exec.Command(bin, "--data-dir", data, "enclave", "publish", "--target", "203.0.113.50", "--ttl", "1m", "-o", "json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("publish: %v\n%s", err, res)
+	}
+	var r enclave.PublishResult
+	if err := json.Unmarshal(res, &r); err != nil || r.Decision.Decision != enclave.Act || !r.Decision.Applied {
+		t.Fatalf("publish result %s: %v", res, err)
+	}
+	if !agentBlocks() {
+		t.Errorf("the agent's countermeasures do not show the enclave's block")
+	}
+	if out, err := exec.Command(bin, "--data-dir", data, "enclave", "revoke", r.Indicator).CombinedOutput(); err != nil {
+		t.Fatalf("revoke: %v\n%s", err, out)
+	}
+	if agentBlocks() {
+		t.Errorf("block still active after the revocation")
 	}
 }
