@@ -50,6 +50,13 @@ func startAgent(t *testing.T, data string, args ...string) *inProcessAgent {
 	})
 	a.gw = waitFile(t, filepath.Join(data, GatewayAddrFile), a.exited, a.stderr.String)
 	waitFile(t, filepath.Join(data, api.AddrFile), a.exited, a.stderr.String)
+	// The address files come just before the "agent ready" log line; wait for that too.
+	for n := 0; !strings.Contains(a.stderr.String(), "proteus agent: serving"); n++ {
+		if n == 1500 {
+			t.Fatalf("agent never said it serves:\n%s", a.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return a
 }
 
