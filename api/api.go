@@ -223,7 +223,7 @@ func (s *Server) answer(w http.ResponseWriter, err error) {
 	}
 }
 
-// ValidIntensity reports whether pi is an attack intensity the status accepts: (0, 1].
+// validIntensity reports whether pi is an attack intensity the status accepts: (0, 1].
 func validIntensity(pi float64) bool { return pi > 0 && pi <= 1 && !math.IsNaN(pi) }
 
 // ParseTarget parses an address or a CIDR into a countermeasure target (masked, with
