@@ -311,6 +311,16 @@ type call struct {
 	picked  []Backend
 	reqBody *bytes.Buffer
 	gone    bool // the client went away before the decision and cancelled the fan-out
+	// conns are the call's executor connections in use, interrupted at once by abort:
+	// cheaper than a context.AfterFunc per executor request; deadline is the context's.
+	conns    connGroup
+	deadline time.Time
+}
+
+// abort cancels the executor requests still running.
+func (c *call) abort() {
+	c.cancel()
+	c.conns.cancel()
 }
 
 var callPool = sync.Pool{New: func() any { return &call{} }}
@@ -405,9 +415,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), g.o.UpstreamTimeout)
 	c.cancel = cancel
+	c.conns.reset()
+	c.deadline, _ = ctx.Deadline()
 	// A client that goes away before the decision cancels the executor requests; after the
 	// decision the stragglers run on (bounded by UpstreamTimeout) for dissent accounting.
-	stop := context.AfterFunc(r.Context(), cancel)
+	stop := context.AfterFunc(r.Context(), c.abort)
 
 	filter := newOutFilter(r, policy != PolicySingle)
 	var hdr http.Header // only for executors reached through an http.RoundTripper
@@ -422,7 +434,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = reqBody.Bytes()
 	}
 	for _, b := range c.picked {
-		go g.fetch(ctx, c.ch, b, r, filter, hdr, body)
+		go g.fetch(ctx, c.ch, b, r, filter, hdr, body, &c.conns, c.deadline)
 	}
 
 	for c.got < n {
@@ -474,7 +486,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			// As many answered requests as MaxInFlight already wait for slow executors:
 			// stop waiting (those executors count as unavailable) so memory stays bounded.
-			cancel()
+			c.abort()
 		}
 	}
 	c.finish()
@@ -487,7 +499,7 @@ func (c *call) finish() {
 		c.ballot.add(<-c.ch)
 		c.got++
 	}
-	c.cancel()
+	c.abort()
 	b := &c.ballot
 	now := time.Now()
 	unanimous := len(b.failed) == 0
@@ -648,7 +660,8 @@ func outboundHeader(r *http.Request, f *outFilter) http.Header {
 var errTooLarge = errors.New("mimic: executor response body over the limit")
 
 // fetch sends the request to one executor and delivers its buffered response on ch.
-func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *http.Request, filter *outFilter, hdr http.Header, body []byte) {
+func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *http.Request, filter *outFilter, hdr http.Header, body []byte,
+	group *connGroup, deadline time.Time) {
 	res := respPool.Get().(*response)
 	res.backend = b
 	defer func() { ch <- res }()
@@ -680,7 +693,7 @@ func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *
 			res.hmap = make(http.Header, 8)
 		}
 		status, header, n, err = g.h1.fetch(&h1Request{ctx: ctx, addr: host, method: r.Method, uri: uri,
-			host: r.Host, header: r.Header, filter: filter, body: body}, buf, g.o.ResponseLimit, res.hmap, &res.vals)
+			host: r.Host, header: r.Header, filter: filter, body: body, group: group, deadline: deadline}, buf, g.o.ResponseLimit, res.hmap, &res.vals)
 	} else {
 		u := *r.URL
 		u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil

@@ -63,6 +63,65 @@ type h1Request struct {
 	header http.Header
 	filter *outFilter // optional: which of header to send, and X-Forwarded-For
 	body   []byte
+
+	// Optional: when group is set, the connection's deadline is deadline (which must be the
+	// context's) and cancellation comes through the group instead of a context.AfterFunc.
+	group    *connGroup
+	deadline time.Time
+}
+
+// connGroup holds the connections of one call's executor requests in flight, so that
+// cancelling the call interrupts them all at once.
+type connGroup struct {
+	mu        sync.Mutex
+	cancelled bool
+	conns     []net.Conn
+}
+
+func (g *connGroup) reset() {
+	g.mu.Lock()
+	g.cancelled = false
+	clear(g.conns)
+	g.conns = g.conns[:0]
+	g.mu.Unlock()
+}
+
+// add registers c; false when the group is already cancelled.
+func (g *connGroup) add(c net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cancelled {
+		return false
+	}
+	g.conns = append(g.conns, c)
+	return true
+}
+
+// remove unregisters c; false when the group was cancelled while c was in use (its
+// deadline is then in the past: it must be closed).
+func (g *connGroup) remove(c net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, o := range g.conns {
+		if o == c {
+			last := len(g.conns) - 1
+			g.conns[i] = g.conns[last]
+			g.conns[last] = nil
+			g.conns = g.conns[:last]
+			return !g.cancelled
+		}
+	}
+	return !g.cancelled
+}
+
+// cancel interrupts every registered connection and refuses new ones.
+func (g *connGroup) cancel() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cancelled = true
+	for _, c := range g.conns {
+		c.SetDeadline(pastDeadline)
+	}
 }
 
 func (r *h1Request) write(bw *bufio.Writer) error {
@@ -182,18 +241,32 @@ var pastDeadline = time.Unix(1, 0)
 
 func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, limit int64, h http.Header, vals *[]string) (int, http.Header, int64, error) {
 	ctx := req.ctx
-	// No SetDeadline per exchange (a measurable cost): the context's deadline cancels it,
-	// and cancellation moves the connection's deadline into the past. A connection whose
-	// exchange was cancelled is closed, never reused, so idle connections carry no deadline.
-	stop := context.AfterFunc(ctx, func() { conn.nc.SetDeadline(pastDeadline) })
 	keep := false
-	defer func() {
-		if !stop() || !keep {
+	if g := req.group; g != nil {
+		conn.nc.SetDeadline(req.deadline)
+		if !g.add(conn.nc) {
 			conn.nc.Close()
-			return
+			return 0, nil, 0, c.wrap(ctx, context.Canceled)
 		}
-		c.put(req.addr, conn)
-	}()
+		defer func() {
+			if !g.remove(conn.nc) || !keep {
+				conn.nc.Close()
+				return
+			}
+			c.put(req.addr, conn)
+		}()
+	} else {
+		// The context's deadline bounds the exchange; cancellation moves the connection's
+		// deadline into the past. A connection whose exchange was cancelled is closed, never
+		stop := context.AfterFunc(ctx, func() { conn.nc.SetDeadline(pastDeadline) })
+		defer func() {
+			if !stop() || !keep {
+				conn.nc.Close()
+				return
+			}
+			c.put(req.addr, conn)
+		}()
+	}
 	if err := req.write(conn.bw); err != nil {
 		if ctx.Err() == nil && isReset(err) {
 			return 0, nil, 0, errUnusableConn // the executor closed it: the request never arrived whole
