@@ -309,7 +309,7 @@ func (n *Node) Close() error {
 	}
 	err := n.host.Close()
 	n.wg.Wait()
-	return errors.Join(err, n.trust.Flush())
+	return errors.Join(err, n.trust.Close())
 }
 
 // ID is this node's peer ID.

@@ -35,14 +35,24 @@ type PeerTrust struct {
 }
 
 // Trust is the per-peer trust table, persisted with atomic writes so a restarted agent
-// keeps what it learned. Safe for concurrent use.
+// keeps what it learned. Changes are written at most once per saveEvery by a background
+// saver (so a burst of reports costs one fsync, not one per report) and on Close; a crash
+// loses at most the last saveEvery of changes. Safe for concurrent use.
 type Trust struct {
 	mu    sync.Mutex
 	path  string // empty: not persisted
 	p     TrustParams
 	now   func() time.Time
 	peers map[string]*PeerTrust
+
+	dirty chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
 }
+
+// saveEvery bounds how often the trust table is written.
+const saveEvery = time.Second
 
 type trustFile struct {
 	Version int          `json:"version"`
@@ -61,6 +71,7 @@ func OpenTrust(path string, p TrustParams, now func() time.Time) (*Trust, error)
 	}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		t.startSaver()
 		return t, nil
 	}
 	if err != nil {
@@ -79,7 +90,38 @@ func OpenTrust(path string, p TrustParams, now func() time.Time) (*Trust, error)
 		}
 		t.peers[r.Peer] = r
 	}
+	t.startSaver()
 	return t, nil
+}
+
+func (t *Trust) startSaver() {
+	t.dirty, t.stop, t.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(t.done)
+		for {
+			select {
+			case <-t.stop:
+				return
+			case <-t.dirty:
+				_ = t.Flush() // best effort; Close reports errors
+				select {
+				case <-t.stop:
+					return
+				case <-time.After(saveEvery):
+				}
+			}
+		}
+	}()
+}
+
+// Close stops the background saver and writes the table.
+func (t *Trust) Close() error {
+	if t.stop == nil {
+		return nil
+	}
+	t.once.Do(func() { close(t.stop) })
+	<-t.done
+	return t.Flush()
 }
 
 // decayed is r's score decayed from r.Updated to now.
@@ -114,9 +156,13 @@ func (t *Trust) update(peer string, f func(r *PeerTrust, s float64) float64) flo
 	}
 	s := math.Min(1, math.Max(0, f(r, t.decayed(r, now))))
 	r.Score, r.Updated = s, now
-	data := t.marshalLocked()
 	t.mu.Unlock()
-	t.save(data)
+	if t.dirty != nil {
+		select {
+		case t.dirty <- struct{}{}:
+		default:
+		}
+	}
 	return s
 }
 
@@ -175,15 +221,6 @@ func (t *Trust) marshalLocked() []byte {
 
 // saveMu orders concurrent saves so an older table never overwrites a newer one.
 var saveMu sync.Mutex
-
-func (t *Trust) save(data []byte) {
-	if data == nil {
-		return
-	}
-	saveMu.Lock()
-	defer saveMu.Unlock()
-	_ = writeFileAtomic(t.path, data, 0o600) // best effort; Flush reports errors
-}
 
 // Flush writes the table now and reports any error.
 func (t *Trust) Flush() error {

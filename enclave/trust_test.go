@@ -64,6 +64,9 @@ func TestTrustPersists(t *testing.T) {
 	}
 	tr.Unconfirmed("a")
 	tr.Corroborated("b")
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("trust file: %v %v", fi, err)
