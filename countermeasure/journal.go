@@ -21,7 +21,10 @@ type journalFile struct {
 }
 
 // journal is the on-disk list of active actions.
-type journal struct{ dir string }
+type journal struct {
+	dir        string
+	beforeSave func() // test hook: runs at the start of every save
+}
 
 func (j *journal) path() string { return filepath.Join(j.dir, JournalFile) }
 
@@ -77,10 +80,13 @@ func parseJournal(data []byte) ([]Action, error) {
 
 // save writes the journal atomically: temp file in the same dir, fsync, rename, fsync dir.
 func (j *journal) save(actions []Action) error {
+	if j.beforeSave != nil {
+		j.beforeSave()
+	}
 	if actions == nil {
 		actions = []Action{}
 	}
-	data, err := json.MarshalIndent(journalFile{Version: journalVersion, Actions: actions}, "", "  ")
+	data, err := json.Marshal(journalFile{Version: journalVersion, Actions: actions})
 	if err != nil {
 		return fmt.Errorf("countermeasure: journal: %w", err)
 	}

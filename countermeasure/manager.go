@@ -44,12 +44,29 @@ type Manager struct {
 	now       func() time.Time
 	wake      chan struct{}
 	loadErr   error
+
+	// Journal persistence (see persist.go): mutations bump gen and kick the writer, which
+	// writes the whole state once per batch. saved is the last gen on disk; attempted the
+	// last gen a write was tried for, saveErr that write's error. flushed is closed and
+	// replaced after every attempt.
+	gen           uint64
+	saved         uint64
+	attempted     uint64
+	saveErr       error
+	flushed       chan struct{}
+	kick          chan struct{}
+	stop          chan struct{}
+	writerOn      bool // the writer goroutine is running
+	writerStarted bool
+	writerEnd     chan struct{}
+	closeOnce     sync.Once
 }
 
 // NewManager returns a manager; call Start before use.
 func NewManager(o ManagerOptions) (*Manager, error) {
 	m := &Manager{actuators: map[string]Actuator{}, active: map[string]Action{}, bus: o.Bus,
-		log: o.Logger, now: o.Now, wake: make(chan struct{}, 1)}
+		log: o.Logger, now: o.Now, wake: make(chan struct{}, 1),
+		flushed: make(chan struct{}), kick: make(chan struct{}, 1), stop: make(chan struct{}), writerEnd: make(chan struct{})}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -73,7 +90,8 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 }
 
 // Start loads the journal, reverts the actions that expired while the agent was down and
-// re-applies the live ones (their remaining TTL is their original expiry). A corrupt
+// re-applies the live ones (their remaining TTL is their original expiry), writes the
+// journal back (synchronously) and starts the journal writer. A corrupt
 // journal is not fatal: it is renamed to JournalFile+".bad", logged, published as
 // EventJournalCorrupt, reported by LoadErr, and the manager starts empty. Start returns an
 // error only when the data dir is unusable.
@@ -117,7 +135,12 @@ func (m *Manager) Start(ctx context.Context) error {
 		m.active[a.ID] = a
 		m.applied(a, "restored")
 	}
-	m.saveLocked()
+	m.gen++
+	m.writeLocked()
+	if !m.writerStarted {
+		m.writerStarted, m.writerOn = true, true
+		go m.writer()
+	}
 	m.poke()
 	return nil
 }
@@ -134,7 +157,10 @@ func ActionID(actuator, source string, t Target) string {
 	return actuator + "/" + source + "/" + t.String()
 }
 
-// Apply applies a through its actuator and journals it. Applying an action whose ID is
+// Apply applies a through its actuator and journals it. It returns (and publishes
+// EventApplied) as soon as the actuator has made the action effective; the journal is
+// written by a background writer (see Sync), so a crash within the write window may lose
+// the action from the journal, never from the actuator. Applying an action whose ID is
 // already active extends it ("extended", or "refreshed" when the expiry did not grow): the
 // later expiry wins, the actuator is asked to apply again
 // (refreshing e.g. an nftables timeout), and no second action is recorded. It returns the
@@ -317,10 +343,11 @@ func (m *Manager) NextExpiry() time.Time {
 	return next
 }
 
-// Run reverts actions as they expire until ctx is done. Failed reverts are retried
-// every retry interval (one second).
+// Run reverts actions as they expire until ctx is done, then closes the manager (Close:
+// the journal is flushed). Failed reverts are retried every retry interval (one second).
 func (m *Manager) Run(ctx context.Context) error {
 	const retry = time.Second
+	defer m.Close()
 	for {
 		var timer *time.Timer
 		var fire <-chan time.Time
@@ -358,17 +385,6 @@ func (m *Manager) poke() {
 	select {
 	case m.wake <- struct{}{}:
 	default:
-	}
-}
-
-func (m *Manager) saveLocked() {
-	if m.journal == nil {
-		return
-	}
-	if err := m.journal.save(m.sortedLocked()); err != nil {
-		// Keep serving: the actions are live in memory and Run still reverts them; only a
-		// restart before the next successful save would lose them.
-		m.log.Error("journal save", "err", err)
 	}
 }
 

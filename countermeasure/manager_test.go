@@ -75,6 +75,7 @@ func newTestManager(t *testing.T, dir string, c *clock, b *bus.Bus, acts ...Actu
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = m.Close() })
 	return m
 }
 
@@ -254,7 +255,11 @@ func TestManagerRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The agent stops; 20 minutes pass; a new process starts with fresh actuators.
+	// The agent stops (Close flushes the journal); 20 minutes pass; a new process starts
+	// with fresh actuators.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
 	c.Set(t0.Add(20 * time.Minute))
 	rec2 := newRecorder("rec")
 	m2 := newTestManager(t, dir, c, nil, rec2)
@@ -301,6 +306,9 @@ func TestManagerCorruptJournal(t *testing.T) {
 			}
 			// It keeps serving and writes a fresh journal.
 			if _, err := m.Apply(context.Background(), blockAction("s", "203.0.113.7", time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Sync(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := parseJournalFile(path); err != nil {
@@ -425,4 +433,87 @@ func FuzzJournal(f *testing.F) {
 			t.Fatalf("saved journal does not load back: %v (%d vs %d)", err, len(again), len(actions))
 		}
 	})
+}
+
+// TestManagerGroupCommit: Apply does not wait for the journal write, writes are coalesced
+// (one in flight, the next covers everything that arrived meanwhile), Sync waits for the
+// disk, and what was synced survives a restart.
+func TestManagerGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := &clock{t: t0}
+	m := newTestManager(t, dir, c, nil, newRecorder("rec"))
+	var mu sync.Mutex
+	writes := 0
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	m.journal.beforeSave = func() {
+		mu.Lock()
+		writes++
+		first := writes == 1
+		mu.Unlock()
+		if first {
+			close(inFlight)
+			<-release // the disk is slow
+		}
+	}
+	if _, err := m.Apply(ctx, blockAction("s0", "203.0.113.1", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	<-inFlight
+	const n = 50
+	for i := 1; i <= n; i++ { // all return while the first write is stuck
+		if _, err := m.Apply(ctx, blockAction(fmt.Sprintf("s%d", i), fmt.Sprintf("203.0.113.%d", i+1), time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	synced := make(chan error, 1)
+	go func() { synced <- m.Sync(ctx) }()
+	select {
+	case err := <-synced:
+		t.Fatalf("Sync returned %v while the write was stuck", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release)
+	if err := <-synced; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	w := writes
+	mu.Unlock()
+	if w != 2 {
+		t.Errorf("%d journal writes for %d applies, want 2 (one in flight, one batch)", w, n+1)
+	}
+	got, err := parseJournalFile(filepath.Join(dir, JournalFile))
+	if err != nil || len(got) != n+1 {
+		t.Fatalf("journal after Sync: %d actions, %v", len(got), err)
+	}
+}
+
+// TestManagerRunFlushesJournal: when Run's context ends, the journal is flushed before Run
+// returns, so a clean stop never loses an action.
+func TestManagerRunFlushesJournal(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: t0}
+	m := newTestManager(t, dir, c, nil, newRecorder("rec"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = m.Run(ctx); close(done) }()
+	for i := 0; i < 20; i++ {
+		if _, err := m.Apply(ctx, blockAction(fmt.Sprintf("s%d", i), fmt.Sprintf("198.51.100.%d", i+1), time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	<-done
+	m2 := newTestManager(t, dir, c, nil, newRecorder("rec"))
+	if got := len(m2.Active()); got != 20 {
+		t.Fatalf("after a clean stop %d actions restored, want 20", got)
+	}
+	// After Close the manager still journals, synchronously.
+	if _, err := m.Apply(context.Background(), blockAction("late", "198.51.100.99", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := parseJournalFile(filepath.Join(dir, JournalFile)); err != nil || len(got) != 21 {
+		t.Fatalf("journal after a late apply: %d actions, %v", len(got), err)
+	}
 }
