@@ -6,15 +6,12 @@
 // package also holds the client the CLI uses.
 //
 // It imports executor (for the pool's types), countermeasure (for its Action), game (for the
-// defense success β_y shown in the status), bus and the Prometheus client; it must not import
-// mimic, engine, enclave or cmd.
+// defense success β_y shown in the status), bearer (the token), bus and the Prometheus client;
+// it must not import mimic, engine, enclave or cmd.
 package api
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/proteus-defense/proteus/bearer"
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/executor"
@@ -146,8 +144,7 @@ func NewServer(ctl Controller, b *bus.Bus, token string, reg *prometheus.Registr
 
 // ServeHTTP checks the bearer token, then dispatches.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+	if !bearer.Valid(r, s.token) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="proteus"`)
 		writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token (see "+TokenFile+" in the data dir)"))
 		return
@@ -396,11 +393,10 @@ func writeError(w http.ResponseWriter, status int, err error) {
 // NewToken creates a fresh random token, writes it to dataDir/api.token with mode 0600 and
 // returns it. Every agent start makes a new one, so a token never outlives its agent.
 func NewToken(dataDir string) (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	tok, err := bearer.NewToken()
+	if err != nil {
 		return "", fmt.Errorf("api: token: %w", err)
 	}
-	tok := hex.EncodeToString(b[:])
 	if err := writePrivate(filepath.Join(dataDir, TokenFile), tok+"\n"); err != nil {
 		return "", fmt.Errorf("api: token: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/proteus-defense/proteus/bearer"
 	"github.com/proteus-defense/proteus/countermeasure"
 )
 
@@ -68,7 +69,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, out 
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	bearer.Set(req, c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)

@@ -3,9 +3,6 @@ package enclave
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,9 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/proteus-defense/proteus/bearer"
 	"github.com/proteus-defense/proteus/countermeasure"
 )
 
@@ -64,12 +61,12 @@ func (n *Node) ServeControl(ctx context.Context, addr string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("enclave: control: %w", err)
 	}
-	tok := make([]byte, 32)
-	if _, err := rand.Read(tok); err != nil {
+	tok, err := bearer.NewToken()
+	if err != nil {
 		ln.Close()
 		return "", fmt.Errorf("enclave: control token: %w", err)
 	}
-	info := ControlInfo{Addr: ln.Addr().String(), Token: hex.EncodeToString(tok), PID: os.Getpid(), Peer: n.self.String()}
+	info := ControlInfo{Addr: ln.Addr().String(), Token: tok, PID: os.Getpid(), Peer: n.self.String()}
 	data, _ := json.MarshalIndent(info, "", "  ")
 	if err := writeFileAtomic(filepath.Join(n.dataDir, ControlFile), data, 0o600); err != nil {
 		ln.Close()
@@ -153,8 +150,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"revoked": b.Indicator})
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+		if !bearer.Valid(r, token) {
 			writeErr(w, http.StatusUnauthorized, errors.New("missing or wrong token"))
 			return
 		}
@@ -213,7 +209,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return fmt.Errorf("enclave: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.info.Token)
+	bearer.Set(req, c.info.Token)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("enclave: control %s: %w", path, err)
