@@ -20,10 +20,11 @@ var ErrNoExecutor = errors.New("executor: no healthy executor")
 // to another executor; larger bodies are streamed and never retried.
 const maxReplayBody = 1 << 20
 
-// Proxy is the plain front end the agent uses until the voting gateway takes over: round
-// robin over the pool's healthy executors, Acquire/Release around every request so rotation
-// can drain, and one retry on another executor when a connection fails, so an executor that
-// goes away between snapshot and send never surfaces as an error.
+// Proxy is the plain front end the agent serves through with `--proxy` (or
+// gateway.frontend: proxy) instead of the default voting gateway: round robin over the
+// pool's healthy executors, Acquire/Release around every request so rotation can drain,
+// and one retry on another executor when a connection fails, so an executor that goes away
+// between snapshot and send never surfaces as an error.
 type Proxy struct {
 	pool *Pool
 	rr   atomic.Uint64
