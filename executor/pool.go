@@ -705,11 +705,7 @@ func (p *Pool) RotateAll(ctx context.Context) error {
 	errs := make([]error, len(insts))
 	var wg sync.WaitGroup
 	for i, inst := range insts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = p.Rotate(ctx, inst.ID)
-		}()
+		wg.Go(func() { errs[i] = p.Rotate(ctx, inst.ID) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -757,19 +753,10 @@ func (p *Pool) supervise(ctx context.Context) {
 }
 
 func (p *Pool) probeAll(ctx context.Context) {
-	p.mu.Lock()
-	var ms []*member
-	for _, m := range p.members {
-		if m.state == StateHealthy && !m.busy {
-			ms = append(ms, m)
-		}
-	}
-	p.mu.Unlock()
+	ms := p.membersWhere(func(m *member) bool { return m.state == StateHealthy && !m.busy })
 	var wg sync.WaitGroup
 	for _, m := range ms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			err := p.health.Check(ctx, m.inst, m.spec.HealthPath)
 			if ctx.Err() != nil {
 				return
@@ -791,9 +778,22 @@ func (p *Pool) probeAll(ctx context.Context) {
 			if failed {
 				p.fail(m, fmt.Sprintf("%d consecutive health check failures: %v", n, err))
 			}
-		}()
+		})
 	}
 	wg.Wait()
+}
+
+// membersWhere returns the members for which keep (called under p.mu) is true.
+func (p *Pool) membersWhere(keep func(*member) bool) []*member {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ms []*member
+	for _, m := range p.members {
+		if keep(m) {
+			ms = append(ms, m)
+		}
+	}
+	return ms
 }
 
 // fill starts replacements while fewer than Desired instances are starting or in service,
@@ -911,19 +911,9 @@ func (p *Pool) close(ctx context.Context) {
 		cancel()
 	}
 	p.wg.Wait()
-	p.mu.Lock()
-	ms := make([]*member, 0, len(p.members))
-	for _, m := range p.members {
-		ms = append(ms, m)
-	}
-	p.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, m := range ms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.stopMember(ctx, m, false)
-		}()
+	for _, m := range p.membersWhere(func(*member) bool { return true }) {
+		wg.Go(func() { p.stopMember(ctx, m, false) })
 	}
 	wg.Wait()
 }
