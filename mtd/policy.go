@@ -6,8 +6,8 @@
 //
 // Rotation itself (make-before-break, the c* cap, draining, redraw of variants, fresh ports)
 // is the pool's job (executor.Pool); this package only decides when. It imports executor,
-// config, bus and the cron and Prometheus libraries; it must not import mimic, engine, api or
-// cmd.
+// config, strictyaml (for located validation errors), bus and the cron and Prometheus
+// libraries; it must not import mimic, engine, api or cmd.
 package mtd
 
 import (
