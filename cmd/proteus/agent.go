@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -176,7 +175,7 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 	if err != nil {
 		return err
 	}
-	log := agentLogger(cmd.ErrOrStderr(), cfg.Log)
+	log := newLogger(cmd.ErrOrStderr(), cfg.Log)
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("agent: data dir: %w", err)
 	}
@@ -453,16 +452,4 @@ func removeAgentFiles(dataDir string) {
 	for _, n := range []string{api.TokenFile, api.AddrFile, GatewayAddrFile} {
 		_ = os.Remove(filepath.Join(dataDir, n))
 	}
-}
-
-func agentLogger(w io.Writer, l config.Log) *slog.Logger {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(l.Level)); err != nil {
-		lvl = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if l.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

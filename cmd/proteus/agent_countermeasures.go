@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,7 +46,7 @@ func init() {
 		}
 		c.Flags().DurationVar(&ttl, "ttl", 0, "how long the block lasts (required), e.g. 10m; the agent lifts it then, also across restarts")
 		c.Flags().StringVar(&reason, "reason", "", "why (kept in the journal and the countermeasure.applied event)")
-		c.Flags().StringVar(&addr, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
+		apiFlag(c, &addr)
 		return c
 	})
 	addCommand(func() *cobra.Command {
@@ -80,7 +78,7 @@ func init() {
 				return nil
 			},
 		}
-		c.Flags().StringVar(&addr, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
+		apiFlag(c, &addr)
 		return c
 	})
 	addCommand(func() *cobra.Command {
@@ -90,8 +88,8 @@ func init() {
 			Short: "List the running agent's active countermeasures (blocks, vigilance) with their expiry",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				if output != "table" && output != "json" {
-					return fmt.Errorf("%w: -o must be table or json, got %q", errUsage, output)
+				if err := checkFormat(output, "table"); err != nil {
+					return err
 				}
 				cl, err := api.NewClient(globals.dataDir, addr)
 				if err != nil {
@@ -106,11 +104,9 @@ func init() {
 				}
 				out := cmd.OutOrStdout()
 				if output == "json" {
-					enc := json.NewEncoder(out)
-					enc.SetIndent("", "  ")
-					return enc.Encode(acts)
+					return printJSON(out, acts)
 				}
-				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				tw := newTable(out)
 				fmt.Fprintln(tw, "KIND\tTARGET\tEXPIRES\tLEFT\tSOURCE\tREASON")
 				now := time.Now()
 				for _, a := range acts {
@@ -120,8 +116,8 @@ func init() {
 				return tw.Flush()
 			},
 		}
-		c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-		c.Flags().StringVar(&addr, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
+		formatFlag(c, &output, "table")
+		apiFlag(c, &addr)
 		return c
 	})
 }

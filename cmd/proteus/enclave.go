@@ -2,9 +2,7 @@ package main
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
@@ -35,25 +33,6 @@ func init() {
 	addEnclaveCommand(newEnclaveKeygenCmd)
 	addEnclaveCommand(newEnclaveIDCmd)
 	addEnclaveCommand(newEnclaveAdmitCmd)
-}
-
-// outputFlag adds -o text|json and returns a check that rejects other values.
-func outputFlag(c *cobra.Command) *string {
-	o := c.Flags().StringP("output", "o", "text", "output format: text or json")
-	return o
-}
-
-func checkOutput(o string) error {
-	if o != "text" && o != "json" {
-		return fmt.Errorf("%w: -o must be text or json, got %q", errUsage, o)
-	}
-	return nil
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func newEnclaveKeygenCmd() *cobra.Command {

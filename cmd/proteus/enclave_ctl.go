@@ -1,10 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,6 +32,28 @@ func ctlErr(err error) error {
 	return err
 }
 
+// queryEnclave runs a read-only control command: it checks -o, asks the running node of
+// --data-dir with get (a client method such as (*enclave.Client).Peers) and prints the
+// answer as JSON or with text.
+func queryEnclave[T any](cmd *cobra.Command, output string, get func(*enclave.Client, context.Context) (T, error),
+	text func(io.Writer, T) error) error {
+	if err := checkOutput(output); err != nil {
+		return err
+	}
+	cl, err := enclave.Dial(globals.dataDir)
+	if err != nil {
+		return err
+	}
+	v, err := get(cl, cmd.Context())
+	if err != nil {
+		return err
+	}
+	if output == "json" {
+		return printJSON(cmd.OutOrStdout(), v)
+	}
+	return text(cmd.OutOrStdout(), v)
+}
+
 func newEnclavePeersCmd() *cobra.Command {
 	var output *string
 	c := &cobra.Command{
@@ -38,34 +61,24 @@ func newEnclavePeersCmd() *cobra.Command {
 		Short: "List the running node's peers: membership, trust and GossipSub score",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(*output); err != nil {
-				return err
-			}
-			cl, err := enclave.Dial(globals.dataDir)
-			if err != nil {
-				return err
-			}
-			peers, err := cl.Peers(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if *output == "json" {
-				return printJSON(cmd.OutOrStdout(), peers)
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "PEER\tCONNECTED\tMEMBERSHIP\tIN TOPIC\tTRUST\tSCORE")
-			for _, p := range peers {
-				score := "-"
-				if p.Score != nil {
-					score = fmt.Sprintf("%.2f", *p.Score)
-				}
-				fmt.Fprintf(w, "%s\t%v\t%s\t%v\t%.3f\t%s\n", p.ID, p.Connected, p.Membership, p.InTopic, p.Trust, score)
-			}
-			return w.Flush()
+			return queryEnclave(cmd, *output, (*enclave.Client).Peers, writePeers)
 		},
 	}
 	output = outputFlag(c)
 	return c
+}
+
+func writePeers(out io.Writer, peers []enclave.PeerInfo) error {
+	w := newTable(out)
+	fmt.Fprintln(w, "PEER\tCONNECTED\tMEMBERSHIP\tIN TOPIC\tTRUST\tSCORE")
+	for _, p := range peers {
+		score := "-"
+		if p.Score != nil {
+			score = fmt.Sprintf("%.2f", *p.Score)
+		}
+		fmt.Fprintf(w, "%s\t%v\t%s\t%v\t%.3f\t%s\n", p.ID, p.Connected, p.Membership, p.InTopic, p.Trust, score)
+	}
+	return w.Flush()
 }
 
 func newEnclaveTrustCmd() *cobra.Command {
@@ -75,30 +88,20 @@ func newEnclaveTrustCmd() *cobra.Command {
 		Short: "Show the running node's trust table (score in [0,1], corroborated / unconfirmed / invalid reports)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(*output); err != nil {
-				return err
-			}
-			cl, err := enclave.Dial(globals.dataDir)
-			if err != nil {
-				return err
-			}
-			rows, err := cl.Trust(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if *output == "json" {
-				return printJSON(cmd.OutOrStdout(), rows)
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "PEER\tTRUST\tCORROBORATED\tUNCONFIRMED\tINVALID\tUPDATED")
-			for _, r := range rows {
-				fmt.Fprintf(w, "%s\t%.3f\t%d\t%d\t%d\t%s\n", r.Peer, r.Score, r.Corroborated, r.Unconfirmed, r.Invalid, r.Updated.Format(time.RFC3339))
-			}
-			return w.Flush()
+			return queryEnclave(cmd, *output, (*enclave.Client).Trust, writeTrust)
 		},
 	}
 	output = outputFlag(c)
 	return c
+}
+
+func writeTrust(out io.Writer, rows []enclave.PeerTrust) error {
+	w := newTable(out)
+	fmt.Fprintln(w, "PEER\tTRUST\tCORROBORATED\tUNCONFIRMED\tINVALID\tUPDATED")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%.3f\t%d\t%d\t%d\t%s\n", r.Peer, r.Score, r.Corroborated, r.Unconfirmed, r.Invalid, r.Updated.Format(time.RFC3339))
+	}
+	return w.Flush()
 }
 
 func newEnclavePublishCmd() *cobra.Command {
@@ -181,40 +184,33 @@ func newEnclaveDecisionsCmd() *cobra.Command {
 		Short: "Show the running node's decision log: evidence, reporters and act/defer/ignore/irrelevant per report",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(*output); err != nil {
-				return err
+			get := func(cl *enclave.Client, ctx context.Context) ([]enclave.DecisionRecord, error) {
+				return cl.Decisions(ctx, indicator)
 			}
-			cl, err := enclave.Dial(globals.dataDir)
-			if err != nil {
-				return err
-			}
-			recs, err := cl.Decisions(cmd.Context(), indicator)
-			if err != nil {
-				return err
-			}
-			if *output == "json" {
-				return printJSON(cmd.OutOrStdout(), recs)
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "TIME\tEVENT\tTARGET\tREPORTER\tTRUST\tEVIDENCE\tREPORTERS\tDECISION\tAPPLIED\tWHY")
-			for _, r := range recs {
-				rep := r.Reporter
-				if len(rep) > 12 {
-					rep = "…" + rep[len(rep)-8:]
-				}
-				why := r.Why
-				if r.Error != "" {
-					why += " (error: " + r.Error + ")"
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%d\t%s\t%v\t%s\n", r.Time.Format("15:04:05.000"), r.Event, r.Target,
-					rep, r.Trust, r.Evidence, r.Reporters, r.Decision, r.Applied, why)
-			}
-			return w.Flush()
+			return queryEnclave(cmd, *output, get, writeDecisions)
 		},
 	}
 	c.Flags().StringVar(&indicator, "indicator", "", "only this indicator id")
 	output = outputFlag(c)
 	return c
+}
+
+func writeDecisions(out io.Writer, recs []enclave.DecisionRecord) error {
+	w := newTable(out)
+	fmt.Fprintln(w, "TIME\tEVENT\tTARGET\tREPORTER\tTRUST\tEVIDENCE\tREPORTERS\tDECISION\tAPPLIED\tWHY")
+	for _, r := range recs {
+		rep := r.Reporter
+		if len(rep) > 12 {
+			rep = "…" + rep[len(rep)-8:]
+		}
+		why := r.Why
+		if r.Error != "" {
+			why += " (error: " + r.Error + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%d\t%s\t%v\t%s\n", r.Time.Format("15:04:05.000"), r.Event, r.Target,
+			rep, r.Trust, r.Evidence, r.Reporters, r.Decision, r.Applied, why)
+	}
+	return w.Flush()
 }
 
 func newEnclaveStatusCmd() *cobra.Command {
@@ -224,29 +220,19 @@ func newEnclaveStatusCmd() *cobra.Command {
 		Short: "Show the running node: peer ID, addresses, peers in the topic and validator counters",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(*output); err != nil {
-				return err
-			}
-			cl, err := enclave.Dial(globals.dataDir)
-			if err != nil {
-				return err
-			}
-			st, err := cl.Status(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if *output == "json" {
-				return printJSON(cmd.OutOrStdout(), st)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "peer %s\nenclave %s (topic %s)\nconnected %d, in topic %d\naccepted %d, rejected %d, non-member %d, ignored %d, denied peers %d\n",
-				st.Peer, st.Enclave, st.Topic, st.Connected, st.TopicPeers, st.Stats.Accepted, st.Stats.Rejected,
-				st.Stats.NonMember, st.Stats.Ignored, st.Stats.Denied)
-			for _, a := range st.Addrs {
-				fmt.Fprintf(cmd.OutOrStdout(), "listening %s\n", a)
-			}
-			return nil
+			return queryEnclave(cmd, *output, (*enclave.Client).Status, writeEnclaveStatus)
 		},
 	}
 	output = outputFlag(c)
 	return c
+}
+
+func writeEnclaveStatus(w io.Writer, st enclave.Status) error {
+	fmt.Fprintf(w, "peer %s\nenclave %s (topic %s)\nconnected %d, in topic %d\naccepted %d, rejected %d, non-member %d, ignored %d, denied peers %d\n",
+		st.Peer, st.Enclave, st.Topic, st.Connected, st.TopicPeers, st.Stats.Accepted, st.Stats.Rejected,
+		st.Stats.NonMember, st.Stats.Ignored, st.Stats.Denied)
+	for _, a := range st.Addrs {
+		fmt.Fprintf(w, "listening %s\n", a)
+	}
+	return nil
 }

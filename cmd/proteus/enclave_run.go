@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -55,18 +54,8 @@ func newEnclaveRunCmd() *cobra.Command {
 	return c
 }
 
-func newLogger(cfg *config.Config) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
-}
-
 func runEnclaveNode(ctx context.Context, cfg *config.Config, dataDir, blockWith string, cmd *cobra.Command) error {
-	log := newLogger(cfg)
+	log := newLogger(os.Stderr, cfg.Log)
 	b := bus.New()
 	var block countermeasure.Actuator = countermeasure.NewBlocklist()
 	if blockWith == "nftables" {

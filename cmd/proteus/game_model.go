@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"image/color"
 	"io"
@@ -38,13 +37,6 @@ func loadModel(path string) (*game.Model, error) {
 	return game.ParseModel(path, data)
 }
 
-func outputFormat(o string) error {
-	if o != "table" && o != "json" {
-		return fmt.Errorf("%w: -o must be table or json, got %q", errUsage, o)
-	}
-	return nil
-}
-
 // solveStageJSON is one stage of `game solve -o json`: the solver's result plus the paper's
 // published values under "paper" (reference only).
 type solveStageJSON struct {
@@ -59,7 +51,7 @@ func newGameSolveCmd() *cobra.Command {
 		Short: "Solve an MTTEGDM model stage by stage (Algorithm 1) and compare with the paper's Table 11",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := outputFormat(out); err != nil {
+			if err := checkFormat(out, "table"); err != nil {
 				return err
 			}
 			m, err := loadModel(args[0])
@@ -80,14 +72,12 @@ func newGameSolveCmd() *cobra.Command {
 				for i, s := range sol.Stages {
 					doc.Stages = append(doc.Stages, solveStageJSON{StageResult: s, Paper: m.Stages[i].Expected})
 				}
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(doc)
+				return printJSON(w, doc)
 			}
 			return writeSolveTable(w, m, sol, notes)
 		},
 	}
-	c.Flags().StringVarP(&out, "output", "o", "table", "output format: table or json")
+	formatFlag(c, &out, "table")
 	return c
 }
 
@@ -333,7 +323,7 @@ func newGameMonteCarloCmd() *cobra.Command {
 		Short: "Compare the cumulative defense benefit of MTTEGDM with a traditional evolutionary game (Figure 7)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := outputFormat(format); err != nil {
+			if err := checkFormat(format, "table"); err != nil {
 				return err
 			}
 			if runs < 1 {
@@ -358,9 +348,7 @@ func newGameMonteCarloCmd() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if format == "json" {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return printJSON(w, res)
 			}
 			fmt.Fprintf(w, "runs %d, seed %d, noise %.2f\n", res.Runs, res.Seed, res.Noise)
 			fmt.Fprintf(w, "mean defense benefit per run: MTTEGDM %.1f, traditional %.1f\n", res.MeanMTTEGDM, res.MeanTraditional)
@@ -383,7 +371,7 @@ func newGameMonteCarloCmd() *cobra.Command {
 	c.Flags().IntVar(&runs, "runs", 50, "number of Monte Carlo runs")
 	c.Flags().Uint64Var(&seed, "seed", 1, "random seed (the same seed gives the same result)")
 	c.Flags().StringVar(&outPath, "out", "", "write the cumulative-benefit plot (.png or .svg)")
-	c.Flags().StringVarP(&format, "output", "o", "table", "output format: table or json")
+	formatFlag(c, &format, "table")
 	return c
 }
 

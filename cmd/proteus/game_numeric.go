@@ -1,16 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -36,13 +33,13 @@ type bimatrixFlags struct {
 func (f *bimatrixFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.attacker, "attacker", "", "CSV file of the attacker's payoffs (rows: attacker strategies, columns: defender strategies)")
 	c.Flags().StringVar(&f.defender, "defender", "", "CSV file of the defender's payoffs, same shape")
-	c.Flags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+	formatFlag(c, &f.output, "table")
 }
 
 // load checks the flags and reads the game.
 func (f *bimatrixFlags) load() (game.Bimatrix, error) {
-	if f.output != "table" && f.output != "json" {
-		return game.Bimatrix{}, fmt.Errorf("%w: -o must be table or json, got %q", errUsage, f.output)
+	if err := checkFormat(f.output, "table"); err != nil {
+		return game.Bimatrix{}, err
 	}
 	if f.attacker == "" || f.defender == "" {
 		return game.Bimatrix{}, fmt.Errorf("%w: --attacker and --defender are both required", errUsage)
@@ -168,9 +165,9 @@ docs/model.md.`,
 				for i, p := range res.Trajectory {
 					out.Trajectory[i] = trajectoryJSON{T: p.T, Attacker: p.X, Defender: p.Y}
 				}
-				return writeJSON(cmd.OutOrStdout(), out)
+				return printJSON(cmd.OutOrStdout(), out)
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			tw := newTable(cmd.OutOrStdout())
 			fmt.Fprintf(tw, "t\t%.6g\n", res.T)
 			fmt.Fprintf(tw, "converged\t%v\n", res.Converged)
 			fmt.Fprintf(tw, "stable\t%v\n", res.Stable)
@@ -230,9 +227,9 @@ degenerate games see docs/model.md.`,
 				for i, e := range eqs {
 					out.Equilibria[i] = equilibriumJSON{e.X, e.Y, e.AttackerPayoff, e.DefenderPayoff}
 				}
-				return writeJSON(cmd.OutOrStdout(), out)
+				return printJSON(cmd.OutOrStdout(), out)
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			tw := newTable(cmd.OutOrStdout())
 			fmt.Fprintln(tw, "#\tattacker\tdefender\tattacker payoff\tdefender payoff")
 			for i, e := range eqs {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%.6g\t%.6g\n", i+1, formatVec(e.X), formatVec(e.Y), e.AttackerPayoff, e.DefenderPayoff)
@@ -250,12 +247,6 @@ func noPositionalArgs(cmd *cobra.Command, args []string) error {
 		return fmt.Errorf("%w: unknown command %q for %q (this command takes only flags)", errUsage, args[0], cmd.CommandPath())
 	}
 	return nil
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // formatVec prints probabilities with 6 decimals, rounding -0 and tiny noise to 0.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -148,7 +146,7 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	log := gatewayLogger(cmd.ErrOrStderr(), cfg.Log)
+	log := newLogger(cmd.ErrOrStderr(), cfg.Log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o, so := mimic.FromConfig(cfg.Gateway)
@@ -205,16 +203,4 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	}
 	gw.Close()
 	return err
-}
-
-func gatewayLogger(w io.Writer, l config.Log) *slog.Logger {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(l.Level)); err != nil {
-		lvl = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if l.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

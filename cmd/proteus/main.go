@@ -3,6 +3,8 @@
 // through addCommand, so adding one never touches this file.
 //
 // Exit codes: 0 success, 1 runtime failure, 2 invalid input (config, model file, CSV, flags).
+//
+// It wires the packages together and may import every one of them; no package may import it.
 package main
 
 import (

@@ -39,7 +39,7 @@ func init() {
 			},
 		}
 		c.Flags().BoolVar(&all, "all", false, "rotate every executor")
-		c.Flags().StringVar(&addr, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
+		apiFlag(c, &addr)
 		return c
 	})
 	addCommand(func() *cobra.Command {
@@ -65,7 +65,7 @@ func init() {
 				return nil
 			},
 		}
-		c.Flags().StringVar(&addr, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
+		apiFlag(c, &addr)
 		return c
 	})
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,8 +18,8 @@ func init() {
 			Short: "Show the running agent's executors (id, variant, address, age, state), c*, the reconfiguration rate and the defense success β_y",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				if output != "table" && output != "json" {
-					return fmt.Errorf("%w: -o must be table or json, got %q", errUsage, output)
+				if err := checkFormat(output, "table"); err != nil {
+					return err
 				}
 				if intensity != 0 && !(intensity > 0 && intensity <= 1) {
 					return fmt.Errorf("%w: --attack-intensity must be in (0, 1], got %v", errUsage, intensity)
@@ -36,11 +34,9 @@ func init() {
 				}
 				out := cmd.OutOrStdout()
 				if output == "json" {
-					enc := json.NewEncoder(out)
-					enc.SetIndent("", "  ")
-					return enc.Encode(st)
+					return printJSON(out, st)
 				}
-				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				tw := newTable(out)
 				fmt.Fprintln(tw, "ID\tVARIANT\tADDRESS\tAGE\tSTATE\tIN-FLIGHT")
 				for _, x := range st.Executors {
 					age := (time.Duration(x.AgeSeconds*10) * time.Second / 10).String()
@@ -54,9 +50,9 @@ func init() {
 				return nil
 			},
 		}
-		c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+		formatFlag(c, &output, "table")
 		c.Flags().Float64Var(&intensity, "attack-intensity", 0, "attack intensity π in (0,1] for β_y (default: the agent's --attack-intensity)")
-		c.Flags().StringVar(&addr, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
+		apiFlag(c, &addr)
 		return c
 	})
 }

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/proteus-defense/proteus/config"
+)
+
+// The helpers in this file are shared by the subcommands: the -o flag, JSON and table
+// output, the --api flag of the commands that talk to a running agent, and the logger.
+
+// formatFlag adds -o/--output to c, stored in p: human (the default, "table" or "text") or
+// json. checkFormat rejects any other value.
+func formatFlag(c *cobra.Command, p *string, human string) {
+	c.Flags().StringVarP(p, "output", "o", human, "output format: "+human+" or json")
+}
+
+// checkFormat rejects an -o value other than human or json as a usage error.
+func checkFormat(o, human string) error {
+	if o != human && o != "json" {
+		return fmt.Errorf("%w: -o must be %s or json, got %q", errUsage, human, o)
+	}
+	return nil
+}
+
+// outputFlag adds -o text|json, the choice of the enclave commands.
+func outputFlag(c *cobra.Command) *string {
+	o := new(string)
+	formatFlag(c, o, "text")
+	return o
+}
+
+// checkOutput rejects an -o value other than text or json.
+func checkOutput(o string) error { return checkFormat(o, "text") }
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// newTable returns the tab writer every table output uses; Flush it at the end.
+func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+// apiFlag adds --api, the running agent's API address, stored in p; empty means the address
+// the agent wrote to the data dir (api.NewClient reads it).
+func apiFlag(c *cobra.Command, p *string) {
+	c.Flags().StringVar(p, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
+}
+
+// newLogger returns the logger of a long-running command, writing to w with the config's
+// log level (info when it does not parse) and format (json or text).
+func newLogger(w io.Writer, l config.Log) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(l.Level)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
