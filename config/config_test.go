@@ -2,12 +2,11 @@ package config
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/proteus-defense/proteus/strictyaml"
+	"github.com/proteus-defense/proteus/strictyaml/strictyamltest"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -20,33 +19,18 @@ func TestDefaultIsValid(t *testing.T) {
 // Each file in testdata/bad holds a first-line comment "# want: SUBSTRING" that the error
 // must contain (file:line:col: field: message).
 func TestBadConfigs(t *testing.T) {
-	files, err := filepath.Glob("testdata/bad/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no bad configs: %v", err)
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first, _, _ := strings.Cut(string(data), "\n")
-			want, ok := strings.CutPrefix(first, "# want: ")
-			if !ok {
-				t.Fatalf("%s: first line must be '# want: ...'", f)
-			}
-			_, err = Parse(f, data)
-			if err == nil {
-				t.Fatalf("accepted a bad config")
-			}
-			if !errors.Is(err, strictyaml.ErrInvalid) {
-				t.Errorf("error does not wrap ErrInvalid: %v", err)
-			}
-			if !strings.Contains(err.Error(), want) {
-				t.Errorf("error %q does not contain %q", err, want)
-			}
-		})
-	}
+	strictyamltest.EachBadFile(t, "testdata/bad/*.yaml", func(t *testing.T, f string, data []byte, want string) {
+		_, err := Parse(f, data)
+		if err == nil {
+			t.Fatalf("accepted a bad config")
+		}
+		if !errors.Is(err, strictyaml.ErrInvalid) {
+			t.Errorf("error does not wrap ErrInvalid: %v", err)
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	})
 }
 
 func TestValidateWithoutDocument(t *testing.T) {

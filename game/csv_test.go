@@ -1,7 +1,7 @@
 package game
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,6 +12,7 @@ import (
 	"testing/iotest"
 
 	"github.com/proteus-defense/proteus/strictyaml"
+	"github.com/proteus-defense/proteus/strictyaml/strictyamltest"
 )
 
 func TestReadMatrixCSV(t *testing.T) {
@@ -73,32 +74,10 @@ func checkCSVError(t *testing.T, err error, want string) {
 
 // Each testdata/bad-*.csv file states the expected error on its first line: "# want: ...".
 func TestReadMatrixCSVBadFiles(t *testing.T) {
-	files, err := filepath.Glob("testdata/bad-*.csv")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no bad files: %v", err)
-	}
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			f, err := os.Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			first, err := bufio.NewReader(f).ReadString('\n')
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, ok := strings.CutPrefix(strings.TrimSpace(first), "# want: ")
-			if !ok {
-				t.Fatalf("first line %q lacks '# want: '", first)
-			}
-			if _, err := f.Seek(0, 0); err != nil {
-				t.Fatal(err)
-			}
-			_, err = ReadMatrixCSV(filepath.Base(path), f)
-			checkCSVError(t, err, want)
-		})
-	}
+	strictyamltest.EachBadFile(t, "testdata/bad-*.csv", func(t *testing.T, path string, data []byte, want string) {
+		_, err := ReadMatrixCSV(filepath.Base(path), bytes.NewReader(data))
+		checkCSVError(t, err, want)
+	})
 }
 
 func TestReadMatrixCSVGoodFile(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/proteus-defense/proteus/strictyaml"
+	"github.com/proteus-defense/proteus/strictyaml/strictyamltest"
 )
 
 const paperModel = "../examples/mttegdm-paper.yaml"
@@ -38,36 +39,21 @@ func TestParsePaperModel(t *testing.T) {
 
 // Each file in testdata/bad starts with "# want: SUBSTRING" that the error must contain.
 func TestBadModels(t *testing.T) {
-	files, err := filepath.Glob("testdata/bad/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no bad models: %v", err)
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first, _, _ := strings.Cut(string(data), "\n")
-			want, ok := strings.CutPrefix(first, "# want: ")
-			if !ok {
-				t.Fatalf("first line must be '# want: ...'")
-			}
-			_, err = ParseModel(f, data)
-			if err == nil {
-				t.Fatal("accepted a bad model")
-			}
-			if !errors.Is(err, strictyaml.ErrInvalid) {
-				t.Errorf("error does not wrap strictyaml.ErrInvalid: %v", err)
-			}
-			if !strings.Contains(err.Error(), want) {
-				t.Errorf("error %q does not contain %q", err, want)
-			}
-			if !strings.HasPrefix(err.Error(), f+":") {
-				t.Errorf("error %q does not start with the file name", err)
-			}
-		})
-	}
+	strictyamltest.EachBadFile(t, "testdata/bad/*.yaml", func(t *testing.T, f string, data []byte, want string) {
+		_, err := ParseModel(f, data)
+		if err == nil {
+			t.Fatal("accepted a bad model")
+		}
+		if !errors.Is(err, strictyaml.ErrInvalid) {
+			t.Errorf("error does not wrap strictyaml.ErrInvalid: %v", err)
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+		if !strings.HasPrefix(err.Error(), f+":") {
+			t.Errorf("error %q does not start with the file name", err)
+		}
+	})
 }
 
 func TestBadModelErrorsHaveLines(t *testing.T) {
