@@ -1,11 +1,7 @@
 package stix
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
-	"regexp"
 	"time"
 )
 
@@ -22,11 +18,12 @@ func Decode(data []byte, now time.Time, opts DecodeOptions) (Message, error) {
 	if len(data) > o.MaxSize {
 		return nil, invalidf(ErrTooLarge, "bundle is %d bytes, max %d", len(data), o.MaxSize)
 	}
-	if err := checkKeys(data); err != nil {
+	root, err := parseJSON(data)
+	if err != nil {
 		return nil, invalidf(nil, "bundle: %s", err)
 	}
-	var b wireBundle
-	if err := strictUnmarshal(data, &b); err != nil {
+	b, err := decodeBundle(&root)
+	if err != nil {
 		return nil, invalidf(nil, "bundle: %s", err)
 	}
 	if b.Type != "bundle" {
@@ -40,8 +37,8 @@ func Decode(data []byte, now time.Time, opts DecodeOptions) (Message, error) {
 	}
 
 	d := decoder{now: now, opts: o, identities: map[string]wireIdentity{}, seen: map[string]bool{}}
-	for i, raw := range b.Objects {
-		if err := d.object(i, raw); err != nil {
+	for i := range b.Objects {
+		if err := d.object(i, &b.Objects[i].val); err != nil {
 			return nil, err
 		}
 	}
@@ -58,10 +55,20 @@ type decoder struct {
 	sighting   *wireSighting
 }
 
-func (d *decoder) object(i int, raw json.RawMessage) error {
+func (d *decoder) object(i int, raw *jvalue) error {
+	if raw.kind != jObject {
+		return invalidf(nil, "objects[%d]: %s, want an object", i, raw.kind)
+	}
 	var h wireHeader
-	if err := json.Unmarshal(raw, &h); err != nil {
-		return invalidf(nil, "objects[%d]: %s", i, err)
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"type", &h.Type}, {"spec_version", &h.SpecVersion}, {"id", &h.ID}} {
+		if v := raw.get(f.name); v != nil {
+			if err := jstring(f.dst, f.name, v); err != nil {
+				return invalidf(nil, "objects[%d]: %s", i, err)
+			}
+		}
 	}
 	where := fmt.Sprintf("objects[%d] (%s)", i, h.Type)
 	if h.SpecVersion != "2.1" {
@@ -76,8 +83,8 @@ func (d *decoder) object(i int, raw json.RawMessage) error {
 	d.seen[h.ID] = true
 	switch h.Type {
 	case "identity":
-		var x wireIdentity
-		if err := strictUnmarshal(raw, &x); err != nil {
+		x, err := decodeIdentity(raw)
+		if err != nil {
 			return invalidf(nil, "%s: %s", where, err)
 		}
 		if x.Name == "" || len(x.Name) > maxNameLen {
@@ -88,8 +95,8 @@ func (d *decoder) object(i int, raw json.RawMessage) error {
 		}
 		d.identities[x.ID] = x
 	case "extension-definition":
-		var x wireExtensionDefinition
-		if err := strictUnmarshal(raw, &x); err != nil {
+		x, err := decodeExtensionDefinition(raw)
+		if err != nil {
 			return invalidf(nil, "%s: %s", where, err)
 		}
 		if x.ID != ExtensionID {
@@ -109,8 +116,8 @@ func (d *decoder) object(i int, raw json.RawMessage) error {
 		if d.indicator != nil {
 			return invalidf(nil, "%s: more than one indicator", where)
 		}
-		var x wireIndicator
-		if err := strictUnmarshal(raw, &x); err != nil {
+		x, err := decodeIndicator(raw)
+		if err != nil {
 			return invalidf(nil, "%s: %s", where, err)
 		}
 		d.indicator = &x
@@ -118,21 +125,26 @@ func (d *decoder) object(i int, raw json.RawMessage) error {
 		if d.sighting != nil {
 			return invalidf(nil, "%s: more than one sighting", where)
 		}
-		var x wireSighting
-		if err := strictUnmarshal(raw, &x); err != nil {
+		x, err := decodeSighting(raw)
+		if err != nil {
 			return invalidf(nil, "%s: %s", where, err)
 		}
 		d.sighting = &x
 	case "observed-data", "course-of-action", "relationship":
-		// Accepted as context and not interpreted; the header and timestamps must be sound.
-		var x struct {
-			Created  string `json:"created"`
-			Modified string `json:"modified"`
+		// Accepted as context and not interpreted (other properties are not checked); the
+		// header and timestamps must be sound.
+		var created, modified string
+		for _, f := range []struct {
+			name string
+			dst  *string
+		}{{"created", &created}, {"modified", &modified}} {
+			if v := raw.get(f.name); v != nil {
+				if err := jstring(f.dst, f.name, v); err != nil {
+					return invalidf(nil, "%s: %s", where, err)
+				}
+			}
 		}
-		if err := json.Unmarshal(raw, &x); err != nil {
-			return invalidf(nil, "%s: %s", where, err)
-		}
-		if err := d.times(where, x.Created, x.Modified); err != nil {
+		if err := d.times(where, created, modified); err != nil {
 			return err
 		}
 	default:
@@ -302,10 +314,49 @@ func (d *decoder) finish() (Message, error) {
 		ValidUntil: until, FirstSeen: first, LastSeen: last}, nil
 }
 
-var timeRE = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$`)
+// stixTimestamp reports whether v has the form the STIX schema's timestamp pattern allows
+// in UTC: 2006-01-02T15:04:05Z with an optional fraction of 1 to 9 digits (month 01-12,
+// day 01-31, hour 00-23, minute and second 00-59; time.Parse then checks the calendar).
+func stixTimestamp(v string) bool {
+	if len(v) < 20 || v[len(v)-1] != 'Z' {
+		return false
+	}
+	digits := func(i, n int) (int, bool) {
+		x := 0
+		for j := i; j < i+n; j++ {
+			c := v[j]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			x = x*10 + int(c-'0')
+		}
+		return x, true
+	}
+	sep := func(i int, c byte) bool { return v[i] == c }
+	_, okY := digits(0, 4)
+	mo, okM := digits(5, 2)
+	d, okD := digits(8, 2)
+	h, okH := digits(11, 2)
+	mi, okMi := digits(14, 2)
+	se, okS := digits(17, 2)
+	if !okY || !okM || !okD || !okH || !okMi || !okS ||
+		!sep(4, '-') || !sep(7, '-') || !sep(10, 'T') || !sep(13, ':') || !sep(16, ':') ||
+		mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 59 {
+		return false
+	}
+	frac := v[19 : len(v)-1]
+	if frac == "" {
+		return true
+	}
+	if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+		return false
+	}
+	_, ok := digits(20, len(frac)-1)
+	return ok
+}
 
 func parseTime(where, v string) (time.Time, error) {
-	if !timeRE.MatchString(v) {
+	if !stixTimestamp(v) {
 		return time.Time{}, invalidf(nil, "%s %q: want an RFC 3339 UTC timestamp like 2026-01-02T15:04:05.000Z", where, v)
 	}
 	t, err := time.Parse(time.RFC3339Nano, v)
@@ -315,71 +366,5 @@ func parseTime(where, v string) (time.Time, error) {
 	return t, nil
 }
 
-// strictUnmarshal decodes one JSON value into v, refusing unknown fields and trailing data.
-func strictUnmarshal(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("trailing data after the JSON value")
-	}
-	return nil
-}
-
 // maxDepth bounds JSON nesting; a Proteus bundle needs 6 levels.
 const maxDepth = 16
-
-// checkKeys walks the JSON tokens once and refuses what encoding/json would silently
-// accept: a key repeated in one object (the last would win), a key that is not lower case
-// (encoding/json matches struct fields case-insensitively; STIX names are lower case),
-// and nesting deeper than maxDepth.
-func checkKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	type frame struct {
-		object bool
-		keys   map[string]bool
-		key    bool // the next string token is a key
-	}
-	var stack []*frame
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if k, isStr := tok.(string); isStr && top != nil && top.object && top.key {
-			if top.keys[k] {
-				return fmt.Errorf("duplicate key %q", k)
-			}
-			for i := 0; i < len(k); i++ {
-				if c := k[i]; c >= 'A' && c <= 'Z' {
-					return fmt.Errorf("key %q: STIX property names are lower case", k)
-				}
-			}
-			top.keys[k] = true
-			top.key = false
-			continue
-		}
-		if top != nil && top.object {
-			top.key = true // after this value comes a key
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			if len(stack) >= maxDepth {
-				return fmt.Errorf("nested deeper than %d levels", maxDepth)
-			}
-			stack = append(stack, &frame{object: tok == json.Delim('{'), keys: map[string]bool{}, key: true})
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-	}
-}

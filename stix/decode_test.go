@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -135,4 +136,31 @@ func TestDecodeAcceptsContextObjects(t *testing.T) {
 	if _, err := Decode([]byte(bad), testNow, DecodeOptions{}); err == nil || !strings.Contains(err.Error(), "observed_data_refs") {
 		t.Fatalf("dangling observed_data_refs: %v", err)
 	}
+}
+
+// TestStixTimestamp pins the timestamp form Decode accepts to the regular expression it
+// replaced (the STIX schema's UTC timestamp pattern).
+func TestStixTimestamp(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$`)
+	for _, v := range []string{"2026-03-01T12:00:00Z", "2026-03-01T12:00:00.000Z", "2026-03-01T12:00:00.123456789Z",
+		"2026-03-01T12:00:00.1234567890Z", "2026-03-01T12:00:00.Z", "2026-13-01T12:00:00Z", "2026-00-01T12:00:00Z",
+		"2026-03-32T12:00:00Z", "2026-03-00T12:00:00Z", "2026-03-01T24:00:00Z", "2026-03-01T12:60:00Z",
+		"2026-03-01T12:00:60Z", "2026-03-01 12:00:00Z", "2026-03-01T12:00:00+00:00", "2026-03-01T12:00:00z",
+		"2026-3-01T12:00:00Z", "x026-03-01T12:00:00Z", "", "2026-03-01T12:00:00.12a4Z", "2026-03-01T12:00:00,1Z"} {
+		if got, want := stixTimestamp(v), re.MatchString(v); got != want {
+			t.Errorf("stixTimestamp(%q) = %v, the pattern says %v", v, got, want)
+		}
+	}
+}
+
+// FuzzStixTimestamp: the hand-written check agrees with the pattern it replaced.
+func FuzzStixTimestamp(f *testing.F) {
+	re := regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z$`)
+	f.Add("2026-03-01T12:00:00.000Z")
+	f.Add("2026-03-01T12:00:00Z")
+	f.Fuzz(func(t *testing.T, v string) {
+		if got, want := stixTimestamp(v), re.MatchString(v); got != want {
+			t.Fatalf("stixTimestamp(%q) = %v, the pattern says %v", v, got, want)
+		}
+	})
 }

@@ -80,12 +80,6 @@ func checkID(id, typ string) bool {
 
 // Wire forms. Field order follows the STIX specification's examples.
 
-type wireBundle struct {
-	Type    string            `json:"type"`
-	ID      string            `json:"id"`
-	Objects []json.RawMessage `json:"objects"`
-}
-
 type wireHeader struct {
 	Type        string `json:"type"`
 	SpecVersion string `json:"spec_version"`
@@ -241,16 +235,14 @@ func EncodeRevocation(r Revocation) ([]byte, error) {
 		reporterIdentity(r.ReporterID, r.ReporterName), ind)
 }
 
+// marshalBundle renders the bundle compactly in one json.Marshal (no per-object
+// RawMessage that would be re-scanned and compacted).
 func marshalBundle(id string, objs ...any) ([]byte, error) {
-	b := wireBundle{Type: "bundle", ID: id}
-	for _, o := range objs {
-		raw, err := json.Marshal(o)
-		if err != nil {
-			return nil, fmt.Errorf("stix: encode: %w", err)
-		}
-		b.Objects = append(b.Objects, raw)
-	}
-	out, err := json.Marshal(b)
+	out, err := json.Marshal(struct {
+		Type    string `json:"type"`
+		ID      string `json:"id"`
+		Objects []any  `json:"objects"`
+	}{"bundle", id, objs})
 	if err != nil {
 		return nil, fmt.Errorf("stix: encode: %w", err)
 	}
