@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -33,9 +32,7 @@ import (
 )
 
 // agentContext is the context `proteus agent` runs under; tests replace it.
-var agentContext = func(parent context.Context) (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
-}
+var agentContext = untilSignal
 
 // GatewayAddrFile is where the agent records the client-facing address it listens on.
 const GatewayAddrFile = "gateway.addr"

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -13,7 +17,8 @@ import (
 )
 
 // The helpers in this file are shared by the subcommands: the -o flag, JSON and table
-// output, the --api flag of the commands that talk to a running agent, and the logger.
+// output, the --api flag of the commands that talk to a running agent, and the logger and
+// the context of the long-running ones.
 
 // formatFlag adds -o/--output to c, stored in p: human (the default, "table" or "text") or
 // json. checkFormat rejects any other value.
@@ -67,4 +72,10 @@ func newLogger(w io.Writer, l config.Log) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// untilSignal returns a context that ends with parent or at SIGINT or SIGTERM, the context a
+// long-running command runs under.
+func untilSignal(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 }

@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -25,7 +22,7 @@ func init() {
 				if o.Listen == "" || o.Root == "" {
 					return fmt.Errorf("%w: demo-server needs --listen and --root", errUsage)
 				}
-				ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+				ctx, stop := untilSignal(cmd.Context())
 				defer stop()
 				o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 				err := demo.Serve(ctx, o)

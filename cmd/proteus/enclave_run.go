@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -44,7 +42,7 @@ func newEnclaveRunCmd() *cobra.Command {
 			if err := os.MkdirAll(dataDir, 0o700); err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := untilSignal(cmd.Context())
 			defer stop()
 			return runEnclaveNode(ctx, cfg, dataDir, blockWith, cmd)
 		},

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,9 +18,7 @@ import (
 )
 
 // gatewayContext is the context `proteus gateway` runs under; tests replace it.
-var gatewayContext = func(parent context.Context) (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
-}
+var gatewayContext = untilSignal
 
 type gatewayFlags struct {
 	configFile string
