@@ -89,17 +89,23 @@ func serveNetHTTP(ctx context.Context, ln net.Listener, root string) error {
 		}
 	})
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second}
+	return serveUntilDone(ctx, "demo/nethttp", func() error { return srv.Serve(ln) }, srv.Shutdown)
+}
+
+// serveUntilDone runs serve until it fails or ctx ends, then gives open requests
+// shutdownGrace to finish through shutdown. Errors are prefixed with component.
+func serveUntilDone(ctx context.Context, component string, serve func() error, shutdown func(context.Context) error) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- serve() }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("demo/nethttp: serve: %w", err)
+		return fmt.Errorf("%s: serve: %w", component, err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("demo/nethttp: shutdown: %w", err)
+	if err := shutdown(sctx); err != nil {
+		return fmt.Errorf("%s: shutdown: %w", component, err)
 	}
 	return nil
 }
@@ -125,19 +131,7 @@ func serveFastHTTP(ctx context.Context, ln net.Listener, root string) error {
 			rc.SetBody(body)
 		},
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("demo/fasthttp: serve: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := srv.ShutdownWithContext(sctx); err != nil {
-		return fmt.Errorf("demo/fasthttp: shutdown: %w", err)
-	}
-	return nil
+	return serveUntilDone(ctx, "demo/fasthttp", func() error { return srv.Serve(ln) }, srv.ShutdownWithContext)
 }
 
 const methodNotAllowedBody = "405 method not allowed\n"
