@@ -6,10 +6,10 @@
 # node i dials nodes i-1, i-2, i-4, ...), waits for the GossipSub mesh, publishes MESSAGES
 # sightings from rotating peers 100 ms apart, and reads every other peer's decision log:
 # latency is from the publish call to the countermeasure applied (gateway blocklist entry
-# added and journaled) at each peer. CPU time and RSS per peer come from /proc/PID/stat and
-# /proc/PID/status. Each size runs twice: data dirs on $TMPDIR (disk: every applied action
-# fsyncs the countermeasure journal) and on /dev/shm (tmpfs: fsync is free), so the
-# journal's share is visible. Every run stops by itself (a bench is bounded by its
+# in force; the countermeasure journal is written after it by a background writer) at each
+# peer. CPU time and RSS per peer come from /proc/PID/stat and /proc/PID/status. Each size
+# runs twice: data dirs on $TMPDIR (disk: the journal writer fsyncs once per batch of
+# actions) and on /dev/shm (tmpfs: fsync is free), so the disk's share is visible. Every run stops by itself (a bench is bounded by its
 # messages; startup waits are capped).
 #
 # Usage: bench/enclave.sh [MESSAGES]   (default 20; needs go)

@@ -298,7 +298,9 @@ func (n *Node) closeHost() {
 	_ = n.host.Close()
 }
 
-// Close stops the node and writes the trust table.
+// Close stops the node, writes the trust table and waits (up to closeSyncTimeout) until the
+// countermeasures it applied are in the manager's journal, which is written in the
+// background: a clean stop loses none of them.
 func (n *Node) Close() error {
 	n.cancel()
 	if n.sub != nil {
@@ -309,8 +311,17 @@ func (n *Node) Close() error {
 	}
 	err := n.host.Close()
 	n.wg.Wait()
-	return errors.Join(err, n.trust.Close())
+	var serr error
+	if n.manager != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), closeSyncTimeout)
+		serr = n.manager.Sync(ctx)
+		cancel()
+	}
+	return errors.Join(err, n.trust.Close(), serr)
 }
+
+// closeSyncTimeout bounds how long Close waits for the countermeasure journal.
+const closeSyncTimeout = 5 * time.Second
 
 // ID is this node's peer ID.
 func (n *Node) ID() peer.ID { return n.self }
