@@ -20,11 +20,8 @@ func init() {
 			Use:   "block ADDR|CIDR --ttl 10m [--reason TEXT]",
 			Short: "Block a client address or CIDR at the gateway (403 before any executor sees the request) until the TTL passes",
 			Args: func(cmd *cobra.Command, args []string) error {
-				if len(args) != 1 {
-					return fmt.Errorf("%w: block needs exactly one address or CIDR", errUsage)
-				}
-				if _, err := api.ParseTarget(args[0]); err != nil {
-					return fmt.Errorf("%w: %v", errUsage, err)
+				if err := checkTargetArg("block", args); err != nil {
+					return err
 				}
 				if ttl <= 0 || ttl > api.MaxBlockTTL {
 					return fmt.Errorf("%w: --ttl must be in (0, %s], got %s", errUsage, api.MaxBlockTTL, ttl)
@@ -54,15 +51,7 @@ func init() {
 		c := &cobra.Command{
 			Use:   "unblock ADDR|CIDR",
 			Short: "Lift every active block on exactly this address or CIDR (the operator's and the enclave's)",
-			Args: func(cmd *cobra.Command, args []string) error {
-				if len(args) != 1 {
-					return fmt.Errorf("%w: unblock needs exactly one address or CIDR", errUsage)
-				}
-				if _, err := api.ParseTarget(args[0]); err != nil {
-					return fmt.Errorf("%w: %v", errUsage, err)
-				}
-				return nil
-			},
+			Args:  func(cmd *cobra.Command, args []string) error { return checkTargetArg("unblock", args) },
 			RunE: func(cmd *cobra.Command, args []string) error {
 				cl, err := api.NewClient(globals.dataDir, addr)
 				if err != nil {
@@ -120,4 +109,15 @@ func init() {
 		apiFlag(c, &addr)
 		return c
 	})
+}
+
+// checkTargetArg is the argument check of block and unblock: exactly one address or CIDR.
+func checkTargetArg(command string, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%w: %s needs exactly one address or CIDR", errUsage, command)
+	}
+	if _, err := api.ParseTarget(args[0]); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
 }
