@@ -54,24 +54,39 @@ func Default() *Config {
 }
 
 // Load reads and parses the file at path.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return load(path, Parse) }
+
+// load reads the file at path and hands it to parse.
+func load(path string, parse func(file string, data []byte) (*Config, error)) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, data)
+	return parse(path, data)
 }
 
 // Parse decodes data strictly, fills defaults and validates. Errors name file, line and field
 // and wrap strictyaml.ErrInvalid.
 func Parse(file string, data []byte) (*Config, error) {
+	return parse(file, data, func(strictyaml.Problem) bool { return true })
+}
+
+// parse decodes data strictly, fills defaults and reports the validation problems for which
+// keep is true, located in the file.
+func parse(file string, data []byte, keep func(strictyaml.Problem) bool) (*Config, error) {
 	c := &Config{}
 	doc, err := strictyaml.Decode(file, data, c)
 	if err != nil {
 		return nil, err
 	}
 	c.applyDefaults()
-	if err := doc.Locate(c.Problems()); err != nil {
+	var kept strictyaml.Problems
+	for _, p := range c.Problems() {
+		if keep(p) {
+			kept = append(kept, p)
+		}
+	}
+	if err := doc.Locate(kept); err != nil {
 		return nil, err
 	}
 	return c, nil

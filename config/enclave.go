@@ -2,9 +2,7 @@ package config
 
 import (
 	"encoding/base64"
-	"fmt"
 	"net"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -346,32 +344,13 @@ func indexed(field string, i int) string { return field + "[" + strconv.Itoa(i) 
 // only the enclave: the whole document is decoded strictly (unknown fields are still
 // errors), but only version, data_dir, log and enclave are validated, so the file needs no
 // pool or gateway section.
-func LoadStandaloneEnclave(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	return ParseStandaloneEnclave(path, data)
-}
+func LoadStandaloneEnclave(path string) (*Config, error) { return load(path, ParseStandaloneEnclave) }
 
 // ParseStandaloneEnclave is LoadStandaloneEnclave on bytes already read.
 func ParseStandaloneEnclave(file string, data []byte) (*Config, error) {
-	c := &Config{}
-	doc, err := strictyaml.Decode(file, data, c)
-	if err != nil {
-		return nil, err
-	}
-	c.applyDefaults()
-	var keep strictyaml.Problems
-	for _, p := range c.Problems() {
-		if p.Field == "version" || strings.HasPrefix(p.Field, "log.") || p.Field == "enclave" || strings.HasPrefix(p.Field, "enclave.") {
-			keep = append(keep, p)
-		}
-	}
-	if err := doc.Locate(keep); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return parse(file, data, func(p strictyaml.Problem) bool {
+		return p.Field == "version" || strings.HasPrefix(p.Field, "log.") || p.Field == "enclave" || strings.HasPrefix(p.Field, "enclave.")
+	})
 }
 
 // ApplyDefaults fills the unset fields of the section, as Parse does.
