@@ -160,11 +160,7 @@ func agentConfig(cmd *cobra.Command, f agentFlags) (*config.Config, string, mtd.
 	if err != nil {
 		return nil, "", mtd.Policy{}, err
 	}
-	dataDir := globals.dataDir
-	if fl := cmd.Flags().Lookup("data-dir"); (fl == nil || !fl.Changed) && cfg.DataDir != "" {
-		dataDir = cfg.DataDir
-	}
-	return cfg, dataDir, policy, nil
+	return cfg, dataDirFor(cmd, cfg), policy, nil
 }
 
 func runAgent(cmd *cobra.Command, f agentFlags) error {

@@ -54,6 +54,15 @@ func printJSON(w io.Writer, v any) error {
 // newTable returns the tab writer every table output uses; Flush it at the end.
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
+// dataDirFor is the data directory of a command that runs from cfg: --data-dir when given,
+// else the config's data_dir, else the default.
+func dataDirFor(cmd *cobra.Command, cfg *config.Config) string {
+	if cfg.DataDir != "" && !cmd.Flags().Changed("data-dir") && !cmd.Root().PersistentFlags().Changed("data-dir") {
+		return cfg.DataDir
+	}
+	return globals.dataDir
+}
+
 // apiFlag adds --api, the running agent's API address, stored in p; empty means the address
 // the agent wrote to the data dir (api.NewClient reads it).
 func apiFlag(c *cobra.Command, p *string) {

@@ -35,10 +35,7 @@ func newEnclaveRunCmd() *cobra.Command {
 			if !cfg.Enclave.Enabled {
 				return fmt.Errorf("%w: %s: enclave.enabled is false", errUsage, cfgFile)
 			}
-			dataDir := globals.dataDir
-			if cfg.DataDir != "" && !cmd.Flags().Changed("data-dir") && !cmd.Root().PersistentFlags().Changed("data-dir") {
-				dataDir = cfg.DataDir
-			}
+			dataDir := dataDirFor(cmd, cfg)
 			if err := os.MkdirAll(dataDir, 0o700); err != nil {
 				return err
 			}
