@@ -2,6 +2,7 @@ package mimic
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -50,8 +51,9 @@ func startGateway(t *testing.T, g *Gateway, so ServerOptions) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(Listener(ln))
-	t.Cleanup(func() { srv.Close(); g.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	go Serve(ctx, srv, ln)
+	t.Cleanup(func() { cancel(); srv.Close(); g.Close() })
 	return ln.Addr().String()
 }
 

@@ -87,8 +87,11 @@ type connKey struct{}
 
 // connContext remembers the connection so the handler can ask about its framing.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	if fc, ok := c.(*framingConn); ok {
+	switch fc := c.(type) {
+	case *framingConn:
 		return context.WithValue(ctx, connKey{}, fc)
+	case *handoffConn:
+		return context.WithValue(ctx, connKey{}, fc.framingConn)
 	}
 	return ctx
 }

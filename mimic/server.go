@@ -79,28 +79,51 @@ func NewServer(h http.Handler, o ServerOptions) (*http.Server, error) {
 // names both Content-Length and Transfer-Encoding (see framingConn). Serve applies it.
 func Listener(ln net.Listener) net.Listener { return framingListener{ln} }
 
-// Serve runs s on ln until ctx ends, then shuts it down gracefully (bounded by 10s).
+// Serve runs s on ln until ctx ends, then shuts it down gracefully (bounded by 10s). Over TLS
+// it is s.ServeTLS; in cleartext the plainest HTTP/1.1 requests are served by a lean loop and
+// every other connection by s (see fastServer), all through Listener's framing check.
 func Serve(ctx context.Context, s *http.Server, ln net.Listener) error {
-	errc := make(chan error, 1)
-	go func() {
-		if s.TLSConfig != nil {
-			errc <- s.ServeTLS(ln, "", "")
-		} else {
-			errc <- s.Serve(Listener(ln))
-		}
-	}()
+	errc := make(chan error, 2)
+	var fast *fastServer
+	if s.TLSConfig != nil {
+		go func() { errc <- s.ServeTLS(ln, "", "") }()
+	} else {
+		fast = newFastServer(s, ln)
+		go func() { errc <- s.Serve(fast.handoff) }()
+		go func() { errc <- fast.serve() }()
+	}
 	select {
 	case err := <-errc:
+		if fast != nil {
+			fast.ln.Close()
+			fast.handoff.Close()
+		}
+		s.Close()
 		return fmt.Errorf("mimic: serve: %w", err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var errs []error
+	if fast != nil {
+		if err := fast.shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("mimic: shutdown: %w", err))
+		}
+	}
 	if err := s.Shutdown(sctx); err != nil {
-		return fmt.Errorf("mimic: shutdown: %w", err)
+		errs = append(errs, fmt.Errorf("mimic: shutdown: %w", err))
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("mimic: serve: %w", err)
+	for range cap(errc) - boolInt(fast == nil) {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("mimic: serve: %w", err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

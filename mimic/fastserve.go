@@ -1,0 +1,636 @@
+package mimic
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// fastServer serves the plainest cleartext HTTP/1.1 requests — GET and HEAD without a body,
+// which is nearly all voted traffic — with a lean per-connection loop: no background read
+// goroutine, no context, header map clone or response buffering machinery per request, one
+// write per response. It refuses nothing itself: a connection that sends anything outside that
+// strict subset (another method or version, a body, Content-Length, Transfer-Encoding, Expect,
+// Upgrade, an odd Host, bare LF, a header section that is not complete within the first 4 KiB,
+// the h2c preface, ...) is handed, with the bytes already read replayed, to the net/http server
+// for the rest of its life, and net/http applies every one of its rules (400, 405, 413, 431,
+// 501, timeouts). The bytes pass through framingConn either way.
+//
+// A client that hangs up while its request is being voted on is noticed by a watcher started
+// when the handler has run for watchAfter: it cancels the request's context like net/http does.
+type fastServer struct {
+	s       *http.Server
+	ln      net.Listener
+	handoff *chanListener
+
+	mu      sync.Mutex
+	conns   map[*fastConn]bool // -> idle
+	closing bool
+	wg      sync.WaitGroup
+}
+
+const watchAfter = 20 * time.Millisecond
+
+type fastConn struct {
+	fc       *framingConn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	remote   string
+	ctx      context.Context
+	cancel   context.CancelFunc
+	w        fastWriter
+	watch    *time.Timer
+	watched  chan struct{}
+	wmu      sync.Mutex // orders the watcher's deadline change against the end of the handler
+	handling bool
+}
+
+func newFastServer(s *http.Server, ln net.Listener) *fastServer {
+	return &fastServer{s: s, ln: ln, handoff: newChanListener(ln.Addr()), conns: map[*fastConn]bool{}}
+}
+
+// serve accepts connections until the listener is closed.
+func (f *fastServer) serve() error {
+	var backoff time.Duration
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				// Out of file descriptors and the like: wait and retry, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			f.handoff.Close()
+			return err
+		}
+		backoff = 0
+		fc := &framingConn{Conn: c}
+		f.wg.Add(1)
+		go f.serveConn(fc)
+	}
+}
+
+// shutdown stops accepting, closes idle connections and waits for the busy ones to finish
+// their request (or for ctx).
+func (f *fastServer) shutdown(ctx context.Context) error {
+	f.ln.Close()
+	f.mu.Lock()
+	f.closing = true
+	for c, idle := range f.conns {
+		if idle {
+			c.fc.Close()
+		}
+	}
+	f.mu.Unlock()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		f.mu.Lock()
+		for c := range f.conns {
+			c.fc.Close()
+		}
+		f.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// setIdle records whether c waits for a request; false when the server is shutting down.
+func (f *fastServer) setIdle(c *fastConn, idle bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return false
+	}
+	f.conns[c] = idle
+	return true
+}
+
+var (
+	fastReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	fastWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
+
+func (f *fastServer) serveConn(fc *framingConn) {
+	defer f.wg.Done()
+	c := &fastConn{fc: fc, remote: fc.RemoteAddr().String(), watched: make(chan struct{}, 1)}
+	c.br = fastReaders.Get().(*bufio.Reader)
+	c.br.Reset(fc)
+	c.bw = fastWriters.Get().(*bufio.Writer)
+	c.bw.Reset(fc)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.watch = time.AfterFunc(time.Hour, c.watchClient)
+	c.watch.Stop()
+	handedOff := false
+	defer func() {
+		c.cancel()
+		f.mu.Lock()
+		delete(f.conns, c)
+		f.mu.Unlock()
+		if !handedOff {
+			fc.Close()
+		}
+		c.br.Reset(nil)
+		c.bw.Reset(nil)
+		fastReaders.Put(c.br)
+		fastWriters.Put(c.bw)
+		c.w = fastWriter{}
+	}()
+	s := f.s
+	for first := true; ; first = false {
+		if c.br.Buffered() == 0 {
+			if !f.setIdle(c, true) {
+				return
+			}
+			wait := s.IdleTimeout
+			if first {
+				wait = s.ReadHeaderTimeout
+			}
+			if wait > 0 {
+				fc.SetReadDeadline(time.Now().Add(wait))
+			}
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+		}
+		if !f.setIdle(c, false) {
+			return
+		}
+		if s.ReadHeaderTimeout > 0 {
+			fc.SetReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+		}
+		head, ok, err := readRequestHead(c.br, s.MaxHeaderBytes)
+		if err != nil {
+			return
+		}
+		var r *http.Request
+		var closeAfter bool
+		if ok {
+			r, closeAfter, ok = parseRequestHead(head)
+		}
+		if !ok || fc.ambiguous.Load() {
+			prefix, _ := c.br.Peek(c.br.Buffered())
+			hc := &handoffConn{framingConn: fc, prefix: bytes.Clone(prefix)}
+			fc.SetReadDeadline(time.Time{})
+			if f.handoff.give(hc) {
+				handedOff = true
+			}
+			return
+		}
+		c.br.Discard(len(head))
+		r.RemoteAddr = c.remote
+		r = r.WithContext(c.ctx)
+		if s.WriteTimeout > 0 {
+			fc.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+		}
+		if !c.handle(s.Handler, r) {
+			return
+		}
+		if closeAfter || c.w.closeAfter || c.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// handle runs h and writes its response; false when the connection must close.
+func (c *fastConn) handle(h http.Handler, r *http.Request) (ok bool) {
+	c.w.reset(r.Method == http.MethodHead)
+	c.wmu.Lock()
+	c.handling = true
+	c.wmu.Unlock()
+	c.watch.Reset(watchAfter)
+	defer func() {
+		c.wmu.Lock()
+		c.handling = false
+		c.wmu.Unlock()
+		if !c.watch.Stop() {
+			// The watcher ran or runs: stop its read and wait for it.
+			c.fc.SetReadDeadline(pastDeadline)
+			<-c.watched
+			c.fc.SetReadDeadline(time.Time{})
+		}
+		if p := recover(); p != nil {
+			ok = false
+		}
+	}()
+	h.ServeHTTP(&c.w, r)
+	return c.w.finish(c.bw) == nil
+}
+
+// watchClient waits for the client to send more or hang up while its request is handled,
+// and cancels the connection's context when it hangs up.
+func (c *fastConn) watchClient() {
+	defer func() { c.watched <- struct{}{} }()
+	c.wmu.Lock()
+	if !c.handling || c.br.Buffered() > 0 {
+		c.wmu.Unlock()
+		return
+	}
+	c.fc.SetReadDeadline(time.Time{})
+	c.wmu.Unlock()
+	if _, err := c.br.Peek(1); err != nil {
+		c.wmu.Lock()
+		if c.handling {
+			c.cancel()
+		}
+		c.wmu.Unlock()
+	}
+}
+
+// readRequestHead returns the buffered header section of the next request, reading more as
+// needed; ok is false when it is not a plain CRLF-delimited section complete within the
+// reader's buffer and maxHeader bytes (the caller hands the connection to net/http).
+func readRequestHead(br *bufio.Reader, maxHeader int) (head []byte, ok bool, err error) {
+	limit := br.Size()
+	if maxHeader > 0 && maxHeader < limit {
+		limit = maxHeader
+	}
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(buf, lfLF); i >= 0 {
+			if j := bytes.Index(buf, lfCRLF); j < 0 || i < j {
+				return nil, false, nil // a bare LF ends the section
+			}
+		}
+		if j := bytes.Index(buf, lfCRLF); j >= 0 {
+			return buf[:j+3], true, nil
+		}
+		if len(buf) >= limit {
+			return nil, false, nil
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil {
+			if len(buf) > 0 && !isTimeout(err) {
+				return nil, false, nil // let net/http answer what it can
+			}
+			return nil, false, err
+		}
+	}
+}
+
+var (
+	lfLF   = []byte("\n\n")
+	lfCRLF = []byte("\n\r\n")
+)
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// parseRequestHead parses a GET or HEAD request head in the strict subset described at
+// fastServer; ok is false for anything else.
+func parseRequestHead(head []byte) (r *http.Request, closeAfter, ok bool) {
+	all := string(head)
+	end := indexCRLF(all, 0)
+	if end < 0 {
+		return nil, false, false
+	}
+	line := all[:end]
+	var method string
+	switch {
+	case len(line) > 4 && line[:4] == "GET ":
+		method, line = http.MethodGet, line[4:]
+	case len(line) > 5 && line[:5] == "HEAD ":
+		method, line = http.MethodHead, line[5:]
+	default:
+		return nil, false, false
+	}
+	if len(line) < 10 || line[len(line)-9:] != " HTTP/1.1" {
+		return nil, false, false
+	}
+	target := line[:len(line)-9]
+	if target == "" || target[0] != '/' {
+		return nil, false, false
+	}
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return nil, false, false
+		}
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return nil, false, false
+	}
+	h := make(http.Header, 8)
+	host, hosts := "", 0
+	for off := end + 2; ; {
+		e := indexCRLF(all, off)
+		if e < 0 {
+			return nil, false, false
+		}
+		if e == off {
+			break
+		}
+		ln := all[off:e]
+		off = e + 2
+		colon := -1
+		for i := 0; i < len(ln); i++ {
+			c := ln[i]
+			if c == ':' {
+				colon = i
+				break
+			}
+			if !isTokenByte(c) {
+				return nil, false, false
+			}
+		}
+		if colon <= 0 {
+			return nil, false, false
+		}
+		v := ln[colon+1:]
+		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+			v = v[1:]
+		}
+		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+			v = v[:len(v)-1]
+		}
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+				return nil, false, false
+			}
+		}
+		k := canonicalName(ln[:colon])
+		switch k {
+		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Http2-Settings", "Te", "Trailer":
+			return nil, false, false
+		case "Host":
+			hosts++
+			if hosts > 1 || !plainHost(v) {
+				return nil, false, false
+			}
+			host = v
+			continue // net/http moves it to Request.Host too
+		case "Connection":
+			if httpTokenContains(v, "close") {
+				closeAfter = true
+			}
+		}
+		h[k] = append(h[k], v)
+	}
+	if hosts != 1 {
+		return nil, false, false
+	}
+	return &http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Body:       http.NoBody,
+		Host:       host,
+		RequestURI: target,
+		Close:      closeAfter,
+	}, closeAfter, true
+}
+
+// plainHost reports whether a Host value is a non-empty name or address with an optional port,
+// in characters no parser reads differently.
+func plainHost(v string) bool {
+	if v == "" || len(v) > 255 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// fastWriter buffers one response and writes it at once. The header is serialized when the
+// status is set (the handler's header values may be reused once it returns, as with net/http,
+// which clones them at that point).
+type fastWriter struct {
+	h          http.Header
+	status     int
+	hdr        []byte // serialized status line and header fields, without the framing ones
+	body       []byte
+	head       bool
+	closeAfter bool
+	hasType    bool
+	length     string // the handler's Content-Length, kept for HEAD
+}
+
+func (w *fastWriter) reset(head bool) {
+	if w.h == nil || len(w.h) > 32 {
+		w.h = make(http.Header, 8)
+	} else {
+		clear(w.h)
+	}
+	if cap(w.body) > 64<<10 {
+		w.body = nil
+	}
+	if cap(w.hdr) > 64<<10 {
+		w.hdr = nil
+	}
+	*w = fastWriter{h: w.h, hdr: w.hdr[:0], body: w.body[:0], head: head}
+}
+
+func (w *fastWriter) Header() http.Header { return w.h }
+
+func (w *fastWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 && code <= 999 {
+		w.status = code
+		w.snapshot()
+	}
+}
+
+func (w *fastWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.head && bodyAllowed(w.status) {
+		w.body = append(w.body, p...)
+	}
+	return len(p), nil
+}
+
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// snapshot serializes the status line and the handler's header.
+func (w *fastWriter) snapshot() {
+	b := append(w.hdr[:0], "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(w.status), 10)
+	b = append(b, ' ')
+	if t := http.StatusText(w.status); t != "" {
+		b = append(b, t...)
+	} else {
+		b = append(b, "status code "...)
+		b = strconv.AppendInt(b, int64(w.status), 10)
+	}
+	b = append(b, "\r\n"...)
+	hasDate := false
+	for k, vs := range w.h {
+		switch k {
+		case "Content-Length":
+			if len(vs) > 0 {
+				w.length = strings.Clone(vs[0])
+			}
+			continue
+		case "Transfer-Encoding", "Trailer":
+			continue
+		case "Connection":
+			for _, v := range vs {
+				if httpTokenContains(v, "close") {
+					w.closeAfter = true
+				}
+			}
+			continue
+		case "Date":
+			hasDate = true
+		case "Content-Type":
+			w.hasType = true
+		}
+		if !validName(k) {
+			continue
+		}
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			for i := 0; i < len(v); i++ {
+				c := v[i]
+				if c == '\r' || c == '\n' {
+					c = ' '
+				}
+				b = append(b, c)
+			}
+			b = append(b, "\r\n"...)
+		}
+	}
+	if !hasDate {
+		b = append(b, "Date: "...)
+		b = append(b, httpDate()...)
+		b = append(b, "\r\n"...)
+	}
+	w.hdr = b
+}
+
+// finish writes the response like net/http would: a Date when none is set, a sniffed
+// Content-Type for a body without one, Content-Length from the body (HEAD: the handler's).
+func (w *fastWriter) finish(bw *bufio.Writer) error {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	allowed := bodyAllowed(w.status)
+	b := w.hdr
+	if !w.hasType && allowed && len(w.body) > 0 {
+		b = append(b, "Content-Type: "...)
+		b = append(b, http.DetectContentType(w.body)...)
+		b = append(b, "\r\n"...)
+	}
+	switch {
+	case allowed && !w.head:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(len(w.body)), 10)
+		b = append(b, "\r\n"...)
+	case allowed && w.length != "" && parseLength(w.length) >= 0:
+		b = append(b, "Content-Length: "...)
+		b = append(b, w.length...)
+		b = append(b, "\r\n"...)
+	}
+	if w.closeAfter {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	w.hdr = b
+	bw.Write(b)
+	bw.Write(w.body)
+	return bw.Flush()
+}
+
+func validName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if !isTokenByte(k[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+var dateCache atomic.Pointer[cachedDate]
+
+type cachedDate struct {
+	sec int64
+	s   string
+}
+
+func httpDate() string {
+	now := time.Now()
+	if d := dateCache.Load(); d != nil && d.sec == now.Unix() {
+		return d.s
+	}
+	d := &cachedDate{sec: now.Unix(), s: now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.s
+}
+
+// handoffConn replays the bytes the fast loop read before handing the connection to net/http.
+type handoffConn struct {
+	*framingConn
+	prefix []byte
+}
+
+func (c *handoffConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.framingConn.Read(p)
+}
+
+// chanListener is the listener net/http serves the handed-off connections from.
+type chanListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) give(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
