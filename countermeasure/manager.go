@@ -29,6 +29,9 @@ type ManagerOptions struct {
 	Logger    *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// JournalInterval is the least time between two journal writes (see persist.go);
+	// 0 means DefaultJournalInterval, negative means write after every change.
+	JournalInterval time.Duration
 }
 
 // Manager applies actions through actuators, remembers them in a journal, and reverts
@@ -55,7 +58,9 @@ type Manager struct {
 	saveErr       error
 	flushed       chan struct{}
 	kick          chan struct{}
+	flushNow      chan struct{} // Sync: write now, do not wait for the interval
 	stop          chan struct{}
+	interval      time.Duration
 	writerOn      bool // the writer goroutine is running
 	writerStarted bool
 	writerEnd     chan struct{}
@@ -66,7 +71,11 @@ type Manager struct {
 func NewManager(o ManagerOptions) (*Manager, error) {
 	m := &Manager{actuators: map[string]Actuator{}, active: map[string]Action{}, bus: o.Bus,
 		log: o.Logger, now: o.Now, wake: make(chan struct{}, 1),
-		flushed: make(chan struct{}), kick: make(chan struct{}, 1), stop: make(chan struct{}), writerEnd: make(chan struct{})}
+		flushed: make(chan struct{}), kick: make(chan struct{}, 1), flushNow: make(chan struct{}, 1),
+		stop: make(chan struct{}), writerEnd: make(chan struct{}), interval: o.JournalInterval}
+	if m.interval == 0 {
+		m.interval = DefaultJournalInterval
+	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}

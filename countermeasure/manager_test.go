@@ -517,3 +517,59 @@ func TestManagerRunFlushesJournal(t *testing.T) {
 		t.Fatalf("journal after a late apply: %d actions, %v", len(got), err)
 	}
 }
+
+// TestManagerJournalInterval: the first change after a quiet period is written at once;
+// changes within the interval wait for its end (or for Sync/Close) and are written together.
+func TestManagerJournalInterval(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := &clock{t: t0}
+	m, err := NewManager(ManagerOptions{DataDir: dir, Actuators: []Actuator{newRecorder("rec")}, Now: c.Now, JournalInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	path := filepath.Join(dir, JournalFile)
+	onDisk := func() int {
+		got, err := parseJournalFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	if _, err := m.Apply(ctx, blockAction("a", "203.0.113.1", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for onDisk() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first change was not written without waiting for the interval")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := m.Apply(ctx, blockAction("b", "203.0.113.2", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := onDisk(); n != 1 {
+		t.Fatalf("a change inside the interval was written at once (%d actions on disk)", n)
+	}
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := onDisk(); n != 2 {
+		t.Fatalf("after Sync %d actions on disk, want 2", n)
+	}
+	if _, err := m.Apply(ctx, blockAction("c", "203.0.113.3", time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := onDisk(); n != 3 {
+		t.Fatalf("after Close %d actions on disk, want 3", n)
+	}
+}

@@ -15,15 +15,24 @@ import (
 // Mutations that arrive while a write is in flight are coalesced into the next one, so a
 // burst of N actions costs one or two fsyncs, not N.
 //
+// The writer writes at most once per ManagerOptions.JournalInterval (default 250 ms): the
+// first change after a quiet period is written at once, changes that follow within the
+// interval are written together at its end, so a sustained stream of actions costs at most
+// four fsyncs a second however fast it comes.
+//
 // Durability: Sync waits until everything mutated before it is on disk; Close (and Run's
-// return) flushes. A crash — not a clean stop — loses at most the mutations made since the
-// last completed write: the write in flight and the batch waiting behind it, typically one
-// fsync (milliseconds; tens of milliseconds on a busy disk). A lost apply means the action
+// return) flushes; neither waits for the interval. A crash — not a clean stop — loses at
+// most the mutations made since the last completed write: those of the last interval plus
+// the write in flight (about JournalInterval plus one fsync). A lost apply means the action
 // is not restored at restart (an nftables element still lapses by its kernel timeout); a
 // lost revert means the action is re-applied at restart until its expiry.
 
 // writeRetry is how long the writer waits after a failed write before trying again.
 const writeRetry = time.Second
+
+// DefaultJournalInterval is the default ManagerOptions.JournalInterval: at most one
+// journal write (one fsync) per 250 ms.
+const DefaultJournalInterval = 250 * time.Millisecond
 
 // saveLocked records that the active set changed and lets the writer persist it. Without
 // a running writer (before Start, after Close) it writes synchronously.
@@ -74,20 +83,39 @@ func (m *Manager) finishWrite(gen uint64, err error) {
 func (m *Manager) writer() {
 	defer close(m.writerEnd)
 	var retry <-chan time.Time
+	var last time.Time // end of the last write
+	stop := func() {
+		m.mu.Lock()
+		if m.saved < m.gen {
+			m.writeLocked()
+		}
+		m.writerOn = false
+		m.mu.Unlock()
+	}
 	for {
 		select {
 		case <-m.kick:
+		case <-m.flushNow:
 		case <-retry:
 		case <-m.stop:
-			m.mu.Lock()
-			if m.saved < m.gen {
-				m.writeLocked()
-			}
-			m.writerOn = false
-			m.mu.Unlock()
+			stop()
 			return
 		}
 		retry = nil
+		// At most one write per interval: changes made meanwhile join this batch. Sync
+		// and Close do not wait for the interval.
+		if wait := m.interval - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-m.flushNow:
+			case <-m.stop:
+				t.Stop()
+				stop()
+				return
+			}
+			t.Stop()
+		}
 		m.mu.Lock()
 		if m.saved >= m.gen {
 			m.mu.Unlock()
@@ -96,6 +124,7 @@ func (m *Manager) writer() {
 		gen, actions := m.gen, m.sortedLocked()
 		m.mu.Unlock()
 		err := m.journal.save(actions) // without the lock: Apply is not held up by the disk
+		last = time.Now()
 		m.mu.Lock()
 		m.finishWrite(gen, err)
 		again := m.saved < m.gen
@@ -129,6 +158,10 @@ func (m *Manager) Sync(ctx context.Context) error {
 		}
 		ch := m.flushed
 		m.mu.Unlock()
+		select {
+		case m.flushNow <- struct{}{}:
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
