@@ -98,6 +98,9 @@ type Node struct {
 	scoreMu sync.Mutex
 	scores  map[peer.ID]float64
 
+	nameMu sync.Mutex
+	names  map[peer.ID]string // peer.ID.String() cache (see peerName)
+
 	mu        sync.Mutex
 	targets   map[string][]*report
 	byID      map[string]*report   // by reportKey
@@ -431,7 +434,26 @@ func (n *Node) appScore(p peer.ID) float64 {
 	if n.isDenied(p) {
 		return 2 * n.cfg.PeerScore.Graylist
 	}
-	return (n.trust.Score(p.String()) - n.cfg.Trust.Neutral) * n.cfg.PeerScore.Weight
+	return (n.trust.Score(n.peerName(p)) - n.cfg.Trust.Neutral) * n.cfg.PeerScore.Weight
+}
+
+// maxNameCache bounds the peerName cache; when full it starts over.
+const maxNameCache = 4096
+
+// peerName is p.String() (a base58 encoding), cached: GossipSub asks for the score of
+// every peer it forwards to, and each ask used to re-encode the peer ID.
+func (n *Node) peerName(p peer.ID) string {
+	n.nameMu.Lock()
+	defer n.nameMu.Unlock()
+	if s, ok := n.names[p]; ok {
+		return s
+	}
+	if n.names == nil || len(n.names) >= maxNameCache {
+		n.names = make(map[peer.ID]string)
+	}
+	s := p.String()
+	n.names[p] = s
+	return s
 }
 
 func (n *Node) inspectScores(m map[peer.ID]float64) {

@@ -67,7 +67,7 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 	if err != nil {
 		n.stats.rejected.Add(1)
 		if author != n.self {
-			score := n.trust.Invalid(author.String())
+			score := n.trust.Invalid(n.peerName(author))
 			n.log.Warn("invalid message", "author", author, "via", from, "err", err, "trust", score)
 			n.publishEvent(EventRejected, author.String(), map[string]any{"reason": err.Error(), "trust": score})
 		}
@@ -96,7 +96,7 @@ func (n *Node) checkAttribution(k Kind, author peer.ID, m stix.Message) error {
 	default:
 		return fmt.Errorf("%w: unexpected message %T", ErrEnvelope, m)
 	}
-	if name != author.String() || id != reporterID(author) {
+	if name != n.peerName(author) || id != reporterID(author) {
 		return fmt.Errorf("%w: report attributed to %q, signed by %s", ErrEnvelope, name, author)
 	}
 	return nil
@@ -120,9 +120,9 @@ func (n *Node) receive() {
 		}
 		switch v := m.(type) {
 		case *stix.Sighting:
-			n.onSighting(from.String(), false, v)
+			n.onSighting(n.peerName(from), false, v)
 		case *stix.Revocation:
-			n.onRevocation(from.String(), v)
+			n.onRevocation(n.peerName(from), v)
 		}
 	}
 }
