@@ -22,6 +22,15 @@ type Bimatrix struct {
 	A, D [][]float64
 }
 
+// newBimatrix returns an m×n game whose payoff matrices are all zero.
+func newBimatrix(m, n int) Bimatrix {
+	g := Bimatrix{A: make([][]float64, m), D: make([][]float64, m)}
+	for x := range m {
+		g.A[x], g.D[x] = make([]float64, n), make([]float64, n)
+	}
+	return g
+}
+
 // Shape returns the number of attacker strategies m and defender strategies n. It reads the
 // attacker matrix; call Validate first to be sure both matrices agree.
 func (g Bimatrix) Shape() (m, n int) {

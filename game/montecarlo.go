@@ -228,10 +228,8 @@ func (c *compiled) traditionalGame(s *stageData, prior []float64, tableBeta bool
 		total += v
 	}
 	m, n := len(s.attacks), len(s.defenses)
-	g := Bimatrix{A: make([][]float64, m), D: make([][]float64, m)}
+	g := newBimatrix(m, n)
 	for x := 0; x < m; x++ {
-		g.A[x] = make([]float64, n)
-		g.D[x] = make([]float64, n)
 		for y := 0; y < n; y++ {
 			reconfigures := c.m.Reconfiguration.Rates[s.defenses[y].Rate] > 0
 			var beta, cost float64

@@ -236,10 +236,8 @@ func (c *compiled) defenderPayoff(s *stageData, t, sig, x, y int) float64 {
 // belief (it does not know t); the defender's matrix is its own payoff.
 func (c *compiled) stageGame(s *stageData, t, sig int, belief []float64) Bimatrix {
 	m, n := len(s.attacks), len(s.defenses)
-	g := Bimatrix{A: make([][]float64, m), D: make([][]float64, m)}
+	g := newBimatrix(m, n)
 	for x := 0; x < m; x++ {
-		g.A[x] = make([]float64, n)
-		g.D[x] = make([]float64, n)
 		for y := 0; y < n; y++ {
 			for j, b := range belief {
 				if b != 0 {
