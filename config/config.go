@@ -1,7 +1,8 @@
 // Package config owns Proteus's versioned YAML configuration: the schema, the embedded
-// defaults, strict decoding and validation without I/O. Start-up code (cmd/proteus) reads the
-// file and hands the bytes here; this package never opens sockets, starts processes or reads
-// anything but the bytes it is given.
+// defaults, strict decoding and validation without I/O. The only I/O here is Load (and
+// LoadStandaloneEnclave) reading the one file it is named; Parse and validation work on bytes
+// and values alone, and nothing here opens sockets, starts processes or checks the paths a
+// config names (start-up does that).
 //
 // Each top-level section lives in its own file (api.go, pool.go, gateway.go, enclave.go) with
 // its own defaults and validate method, so a section can grow without touching the others.
