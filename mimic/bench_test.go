@@ -2,6 +2,7 @@ package mimic
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"hash/maphash"
 	"io"
@@ -81,8 +82,9 @@ func benchGateway(b *testing.B, policy Policy) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	go srv.Serve(Listener(ln))
-	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	go Serve(ctx, srv, ln) // the cleartext fast path, as proteus gateway serves
+	defer cancel()
 	url := "http://" + ln.Addr().String() + "/"
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer tr.CloseIdleConnections()
