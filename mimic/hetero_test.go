@@ -2,6 +2,7 @@ package mimic
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -55,8 +56,9 @@ func newHetero(t *testing.T, o Options) *hetero {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); gw.Wait() })
+	sctx, stop := context.WithCancel(context.Background())
+	go Serve(sctx, srv, ln) // the cleartext fast path, as proteus gateway serves
+	t.Cleanup(func() { stop(); srv.Close(); gw.Wait() })
 	h.url = "http://" + ln.Addr().String()
 	return h
 }
