@@ -276,11 +276,8 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 		if gwSrv, err = mimic.NewServer(front, so); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
-		if gwSrv.TLSConfig != nil {
-			gwServe = func() error { return gwSrv.ServeTLS(gwLn, "", "") }
-		} else {
-			gwServe = func() error { return gwSrv.Serve(mimic.Listener(gwLn)) }
-		}
+		// mimic.Serve picks TLS or the lean cleartext HTTP/1.1 loop and drains on ctx's end.
+		gwServe = func() error { return mimic.Serve(ctx, gwSrv, gwLn) }
 	} else {
 		front = blockingFrontend{next: executor.NewProxy(pool, log), bl: ag.blocklist}
 		gwSrv = &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
@@ -306,7 +303,8 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 		api.WithCountermeasures(ag.countermeasures, countermeasure.BlocklistID), api.WithAttackIntensity(f.intensity)),
 		ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
-	go func() { errc <- gwServe() }()
+	gwDone := make(chan struct{})
+	go func() { errc <- gwServe(); close(gwDone) }()
 	go func() { errc <- apiSrv.Serve(apiLn) }()
 	for name, addr := range map[string]string{api.AddrFile: apiLn.Addr().String(), GatewayAddrFile: gwLn.Addr().String()} {
 		if err := writeAddr(dataDir, name, addr); err != nil {
@@ -340,6 +338,7 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = gwSrv.Shutdown(sctx)
+	<-gwDone // in-flight client requests end before the pool goes away
 	_ = apiSrv.Shutdown(sctx)
 	<-schedDone
 	stopExtensions()
