@@ -122,6 +122,15 @@ type Pool struct {
 
 	rateMu sync.Mutex
 	done   []time.Time // completion times of recent reconfigurations
+
+	stopMu    sync.Mutex
+	unstopped []unstopped // instances whose Stop failed (engine down); retried each tick and on Close
+}
+
+// unstopped is an instance the pool has taken out of service but could not stop yet.
+type unstopped struct {
+	driver Driver
+	inst   *Instance
 }
 
 type member struct {
@@ -600,7 +609,10 @@ func (p *Pool) stopMember(ctx context.Context, m *member, drain bool) {
 		t.Stop()
 	}
 	if err := m.driver.Stop(ctx, m.inst); err != nil {
-		p.log.Error("stop failed", "id", m.inst.ID, "err", err)
+		p.log.Error("stop failed; will retry", "id", m.inst.ID, "err", err)
+		p.stopMu.Lock()
+		p.unstopped = append(p.unstopped, unstopped{m.driver, m.inst})
+		p.stopMu.Unlock()
 	}
 	p.live.Delete(m.inst.ID)
 	p.mu.Lock()
@@ -746,6 +758,7 @@ func (p *Pool) supervise(ctx context.Context) {
 			return
 		case <-t.C:
 			p.probeAll(ctx)
+			p.retryStops(ctx)
 		case <-p.kick:
 		}
 		p.fill(ctx)
@@ -916,4 +929,27 @@ func (p *Pool) close(ctx context.Context) {
 		wg.Go(func() { p.stopMember(ctx, m, false) })
 	}
 	wg.Wait()
+	p.retryStops(ctx)
+}
+
+// retryStops tries again to stop instances whose Stop failed earlier (say the Docker engine
+// was unreachable), so nothing taken out of service is left running once the driver answers.
+func (p *Pool) retryStops(ctx context.Context) {
+	p.stopMu.Lock()
+	pending := p.unstopped
+	p.unstopped = nil
+	p.stopMu.Unlock()
+	var failed []unstopped
+	for _, u := range pending {
+		if err := u.driver.Stop(ctx, u.inst); err != nil {
+			failed = append(failed, u)
+			continue
+		}
+		p.log.Info("stopped after retry", "id", u.inst.ID)
+	}
+	if len(failed) > 0 {
+		p.stopMu.Lock()
+		p.unstopped = append(p.unstopped, failed...)
+		p.stopMu.Unlock()
+	}
 }

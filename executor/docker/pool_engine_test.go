@@ -396,4 +396,13 @@ func TestPoolEngineUnreachable(t *testing.T) {
 	}
 	serveRounds(t, after, 3)
 	t.Logf("%v: rotated %s after the engine came back", time.Since(t0), old.ID)
+
+	// The container that died while the engine was cut could not be stopped then; the pool
+	// retries the stop once the engine answers, so nothing it took out of service is left behind.
+	if !waitFor(3000, func() bool {
+		_, err := cli.ContainerInspect(ctx, victim.Handle)
+		return cerrdefs.IsNotFound(err)
+	}) {
+		t.Fatalf("the container of %s, which died while the engine was cut, was never removed", victim.ID)
+	}
 }
