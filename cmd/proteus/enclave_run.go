@@ -69,6 +69,7 @@ func runEnclaveNode(ctx context.Context, cfg *config.Config, dataDir, blockWith 
 	if err := mgr.Start(ctx); err != nil {
 		return err
 	}
+	defer mgr.Close() // flushes the journal, so pending reverts survive the stop
 	mctx, mcancel := context.WithCancel(context.Background())
 	defer mcancel()
 	go func() { _ = mgr.Run(mctx) }()
