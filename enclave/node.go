@@ -76,6 +76,7 @@ type Node struct {
 	host      host.Host
 	ps        *pubsub.PubSub
 	topic     *pubsub.Topic
+	tracer    *tracer // mesh membership (and debug logging) of the topic
 	sub       *pubsub.Subscription
 	self      peer.ID
 	reporter  string // STIX identity id derived from self
@@ -244,7 +245,8 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	h.Network().Notify(&network.NotifyBundle{ConnectedF: n.connected})
 
 	s := cfg.PeerScore
-	psOpts := append(tracerOption(n.log),
+	n.tracer = newTracer(n.log)
+	psOpts := append([]pubsub.Option{pubsub.WithRawTracer(n.tracer)},
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		// Own reports go straight to every topic peer above the publish threshold, not
 		// only to the mesh: one hop for the reporter's neighbours, whatever the mesh state.

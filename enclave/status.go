@@ -26,6 +26,7 @@ type Status struct {
 	Addrs      []string `json:"addrs"`
 	Connected  int      `json:"connected"`
 	TopicPeers int      `json:"topic_peers"`
+	MeshPeers  int      `json:"mesh_peers"` // peers this node forwards to; a report reaches a peer for sure once both sides have meshed
 	Stats      Stats    `json:"stats"`
 }
 
@@ -33,7 +34,7 @@ type Status struct {
 func (n *Node) Status() Status {
 	return Status{Peer: n.self.String(), Enclave: n.cfg.Name, Topic: TopicPrefix + n.cfg.Name,
 		Addrs: n.Addrs(), Connected: len(n.host.Network().Peers()), TopicPeers: len(n.topic.ListPeers()),
-		Stats: n.Stats()}
+		MeshPeers: n.tracer.meshPeers(), Stats: n.Stats()}
 }
 
 // Peers lists connected peers and every peer the trust table knows.

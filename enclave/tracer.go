@@ -3,53 +3,86 @@ package enclave
 import (
 	"context"
 	"log/slog"
+	"sync"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
-// debugTracer logs GossipSub's view of messages and RPCs at debug level; it is installed
-// only when the node's logger has debug enabled.
-type debugTracer struct{ log *slog.Logger }
+// tracer follows GossipSub's mesh (which peers this node forwards messages to, so status can
+// say when the mesh has formed) and, when the node's logger has debug enabled, logs GossipSub's
+// view of messages and RPCs.
+type tracer struct {
+	log   *slog.Logger
+	debug bool
 
-var _ pubsub.RawTracer = debugTracer{}
+	mu   sync.Mutex
+	mesh map[peer.ID]struct{} // peers grafted into this node's mesh for the enclave topic
+}
 
-func (d debugTracer) AddPeer(p peer.ID, proto protocol.ID) {
-	d.log.Debug("pubsub peer up", "peer", p, "proto", proto)
+var _ pubsub.RawTracer = (*tracer)(nil)
+
+func newTracer(log *slog.Logger) *tracer {
+	return &tracer{log: log, debug: log.Enabled(context.Background(), slog.LevelDebug), mesh: map[peer.ID]struct{}{}}
 }
-func (d debugTracer) RemovePeer(p peer.ID)          { d.log.Debug("pubsub peer down", "peer", p) }
-func (debugTracer) Join(string)                     {}
-func (debugTracer) Leave(string)                    {}
-func (d debugTracer) Graft(p peer.ID, _ string)     { d.log.Debug("pubsub graft", "peer", p) }
-func (d debugTracer) Prune(p peer.ID, _ string)     { d.log.Debug("pubsub prune", "peer", p) }
-func (debugTracer) ValidateMessage(*pubsub.Message) {}
-func (debugTracer) DeliverMessage(*pubsub.Message)  {}
-func (d debugTracer) RejectMessage(m *pubsub.Message, reason string) {
-	d.log.Debug("pubsub reject", "from", m.ReceivedFrom, "author", m.GetFrom(), "reason", reason)
+
+// meshPeers is the number of peers in this node's mesh (the node joins one topic).
+func (d *tracer) meshPeers() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.mesh)
 }
-func (debugTracer) DuplicateMessage(*pubsub.Message) {}
-func (d debugTracer) ThrottlePeer(p peer.ID)         { d.log.Debug("pubsub throttle", "peer", p) }
-func (d debugTracer) RecvRPC(r *pubsub.RPC) {
-	if len(r.GetPublish()) > 0 || len(r.GetSubscriptions()) > 0 {
+
+func (d *tracer) debugf(msg string, args ...any) {
+	if d.debug {
+		d.log.Debug(msg, args...)
+	}
+}
+
+func (d *tracer) AddPeer(p peer.ID, proto protocol.ID) {
+	d.debugf("pubsub peer up", "peer", p, "proto", proto)
+}
+func (d *tracer) RemovePeer(p peer.ID) {
+	d.mu.Lock()
+	delete(d.mesh, p)
+	d.mu.Unlock()
+	d.debugf("pubsub peer down", "peer", p)
+}
+func (*tracer) Join(string)  {}
+func (*tracer) Leave(string) {}
+func (d *tracer) Graft(p peer.ID, _ string) {
+	d.mu.Lock()
+	d.mesh[p] = struct{}{}
+	d.mu.Unlock()
+	d.debugf("pubsub graft", "peer", p)
+}
+func (d *tracer) Prune(p peer.ID, _ string) {
+	d.mu.Lock()
+	delete(d.mesh, p)
+	d.mu.Unlock()
+	d.debugf("pubsub prune", "peer", p)
+}
+func (*tracer) ValidateMessage(*pubsub.Message) {}
+func (*tracer) DeliverMessage(*pubsub.Message)  {}
+func (d *tracer) RejectMessage(m *pubsub.Message, reason string) {
+	d.debugf("pubsub reject", "from", m.ReceivedFrom, "author", m.GetFrom(), "reason", reason)
+}
+func (*tracer) DuplicateMessage(*pubsub.Message) {}
+func (d *tracer) ThrottlePeer(p peer.ID)         { d.debugf("pubsub throttle", "peer", p) }
+func (d *tracer) RecvRPC(r *pubsub.RPC) {
+	if d.debug && (len(r.GetPublish()) > 0 || len(r.GetSubscriptions()) > 0) {
 		d.log.Debug("pubsub recv rpc", "msgs", len(r.GetPublish()), "subs", len(r.GetSubscriptions()))
 	}
 }
-func (d debugTracer) SendRPC(r *pubsub.RPC, p peer.ID) {
-	if len(r.GetPublish()) > 0 || len(r.GetSubscriptions()) > 0 {
+func (d *tracer) SendRPC(r *pubsub.RPC, p peer.ID) {
+	if d.debug && (len(r.GetPublish()) > 0 || len(r.GetSubscriptions()) > 0) {
 		d.log.Debug("pubsub send rpc", "to", p, "msgs", len(r.GetPublish()), "subs", len(r.GetSubscriptions()))
 	}
 }
-func (d debugTracer) DropRPC(r *pubsub.RPC, p peer.ID) {
-	d.log.Debug("pubsub drop rpc", "to", p, "msgs", len(r.GetPublish()))
+func (d *tracer) DropRPC(r *pubsub.RPC, p peer.ID) {
+	d.debugf("pubsub drop rpc", "to", p, "msgs", len(r.GetPublish()))
 }
-func (d debugTracer) UndeliverableMessage(m *pubsub.Message) {
-	d.log.Debug("pubsub undeliverable", "author", m.GetFrom())
-}
-
-func tracerOption(log *slog.Logger) []pubsub.Option {
-	if !log.Enabled(context.Background(), slog.LevelDebug) {
-		return nil
-	}
-	return []pubsub.Option{pubsub.WithRawTracer(debugTracer{log})}
+func (d *tracer) UndeliverableMessage(m *pubsub.Message) {
+	d.debugf("pubsub undeliverable", "author", m.GetFrom())
 }

@@ -74,9 +74,13 @@ func nsCLI(t *testing.T, ns, bin, dir string, args ...string) string {
 	return string(out)
 }
 
+// netnsTuning is labTuning with a corroboration window long enough that the relayed block is
+// still in place when the test reads C's kernel sets (the window's expiry is tested elsewhere).
+const netnsTuning = "  decision: {act: 0.45, defer: 0.3}\n  trust: {window: 5m}\n  cert_timeout: 3s\n"
+
 func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
 	nl := newNetnsLab(t)
-	lab := newEnclaveLab(t, "lab", labTuning)
+	lab := newEnclaveLab(t, "lab", netnsTuning)
 	bin := lab.bin
 	type member struct {
 		ns, dir, id string
@@ -112,7 +116,7 @@ func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
 		m := members[i]
 		cfg := filepath.Join(m.dir, "agent.yaml")
 		yaml := fmt.Sprintf("version: 1\nlog: {level: info}\nenclave:\n  enabled: true\n  name: lab\n  key: %s\n  certificate: member.cert\n  listen: %s\n  bootstrap: %s\n  exposure: %s\n%s",
-			lab.pub, listen[i], boot[i], linuxExposure, labTuning)
+			lab.pub, listen[i], boot[i], linuxExposure, netnsTuning)
 		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -136,6 +140,10 @@ func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
 		}
 		waitFor(t, m.ns+" joins the topic", func() bool { return status(m).TopicPeers == want })
 	}
+	// B relays A's report to C only once C is in B's mesh (GossipSub forwards to mesh peers;
+	// gossip about a message goes to peers outside the mesh, so a peer grafted just after the
+	// message was forwarded would miss it). Publish once B has meshed with both.
+	waitFor(t, b.ns+" meshes with A and C", func() bool { return status(b).MeshPeers == 2 })
 	// A and C have no route to each other; only B's relay connects them.
 	if st := status(members[0]); st.Connected != 1 {
 		t.Errorf("A is connected to %d peers, want 1 (B)", st.Connected)
