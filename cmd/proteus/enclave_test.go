@@ -224,7 +224,7 @@ func (a *enclaveAgent) trustOf(t *testing.T, bin, peer string) (float64, bool) {
 const (
 	linuxExposure   = "{os: linux, services: [{port: 22}]}"
 	windowsExposure = "{os: windows, services: [{port: 3389}]}"
-	labTuning       = "  decision: {act: 0.45, defer: 0.3}\n  trust: {window: 2s}\n  cert_timeout: 3s\n"
+	labTuning       = "  decision: {act: 0.45, defer: 0.3}\n  trust: {window: 2s}\n  cert_timeout: 15s\n"
 )
 
 // Six members and one outsider as separate processes of the real binary: a true sighting
