@@ -143,16 +143,9 @@ func (p *jparser) enter() error {
 }
 
 func (p *jparser) object() (jvalue, error) {
-	if err := p.enter(); err != nil {
-		return jvalue{}, err
-	}
-	p.pos++ // {
 	v := jvalue{kind: jObject}
-	p.ws()
-	if p.pos < len(p.data) && p.data[p.pos] == '}' {
-		p.pos++
-		p.depth--
-		return v, nil
+	if empty, err := p.open('}'); err != nil || empty {
+		return v, err
 	}
 	base := len(p.stack)
 	for {
@@ -190,36 +183,16 @@ func (p *jparser) object() (jvalue, error) {
 		if err != nil {
 			return jvalue{}, err
 		}
-		p.stack = append(p.stack, jmember{key: k, val: val})
-		p.ws()
-		if p.pos >= len(p.data) {
-			return jvalue{}, errUnexpectedEOF
-		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-		case '}':
-			p.pos++
-			p.depth--
-			v.members = p.pop(base)
-			return v, nil
-		default:
-			return jvalue{}, p.errChar("after object key:value pair")
+		if done, err := p.push(jmember{key: k, val: val}, &v, base, '}', "after object key:value pair"); err != nil || done {
+			return v, err
 		}
 	}
 }
 
 func (p *jparser) array() (jvalue, error) {
-	if err := p.enter(); err != nil {
-		return jvalue{}, err
-	}
-	p.pos++ // [
 	v := jvalue{kind: jArray}
-	p.ws()
-	if p.pos < len(p.data) && p.data[p.pos] == ']' {
-		p.pos++
-		p.depth--
-		return v, nil
+	if empty, err := p.open(']'); err != nil || empty {
+		return v, err
 	}
 	base := len(p.stack)
 	for {
@@ -228,22 +201,48 @@ func (p *jparser) array() (jvalue, error) {
 		if err != nil {
 			return jvalue{}, err
 		}
-		p.stack = append(p.stack, jmember{val: item})
-		p.ws()
-		if p.pos >= len(p.data) {
-			return jvalue{}, errUnexpectedEOF
+		if done, err := p.push(jmember{val: item}, &v, base, ']', "after array element"); err != nil || done {
+			return v, err
 		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-		case ']':
-			p.pos++
-			p.depth--
-			v.members = p.pop(base)
-			return v, nil
-		default:
-			return jvalue{}, p.errChar("after array element")
-		}
+	}
+}
+
+// open enters a container at its opening bracket and reports whether it is empty, in
+// which case it has also read the closing bracket and left it.
+func (p *jparser) open(closing byte) (empty bool, err error) {
+	if err := p.enter(); err != nil {
+		return false, err
+	}
+	p.pos++ // { or [
+	p.ws()
+	if p.pos < len(p.data) && p.data[p.pos] == closing {
+		p.pos++
+		p.depth--
+		return true, nil
+	}
+	return false, nil
+}
+
+// push stacks one member or element of the container v opened at base and reads what
+// follows it: a comma (more to come) or the closing bracket, which sets v's members and
+// leaves the container (done).
+func (p *jparser) push(item jmember, v *jvalue, base int, closing byte, after string) (done bool, err error) {
+	p.stack = append(p.stack, item)
+	p.ws()
+	if p.pos >= len(p.data) {
+		return false, errUnexpectedEOF
+	}
+	switch p.data[p.pos] {
+	case ',':
+		p.pos++
+		return false, nil
+	case closing:
+		p.pos++
+		p.depth--
+		v.members = p.pop(base)
+		return true, nil
+	default:
+		return false, p.errChar(after)
 	}
 }
 

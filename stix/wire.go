@@ -86,25 +86,27 @@ type wireHeader struct {
 	ID          string `json:"id"`
 }
 
+// wireCommon is the common properties every object but the bundle carries, in the
+// specification's order. created_by_ref is left out when empty (only identities have
+// none: the extension-definition, indicator and sighting always name their creator).
+type wireCommon struct {
+	Type         string `json:"type"`
+	SpecVersion  string `json:"spec_version"`
+	ID           string `json:"id"`
+	CreatedByRef string `json:"created_by_ref,omitempty"`
+	Created      string `json:"created"`
+	Modified     string `json:"modified"`
+}
+
 type wireIdentity struct {
-	Type          string `json:"type"`
-	SpecVersion   string `json:"spec_version"`
-	ID            string `json:"id"`
-	CreatedByRef  string `json:"created_by_ref,omitempty"`
-	Created       string `json:"created"`
-	Modified      string `json:"modified"`
+	wireCommon
 	Name          string `json:"name"`
 	Description   string `json:"description,omitempty"`
 	IdentityClass string `json:"identity_class,omitempty"`
 }
 
 type wireExtensionDefinition struct {
-	Type           string   `json:"type"`
-	SpecVersion    string   `json:"spec_version"`
-	ID             string   `json:"id"`
-	CreatedByRef   string   `json:"created_by_ref"`
-	Created        string   `json:"created"`
-	Modified       string   `json:"modified"`
+	wireCommon
 	Name           string   `json:"name"`
 	Description    string   `json:"description,omitempty"`
 	Schema         string   `json:"schema"`
@@ -113,12 +115,7 @@ type wireExtensionDefinition struct {
 }
 
 type wireIndicator struct {
-	Type           string   `json:"type"`
-	SpecVersion    string   `json:"spec_version"`
-	ID             string   `json:"id"`
-	CreatedByRef   string   `json:"created_by_ref"`
-	Created        string   `json:"created"`
-	Modified       string   `json:"modified"`
+	wireCommon
 	Revoked        bool     `json:"revoked,omitempty"`
 	Name           string   `json:"name,omitempty"`
 	Description    string   `json:"description,omitempty"`
@@ -132,12 +129,7 @@ type wireIndicator struct {
 }
 
 type wireSighting struct {
-	Type             string                  `json:"type"`
-	SpecVersion      string                  `json:"spec_version"`
-	ID               string                  `json:"id"`
-	CreatedByRef     string                  `json:"created_by_ref"`
-	Created          string                  `json:"created"`
-	Modified         string                  `json:"modified"`
+	wireCommon
 	Description      string                  `json:"description,omitempty"`
 	FirstSeen        string                  `json:"first_seen"`
 	LastSeen         string                  `json:"last_seen"`
@@ -158,24 +150,29 @@ type wireExposure struct {
 	Services      []Service  `json:"services,omitempty"`
 }
 
+// newCommon returns the common properties of a STIX 2.1 object, timestamps in wire form.
+func newCommon(typ, id, createdByRef string, created, modified time.Time) wireCommon {
+	return wireCommon{Type: typ, SpecVersion: "2.1", ID: id, CreatedByRef: createdByRef,
+		Created: ts(created), Modified: ts(modified)}
+}
+
 func projectIdentity() wireIdentity {
-	return wireIdentity{Type: "identity", SpecVersion: "2.1", ID: ProjectIdentityID,
-		Created: ts(fixedEpoch), Modified: ts(fixedEpoch), Name: "Proteus",
+	return wireIdentity{wireCommon: newCommon("identity", ProjectIdentityID, "", fixedEpoch, fixedEpoch), Name: "Proteus",
 		Description:   "The Proteus active-defense project; creator of the proteus-exposure extension.",
 		IdentityClass: "organization"}
 }
 
 func extensionDefinition() wireExtensionDefinition {
-	return wireExtensionDefinition{Type: "extension-definition", SpecVersion: "2.1", ID: ExtensionID,
-		CreatedByRef: ProjectIdentityID, Created: ts(fixedEpoch), Modified: ts(fixedEpoch),
-		Name: ExtensionName, Schema: ExtensionSchema, Version: ExtensionVersion,
+	return wireExtensionDefinition{
+		wireCommon: newCommon("extension-definition", ExtensionID, ProjectIdentityID, fixedEpoch, fixedEpoch),
+		Name:       ExtensionName, Schema: ExtensionSchema, Version: ExtensionVersion,
 		Description:    "The reporter's exposure profile (os, software and versions, exposed services) and its recommended action (block or watch), carried on a sighting.",
 		ExtensionTypes: []string{"property-extension"}}
 }
 
 func reporterIdentity(id, name string) wireIdentity {
-	return wireIdentity{Type: "identity", SpecVersion: "2.1", ID: id,
-		Created: ts(fixedEpoch), Modified: ts(fixedEpoch), Name: name, IdentityClass: "system"}
+	return wireIdentity{wireCommon: newCommon("identity", id, "", fixedEpoch, fixedEpoch),
+		Name: name, IdentityClass: "system"}
 }
 
 func indicatorName(t Target) string { return "proteus sighting " + t.String() }
@@ -206,13 +203,13 @@ func Encode(s Sighting) ([]byte, error) {
 		last = first
 	}
 	conf := s.Confidence
-	ind := wireIndicator{Type: "indicator", SpecVersion: "2.1", ID: s.ID, CreatedByRef: s.ReporterID,
-		Created: ts(s.Created), Modified: ts(s.modified()), Name: indicatorName(s.Target),
+	ind := wireIndicator{wireCommon: newCommon("indicator", s.ID, s.ReporterID, s.Created, s.modified()),
+		Name:        indicatorName(s.Target),
 		Description: s.Description, IndicatorTypes: []string{"malicious-activity"},
 		Pattern: s.Target.Pattern(), PatternType: "stix", PatternVersion: "2.1",
 		ValidFrom: ts(s.validFrom()), ValidUntil: ts(s.ValidUntil), Confidence: &conf}
-	sig := wireSighting{Type: "sighting", SpecVersion: "2.1", ID: s.SightingID, CreatedByRef: s.ReporterID,
-		Created: ts(s.Created), Modified: ts(s.modified()), FirstSeen: ts(first), LastSeen: ts(last),
+	sig := wireSighting{wireCommon: newCommon("sighting", s.SightingID, s.ReporterID, s.Created, s.modified()),
+		FirstSeen: ts(first), LastSeen: ts(last),
 		Count: s.Count, SightingOfRef: s.ID, WhereSightedRefs: []string{s.ReporterID}, Confidence: &conf,
 		Extensions: map[string]wireExposure{ExtensionID: {ExtensionType: "property-extension",
 			Action: string(s.Action), OS: s.Exposure.OS, Software: s.Exposure.Software, Services: s.Exposure.Services}}}
@@ -226,8 +223,8 @@ func EncodeRevocation(r Revocation) ([]byte, error) {
 	if err := r.check(); err != nil {
 		return nil, fmt.Errorf("stix: encode revocation: %w", err)
 	}
-	ind := wireIndicator{Type: "indicator", SpecVersion: "2.1", ID: r.ID, CreatedByRef: r.ReporterID,
-		Created: ts(r.Created), Modified: ts(r.Modified), Revoked: true, Name: indicatorName(r.Target),
+	ind := wireIndicator{wireCommon: newCommon("indicator", r.ID, r.ReporterID, r.Created, r.Modified),
+		Revoked: true, Name: indicatorName(r.Target),
 		Description: r.Reason, IndicatorTypes: []string{"malicious-activity"},
 		Pattern: r.Target.Pattern(), PatternType: "stix", PatternVersion: "2.1",
 		ValidFrom: ts(r.validFrom()), ValidUntil: ts(r.ValidUntil)}
@@ -270,12 +267,11 @@ func (s Sighting) check() error {
 		return invalidf(nil, "indicator id %q: want indicator--<uuid>", s.ID)
 	case !checkID(s.SightingID, "sighting"):
 		return invalidf(nil, "sighting id %q: want sighting--<uuid>", s.SightingID)
-	case !checkID(s.ReporterID, "identity"):
-		return invalidf(nil, "reporter id %q: want identity--<uuid>", s.ReporterID)
-	case s.ReporterName == "" || len(s.ReporterName) > maxNameLen:
-		return invalidf(nil, "reporter name: want 1..%d bytes", maxNameLen)
-	case !s.Target.Valid():
-		return invalidf(nil, "target: want exactly one of address/CIDR and port")
+	}
+	if err := checkReport(s.ReporterID, s.ReporterName, s.Target); err != nil {
+		return err
+	}
+	switch {
 	case s.Action != ActionBlock && s.Action != ActionWatch:
 		return invalidf(nil, "action %q: want block or watch", s.Action)
 	case s.Confidence < 0 || s.Confidence > 100:
@@ -297,15 +293,13 @@ func (s Sighting) check() error {
 }
 
 func (r Revocation) check() error {
-	switch {
-	case !checkID(r.ID, "indicator"):
+	if !checkID(r.ID, "indicator") {
 		return invalidf(nil, "indicator id %q: want indicator--<uuid>", r.ID)
-	case !checkID(r.ReporterID, "identity"):
-		return invalidf(nil, "reporter id %q: want identity--<uuid>", r.ReporterID)
-	case r.ReporterName == "" || len(r.ReporterName) > maxNameLen:
-		return invalidf(nil, "reporter name: want 1..%d bytes", maxNameLen)
-	case !r.Target.Valid():
-		return invalidf(nil, "target: want exactly one of address/CIDR and port")
+	}
+	if err := checkReport(r.ReporterID, r.ReporterName, r.Target); err != nil {
+		return err
+	}
+	switch {
 	case len(r.Reason) > maxDescLen:
 		return invalidf(nil, "reason longer than %d bytes", maxDescLen)
 	case r.Created.IsZero():
@@ -314,6 +308,20 @@ func (r Revocation) check() error {
 		return invalidf(nil, "revocation modified must be after created")
 	case !r.ValidUntil.After(r.validFrom()):
 		return invalidf(nil, "valid_until must be after valid_from")
+	}
+	return nil
+}
+
+// checkReport checks who reports (the reporter's identity id and name) and what (the
+// target), as a sighting and a revocation both carry them.
+func checkReport(reporterID, reporterName string, t Target) error {
+	switch {
+	case !checkID(reporterID, "identity"):
+		return invalidf(nil, "reporter id %q: want identity--<uuid>", reporterID)
+	case reporterName == "" || len(reporterName) > maxNameLen:
+		return invalidf(nil, "reporter name: want 1..%d bytes", maxNameLen)
+	case !t.Valid():
+		return invalidf(nil, "target: want exactly one of address/CIDR and port")
 	}
 	return nil
 }

@@ -116,210 +116,165 @@ func decodeBundle(v *jvalue) (parsedBundle, error) {
 	return b, nil
 }
 
-func decodeIdentity(v *jvalue) (wireIdentity, error) {
-	var x wireIdentity
+// commonRefs points at the properties every object Proteus defines shares (a nil entry:
+// the type has no such property, so the key is left to its own fields and, there,
+// rejected as unknown).
+type commonRefs struct {
+	typ, specVersion, id, createdByRef, created, modified, name, description *string
+}
+
+// refs points commonRefs at c and at the object's own name and description (nil for a
+// type without one).
+func (c *wireCommon) refs(name, description *string) commonRefs {
+	return commonRefs{&c.Type, &c.SpecVersion, &c.ID, &c.CreatedByRef, &c.Created, &c.Modified, name, description}
+}
+
+// field returns where the common property key goes, or nil if key is not one of them.
+func (c *commonRefs) field(key string) *string {
+	switch key {
+	case "type":
+		return c.typ
+	case "spec_version":
+		return c.specVersion
+	case "id":
+		return c.id
+	case "created_by_ref":
+		return c.createdByRef
+	case "created":
+		return c.created
+	case "modified":
+		return c.modified
+	case "name":
+		return c.name
+	case "description":
+		return c.description
+	}
+	return nil
+}
+
+// decodeObject reads the members of the object v in order: a common property into c, any
+// other through own (which returns unknownField for a key the type does not have).
+func decodeObject(v *jvalue, c commonRefs, own func(m *jmember) error) error {
 	for i := range v.members {
 		m := &v.members[i]
-		var dst *string
-		switch m.key {
-		case "type":
-			dst = &x.Type
-		case "spec_version":
-			dst = &x.SpecVersion
-		case "id":
-			dst = &x.ID
-		case "created_by_ref":
-			dst = &x.CreatedByRef
-		case "created":
-			dst = &x.Created
-		case "modified":
-			dst = &x.Modified
-		case "name":
-			dst = &x.Name
-		case "description":
-			dst = &x.Description
-		case "identity_class":
-			dst = &x.IdentityClass
-		default:
-			return x, unknownField(m.key)
+		var err error
+		if dst := c.field(m.key); dst != nil {
+			err = jstring(dst, m.key, &m.val)
+		} else {
+			err = own(m)
 		}
-		if err := jstring(dst, m.key, &m.val); err != nil {
-			return x, err
+		if err != nil {
+			return err
 		}
 	}
-	return x, nil
+	return nil
+}
+
+// jconfidence reads an optional integer into a fresh *int.
+func jconfidence(dst **int, field string, v *jvalue) error {
+	var c int
+	if err := jint(&c, field, v); err != nil {
+		return err
+	}
+	*dst = &c
+	return nil
+}
+
+func decodeIdentity(v *jvalue) (wireIdentity, error) {
+	var x wireIdentity
+	err := decodeObject(v, x.refs(&x.Name, &x.Description), func(m *jmember) error {
+		switch m.key {
+		case "identity_class":
+			return jstring(&x.IdentityClass, m.key, &m.val)
+		}
+		return unknownField(m.key)
+	})
+	return x, err
 }
 
 func decodeExtensionDefinition(v *jvalue) (wireExtensionDefinition, error) {
 	var x wireExtensionDefinition
-	for i := range v.members {
-		m := &v.members[i]
-		var dst *string
+	err := decodeObject(v, x.refs(&x.Name, &x.Description), func(m *jmember) error {
 		switch m.key {
-		case "type":
-			dst = &x.Type
-		case "spec_version":
-			dst = &x.SpecVersion
-		case "id":
-			dst = &x.ID
-		case "created_by_ref":
-			dst = &x.CreatedByRef
-		case "created":
-			dst = &x.Created
-		case "modified":
-			dst = &x.Modified
-		case "name":
-			dst = &x.Name
-		case "description":
-			dst = &x.Description
 		case "schema":
-			dst = &x.Schema
+			return jstring(&x.Schema, m.key, &m.val)
 		case "version":
-			dst = &x.Version
+			return jstring(&x.Version, m.key, &m.val)
 		case "extension_types":
-			if err := jstrings(&x.ExtensionTypes, m.key, &m.val); err != nil {
-				return x, err
-			}
-			continue
-		default:
-			return x, unknownField(m.key)
+			return jstrings(&x.ExtensionTypes, m.key, &m.val)
 		}
-		if err := jstring(dst, m.key, &m.val); err != nil {
-			return x, err
-		}
-	}
-	return x, nil
+		return unknownField(m.key)
+	})
+	return x, err
 }
 
 func decodeIndicator(v *jvalue) (wireIndicator, error) {
 	var x wireIndicator
-	for i := range v.members {
-		m := &v.members[i]
-		var dst *string
+	err := decodeObject(v, x.refs(&x.Name, &x.Description), func(m *jmember) error {
 		switch m.key {
-		case "type":
-			dst = &x.Type
-		case "spec_version":
-			dst = &x.SpecVersion
-		case "id":
-			dst = &x.ID
-		case "created_by_ref":
-			dst = &x.CreatedByRef
-		case "created":
-			dst = &x.Created
-		case "modified":
-			dst = &x.Modified
-		case "name":
-			dst = &x.Name
-		case "description":
-			dst = &x.Description
 		case "pattern":
-			dst = &x.Pattern
+			return jstring(&x.Pattern, m.key, &m.val)
 		case "pattern_type":
-			dst = &x.PatternType
+			return jstring(&x.PatternType, m.key, &m.val)
 		case "pattern_version":
-			dst = &x.PatternVersion
+			return jstring(&x.PatternVersion, m.key, &m.val)
 		case "valid_from":
-			dst = &x.ValidFrom
+			return jstring(&x.ValidFrom, m.key, &m.val)
 		case "valid_until":
-			dst = &x.ValidUntil
+			return jstring(&x.ValidUntil, m.key, &m.val)
 		case "revoked":
-			if err := jbool(&x.Revoked, m.key, &m.val); err != nil {
-				return x, err
-			}
-			continue
+			return jbool(&x.Revoked, m.key, &m.val)
 		case "indicator_types":
-			if err := jstrings(&x.IndicatorTypes, m.key, &m.val); err != nil {
-				return x, err
-			}
-			continue
+			return jstrings(&x.IndicatorTypes, m.key, &m.val)
 		case "confidence":
-			var c int
-			if err := jint(&c, m.key, &m.val); err != nil {
-				return x, err
-			}
-			x.Confidence = &c
-			continue
-		default:
-			return x, unknownField(m.key)
+			return jconfidence(&x.Confidence, m.key, &m.val)
 		}
-		if err := jstring(dst, m.key, &m.val); err != nil {
-			return x, err
-		}
-	}
-	return x, nil
+		return unknownField(m.key)
+	})
+	return x, err
 }
 
 func decodeSighting(v *jvalue) (wireSighting, error) {
 	var x wireSighting
-	for i := range v.members {
-		m := &v.members[i]
-		var dst *string
+	err := decodeObject(v, x.refs(nil, &x.Description), func(m *jmember) error {
 		switch m.key {
-		case "type":
-			dst = &x.Type
-		case "spec_version":
-			dst = &x.SpecVersion
-		case "id":
-			dst = &x.ID
-		case "created_by_ref":
-			dst = &x.CreatedByRef
-		case "created":
-			dst = &x.Created
-		case "modified":
-			dst = &x.Modified
-		case "description":
-			dst = &x.Description
 		case "first_seen":
-			dst = &x.FirstSeen
+			return jstring(&x.FirstSeen, m.key, &m.val)
 		case "last_seen":
-			dst = &x.LastSeen
+			return jstring(&x.LastSeen, m.key, &m.val)
 		case "sighting_of_ref":
-			dst = &x.SightingOfRef
+			return jstring(&x.SightingOfRef, m.key, &m.val)
 		case "count":
-			if err := jint(&x.Count, m.key, &m.val); err != nil {
-				return x, err
-			}
-			continue
+			return jint(&x.Count, m.key, &m.val)
 		case "confidence":
-			var c int
-			if err := jint(&c, m.key, &m.val); err != nil {
-				return x, err
-			}
-			x.Confidence = &c
-			continue
+			return jconfidence(&x.Confidence, m.key, &m.val)
 		case "observed_data_refs":
-			if err := jstrings(&x.ObservedDataRefs, m.key, &m.val); err != nil {
-				return x, err
-			}
-			continue
+			return jstrings(&x.ObservedDataRefs, m.key, &m.val)
 		case "where_sighted_refs":
-			if err := jstrings(&x.WhereSightedRefs, m.key, &m.val); err != nil {
-				return x, err
-			}
-			continue
+			return jstrings(&x.WhereSightedRefs, m.key, &m.val)
 		case "extensions":
-			if err := wantObject(&m.val, m.key); err != nil {
-				return x, err
-			}
-			x.Extensions = make(map[string]wireExposure, len(m.val.members))
-			for j := range m.val.members {
-				e := &m.val.members[j]
-				ext, err := decodeExposure(&e.val)
-				if err != nil {
-					return x, err
-				}
-				x.Extensions[e.key] = ext
-			}
-			continue
-		default:
-			return x, unknownField(m.key)
+			return decodeExtensions(&x.Extensions, m.key, &m.val)
 		}
-		if err := jstring(dst, m.key, &m.val); err != nil {
-			return x, err
-		}
+		return unknownField(m.key)
+	})
+	return x, err
+}
+
+func decodeExtensions(dst *map[string]wireExposure, field string, v *jvalue) error {
+	if err := wantObject(v, field); err != nil {
+		return err
 	}
-	return x, nil
+	exts := make(map[string]wireExposure, len(v.members))
+	*dst = exts
+	for j := range v.members {
+		e := &v.members[j]
+		ext, err := decodeExposure(&e.val)
+		if err != nil {
+			return err
+		}
+		exts[e.key] = ext
+	}
+	return nil
 }
 
 func decodeExposure(v *jvalue) (wireExposure, error) {
