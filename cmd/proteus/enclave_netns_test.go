@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/proteus-defense/proteus/enclave"
 )
@@ -221,7 +222,8 @@ func TestEnclaveMDNSDiscovery(t *testing.T) {
 			t.Fatal(errs)
 		}
 		cfg := filepath.Join(dir, "agent.yaml")
-		yaml := fmt.Sprintf("version: 1\nenclave:\n  enabled: true\n  name: lab\n  key: %s\n  certificate: member.cert\n  listen: [/ip4/%s/tcp/4001]\n  mdns: true\n  exposure: %s\n%s",
+		// Debug logs: when discovery fails, the failure prints what each member saw.
+		yaml := fmt.Sprintf("version: 1\nlog: {level: debug}\nenclave:\n  enabled: true\n  name: lab\n  key: %s\n  certificate: member.cert\n  listen: [/ip4/%s/tcp/4001]\n  mdns: true\n  exposure: %s\n%s",
 			lab.pub, ip, linuxExposure, labTuning)
 		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
@@ -229,13 +231,24 @@ func TestEnclaveMDNSDiscovery(t *testing.T) {
 		startInNS(t, lab.bin, nl.ns[i], dir, cfg)
 		dirs = append(dirs, dir)
 	}
+	// mDNS queries back off (4 s, then 1.5–2.5× longer each time), so a member that misses the
+	// first exchanges under load is found only by a later query: the hang guard here is 60 s.
 	for i, dir := range dirs {
-		waitFor(t, nl.ns[i]+" finds its neighbour by mDNS", func() bool {
+		var last string
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			last = nsCLI(t, nl.ns[i], lab.bin, dir, "status", "-o", "json")
 			var st enclave.Status
-			if err := json.Unmarshal([]byte(nsCLI(t, nl.ns[i], lab.bin, dir, "status", "-o", "json")), &st); err != nil {
+			if err := json.Unmarshal([]byte(last), &st); err != nil {
 				t.Fatal(err)
 			}
-			return st.TopicPeers == 1
-		})
+			if st.TopicPeers == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not find its neighbour by mDNS; last status:\n%s", nl.ns[i], last)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 }
