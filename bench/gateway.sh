@@ -181,3 +181,7 @@ printf '\nproteus vote3 / nginx proxy = %s, proteus vote3 / nginx mirror3 = %s\n
   "$(awk -v a="$v" -v b="$p" 'BEGIN{printf "%.2f", a/b}')" "$(awk -v a="$v" -v b="$m" 'BEGIN{printf "%.2f", a/b}')"
 printf 'front CPU = CPU time of the process under test (for direct: the nginx backend; for nginx: master and workers), per request\n'
 printf 'proteus vote3 peak RSS %s KiB; dissent events logged during the run: %s\n' "$rss" "$dissent"
+if [ "${dissent:-0}" -gt 0 ]; then # which executor, which kind, and why: the first few of each
+  grep 'msg=dissent' "$W/vote.log" | grep -o 'executor=[^ ]* variant=[^ ]* kind=[^ ]*' | sort | uniq -c
+  grep 'msg=dissent' "$W/vote.log" | head -3
+fi
