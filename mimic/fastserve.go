@@ -335,33 +335,11 @@ func parseRequestHead(head []byte) (r *http.Request, closeAfter, ok bool) {
 		}
 		ln := all[off:e]
 		off = e + 2
-		colon := -1
-		for i := 0; i < len(ln); i++ {
-			c := ln[i]
-			if c == ':' {
-				colon = i
-				break
-			}
-			if !isTokenByte(c) {
-				return nil, false, false
-			}
-		}
-		if colon <= 0 {
+		name, v, ok := splitHeaderField(ln)
+		if !ok {
 			return nil, false, false
 		}
-		v := ln[colon+1:]
-		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-			v = v[1:]
-		}
-		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-			v = v[:len(v)-1]
-		}
-		for i := 0; i < len(v); i++ {
-			if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-				return nil, false, false
-			}
-		}
-		k := canonicalName(ln[:colon])
+		k := canonicalName(name)
 		switch k {
 		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Http2-Settings", "Te", "Trailer":
 			return nil, false, false

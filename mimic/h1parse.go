@@ -49,33 +49,11 @@ func parseHead(head []byte, forHead bool, h http.Header, vals []string) (status 
 		}
 		ln := all[off:end]
 		off = end + 2
-		colon := -1
-		for i := 0; i < len(ln); i++ {
-			c := ln[i]
-			if c == ':' {
-				colon = i
-				break
-			}
-			if !isTokenByte(c) {
-				return 0, 0, false, false, vals // includes space before the colon and line folding
-			}
+		name, v, ok := splitHeaderField(ln)
+		if !ok {
+			return 0, 0, false, false, vals // includes space before the colon and line folding
 		}
-		if colon <= 0 {
-			return 0, 0, false, false, vals
-		}
-		v := ln[colon+1:]
-		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-			v = v[1:]
-		}
-		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-			v = v[:len(v)-1]
-		}
-		for i := 0; i < len(v); i++ {
-			if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-				return 0, 0, false, false, vals
-			}
-		}
-		k := canonicalName(ln[:colon])
+		k := canonicalName(name)
 		switch k {
 		case "Transfer-Encoding":
 			return 0, 0, false, false, vals
@@ -198,3 +176,37 @@ var tokenTable = func() (t [128]bool) {
 }()
 
 func canonicalName(b string) string { return textproto.CanonicalMIMEHeaderKey(b) }
+
+// splitHeaderField splits one header line "Name: value" into its name and its value without
+// surrounding blanks. ok is false for anything the lean parsers leave to net/http: no name, a
+// byte outside the token set before the colon (space before the colon, line folding), or a
+// control character in the value.
+func splitHeaderField(ln string) (name, value string, ok bool) {
+	colon := -1
+	for i := 0; i < len(ln); i++ {
+		c := ln[i]
+		if c == ':' {
+			colon = i
+			break
+		}
+		if !isTokenByte(c) {
+			return "", "", false
+		}
+	}
+	if colon <= 0 {
+		return "", "", false
+	}
+	v := ln[colon+1:]
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return "", "", false
+		}
+	}
+	return ln[:colon], v, true
+}
