@@ -154,6 +154,39 @@ func TestSlowClientIsCutOffBeforeFanOut(t *testing.T) {
 	}
 }
 
+// A kept-alive connection waits IdleTimeout for its next request, but a request head that
+// then trickles in is bounded by ReadHeaderTimeout, as on a fresh connection.
+func TestSlowClientOnKeptAliveConnection(t *testing.T) {
+	bes, hits := startGoBackends(t, 3, hello)
+	g, err := New(Options{Backends: bes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startGateway(t, g, ServerOptions{ReadHeaderTimeout: 100 * time.Millisecond, IdleTimeout: time.Hour})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	before := hits.Load()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+	c.SetReadDeadline(time.Now().Add(time.Minute)) // hang guard: far below IdleTimeout
+	rest, err := io.ReadAll(br)                     // returns when the server closes
+	if err != nil {
+		t.Fatalf("the server kept the trickling connection open: %v", err)
+	}
+	if len(rest) > 0 || hits.Load() != before {
+		t.Fatalf("slow second request reached executors: %q, %d hits", rest, hits.Load()-before)
+	}
+}
+
 func TestBlockedClientGets403WithoutFanOut(t *testing.T) {
 	bes, hits := startGoBackends(t, 3, hello)
 	g, err := New(Options{Backends: bes, Blocklist: blockLoopback{}})

@@ -50,6 +50,7 @@ type fastConn struct {
 	w        fastWriter
 	watch    *time.Timer
 	watched  chan struct{}
+	rdl, wdl lazyDeadline // owned by the serving goroutine
 	wmu      sync.Mutex // orders the watcher's deadline change against the end of the handler
 	handling bool
 }
@@ -159,7 +160,7 @@ func (f *fastServer) serveConn(fc *framingConn) {
 				wait = s.ReadHeaderTimeout
 			}
 			if wait > 0 {
-				fc.SetReadDeadline(time.Now().Add(wait))
+				c.readDeadline(time.Now(), wait)
 			}
 			if _, err := c.br.Peek(1); err != nil {
 				return
@@ -168,8 +169,10 @@ func (f *fastServer) serveConn(fc *framingConn) {
 		if !f.setIdle(c, false) {
 			return
 		}
-		if s.ReadHeaderTimeout > 0 {
-			fc.SetReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+		// The header section usually arrives whole with its first byte; only a section that
+		// needs more reads is bounded by the header timeout from here.
+		if buf, _ := c.br.Peek(c.br.Buffered()); s.ReadHeaderTimeout > 0 && !headEnds(buf) {
+			c.readDeadline(time.Now(), s.ReadHeaderTimeout)
 		}
 		head, ok, err := readRequestHead(c.br, s.MaxHeaderBytes)
 		if err != nil {
@@ -183,7 +186,7 @@ func (f *fastServer) serveConn(fc *framingConn) {
 		if !ok || fc.ambiguous.Load() {
 			prefix, _ := c.br.Peek(c.br.Buffered())
 			hc := &handoffConn{framingConn: fc, prefix: bytes.Clone(prefix)}
-			fc.SetReadDeadline(time.Time{})
+			fc.SetDeadline(time.Time{})
 			if f.handoff.give(hc) {
 				handedOff = true
 			}
@@ -193,7 +196,9 @@ func (f *fastServer) serveConn(fc *framingConn) {
 		r.RemoteAddr = c.remote
 		r = r.WithContext(c.ctx)
 		if s.WriteTimeout > 0 {
-			fc.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+			if at, move := c.wdl.next(time.Now().Add(s.WriteTimeout), s.WriteTimeout); move {
+				fc.SetWriteDeadline(at)
+			}
 		}
 		if !c.handle(s.Handler, r) {
 			return
@@ -202,6 +207,18 @@ func (f *fastServer) serveConn(fc *framingConn) {
 			return
 		}
 	}
+}
+
+// readDeadline bounds the next reads to d after now (see lazyDeadline).
+func (c *fastConn) readDeadline(now time.Time, d time.Duration) {
+	if at, move := c.rdl.next(now.Add(d), d); move {
+		c.fc.SetReadDeadline(at)
+	}
+}
+
+// headEnds reports whether buf holds the end of a header section (CRLF or bare LF lines).
+func headEnds(buf []byte) bool {
+	return bytes.Contains(buf, lfCRLF) || bytes.Contains(buf, lfLF)
 }
 
 // handle runs h and writes its response; false when the connection must close.
@@ -220,6 +237,7 @@ func (c *fastConn) handle(h http.Handler, r *http.Request) (ok bool) {
 			c.fc.SetReadDeadline(pastDeadline)
 			<-c.watched
 			c.fc.SetReadDeadline(time.Time{})
+			c.rdl.forget()
 		}
 		if p := recover(); p != nil {
 			ok = false

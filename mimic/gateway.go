@@ -434,7 +434,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = reqBody.Bytes()
 	}
 	for _, b := range c.picked {
-		go g.fetch(ctx, c.ch, b, r, filter, hdr, body, &c.conns, c.deadline)
+		go g.fetch(fetchJob{ctx: ctx, c: c, b: b, r: r, filter: filter, hdr: hdr, body: body})
 	}
 
 	for c.got < n {
@@ -659,9 +659,22 @@ func outboundHeader(r *http.Request, f *outFilter) http.Header {
 
 var errTooLarge = errors.New("mimic: executor response body over the limit")
 
-// fetch sends the request to one executor and delivers its buffered response on ch.
-func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *http.Request, filter *outFilter, hdr http.Header, body []byte,
-	group *connGroup, deadline time.Time) {
+// fetchJob is one executor request of a call.
+type fetchJob struct {
+	ctx    context.Context
+	c      *call
+	b      Backend
+	r      *http.Request
+	filter *outFilter
+	hdr    http.Header
+	body   []byte
+}
+
+// fetch sends the request to one executor and delivers its buffered response on the call's
+// channel; it must not touch the call after that (the call may be recycled at once).
+func (g *Gateway) fetch(j fetchJob) {
+	ctx, b, r, filter, hdr, body := j.ctx, j.b, j.r, j.filter, j.hdr, j.body
+	ch, group, deadline := j.c.ch, &j.c.conns, j.c.deadline
 	res := respPool.Get().(*response)
 	res.backend = b
 	defer func() { ch <- res }()
@@ -693,7 +706,7 @@ func (g *Gateway) fetch(ctx context.Context, ch chan<- *response, b Backend, r *
 			res.hmap = make(http.Header, 8)
 		}
 		status, header, n, err = g.h1.fetch(&h1Request{ctx: ctx, addr: host, method: r.Method, uri: uri,
-			host: r.Host, header: r.Header, filter: filter, body: body, group: group, deadline: deadline}, buf, g.o.ResponseLimit, res.hmap, &res.vals)
+			host: r.Host, header: r.Header, filter: filter, body: body, group: group, deadline: deadline, timeout: g.o.UpstreamTimeout}, buf, g.o.ResponseLimit, res.hmap, &res.vals)
 	} else {
 		u := *r.URL
 		u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil

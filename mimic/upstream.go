@@ -35,7 +35,8 @@ type h1Conn struct {
 	nc   net.Conn
 	br   *bufio.Reader
 	bw   *bufio.Writer
-	idle time.Time // when it was put back
+	idle time.Time    // when it was put back
+	dl   lazyDeadline // read and write deadline, when set through a group
 }
 
 // h1IdleTimeout drops idle connections older than this instead of trying them.
@@ -65,9 +66,11 @@ type h1Request struct {
 	body   []byte
 
 	// Optional: when group is set, the connection's deadline is deadline (which must be the
-	// context's) and cancellation comes through the group instead of a context.AfterFunc.
+	// context's, timeout after the call started; it may fire a little later, see lazyDeadline)
+	// and cancellation comes through the group instead of a context.AfterFunc.
 	group    *connGroup
 	deadline time.Time
+	timeout  time.Duration
 }
 
 // connGroup holds the connections of one call's executor requests in flight, so that
@@ -243,7 +246,9 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 	ctx := req.ctx
 	keep := false
 	if g := req.group; g != nil {
-		conn.nc.SetDeadline(req.deadline)
+		if at, move := conn.dl.next(req.deadline, req.timeout); move {
+			conn.nc.SetDeadline(at)
+		}
 		if !g.add(conn.nc) {
 			conn.nc.Close()
 			return 0, nil, 0, c.wrap(ctx, context.Canceled)
@@ -258,6 +263,11 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 	} else {
 		// The context's deadline bounds the exchange; cancellation moves the connection's
 		// deadline into the past. A connection whose exchange was cancelled is closed, never
+		// reused. A deadline left from an exchange through a group is lifted first.
+		if !conn.dl.at.IsZero() {
+			conn.nc.SetDeadline(time.Time{})
+			conn.dl.forget()
+		}
 		stop := context.AfterFunc(ctx, func() { conn.nc.SetDeadline(pastDeadline) })
 		defer func() {
 			if !stop() || !keep {
