@@ -155,7 +155,7 @@ type Gateway struct {
 	seq       atomic.Uint64
 	idPrefix  string
 	urls      sync.Map // backend URL -> *url.URL
-	pending   sync.WaitGroup
+	pending   sync.WaitGroup // calls not yet finished
 }
 
 type route struct {
@@ -259,7 +259,8 @@ func (g *Gateway) Learned() map[string][]string {
 	return out
 }
 
-// Wait blocks until the background accounting of answered requests (stragglers) is done.
+// Wait blocks until the accounting of answered requests (dissent, trust, learning) is done,
+// including the requests still waiting for slow executors.
 func (g *Gateway) Wait() { g.pending.Wait() }
 
 // Close waits like Wait, then closes the idle executor connections. Call it after the server
@@ -315,6 +316,11 @@ type call struct {
 	// cheaper than a context.AfterFunc per executor request; deadline is the context's.
 	conns    connGroup
 	deadline time.Time
+	// refs counts who still uses the call: each executor request until it has delivered its
+	// response, and the client's goroutine until it has answered. The last one out runs finish,
+	// so stragglers are accounted for without a goroutine of their own.
+	refs       atomic.Int32
+	straggling bool // holds a slot of Gateway.straggle
 }
 
 // abort cancels the executor requests still running.
@@ -404,6 +410,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	c := callPool.Get().(*call)
 	c.g, c.policy, c.learn, c.n, c.q, c.got, c.win = g, policy, learn, n, q, 0, nil
+	c.refs.Store(int32(n) + 1)
+	c.straggling = false
+	g.pending.Add(1)
 	c.id = g.seq.Add(1)
 	c.path = r.URL.Path
 	c.reqBody = reqBody
@@ -413,14 +422,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.ballot.reset(g.seed, learn.noise(), g.o.FoldHTML, g.o.CompareErrorBodies)
 
-	ctx, cancel := context.WithTimeout(context.Background(), g.o.UpstreamTimeout)
-	c.cancel = cancel
-	c.conns.reset()
-	c.deadline, _ = ctx.Deadline()
-	// A client that goes away before the decision cancels the executor requests; after the
-	// decision the stragglers run on (bounded by UpstreamTimeout) for dissent accounting.
-	stop := context.AfterFunc(r.Context(), c.abort)
-
 	filter := newOutFilter(r, policy != PolicySingle)
 	var hdr http.Header // only for executors reached through an http.RoundTripper
 	for _, b := range c.picked {
@@ -429,6 +430,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
+	// The h1 client bounds each executor request by its connection's deadline (and dials by
+	// c.deadline), so the context only needs a timer of its own for an http.RoundTripper.
+	c.deadline = start.Add(g.o.UpstreamTimeout)
+	var ctx context.Context
+	if hdr == nil {
+		ctx, c.cancel = context.WithCancel(context.Background())
+	} else {
+		ctx, c.cancel = context.WithDeadline(context.Background(), c.deadline)
+	}
+	c.conns.reset()
+	// A client that goes away before the decision cancels the executor requests; after the
+	// decision the stragglers run on (bounded by UpstreamTimeout) for dissent accounting.
+	stop := context.AfterFunc(r.Context(), c.abort)
+
 	var body []byte
 	if reqBody != nil {
 		body = reqBody.Bytes()
@@ -476,23 +491,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.got < n {
 		select {
 		case g.straggle <- struct{}{}:
-			g.pending.Add(1)
-			go func() {
-				defer g.pending.Done()
-				defer func() { <-g.straggle }()
-				c.finish()
-			}()
-			return
+			c.straggling = true
 		default:
 			// As many answered requests as MaxInFlight already wait for slow executors:
 			// stop waiting (those executors count as unavailable) so memory stays bounded.
 			c.abort()
 		}
 	}
-	c.finish()
+	c.release()
 }
 
-// finish waits for the stragglers, accounts for dissent and learns noise, then recycles c.
+// release drops one reference to c; the last one runs finish.
+func (c *call) release() {
+	if c.refs.Add(-1) == 0 {
+		c.finish()
+	}
+}
+
+// finish collects the responses the client's goroutine did not wait for (all delivered by
+// now), accounts for dissent and learns noise, then recycles c.
 func (c *call) finish() {
 	g := c.g
 	for c.got < c.n {
@@ -544,8 +561,12 @@ func (c *call) finish() {
 	clear(b.resps)
 	clear(b.failed)
 	clear(c.picked)
+	if c.straggling {
+		<-g.straggle
+	}
 	c.reqBody, c.win, c.learn, c.g = nil, nil, nil, nil
 	callPool.Put(c)
+	g.pending.Done()
 }
 
 func (c *call) requestID() string { return c.g.idPrefix + strconv.FormatUint(c.id, 16) }
@@ -670,14 +691,17 @@ type fetchJob struct {
 	body   []byte
 }
 
-// fetch sends the request to one executor and delivers its buffered response on the call's
-// channel; it must not touch the call after that (the call may be recycled at once).
+// fetch sends the request to one executor, delivers its buffered response on the call's
+// channel and releases the call (see call.refs).
 func (g *Gateway) fetch(j fetchJob) {
 	ctx, b, r, filter, hdr, body := j.ctx, j.b, j.r, j.filter, j.hdr, j.body
 	ch, group, deadline := j.c.ch, &j.c.conns, j.c.deadline
 	res := respPool.Get().(*response)
 	res.backend = b
-	defer func() { ch <- res }()
+	defer func() {
+		ch <- res
+		j.c.release()
+	}()
 	host, plain := plainHTTPHost(b.URL)
 	var base *url.URL
 	var err error

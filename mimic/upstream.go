@@ -176,7 +176,7 @@ var (
 // empty (nil: a new map), with vals as scratch space for the values (see parseHead).
 func (c *h1Client) fetch(req *h1Request, buf io.ReaderFrom, limit int64, h http.Header, vals *[]string) (int, http.Header, int64, error) {
 	for attempt := 0; ; attempt++ {
-		conn, reused, err := c.get(req.ctx, req.addr)
+		conn, reused, err := c.get(req.ctx, req.addr, req.deadline)
 		if err != nil {
 			return 0, nil, 0, err
 		}
@@ -191,7 +191,8 @@ func (c *h1Client) fetch(req *h1Request, buf io.ReaderFrom, limit int64, h http.
 	}
 }
 
-func (c *h1Client) get(ctx context.Context, host string) (*h1Conn, bool, error) {
+// get returns an idle connection to host or dials one (by deadline, when it is set).
+func (c *h1Client) get(ctx context.Context, host string, deadline time.Time) (*h1Conn, bool, error) {
 	now := time.Now()
 	c.mu.Lock()
 	if l := c.idle[host]; len(l) > 0 {
@@ -209,7 +210,11 @@ func (c *h1Client) get(ctx context.Context, host string) (*h1Conn, bool, error) 
 		delete(c.idle, host)
 	}
 	c.mu.Unlock()
-	nc, err := c.dialer.DialContext(ctx, "tcp", host)
+	d := c.dialer
+	if !deadline.IsZero() {
+		d.Deadline = deadline
+	}
+	nc, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, false, err
 	}
