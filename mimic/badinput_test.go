@@ -178,7 +178,7 @@ func TestSlowClientOnKeptAliveConnection(t *testing.T) {
 	before := hits.Load()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
 	c.SetReadDeadline(time.Now().Add(time.Minute)) // hang guard: far below IdleTimeout
-	rest, err := io.ReadAll(br)                     // returns when the server closes
+	rest, err := io.ReadAll(br)                    // returns when the server closes
 	if err != nil {
 		t.Fatalf("the server kept the trickling connection open: %v", err)
 	}

@@ -51,7 +51,7 @@ type fastConn struct {
 	watch    *time.Timer
 	watched  chan struct{}
 	rdl, wdl lazyDeadline // owned by the serving goroutine
-	wmu      sync.Mutex // orders the watcher's deadline change against the end of the handler
+	wmu      sync.Mutex   // orders the watcher's deadline change against the end of the handler
 	handling bool
 }
 

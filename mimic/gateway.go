@@ -154,7 +154,7 @@ type Gateway struct {
 	straggle  chan struct{} // slots for answered requests still waiting for slow executors
 	seq       atomic.Uint64
 	idPrefix  string
-	urls      sync.Map // backend URL -> *url.URL
+	urls      sync.Map       // backend URL -> *url.URL
 	pending   sync.WaitGroup // calls not yet finished
 }
 

@@ -90,19 +90,15 @@ func parseHead(head []byte, forHead bool, h http.Header, vals []string) (status 
 
 var crlf = []byte("\r\n")
 
+// indexCRLF returns the index of the CRLF that ends the line starting at from, or -1 when the
+// line has no end or ends in a bare LF. A bare CR inside the line is left to the callers, which
+// refuse control characters in every part of a line.
 func indexCRLF(s string, from int) int {
-	for i := from; i+1 < len(s); i++ {
-		if s[i] == '\r' {
-			if s[i+1] != '\n' {
-				return -1 // a bare CR: the slow path
-			}
-			return i
-		}
-		if s[i] == '\n' {
-			return -1 // a bare LF
-		}
+	i := strings.IndexByte(s[from:], '\n')
+	if i <= 0 || s[from+i-1] != '\r' {
+		return -1
 	}
-	return -1
+	return from + i - 1
 }
 
 func parseLength(v string) int64 {
@@ -175,7 +171,19 @@ var tokenTable = func() (t [128]bool) {
 	return t
 }()
 
-func canonicalName(b string) string { return textproto.CanonicalMIMEHeaderKey(b) }
+// canonicalName is textproto.CanonicalMIMEHeaderKey, with the names executors send on
+// nearly every response answered without a second pass over their bytes.
+func canonicalName(b string) string {
+	switch b {
+	case "Content-Type", "Content-Length", "Date", "Server", "Last-Modified", "Connection",
+		"Accept-Ranges", "Cache-Control", "Keep-Alive", "Vary", "Expires", "Host", "Accept",
+		"User-Agent", "Accept-Encoding", "Accept-Language", "Etag":
+		return b
+	case "ETag":
+		return "Etag"
+	}
+	return textproto.CanonicalMIMEHeaderKey(b)
+}
 
 // splitHeaderField splits one header line "Name: value" into its name and its value without
 // surrounding blanks. ok is false for anything the lean parsers leave to net/http: no name, a

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"net/textproto"
 	"reflect"
 	"testing"
 )
@@ -84,4 +85,37 @@ func FuzzParseHead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string, forHead bool) {
 		checkParseHead(t, raw, forHead)
 	})
+}
+
+// The names canonicalName answers from its list are exactly what textproto makes of them.
+func TestCanonicalNameAgreesWithTextproto(t *testing.T) {
+	for _, n := range []string{"Content-Type", "Content-Length", "Date", "Server", "Last-Modified",
+		"Connection", "Accept-Ranges", "Cache-Control", "Keep-Alive", "Vary", "Expires", "Host",
+		"Accept", "User-Agent", "Accept-Encoding", "Accept-Language", "Etag", "ETag",
+		"content-type", "x-custom", "X-Forwarded-For", "bad name", ""} {
+		if got, want := canonicalName(n), textproto.CanonicalMIMEHeaderKey(n); got != want {
+			t.Errorf("canonicalName(%q) = %q, textproto says %q", n, got, want)
+		}
+	}
+}
+
+func TestIndexCRLF(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		from int
+		want int
+	}{
+		{"ab\r\ncd\r\n", 0, 2},
+		{"ab\r\ncd\r\n", 4, 6},
+		{"ab\ncd\r\n", 0, -1}, // bare LF ends the first line
+		{"\nab\r\n", 0, -1},   // bare LF at the start
+		{"a\rb\r\n", 0, 3},    // bare CR inside: the callers refuse it
+		{"abc", 0, -1},        // no end
+		{"ab\r\n\r\n", 4, 4},  // blank line
+		{"ab\r", 0, -1},
+	} {
+		if got := indexCRLF(c.s, c.from); got != c.want {
+			t.Errorf("indexCRLF(%q, %d) = %d, want %d", c.s, c.from, got, c.want)
+		}
+	}
 }
