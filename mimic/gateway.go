@@ -778,8 +778,14 @@ func plainHTTPHost(s string) (string, bool) {
 		return "", false
 	}
 	h = strings.TrimSuffix(h, "/")
-	if h == "" || strings.ContainsAny(h, "/?#@%[] \\") {
+	if h == "" {
 		return "", false
+	}
+	for i := 0; i < len(h); i++ {
+		switch h[i] {
+		case '/', '?', '#', '@', '%', '[', ']', ' ', '\\':
+			return "", false
+		}
 	}
 	return h, true
 }

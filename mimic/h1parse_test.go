@@ -119,3 +119,40 @@ func TestIndexCRLF(t *testing.T) {
 		}
 	}
 }
+
+func TestBufferedHead(t *testing.T) {
+	for _, c := range []struct{ in, head string }{
+		{"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody", "HTTP/1.1 200 OK\r\nA: b\r\n\r\n"},
+		{"HTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.1 204 No Content\r\n\r\n"},
+		{"HTTP/1.1 200 OK\r\nA: b\r\n", ""},                             // not all buffered
+		{"HTTP/1.1 200 OK\nA: b\n\r\nx", "HTTP/1.1 200 OK\nA: b\n\r\n"}, // bare LFs: parseHead refuses it
+		{"HTTP/1.1 200 OK\r\nA: \r\r\n\r\n", "HTTP/1.1 200 OK\r\nA: \r\r\n\r\n"},
+	} {
+		head, ok := bufferedHeadBytes([]byte(c.in))
+		if string(head) != c.head || ok != (c.head != "") {
+			t.Errorf("bufferedHead(%q) = %q, %v; want %q", c.in, head, ok, c.head)
+		}
+	}
+}
+
+func TestPlainHTTPHost(t *testing.T) {
+	for _, c := range []struct {
+		url, host string
+		ok        bool
+	}{
+		{"http://127.0.0.1:8081", "127.0.0.1:8081", true},
+		{"http://127.0.0.1:8081/", "127.0.0.1:8081", true},
+		{"http://exec-1:80", "exec-1:80", true},
+		{"https://127.0.0.1:8081", "", false},
+		{"http://[::1]:8081", "", false}, // brackets: parsed the slow way
+		{"http://u@h:1", "", false},
+		{"http://h:1/path", "", false},
+		{"http://h:1?q", "", false},
+		{"http://h%31:1", "", false},
+		{"http://", "", false},
+	} {
+		if host, ok := plainHTTPHost(c.url); host != c.host || ok != c.ok {
+			t.Errorf("plainHTTPHost(%q) = %q, %v; want %q, %v", c.url, host, ok, c.host, c.ok)
+		}
+	}
+}

@@ -353,18 +353,23 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 	return resp.StatusCode, resp.Header, n, nil
 }
 
-// bufferedHead returns the buffered bytes up to and including the blank line that ends the
-// header section, when all of it is buffered.
+// bufferedHead returns the buffered bytes up to and including the blank line (CRLF) that
+// ends the header section, when all of it is buffered. It walks the lines (one IndexByte
+// each) rather than searching for CRLF CRLF, which scanned from every CR in the head; a head
+// with bare LFs is returned all the same and refused by parseHead.
 func bufferedHead(br *bufio.Reader) ([]byte, bool) {
 	b, _ := br.Peek(br.Buffered())
-	i := bytes.Index(b, headEnd)
-	if i < 0 {
-		return nil, false
+	for off := 0; ; {
+		i := bytes.IndexByte(b[off:], '\n')
+		if i < 0 {
+			return nil, false
+		}
+		if i == 1 && b[off] == '\r' {
+			return b[:off+2], true
+		}
+		off += i + 1
 	}
-	return b[:i+4], true
 }
-
-var headEnd = []byte("\r\n\r\n")
 
 func (c *h1Client) wrap(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
