@@ -311,7 +311,8 @@ type call struct {
 	cancel  context.CancelFunc
 	picked  []Backend
 	reqBody *bytes.Buffer
-	gone    bool // the client went away before the decision and cancelled the fan-out
+	filter  outFilter // which client headers go to the executors
+	gone    bool      // the client went away before the decision and cancelled the fan-out
 	// conns are the call's executor connections in use, interrupted at once by abort:
 	// cheaper than a context.AfterFunc per executor request; deadline is the context's.
 	conns    connGroup
@@ -422,7 +423,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.ballot.reset(g.seed, learn.noise(), g.o.FoldHTML, g.o.CompareErrorBodies)
 
-	filter := newOutFilter(r, policy != PolicySingle)
+	c.filter.reset(r, policy != PolicySingle)
+	filter := &c.filter
 	var hdr http.Header // only for executors reached through an http.RoundTripper
 	for _, b := range c.picked {
 		if _, plain := plainHTTPHost(b.URL); !plain || g.h1 == nil {
@@ -636,14 +638,20 @@ type outFilter struct {
 }
 
 func newOutFilter(r *http.Request, voted bool) *outFilter {
-	f := &outFilter{voted: voted, conn: r.Header.Get("Connection")}
+	f := new(outFilter)
+	f.reset(r, voted)
+	return f
+}
+
+// reset makes f the filter for r (a call keeps one, so none is allocated per request).
+func (f *outFilter) reset(r *http.Request, voted bool) {
+	*f = outFilter{voted: voted, conn: r.Header.Get("Connection")}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 && !f.skip("X-Forwarded-For") {
 			host = strings.Join(prior, ", ") + ", " + host
 		}
 		f.setXFF, f.xff = true, host
 	}
-	return f
 }
 
 func (f *outFilter) skip(k string) bool {
@@ -811,7 +819,11 @@ func writeResponse(w http.ResponseWriter, r *http.Request, win *response) {
 		delete(h, k)
 	}
 	if r.Method != http.MethodHead {
-		h["Content-Length"] = []string{strconv.Itoa(len(win.body))}
+		// The executor's own value, when it is one plain number equal to the body's length
+		// (as parseHead checked on the fast path), saves formatting a new one.
+		if cl := win.header["Content-Length"]; len(cl) != 1 || parseLength(cl[0]) != int64(len(win.body)) {
+			h["Content-Length"] = []string{strconv.Itoa(len(win.body))}
+		}
 	}
 	w.WriteHeader(win.status)
 	if r.Method != http.MethodHead {

@@ -37,6 +37,7 @@ type h1Conn struct {
 	bw   *bufio.Writer
 	idle time.Time    // when it was put back
 	dl   lazyDeadline // read and write deadline, when set through a group
+	lr   io.LimitedReader
 }
 
 // h1IdleTimeout drops idle connections older than this instead of trying them.
@@ -311,7 +312,9 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 			clear(h) // partly filled: the slow path answers instead
 		} else {
 			conn.br.Discard(len(head))
-			n, err := buf.ReadFrom(io.LimitReader(conn.br, min(length, limit+1)))
+			conn.lr = io.LimitedReader{R: conn.br, N: min(length, limit+1)}
+			n, err := buf.ReadFrom(&conn.lr)
+			conn.lr.R = nil
 			if err != nil {
 				return 0, nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", err))
 			}
