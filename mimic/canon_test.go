@@ -229,3 +229,22 @@ func FuzzHeaderSum(f *testing.F) {
 		}
 	})
 }
+
+// The switches that spare map lookups on every response agree with the lists they stand for.
+func TestHeaderClassSwitches(t *testing.T) {
+	for _, k := range volatileHeaders {
+		if !isVolatile(k) {
+			t.Errorf("isVolatile(%q) = false", k)
+		}
+	}
+	for _, k := range hopByHop {
+		if !isHopByHop(k) {
+			t.Errorf("isHopByHop(%q) = false", k)
+		}
+	}
+	for _, k := range []string{"Content-Type", "X-A", "date", "Cache-Control", ""} {
+		if isVolatile(k) || isHopByHop(k) {
+			t.Errorf("%q classed as volatile or hop-by-hop", k)
+		}
+	}
+}

@@ -459,8 +459,21 @@ func bodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
+// writeProxied answers with status, body and the header h minus its hop-by-hop fields, as
+// writeResponse does through Header and WriteHeader, without copying h into the writer's map
+// first. The status must be one WriteHeader accepts (200-999).
+func (w *fastWriter) writeProxied(status int, h http.Header, body []byte) {
+	w.status = status
+	w.snapshotOf(h, true)
+	w.Write(body)
+}
+
 // snapshot serializes the status line and the handler's header.
-func (w *fastWriter) snapshot() {
+func (w *fastWriter) snapshot() { w.snapshotOf(w.h, false) }
+
+// snapshotOf serializes the status line and h; proxied leaves out hop-by-hop fields (an
+// executor's Connection header is about its connection to the gateway, not the client's).
+func (w *fastWriter) snapshotOf(h http.Header, proxied bool) {
 	b := append(w.hdr[:0], "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(w.status), 10)
 	b = append(b, ' ')
@@ -472,10 +485,13 @@ func (w *fastWriter) snapshot() {
 	}
 	b = append(b, "\r\n"...)
 	hasDate := false
-	for k, vs := range w.h {
+	for k, vs := range h {
+		if proxied && isHopByHop(k) {
+			continue
+		}
 		switch k {
 		case "Content-Length":
-			if len(vs) > 0 {
+			if len(vs) > 0 && w.head {
 				w.length = strings.Clone(vs[0])
 			}
 			continue

@@ -232,3 +232,45 @@ func TestFastPathAnswerWithStraggler(t *testing.T) {
 	}
 	g.Wait()
 }
+
+// writeResponse's direct path into a fastWriter answers exactly what the path through
+// Header and WriteHeader answers (that one runs for any other ResponseWriter).
+func TestWriteProxiedLikeWriteResponse(t *testing.T) {
+	win := &response{status: 200, body: []byte("<p>hello</p>"), header: http.Header{
+		"Content-Type": {"text/html"}, "Content-Length": {"12"}, "Connection": {"close"},
+		"Keep-Alive": {"timeout=5"}, "X-A": {"1", "2"}, "Etag": {`"x"`}, "Date": {"Tue, 01 Dec 2026 05:00:00 GMT"},
+	}}
+	answer := func(method string, direct bool) *http.Response {
+		var w fastWriter
+		w.reset(method == http.MethodHead)
+		var rw http.ResponseWriter = &w
+		if !direct {
+			rw = struct{ http.ResponseWriter }{&w} // hides the type: the generic path
+		}
+		writeResponse(rw, &http.Request{Method: method}, win)
+		var b bytes.Buffer
+		bw := bufio.NewWriter(&b)
+		if err := w.finish(bw); err != nil {
+			t.Fatal(err)
+		}
+		if w.closeAfter {
+			t.Errorf("%s direct=%v: the executor's Connection: close reached the client connection", method, direct)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(&b), &http.Request{Method: method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		a, b := answer(method, true), answer(method, false)
+		ab, _ := io.ReadAll(a.Body)
+		bb, _ := io.ReadAll(b.Body)
+		if a.StatusCode != b.StatusCode || !reflect.DeepEqual(a.Header, b.Header) || string(ab) != string(bb) || a.ContentLength != b.ContentLength {
+			t.Errorf("%s: direct %d %v %q (%d), generic %d %v %q (%d)", method, a.StatusCode, a.Header, ab, a.ContentLength, b.StatusCode, b.Header, bb, b.ContentLength)
+		}
+		if a.Header.Get("Keep-Alive") != "" || a.ContentLength != 12 {
+			t.Errorf("%s: hop-by-hop header forwarded or wrong length: %v, %d", method, a.Header, a.ContentLength)
+		}
+	}
+}

@@ -811,6 +811,10 @@ func (g *Gateway) baseURL(s string) (*url.URL, error) {
 }
 
 func writeResponse(w http.ResponseWriter, r *http.Request, win *response) {
+	if fw, ok := w.(*fastWriter); ok && len(fw.h) == 0 && win.status >= 200 && win.status <= 999 {
+		fw.writeProxied(win.status, win.header, win.body)
+		return
+	}
 	h := w.Header()
 	for k, vs := range win.header {
 		h[k] = vs

@@ -14,10 +14,32 @@ var volatileHeaders = []string{
 	"Te", "Trailer", "Upgrade", "Age", "Via", "X-Powered-By", "Expires",
 }
 
+// isVolatile reports whether k is one of volatileHeaders (every noise set has them all), so
+// the common headers need no map lookup.
+func isVolatile(k string) bool {
+	switch k {
+	case "Date", "Server", "Etag", "Last-Modified", "Content-Length", "Transfer-Encoding",
+		"Connection", "Keep-Alive", "Accept-Ranges", "Proxy-Connection", "Proxy-Authenticate",
+		"Te", "Trailer", "Upgrade", "Age", "Via", "X-Powered-By", "Expires":
+		return true
+	}
+	return false
+}
+
 // hopByHop request and response headers are never forwarded.
 var hopByHop = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// isHopByHop reports whether k is one of hopByHop.
+func isHopByHop(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
 }
 
 type bodyKind uint8
@@ -98,7 +120,11 @@ func mediaType(ct string) string {
 }
 
 func kindOf(h http.Header) bodyKind {
-	mt := mediaType(h.Get("Content-Type"))
+	var ct string
+	if vs := h["Content-Type"]; len(vs) > 0 { // keys are canonical: no Get
+		ct = vs[0]
+	}
+	mt := mediaType(ct)
 	switch {
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
 		return kindJSON
@@ -115,7 +141,7 @@ func headerSum(seed maphash.Seed, h http.Header, noise *noiseSet) uint64 {
 	var mh maphash.Hash
 	mh.SetSeed(seed)
 	for k, vs := range h {
-		if noise.headers[k] {
+		if isVolatile(k) || noise.headers[k] {
 			continue
 		}
 		mh.Reset()
