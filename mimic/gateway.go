@@ -790,13 +790,20 @@ func plainHTTPHost(s string) (string, bool) {
 		return "", false
 	}
 	for i := 0; i < len(h); i++ {
-		switch h[i] {
-		case '/', '?', '#', '@', '%', '[', ']', ' ', '\\':
+		if notInPlainHost[h[i]] {
 			return "", false
 		}
 	}
 	return h, true
 }
+
+// notInPlainHost marks the bytes that send an executor URL to url.Parse.
+var notInPlainHost = func() (t [256]bool) {
+	for _, c := range "/?#@%[] \\" {
+		t[c] = true
+	}
+	return t
+}()
 
 func (g *Gateway) baseURL(s string) (*url.URL, error) {
 	if u, ok := g.urls.Load(s); ok {

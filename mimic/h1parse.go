@@ -153,11 +153,11 @@ func asciiEqualFold(a, b string) bool {
 	return true
 }
 
-func isTokenByte(c byte) bool {
-	return c < 128 && tokenTable[c]
-}
+func isTokenByte(c byte) bool { return tokenTable[c] }
 
-var tokenTable = func() (t [128]bool) {
+// tokenTable marks the bytes of an RFC 9110 token; fieldValueTable the bytes allowed in a
+// field value (visible characters, space, tab and obs-text, no other control character).
+var tokenTable = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
@@ -167,6 +167,13 @@ var tokenTable = func() (t [128]bool) {
 	}
 	for _, c := range "!#$%&'*+-.^_`|~" {
 		t[c] = true
+	}
+	return t
+}()
+
+var fieldValueTable = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= 0x20 && c != 0x7f || c == '\t'
 	}
 	return t
 }()
@@ -212,7 +219,7 @@ func splitHeaderField(ln string) (name, value string, ok bool) {
 		v = v[:len(v)-1]
 	}
 	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+		if !fieldValueTable[v[i]] {
 			return "", "", false
 		}
 	}
