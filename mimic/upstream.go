@@ -177,7 +177,9 @@ var (
 // empty (nil: a new map), with vals as scratch space for the values (see parseHead).
 func (c *h1Client) fetch(req *h1Request, buf io.ReaderFrom, limit int64, h http.Header, vals *[]string) (int, http.Header, int64, error) {
 	for attempt := 0; ; attempt++ {
-		conn, reused, err := c.get(req.ctx, req.addr, req.deadline)
+		// The retry dials: the other idle connections are most likely just as stale (an
+		// executor that closes idle connections after a few seconds closed them all).
+		conn, reused, err := c.get(req.ctx, req.addr, req.deadline, attempt > 0)
 		if err != nil {
 			return 0, nil, 0, err
 		}
@@ -192,11 +194,12 @@ func (c *h1Client) fetch(req *h1Request, buf io.ReaderFrom, limit int64, h http.
 	}
 }
 
-// get returns an idle connection to host or dials one (by deadline, when it is set).
-func (c *h1Client) get(ctx context.Context, host string, deadline time.Time) (*h1Conn, bool, error) {
+// get returns an idle connection to host or dials one (by deadline, when it is set); fresh:
+// always dial.
+func (c *h1Client) get(ctx context.Context, host string, deadline time.Time, fresh bool) (*h1Conn, bool, error) {
 	now := time.Now()
 	c.mu.Lock()
-	if l := c.idle[host]; len(l) > 0 {
+	if l := c.idle[host]; len(l) > 0 && !fresh {
 		conn := l[len(l)-1]
 		l[len(l)-1] = nil
 		c.idle[host] = l[:len(l)-1]

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,6 +121,29 @@ func TestH1ClientRetriesStaleConnection(t *testing.T) {
 	}
 	if n := conns.Load(); n != 3 {
 		t.Errorf("%d connections, want 3", n)
+	}
+}
+
+// Several idle connections went stale at once (the executor closed them all): the retry
+// must dial instead of trying the next stale one.
+func TestH1ClientRetryAfterManyStaleConnections(t *testing.T) {
+	addr, conns := rawServer(t, func(i int, _ *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
+	})
+	c := newH1Client(8)
+	defer c.CloseIdle()
+	var wg sync.WaitGroup
+	for range 3 { // three requests at once: three connections, then three idle ones
+		wg.Go(func() {
+			if _, body, err := h1Get(t, c, addr, "GET"); err != nil || body != "ok" {
+				t.Errorf("warm-up: %q %v", body, err)
+			}
+		})
+	}
+	wg.Wait()
+	time.Sleep(20 * time.Millisecond) // let the server's closes reach the idle connections
+	if _, body, err := h1Get(t, c, addr, "GET"); err != nil || body != "ok" {
+		t.Fatalf("after the idle connections went stale: %q %v (%d connections)", body, err, conns.Load())
 	}
 }
 
