@@ -8,11 +8,8 @@
 #   nginx mirror3 wrk -> nginx proxy -> backend 1, mirrored to backends 2 and 3
 #   proteus single   wrk -> proteus gateway --policy single (k=1)
 #   proteus vote3    wrk -> proteus gateway --policy vote --k 3 (majority of 3)
-#   proteus vote3 p1 the same gateway with GOMAXPROCS=1 (one thread running Go code: on two
-#                    cores shared with its executors and wrk this spends less on waking and
-#                    parking threads; see docs/operations.md, "Voting gateway")
 # at high load (wrk -t1 -c32 -d10s) and moderate load (-c4, for latency), and prints a
-# Markdown table. Everything listens on loopback; runs ~2.5 minutes.
+# Markdown table. Everything listens on loopback; runs ~2 minutes.
 #
 # Usage: bench/gateway.sh [DURATION]   (default 10s; needs nginx, lighttpd, wrk, go)
 set -euo pipefail
@@ -123,12 +120,7 @@ FRONT[single]=$!
 VOTEPID=$!
 pids+=($VOTEPID)
 FRONT[vote]=$VOTEPID
-P1=$(port)
-GOMAXPROCS=1 "$W/proteus" gateway --listen "127.0.0.1:$P1" --policy vote --k 3 \
-  --backend "http://127.0.0.1:$B1" --backend "http://127.0.0.1:$B2" --backend "http://127.0.0.1:$B3" >/dev/null 2>"$W/vote-p1.log" &
-pids+=($!)
-FRONT[vote-p1]=$!
-for p in $NP $NM $PS $PV $P1; do wait_up "$p"; done
+for p in $NP $NM $PS $PV; do wait_up "$p"; done
 
 # Sanity: the voter must answer the page, and must not report dissent on it.
 curl -fsS "http://127.0.0.1:$PV/index.html" | cmp -s - "$W/site/index.html" || { echo "bench/gateway.sh: vote3 answered a different page" >&2; exit 1; }
@@ -182,15 +174,15 @@ ms() { # wrk latency (e.g. 512.00us, 1.20ms, 2.00s) -> milliseconds
 }
 
 declare -A R
-names=(direct nginx-proxy nginx-mirror3 proteus-single proteus-vote3 proteus-vote3-p1)
-ports=($B1 $NP $NM $PS $PV $P1)
-fronts=(${FRONT[backend1]} ${FRONT[proxy]} ${FRONT[mirror]} ${FRONT[single]} ${FRONT[vote]} ${FRONT[vote-p1]})
+names=(direct nginx-proxy nginx-mirror3 proteus-single proteus-vote3)
+ports=($B1 $NP $NM $PS $PV)
+fronts=(${FRONT[backend1]} ${FRONT[proxy]} ${FRONT[mirror]} ${FRONT[single]} ${FRONT[vote]})
 for i in "${!names[@]}"; do
   R[${names[$i]},32]=$(run "${names[$i]}" "${ports[$i]}" 32 "${fronts[$i]}")
   R[${names[$i]},4]=$(run "${names[$i]}" "${ports[$i]}" 4 "${fronts[$i]}")
 done
 rss=$(awk '/VmHWM/ {print $2}' /proc/$VOTEPID/status)
-dissent=$(cat "$W/vote.log" "$W/vote-p1.log" | grep -c 'msg=dissent' || true)
+dissent=$(grep -c 'msg=dissent' "$W/vote.log" || true)
 
 d50=$(awk '{print $2}' <<<"${R[direct,4]}")
 printf '\n%s, %s per run, wrk -t1, 2 KiB page, %d cores\n\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$DUR" "$(nproc)"
@@ -203,13 +195,9 @@ for n in "${names[@]}"; do
   printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$r32" "$p32" "$q32" "$c32" "$r4" "$p4" "$add"
   [ -n "${e32}${e4}" ] && printf '|   ↳ errors | %s %s |||||\n' "$e32" "$e4"
 done
-p=$(awk '{print $1}' <<<"${R[nginx-proxy,32]}"); m=$(awk '{print $1}' <<<"${R[nginx-mirror3,32]}")
-printf '\n'
-for n in proteus-vote3 proteus-vote3-p1; do
-  v=$(awk '{print $1}' <<<"${R[$n,32]}")
-  printf '%s / nginx proxy = %s, %s / nginx mirror3 = %s\n' \
-    "$n" "$(awk -v a="$v" -v b="$p" 'BEGIN{printf "%.2f", a/b}')" "$n" "$(awk -v a="$v" -v b="$m" 'BEGIN{printf "%.2f", a/b}')"
-done
+v=$(awk '{print $1}' <<<"${R[proteus-vote3,32]}"); p=$(awk '{print $1}' <<<"${R[nginx-proxy,32]}"); m=$(awk '{print $1}' <<<"${R[nginx-mirror3,32]}")
+printf '\nproteus vote3 / nginx proxy = %s, proteus vote3 / nginx mirror3 = %s\n' \
+  "$(awk -v a="$v" -v b="$p" 'BEGIN{printf "%.2f", a/b}')" "$(awk -v a="$v" -v b="$m" 'BEGIN{printf "%.2f", a/b}')"
 printf 'front CPU = CPU time of the process under test (for direct: the nginx backend; for nginx: master and workers), per request\n'
 printf '\nWhere the CPU of the two cores went, -c32, µs per request:\n\n'
 printf '| setup | front | backend 1 (nginx) | backend 2 (lighttpd) | backend 3 (net/http) | wrk | all |\n|---|---:|---:|---:|---:|---:|---:|\n'
@@ -224,6 +212,6 @@ printf '\nAt half the nginx proxy rate the %d cores allow %s µs of CPU per requ
 printf 'the three backends and wrk alone took %s µs per request, leaving %s µs for the gateway.\n' "$rest" "$(awk -v b="$budget" -v r="$rest" 'BEGIN { printf "%.1f", b - r }')"
 printf 'proteus vote3 peak RSS %s KiB; dissent events logged during the run: %s\n' "$rss" "$dissent"
 if [ "${dissent:-0}" -gt 0 ]; then # which executor, which kind, and why: the first few of each
-  cat "$W/vote.log" "$W/vote-p1.log" | grep 'msg=dissent' | grep -o 'executor=[^ ]* variant=[^ ]* kind=[^ ]*' | sort | uniq -c
-  cat "$W/vote.log" "$W/vote-p1.log" | grep 'msg=dissent' | head -3
+  grep 'msg=dissent' "$W/vote.log" | grep -o 'executor=[^ ]* variant=[^ ]* kind=[^ ]*' | sort | uniq -c
+  grep 'msg=dissent' "$W/vote.log" | head -3
 fi
