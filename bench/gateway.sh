@@ -12,9 +12,18 @@
 # Markdown table. Everything listens on loopback; runs ~2 minutes.
 #
 # Usage: bench/gateway.sh [DURATION]   (default 10s; needs nginx, lighttpd, wrk, go)
+#
+#        bench/gateway.sh --instructions
+#   counts instead the user-space instructions the vote3 gateway executes per request, under
+#   valgrind's callgrind (GOMAXPROCS=1, wrk -t1 -c8 for 10 s after a 3 s warm-up): unlike req/s
+#   and CPU time this hardly moves with the machine's load, so it shows small changes to the
+#   gateway's own code (system calls and the kernel's work are not counted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}
+if [ "$DUR" = --instructions ]; then
+  command -v valgrind >/dev/null || { echo "bench/gateway.sh: --instructions needs valgrind" >&2; exit 2; }
+fi
 for p in nginx lighttpd wrk go; do
   command -v "$p" >/dev/null || { echo "bench/gateway.sh: $p is not installed (.ci/run installs it)" >&2; exit 2; }
 done
@@ -98,6 +107,27 @@ FRONT[backend2]=$!
 pids+=($!)
 FRONT[backend3]=$!
 for p in $B1 $B2 $B3; do wait_up "$p"; done
+
+if [ "$DUR" = --instructions ]; then
+  PI=$(port)
+  GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --callgrind-out-file="$W/callgrind.out" \
+    "$W/proteus" gateway --listen "127.0.0.1:$PI" --policy vote --k 3 \
+    --backend "http://127.0.0.1:$B1" --backend "http://127.0.0.1:$B2" --backend "http://127.0.0.1:$B3" >"$W/vote-cg.log" 2>&1 &
+  VG=$!
+  pids+=($VG)
+  for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$PI/" 2>/dev/null && break; sleep 0.2; done
+  wrk -t1 -c8 -d3s "http://127.0.0.1:$PI/index.html" >/dev/null
+  callgrind_control -z "$VG" >/dev/null 2>&1
+  out=$(wrk -t1 -c8 -d10s "http://127.0.0.1:$PI/index.html")
+  callgrind_control -d "$VG" >/dev/null 2>&1
+  sleep 1
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  f=$(ls -t "$W"/callgrind.out.* | head -1)
+  ir=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  printf 'vote3 gateway under callgrind: %s requests, %s instructions, %s instructions per request\n' \
+    "$n" "$ir" "$(awk -v i="$ir" -v n="$n" 'BEGIN { printf "%.0f", i / n }')"
+  exit 0
+fi
 
 UP="upstream b1 { server 127.0.0.1:$B1; keepalive 64; }
   upstream b2 { server 127.0.0.1:$B2; keepalive 64; }
