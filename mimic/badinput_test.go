@@ -175,6 +175,7 @@ func TestSlowClientOnKeptAliveConnection(t *testing.T) {
 		t.Fatalf("first request: %v %v", resp, err)
 	}
 	io.Copy(io.Discard, resp.Body)
+	g.Wait() // the third executor may still be answering the first request
 	before := hits.Load()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
 	c.SetReadDeadline(time.Now().Add(time.Minute)) // hang guard: far below IdleTimeout
