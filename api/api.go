@@ -6,7 +6,8 @@
 // package also holds the client the CLI uses.
 //
 // It imports executor (for the pool's types), countermeasure (for its Action), game (for the
-// defense success β_y shown in the status), bearer (the token), bus and the Prometheus client;
+// defense success β_y shown in the status), bearer (the token), bus, atomicfile and the
+// Prometheus client;
 // it must not import mimic, engine, enclave or cmd.
 package api
 
@@ -19,7 +20,6 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/proteus-defense/proteus/atomicfile"
 	"github.com/proteus-defense/proteus/bearer"
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/countermeasure"
@@ -412,25 +413,4 @@ func WriteAddr(dataDir, addr string) error {
 }
 
 // writePrivate replaces path atomically with a 0600 file.
-func writePrivate(path, content string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.WriteString(content); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
+func writePrivate(path, content string) error { return atomicfile.Write(path, []byte(content), 0o600) }

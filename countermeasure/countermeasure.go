@@ -5,7 +5,7 @@
 // pending reverts survive a restart, reverts them when their TTL passes or their source
 // sighting is retracted, and publishes countermeasure.* events on the bus.
 //
-// It imports the standard library, bus and github.com/google/nftables; it must not import
+// It imports the standard library, bus, atomicfile and github.com/google/nftables; it must not import
 // stix, enclave, engine or the gateway (they import it).
 package countermeasure
 

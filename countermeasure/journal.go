@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/proteus-defense/proteus/atomicfile"
 )
 
 const journalVersion = 1
@@ -90,31 +92,8 @@ func (j *journal) save(actions []Action) error {
 	if err != nil {
 		return fmt.Errorf("countermeasure: journal: %w", err)
 	}
-	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+	if err := atomicfile.Write(j.path(), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("countermeasure: journal: %w", err)
-	}
-	tmp, err := os.CreateTemp(j.dir, "."+JournalFile+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("countermeasure: journal: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("countermeasure: journal: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("countermeasure: journal: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("countermeasure: journal: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), j.path()); err != nil {
-		return fmt.Errorf("countermeasure: journal: %w", err)
-	}
-	if d, err := os.Open(j.dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/proteus-defense/proteus/atomicfile"
 	"github.com/proteus-defense/proteus/bearer"
 	"github.com/proteus-defense/proteus/countermeasure"
 )
@@ -68,7 +69,7 @@ func (n *Node) ServeControl(ctx context.Context, addr string) (string, error) {
 	}
 	info := ControlInfo{Addr: ln.Addr().String(), Token: tok, PID: os.Getpid(), Peer: n.self.String()}
 	data, _ := json.MarshalIndent(info, "", "  ")
-	if err := writeFileAtomic(filepath.Join(n.dataDir, ControlFile), data, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(n.dataDir, ControlFile), data, 0o600); err != nil {
 		ln.Close()
 		return "", err
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proteus-defense/proteus/atomicfile"
 )
 
 // IdentityFile is the name of the node's libp2p key inside the data directory.
@@ -41,7 +43,7 @@ func LoadIdentity(dataDir string) (crypto.PrivKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("enclave: %w", err)
 		}
-		if err := writeFileAtomic(path, raw, 0o600); err != nil {
+		if err := atomicfile.Write(path, raw, 0o600); err != nil {
 			return nil, err
 		}
 		return k, nil

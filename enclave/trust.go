@@ -10,6 +10,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/proteus-defense/proteus/atomicfile"
 )
 
 // TrustFile is the name of the persisted trust table inside the data directory.
@@ -232,5 +234,5 @@ func (t *Trust) Flush() error {
 	}
 	saveMu.Lock()
 	defer saveMu.Unlock()
-	return writeFileAtomic(t.path, data, 0o600)
+	return atomicfile.Write(t.path, data, 0o600)
 }
