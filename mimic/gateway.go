@@ -93,6 +93,11 @@ type Options struct {
 
 	ExcerptBytes int // bound on the body excerpt in dissent events, default 256
 
+	// LearnedFile, when set, keeps the learned noise across restarts: New restores what it
+	// holds (an unreadable file is logged and set aside, never overwritten) and every newly
+	// learned field is saved to it in the background (see LoadLearned).
+	LearnedFile string
+
 	// Transport, when set, carries every executor request; by default http:// executors are
 	// reached with the gateway's own keep-alive HTTP/1.1 client and https:// ones through a
 	// shared http.Transport.
@@ -156,6 +161,11 @@ type Gateway struct {
 	idPrefix  string
 	urls      sync.Map       // backend URL -> *url.URL
 	pending   sync.WaitGroup // calls not yet finished
+
+	learnedDirty chan struct{} // a field was learned since the last save (LearnedFile)
+	saverStop    chan struct{}
+	saverDone    chan struct{}
+	closeOnce    sync.Once
 }
 
 type route struct {
@@ -204,6 +214,12 @@ func New(o Options) (*Gateway, error) {
 			g.metrics.learned.Inc()
 			g.log.Info("learned noise", "route", name, "field", field)
 			g.o.Bus.Publish(bus.Event{Kind: EventNoiseLearned, Source: "gateway", Subject: field, Attrs: map[string]any{"route": name}})
+			if g.learnedDirty != nil {
+				select {
+				case g.learnedDirty <- struct{}{}:
+				default: // a save is already due
+				}
+			}
 		}
 		return l
 	}
@@ -226,7 +242,84 @@ func New(o Options) (*Gateway, error) {
 		g.routes = append(g.routes, rt)
 	}
 	g.defVote = newL("default")
+	if o.LearnedFile != "" {
+		g.restoreLearned()
+		g.learnedDirty, g.saverStop, g.saverDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go g.saveLearned()
+	}
 	return g, nil
+}
+
+// restoreLearned seeds the learners from Options.LearnedFile. Nothing in it stops the gateway:
+// an unreadable file is set aside (so no save overwrites it) and the gateway learns afresh.
+func (g *Gateway) restoreLearned() {
+	path := g.o.LearnedFile
+	learned, err := LoadLearned(path)
+	if err != nil {
+		bad, rerr := setAsideBad(path, time.Now())
+		if rerr != nil {
+			bad = "(not moved: " + rerr.Error() + ")"
+		}
+		g.log.Error("learned noise unreadable, starting without it", "error", err, "moved_to", bad)
+		return
+	}
+	n := 0
+	for route, fields := range learned {
+		l := g.learnerFor(route)
+		switch {
+		case l == nil:
+			g.log.Warn("learned noise for a route no longer configured, dropped", "file", path, "route", route, "fields", len(fields))
+			continue
+		case !l.enabled:
+			g.log.Info("noise learning is off: learned noise not restored", "file", path, "route", route, "fields", len(fields))
+			continue
+		}
+		for _, f := range fields {
+			if l.restore(f) {
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		g.log.Info("restored learned noise", "file", path, "fields", n)
+	}
+}
+
+// learnerFor returns the learner of a route prefix ("default": requests no route matches).
+func (g *Gateway) learnerFor(route string) *learner {
+	if route == "default" {
+		return g.defVote
+	}
+	for _, r := range g.routes {
+		if r.Prefix == route {
+			return r.learn
+		}
+	}
+	return nil
+}
+
+// saveLearned writes the learned noise to Options.LearnedFile whenever a field was learned,
+// and once more when the gateway closes if one was learned since.
+func (g *Gateway) saveLearned() {
+	defer close(g.saverDone)
+	save := func() {
+		if err := SaveLearned(g.o.LearnedFile, g.Learned()); err != nil {
+			g.log.Warn("learned noise not saved", "error", err)
+		}
+	}
+	for {
+		select {
+		case <-g.learnedDirty:
+			save()
+		case <-g.saverStop:
+			select {
+			case <-g.learnedDirty:
+				save()
+			default:
+			}
+			return
+		}
+	}
 }
 
 // NewTransport returns the shared upstream transport: keep-alive connections to every
@@ -267,6 +360,10 @@ func (g *Gateway) Wait() { g.pending.Wait() }
 // has stopped.
 func (g *Gateway) Close() {
 	g.pending.Wait()
+	if g.saverStop != nil {
+		g.closeOnce.Do(func() { close(g.saverStop) })
+		<-g.saverDone
+	}
 	if g.h1 != nil {
 		g.h1.CloseIdle()
 	}

@@ -155,16 +155,33 @@ func (l *learner) observe(rs []*response, noise *noiseSet) {
 		if float64(most) > l.maxOddShare*float64(st.n) {
 			continue
 		}
-		l.fields[field] = nil
-		cur := l.set.Load()
-		if h, ok := strings.CutPrefix(field, headerFieldPrefix); ok {
-			l.set.Store(cur.with(h, ""))
-		} else {
-			l.set.Store(cur.with("", strings.TrimPrefix(field, jsonFieldPrefix)))
-		}
+		l.markLearned(field)
 		if l.onLearn != nil {
 			l.onLearn(field)
 		}
+	}
+}
+
+// restore marks field as learned without any samples: a field learned before a restart (see
+// LoadLearned). It reports whether the field is new to l.
+func (l *learner) restore(field string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st, known := l.fields[field]; known && st == nil {
+		return false
+	}
+	l.markLearned(field)
+	return true
+}
+
+// markLearned adds field to the noise set; l.mu must be held.
+func (l *learner) markLearned(field string) {
+	l.fields[field] = nil
+	cur := l.set.Load()
+	if h, ok := strings.CutPrefix(field, headerFieldPrefix); ok {
+		l.set.Store(cur.with(h, ""))
+	} else {
+		l.set.Store(cur.with("", strings.TrimPrefix(field, jsonFieldPrefix)))
 	}
 }
 

@@ -268,6 +268,7 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 		o.Backends, o.Bus, o.Logger, o.Metrics = &poolBackends{pool: pool}, b, log, mimic.NewMetrics(reg)
 		o.Blocklist = ag.blocklist
 		o.Rebuild = rebuildOnDissent(ctx, pool)
+		o.LearnedFile = learnedNoiseFile(dataDir)
 		g, err := mimic.New(o)
 		if err != nil {
 			return fmt.Errorf("agent: %w", err)

@@ -57,8 +57,9 @@ type votingFrontend struct{ g *mimic.Gateway }
 
 func (v votingFrontend) ServeHTTP(w http.ResponseWriter, r *http.Request) { v.g.ServeHTTP(w, r) }
 
-// Close waits for the gateway's background work (dissent bookkeeping) to finish.
-func (v votingFrontend) Close() { v.g.Wait() }
+// Close waits for the gateway's background work (dissent bookkeeping) to finish, saves what it
+// learned since the last save and closes its idle executor connections.
+func (v votingFrontend) Close() { v.g.Close() }
 
 // rebuildOnDissent is mimic's Rebuild hook: an executor that keeps disagreeing with the
 // majority is rotated, i.e. destroyed and rebuilt from its known-good image.

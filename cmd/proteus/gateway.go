@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -131,6 +132,9 @@ func gatewayConfig(cmd *cobra.Command, f gatewayFlags) (*config.Config, error) {
 	return cfg, nil
 }
 
+// learnedNoiseFile is where the voting gateway keeps the noise it learned across restarts.
+func learnedNoiseFile(dataDir string) string { return filepath.Join(dataDir, "learned-noise.json") }
+
 func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	cfg, err := gatewayConfig(cmd, f)
 	if err != nil {
@@ -145,6 +149,7 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o, so := mimic.FromConfig(cfg.Gateway)
 	o.Backends, o.Logger, o.Metrics = bes, log, mimic.NewMetrics(reg)
+	o.LearnedFile = learnedNoiseFile(dataDirFor(cmd, cfg))
 	gw, err := mimic.New(o)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

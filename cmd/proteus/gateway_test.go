@@ -4,14 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestGatewayUsageErrors(t *testing.T) {
@@ -45,110 +48,144 @@ func TestGatewayUsageErrors(t *testing.T) {
 	}
 }
 
-func TestGatewayServesAndExportsMetrics(t *testing.T) {
+// gatewayRun is `proteus gateway` running in-process, with the addresses it printed.
+type gatewayRun struct {
+	URL, MetricsURL string
+	stderr          bytes.Buffer // read it only after stop
+	cancel          context.CancelFunc
+	done            chan int
+}
+
+// startGatewayCmd runs `proteus gateway --listen 127.0.0.1:0 --metrics 127.0.0.1:0 args...` until
+// stop, with its own data directory unless args name one.
+func startGatewayCmd(t *testing.T, args ...string) *gatewayRun {
+	t.Helper()
+	g := &gatewayRun{done: make(chan int, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	old := gatewayContext
+	gatewayContext = func(context.Context) (context.Context, context.CancelFunc) { return ctx, cancel }
+	t.Cleanup(func() { gatewayContext = old })
+	all := append([]string{"gateway", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"}, args...)
+	if !slices.Contains(args, "--data-dir") {
+		all = append(all, "--data-dir", t.TempDir())
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		g.done <- run(all, pw, &g.stderr)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	for (g.URL == "" || g.MetricsURL == "") && sc.Scan() {
+		if m := regexp.MustCompile(`metrics on (\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			g.MetricsURL = m[1]
+		}
+		if m := regexp.MustCompile(`listening on (\S+),`).FindStringSubmatch(sc.Text()); m != nil {
+			g.URL = m[1]
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if g.URL == "" || g.MetricsURL == "" {
+		cancel()
+		<-g.done
+		t.Fatalf("no addresses printed; stderr %s", g.stderr.String())
+	}
+	return g
+}
+
+// stop ends the gateway and returns its exit code.
+func (g *gatewayRun) stop() int {
+	g.cancel()
+	return <-g.done
+}
+
+// startBodies starts one server per handler and returns their URLs.
+func startBodies(t *testing.T, hs ...http.HandlerFunc) []string {
+	t.Helper()
 	var urls []string
-	for _, body := range []string{"same\n", "same\n", "tampered\n"} {
+	for _, h := range hs {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })}
+		srv := &http.Server{Handler: h}
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })
 		urls = append(urls, "http://"+ln.Addr().String())
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	old := gatewayContext
-	gatewayContext = func(context.Context) (context.Context, context.CancelFunc) { return ctx, cancel }
-	defer func() { gatewayContext = old }()
+	return urls
+}
 
-	pr, pw := io.Pipe()
-	var errb bytes.Buffer
-	done := make(chan int)
-	go func() {
-		args := []string{"gateway", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"}
-		for _, u := range urls {
-			args = append(args, "--backend", u)
-		}
-		done <- run(args, pw, &errb)
-		pw.Close()
-	}()
-	sc := bufio.NewScanner(pr)
-	var gwURL, metricsURL string
-	for (gwURL == "" || metricsURL == "") && sc.Scan() {
-		line := sc.Text()
-		if m := regexp.MustCompile(`metrics on (\S+)`).FindStringSubmatch(line); m != nil {
-			metricsURL = m[1]
-		}
-		if m := regexp.MustCompile(`listening on (\S+),`).FindStringSubmatch(line); m != nil {
-			gwURL = m[1]
-		}
+func backendArgs(urls []string) []string {
+	var args []string
+	for _, u := range urls {
+		args = append(args, "--backend", u)
 	}
-	go io.Copy(io.Discard, pr)
-	if gwURL == "" || metricsURL == "" {
-		t.Fatalf("no addresses printed; stderr %s", errb.String())
+	return args
+}
+
+func answer(body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }
+}
+
+func TestGatewayServesAndExportsMetrics(t *testing.T) {
+	urls := startBodies(t, answer("same\n"), answer("same\n"), answer("tampered\n"))
+	g := startGatewayCmd(t, backendArgs(urls)...)
+	code, body := httpGet(t, g.URL+"/")
+	if code != 200 || body != "same\n" {
+		t.Fatalf("gateway answered %d %q", code, body)
 	}
-	resp, err := http.Get(gwURL + "/")
-	if err != nil {
-		t.Fatal(err)
+	if code := g.stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, g.stderr.String())
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(body) != "same\n" {
-		t.Fatalf("gateway answered %d %q", resp.StatusCode, body)
-	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d: %s", code, errb.String())
-	}
-	if !strings.Contains(errb.String(), "dissent") || !strings.Contains(errb.String(), "component=mimic") {
-		t.Errorf("dissent not logged: %s", errb.String())
+	if !strings.Contains(g.stderr.String(), "dissent") || !strings.Contains(g.stderr.String(), "component=mimic") {
+		t.Errorf("dissent not logged: %s", g.stderr.String())
 	}
 }
 
 func TestGatewayMetricsEndpoint(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "x") })}
-	go srv.Serve(ln)
-	defer srv.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	old := gatewayContext
-	gatewayContext = func(context.Context) (context.Context, context.CancelFunc) { return ctx, cancel }
-	defer func() { gatewayContext = old }()
-	pr, pw := io.Pipe()
-	done := make(chan int)
-	go func() {
-		done <- run([]string{"gateway", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--backend", "http://" + ln.Addr().String(), "--k", "1"}, pw, io.Discard)
-		pw.Close()
-	}()
-	sc := bufio.NewScanner(pr)
-	var gwURL, metricsURL string
-	for (gwURL == "" || metricsURL == "") && sc.Scan() {
-		if m := regexp.MustCompile(`metrics on (\S+)`).FindStringSubmatch(sc.Text()); m != nil {
-			metricsURL = m[1]
-		}
-		if m := regexp.MustCompile(`listening on (\S+),`).FindStringSubmatch(sc.Text()); m != nil {
-			gwURL = m[1]
-		}
-	}
-	go io.Copy(io.Discard, pr)
-	if r, err := http.Get(gwURL + "/"); err == nil {
-		r.Body.Close()
-	}
-	resp, err := http.Get(metricsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	cancel()
-	<-done
+	g := startGatewayCmd(t, append(backendArgs(startBodies(t, answer("x"))), "--k", "1")...)
+	httpGet(t, g.URL+"/")
+	_, text := httpGet(t, g.MetricsURL)
+	g.stop()
 	for _, name := range []string{"proteus_gateway_requests_total", "proteus_gateway_request_duration_seconds_bucket", "go_goroutines"} {
-		if !strings.Contains(string(text), name) {
+		if !strings.Contains(text, name) {
 			t.Errorf("metrics lack %s", name)
 		}
+	}
+}
+
+// The standalone gateway keeps learned noise in its data directory: a header that differs on
+// every response is known noise from the first request after a restart; an unreadable file is
+// logged, set aside, and does not keep the gateway from serving.
+func TestGatewayRestoresLearnedNoise(t *testing.T) {
+	rand := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Rand", fmt.Sprint(time.Now().UnixNano()))
+		io.WriteString(w, "same\n")
+	}
+	args := backendArgs(startBodies(t, rand, rand, rand))
+	data := t.TempDir()
+	file := filepath.Join(data, "learned-noise.json")
+	os.WriteFile(file, []byte(`{"version": 1, "routes": {"default": ["header:X-Rand"]}}`), 0o600)
+	g := startGatewayCmd(t, append(args, "--data-dir", data)...)
+	if code, body := httpGet(t, g.URL+"/"); code != 200 || body != "same\n" {
+		t.Fatalf("first request with X-Rand known as noise: %d %q", code, body)
+	}
+	g.stop()
+	if !strings.Contains(g.stderr.String(), "restored learned noise") {
+		t.Errorf("restore not logged: %s", g.stderr.String())
+	}
+
+	os.WriteFile(file, []byte(`{"version": 1, "routes": {"default": ["header:X Rand"]}}`), 0o600)
+	g = startGatewayCmd(t, append(args, "--data-dir", data)...)
+	if code, _ := httpGet(t, g.URL+"/"); code != http.StatusBadGateway {
+		t.Fatalf("with the bad file set aside, X-Rand differs on every executor: %d, want 502", code)
+	}
+	g.stop()
+	if log := g.stderr.String(); !strings.Contains(log, "learned noise unreadable") || !strings.Contains(log, file) {
+		t.Errorf("bad file not reported with its name: %s", log)
+	}
+	if aside, _ := filepath.Glob(file + ".bad-*"); len(aside) != 1 {
+		t.Errorf("bad file not set aside: %v", aside)
 	}
 }
