@@ -147,3 +147,35 @@ func TestBadLearnedFileIsSetAside(t *testing.T) {
 		t.Fatalf("set-aside copy %q, want the original bytes", b)
 	}
 }
+
+// Whatever LoadLearned accepts, SaveLearned writes back so that LoadLearned reads the same.
+func FuzzLoadLearned(f *testing.F) {
+	f.Add(`{"version": 1, "routes": {"default": ["header:X-Request-Id", "json:/ts"], "/api/": ["json:"]}}`)
+	f.Add(`{"version": 1, "routes": {}}`)
+	f.Add(`{"version": 1, "routes": {"default": ["header:x"]}}`)
+	f.Add(`{"version": 1}`)
+	f.Fuzz(func(t *testing.T, text string) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "in.json")
+		os.WriteFile(p, []byte(text), 0o600)
+		m, err := LoadLearned(p)
+		if err != nil {
+			return
+		}
+		q := filepath.Join(dir, "out.json")
+		if err := SaveLearned(q, m); err != nil {
+			t.Fatal(err)
+		}
+		back, err := LoadLearned(q)
+		if err != nil {
+			t.Fatalf("saved file unreadable: %v", err)
+		}
+		for route, fields := range m {
+			want := slices.Clone(fields)
+			slices.Sort(want)
+			if len(want) > 0 && !slices.Equal(back[route], want) {
+				t.Fatalf("route %q: %v after the round trip, want %v", route, back[route], want)
+			}
+		}
+	})
+}
