@@ -419,6 +419,16 @@ type call struct {
 	// so stragglers are accounted for without a goroutine of their own.
 	refs       atomic.Int32
 	straggling bool // holds a slot of Gateway.straggle
+	// onGone is c.clientGone, bound once per pooled call; goneDone lets the client's goroutine
+	// wait for a clientGone that already started, so it never runs on a recycled call.
+	onGone   func()
+	goneDone sync.WaitGroup
+}
+
+// clientGone runs when the client goes away before the decision.
+func (c *call) clientGone() {
+	c.abort()
+	c.goneDone.Done()
 }
 
 // abort cancels the executor requests still running.
@@ -511,6 +521,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.refs.Store(int32(n) + 1)
 	c.straggling = false
 	g.pending.Add(1)
+	defer c.release() // the client's goroutine's reference, also if anything below panics
 	c.id = g.seq.Add(1)
 	c.path = r.URL.Path
 	c.reqBody = reqBody
@@ -541,7 +552,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.conns.reset()
 	// A client that goes away before the decision cancels the executor requests; after the
 	// decision the stragglers run on (bounded by UpstreamTimeout) for dissent accounting.
-	stop := context.AfterFunc(r.Context(), c.abort)
+	if c.onGone == nil {
+		c.onGone = c.clientGone
+	}
+	c.goneDone.Add(1)
+	stop := context.AfterFunc(r.Context(), c.onGone)
 
 	var body []byte
 	if reqBody != nil {
@@ -569,6 +584,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c.gone = !stop()
+	if c.gone {
+		c.goneDone.Wait() // clientGone started: let it finish before c can be recycled
+	} else {
+		c.goneDone.Done() // clientGone will not run
+	}
 	if g.o.Jitter > 0 {
 		time.Sleep(rand.N(g.o.Jitter))
 	}
@@ -597,7 +617,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.abort()
 		}
 	}
-	c.release()
 }
 
 // release drops one reference to c; the last one runs finish.
