@@ -47,7 +47,8 @@ func init() {
 			Short: "Run the voting gateway standalone in front of servers you already run",
 			Long: `Run the mimic voting gateway in front of existing, equivalent servers: each request goes to k
 of them, their normalized responses are compared, the majority answer is returned and every
-dissenting server is logged. Flags override the gateway: section of the config file (-c).`,
+dissenting server is logged. Flags override the gateway: section of the config file (-c).
+Noise learned online is kept in --data-dir as learned-noise.json and restored at start.`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error { return runGateway(cmd, f) },
 		}
