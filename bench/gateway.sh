@@ -212,6 +212,10 @@ for i in "${!names[@]}"; do
   R[${names[$i]},4]=$(run "${names[$i]}" "${ports[$i]}" 4 "${fronts[$i]}")
 done
 rss=$(awk '/VmHWM/ {print $2}' /proc/$VOTEPID/status)
+# Memory per request in flight: the same gateway's peak RSS after a run with 8 times as many
+# connections (every one of them has a request in flight nearly all the time).
+wrk -t1 -c256 -d"$DUR" "http://127.0.0.1:$PV/index.html" > "$W/wrk-vote3-c256.txt"
+rss256=$(awk '/VmHWM/ {print $2}' /proc/$VOTEPID/status)
 dissent=$(grep -c 'msg=dissent' "$W/vote.log" || true)
 
 d50=$(awk '{print $2}' <<<"${R[direct,4]}")
@@ -240,7 +244,8 @@ budget=$(awk -v p="$p" -v c="$(nproc)" 'BEGIN { printf "%.1f", c * 1e6 / (0.5 * 
 rest=$(awk '{print $1 + $2 + $3 + $4}' "$W/cpus-proteus-vote3")
 printf '\nAt half the nginx proxy rate the %d cores allow %s µs of CPU per request in all; in the vote3 run\n' "$(nproc)" "$budget"
 printf 'the three backends and wrk alone took %s µs per request, leaving %s µs for the gateway.\n' "$rest" "$(awk -v b="$budget" -v r="$rest" 'BEGIN { printf "%.1f", b - r }')"
-printf 'proteus vote3 peak RSS %s KiB; dissent events logged during the run: %s\n' "$rss" "$dissent"
+printf 'proteus vote3 peak RSS %s KiB after the -c32 runs, %s KiB after -c256 (%s KiB per extra connection); dissent events logged during the run: %s\n' \
+  "$rss" "$rss256" "$(awk -v a="$rss" -v b="$rss256" 'BEGIN { printf "%.1f", (b - a) / 224 }')" "$dissent"
 if [ "${dissent:-0}" -gt 0 ]; then # which executor, which kind, and why: the first few of each
   grep 'msg=dissent' "$W/vote.log" | grep -o 'executor=[^ ]* variant=[^ ]* kind=[^ ]*' | sort | uniq -c
   grep 'msg=dissent' "$W/vote.log" | head -3
