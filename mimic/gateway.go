@@ -753,12 +753,6 @@ type outFilter struct {
 	xff    string
 }
 
-func newOutFilter(r *http.Request, voted bool) *outFilter {
-	f := new(outFilter)
-	f.reset(r, voted)
-	return f
-}
-
 // reset makes f the filter for r (a call keeps one, so none is allocated per request).
 func (f *outFilter) reset(r *http.Request, voted bool) {
 	*f = outFilter{voted: voted, conn: r.Header.Get("Connection")}
@@ -771,9 +765,11 @@ func (f *outFilter) reset(r *http.Request, voted bool) {
 }
 
 func (f *outFilter) skip(k string) bool {
+	if isHopByHop(k) {
+		return true
+	}
 	switch k {
-	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Accept-Encoding",
+	case "Accept-Encoding",
 		"Expect": // the body is sent at once; net/http already answered the client's 100-continue
 		return true
 	case "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range":
@@ -942,8 +938,10 @@ func writeResponse(w http.ResponseWriter, r *http.Request, win *response) {
 	for k, vs := range win.header {
 		h[k] = vs
 	}
-	for _, k := range hopByHop {
-		delete(h, k)
+	for k := range h {
+		if isHopByHop(k) {
+			delete(h, k)
+		}
 	}
 	if r.Method != http.MethodHead {
 		// The executor's own value, when it is one plain number equal to the body's length

@@ -6,16 +6,9 @@ import (
 	"strings"
 )
 
-// volatileHeaders differ between equivalent servers, or are about the connection rather than
-// the content, so they never take part in the vote.
-var volatileHeaders = []string{
-	"Date", "Server", "Etag", "Last-Modified", "Content-Length", "Transfer-Encoding",
-	"Connection", "Keep-Alive", "Accept-Ranges", "Proxy-Connection", "Proxy-Authenticate",
-	"Te", "Trailer", "Upgrade", "Age", "Via", "X-Powered-By", "Expires",
-}
-
-// isVolatile reports whether k is one of volatileHeaders (every noise set has them all), so
-// the common headers need no map lookup.
+// isVolatile reports whether k (canonical) is a volatile header: one that differs between
+// equivalent servers, or is about the connection rather than the content, so it never takes
+// part in the vote. A switch, not a map: it is asked for every header of every response.
 func isVolatile(k string) bool {
 	switch k {
 	case "Date", "Server", "Etag", "Last-Modified", "Content-Length", "Transfer-Encoding",
@@ -26,13 +19,8 @@ func isVolatile(k string) bool {
 	return false
 }
 
-// hopByHop request and response headers are never forwarded.
-var hopByHop = []string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-// isHopByHop reports whether k is one of hopByHop.
+// isHopByHop reports whether k (canonical) is a hop-by-hop request or response header, which
+// is never forwarded.
 func isHopByHop(k string) bool {
 	switch k {
 	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
@@ -50,19 +38,19 @@ const (
 	kindHTML
 )
 
-// noiseSet is the immutable set of fields left out of the comparison: configured and volatile
-// headers, configured JSON pointers, and whatever the learner found. A new set replaces the
+// noiseSet is the immutable set of fields left out of the comparison besides the volatile
+// headers: configured headers and JSON pointers, and whatever the learner found. A new set replaces the
 // old one atomically.
 type noiseSet struct {
 	headers  map[string]bool // canonical header keys
 	pointers map[string]bool // JSON pointers
 }
 
+// ignoresHeader reports whether header k (canonical) is left out of the vote.
+func (s *noiseSet) ignoresHeader(k string) bool { return isVolatile(k) || s.headers[k] }
+
 func newNoiseSet(headers, pointers []string) *noiseSet {
 	s := &noiseSet{headers: map[string]bool{}, pointers: map[string]bool{}}
-	for _, h := range volatileHeaders {
-		s.headers[h] = true
-	}
 	for _, h := range headers {
 		s.headers[http.CanonicalHeaderKey(h)] = true
 	}
@@ -141,7 +129,7 @@ func headerSum(seed maphash.Seed, h http.Header, noise *noiseSet) uint64 {
 	var mh maphash.Hash
 	mh.SetSeed(seed)
 	for k, vs := range h {
-		if isVolatile(k) || noise.headers[k] {
+		if noise.ignoresHeader(k) {
 			continue
 		}
 		mh.Reset()

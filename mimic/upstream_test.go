@@ -211,7 +211,8 @@ func TestOutboundHeaders(t *testing.T) {
 		"X-Keep":            {"a", "b"},
 	}}
 	for _, voted := range []bool{true, false} {
-		f := newOutFilter(r, voted)
+		f := new(outFilter)
+		f.reset(r, voted)
 		want := http.Header{
 			"Accept":          {"*/*"},
 			"X-Keep":          {"a", "b"},

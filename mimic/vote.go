@@ -196,7 +196,7 @@ func differingHeaders(rs []*response, noise *noiseSet) []string {
 	seen := map[string]bool{}
 	for _, r := range rs {
 		for k := range r.header {
-			if noise.headers[k] || seen[k] {
+			if noise.ignoresHeader(k) || seen[k] {
 				continue
 			}
 			seen[k] = true
