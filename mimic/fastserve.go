@@ -51,6 +51,7 @@ type fastConn struct {
 	watch    *time.Timer
 	watched  chan struct{}
 	rdl, wdl lazyDeadline // owned by the serving goroutine
+	moreHead func()       // starts the read-header timeout (nil: none); see readRequestHead
 	wmu      sync.Mutex   // orders the watcher's deadline change against the end of the handler
 	handling bool
 }
@@ -127,6 +128,9 @@ var (
 func (f *fastServer) serveConn(fc *framingConn) {
 	defer f.wg.Done()
 	c := &fastConn{fc: fc, remote: fc.RemoteAddr().String(), watched: make(chan struct{}, 1)}
+	if t := f.s.ReadHeaderTimeout; t > 0 {
+		c.moreHead = func() { c.readDeadline(time.Now(), t) }
+	}
 	c.br = fastReaders.Get().(*bufio.Reader)
 	c.br.Reset(fc)
 	c.bw = fastWriters.Get().(*bufio.Writer)
@@ -169,12 +173,7 @@ func (f *fastServer) serveConn(fc *framingConn) {
 		if !f.setIdle(c, false) {
 			return
 		}
-		// The header section usually arrives whole with its first byte; only a section that
-		// needs more reads is bounded by the header timeout from here.
-		if buf, _ := c.br.Peek(c.br.Buffered()); s.ReadHeaderTimeout > 0 && !headEnds(buf) {
-			c.readDeadline(time.Now(), s.ReadHeaderTimeout)
-		}
-		head, ok, err := readRequestHead(c.br, s.MaxHeaderBytes)
+		head, ok, err := readRequestHead(c.br, s.MaxHeaderBytes, c.moreHead)
 		if err != nil {
 			return
 		}
@@ -214,11 +213,6 @@ func (c *fastConn) readDeadline(now time.Time, d time.Duration) {
 	if at, move := c.rdl.next(now.Add(d), d); move {
 		c.fc.SetReadDeadline(at)
 	}
-}
-
-// headEnds reports whether buf holds the end of a header section (CRLF or bare LF lines).
-func headEnds(buf []byte) bool {
-	return bytes.Contains(buf, lfCRLF) || bytes.Contains(buf, lfLF)
 }
 
 // handle runs h and writes its response; false when the connection must close.
@@ -270,23 +264,34 @@ func (c *fastConn) watchClient() {
 // readRequestHead returns the buffered header section of the next request, reading more as
 // needed; ok is false when it is not a plain CRLF-delimited section complete within the
 // reader's buffer and maxHeader bytes (the caller hands the connection to net/http).
-func readRequestHead(br *bufio.Reader, maxHeader int) (head []byte, ok bool, err error) {
+//
+// beforeMore, when not nil, is called once, before the first read beyond what is buffered: a
+// header section usually arrives whole with its first byte, and only one that needs more reads
+// is bounded by the read-header timeout from then on.
+func readRequestHead(br *bufio.Reader, maxHeader int, beforeMore func()) (head []byte, ok bool, err error) {
 	limit := br.Size()
 	if maxHeader > 0 && maxHeader < limit {
 		limit = maxHeader
 	}
 	for {
 		buf, _ := br.Peek(br.Buffered())
-		if i := bytes.Index(buf, lfLF); i >= 0 {
-			if j := bytes.Index(buf, lfCRLF); j < 0 || i < j {
-				return nil, false, nil // a bare LF ends the section
-			}
+		j := bytes.Index(buf, lfCRLF)
+		before := buf // a bare LF ahead of the section's end ends it
+		if j >= 0 {
+			before = buf[:j+1]
 		}
-		if j := bytes.Index(buf, lfCRLF); j >= 0 {
+		if bytes.Contains(before, lfLF) {
+			return nil, false, nil
+		}
+		if j >= 0 {
 			return buf[:j+3], true, nil
 		}
 		if len(buf) >= limit {
 			return nil, false, nil
+		}
+		if beforeMore != nil {
+			beforeMore()
+			beforeMore = nil
 		}
 		if _, err := br.Peek(len(buf) + 1); err != nil {
 			if len(buf) > 0 && !isTimeout(err) {

@@ -37,7 +37,7 @@ var requestSeeds = []string{
 func checkRequestHead(t *testing.T, raw string) bool {
 	br := bufio.NewReaderSize(strings.NewReader(raw), 4096)
 	br.Peek(1)
-	head, ok, _ := readRequestHead(br, 4096)
+	head, ok, _ := readRequestHead(br, 4096, nil)
 	if !ok {
 		return false
 	}
