@@ -5,8 +5,8 @@
 // pending reverts survive a restart, reverts them when their TTL passes or their source
 // sighting is retracted, and publishes countermeasure.* events on the bus.
 //
-// It imports the standard library, bus, atomicfile and github.com/google/nftables; it must not import
-// stix, enclave, engine or the gateway (they import it).
+// It imports the standard library, bus, atomicfile, strictjson and github.com/google/nftables; it
+// must not import stix, enclave, engine or the gateway (they import it).
 package countermeasure
 
 import (

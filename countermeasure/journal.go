@@ -1,7 +1,6 @@
 package countermeasure
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/proteus-defense/proteus/atomicfile"
+	"github.com/proteus-defense/proteus/strictjson"
 )
 
 const journalVersion = 1
@@ -54,10 +54,8 @@ func parseJournal(data []byte) ([]Action, error) {
 	if len(data) > maxJournalSize {
 		return nil, fmt.Errorf("%d bytes, max %d", len(data), maxJournalSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var f journalFile
-	if err := dec.Decode(&f); err != nil {
+	if err := strictjson.Unmarshal(data, &f); err != nil {
 		return nil, err
 	}
 	if f.Version != journalVersion {

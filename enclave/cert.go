@@ -11,12 +11,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proteus-defense/proteus/strictjson"
 )
 
 // Errors about membership.
@@ -180,14 +181,9 @@ func DecodeCertificate(data []byte) (*Certificate, error) {
 	if len(data) > MaxCertificateSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrCertificate, len(data), MaxCertificateSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var c Certificate
-	if err := dec.Decode(&c); err != nil {
+	if err := strictjson.Unmarshal(data, &c); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCertificate, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data", ErrCertificate)
 	}
 	if len(c.Signature) != ed25519.SignatureSize {
 		return nil, fmt.Errorf("%w: signature is %d bytes", ErrCertificate, len(c.Signature))

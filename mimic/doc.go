@@ -8,6 +8,6 @@
 // implements it with a one-screen adapter; Static serves the standalone `proteus gateway`),
 // an optional Blocklist, and an optional Rebuild hook called when an executor dissents too
 // often; it keeps the noise it learned in a file across restarts when told to (LearnedFile). It
-// imports bus, config, atomicfile and the standard library plus the Prometheus client; it must
+// imports bus, config, atomicfile, strictjson and the standard library plus the Prometheus client; it must
 // not import executor, engine, countermeasure, enclave or cmd, so those can depend on it.
 package mimic

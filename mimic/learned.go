@@ -1,7 +1,6 @@
 package mimic
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/proteus-defense/proteus/atomicfile"
+	"github.com/proteus-defense/proteus/strictjson"
 )
 
 // The learned-noise file keeps what the gateway learned across restarts, so a restarted
@@ -45,14 +45,9 @@ func LoadLearned(path string) (map[string][]string, error) {
 	if len(b) > maxLearnedBytes {
 		return nil, fmt.Errorf("mimic: learned noise %s: %d bytes, more than %d", path, len(b), maxLearnedBytes)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var f learnedFile
-	if err := dec.Decode(&f); err != nil {
+	if err := strictjson.Unmarshal(b, &f); err != nil {
 		return nil, fmt.Errorf("mimic: learned noise %s: %w", path, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("mimic: learned noise %s: data after the JSON object", path)
 	}
 	if f.Version != learnedVersion {
 		return nil, fmt.Errorf("mimic: learned noise %s: version %d, want %d", path, f.Version, learnedVersion)

@@ -27,7 +27,7 @@ func TestLoadLearned(t *testing.T) {
 		{"not json", `{"version": 1,`, "unexpected EOF"},
 		{"unknown field", `{"version": 1, "routes": {}, "extra": 1}`, `unknown field "extra"`},
 		{"version", `{"version": 2, "routes": {}}`, "version 2, want 1"},
-		{"trailing", `{"version": 1, "routes": {}} {}`, "data after the JSON object"},
+		{"trailing", `{"version": 1, "routes": {}} {}`, "data after the JSON value"},
 		{"route", `{"version": 1, "routes": {"api": ["json:/a"]}}`, `route "api"`},
 		{"header case", `{"version": 1, "routes": {"default": ["header:x-request-id"]}}`, "not a canonical header name"},
 		{"header name", `{"version": 1, "routes": {"default": ["header:Bad Name"]}}`, "not a canonical header name"},
