@@ -407,6 +407,7 @@ type call struct {
 	path    string
 	cancel  context.CancelFunc
 	picked  []Backend
+	hosts   []string // per picked executor: host:port for the h1 client, or "" (see fetchJob)
 	reqBody *bytes.Buffer
 	filter  outFilter // which client headers go to the executors
 	gone    bool      // the client went away before the decision and cancelled the fan-out
@@ -534,11 +535,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.filter.reset(r, policy != PolicySingle)
 	filter := &c.filter
 	var hdr http.Header // only for executors reached through an http.RoundTripper
+	c.hosts = c.hosts[:0]
 	for _, b := range c.picked {
-		if _, plain := plainHTTPHost(b.URL); !plain || g.h1 == nil {
-			hdr = outboundHeader(r, filter)
-			break
+		host, plain := plainHTTPHost(b.URL)
+		if !plain || g.h1 == nil {
+			host = ""
+			if hdr == nil {
+				hdr = outboundHeader(r, filter)
+			}
 		}
+		c.hosts = append(c.hosts, host)
 	}
 	// The h1 client bounds each executor request by its connection's deadline (and dials by
 	// c.deadline), so the context only needs a timer of its own for an http.RoundTripper.
@@ -562,8 +568,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if reqBody != nil {
 		body = reqBody.Bytes()
 	}
-	for _, b := range c.picked {
-		go g.fetch(fetchJob{ctx: ctx, c: c, b: b, r: r, filter: filter, hdr: hdr, body: body})
+	for i, b := range c.picked {
+		go g.fetch(fetchJob{ctx: ctx, c: c, b: b, host: c.hosts[i], r: r, filter: filter, hdr: hdr, body: body})
 	}
 
 	for c.got < n {
@@ -679,6 +685,7 @@ func (c *call) finish() {
 	clear(b.resps)
 	clear(b.failed)
 	clear(c.picked)
+	clear(c.hosts)
 	if c.straggling {
 		<-g.straggle
 	}
@@ -805,6 +812,7 @@ type fetchJob struct {
 	ctx    context.Context
 	c      *call
 	b      Backend
+	host   string // host:port for the h1 client; "" when b goes through the RoundTripper
 	r      *http.Request
 	filter *outFilter
 	hdr    http.Header
@@ -822,10 +830,10 @@ func (g *Gateway) fetch(j fetchJob) {
 		ch <- res
 		j.c.release()
 	}()
-	host, plain := plainHTTPHost(b.URL)
+	host := j.host
 	var base *url.URL
 	var err error
-	if !plain || g.h1 == nil {
+	if host == "" {
 		if base, err = g.baseURL(b.URL); err != nil {
 			res.err = err
 			return
@@ -841,7 +849,7 @@ func (g *Gateway) fetch(j fetchJob) {
 	var status int
 	var header http.Header
 	var n int64
-	if g.h1 != nil && (plain || base.Scheme == "http") {
+	if g.h1 != nil && (j.host != "" || base.Scheme == "http") {
 		uri := r.RequestURI
 		if !strings.HasPrefix(uri, "/") {
 			uri = r.URL.RequestURI() // absolute-form or asterisk-form from the client
