@@ -37,7 +37,8 @@ type Gateway struct {
 	// MaxHeaderBytes bounds request headers (default 16384; above: 431).
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// BodyLimit bounds buffered request bodies (default 1 MiB; above: 413); ResponseLimit the
-	// executor response bodies (default 8 MiB; above: availability dissent).
+	// executor response bodies on voted routes (default 8 MiB; above: availability dissent);
+	// single routes stream their answers, whatever the size.
 	BodyLimit     int64 `yaml:"body_limit"`
 	ResponseLimit int64 `yaml:"response_limit"`
 	// MaxInFlight bounds concurrent client requests (default 1024; above: 503), and with the

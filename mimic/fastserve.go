@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,7 +216,7 @@ func (c *fastConn) readDeadline(now time.Time, d time.Duration) {
 
 // handle runs h and writes its response; false when the connection must close.
 func (c *fastConn) handle(h http.Handler, r *http.Request) (ok bool) {
-	c.w.reset(r.Method == http.MethodHead)
+	c.w.reset(r.Method == http.MethodHead, c.bw)
 	c.wmu.Lock()
 	c.handling = true
 	c.wmu.Unlock()
@@ -238,7 +237,7 @@ func (c *fastConn) handle(h http.Handler, r *http.Request) (ok bool) {
 		}
 	}()
 	h.ServeHTTP(&c.w, r)
-	return c.w.finish(c.bw) == nil
+	return c.w.finish() == nil
 }
 
 // watchClient waits for the client to send more or hang up while its request is handled,
@@ -412,33 +411,47 @@ func plainHost(v string) bool {
 	return true
 }
 
-// fastWriter buffers one response and writes it at once. The header is serialized when the
-// status is set (the handler's header values may be reused once it returns, as with net/http,
-// which clones them at that point).
+// fastWriter buffers one response and writes it at once, head and body in one write; a body
+// over fastBufferMax, or one the handler flushes, is streamed instead: the head goes out with
+// the Content-Length the handler set (chunked without one) and the body is written through.
+// The header is serialized when the status is set (the handler's header values may be reused
+// once it returns, as with net/http, which clones them at that point).
 type fastWriter struct {
 	h          http.Header
 	status     int
 	hdr        []byte // serialized status line and header fields, without the framing ones
 	body       []byte
+	bw         *bufio.Writer // the connection
 	head       bool
 	closeAfter bool
 	hasType    bool
-	length     string // the handler's Content-Length, kept for HEAD
+	length     int64 // the handler's Content-Length; -1: none (or not a number)
+
+	streaming bool  // the head was written: body bytes go straight to bw
+	chunked   bool  // ... with chunked framing, for want of a length
+	sent      int64 // body bytes written through
+	err       error // the first write error; the connection is then closed
 }
 
-func (w *fastWriter) reset(head bool) {
+// fastBufferMax is the largest body fastWriter holds back to send with the head.
+const fastBufferMax = 64 << 10
+
+// errShortBody is the end of a streamed response shorter than its Content-Length.
+var errShortBody = errors.New("mimic: response body shorter than its Content-Length")
+
+func (w *fastWriter) reset(head bool, bw *bufio.Writer) {
 	if w.h == nil || len(w.h) > 32 {
 		w.h = make(http.Header, 8)
 	} else {
 		clear(w.h)
 	}
-	if cap(w.body) > 64<<10 {
+	if cap(w.body) > 2*fastBufferMax {
 		w.body = nil
 	}
 	if cap(w.hdr) > 64<<10 {
 		w.hdr = nil
 	}
-	*w = fastWriter{h: w.h, hdr: w.hdr[:0], body: w.body[:0], head: head}
+	*w = fastWriter{h: w.h, hdr: w.hdr[:0], body: w.body[:0], bw: bw, head: head, length: -1}
 }
 
 func (w *fastWriter) Header() http.Header { return w.h }
@@ -454,10 +467,89 @@ func (w *fastWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.head && bodyAllowed(w.status) {
-		w.body = append(w.body, p...)
+	if w.head || !bodyAllowed(w.status) {
+		return len(p), nil
 	}
-	return len(p), nil
+	if !w.streaming {
+		if len(w.body)+len(p) <= fastBufferMax {
+			w.body = append(w.body, p...)
+			return len(p), nil
+		}
+		w.startStream(p)
+	}
+	return w.writeThrough(p)
+}
+
+// Flush sends what is buffered, the head first (http.Flusher).
+func (w *fastWriter) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.head || !bodyAllowed(w.status) {
+		return // finish writes the head
+	}
+	if !w.streaming {
+		w.startStream(nil)
+	}
+	if w.err == nil {
+		w.err = w.bw.Flush()
+	}
+}
+
+// startStream writes the head with its framing and the body buffered so far; first is the
+// data about to be written (for the sniffed Content-Type when nothing is buffered).
+func (w *fastWriter) startStream(first []byte) {
+	w.streaming = true
+	sniff := w.body
+	if len(sniff) == 0 {
+		sniff = first
+	}
+	b := w.appendType(w.hdr, sniff)
+	if w.length >= 0 {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, w.length, 10)
+		b = append(b, "\r\n"...)
+	} else {
+		w.chunked = true
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	b = w.appendEnd(b)
+	w.hdr = b
+	if _, err := w.bw.Write(b); err != nil {
+		w.err = err
+	}
+	if len(w.body) > 0 {
+		w.writeThrough(w.body)
+		w.body = w.body[:0]
+	}
+}
+
+// writeThrough writes body bytes of a streamed response: no more than its Content-Length.
+func (w *fastWriter) writeThrough(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	var over error
+	if !w.chunked && int64(len(p)) > w.length-w.sent {
+		p, over = p[:w.length-w.sent], http.ErrContentLength
+	}
+	if len(p) == 0 {
+		return 0, over
+	}
+	if w.chunked {
+		w.bw.Write(strconv.AppendUint(w.bw.AvailableBuffer(), uint64(len(p)), 16))
+		w.bw.WriteString("\r\n")
+	}
+	n, err := w.bw.Write(p)
+	if w.chunked && err == nil {
+		_, err = w.bw.WriteString("\r\n")
+	}
+	w.sent += int64(n)
+	if err != nil {
+		w.err = err
+		return n, err
+	}
+	return n, over
 }
 
 func bodyAllowed(status int) bool {
@@ -468,9 +560,19 @@ func bodyAllowed(status int) bool {
 // writeResponse does through Header and WriteHeader, without copying h into the writer's map
 // first. The status must be one WriteHeader accepts (200-999).
 func (w *fastWriter) writeProxied(status int, h http.Header, body []byte) {
+	w.startProxied(status, h, int64(len(body)))
+	w.Write(body)
+}
+
+// startProxied sets status and h (minus its hop-by-hop fields) as the head of an executor's
+// response whose body, of length bytes (-1: unknown), is written next. For HEAD the
+// executor's own Content-Length stays.
+func (w *fastWriter) startProxied(status int, h http.Header, length int64) {
 	w.status = status
 	w.snapshotOf(h, true)
-	w.Write(body)
+	if !w.head {
+		w.length = length
+	}
 }
 
 // snapshot serializes the status line and the handler's header.
@@ -496,8 +598,8 @@ func (w *fastWriter) snapshotOf(h http.Header, proxied bool) {
 		}
 		switch k {
 		case "Content-Length":
-			if len(vs) > 0 && w.head {
-				w.length = strings.Clone(vs[0])
+			if len(vs) == 1 {
+				w.length = parseLength(vs[0])
 			}
 			continue
 		case "Transfer-Encoding", "Trailer":
@@ -538,37 +640,63 @@ func (w *fastWriter) snapshotOf(h http.Header, proxied bool) {
 	w.hdr = b
 }
 
+// appendType adds a Content-Type sniffed from body when the handler set none, like net/http.
+func (w *fastWriter) appendType(b, body []byte) []byte {
+	if w.hasType || len(body) == 0 {
+		return b
+	}
+	b = append(b, "Content-Type: "...)
+	b = append(b, http.DetectContentType(body)...)
+	return append(b, "\r\n"...)
+}
+
+// appendEnd ends the head.
+func (w *fastWriter) appendEnd(b []byte) []byte {
+	if w.closeAfter {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
 // finish writes the response like net/http would: a Date when none is set, a sniffed
 // Content-Type for a body without one, Content-Length from the body (HEAD: the handler's).
-func (w *fastWriter) finish(bw *bufio.Writer) error {
+// A streamed response is ended instead; an error means the connection must close.
+func (w *fastWriter) finish() error {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	if w.streaming {
+		if w.chunked && w.err == nil {
+			_, w.err = w.bw.WriteString("0\r\n\r\n")
+		}
+		if w.err == nil {
+			w.err = w.bw.Flush()
+		}
+		if w.err == nil && !w.chunked && w.sent < w.length {
+			w.err = errShortBody
+		}
+		return w.err
+	}
 	allowed := bodyAllowed(w.status)
 	b := w.hdr
-	if !w.hasType && allowed && len(w.body) > 0 {
-		b = append(b, "Content-Type: "...)
-		b = append(b, http.DetectContentType(w.body)...)
-		b = append(b, "\r\n"...)
+	if allowed {
+		b = w.appendType(b, w.body)
 	}
 	switch {
 	case allowed && !w.head:
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, int64(len(w.body)), 10)
 		b = append(b, "\r\n"...)
-	case allowed && w.length != "" && parseLength(w.length) >= 0:
+	case allowed && w.length >= 0:
 		b = append(b, "Content-Length: "...)
-		b = append(b, w.length...)
+		b = strconv.AppendInt(b, w.length, 10)
 		b = append(b, "\r\n"...)
 	}
-	if w.closeAfter {
-		b = append(b, "Connection: close\r\n"...)
-	}
-	b = append(b, "\r\n"...)
+	b = w.appendEnd(b)
 	w.hdr = b
-	bw.Write(b)
-	bw.Write(w.body)
-	return bw.Flush()
+	w.bw.Write(b)
+	w.bw.Write(w.body)
+	return w.bw.Flush()
 }
 
 func validName(k string) bool {

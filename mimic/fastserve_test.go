@@ -119,11 +119,11 @@ func TestFastPathAndHandoffOnOneConnection(t *testing.T) {
 
 func TestFastWriterLikeNetHTTP(t *testing.T) {
 	var w fastWriter
-	w.reset(false)
-	http.Error(&w, "nope", http.StatusForbidden)
 	var b bytes.Buffer
 	bw := bufio.NewWriter(&b)
-	if err := w.finish(bw); err != nil {
+	w.reset(false, bw)
+	http.Error(&w, "nope", http.StatusForbidden)
+	if err := w.finish(); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(&b), nil)
@@ -136,19 +136,19 @@ func TestFastWriterLikeNetHTTP(t *testing.T) {
 		t.Fatalf("%d %q %v", resp.StatusCode, body, resp.Header)
 	}
 	// No Content-Type: sniffed, like net/http; 304: no body, no length.
-	w.reset(false)
+	w.reset(false, bw)
 	w.Write([]byte("<html><body>x</body></html>"))
 	b.Reset()
-	w.finish(bw)
+	w.finish()
 	if !strings.Contains(b.String(), "Content-Type: text/html; charset=utf-8\r\n") {
 		t.Errorf("not sniffed: %q", b.String())
 	}
-	w.reset(false)
+	w.reset(false, bw)
 	w.Header().Set("Content-Length", "99")
 	w.WriteHeader(http.StatusNotModified)
 	w.Write([]byte("ignored"))
 	b.Reset()
-	w.finish(bw)
+	w.finish()
 	if s := b.String(); strings.Contains(s, "Content-Length") || strings.Contains(s, "ignored") {
 		t.Errorf("304 with a body or length: %q", s)
 	}
@@ -242,15 +242,14 @@ func TestWriteProxiedLikeWriteResponse(t *testing.T) {
 	}}
 	answer := func(method string, direct bool) *http.Response {
 		var w fastWriter
-		w.reset(method == http.MethodHead)
+		var b bytes.Buffer
+		w.reset(method == http.MethodHead, bufio.NewWriter(&b))
 		var rw http.ResponseWriter = &w
 		if !direct {
 			rw = struct{ http.ResponseWriter }{&w} // hides the type: the generic path
 		}
 		writeResponse(rw, &http.Request{Method: method}, win)
-		var b bytes.Buffer
-		bw := bufio.NewWriter(&b)
-		if err := w.finish(bw); err != nil {
+		if err := w.finish(); err != nil {
 			t.Fatal(err)
 		}
 		if w.closeAfter {

@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -70,7 +71,7 @@ type Options struct {
 
 	UpstreamTimeout time.Duration // per executor request, default 5s
 	BodyLimit       int64         // request body bytes buffered, default 1 MiB; above: 413
-	ResponseLimit   int64         // executor response body bytes, default 8 MiB; above: availability dissent
+	ResponseLimit   int64         // executor response body bytes on voted routes, default 8 MiB; above: availability dissent (single routes stream)
 	MaxInFlight     int           // concurrent requests, default 1024; above: 503
 
 	IgnoreHeaders  []string // extra headers left out of the vote
@@ -410,7 +411,11 @@ type call struct {
 	hosts   []string // per picked executor: host:port for the h1 client, or "" (see fetchJob)
 	reqBody *bytes.Buffer
 	filter  outFilter // which client headers go to the executors
-	gone    bool      // the client went away before the decision and cancelled the fan-out
+	// stream: a single route's answer, copied to the client by the executor request through
+	// sink as it arrives, instead of buffered and written once decided.
+	stream bool
+	sink   streamSink
+	gone   bool // the client went away before the decision and cancelled the fan-out
 	// conns are the call's executor connections in use, interrupted at once by abort:
 	// cheaper than a context.AfterFunc per executor request; deadline is the context's.
 	conns    connGroup
@@ -526,6 +531,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.id = g.seq.Add(1)
 	c.path = r.URL.Path
 	c.reqBody = reqBody
+	c.stream = policy == PolicySingle
+	var sink *streamSink
+	if c.stream {
+		c.sink.reset(w, r, g.o.Jitter)
+		sink = &c.sink
+	}
 	c.picked = g.sched.Pick(c.picked[:0], all, n)
 	if cap(c.ch) < n {
 		c.ch = make(chan *response, n)
@@ -547,10 +558,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.hosts = append(c.hosts, host)
 	}
 	// The h1 client bounds each executor request by its connection's deadline (and dials by
-	// c.deadline), so the context only needs a timer of its own for an http.RoundTripper.
+	// c.deadline), so the context only needs a timer of its own for an http.RoundTripper, and
+	// not even then for a stream (see roundTrip).
 	c.deadline = start.Add(g.o.UpstreamTimeout)
 	var ctx context.Context
-	if hdr == nil {
+	if hdr == nil || c.stream {
 		ctx, c.cancel = context.WithCancel(context.Background())
 	} else {
 		ctx, c.cancel = context.WithDeadline(context.Background(), c.deadline)
@@ -569,7 +581,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = reqBody.Bytes()
 	}
 	for i, b := range c.picked {
-		go g.fetch(fetchJob{ctx: ctx, c: c, b: b, host: c.hosts[i], r: r, filter: filter, hdr: hdr, body: body})
+		go g.fetch(fetchJob{ctx: ctx, c: c, b: b, host: c.hosts[i], r: r, filter: filter, hdr: hdr, body: body, sink: sink})
 	}
 
 	for c.got < n {
@@ -595,15 +607,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		c.goneDone.Done() // clientGone will not run
 	}
-	if g.o.Jitter > 0 {
+	if g.o.Jitter > 0 && !c.stream {
 		time.Sleep(rand.N(g.o.Jitter))
 	}
 	outcome := "ok"
-	if c.gone {
+	aborted := false
+	switch {
+	case c.gone:
 		outcome = "client-gone"
-	} else if c.win != nil {
+	case c.stream && c.win != nil:
+		// already copied to the client
+	case c.win != nil:
 		writeResponse(w, r, c.win)
-	} else {
+	case c.stream && c.sink.started:
+		// The executor failed after its head went to the client: all that is left is to cut
+		// the connection, so the client sees an incomplete response rather than a short one.
+		outcome, aborted = "aborted", true
+	default:
 		outcome = "no-consensus"
 		h := w.Header()
 		h.Set("Content-Type", "text/plain; charset=utf-8")
@@ -622,6 +642,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// stop waiting (those executors count as unavailable) so memory stays bounded.
 			c.abort()
 		}
+	}
+	if aborted {
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -649,15 +672,15 @@ func (c *call) finish() {
 			unanimous = false
 		}
 	}
-	if c.win == nil && !c.gone {
+	if c.win == nil && !c.gone && !c.sink.started {
 		c.noConsensus()
 	}
 	if c.policy != PolicySingle && !unanimous {
 		c.learn.observe(b.resps, b.noise)
 	}
 	for _, r := range b.failed {
-		if c.gone && errors.Is(r.err, context.Canceled) {
-			continue // cancelled on the client's behalf: not the executor's fault
+		if c.gone && errors.Is(r.err, context.Canceled) || errors.Is(r.err, errClientWrite) {
+			continue // cancelled on the client's behalf, or the client failed: not the executor's fault
 		}
 		g.dissent(c, r, DissentAvailability, diff{}, now)
 	}
@@ -690,6 +713,7 @@ func (c *call) finish() {
 		<-g.straggle
 	}
 	c.reqBody, c.win, c.learn, c.g = nil, nil, nil, nil
+	c.sink = streamSink{}
 	callPool.Put(c)
 	g.pending.Done()
 }
@@ -817,6 +841,7 @@ type fetchJob struct {
 	filter *outFilter
 	hdr    http.Header
 	body   []byte
+	sink   *streamSink // a single route's response, streamed to the client instead of buffered
 }
 
 // fetch sends the request to one executor, delivers its buffered response on the call's
@@ -844,8 +869,14 @@ func (g *Gateway) fetch(j fetchJob) {
 		inf.OnAcquire(b.ID)
 		defer inf.OnRelease(b.ID)
 	}
-	buf := getBuf()
-	res.buf = buf
+	var buf io.ReaderFrom
+	limit := g.o.ResponseLimit
+	if j.sink != nil {
+		buf, limit = j.sink, math.MaxInt64-1
+	} else {
+		res.buf = getBuf()
+		buf = res.buf
+	}
 	var status int
 	var header http.Header
 	var n int64
@@ -858,7 +889,7 @@ func (g *Gateway) fetch(j fetchJob) {
 			res.hmap = make(http.Header, 8)
 		}
 		status, header, n, err = g.h1.fetch(&h1Request{ctx: ctx, addr: host, method: r.Method, uri: uri,
-			host: r.Host, header: r.Header, filter: filter, body: body, group: group, deadline: deadline, timeout: g.o.UpstreamTimeout}, buf, g.o.ResponseLimit, res.hmap, &res.vals)
+			host: r.Host, header: r.Header, filter: filter, body: body, group: group, deadline: deadline, timeout: g.o.UpstreamTimeout}, buf, limit, res.hmap, &res.vals)
 	} else {
 		u := *r.URL
 		u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil
@@ -876,25 +907,51 @@ func (g *Gateway) fetch(j fetchJob) {
 			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.ContentLength = int64(len(body))
 		}
-		var resp *http.Response
-		resp, err = g.transport.RoundTrip(out)
-		if err == nil {
-			status, header = resp.StatusCode, resp.Header
-			n, err = buf.ReadFrom(io.LimitReader(resp.Body, g.o.ResponseLimit+1))
-			resp.Body.Close()
-			if err != nil {
-				err = fmt.Errorf("read body: %w", err)
-			}
-		}
+		status, header, n, err = g.roundTrip(out, buf, limit)
 	}
 	switch {
 	case err != nil:
 		res.err = fmt.Errorf("mimic: %s: %w", b.ID, err)
-	case n > g.o.ResponseLimit:
-		res.err = fmt.Errorf("%w (%d bytes)", errTooLarge, g.o.ResponseLimit)
+	case n > limit:
+		res.err = fmt.Errorf("%w (%d bytes)", errTooLarge, limit)
 	default:
-		res.status, res.header, res.body = status, header, buf.Bytes()
+		res.status, res.header = status, header
+		if res.buf != nil {
+			res.body = res.buf.Bytes()
+		}
 	}
+}
+
+// roundTrip sends out through the gateway's http.RoundTripper and reads at most limit+1 body
+// bytes into buf. A streamed response (buf is a headSink) is bounded by UpstreamTimeout
+// between two reads instead of by out's context deadline, which it must not have.
+func (g *Gateway) roundTrip(out *http.Request, buf io.ReaderFrom, limit int64) (int, http.Header, int64, error) {
+	sink, stream := buf.(headSink)
+	var idle *time.Timer
+	if stream {
+		ctx, cancel := context.WithCancel(out.Context())
+		defer cancel()
+		idle = time.AfterFunc(g.o.UpstreamTimeout, cancel)
+		defer idle.Stop()
+		out = out.WithContext(ctx)
+	}
+	resp, err := g.transport.RoundTrip(out)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	defer resp.Body.Close()
+	var body io.Reader = io.LimitReader(resp.Body, limit+1)
+	if stream {
+		if err := sink.head(resp.StatusCode, resp.Header, resp.ContentLength); err != nil {
+			return 0, nil, 0, err
+		}
+		body = &idleReader{r: body, ctx: out.Context(), timeout: g.o.UpstreamTimeout, timer: idle}
+	}
+	n, err := buf.ReadFrom(body)
+	if err != nil {
+		return 0, nil, 0, fmt.Errorf("read body: %w", err)
+	}
+	return resp.StatusCode, resp.Header, n, nil
 }
 
 // plainHTTPHost returns host:port of a base URL of the form http://host:port[/], the common

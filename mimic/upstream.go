@@ -316,7 +316,11 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 		} else {
 			conn.br.Discard(len(head))
 			conn.lr = io.LimitedReader{R: conn.br, N: min(length, limit+1)}
-			n, err := buf.ReadFrom(&conn.lr)
+			body, err := c.bodyFrom(conn, req, buf, &conn.lr, status, h, length)
+			if err != nil {
+				return 0, nil, 0, err
+			}
+			n, err := buf.ReadFrom(body)
 			conn.lr.R = nil
 			if err != nil {
 				return 0, nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", err))
@@ -345,7 +349,11 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 			return 0, nil, 0, c.wrap(ctx, err)
 		}
 	}
-	n, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	body, err := c.bodyFrom(conn, req, buf, io.LimitReader(resp.Body, limit+1), resp.StatusCode, resp.Header, resp.ContentLength)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	n, err := buf.ReadFrom(body)
 	if err != nil {
 		return 0, nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", err))
 	}
@@ -357,6 +365,24 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 		}
 	}
 	return resp.StatusCode, resp.Header, n, nil
+}
+
+// bodyFrom returns what the body is read from: r, or, when buf is a headSink (a streamed
+// response), r with the connection's deadline moved to the executor's idle timeout before
+// every read, once the sink has the head. The head's own wait stays bounded by the request's
+// deadline.
+func (c *h1Client) bodyFrom(conn *h1Conn, req *h1Request, buf io.ReaderFrom, r io.Reader, status int, h http.Header, length int64) (io.Reader, error) {
+	s, ok := buf.(headSink)
+	if !ok {
+		return r, nil
+	}
+	if err := s.head(status, h, length); err != nil {
+		return nil, err
+	}
+	if req.group == nil || req.timeout <= 0 {
+		return r, nil // the context bounds the exchange
+	}
+	return &idleReader{r: r, ctx: req.ctx, timeout: req.timeout, conn: conn}, nil
 }
 
 // bufferedHead returns the buffered bytes up to and including the blank line (CRLF) that
