@@ -254,3 +254,30 @@ func TestHungExecutorTimesOutAsAvailabilityDissent(t *testing.T) {
 		t.Fatalf("hung lighttpd not reported as availability dissent: %v", d)
 	}
 }
+
+// A download far over ResponseLimit on a single route comes whole from each of the three real
+// servers (nginx sends it with sendfile, lighttpd and net/http in their own ways).
+func TestSingleRouteDownloadFromEachServer(t *testing.T) {
+	h := newHetero(t, Options{ResponseLimit: 1 << 20, Scheduler: "round-robin",
+		Routes: []Route{{Prefix: "/downloads/", Policy: PolicySingle}}})
+	want := bigBody(20 << 20)
+	for _, dir := range h.sites {
+		if err := os.MkdirAll(filepath.Join(dir, "downloads"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "downloads", "big.bin"), want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range len(h.bes) { // round-robin: each server once
+		code, got := h.get(t, "/downloads/big.bin")
+		if code != 200 || !bytes.Equal(got, want) {
+			t.Errorf("download %d: %d, %d of %d bytes, equal %v", i, code, len(got), len(want), bytes.Equal(got, want))
+		}
+	}
+	for _, e := range h.drain() {
+		if e.Kind == EventDissent || e.Kind == EventNoConsensus {
+			t.Errorf("%s %s: %v", e.Kind, e.Subject, e.Attrs)
+		}
+	}
+}
