@@ -9,9 +9,12 @@
 #   proteus single   wrk -> proteus gateway --policy single (k=1)
 #   proteus vote3    wrk -> proteus gateway --policy vote --k 3 (majority of 3)
 # at high load (wrk -t1 -c32 -d10s) and moderate load (-c4, for latency), and prints a
-# Markdown table. Everything listens on loopback; runs ~2 minutes.
+# Markdown table. Then it runs nginx proxy, nginx mirror3 and vote3 again at -c32, one after
+# the other, ROUNDS times, and prints the ratios of each round and their medians: this
+# machine's speed drifts by tens of per cent within minutes, so the ratios of one run of each
+# can mislead. Everything listens on loopback; runs ~3.5 minutes.
 #
-# Usage: bench/gateway.sh [DURATION]   (default 10s; needs nginx, lighttpd, wrk, go)
+# Usage: bench/gateway.sh [DURATION [ROUNDS]]   (default 10s and 3; needs nginx, lighttpd, wrk, go)
 #
 #        bench/gateway.sh --instructions
 #   counts instead the user-space instructions the vote3 gateway executes per request, under
@@ -21,6 +24,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}
+ROUNDS=${2:-3}
+case "$ROUNDS" in ''|*[!0-9]*) echo "bench/gateway.sh: ROUNDS must be a whole number, got '$ROUNDS'" >&2; exit 2 ;; esac
 if [ "$DUR" = --instructions ]; then
   command -v valgrind >/dev/null || { echo "bench/gateway.sh: --instructions needs valgrind" >&2; exit 2; }
 fi
@@ -216,6 +221,14 @@ rss=$(awk '/VmHWM/ {print $2}' /proc/$VOTEPID/status)
 # connections (every one of them has a request in flight nearly all the time).
 wrk -t1 -c256 -d"$DUR" "http://127.0.0.1:$PV/index.html" > "$W/wrk-vote3-c256.txt"
 rss256=$(awk '/VmHWM/ {print $2}' /proc/$VOTEPID/status)
+# Rounds: proxy, mirror3 and vote3 again, alternating, for the ratios.
+rounds=()
+for r in $(seq 1 "$ROUNDS"); do
+  rp=$(run round-proxy "$NP" 32 "${FRONT[proxy]}" | awk '{print $1}')
+  rm3=$(run round-mirror3 "$NM" 32 "${FRONT[mirror]}" | awk '{print $1}')
+  rv=$(run round-vote3 "$PV" 32 "${FRONT[vote]}" | awk '{print $1}')
+  rounds+=("$rp $rm3 $rv")
+done
 dissent=$(grep -c 'msg=dissent' "$W/vote.log" || true)
 
 d50=$(awk '{print $2}' <<<"${R[direct,4]}")
@@ -246,6 +259,19 @@ printf '\nAt half the nginx proxy rate the %d cores allow %s µs of CPU per requ
 printf 'the three backends and wrk alone took %s µs per request, leaving %s µs for the gateway.\n' "$rest" "$(awk -v b="$budget" -v r="$rest" 'BEGIN { printf "%.1f", b - r }')"
 printf 'proteus vote3 peak RSS %s KiB after the -c32 runs, %s KiB after -c256 (%s KiB per extra connection); dissent events logged during the run: %s\n' \
   "$rss" "$rss256" "$(awk -v a="$rss" -v b="$rss256" 'BEGIN { printf "%.1f", (b - a) / 224 }')" "$dissent"
+if [ "$ROUNDS" -gt 0 ]; then
+  printf '\n%s more rounds at -c32, one setup after the other:\n\n' "$ROUNDS"
+  printf '| round | nginx proxy req/s | nginx mirror3 req/s | proteus vote3 req/s | vote3 / proxy | vote3 / mirror3 |\n|---|---:|---:|---:|---:|---:|\n'
+  for i in "${!rounds[@]}"; do
+    read -r rp rm3 rv <<<"${rounds[$i]}"
+    printf '| %d | %s | %s | %s | %s | %s |\n' $((i + 1)) "$rp" "$rm3" "$rv" \
+      "$(awk -v a="$rv" -v b="$rp" 'BEGIN{printf "%.2f", a/b}')" "$(awk -v a="$rv" -v b="$rm3" 'BEGIN{printf "%.2f", a/b}')"
+  done
+  median() { sort -g | awk '{v[NR]=$1} END { if (NR % 2) printf "%.2f", v[(NR+1)/2]; else printf "%.2f", (v[NR/2]+v[NR/2+1])/2 }'; }
+  printf '\nmedian over the %s rounds: vote3 / nginx proxy = %s, vote3 / nginx mirror3 = %s\n' "$ROUNDS" \
+    "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $3/$1}' <<<"$x"; done | median)" \
+    "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $3/$2}' <<<"$x"; done | median)"
+fi
 if [ "${dissent:-0}" -gt 0 ]; then # which executor, which kind, and why: the first few of each
   grep 'msg=dissent' "$W/vote.log" | grep -o 'executor=[^ ]* variant=[^ ]* kind=[^ ]*' | sort | uniq -c
   grep 'msg=dissent' "$W/vote.log" | head -3
