@@ -40,19 +40,20 @@ type fastServer struct {
 const watchAfter = 20 * time.Millisecond
 
 type fastConn struct {
-	fc       *framingConn
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	remote   string
-	ctx      context.Context
-	cancel   context.CancelFunc
-	w        fastWriter
-	watch    *time.Timer
-	watched  chan struct{}
-	rdl, wdl lazyDeadline // owned by the serving goroutine
-	moreHead func()       // starts the read-header timeout (nil: none); see readRequestHead
-	wmu      sync.Mutex   // orders the watcher's deadline change against the end of the handler
-	handling bool
+	fc           *framingConn
+	br           *bufio.Reader
+	bw           *bufio.Writer
+	remote       string
+	ctx          context.Context
+	cancel       context.CancelFunc
+	w            fastWriter
+	watch        *time.Timer
+	watched      chan struct{}
+	rdl, wdl     lazyDeadline // owned by the serving goroutine (or the executor request streaming its answer)
+	writeTimeout time.Duration
+	moreHead     func()     // starts the read-header timeout (nil: none); see readRequestHead
+	wmu          sync.Mutex // orders the watcher's deadline change against the end of the handler
+	handling     bool
 }
 
 func newFastServer(s *http.Server, ln net.Listener) *fastServer {
@@ -126,7 +127,7 @@ var (
 
 func (f *fastServer) serveConn(fc *framingConn) {
 	defer f.wg.Done()
-	c := &fastConn{fc: fc, remote: fc.RemoteAddr().String(), watched: make(chan struct{}, 1)}
+	c := &fastConn{fc: fc, remote: fc.RemoteAddr().String(), watched: make(chan struct{}, 1), writeTimeout: f.s.WriteTimeout}
 	if t := f.s.ReadHeaderTimeout; t > 0 {
 		c.moreHead = func() { c.readDeadline(time.Now(), t) }
 	}
@@ -193,16 +194,21 @@ func (f *fastServer) serveConn(fc *framingConn) {
 		c.br.Discard(len(head))
 		r.RemoteAddr = c.remote
 		r = r.WithContext(c.ctx)
-		if s.WriteTimeout > 0 {
-			if at, move := c.wdl.next(time.Now().Add(s.WriteTimeout), s.WriteTimeout); move {
-				fc.SetWriteDeadline(at)
-			}
-		}
+		c.writeDeadline()
 		if !c.handle(s.Handler, r) {
 			return
 		}
 		if closeAfter || c.w.closeAfter || c.ctx.Err() != nil {
 			return
+		}
+	}
+}
+
+// writeDeadline bounds the writes of the response to come to the write timeout from now.
+func (c *fastConn) writeDeadline() {
+	if t := c.writeTimeout; t > 0 {
+		if at, move := c.wdl.next(time.Now().Add(t), t); move {
+			c.fc.SetWriteDeadline(at)
 		}
 	}
 }
@@ -217,6 +223,7 @@ func (c *fastConn) readDeadline(now time.Time, d time.Duration) {
 // handle runs h and writes its response; false when the connection must close.
 func (c *fastConn) handle(h http.Handler, r *http.Request) (ok bool) {
 	c.w.reset(r.Method == http.MethodHead, c.bw)
+	c.w.conn = c
 	c.wmu.Lock()
 	c.handling = true
 	c.wmu.Unlock()
@@ -422,6 +429,7 @@ type fastWriter struct {
 	hdr        []byte // serialized status line and header fields, without the framing ones
 	body       []byte
 	bw         *bufio.Writer // the connection
+	conn       *fastConn     // nil in tests: no write deadline to move
 	head       bool
 	closeAfter bool
 	hasType    bool
@@ -525,9 +533,14 @@ func (w *fastWriter) startStream(first []byte) {
 }
 
 // writeThrough writes body bytes of a streamed response: no more than its Content-Length.
+// The write timeout counts from each write, so a long download that keeps moving is not cut
+// off, while a client that stops reading still is.
 func (w *fastWriter) writeThrough(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
+	}
+	if w.conn != nil {
+		w.conn.writeDeadline()
 	}
 	var over error
 	if !w.chunked && int64(len(p)) > w.length-w.sent {

@@ -36,10 +36,19 @@ type streamSink struct {
 	jitter  time.Duration
 	started bool  // the head went to the client: an error now can only abort the connection
 	length  int64 // of the body being copied, -1: unknown
+	// writeTimeout is net/http's WriteTimeout, which a streamed body moves forward before
+	// every write (the fast path's writer does that itself): a download that keeps moving is
+	// not cut off, a client that stops reading still is.
+	writeTimeout time.Duration
 }
 
 func (s *streamSink) reset(w http.ResponseWriter, r *http.Request, jitter time.Duration) {
 	*s = streamSink{w: w, method: r.Method, jitter: jitter}
+	if _, fast := w.(*fastWriter); !fast {
+		if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
+			s.writeTimeout = srv.WriteTimeout
+		}
+	}
 }
 
 func (s *streamSink) head(status int, h http.Header, length int64) error {
@@ -77,10 +86,17 @@ func (s *streamSink) ReadFrom(r io.Reader) (int64, error) {
 	defer streamBufs.Put(bp)
 	buf := *bp
 	flusher, _ := s.w.(http.Flusher)
+	var rc *http.ResponseController
+	if s.writeTimeout > 0 {
+		rc = http.NewResponseController(s.w)
+	}
 	var n int64
 	for {
 		m, rerr := r.Read(buf)
 		if m > 0 {
+			if rc != nil {
+				rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+			}
 			if _, err := s.w.Write(buf[:m]); err != nil {
 				return n, fmt.Errorf("%w: %v", errClientWrite, err)
 			}

@@ -116,14 +116,16 @@ func testSingleRouteStreamsLargeBodies(t *testing.T, tr http.RoundTripper) {
 }
 
 // The client gets a streamed answer's first piece while the executor still works on the rest,
-// and a body that takes longer than UpstreamTimeout in all is not cut while it keeps coming.
+// and a body that takes longer than UpstreamTimeout and the write timeout in all is cut by
+// neither while it keeps coming, on the fast path (GET) and through net/http (POST).
 func TestSingleRouteStreamsAsItArrives(t *testing.T) {
 	viaTransport(t, testSingleRouteStreamsAsItArrives)
 }
 
 func testSingleRouteStreamsAsItArrives(t *testing.T, tr http.RoundTripper) {
-	release := make(chan struct{})
+	release := make(chan struct{}, 1)
 	bes, _ := countingBackends(t, 1, func(i int, w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
 		io.WriteString(w, "first\n")
 		w.(http.Flusher).Flush()
 		select {
@@ -141,21 +143,83 @@ func testSingleRouteStreamsAsItArrives(t *testing.T, tr http.RoundTripper) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := startGateway(t, g, ServerOptions{})
-	resp, err := http.Get("http://" + addr + "/events")
+	addr := startGateway(t, g, ServerOptions{WriteTimeout: 300 * time.Millisecond})
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		var body io.Reader
+		if method == http.MethodPost {
+			body = strings.NewReader("x")
+		}
+		req, _ := http.NewRequest(method, "http://"+addr+"/events", body)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(resp.Body)
+		line, err := br.ReadString('\n')
+		if err != nil || line != "first\n" {
+			t.Fatalf("%s: first piece: %q, %v", method, line, err)
+		}
+		release <- struct{}{}
+		rest, err := io.ReadAll(br)
+		resp.Body.Close()
+		if err != nil || string(rest) != strings.Repeat("more\n", 6) {
+			t.Fatalf("%s: rest of the stream (600 ms in all, 100 ms apart, UpstreamTimeout 400 ms, WriteTimeout 300 ms): %q, %v", method, rest, err)
+		}
+	}
+}
+
+// A client that stops reading a streamed answer is still cut off by the write timeout, and
+// that is not the executor's dissent.
+func TestStreamToAStalledClientIsCut(t *testing.T) {
+	want := bigBody(32 << 20)
+	bes, _ := countingBackends(t, 1, func(i int, w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Length", strconv.Itoa(len(want)))
+		w.Write(want)
+	})
+	b := bus.New()
+	evs, cancel := b.Subscribe(16, nil)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	g, err := New(Options{Backends: bes, Bus: b, Metrics: NewMetrics(reg), Routes: []Route{{Prefix: "/", Policy: PolicySingle}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	br := bufio.NewReader(resp.Body)
-	line, err := br.ReadString('\n')
-	if err != nil || line != "first\n" {
-		t.Fatalf("first piece: %q, %v", line, err)
+	addr := startGateway(t, g, ServerOptions{WriteTimeout: 300 * time.Millisecond})
+	for _, req := range []string{
+		"GET /big HTTP/1.1\r\nHost: x\r\n\r\n",                        // the fast path
+		"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", // net/http
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, req) // and never read
 	}
-	close(release)
-	rest, err := io.ReadAll(br)
-	if err != nil || string(rest) != strings.Repeat("more\n", 6) {
-		t.Fatalf("rest of the stream (600 ms in all, 100 ms apart, UpstreamTimeout 400 ms): %q, %v", rest, err)
+	// Cut off either way: the write fails (aborted), or on net/http's path the failed write
+	// cancels the request's context first (client-gone).
+	ended := func() float64 {
+		return metricValue(t, reg, "proteus_gateway_requests_total", map[string]string{"outcome": "aborted"}) +
+			metricValue(t, reg, "proteus_gateway_requests_total", map[string]string{"outcome": "client-gone"})
+	}
+	done := make(chan struct{})
+	go func() {
+		for ended() < 2 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		g.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the gateway still writes to clients that stopped reading (%v of 2 requests ended)", ended())
+	}
+	for len(evs) > 0 {
+		if e := <-evs; e.Kind == EventDissent || e.Kind == EventNoConsensus {
+			t.Errorf("%s for a client that stopped reading: %v", e.Kind, e.Attrs)
+		}
 	}
 }
 
