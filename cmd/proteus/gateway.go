@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,7 @@ type gatewayFlags struct {
 	listen     string
 	backends   []string
 	policy     string
+	routes     []string
 	scheduler  string
 	k          int
 	quorum     int
@@ -57,6 +59,7 @@ Noise learned online is kept in --data-dir as learned-noise.json and restored at
 		fl.StringVar(&f.listen, "listen", "", "client-facing host:port (default 127.0.0.1:8080)")
 		fl.StringArrayVar(&f.backends, "backend", nil, "base URL of one server (repeat, at least one)")
 		fl.StringVar(&f.policy, "policy", "", "policy for every request: vote, vote-all or single (default: vote for GET/HEAD/OPTIONS, single otherwise)")
+		fl.StringArrayVar(&f.routes, "route", nil, "[METHOD,...:]PREFIX=POLICY, e.g. /downloads/=single or POST,PUT:/api/=vote-all (repeat; longest prefix wins; replaces the config's routes)")
 		fl.StringVar(&f.scheduler, "scheduler", "", "random, round-robin, trust-weighted or max-diversity")
 		fl.IntVar(&f.k, "k", 0, "servers per voted request (default 3)")
 		fl.IntVar(&f.quorum, "quorum", 0, "equivalent responses needed (default a majority of k)")
@@ -97,6 +100,18 @@ func gatewayConfig(cmd *cobra.Command, f gatewayFlags) (*config.Config, error) {
 		}
 		g.Routes = []config.GatewayRoute{{Prefix: "/", Policy: f.policy}}
 	}
+	if set("route") {
+		if !set("policy") {
+			g.Routes = nil
+		}
+		for _, v := range f.routes {
+			r, err := parseRouteFlag(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: --route %q: %v", errUsage, v, err)
+			}
+			g.Routes = append(g.Routes, r)
+		}
+	}
 	if set("scheduler") {
 		g.Scheduler = f.scheduler
 	}
@@ -131,6 +146,33 @@ func gatewayConfig(cmd *cobra.Command, f gatewayFlags) (*config.Config, error) {
 		return nil, fmt.Errorf("%w: gateway needs at least one --backend (or gateway.backends in the config)", errUsage)
 	}
 	return cfg, nil
+}
+
+// parseRouteFlag reads one --route value: [METHOD,...:]PREFIX=POLICY. The prefix starts with
+// "/", so anything before it up to a colon is the method list; the policy follows the last "=".
+// What each part may be is checked with the rest of the config (gateway.routes[i]).
+func parseRouteFlag(v string) (config.GatewayRoute, error) {
+	var r config.GatewayRoute
+	rest := v
+	if !strings.HasPrefix(v, "/") {
+		methods, after, ok := strings.Cut(v, ":")
+		if !ok || methods == "" {
+			return r, errors.New("want [METHOD,...:]PREFIX=POLICY, with PREFIX starting with /")
+		}
+		for _, m := range strings.Split(methods, ",") {
+			if m == "" {
+				return r, fmt.Errorf("empty method in %q", methods)
+			}
+			r.Methods = append(r.Methods, m)
+		}
+		rest = after
+	}
+	i := strings.LastIndexByte(rest, '=')
+	if i < 0 {
+		return r, errors.New("no =POLICY")
+	}
+	r.Prefix, r.Policy = rest[:i], rest[i+1:]
+	return r, nil
 }
 
 // learnedNoiseFile is where the voting gateway keeps the noise it learned across restarts.

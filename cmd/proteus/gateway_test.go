@@ -34,6 +34,11 @@ func TestGatewayUsageErrors(t *testing.T) {
 		{"unknown flag", []string{"gateway", "--bogus"}, "unknown flag"},
 		{"bad config", []string{"gateway", "-c", badCfg, "--backend", "http://127.0.0.1:1"}, "gateway.quorum"},
 		{"tls half", []string{"gateway", "--backend", "http://127.0.0.1:1", "--tls-cert", "c.pem"}, "gateway.tls"},
+		{"route without policy", []string{"gateway", "--backend", "http://127.0.0.1:1", "--route", "/x/"}, "no =POLICY"},
+		{"route bad policy", []string{"gateway", "--backend", "http://127.0.0.1:1", "--route", "/x/=fast"}, "gateway.routes[0].policy"},
+		{"route bad prefix", []string{"gateway", "--backend", "http://127.0.0.1:1", "--route", "x=single"}, "PREFIX starting with /"},
+		{"route bad method", []string{"gateway", "--backend", "http://127.0.0.1:1", "--route", "post:/x=single"}, "gateway.routes[0].methods[0]"},
+		{"route empty method", []string{"gateway", "--backend", "http://127.0.0.1:1", "--route", "GET,,PUT:/x=single"}, "empty method"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -187,5 +192,33 @@ func TestGatewayRestoresLearnedNoise(t *testing.T) {
 	}
 	if aside, _ := filepath.Glob(file + ".bad-*"); len(aside) != 1 {
 		t.Errorf("bad file not set aside: %v", aside)
+	}
+}
+
+// --route sets policies per prefix (and method) without a config file: three servers that
+// disagree fail closed where the requests are voted on and answer where a route says single.
+func TestGatewayRouteFlag(t *testing.T) {
+	urls := startBodies(t, answer("one"), answer("two"), answer("three"))
+	g := startGatewayCmd(t, append(backendArgs(urls), "--route", "/files/=single", "--route", "POST:/api/=single")...)
+	defer g.stop()
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/files/a", 200},
+		{http.MethodGet, "/other", http.StatusBadGateway},
+		{http.MethodPost, "/api/x", 200},
+		{http.MethodGet, "/api/x", http.StatusBadGateway},
+	} {
+		req, _ := http.NewRequest(tc.method, g.URL+tc.path, strings.NewReader(""))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.want)
+		}
 	}
 }
