@@ -162,6 +162,7 @@ type Gateway struct {
 	idPrefix  string
 	urls      sync.Map       // backend URL -> *url.URL
 	pending   sync.WaitGroup // calls not yet finished
+	tunnels   tunnels        // upgraded connections (see tunnel.go)
 
 	learnedDirty chan struct{} // a field was learned since the last save (LearnedFile)
 	saverStop    chan struct{}
@@ -196,6 +197,7 @@ func New(o Options) (*Gateway, error) {
 		sem:      make(chan struct{}, o.MaxInFlight),
 		straggle: make(chan struct{}, o.MaxInFlight),
 		idPrefix: strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
+		tunnels:  tunnels{open: map[*tunnel]struct{}{}, slots: make(chan struct{}, o.MaxInFlight)},
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
@@ -357,9 +359,10 @@ func (g *Gateway) Learned() map[string][]string {
 // including the requests still waiting for slow executors.
 func (g *Gateway) Wait() { g.pending.Wait() }
 
-// Close waits like Wait, then closes the idle executor connections. Call it after the server
-// has stopped.
+// Close ends every open tunnel, waits like Wait, then closes the idle executor connections.
+// Call it after the server has stopped.
 func (g *Gateway) Close() {
+	g.tunnels.closeAll()
 	g.pending.Wait()
 	if g.saverStop != nil {
 		g.closeOnce.Do(func() { close(g.saverStop) })
@@ -470,6 +473,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reject(w, "", "rejected", http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
+	policy, learn := g.policyFor(r.Method, r.URL.Path)
+	if policy == PolicySingle && isUpgrade(r) {
+		g.serveUpgrade(w, r, start) // holds a tunnel slot, not a request slot
+		return
+	}
 	select {
 	case g.sem <- struct{}{}:
 	default:
@@ -478,7 +486,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer func() { <-g.sem }()
 
-	policy, learn := g.policyFor(r.Method, r.URL.Path)
 	if r.ContentLength > g.o.BodyLimit {
 		w.Header().Set("Connection", "close")
 		g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge, "request body too large")
@@ -914,6 +921,8 @@ func (g *Gateway) fetch(j fetchJob) {
 		res.err = fmt.Errorf("mimic: %s: %w", b.ID, err)
 	case n > limit:
 		res.err = fmt.Errorf("%w (%d bytes)", errTooLarge, limit)
+	case status == http.StatusSwitchingProtocols:
+		res.err = fmt.Errorf("mimic: %s: %w", b.ID, errUnaskedSwitch)
 	default:
 		res.status, res.header = status, header
 		if res.buf != nil {

@@ -28,6 +28,10 @@ type headSink interface {
 // the executor's fault.
 var errClientWrite = errors.New("mimic: writing to the client failed")
 
+// errUnaskedSwitch is a 101 answer to a request that did not ask to switch protocols (upgrades
+// are tunnelled apart, see tunnel.go).
+var errUnaskedSwitch = errors.New("mimic: executor switched protocols unasked")
+
 // streamSink forwards one executor response to the client. length is the body's length, -1
 // when the executor did not say (the client then gets it chunked).
 type streamSink struct {
@@ -52,6 +56,9 @@ func (s *streamSink) reset(w http.ResponseWriter, r *http.Request, jitter time.D
 }
 
 func (s *streamSink) head(status int, h http.Header, length int64) error {
+	if status == http.StatusSwitchingProtocols {
+		return errUnaskedSwitch
+	}
 	if s.jitter > 0 {
 		time.Sleep(rand.N(s.jitter))
 	}
