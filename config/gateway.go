@@ -63,6 +63,7 @@ type Gateway struct {
 	// TrustWindow is how many recent requests each executor's trust is computed over.
 	TrustWindow int            `yaml:"trust_window"`
 	Rebuild     GatewayRebuild `yaml:"rebuild"`
+	Eject       GatewayEject   `yaml:"eject"`
 
 	TLS GatewayTLS `yaml:"tls"`
 	// H2C also accepts HTTP/2 without TLS (prior knowledge).
@@ -112,6 +113,22 @@ type GatewayNoise struct {
 type GatewayRebuild struct {
 	Threshold *int          `yaml:"threshold"` // default 5
 	Window    time.Duration `yaml:"window"`    // default 1m
+}
+
+// GatewayEject leaves an executor out of the picks after After consecutive availability
+// failures (after 0: never), for For, doubling up to Max while the probe after each spell fails.
+type GatewayEject struct {
+	After *int          `yaml:"after"` // default 3
+	For   time.Duration `yaml:"for"`   // default 1s
+	Max   time.Duration `yaml:"max"`   // default 30s
+}
+
+// EjectAfter is the effective number of consecutive failures that eject an executor (0: never).
+func (x *Gateway) EjectAfter() int {
+	if x.Eject.After == nil {
+		return 3
+	}
+	return *x.Eject.After
 }
 
 // GatewayTLS enables HTTPS (ALPN h2 and http/1.1) with PEM files.
@@ -179,6 +196,8 @@ func (x *Gateway) applyDefaults() {
 	defInt(&x.FailStatus, http.StatusBadGateway)
 	defInt(&x.TrustWindow, 100)
 	def(&x.Rebuild.Window, time.Minute)
+	def(&x.Eject.For, time.Second)
+	def(&x.Eject.Max, 30*time.Second)
 }
 
 func (x *Gateway) validate(field string, p *strictyaml.Problems) {
@@ -230,6 +249,8 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	pos("timeouts.upstream", x.Timeouts.Upstream)
 	pos("jitter", x.Jitter)
 	pos("rebuild.window", x.Rebuild.Window)
+	pos("eject.for", x.Eject.For)
+	pos("eject.max", x.Eject.Max)
 	if x.MaxHeaderBytes < 1024 {
 		p.Addf(field+".max_header_bytes", "must be at least 1024, got %d", x.MaxHeaderBytes)
 	}
@@ -263,6 +284,12 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	}
 	if x.TrustWindow < 1 {
 		p.Addf(field+".trust_window", "must be at least 1, got %d", x.TrustWindow)
+	}
+	if x.EjectAfter() < 0 {
+		p.Addf(field+".eject.after", "must not be negative, got %d", x.EjectAfter())
+	}
+	if x.Eject.Max < x.Eject.For {
+		p.Addf(field+".eject.max", "must be at least eject.for (%s), got %s", x.Eject.For, x.Eject.Max)
 	}
 	if x.RebuildThreshold() < 0 {
 		p.Addf(field+".rebuild.threshold", "must not be negative, got %d", x.RebuildThreshold())

@@ -28,6 +28,12 @@ func FromConfig(c config.Gateway) (Options, ServerOptions) {
 		TrustWindow:        c.TrustWindow,
 		RebuildThreshold:   c.RebuildThreshold(),
 		RebuildWindow:      c.Rebuild.Window,
+		EjectAfter:         c.EjectAfter(),
+		EjectFor:           c.Eject.For,
+		EjectMax:           c.Eject.Max,
+	}
+	if o.EjectAfter == 0 {
+		o.EjectAfter = -1 // never, in Options' terms
 	}
 	for _, r := range c.Routes {
 		o.Routes = append(o.Routes, Route{Prefix: r.Prefix, Methods: r.Methods, Policy: Policy(r.Policy)})

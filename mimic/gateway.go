@@ -29,6 +29,8 @@ const (
 	EventNoConsensus  = "gateway.no-consensus"
 	EventNoiseLearned = "gateway.noise-learned"
 	EventRebuild      = "gateway.rebuild"
+	EventEjected      = "gateway.ejected" // an executor is left out of the picks for a while
+	EventBack         = "gateway.back"    // ... and is back after answering its probe
 )
 
 // Dissent kinds.
@@ -88,6 +90,12 @@ type Options struct {
 	WaitAll    bool          // answer only when all k answered or timed out (timing side channel)
 	Jitter     time.Duration // random delay up to Jitter before answering
 
+	// EjectAfter consecutive availability failures leave an executor out of the picks for
+	// EjectFor, doubling up to EjectMax while its probes fail (defaults 3, 1s, 30s; EjectAfter
+	// negative: never). See ejector.
+	EjectAfter         int
+	EjectFor, EjectMax time.Duration
+
 	TrustWindow      int           // requests in each executor's trust window, default 100
 	RebuildThreshold int           // dissents within RebuildWindow that call Rebuild, default 5 (0: never)
 	RebuildWindow    time.Duration // default 1m
@@ -139,6 +147,15 @@ func (o *Options) defaults() {
 	if o.ExcerptBytes <= 0 {
 		o.ExcerptBytes = 256
 	}
+	if o.EjectAfter == 0 {
+		o.EjectAfter = 3
+	}
+	if o.EjectFor <= 0 {
+		o.EjectFor = time.Second
+	}
+	if o.EjectMax < o.EjectFor {
+		o.EjectMax = max(30*time.Second, o.EjectFor)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -153,16 +170,19 @@ type Gateway struct {
 	h1        *h1Client // http:// executors, unless Options.Transport is set
 	sched     Scheduler
 	trust     *Trust
-	metrics   *Metrics
-	routes    []route
-	defVote   *learner
-	sem       chan struct{}
-	straggle  chan struct{} // slots for answered requests still waiting for slow executors
-	seq       atomic.Uint64
-	idPrefix  string
-	urls      sync.Map       // backend URL -> *url.URL
-	pending   sync.WaitGroup // calls not yet finished
-	tunnels   tunnels        // upgraded connections (see tunnel.go)
+	eject     *ejector
+	// dissentLog passes one dissent line per executor and kind per second.
+	dissentLog *logLimiter
+	metrics    *Metrics
+	routes     []route
+	defVote    *learner
+	sem        chan struct{}
+	straggle   chan struct{} // slots for answered requests still waiting for slow executors
+	seq        atomic.Uint64
+	idPrefix   string
+	urls       sync.Map       // backend URL -> *url.URL
+	pending    sync.WaitGroup // calls not yet finished
+	tunnels    tunnels        // upgraded connections (see tunnel.go)
 
 	learnedDirty chan struct{} // a field was learned since the last save (LearnedFile)
 	saverStop    chan struct{}
@@ -189,15 +209,17 @@ func New(o Options) (*Gateway, error) {
 		return nil, fmt.Errorf("mimic: fail status %d is not an error status", o.FailStatus)
 	}
 	g := &Gateway{
-		o:        o,
-		log:      o.Logger.With("component", "mimic"),
-		seed:     maphash.MakeSeed(),
-		trust:    NewTrust(o.TrustWindow, o.RebuildThreshold, o.RebuildWindow),
-		metrics:  o.Metrics,
-		sem:      make(chan struct{}, o.MaxInFlight),
-		straggle: make(chan struct{}, o.MaxInFlight),
-		idPrefix: strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
-		tunnels:  tunnels{open: map[*tunnel]struct{}{}, slots: make(chan struct{}, o.MaxInFlight)},
+		o:          o,
+		log:        o.Logger.With("component", "mimic"),
+		seed:       maphash.MakeSeed(),
+		trust:      NewTrust(o.TrustWindow, o.RebuildThreshold, o.RebuildWindow),
+		eject:      newEjector(o.EjectAfter, o.EjectFor, o.EjectMax),
+		dissentLog: newLogLimiter(time.Second),
+		metrics:    o.Metrics,
+		sem:        make(chan struct{}, o.MaxInFlight),
+		straggle:   make(chan struct{}, o.MaxInFlight),
+		idPrefix:   strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
+		tunnels:    tunnels{open: map[*tunnel]struct{}{}, slots: make(chan struct{}, o.MaxInFlight)},
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
@@ -519,6 +541,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			q = k/2 + 1
 		}
 	}
+	if in := g.eject.available(all, start); len(in) < len(all) && len(in) >= q {
+		all = in // ejected executors sit out, unless that left too few for a quorum
+	}
 	n := min(k, len(all))
 	if n == 0 || n < q {
 		putBuf(reqBody)
@@ -690,8 +715,12 @@ func (c *call) finish() {
 			continue // cancelled on the client's behalf, or the client failed: not the executor's fault
 		}
 		g.dissent(c, r, DissentAvailability, diff{}, now)
+		if unreachable(r.err) {
+			g.ejectResult(r.backend, r.err, now)
+		}
 	}
 	for _, r := range b.resps {
+		g.ejectResult(r.backend, nil, now)
 		switch {
 		case c.win == nil:
 		case r.key() == c.win.key():
@@ -759,14 +788,45 @@ func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Ti
 			attrs["excerpt"] = excerpt(r.body, c.win.body, g.o.ExcerptBytes)
 		}
 	}
-	if kind == DissentAvailability {
-		g.log.Warn("dissent", "executor", r.backend.ID, "variant", r.backend.Variant, "kind", kind, "request", c.requestID(), "route", c.path, "error", r.err)
-	} else {
-		g.log.Warn("dissent", "executor", r.backend.ID, "variant", r.backend.Variant, "kind", kind, "request", c.requestID(), "route", c.path, "differs", d)
+	if ok, left := g.dissentLog.allow(r.backend.ID+" "+kind, now); ok {
+		args := []any{"executor", r.backend.ID, "variant", r.backend.Variant, "kind", kind, "request", c.requestID(), "route", c.path}
+		if kind == DissentAvailability {
+			args = append(args, "error", r.err)
+		} else {
+			args = append(args, "differs", d)
+		}
+		if left > 0 {
+			args = append(args, "suppressed", left) // like it since the last line, not logged
+		}
+		g.log.Warn("dissent", args...)
 	}
 	g.o.Bus.Publish(bus.Event{Kind: EventDissent, Source: "gateway", Subject: r.backend.ID, Attrs: attrs})
 	if g.trust.Record(r.backend.ID, true, now) {
 		g.rebuild(r.backend)
+	}
+}
+
+// unreachable says whether an executor request's failure means the executor could not be
+// reached or did not answer in time (what ejection counts), rather than an answer refused
+// (too large, a protocol switch) or a request the gateway itself cancelled.
+func unreachable(err error) bool {
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, errTooLarge) &&
+		!errors.Is(err, errUnaskedSwitch) && !errors.Is(err, errClientWrite)
+}
+
+// ejectResult records an executor request's outcome for ejection (err nil: it answered), and
+// says so when b goes out or comes back.
+func (g *Gateway) ejectResult(b Backend, err error, now time.Time) {
+	out, back := g.eject.result(b.ID, err != nil, now)
+	switch {
+	case out > 0:
+		g.metrics.ejections.WithLabelValues(b.Variant).Inc()
+		g.log.Warn("executor ejected", "executor", b.ID, "variant", b.Variant, "for", out, "error", err)
+		g.o.Bus.Publish(bus.Event{Kind: EventEjected, Source: "gateway", Subject: b.ID, Attrs: map[string]any{
+			"variant": b.Variant, "for": out.String(), "error": err.Error()}})
+	case back:
+		g.log.Info("executor back", "executor", b.ID, "variant", b.Variant)
+		g.o.Bus.Publish(bus.Event{Kind: EventBack, Source: "gateway", Subject: b.ID, Attrs: map[string]any{"variant": b.Variant}})
 	}
 }
 

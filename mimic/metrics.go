@@ -14,6 +14,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	learned     prometheus.Counter
 	rebuilds    *prometheus.CounterVec
+	ejections   *prometheus.CounterVec
 }
 
 // NewMetrics creates the gateway series and registers them with reg (nil: not registered).
@@ -44,9 +45,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "proteus_gateway_rebuild_requests_total",
 			Help: "Rebuilds asked for by the dissent policy, by executor variant.",
 		}, []string{"backend"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proteus_gateway_ejections_total",
+			Help: "Executors left out of the picks for a while after consecutive availability failures (first ejections and failed probes), by executor variant.",
+		}, []string{"backend"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.dissent, m.noConsensus, m.duration, m.learned, m.rebuilds)
+		reg.MustRegister(m.requests, m.dissent, m.noConsensus, m.duration, m.learned, m.rebuilds, m.ejections)
 	}
 	return m
 }

@@ -9,7 +9,8 @@ import (
 // Trust keeps, per executor, the outcomes of its last Window requests (agreed with the
 // decision or dissented), so trust = 1 - dissent frequency over a sliding window, and the
 // times of its recent dissents for the rebuild policy: Threshold dissents within Period
-// trigger one rebuild.
+// trigger one rebuild, and no other follows within Period (an executor that dissents on every
+// request is asked for once, not once per Threshold requests).
 type Trust struct {
 	window    int
 	threshold int
@@ -24,6 +25,7 @@ type trustEntry struct {
 	pos, n   int
 	errs     int
 	recent   []time.Time // dissent times within period, oldest first
+	rebuilt  time.Time   // when a rebuild was last asked for
 	lastSeen time.Time
 }
 
@@ -59,7 +61,7 @@ func (t *Trust) Record(id string, dissent bool, now time.Time) (rebuild bool) {
 		e.errs++
 	}
 	e.pos = (e.pos + 1) % len(e.ring)
-	if !dissent || t.threshold <= 0 {
+	if !dissent || t.threshold <= 0 || !e.rebuilt.IsZero() && now.Sub(e.rebuilt) < t.period {
 		return false
 	}
 	cut := 0
@@ -69,6 +71,7 @@ func (t *Trust) Record(id string, dissent bool, now time.Time) (rebuild bool) {
 	e.recent = append(e.recent[cut:], now)
 	if len(e.recent) >= t.threshold {
 		e.recent = e.recent[:0]
+		e.rebuilt = now
 		return true
 	}
 	return false

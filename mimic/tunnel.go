@@ -72,7 +72,11 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 		g.reject(w, PolicySingle, "rejected", http.StatusBadRequest, "an upgrade request must not have a body")
 		return
 	}
-	picked := g.sched.Pick(nil, g.o.Backends.Backends(), 1)
+	all := g.o.Backends.Backends()
+	if in := g.eject.available(all, start); len(in) > 0 {
+		all = in
+	}
+	picked := g.sched.Pick(nil, all, 1)
 	if len(picked) == 0 {
 		g.reject(w, PolicySingle, "no-consensus", http.StatusServiceUnavailable, "not enough executors")
 		return
@@ -80,7 +84,9 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 	b := picked[0]
 	c := &call{g: g, policy: PolicySingle, path: r.URL.Path, id: g.seq.Add(1)}
 	fail := func(err error) {
-		g.dissent(c, &response{backend: b, err: fmt.Errorf("mimic: %s: upgrade: %w", b.ID, err)}, DissentAvailability, diff{}, time.Now())
+		err = fmt.Errorf("mimic: %s: upgrade: %w", b.ID, err)
+		g.dissent(c, &response{backend: b, err: err}, DissentAvailability, diff{}, time.Now())
+		g.ejectResult(b, err, time.Now())
 		g.reject(w, PolicySingle, "failed", http.StatusBadGateway, "upgrade failed")
 	}
 	base, err := g.baseURL(b.URL)
@@ -117,9 +123,7 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// The executor declined: its answer goes to the client as it is.
-		if g.trust.Record(b.ID, false, time.Now()) {
-			g.rebuild(b)
-		}
+		g.answered(b)
 		var sink streamSink
 		sink.reset(w, r, 0)
 		sink.head(resp.StatusCode, resp.Header, resp.ContentLength)
@@ -137,9 +141,7 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 		g.reject(w, PolicySingle, "rejected", http.StatusHTTPVersionNotSupported, "upgrade needs HTTP/1.1")
 		return
 	}
-	if g.trust.Record(b.ID, false, time.Now()) {
-		g.rebuild(b)
-	}
+	g.answered(b)
 	tn := &tunnel{client: client, executor: executor}
 	g.tunnels.add(tn)
 	defer g.tunnels.remove(tn)
@@ -152,6 +154,15 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 	}
 	pump(client, brw.Reader, executor)
 	g.metrics.duration.WithLabelValues(string(PolicySingle)).Observe(time.Since(start).Seconds())
+}
+
+// answered records a handshake the executor answered, for its trust and its ejection.
+func (g *Gateway) answered(b Backend) {
+	now := time.Now()
+	g.ejectResult(b, nil, now)
+	if g.trust.Record(b.ID, false, now) {
+		g.rebuild(b)
+	}
 }
 
 // upgradeTransport is the RoundTripper that carries upgrade handshakes.
