@@ -298,3 +298,26 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 		p.Addf(field+".tls", "needs both cert and key")
 	}
 }
+
+// LoadStandaloneGateway reads a config file for `proteus gateway`, which runs only the voting
+// gateway in front of servers the user runs: the whole document is decoded strictly (unknown
+// fields are still errors), but only version, log and gateway are validated, so the file needs
+// no pool section.
+func LoadStandaloneGateway(path string) (*Config, error) {
+	return load(path, func(file string, data []byte) (*Config, error) { return parse(file, data, standaloneGateway) })
+}
+
+// ValidateStandaloneGateway checks what LoadStandaloneGateway checks, without I/O.
+func (c *Config) ValidateStandaloneGateway() error {
+	var kept strictyaml.Problems
+	for _, p := range c.Problems() {
+		if standaloneGateway(p) {
+			kept = append(kept, p)
+		}
+	}
+	return kept.Err("config")
+}
+
+func standaloneGateway(p strictyaml.Problem) bool {
+	return p.Field == "version" || strings.HasPrefix(p.Field, "log.") || p.Field == "gateway" || strings.HasPrefix(p.Field, "gateway.")
+}

@@ -128,3 +128,16 @@ func (e *ejector) drop(id string) {
 	delete(e.m, id)
 	e.tracked.Store(int32(len(e.m)))
 }
+
+// outUntil returns when id's spell ends, zero when it is not out at now.
+func (e *ejector) outUntil(id string, now time.Time) time.Time {
+	if e.out.Load() == 0 {
+		return time.Time{}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st := e.m[id]; st != nil && st.ejected && now.Before(st.until) {
+		return st.until
+	}
+	return time.Time{}
+}

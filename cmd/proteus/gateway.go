@@ -55,7 +55,7 @@ Noise learned online is kept in --data-dir as learned-noise.json and restored at
 			RunE: func(cmd *cobra.Command, _ []string) error { return runGateway(cmd, f) },
 		}
 		fl := c.Flags()
-		fl.StringVarP(&f.configFile, "config", "c", "", "agent config file (its gateway: section)")
+		fl.StringVarP(&f.configFile, "config", "c", "", "config file: its gateway: section (and version, log); an agent config does too")
 		fl.StringVar(&f.listen, "listen", "", "client-facing host:port (default 127.0.0.1:8080)")
 		fl.StringArrayVar(&f.backends, "backend", nil, "base URL of one server (repeat, at least one)")
 		fl.StringVar(&f.policy, "policy", "", "policy for every request: vote, vote-all or single (default: vote for GET/HEAD/OPTIONS, single otherwise)")
@@ -80,7 +80,7 @@ func gatewayConfig(cmd *cobra.Command, f gatewayFlags) (*config.Config, error) {
 	cfg := config.Default()
 	if f.configFile != "" {
 		var err error
-		if cfg, err = config.Load(f.configFile); err != nil {
+		if cfg, err = config.LoadStandaloneGateway(f.configFile); err != nil {
 			return nil, err
 		}
 	}
@@ -139,7 +139,7 @@ func gatewayConfig(cmd *cobra.Command, f gatewayFlags) (*config.Config, error) {
 	if set("upstream-timeout") {
 		g.Timeouts.Upstream = f.timeout
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ValidateStandaloneGateway(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if len(g.Backends) == 0 {
@@ -216,6 +216,7 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.Handle("/healthz", gw.HealthHandler())
 		if f.pprof {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -229,7 +230,7 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 			}
 		}()
 		defer msrv.Close()
-		fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics\n", mln.Addr())
+		fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics (health: /healthz)\n", mln.Addr())
 	}
 	scheme := "http"
 	if so.TLSCert != "" {

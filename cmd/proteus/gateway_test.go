@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -220,5 +221,53 @@ func TestGatewayRouteFlag(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.want)
 		}
+	}
+}
+
+// /healthz on the metrics address says whether a voted request can be answered and how each
+// backend stands: ready with two of three up (the dead one ejected after it failed), not ready
+// once the answering ones are fewer than the quorum.
+func TestGatewayHealthEndpoint(t *testing.T) {
+	urls := startBodies(t, answer("x"), answer("x"))
+	urls = append(urls, "http://127.0.0.1:1") // nothing listens there
+	cfg := filepath.Join(t.TempDir(), "gw.yaml") // long spells: the dead one stays out while this runs
+	os.WriteFile(cfg, []byte("version: 1\ngateway:\n  eject: {after: 3, for: 10m, max: 10m}\n"), 0o644)
+	g := startGatewayCmd(t, append(backendArgs(urls), "-c", cfg)...)
+	defer g.stop()
+	health := strings.TrimSuffix(g.MetricsURL, "/metrics") + "/healthz"
+	for range 5 {
+		httpGet(t, g.URL+"/")
+	}
+	code, body := httpGet(t, health)
+	var st struct {
+		Ready    bool
+		Quorum   int
+		Backends []struct {
+			URL      string
+			Trust    float64
+			Dissents int
+			Ejected  string `json:"ejected_until"`
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("%d %q: %v", code, body, err)
+	}
+	if code != 200 || !st.Ready || st.Quorum != 2 || len(st.Backends) != 3 {
+		t.Fatalf("health with two of three up: %d %s", code, body)
+	}
+	for _, b := range st.Backends {
+		dead := b.URL == urls[2]
+		if dead != (b.Ejected != "") || dead != (b.Dissents > 0) || dead != (b.Trust < 1) {
+			t.Errorf("backend %s: %+v", b.URL, b)
+		}
+	}
+
+	solo := startGatewayCmd(t, "-c", cfg, "--backend", "http://127.0.0.1:1", "--backend", "http://127.0.0.1:2", "--backend", urls[0])
+	defer solo.stop()
+	for range 5 {
+		httpGet(t, solo.URL+"/")
+	}
+	if code, body := httpGet(t, strings.TrimSuffix(solo.MetricsURL, "/metrics")+"/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"ready":false`) {
+		t.Errorf("health with one of three up: %d %s", code, body)
 	}
 }

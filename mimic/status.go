@@ -1,0 +1,72 @@
+package mimic
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// BackendStatus is one executor as the gateway sees it.
+type BackendStatus struct {
+	ID       string    `json:"id"`
+	Variant  string    `json:"variant"`
+	URL      string    `json:"url"`
+	Trust    float64   `json:"trust"` // 1 - dissent frequency over the trust window
+	Requests int       `json:"requests"`
+	Dissents int       `json:"dissents"`
+	OutUntil time.Time `json:"ejected_until,omitzero"` // set while ejected
+}
+
+// Status is the gateway's view of its executors. Ready means a voted request (k and quorum of
+// the options) can be answered now: at least a quorum of executors is not ejected.
+type Status struct {
+	Ready    bool            `json:"ready"`
+	Quorum   int             `json:"quorum"`
+	Backends []BackendStatus `json:"backends"`
+}
+
+// Status reports every executor's trust and ejection.
+func (g *Gateway) Status() Status {
+	now := time.Now()
+	trust := map[string]TrustScore{}
+	for _, t := range g.trust.Snapshot() {
+		trust[t.ID] = t
+	}
+	q := g.o.Quorum
+	if q == 0 {
+		q = g.o.K/2 + 1
+	}
+	all := g.o.Backends.Backends()
+	st := Status{Quorum: q, Backends: make([]BackendStatus, 0, len(all))}
+	in := 0
+	for _, b := range all {
+		t, seen := trust[b.ID]
+		if !seen {
+			t.Score = 1
+		}
+		bs := BackendStatus{ID: b.ID, Variant: b.Variant, URL: b.URL, Trust: t.Score, Requests: t.Requests,
+			Dissents: t.Dissents, OutUntil: g.eject.outUntil(b.ID, now)}
+		if bs.OutUntil.IsZero() {
+			in++
+		}
+		st.Backends = append(st.Backends, bs)
+	}
+	st.Ready = in >= q
+	return st
+}
+
+// HealthHandler serves Status as JSON: 200 when ready, 503 when not (for load balancers and
+// readiness probes).
+func (g *Gateway) HealthHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := g.Status()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if !st.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		if r.Method != http.MethodHead {
+			json.NewEncoder(w).Encode(st)
+		}
+	})
+}
