@@ -229,7 +229,7 @@ func TestGatewayRouteFlag(t *testing.T) {
 // once the answering ones are fewer than the quorum.
 func TestGatewayHealthEndpoint(t *testing.T) {
 	urls := startBodies(t, answer("x"), answer("x"))
-	urls = append(urls, "http://127.0.0.1:1") // nothing listens there
+	urls = append(urls, "http://127.0.0.1:1")    // nothing listens there
 	cfg := filepath.Join(t.TempDir(), "gw.yaml") // long spells: the dead one stays out while this runs
 	os.WriteFile(cfg, []byte("version: 1\ngateway:\n  eject: {after: 3, for: 10m, max: 10m}\n"), 0o644)
 	g := startGatewayCmd(t, append(backendArgs(urls), "-c", cfg)...)
