@@ -271,3 +271,13 @@ func TestGatewayHealthEndpoint(t *testing.T) {
 		t.Errorf("health with one of three up: %d %s", code, body)
 	}
 }
+
+// One backend under the default k=3 cannot make a vote's quorum: the gateway says so at start.
+func TestGatewayWarnsOfTooFewBackends(t *testing.T) {
+	g := startGatewayCmd(t, backendArgs(startBodies(t, answer("x")))...)
+	code, _ := httpGet(t, g.URL+"/")
+	g.stop()
+	if code != http.StatusServiceUnavailable || !strings.Contains(g.stderr.String(), "fewer backends than a vote's quorum") {
+		t.Errorf("one backend, k=3: %d; stderr %s", code, g.stderr.String())
+	}
+}
