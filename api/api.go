@@ -63,6 +63,21 @@ type ExecutorStatus struct {
 	InFlight    int64             `json:"in_flight"`
 	ImageDigest string            `json:"image_digest,omitempty"`
 	Traits      map[string]string `json:"traits,omitempty"`
+	Vote        *ExecutorVote     `json:"vote,omitempty"` // when the voting gateway serves the front
+}
+
+// ExecutorVote is how the voting gateway sees one executor.
+type ExecutorVote struct {
+	Trust        float64   `json:"trust"` // 1 - dissent frequency over the gateway's trust window
+	Requests     int       `json:"requests"`
+	Dissents     int       `json:"dissents"`
+	EjectedUntil time.Time `json:"ejected_until,omitzero"` // set while it is left out of the picks
+}
+
+// Voting is the voting gateway's view of the executors, by ID (cmd/proteus adapts the mimic
+// gateway, which this package must not import).
+type Voting interface {
+	Votes() map[string]ExecutorVote
 }
 
 // Status is the answer of GET /v1/status. CStar, RotationRate, AttackIntensity and
@@ -104,6 +119,9 @@ func WithCountermeasures(cm Countermeasures, blockActuator string) Option {
 	return func(s *Server) { s.cm, s.blockActuator = cm, blockActuator }
 }
 
+// WithVoting adds the voting gateway's view of each executor to the status.
+func WithVoting(v Voting) Option { return func(s *Server) { s.voting = v } }
+
 // WithAttackIntensity sets the attack intensity π the status reports β_y for when the
 // request gives none (default DefaultAttackIntensity).
 func WithAttackIntensity(pi float64) Option { return func(s *Server) { s.intensity = pi } }
@@ -119,6 +137,7 @@ type Server struct {
 	cm            Countermeasures
 	blockActuator string
 	intensity     float64
+	voting        Voting
 	now           func() time.Time
 }
 
@@ -165,11 +184,19 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	st := Status{Executors: []ExecutorStatus{}, CStar: s.ctl.CStar(), RotationRate: s.ctl.RotationRate(), AttackIntensity: pi}
 	st.DefenseSuccess = game.DefenseSuccess(float64(st.CStar), st.RotationRate, pi)
+	var votes map[string]ExecutorVote
+	if s.voting != nil {
+		votes = s.voting.Votes()
+	}
 	for _, m := range s.ctl.Members() {
-		st.Executors = append(st.Executors, ExecutorStatus{
+		e := ExecutorStatus{
 			ID: m.Instance.ID, Variant: m.Instance.Variant, Address: m.Instance.Address, AgeSeconds: m.Age.Seconds(),
 			State: string(m.State), Driver: m.Instance.Driver, InFlight: m.InFlight, ImageDigest: m.Instance.ImageDigest, Traits: m.Instance.Traits,
-		})
+		}
+		if v, ok := votes[m.Instance.ID]; ok {
+			e.Vote = &v
+		}
+		st.Executors = append(st.Executors, e)
 	}
 	writeJSON(w, http.StatusOK, st)
 }

@@ -300,9 +300,11 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 			extStops = append(extStops, stopExt)
 		}
 	}
-	apiSrv := &http.Server{Handler: api.NewServer(pool, b, token, reg, log,
-		api.WithCountermeasures(ag.countermeasures, countermeasure.BlocklistID), api.WithAttackIntensity(f.intensity)),
-		ReadHeaderTimeout: 10 * time.Second}
+	apiOpts := []api.Option{api.WithCountermeasures(ag.countermeasures, countermeasure.BlocklistID), api.WithAttackIntensity(f.intensity)}
+	if v, ok := front.(api.Voting); ok {
+		apiOpts = append(apiOpts, api.WithVoting(v))
+	}
+	apiSrv := &http.Server{Handler: api.NewServer(pool, b, token, reg, log, apiOpts...), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	gwDone := make(chan struct{})
 	go func() { errc <- gwServe(); close(gwDone) }()

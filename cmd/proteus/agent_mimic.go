@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sync/atomic"
 
+	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/mimic"
 )
@@ -56,6 +57,15 @@ func (p *poolBackends) OnRelease(id string) { p.pool.Release(id) }
 type votingFrontend struct{ g *mimic.Gateway }
 
 func (v votingFrontend) ServeHTTP(w http.ResponseWriter, r *http.Request) { v.g.ServeHTTP(w, r) }
+
+// Votes is the gateway's view of each executor, for the API's status.
+func (v votingFrontend) Votes() map[string]api.ExecutorVote {
+	out := map[string]api.ExecutorVote{}
+	for _, b := range v.g.Status().Backends {
+		out[b.ID] = api.ExecutorVote{Trust: b.Trust, Requests: b.Requests, Dissents: b.Dissents, EjectedUntil: b.OutUntil}
+	}
+	return out
+}
 
 // Close waits for the gateway's background work (dissent bookkeeping) to finish, saves what it
 // learned since the last save and closes its idle executor connections.

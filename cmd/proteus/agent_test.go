@@ -116,6 +116,10 @@ func TestAgentDefaultConfigEndToEnd(t *testing.T) {
 		Executors []struct {
 			ID, Variant, Address, State string
 			Age                         float64 `json:"age_s"`
+			Vote                        *struct {
+				Trust    float64
+				Requests int
+			}
 		} `json:"executors"`
 	}
 	if err := json.Unmarshal([]byte(out), &status); err != nil || len(status.Executors) != 3 {
@@ -127,6 +131,10 @@ func TestAgentDefaultConfigEndToEnd(t *testing.T) {
 		if x.State != "healthy" || x.ID == "" || x.Address == "" {
 			t.Errorf("executor %+v", x)
 		}
+		// Each voted on the three GETs above and agreed.
+		if x.Vote == nil || x.Vote.Requests < 1 || x.Vote.Trust != 1 {
+			t.Errorf("executor %s: the gateway's view %+v, want trust 1 over at least one request", x.ID, x.Vote)
+		}
 	}
 	if len(variants) != 3 {
 		t.Errorf("default set not heterogeneous: %v", variants)
@@ -136,7 +144,7 @@ func TestAgentDefaultConfigEndToEnd(t *testing.T) {
 			t.Errorf("status json lacks %s: %s", k, out)
 		}
 	}
-	if c, out := cli("status"); c != 0 || !strings.Contains(out, "VARIANT") || !strings.Contains(out, "c* = 1") ||
+	if c, out := cli("status"); c != 0 || !strings.Contains(out, "VARIANT") || !strings.Contains(out, "TRUST") || !strings.Contains(out, "c* = 1") ||
 		!strings.Contains(out, "defense success β_y = tanh(c*·a/(2π)) = 0.0000 at attack intensity π = 0.50") {
 		t.Errorf("status table: %d %s", c, out)
 	}

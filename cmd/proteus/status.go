@@ -37,10 +37,17 @@ func init() {
 					return printJSON(out, st)
 				}
 				tw := newTable(out)
-				fmt.Fprintln(tw, "ID\tVARIANT\tADDRESS\tAGE\tSTATE\tIN-FLIGHT")
+				fmt.Fprintln(tw, "ID\tVARIANT\tADDRESS\tAGE\tSTATE\tIN-FLIGHT\tTRUST\tDISSENTS")
 				for _, x := range st.Executors {
 					age := (time.Duration(x.AgeSeconds*10) * time.Second / 10).String()
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", x.ID, x.Variant, x.Address, age, x.State, x.InFlight)
+					trust, dissents := "-", "-"
+					if v := x.Vote; v != nil {
+						trust, dissents = fmt.Sprintf("%.2f", v.Trust), fmt.Sprintf("%d/%d", v.Dissents, v.Requests)
+						if !v.EjectedUntil.IsZero() {
+							trust += " (ejected until " + v.EjectedUntil.Format(time.TimeOnly) + ")"
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", x.ID, x.Variant, x.Address, age, x.State, x.InFlight, trust, dissents)
 				}
 				if err := tw.Flush(); err != nil {
 					return err
