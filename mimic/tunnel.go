@@ -106,9 +106,18 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	handshake := time.AfterFunc(g.o.UpstreamTimeout, cancel)
+	clientGone := context.AfterFunc(r.Context(), cancel) // during the handshake only
 	out := (&http.Request{Method: r.Method, URL: &u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: hdr, Host: r.Host, Body: http.NoBody}).WithContext(ctx)
 	resp, err := g.upgradeTransport().RoundTrip(out)
+	if !clientGone() {
+		if err == nil {
+			resp.Body.Close()
+		}
+		handshake.Stop()
+		g.metrics.requests.WithLabelValues(string(PolicySingle), "client-gone").Inc()
+		return
+	}
 	if !handshake.Stop() && err == nil {
 		resp.Body.Close()
 		err = context.DeadlineExceeded
