@@ -281,3 +281,23 @@ func TestGatewayWarnsOfTooFewBackends(t *testing.T) {
 		t.Errorf("one backend, k=3: %d; stderr %s", code, g.stderr.String())
 	}
 }
+
+// Whatever --route value parseRouteFlag accepts, it splits without losing or inventing a byte.
+func FuzzParseRouteFlag(f *testing.F) {
+	for _, s := range []string{"/x=single", "POST,PUT:/api/=vote-all", "/a=b=c", "GET:/", ":/x=single", "x", "/x", "GET,,PUT:/x=single"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		r, err := parseRouteFlag(v)
+		if err != nil {
+			return
+		}
+		back := r.Prefix + "=" + r.Policy
+		if len(r.Methods) > 0 {
+			back = strings.Join(r.Methods, ",") + ":" + back
+		}
+		if back != v || strings.Contains(r.Policy, "=") || slices.Contains(r.Methods, "") {
+			t.Fatalf("%q parsed as %+v", v, r)
+		}
+	})
+}
