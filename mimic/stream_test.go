@@ -374,3 +374,51 @@ func TestFastWriterStreamsLargeBodies(t *testing.T) {
 		t.Errorf("flushed body %q, %v", got, err)
 	}
 }
+
+// However a body is written to the fast path's writer (in any pieces, flushed or not, with
+// the handler's length or without), the client reads back exactly that body.
+func FuzzFastWriterBody(f *testing.F) {
+	f.Add([]byte("hello"), []byte{2}, false, uint8(0))
+	f.Add(bigBody(fastBufferMax+100), []byte{255, 7}, true, uint8(1))
+	f.Add(bigBody(3*fastBufferMax), []byte{0, 1, 200}, false, uint8(3))
+	f.Fuzz(func(t *testing.T, body, cuts []byte, withLength bool, flushAfter uint8) {
+		var out bytes.Buffer
+		var w fastWriter
+		w.reset(false, bufio.NewWriter(&out))
+		if withLength {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		rest := body
+		for i := 0; len(rest) > 0; i++ {
+			n := len(rest)
+			if len(cuts) > 0 {
+				n = min(n, 1+int(cuts[i%len(cuts)])*397) // pieces of 1 B to about 100 KiB
+				if i > 16 {
+					n = max(n, min(len(rest), 4096)) // past the first few, no tiny pieces (they only slow the fuzzer)
+				}
+			}
+			if m, err := w.Write(rest[:n]); m != n || err != nil {
+				t.Fatalf("write %d: %d, %v", n, m, err)
+			}
+			rest = rest[n:]
+			if i == int(flushAfter) {
+				w.Flush()
+			}
+		}
+		if err := w.finish(); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(&out), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("read back %d of %d bytes (equal %v), %v", len(got), len(body), bytes.Equal(got, body), err)
+		}
+		if withLength && resp.ContentLength != int64(len(body)) {
+			t.Errorf("Content-Length %d, want %d", resp.ContentLength, len(body))
+		}
+	})
+}
