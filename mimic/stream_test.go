@@ -133,17 +133,17 @@ func testSingleRouteStreamsAsItArrives(t *testing.T, tr http.RoundTripper) {
 		case <-time.After(10 * time.Second):
 			return // the gateway held the first piece back: the client's read fails the test
 		}
-		for range 6 {
-			time.Sleep(100 * time.Millisecond)
+		for range 10 {
+			time.Sleep(120 * time.Millisecond)
 			io.WriteString(w, "more\n")
 			w.(http.Flusher).Flush()
 		}
 	})
-	g, err := New(Options{Backends: bes, Transport: tr, UpstreamTimeout: 400 * time.Millisecond, Routes: []Route{{Prefix: "/", Policy: PolicySingle}}})
+	g, err := New(Options{Backends: bes, Transport: tr, UpstreamTimeout: time.Second, Routes: []Route{{Prefix: "/", Policy: PolicySingle}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := startGateway(t, g, ServerOptions{WriteTimeout: 300 * time.Millisecond})
+	addr := startGateway(t, g, ServerOptions{WriteTimeout: 900 * time.Millisecond})
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
 		var body io.Reader
 		if method == http.MethodPost {
@@ -162,8 +162,8 @@ func testSingleRouteStreamsAsItArrives(t *testing.T, tr http.RoundTripper) {
 		release <- struct{}{}
 		rest, err := io.ReadAll(br)
 		resp.Body.Close()
-		if err != nil || string(rest) != strings.Repeat("more\n", 6) {
-			t.Fatalf("%s: rest of the stream (600 ms in all, 100 ms apart, UpstreamTimeout 400 ms, WriteTimeout 300 ms): %q, %v", method, rest, err)
+		if err != nil || string(rest) != strings.Repeat("more\n", 10) {
+			t.Fatalf("%s: rest of the stream (1.2 s in all, 120 ms apart, UpstreamTimeout 1 s, WriteTimeout 900 ms): %q, %v", method, rest, err)
 		}
 	}
 }
