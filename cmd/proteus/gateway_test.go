@@ -301,3 +301,27 @@ func FuzzParseRouteFlag(f *testing.F) {
 		}
 	})
 }
+
+// `proteus validate --for gateway` checks a file the way `proteus gateway -c` reads it.
+func TestValidateForGateway(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "gw.yaml")
+	os.WriteFile(good, []byte("version: 1\ngateway:\n  backends: [http://127.0.0.1:8081]\n"), 0o644)
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("version: 1\ngateway:\n  eject: {after: -2}\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"validate", "--for", "gateway", good}, 0, "ok (for gateway)"},
+		{[]string{"validate", good}, 2, "pool"},
+		{[]string{"validate", "--for", "gateway", bad}, 2, "gateway.eject.after"},
+		{[]string{"validate", "--for", "nginx", good}, 2, "--for must be"},
+	} {
+		code, out, errs := runCLI(t, tc.args...)
+		if code != tc.code || !strings.Contains(out+errs, tc.want) {
+			t.Errorf("%v: exit %d, %q %q; want %d and %q", tc.args, code, out, errs, tc.code, tc.want)
+		}
+	}
+}
