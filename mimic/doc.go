@@ -2,7 +2,9 @@
 // redundancy): it sends each client request to k heterogeneous but functionally equivalent
 // executors, normalizes their responses (volatile headers, canonical JSON, ignore lists and
 // noise learned online), votes on a hash of the normalized responses, answers with a member of
-// the majority and reports every dissenting executor on the bus.
+// the majority and reports every dissenting executor on the bus. Requests on single routes go
+// to one executor and stream (stream.go), protocol upgrades among them (tunnel.go); executors
+// that cannot be reached are ejected for a while (eject.go).
 //
 // The gateway takes its executors through the small Backends interface (the executor pool
 // implements it with a one-screen adapter; Static serves the standalone `proteus gateway`),
