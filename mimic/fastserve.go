@@ -569,14 +569,6 @@ func bodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-// writeProxied answers with status, body and the header h minus its hop-by-hop fields, as
-// writeResponse does through Header and WriteHeader, without copying h into the writer's map
-// first. The status must be one WriteHeader accepts (200-999).
-func (w *fastWriter) writeProxied(status int, h http.Header, body []byte) {
-	w.startProxied(status, h, int64(len(body)))
-	w.Write(body)
-}
-
 // startProxied sets status and h (minus its hop-by-hop fields) as the head of an executor's
 // response whose body, of length bytes (-1: unknown), is written next. For HEAD the
 // executor's own Content-Length stays.

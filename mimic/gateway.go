@@ -1064,28 +1064,34 @@ func (g *Gateway) baseURL(s string) (*url.URL, error) {
 }
 
 func writeResponse(w http.ResponseWriter, r *http.Request, win *response) {
-	if fw, ok := w.(*fastWriter); ok && len(fw.h) == 0 && win.status >= 200 && win.status <= 999 {
-		fw.writeProxied(win.status, win.header, win.body)
-		return
-	}
-	h := w.Header()
-	for k, vs := range win.header {
-		h[k] = vs
-	}
-	for k := range h {
-		if isHopByHop(k) {
-			delete(h, k)
-		}
-	}
-	if r.Method != http.MethodHead {
-		// The executor's own value, when it is one plain number equal to the body's length
-		// (as parseHead checked on the fast path), saves formatting a new one.
-		if cl := win.header["Content-Length"]; len(cl) != 1 || parseLength(cl[0]) != int64(len(win.body)) {
-			h["Content-Length"] = []string{strconv.Itoa(len(win.body))}
-		}
-	}
-	w.WriteHeader(win.status)
+	writeHead(w, r.Method, win.status, win.header, int64(len(win.body)))
 	if r.Method != http.MethodHead {
 		w.Write(win.body)
 	}
+}
+
+// writeHead sends an executor's status and header, minus its hop-by-hop fields, as the head
+// of an answer whose body of length bytes (-1: unknown, then it goes chunked) follows; for
+// HEAD the executor's Content-Length stays. Into the fast path's writer the header is
+// serialized straight from h, without a copy into the writer's map first.
+func writeHead(w http.ResponseWriter, method string, status int, h http.Header, length int64) {
+	if fw, ok := w.(*fastWriter); ok && len(fw.h) == 0 && status >= 200 && status <= 999 {
+		fw.startProxied(status, h, length)
+		return
+	}
+	out := w.Header()
+	for k, vs := range h {
+		if !isHopByHop(k) {
+			out[k] = vs
+		}
+	}
+	// The executor's own value, when it is one plain number equal to the body's length (as
+	// parseHead checked on the fast path), saves formatting a new one.
+	if cl := h["Content-Length"]; method != http.MethodHead && (len(cl) != 1 || length < 0 || parseLength(cl[0]) != length) {
+		delete(out, "Content-Length")
+		if length >= 0 {
+			out["Content-Length"] = []string{strconv.FormatInt(length, 10)}
+		}
+	}
+	w.WriteHeader(status)
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -63,23 +62,7 @@ func (s *streamSink) head(status int, h http.Header, length int64) error {
 		time.Sleep(rand.N(s.jitter))
 	}
 	s.started, s.length = true, length
-	if fw, ok := s.w.(*fastWriter); ok && len(fw.h) == 0 && status >= 200 && status <= 999 {
-		fw.startProxied(status, h, length)
-		return nil
-	}
-	out := s.w.Header()
-	for k, vs := range h {
-		if !isHopByHop(k) {
-			out[k] = vs
-		}
-	}
-	if s.method != http.MethodHead {
-		delete(out, "Content-Length")
-		if length >= 0 {
-			out["Content-Length"] = []string{strconv.FormatInt(length, 10)}
-		}
-	}
-	s.w.WriteHeader(status)
+	writeHead(s.w, s.method, status, h, length)
 	return nil
 }
 
