@@ -117,6 +117,9 @@ func (o *Options) defaults() {
 	if o.K <= 0 {
 		o.K = 3
 	}
+	if o.Quorum == 0 {
+		o.Quorum = o.K/2 + 1
+	}
 	if o.UpstreamTimeout <= 0 {
 		o.UpstreamTimeout = 5 * time.Second
 	}
@@ -536,10 +539,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		k, q = 1, 1
 	case PolicyVoteAll:
 		k, q = len(all), len(all)/2+1
-	default:
-		if q == 0 {
-			q = k/2 + 1
-		}
 	}
 	if in := g.eject.available(all, start); len(in) < len(all) && len(in) >= q {
 		all = in // ejected executors sit out, unless that left too few for a quorum

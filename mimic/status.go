@@ -33,9 +33,6 @@ func (g *Gateway) Status() Status {
 		trust[t.ID] = t
 	}
 	q := g.o.Quorum
-	if q == 0 {
-		q = g.o.K/2 + 1
-	}
 	all := g.o.Backends.Backends()
 	st := Status{Quorum: q, Backends: make([]BackendStatus, 0, len(all))}
 	in := 0

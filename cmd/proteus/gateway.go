@@ -148,14 +148,6 @@ func gatewayConfig(cmd *cobra.Command, f gatewayFlags) (*config.Config, error) {
 	return cfg, nil
 }
 
-// quorumOf is the quorum of a voted request under g (a majority of k unless set).
-func quorumOf(g config.Gateway) int {
-	if g.Quorum > 0 {
-		return g.Quorum
-	}
-	return g.K/2 + 1
-}
-
 // parseRouteFlag reads one --route value: [METHOD,...:]PREFIX=POLICY. The prefix starts with
 // "/", so anything before it up to a colon is the method list; the policy follows the last "=".
 // What each part may be is checked with the rest of the config (gateway.routes[i]).
@@ -205,7 +197,7 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	if q := quorumOf(cfg.Gateway); len(bes) < q {
+	if q := gw.Status().Quorum; len(bes) < q {
 		log.Warn("fewer backends than a vote's quorum: voted requests will be refused with 503 (set --k 1, or route them single)",
 			"backends", len(bes), "k", cfg.Gateway.K, "quorum", q)
 	}
