@@ -133,10 +133,8 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// The executor declined: its answer goes to the client as it is.
 		g.answered(b)
-		var sink streamSink
-		sink.reset(w, r, 0)
-		sink.head(resp.StatusCode, resp.Header, resp.ContentLength)
-		sink.ReadFrom(resp.Body)
+		writeHead(w, r.Method, resp.StatusCode, resp.Header, resp.ContentLength)
+		io.Copy(w, resp.Body)
 		g.metrics.requests.WithLabelValues(string(PolicySingle), "ok").Inc()
 		return
 	}
