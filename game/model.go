@@ -31,7 +31,10 @@ type Model struct {
 	Markov          Markov          `yaml:"markov"`
 	Replicator      ReplicatorSpec  `yaml:"replicator"`
 	MonteCarlo      MonteCarloSpec  `yaml:"montecarlo"`
-	Stages          []Stage         `yaml:"stages"`
+	// Reading chooses how the open parts of the paper's cost definitions are read; empty
+	// fields take EngineReading's (docs/model.md, "Readings of the paper").
+	Reading Reading `yaml:"reading"`
+	Stages  []Stage `yaml:"stages"`
 }
 
 // Device is a protected host with its security-attribute values (Table 9).
@@ -138,9 +141,18 @@ type ReplicatorSpec struct {
 	TMax         float64     `yaml:"t_max"`
 }
 
-// MonteCarloSpec controls the Figure 7 comparison.
+// MonteCarloSpec controls the Figure 7 comparison: the noise of the drawn worlds and how the
+// decisions are scored (empty fields take DefaultEvaluation's).
 type MonteCarloSpec struct {
-	Noise float64 `yaml:"noise"` // relative perturbation of β, costs per run
+	Noise           float64 `yaml:"noise"` // relative perturbation of β, costs per run
+	Scoring         string  `yaml:"scoring"`
+	Discount        string  `yaml:"discount"`
+	TraditionalBeta string  `yaml:"traditional_beta"`
+}
+
+// Evaluation returns the scoring choices of the model file.
+func (s MonteCarloSpec) Evaluation() Evaluation {
+	return Evaluation{Scoring: s.Scoring, Discount: s.Discount, TraditionalBeta: s.TraditionalBeta}
 }
 
 // Stage is one attack stage G(k) (Tables 4, 8).
@@ -280,6 +292,7 @@ func (m *Model) Problems() strictyaml.Problems {
 	p.NonNegative("incentive.information", m.Incentive.Information)
 	m.Replicator.problems(&p)
 	p.Range("montecarlo.noise", m.MonteCarlo.Noise, 0, 0.9)
+	Cell{Reading: m.Reading, Evaluation: m.MonteCarlo.Evaluation()}.problems(&p)
 
 	stages := ids(&p, "stages", len(m.Stages), func(i int) string { return m.Stages[i].ID })
 	if len(m.Stages) == 0 {

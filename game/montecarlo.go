@@ -5,86 +5,240 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+
+	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/proteus-defense/proteus/strictyaml"
 )
 
-// MonteCarloResult compares the cumulative defense benefit of MTTEGDM with a traditional
-// evolutionary game over independent runs (Figure 7).
-type MonteCarloResult struct {
-	Runs            int       `json:"runs"`
-	Seed            uint64    `json:"seed"`
-	Noise           float64   `json:"noise"`
-	MTTEGDM         []float64 `json:"mttegdm"`     // defense benefit of each run
-	Traditional     []float64 `json:"traditional"` // same runs, traditional model
-	CumMTTEGDM      []float64 `json:"cumulative_mttegdm"`
-	CumTraditional  []float64 `json:"cumulative_traditional"`
-	MeanMTTEGDM     float64   `json:"mean_mttegdm"`
-	MeanTraditional float64   `json:"mean_traditional"`
-	Wins            int       `json:"mttegdm_wins"` // runs where MTTEGDM's benefit is higher
-	Ties            int       `json:"ties"`
-	// MeanSignalCost is the signal camouflage cost (SCC) MTTEGDM paid per run on average.
-	MeanSignalCost float64 `json:"mean_signal_cost"`
-	// MeanUnsignalled is MTTEGDM's defenses deployed without any signal, in the same runs
-	// (same world, type, path and attacker): MeanMTTEGDM − MeanUnsignalled is the net effect of
-	// the signaling layer, the attacker's changed choices minus the signal cost.
-	MeanUnsignalled float64   `json:"mean_unsignalled"`
-	Unsignalled     []float64 `json:"unsignalled"` // per run
-	// MeanTraditionalTableBeta is a second baseline: the traditional game given Table 8's β
-	// for every defense (it then knows the reconfiguring defenses' success without modelling
-	// it). It separates the share of the gap due to the MTD success analysis.
-	MeanTraditionalTableBeta float64   `json:"mean_traditional_table_beta"`
-	TraditionalTableBeta     []float64 `json:"traditional_table_beta"` // per run
-	WinsTableBeta            int       `json:"mttegdm_wins_table_beta"`
-	TraditionalDefs          []string  `json:"traditional_defenses"` // per stage
-	TraditionalTableBetaDefs []string  `json:"traditional_table_beta_defenses"`
-	// MTTEGDMDecisions lists MTTEGDM's signal/defense per stage and defender type, e.g.
-	// "high:mL/d2 low:mL/d2".
-	MTTEGDMDecisions []string `json:"mttegdm_decisions"`
+// MonteCarloReport compares the defense benefit of MTTEGDM with a traditional evolutionary
+// game (Figure 7) under one or more cells (readings × evaluations). Every cell is evaluated on
+// the same draws (world, defender type, attacker trust, attack path per run), so the cells'
+// figures differ only by the reading and the differences between models are paired.
+type MonteCarloReport struct {
+	Runs   int          `json:"runs"`
+	Seed   uint64       `json:"seed"`
+	Noise  float64      `json:"noise"`
+	Stages []string     `json:"stages"` // stage ids: the x-axis of the per-stage figures
+	Cells  []CellResult `json:"cells"`
 }
 
-// MonteCarlo runs the Figure 7 comparison. Each model decides with its own game, once, on the
-// nominal model; both decisions are then evaluated in the same true environment, the full
-// MTTEGDM world, drawn anew for each run from a PCG stream seeded with (seed, run):
+// CellResult is the comparison under one cell.
+type CellResult struct {
+	Cell
+	Name string `json:"name"` // Cell.String()
+	// MTTEGDMDecisions is MTTEGDM's signal/defense per stage and defender type, e.g.
+	// "high:mL/d2 low:mL/d2"; TraditionalDefenses the traditional model's defense per stage.
+	MTTEGDMDecisions    []string `json:"mttegdm_decisions"`
+	TraditionalDefenses []string `json:"traditional_defenses"`
+
+	MTTEGDM     []float64 `json:"mttegdm"`     // benefit of each run
+	Traditional []float64 `json:"traditional"` // same runs, traditional model
+	// Unsignalled is MTTEGDM's defenses deployed without any signal in the same runs (the
+	// attacker keeps its prior): MeanMTTEGDM − MeanUnsignalled is the net effect of the
+	// signaling layer, the attacker's changed choices minus the signal cost.
+	Unsignalled    []float64 `json:"unsignalled"`
+	CumMTTEGDM     []float64 `json:"cumulative_mttegdm"` // cumulative over runs
+	CumTraditional []float64 `json:"cumulative_traditional"`
+	// StageMTTEGDM[k] is the mean over runs of the benefit earned in stage k (0 in runs whose
+	// path does not reach it); CumStage* the running sum over stages, whose last entry is the
+	// mean per run.
+	StageMTTEGDM        []float64 `json:"stage_mttegdm"`
+	StageTraditional    []float64 `json:"stage_traditional"`
+	CumStageMTTEGDM     []float64 `json:"cumulative_stage_mttegdm"`
+	CumStageTraditional []float64 `json:"cumulative_stage_traditional"`
+
+	MeanMTTEGDM     float64 `json:"mean_mttegdm"`
+	MeanTraditional float64 `json:"mean_traditional"`
+	MeanUnsignalled float64 `json:"mean_unsignalled"`
+	// MeanSignalCost is the signal camouflage cost MTTEGDM paid per run (as scored).
+	MeanSignalCost float64 `json:"mean_signal_cost"`
+	// Difference is the paired per-run difference MTTEGDM − traditional.
+	Difference Interval `json:"difference"`
+	Wins       int      `json:"mttegdm_wins"` // runs where MTTEGDM's benefit is higher
+	Ties       int      `json:"ties"`
+	Losses     int      `json:"mttegdm_losses"`
+}
+
+// Interval is a mean with its two-sided 95 % Student-t confidence interval.
+type Interval struct {
+	Mean float64 `json:"mean"`
+	Low  float64 `json:"low"`
+	High float64 `json:"high"`
+	SD   float64 `json:"sd"` // sample standard deviation
+}
+
+// MeanInterval returns the mean of v with its 95 % confidence interval (t with len(v)−1
+// degrees of freedom); v needs at least two values.
+func MeanInterval(v []float64) Interval {
+	n := float64(len(v))
+	var mean float64
+	for _, x := range v {
+		mean += x / n
+	}
+	var ss float64
+	for _, x := range v {
+		ss += (x - mean) * (x - mean)
+	}
+	sd := math.Sqrt(ss / (n - 1))
+	h := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: n - 1}.Quantile(0.975) * sd / math.Sqrt(n)
+	return Interval{Mean: mean, Low: mean - h, High: mean + h, SD: sd}
+}
+
+// mcDecision is MTTEGDM's choice for one stage and type: signal and defense index.
+type mcDecision struct{ sig, y int }
+
+// MonteCarlo runs the Figure 7 comparison for each cell (none: the model file's own cell).
+// Each model decides once, on the nominal model, with its own game: MTTEGDM by the solve
+// under the cell's reading, the traditional model by traditionalGame under the cell's
+// traditional β. Each run r then draws from a PCG stream seeded with (seed, r):
 //
 //   - the world: β and attack/defense costs scaled by U(1−noise, 1+noise);
-//   - the defender's type, from the prior, and the attack path through the Markov chain;
-//   - the attacker's trust in signals, a credibility ρ' ~ U(0.5, 1) (the model assumed ρ).
+//   - the defender's type, from the prior;
+//   - the attacker's trust in signals, a credibility ρ' ~ U(0.5, 1) (the model assumed ρ);
+//   - the attack path through the Markov chain.
 //
-// In every stage of the path the attacker updates its belief with the signal it sees (Bayes'
-// rule with ρ' and the stage's attenuation δ_k, the posterior carried to the next stage) and
-// plays the attack with the highest expected payoff under that belief against the deployed
-// defense; the defender earns its MTTEGDM payoff U_d for its true type in the drawn world. So a
-// signal pays when it moves the attacker to an attack that is worse against the true type, and
-// costs its SCC in every stage. MTTEGDM deploys the signal and defense its solve chose for the
-// true type; the traditional model sends no signal (the attacker keeps its prior) and deploys
-// the defense of traditionalGame.
-func MonteCarlo(m *Model, runs int, seed uint64) (*MonteCarloResult, error) {
-	if runs < 1 {
-		return nil, fmt.Errorf("game: montecarlo needs at least one run, got %d", runs)
+// In every stage of the path the attacker facing MTTEGDM updates its belief with the signal
+// it sees (Bayes' rule with ρ' and the stage's δ_k, the posterior carried on) and plays the
+// attack with the highest expected payoff under that belief against the deployed defense;
+// facing the traditional model it keeps the prior. Under ScoringCommon both defenders earn the
+// MTTEGDM payoff U_d of the true type in the drawn world (read with the cell's reading); under
+// ScoringOwn the traditional model earns its own game's payoff against its own game's attacker.
+// Under DiscountPath stage S_k's payoff counts ϑ^(k−1).
+func MonteCarlo(m *Model, runs int, seed uint64, cells []Cell) (*MonteCarloReport, error) {
+	if runs < 2 {
+		return nil, fmt.Errorf("game: montecarlo needs at least two runs (for a confidence interval), got %d", runs)
 	}
-	c, err := compile(m)
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("game: %w", err)
+	}
+	if len(cells) == 0 {
+		cells = []Cell{{Reading: m.Reading, Evaluation: m.MonteCarlo.Evaluation()}}
+	}
+	for i := range cells {
+		cells[i].Reading, cells[i].Evaluation = cells[i].Reading.withDefaults(), cells[i].Evaluation.withDefaults()
+		var p strictyaml.Problems
+		cells[i].problems(&p)
+		if err := p.Err("montecarlo cell"); err != nil {
+			return nil, fmt.Errorf("game: %w", err)
+		}
+	}
+	nominal, err := compile(m)
 	if err != nil {
 		return nil, err
 	}
-	sol, err := c.solve()
-	if err != nil {
-		return nil, err
-	}
-	nt := len(m.Types)
-	// MTTEGDM's decision per stage and type: (signal, defense index).
-	type decision struct{ sig, y int }
-	mtd := make([][]decision, len(c.stages))
-	trad := make([]int, len(c.stages))
-	tradTB := make([]int, len(c.stages))
+	nt, ns := len(m.Types), len(m.Stages)
 	prior0 := make([]float64, nt)
 	for i, t := range m.Types {
 		prior0[i] = t.Prior
 	}
-	res := &MonteCarloResult{Runs: runs, Seed: seed, Noise: m.MonteCarlo.Noise}
+
+	// MTTEGDM's decisions per reading, the traditional model's per β reading.
+	type readingState struct {
+		model *Model
+		mtd   [][]mcDecision
+		desc  []string
+	}
+	readings := map[Reading]*readingState{}
+	trad := map[string][]int{}
+	tradDesc := map[string][]string{}
+	for _, cell := range cells {
+		if readings[cell.Reading] == nil {
+			rs := &readingState{model: withReading(m, cell.Reading)}
+			if rs.mtd, rs.desc, err = mttegdmDecisions(rs.model); err != nil {
+				return nil, err
+			}
+			readings[cell.Reading] = rs
+		}
+		tb := cell.Evaluation.TraditionalBeta
+		if trad[tb] == nil {
+			for k := range nominal.stages {
+				s := &nominal.stages[k]
+				g := nominal.traditionalGame(s, prior0, tb == TraditionalBetaTable8)
+				o, err := outcome(g, g.A, m.Replicator.InitialMixes, m.Replicator.TMax)
+				if err != nil {
+					return nil, err
+				}
+				trad[tb] = append(trad[tb], argmax(o.Y))
+				tradDesc[tb] = append(tradDesc[tb], s.defenses[argmax(o.Y)].ID)
+			}
+		}
+	}
+
+	rep := &MonteCarloReport{Runs: runs, Seed: seed, Noise: m.MonteCarlo.Noise}
+	for _, s := range m.Stages {
+		rep.Stages = append(rep.Stages, s.ID)
+	}
+	rep.Cells = make([]CellResult, len(cells))
+	for i, cell := range cells {
+		rep.Cells[i] = CellResult{
+			Cell: cell, Name: cell.String(),
+			MTTEGDMDecisions: readings[cell.Reading].desc, TraditionalDefenses: tradDesc[cell.Evaluation.TraditionalBeta],
+			StageMTTEGDM: make([]float64, ns), StageTraditional: make([]float64, ns),
+		}
+	}
+	for r := 0; r < runs; r++ {
+		rng := rand.New(rand.NewPCG(seed, uint64(r)))
+		world := perturb(m, rng, m.MonteCarlo.Noise)
+		t := drawIndex(rng.Float64(), prior0)
+		trust := 0.5 + 0.5*rng.Float64()
+		var path []int
+		for k := 0; k >= 0; k = nominal.nextStage(k, rng.Float64()) {
+			path = append(path, k)
+		}
+		worlds := map[Reading]*compiled{}
+		for i := range rep.Cells {
+			cr := &rep.Cells[i]
+			w := worlds[cr.Reading]
+			if w == nil {
+				if w, err = compile(withReading(world, cr.Reading)); err != nil {
+					return nil, err
+				}
+				worlds[cr.Reading] = w
+			}
+			run := w.scoreRun(cr.Evaluation, readings[cr.Reading].mtd, trad[cr.Evaluation.TraditionalBeta], t, trust, path, prior0)
+			cr.MTTEGDM = append(cr.MTTEGDM, run.mttegdm)
+			cr.Traditional = append(cr.Traditional, run.traditional)
+			cr.Unsignalled = append(cr.Unsignalled, run.unsignalled)
+			cr.MeanSignalCost += run.scc / float64(runs)
+			for k := range run.stageM {
+				cr.StageMTTEGDM[k] += run.stageM[k] / float64(runs)
+				cr.StageTraditional[k] += run.stageT[k] / float64(runs)
+			}
+		}
+	}
+	for i := range rep.Cells {
+		rep.Cells[i].summarise()
+	}
+	return rep, nil
+}
+
+// withReading is a shallow copy of m with reading r (nothing the solver writes is shared).
+func withReading(m *Model, r Reading) *Model {
+	mm := *m
+	mm.Reading = r
+	return &mm
+}
+
+// mttegdmDecisions solves m and returns, per stage and type, the signal and defense MTTEGDM
+// deploys: the type's best option (section 7 of docs/model.md), or its highest-gain option
+// when no signal gives a stable Nash point.
+func mttegdmDecisions(m *Model) ([][]mcDecision, []string, error) {
+	c, err := compile(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	sol, err := c.solve()
+	if err != nil {
+		return nil, nil, err
+	}
+	nt := len(m.Types)
+	out := make([][]mcDecision, len(c.stages))
+	desc := make([]string, len(c.stages))
 	for k := range c.stages {
-		s := &c.stages[k]
 		st := sol.Stages[k]
-		mtd[k] = make([]decision, nt)
-		var desc []string
+		out[k] = make([]mcDecision, nt)
+		var d []string
 		for t := 0; t < nt; t++ {
 			opts := st.Options[t*nt : t*nt+nt]
 			best := 0
@@ -97,79 +251,93 @@ func MonteCarlo(m *Model, runs int, seed uint64) (*MonteCarloResult, error) {
 					best = sig
 				}
 			}
-			mtd[k][t] = decision{sig: best, y: argmax(st.Options[t*nt+best].Y)}
-			desc = append(desc, fmt.Sprintf("%s:%s/%s", m.Types[t].ID, m.Types[best].Signal, s.defenses[mtd[k][t].y].ID))
+			out[k][t] = mcDecision{sig: best, y: argmax(opts[best].Y)}
+			d = append(d, fmt.Sprintf("%s:%s/%s", m.Types[t].ID, m.Types[best].Signal, c.stages[k].defenses[out[k][t].y].ID))
 		}
-		res.MTTEGDMDecisions = append(res.MTTEGDMDecisions, strings.Join(desc, " "))
-		for i, tableBeta := range []bool{false, true} {
-			g := c.traditionalGame(s, prior0, tableBeta)
-			o, err := outcome(g, g.A, m.Replicator.InitialMixes, m.Replicator.TMax)
-			if err != nil {
-				return nil, err
-			}
-			if i == 0 {
-				trad[k] = argmax(o.Y)
-				res.TraditionalDefs = append(res.TraditionalDefs, s.defenses[trad[k]].ID)
-			} else {
-				tradTB[k] = argmax(o.Y)
-				res.TraditionalTableBetaDefs = append(res.TraditionalTableBetaDefs, s.defenses[tradTB[k]].ID)
-			}
-		}
+		desc[k] = strings.Join(d, " ")
 	}
-	var sumTB, sumUn float64
-	for r := 0; r < runs; r++ {
-		rng := rand.New(rand.NewPCG(seed, uint64(r)))
-		w, err := compile(perturb(m, rng, m.MonteCarlo.Noise))
-		if err != nil {
-			return nil, err
+	return out, desc, nil
+}
+
+// runScore is one run of one cell.
+type runScore struct {
+	mttegdm, traditional, unsignalled, scc float64
+	stageM, stageT                         []float64
+}
+
+// scoreRun plays the drawn path in world c (compiled with the cell's reading) for a defender
+// of type t and an attacker with trust in signals.
+func (c *compiled) scoreRun(e Evaluation, mtd [][]mcDecision, trad []int, t int, trust float64, path []int, prior0 []float64) runScore {
+	out := runScore{stageM: make([]float64, len(c.stages)), stageT: make([]float64, len(c.stages))}
+	belief := prior0
+	for _, k := range path {
+		s := &c.stages[k]
+		w := 1.0
+		if e.Discount == DiscountPath {
+			w = math.Pow(c.m.Markov.Discount, float64(k))
 		}
-		t := drawIndex(rng.Float64(), prior0)
-		trust := 0.5 + 0.5*rng.Float64()
-		belief := append([]float64(nil), prior0...) // the attacker's belief facing MTTEGDM
-		var bm, bt, btb, bu, scc float64
-		for k := 0; k >= 0; {
-			s := &w.stages[k]
-			d := mtd[k][t]
-			belief = Posterior(belief, d.sig, trust, m.Signaling.Attenuation[k])
-			x := w.attackerReply(s, d.sig, d.y, belief)
-			bm += w.defenderPayoff(s, t, d.sig, x, d.y)
-			scc += m.Types[d.sig].SignalCost
-			// Without signals the attacker keeps the prior.
-			xu := w.attackerReply(s, NoSignal, d.y, prior0)
-			bu += w.defenderPayoff(s, t, NoSignal, xu, d.y)
-			xt := w.attackerReply(s, NoSignal, trad[k], prior0)
-			bt += w.defenderPayoff(s, t, NoSignal, xt, trad[k])
-			xtb := w.attackerReply(s, NoSignal, tradTB[k], prior0)
-			btb += w.defenderPayoff(s, t, NoSignal, xtb, tradTB[k])
-			k = w.nextStage(k, rng.Float64())
+		d := mtd[k][t]
+		belief = Posterior(belief, d.sig, trust, c.m.Signaling.Attenuation[k])
+		x := c.attackerReply(s, d.sig, d.y, belief)
+		um := w * c.defenderPayoff(s, t, d.sig, x, d.y)
+		out.scc += w * c.scc[t][d.sig]
+		xu := c.attackerReply(s, NoSignal, d.y, prior0)
+		out.unsignalled += w * c.defenderPayoff(s, t, NoSignal, xu, d.y)
+		y := trad[k]
+		var ut float64
+		if e.Scoring == ScoringOwn {
+			g := c.traditionalGame(s, prior0, e.TraditionalBeta == TraditionalBetaTable8)
+			xt := 0
+			for i := range g.A {
+				if g.A[i][y] > g.A[xt][y] {
+					xt = i
+				}
+			}
+			ut = w * g.D[xt][y]
+		} else {
+			xt := c.attackerReply(s, NoSignal, y, prior0)
+			ut = w * c.defenderPayoff(s, t, NoSignal, xt, y)
 		}
-		res.MeanSignalCost += scc / float64(runs)
-		sumTB += btb
-		sumUn += bu
-		res.TraditionalTableBeta = append(res.TraditionalTableBeta, btb)
-		res.Unsignalled = append(res.Unsignalled, bu)
-		res.MTTEGDM = append(res.MTTEGDM, bm)
-		res.Traditional = append(res.Traditional, bt)
+		out.mttegdm += um
+		out.traditional += ut
+		out.stageM[k] += um
+		out.stageT[k] += ut
+	}
+	return out
+}
+
+// summarise fills the means, cumulative series, interval and win counts from the per-run and
+// per-stage figures.
+func (cr *CellResult) summarise() {
+	n := float64(len(cr.MTTEGDM))
+	diff := make([]float64, len(cr.MTTEGDM))
+	var cm, ct, cu float64
+	for i := range cr.MTTEGDM {
+		bm, bt := cr.MTTEGDM[i], cr.Traditional[i]
+		cm += bm
+		ct += bt
+		cu += cr.Unsignalled[i]
+		cr.CumMTTEGDM = append(cr.CumMTTEGDM, cm)
+		cr.CumTraditional = append(cr.CumTraditional, ct)
+		diff[i] = bm - bt
 		switch {
 		case math.Abs(bm-bt) <= 1e-9*math.Max(1, math.Abs(bm)):
-			res.Ties++
+			cr.Ties++
 		case bm > bt:
-			res.Wins++
-		}
-		if bm > btb+1e-9*math.Max(1, math.Abs(bm)) {
-			res.WinsTableBeta++
+			cr.Wins++
+		default:
+			cr.Losses++
 		}
 	}
-	var cm, ct float64
-	for i := range res.MTTEGDM {
-		cm += res.MTTEGDM[i]
-		ct += res.Traditional[i]
-		res.CumMTTEGDM = append(res.CumMTTEGDM, cm)
-		res.CumTraditional = append(res.CumTraditional, ct)
+	cr.MeanMTTEGDM, cr.MeanTraditional, cr.MeanUnsignalled = cm/n, ct/n, cu/n
+	cr.Difference = MeanInterval(diff)
+	var sm, st float64
+	for k := range cr.StageMTTEGDM {
+		sm += cr.StageMTTEGDM[k]
+		st += cr.StageTraditional[k]
+		cr.CumStageMTTEGDM = append(cr.CumStageMTTEGDM, sm)
+		cr.CumStageTraditional = append(cr.CumStageTraditional, st)
 	}
-	res.MeanMTTEGDM, res.MeanTraditional = cm/float64(runs), ct/float64(runs)
-	res.MeanTraditionalTableBeta, res.MeanUnsignalled = sumTB/float64(runs), sumUn/float64(runs)
-	return res, nil
 }
 
 // attackerReply is the attack with the highest expected payoff under belief against defense y.
@@ -221,7 +389,7 @@ func drawIndex(u float64, p []float64) int {
 // defense that reconfigures (rate a > 0) is what the MTD analysis adds, so without it such a
 // defense is credited with no success (a = 0 gives β = 0) and costs no NC; a defense that
 // does not reconfigure keeps its Table 8 β. With tableBeta the game is given Table 8's β for
-// every defense instead (the comparison's second baseline).
+// every defense instead (TraditionalBetaTable8).
 func (c *compiled) traditionalGame(s *stageData, prior []float64, tableBeta bool) Bimatrix {
 	var total float64
 	for _, v := range s.values {

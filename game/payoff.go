@@ -12,7 +12,10 @@ const NoSignal = -1
 // compiled is a validated Model with every reference resolved to an index, ready for fast
 // payoff evaluation. It is built once per solve.
 type compiled struct {
-	m      *Model
+	m       *Model
+	reading Reading // m.Reading with defaults
+	// scc[t][sig] is the signal camouflage cost a type-t defender pays for sending sig.
+	scc    [][]float64
 	stages []stageData
 	// next[k] lists the transitions out of stage k as (stage index, probability), normalised
 	// when the model asks for it.
@@ -43,13 +46,17 @@ type stageData struct {
 	// best[t][w] is d*(a_w) for type t: the defense the defender would deploy if the IDS
 	// reported attack w (best response by the payoff without the misjudgment risk).
 	best [][]int
+	// typeMix[j][y][x] is p(a_x | T_j) against d_y under DeceptionTypeConditional: the
+	// attacker's best reply to d_y if it knew the type were j (nil under other readings).
+	typeMix [][][]float64
 }
 
 func compile(m *Model) (*compiled, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("game: %w", err)
 	}
-	c := &compiled{m: m}
+	c := &compiled{m: m, reading: m.Reading.withDefaults()}
+	c.scc = signalCosts(m.Types, c.reading.SignalCost)
 	devIdx := map[string]int{}
 	for i, d := range m.Devices {
 		devIdx[d.ID] = i
@@ -97,6 +104,9 @@ func compile(m *Model) (*compiled, error) {
 		for t := range m.Types {
 			c.stages[k].best[t] = c.bestResponses(&c.stages[k], t)
 		}
+		if c.reading.DeceptionCost == DeceptionTypeConditional {
+			c.stages[k].typeMix = c.typeConditionalMix(&c.stages[k])
+		}
 	}
 	c.next = make([][]edge, len(m.Stages))
 	for _, tr := range m.Markov.Transitions {
@@ -117,6 +127,60 @@ func compile(m *Model) (*compiled, error) {
 		}
 	}
 	return c, nil
+}
+
+// signalCosts is the SCC table [type][signal] of a signal-cost reading (two types; signal i is
+// type i's own).
+func signalCosts(types []DefenderType, reading string) [][]float64 {
+	out := make([][]float64, len(types))
+	for t := range types {
+		out[t] = make([]float64, len(types))
+		for sig := range types {
+			switch reading {
+			case SignalCostPrinted:
+				out[t][sig] = types[sig].SignalCost
+			case SignalCostSwapped:
+				out[t][sig] = types[len(types)-1-sig].SignalCost
+			case SignalCostFalseOnly:
+				if sig != t {
+					out[t][sig] = types[sig].SignalCost
+				}
+			}
+		}
+	}
+	return out
+}
+
+// typeConditionalMix is p(a_x | T_j, d_y): the attacker's best reply to d_y against a known
+// type j by SAL − AC − G (the payoff before any deception cost, so the definition is not
+// circular), with ties shared evenly.
+func (c *compiled) typeConditionalMix(s *stageData) [][][]float64 {
+	out := make([][][]float64, len(c.m.Types))
+	u := make([]float64, len(s.attacks))
+	for j := range c.m.Types {
+		out[j] = make([][]float64, len(s.defenses))
+		for y := range s.defenses {
+			best := math.Inf(-1)
+			for x := range s.attacks {
+				th := s.theta(j, x, y)
+				u[x] = s.sal(th, x) - s.attacks[x].Cost - c.m.Regulator.Strike*th
+				best = math.Max(best, u[x])
+			}
+			mix := make([]float64, len(s.attacks))
+			var n float64
+			for x, v := range u {
+				if v >= best-1e-9*math.Max(1, math.Abs(best)) {
+					mix[x] = 1
+					n++
+				}
+			}
+			for x := range mix {
+				mix[x] /= n
+			}
+			out[j][y] = mix
+		}
+	}
+	return out
 }
 
 func identity(n int) [][]float64 {
@@ -200,11 +264,16 @@ func (c *compiled) attackerPayoff(s *stageData, t, sig, x, y int, belief []float
 	u := s.sal(th, x) - s.attacks[x].Cost - c.m.Regulator.Strike*th
 	if sig != NoSignal {
 		// SDC = Σ_j λ(a_x,d_y)·p(a_x|T_j)·p(T_j|m) with λ = |DeC(d_y|T_j) − DeC(d_y|m)|: the
-		// attacker's misestimate of the defense cost when it trusts the signal.
+		// attacker's misestimate of the defense cost when it trusts the signal; p(a_x|T_j) is 1
+		// or the type-conditional mix, by the reading.
 		claimed := DefenseCost(s.defenses[y], c.m.Types[c.signalType(sig)].Cost)
 		var sdc float64
 		for j, tp := range c.m.Types {
-			sdc += belief[j] * math.Abs(DefenseCost(s.defenses[y], tp.Cost)-claimed)
+			l := belief[j] * math.Abs(DefenseCost(s.defenses[y], tp.Cost)-claimed)
+			if s.typeMix != nil {
+				l *= s.typeMix[j][y][x]
+			}
+			sdc += l
 		}
 		u -= sdc
 	}
@@ -217,7 +286,7 @@ func (c *compiled) defenderPayoff(s *stageData, t, sig, x, y int) float64 {
 	th := s.theta(t, x, y)
 	dc := DefenseCost(s.defenses[y], tp.Cost) + s.nc[y] + tp.RecognitionCost
 	if sig != NoSignal {
-		dc += c.m.Types[sig].SignalCost
+		dc += c.scc[t][sig]
 	}
 	var dsr float64
 	own := DefenseCost(s.defenses[y], tp.Cost)

@@ -14,7 +14,9 @@ const (
 
 // Solution is the result of Algorithm 1 on a whole model: one entry per stage.
 type Solution struct {
-	Stages []StageResult `json:"stages"`
+	// Reading is the reading the solution was computed under (the model's, defaults filled in).
+	Reading Reading       `json:"reading"`
+	Stages  []StageResult `json:"stages"`
 }
 
 // StageResult is the chosen defender type, signal and strategies of one stage with their
@@ -89,7 +91,7 @@ func (c *compiled) solve() (*Solution, error) {
 	for i, t := range m.Types {
 		prior[i] = t.Prior
 	}
-	sol := &Solution{Stages: make([]StageResult, len(c.stages))}
+	sol := &Solution{Reading: c.reading, Stages: make([]StageResult, len(c.stages))}
 	for k := range c.stages {
 		s := &c.stages[k]
 		res, post, err := c.solveStage(s, prior)
@@ -505,4 +507,54 @@ func StageEvolution(m *Model, k int, typeID, signal string, mixes [][]float64) (
 		out = append(out, tr)
 	}
 	return s.st.Attacks, s.st.Defenses, out, nil
+}
+
+// Agreement counts where a solution agrees with the paper's published result (the stages'
+// `expected` blocks, Table 11).
+type Agreement struct {
+	Stages   int `json:"stages"`   // stages with a published result
+	Types    int `json:"types"`    // chosen defender type equal to the paper's
+	Signals  int `json:"signals"`  // chosen signal equal to the paper's
+	Attacks  int `json:"attacks"`  // chosen attack equal to the paper's
+	Defenses int `json:"defenses"` // chosen defense equal to the paper's, where comparable
+	// Comparable is the number of stages whose published defense is one of the stage's own
+	// (Table 11 names defenses of other stages in S3 and S4, and an undefined d12 in S5).
+	Comparable int `json:"comparable"`
+}
+
+// Reproduces reports whether the solution matches the paper in type and signal in every
+// published stage and in the defense wherever the defense is comparable.
+func (a Agreement) Reproduces() bool {
+	return a.Stages > 0 && a.Types == a.Stages && a.Signals == a.Stages && a.Defenses == a.Comparable
+}
+
+// CompareExpected compares sol, a solution of m, with m's published results.
+func CompareExpected(m *Model, sol *Solution) Agreement {
+	var a Agreement
+	for i, st := range m.Stages {
+		e := st.Expected
+		if e == nil || i >= len(sol.Stages) {
+			continue
+		}
+		s := sol.Stages[i]
+		a.Stages++
+		if s.DefenderType == e.Type {
+			a.Types++
+		}
+		if s.Signal == e.Signal {
+			a.Signals++
+		}
+		if s.Attack == e.Attack {
+			a.Attacks++
+		}
+		for _, d := range st.Defenses {
+			if d == e.Defense {
+				a.Comparable++
+				if s.Defense == e.Defense {
+					a.Defenses++
+				}
+			}
+		}
+	}
+	return a
 }

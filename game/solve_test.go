@@ -133,37 +133,6 @@ func TestDiscounting(t *testing.T) {
 	}
 }
 
-func TestMonteCarloDeterministic(t *testing.T) {
-	m := loadPaper(t)
-	a, err := MonteCarlo(m, 20, 42)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := MonteCarlo(m, 20, 42)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(a, b) {
-		t.Fatal("same seed gave different results")
-	}
-	c, err := MonteCarlo(m, 20, 43)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if reflect.DeepEqual(a.MTTEGDM, c.MTTEGDM) {
-		t.Error("different seeds gave identical runs")
-	}
-	if len(a.CumMTTEGDM) != 20 || math.Abs(a.CumMTTEGDM[19]-a.MeanMTTEGDM*20) > 1e-6 {
-		t.Errorf("cumulative/mean inconsistent: %v vs %v", a.CumMTTEGDM[19], a.MeanMTTEGDM*20)
-	}
-	if a.Wins+a.Ties > a.Runs {
-		t.Errorf("wins %d + ties %d > runs %d", a.Wins, a.Ties, a.Runs)
-	}
-	if _, err := MonteCarlo(m, 0, 1); err == nil {
-		t.Error("0 runs accepted")
-	}
-}
-
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
@@ -253,37 +222,6 @@ func TestTraditionalGameDropsMTDSuccess(t *testing.T) {
 					t.Errorf("%s (%s, %s): no MTD success should lower the defender's payoff", s.st.ID, s.attacks[x].ID, d.ID)
 				}
 			}
-		}
-	}
-}
-
-// The Monte Carlo baselines are evaluated in the same runs: the unsignalled variant deploys
-// MTTEGDM's defenses, so it pays no signal cost, and every mean is the mean of its runs.
-func TestMonteCarloBaselines(t *testing.T) {
-	m := loadPaper(t)
-	res, err := MonteCarlo(m, 12, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.TraditionalDefs) != len(m.Stages) || len(res.TraditionalTableBetaDefs) != len(m.Stages) || len(res.MTTEGDMDecisions) != len(m.Stages) {
-		t.Fatalf("per-stage lists: %v %v %v", res.TraditionalDefs, res.TraditionalTableBetaDefs, res.MTTEGDMDecisions)
-	}
-	if !(res.MeanSignalCost > 0) {
-		t.Errorf("mean signal cost %v", res.MeanSignalCost)
-	}
-	if res.WinsTableBeta > res.Runs || res.Wins+res.Ties > res.Runs {
-		t.Errorf("wins %d/%d of %d runs", res.Wins, res.WinsTableBeta, res.Runs)
-	}
-	var sum float64
-	for _, v := range res.Traditional {
-		sum += v
-	}
-	if math.Abs(sum/float64(res.Runs)-res.MeanTraditional) > 1e-9*math.Abs(sum) {
-		t.Errorf("mean traditional %v, runs average %v", res.MeanTraditional, sum/float64(res.Runs))
-	}
-	for _, v := range []float64{res.MeanUnsignalled, res.MeanTraditionalTableBeta} {
-		if math.IsNaN(v) || v == 0 {
-			t.Errorf("baseline mean %v", v)
 		}
 	}
 }

@@ -20,13 +20,12 @@ import (
 	"github.com/proteus-defense/proteus/game"
 )
 
-// The MTTEGDM model commands: solve, plot, montecarlo. They read a model file (see
-// examples/mttegdm-paper.yaml); an invalid model exits 2.
+// The MTTEGDM model commands: solve, plot (and montecarlo, readings in game_montecarlo.go).
+// They read a model file (see examples/mttegdm-paper.yaml); an invalid model exits 2.
 
 func init() {
 	addGameCommand(newGameSolveCmd)
 	addGameCommand(newGamePlotCmd)
-	addGameCommand(newGameMonteCarloCmd)
 }
 
 func loadModel(path string) (*game.Model, error) {
@@ -46,6 +45,7 @@ type solveStageJSON struct {
 
 func newGameSolveCmd() *cobra.Command {
 	var out string
+	var reading []string
 	c := &cobra.Command{
 		Use:   "solve FILE",
 		Short: "Solve an MTTEGDM model stage by stage (Algorithm 1) and compare with the paper's Table 11",
@@ -58,6 +58,9 @@ func newGameSolveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if m.Reading, err = overrideReading(m.Reading, reading); err != nil {
+				return err
+			}
 			sol, err := game.Solve(m)
 			if err != nil {
 				return err
@@ -66,9 +69,10 @@ func newGameSolveCmd() *cobra.Command {
 			w := cmd.OutOrStdout()
 			if out == "json" {
 				doc := struct {
-					Stages []solveStageJSON `json:"stages"`
-					Notes  []string         `json:"notes,omitempty"`
-				}{Notes: notes}
+					Reading game.Reading     `json:"reading"`
+					Stages  []solveStageJSON `json:"stages"`
+					Notes   []string         `json:"notes,omitempty"`
+				}{Reading: sol.Reading, Notes: notes}
 				for i, s := range sol.Stages {
 					doc.Stages = append(doc.Stages, solveStageJSON{StageResult: s, Paper: m.Stages[i].Expected})
 				}
@@ -78,7 +82,25 @@ func newGameSolveCmd() *cobra.Command {
 		},
 	}
 	formatFlag(c, &out, "table")
+	c.Flags().StringArrayVar(&reading, "reading", nil, "override the model file's reading: signal-cost=V or deception-cost=V (repeatable; docs/model.md, \"Readings of the paper\")")
 	return c
+}
+
+// overrideReading replaces the axes of r that specs name ("signal-cost=V", "deception-cost=V").
+func overrideReading(r game.Reading, specs []string) (game.Reading, error) {
+	for _, s := range specs {
+		o, err := game.ParseReading(s)
+		if err != nil {
+			return r, fmt.Errorf("%w: --reading: %v", errUsage, err)
+		}
+		if o.SignalCost != "" {
+			r.SignalCost = o.SignalCost
+		}
+		if o.DeceptionCost != "" {
+			r.DeceptionCost = o.DeceptionCost
+		}
+	}
+	return r, nil
 }
 
 // solveNotes explains differences from the paper that are not computation results, such as
@@ -116,7 +138,7 @@ func solveNotes(m *game.Model, sol *game.Solution) []string {
 }
 
 func writeSolveTable(w io.Writer, m *game.Model, sol *game.Solution, notes []string) error {
-	fmt.Fprintf(w, "%s\nEach cell: Proteus (paper, Tables 10 and 11). Gains are stage payoffs U^k at the stable point.\n\n", m.Name)
+	fmt.Fprintf(w, "%s\nReading: %s\nEach cell: Proteus (paper, Tables 10 and 11). Gains are stage payoffs U^k at the stable point.\n\n", m.Name, sol.Reading)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "stage\talpha\tbeta\ttype\tsignal\tdefense\tattack\tattack gain\tdefense gain\tequilibrium\tstable+nash")
 	for i, s := range sol.Stages {
@@ -263,8 +285,13 @@ func plotEvolution(path, title, attack, defense string, trs []game.Trajectory) e
 	for len(plots[rows-1]) < cols {
 		plots[rows-1] = append(plots[rows-1], nil)
 	}
+	return savePanels(path, title, plots, 11*vg.Inch, vg.Length(rows)*4*vg.Inch+0.5*vg.Inch)
+}
+
+// savePanels draws a grid of plots (nil cells stay empty) under a title line and writes the
+// figure to path (.png or .svg) at size w × h.
+func savePanels(path, title string, plots [][]*plot.Plot, w, h vg.Length) error {
 	format := strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
-	w, h := 11*vg.Inch, vg.Length(rows)*4*vg.Inch+0.5*vg.Inch
 	img, err := draw.NewFormattedCanvas(w, h, format)
 	if err != nil {
 		return fmt.Errorf("game: plot: %w", err)
@@ -277,7 +304,7 @@ func plotEvolution(path, title, attack, defense string, trs []game.Trajectory) e
 	head.HideAxes()
 	head.Draw(top)
 	body := draw.Canvas{Canvas: dc.Canvas, Rectangle: vg.Rectangle{Min: vg.Point{}, Max: vg.Point{X: w, Y: h - headH}}}
-	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Points(20), PadY: vg.Points(20), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(12)}
+	tiles := draw.Tiles{Rows: len(plots), Cols: len(plots[0]), PadX: vg.Points(20), PadY: vg.Points(20), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(12)}
 	canvases := plot.Align(plots, tiles, body)
 	for r := range plots {
 		for c, p := range plots[r] {
@@ -313,116 +340,3 @@ var palette = []color.RGBA{
 }
 
 func plotutilColor(i int) color.Color { return palette[i%len(palette)] }
-
-func newGameMonteCarloCmd() *cobra.Command {
-	var runs int
-	var seed uint64
-	var outPath, format string
-	c := &cobra.Command{
-		Use:   "montecarlo FILE --runs N --seed S [--out F.png] [-o json]",
-		Short: "Compare the cumulative defense benefit of MTTEGDM with a traditional evolutionary game (Figure 7)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format, "table"); err != nil {
-				return err
-			}
-			if runs < 1 {
-				return fmt.Errorf("%w: --runs must be >= 1, got %d", errUsage, runs)
-			}
-			ext := strings.ToLower(filepath.Ext(outPath))
-			if outPath != "" && ext != ".png" && ext != ".svg" {
-				return fmt.Errorf("%w: --out must name a .png or .svg file, got %q", errUsage, outPath)
-			}
-			m, err := loadModel(args[0])
-			if err != nil {
-				return err
-			}
-			res, err := game.MonteCarlo(m, runs, seed)
-			if err != nil {
-				return err
-			}
-			if outPath != "" {
-				if err := plotMonteCarlo(res, outPath); err != nil {
-					return err
-				}
-			}
-			w := cmd.OutOrStdout()
-			if format == "json" {
-				return printJSON(w, res)
-			}
-			fmt.Fprintf(w, "runs %d, seed %d, noise %.2f\n", res.Runs, res.Seed, res.Noise)
-			fmt.Fprintf(w, "mean defense benefit per run: MTTEGDM %.1f, traditional %.1f\n", res.MeanMTTEGDM, res.MeanTraditional)
-			fmt.Fprintf(w, "cumulative after %d runs: MTTEGDM %.0f, traditional %.0f\n", res.Runs, res.CumMTTEGDM[res.Runs-1], res.CumTraditional[res.Runs-1])
-			fmt.Fprintf(w, "MTTEGDM higher in %d runs, ties %d, lower %d\n", res.Wins, res.Ties, res.Runs-res.Wins-res.Ties)
-			fmt.Fprintf(w, "signal camouflage cost paid by MTTEGDM per run: %.1f (the traditional model sends no signal)\n", res.MeanSignalCost)
-			fmt.Fprintf(w, "MTTEGDM's defenses without signals: %.1f per run (net effect of its signals %+.1f: changed attacks minus signal cost)\n",
-				res.MeanUnsignalled, res.MeanMTTEGDM-res.MeanUnsignalled)
-			fmt.Fprintf(w, "traditional model given Table 8 β for every defense: %.1f per run (MTTEGDM higher in %d runs)\n",
-				res.MeanTraditionalTableBeta, res.WinsTableBeta)
-			fmt.Fprintf(w, "MTTEGDM's signal/defense per stage and type: %s\n", strings.Join(res.MTTEGDMDecisions, "; "))
-			fmt.Fprintf(w, "traditional model's defenses per stage: %s (with Table 8 β: %s)\n",
-				strings.Join(res.TraditionalDefs, " "), strings.Join(res.TraditionalTableBetaDefs, " "))
-			if outPath != "" {
-				fmt.Fprintf(w, "wrote %s\n", outPath)
-			}
-			return nil
-		},
-	}
-	c.Flags().IntVar(&runs, "runs", 50, "number of Monte Carlo runs")
-	c.Flags().Uint64Var(&seed, "seed", 1, "random seed (the same seed gives the same result)")
-	c.Flags().StringVar(&outPath, "out", "", "write the cumulative-benefit plot (.png or .svg)")
-	formatFlag(c, &format, "table")
-	return c
-}
-
-func plotMonteCarlo(res *game.MonteCarloResult, path string) error {
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Cumulative defense benefit over %d Monte Carlo runs (seed %d)", res.Runs, res.Seed)
-	p.X.Label.Text = "run"
-	p.Y.Label.Text = "cumulative defense benefit"
-	p.Legend.Top = true
-	p.Legend.Left = true
-	p.Add(plotter.NewGrid())
-	cum := func(v []float64) []float64 {
-		out := make([]float64, len(v))
-		var s float64
-		for i, x := range v {
-			s += x
-			out[i] = s
-		}
-		return out
-	}
-	for i, s := range []struct {
-		name string
-		v    []float64
-	}{
-		{"MTTEGDM", res.CumMTTEGDM},
-		{"traditional evolutionary game", res.CumTraditional},
-		{"MTTEGDM defenses without signals", cum(res.Unsignalled)},
-		{"traditional game given Table 8 β", cum(res.TraditionalTableBeta)},
-	} {
-		pts := make(plotter.XYs, len(s.v))
-		for k, v := range s.v {
-			pts[k] = plotter.XY{X: float64(k + 1), Y: v}
-		}
-		l, sc, err := plotter.NewLinePoints(pts)
-		if err != nil {
-			return err
-		}
-		l.Color = plotutilColor(i)
-		l.Width = vg.Points(1.5)
-		if i == 3 {
-			// Dashed: on the case study it runs on top of the unsignalled MTTEGDM line.
-			l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
-		}
-		sc.Color = plotutilColor(i)
-		sc.Shape = draw.CircleGlyph{}
-		sc.Radius = vg.Points(2)
-		p.Add(l, sc)
-		p.Legend.Add(s.name, l, sc)
-	}
-	if err := p.Save(9*vg.Inch, 6*vg.Inch, path); err != nil {
-		return fmt.Errorf("game: plot: %w", err)
-	}
-	return nil
-}
