@@ -115,8 +115,9 @@ func MonteCarlo(m *Model, runs int, seed uint64, cells []Cell) (*MonteCarloRepor
 	if len(cells) == 0 {
 		cells = []Cell{{Reading: m.Reading, Evaluation: m.MonteCarlo.Evaluation()}}
 	}
+	cells = append([]Cell(nil), cells...) // defaults are filled in on a copy
 	for i := range cells {
-		cells[i].Reading, cells[i].Evaluation = cells[i].Reading.withDefaults(), cells[i].Evaluation.withDefaults()
+		cells[i] = cells[i].withDefaults()
 		var p strictyaml.Problems
 		cells[i].problems(&p)
 		if err := p.Err("montecarlo cell"); err != nil {

@@ -84,15 +84,7 @@ func (r Reading) String() string {
 	return fmt.Sprintf("signal-cost=%s deception-cost=%s", r.SignalCost, r.DeceptionCost)
 }
 
-func (r Reading) withDefaults() Reading {
-	if r.SignalCost == "" {
-		r.SignalCost = EngineReading.SignalCost
-	}
-	if r.DeceptionCost == "" {
-		r.DeceptionCost = EngineReading.DeceptionCost
-	}
-	return r
-}
+func (r Reading) withDefaults() Reading { return Cell{Reading: r}.withDefaults().Reading }
 
 // Evaluation is how the Monte Carlo comparison (Figure 7) scores decisions. It never changes
 // a decision. The zero value means DefaultEvaluation.
@@ -113,18 +105,7 @@ func (e Evaluation) String() string {
 	return fmt.Sprintf("scoring=%s discount=%s traditional-beta=%s", e.Scoring, e.Discount, e.TraditionalBeta)
 }
 
-func (e Evaluation) withDefaults() Evaluation {
-	if e.Scoring == "" {
-		e.Scoring = DefaultEvaluation.Scoring
-	}
-	if e.Discount == "" {
-		e.Discount = DefaultEvaluation.Discount
-	}
-	if e.TraditionalBeta == "" {
-		e.TraditionalBeta = DefaultEvaluation.TraditionalBeta
-	}
-	return e
-}
+func (e Evaluation) withDefaults() Evaluation { return Cell{Evaluation: e}.withDefaults().Evaluation }
 
 // Cell is one combination of a reading and an evaluation: one row of the readings table.
 type Cell struct {
@@ -134,6 +115,17 @@ type Cell struct {
 
 // String names the cell with all five axes.
 func (c Cell) String() string { return c.Reading.String() + " " + c.Evaluation.String() }
+
+// withDefaults fills every empty axis of c from EngineReading and DefaultEvaluation.
+func (c Cell) withDefaults() Cell {
+	d := Cell{Reading: EngineReading, Evaluation: DefaultEvaluation}
+	for i := range axes {
+		if p := axes[i].of(&c); *p == "" {
+			*p = *axes[i].of(&d)
+		}
+	}
+	return c
+}
 
 // axis is one open choice: its CLI name, its model-file field, its values (the first is listed
 // first in tables) and where it lives in a Cell.
@@ -223,7 +215,7 @@ type ReadingSpace struct {
 // applies specs, each "AXIS=V1,V2,…", "AXIS=all" or "all" (every value of every axis). A
 // later spec for the same axis replaces the earlier one.
 func NewReadingSpace(base Cell, specs []string) (ReadingSpace, error) {
-	base.Reading, base.Evaluation = base.Reading.withDefaults(), base.Evaluation.withDefaults()
+	base = base.withDefaults()
 	s := ReadingSpace{values: make([][]string, len(axes))}
 	for i := range axes {
 		s.values[i] = []string{*axes[i].of(&base)}
