@@ -26,6 +26,10 @@ type Gateway struct {
 	// responses decide (default 0: a majority of K).
 	K      int `yaml:"k"`
 	Quorum int `yaml:"quorum"`
+	// AllowWeakVote lets a quorum below a majority of K, or a K above the number of executors
+	// (pool.desired) or backends, through validation; either lets fewer executors than a
+	// majority decide, so the agent warns about it at every start. Default false: refused.
+	AllowWeakVote bool `yaml:"allow_weak_vote"`
 	// Scheduler chooses the K executors: random (default), round-robin, trust-weighted,
 	// max-diversity.
 	Scheduler string `yaml:"scheduler"`
@@ -48,10 +52,14 @@ type Gateway struct {
 	Ignore GatewayIgnore `yaml:"ignore"`
 	// FoldHTML folds white space in HTML bodies before comparing them.
 	FoldHTML bool `yaml:"fold_html"`
-	// CompareErrorBodies also compares headers and bodies of 4xx/5xx responses (by default
-	// only their status, since each server words its error pages its own way).
+	// CompareErrorBodies also compares headers and bodies of 4xx/5xx responses and forwards
+	// the voted ones (by default only their status is voted and the client gets the gateway's
+	// own page for it, since each server words its error pages its own way).
 	CompareErrorBodies bool         `yaml:"compare_error_bodies"`
 	NoiseLearning      GatewayNoise `yaml:"noise_learning"`
+	// ServerHeader is the Server value of every answer (default empty: none); an executor's
+	// own Server header never reaches a client.
+	ServerHeader string `yaml:"server_header"`
 
 	// FailStatus answers requests without a quorum (default 502).
 	FailStatus int `yaml:"fail_status"`
@@ -76,11 +84,15 @@ const (
 	FrontendProxy = "proxy"
 )
 
-// GatewayRoute applies Policy (vote, vote-all, single) to Prefix and Methods (empty: all).
+// GatewayRoute applies Policy (vote, vote-all, single) to requests whose canonical path starts
+// with Prefix and whose method is in Methods (empty: GET, HEAD and OPTIONS). A method no route
+// names is refused (405, or 501 for an unknown one). CompareErrorBodies, when set, overrides
+// the section's compare_error_bodies for this route.
 type GatewayRoute struct {
-	Prefix  string   `yaml:"prefix"`
-	Methods []string `yaml:"methods"`
-	Policy  string   `yaml:"policy"`
+	Prefix             string   `yaml:"prefix"`
+	Methods            []string `yaml:"methods"`
+	Policy             string   `yaml:"policy"`
+	CompareErrorBodies *bool    `yaml:"compare_error_bodies"`
 }
 
 // GatewayTimeouts are the client-side server timeouts and the per-executor request timeout.
@@ -99,13 +111,12 @@ type GatewayIgnore struct {
 	JSONPointers []string `yaml:"json_pointers"`
 }
 
-// GatewayNoise configures noise learning: a field that differs between executors on
-// MinSamples requests where they otherwise agree becomes noise, unless one executor was the
-// odd one out in more than MaxOddShare of them.
+// GatewayNoise configures noise learning: a field in which every executor differed from every
+// other, on MinSamples distinct paths where the responses otherwise agreed, becomes noise
+// (never one where a single executor is the odd one out, and never a security header).
 type GatewayNoise struct {
-	Enabled     *bool   `yaml:"enabled"` // default true
-	MinSamples  int     `yaml:"min_samples"`
-	MaxOddShare float64 `yaml:"max_odd_share"`
+	Enabled    *bool `yaml:"enabled"` // default true
+	MinSamples int   `yaml:"min_samples"`
 }
 
 // GatewayRebuild asks for an executor's rebuild after Threshold dissents within Window
@@ -190,9 +201,6 @@ func (x *Gateway) applyDefaults() {
 	}
 	defInt(&x.MaxInFlight, 1024)
 	defInt(&x.NoiseLearning.MinSamples, 20)
-	if x.NoiseLearning.MaxOddShare == 0 {
-		x.NoiseLearning.MaxOddShare = 0.5
-	}
 	defInt(&x.FailStatus, http.StatusBadGateway)
 	defInt(&x.TrustWindow, 100)
 	def(&x.Rebuild.Window, time.Minute)
@@ -215,6 +223,11 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	}
 	if x.Quorum < 0 || x.Quorum > x.K {
 		p.Addf(field+".quorum", "must be 0 (a majority of k) or 1..k=%d, got %d", x.K, x.Quorum)
+	} else if x.Quorum != 0 && x.Quorum <= x.K/2 && !x.AllowWeakVote {
+		p.Addf(field+".quorum", "%d of k=%d is not a majority: a minority of executors would decide (set allow_weak_vote: true to run it anyway)", x.Quorum, x.K)
+	}
+	if n := len(x.Backends); n > 0 && x.K > n && !x.AllowWeakVote {
+		p.Addf(field+".k", "k=%d is more than the %d backends: every vote would have fewer voters than asked (set allow_weak_vote: true to run it anyway)", x.K, n)
 	}
 	switch x.Scheduler {
 	case "random", "round-robin", "trust-weighted", "max-diversity":
@@ -232,8 +245,11 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 			p.Addf(f+".policy", "must be vote, vote-all or single, got %q", r.Policy)
 		}
 		for j, m := range r.Methods {
-			if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/:") {
+			switch {
+			case m == "" || strings.ToUpper(m) != m || !isToken(m):
 				p.Addf(f+".methods["+strconv.Itoa(j)+"]", "must be an upper-case HTTP method, got %q", m)
+			case m == http.MethodConnect || m == http.MethodTrace:
+				p.Addf(f+".methods["+strconv.Itoa(j)+"]", "%s is never forwarded to executors", m)
 			}
 		}
 	}
@@ -264,8 +280,11 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 		p.Addf(field+".max_in_flight", "must be at least 1, got %d", x.MaxInFlight)
 	}
 	for i, h := range x.Ignore.Headers {
-		if h == "" || strings.ContainsAny(h, " \t:\r\n") {
+		switch {
+		case h == "" || strings.ContainsAny(h, " \t:\r\n"):
 			p.Addf(field+".ignore.headers["+strconv.Itoa(i)+"]", "must be a header name, got %q", h)
+		case SecurityHeader(http.CanonicalHeaderKey(h)):
+			p.Addf(field+".ignore.headers["+strconv.Itoa(i)+"]", "%s decides how a client treats the answer and is always voted on; it cannot be ignored", http.CanonicalHeaderKey(h))
 		}
 	}
 	for i, ptr := range x.Ignore.JSONPointers {
@@ -275,9 +294,6 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	}
 	if x.NoiseLearning.MinSamples < 1 {
 		p.Addf(field+".noise_learning.min_samples", "must be at least 1, got %d", x.NoiseLearning.MinSamples)
-	}
-	if s := x.NoiseLearning.MaxOddShare; !(s > 0 && s < 1) {
-		p.Addf(field+".noise_learning.max_odd_share", "must be in (0, 1), got %v", s)
 	}
 	if x.FailStatus < 400 || x.FailStatus > 599 {
 		p.Addf(field+".fail_status", "must be a 4xx or 5xx status, got %d", x.FailStatus)
@@ -320,4 +336,32 @@ func (c *Config) ValidateStandaloneGateway() error {
 
 func standaloneGateway(p strictyaml.Problem) bool {
 	return p.Field == "version" || strings.HasPrefix(p.Field, "log.") || p.Field == "gateway" || strings.HasPrefix(p.Field, "gateway.")
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 §5.6.2), as a method must be.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// SecurityHeader reports whether a response header (canonical name) decides how a client
+// treats the answer, so the gateway always votes on it: neither noise learning nor
+// gateway.ignore.headers may leave it out.
+func SecurityHeader(k string) bool {
+	switch k {
+	case "Content-Type", "Content-Encoding", "Content-Disposition", "Content-Language", "Content-Range",
+		"Location", "Refresh", "Link", "Set-Cookie", "Set-Cookie2", "Www-Authenticate", "Authorization",
+		"Content-Security-Policy", "Content-Security-Policy-Report-Only", "Strict-Transport-Security",
+		"X-Frame-Options", "X-Content-Type-Options", "X-Xss-Protection", "Referrer-Policy",
+		"Permissions-Policy", "Feature-Policy", "Cross-Origin-Opener-Policy", "Cross-Origin-Embedder-Policy",
+		"Cross-Origin-Resource-Policy", "Cache-Control", "Pragma", "Vary", "Clear-Site-Data",
+		"X-Permitted-Cross-Domain-Policies", "Timing-Allow-Origin", "Alt-Svc":
+		return true
+	}
+	return strings.HasPrefix(k, "Access-Control-")
 }

@@ -18,7 +18,7 @@ func TestLoadStandaloneGateway(t *testing.T) {
 		}
 		return p
 	}
-	good := write("good.yaml", "version: 1\ngateway:\n  backends: [http://127.0.0.1:8081]\n  eject: {for: 5s}\n")
+	good := write("good.yaml", "version: 1\ngateway:\n  backends: [http://127.0.0.1:8081, http://127.0.0.1:8082, http://127.0.0.1:8083]\n  eject: {for: 5s}\n")
 	c, err := LoadStandaloneGateway(good)
 	if err != nil {
 		t.Fatal(err)

@@ -78,11 +78,17 @@ func rawExchange(t *testing.T, addr, req string) string {
 
 func TestBadInputNeverReachesExecutors(t *testing.T) {
 	bes, hits := startGoBackends(t, 3, hello)
-	g, err := New(Options{Backends: bes, BodyLimit: 1024})
+	g, err := New(Options{Backends: bes, BodyLimit: 1024, Routes: []Route{{Prefix: "/", Methods: []string{"POST"}, Policy: PolicySingle}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := startGateway(t, g, ServerOptions{MaxHeaderBytes: 4096})
+	// A head of exactly the limit passes, one byte more is refused: net/http alone would
+	// allow 4 KiB more.
+	exact := func(n int) string {
+		head := "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: "
+		return head + strings.Repeat("p", n-len(head)-2) + "\r\n\r\n"
+	}
 
 	got := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	g.Wait()
@@ -104,9 +110,25 @@ func TestBadInputNeverReachesExecutors(t *testing.T) {
 		{"space before colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", "HTTP/1.1 400"},
 		{"no host", "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400"},
 		{"oversized headers", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + big + "\r\n\r\n", "HTTP/1.1 431"},
+		{"http/1.0 with chunked", "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n" +
+			"1c\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n\r\n0\r\n\r\n", "HTTP/1.0 400"},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", "HTTP/1.1 400"},
+		{"head one over the limit", exact(4097), "HTTP/1.1 431"},
+		{"head 4 KiB over the limit", exact(4096 + 4000), "HTTP/1.1 431"},
+		{"encoded slash", "GET /a%2F..%2Fsecret HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
+		{"encoded backslash", "GET /a%5c..%5csecret HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
+		{"encoded NUL", "GET /secret.txt%00.html HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
+		{"bad percent-encoding", "GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400"},
+		{"put without a route", "PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", "HTTP/1.1 405"},
+		{"unknown method", "FOO / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 501"},
 		{"oversized body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n" + strings.Repeat("b", 4096), "HTTP/1.1 413"},
 		{"oversized chunked body", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n" + strings.Repeat("b", 4096) + "\r\n0\r\n\r\n", "HTTP/1.1 413"},
 	}
+	if got := rawExchange(t, addr, exact(4096)); got != "HTTP/1.1 200 OK" {
+		t.Fatalf("a head of exactly the limit: %q", got)
+	}
+	g.Wait()
+	hits.Store(0)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := rawExchange(t, addr, tc.req)

@@ -36,7 +36,7 @@ func runBallot(b *testing.B, rs []*response, wantTop int) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(rs[0].body)))
 	for b.Loop() {
-		bal.reset(seed, noise, true, false)
+		bal.reset(seed, noise, true, false, "", "/")
 		top := 0
 		for _, r := range rs {
 			top = max(top, bal.add(r))

@@ -19,9 +19,10 @@ func FromConfig(c config.Gateway) (Options, ServerOptions) {
 		IgnorePointers:     c.Ignore.JSONPointers,
 		FoldHTML:           c.FoldHTML,
 		CompareErrorBodies: c.CompareErrorBodies,
+		ServerHeader:       c.ServerHeader,
+		MaxHeaderBytes:     c.MaxHeaderBytes,
 		Learn:              c.LearningEnabled(),
 		LearnMinSamples:    c.NoiseLearning.MinSamples,
-		LearnMaxOddShare:   c.NoiseLearning.MaxOddShare,
 		FailStatus:         c.FailStatus,
 		WaitAll:            c.WaitAll,
 		Jitter:             c.Jitter,
@@ -36,7 +37,7 @@ func FromConfig(c config.Gateway) (Options, ServerOptions) {
 		o.EjectAfter = -1 // never, in Options' terms
 	}
 	for _, r := range c.Routes {
-		o.Routes = append(o.Routes, Route{Prefix: r.Prefix, Methods: r.Methods, Policy: Policy(r.Policy)})
+		o.Routes = append(o.Routes, Route{Prefix: r.Prefix, Methods: r.Methods, Policy: Policy(r.Policy), CompareErrorBodies: r.CompareErrorBodies})
 	}
 	s := ServerOptions{
 		ReadHeaderTimeout: c.Timeouts.ReadHeader,

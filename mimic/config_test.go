@@ -11,6 +11,7 @@ import (
 func TestFromConfig(t *testing.T) {
 	gw := `gateway:
   k: 5
+  allow_weak_vote: true
   scheduler: max-diversity
   routes:
     - prefix: /api

@@ -76,7 +76,7 @@ func (f *fastServer) serve() error {
 			return err
 		}
 		backoff = 0
-		fc := &framingConn{Conn: c}
+		fc := &framingConn{Conn: c, maxHead: f.s.MaxHeaderBytes}
 		f.wg.Add(1)
 		go f.serveConn(fc)
 	}
@@ -569,23 +569,45 @@ func bodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-// startProxied sets status and h (minus its hop-by-hop fields) as the head of an executor's
-// response whose body, of length bytes (-1: unknown), is written next. For HEAD the
-// executor's own Content-Length stays.
+// startProxied sets status and h (minus its hop-by-hop and identifying fields, see
+// keepStreamed) as the head of a single route's executor response whose body, of length
+// bytes (-1: unknown), is written next. For HEAD the executor's own Content-Length stays.
 func (w *fastWriter) startProxied(status int, h http.Header, length int64) {
 	w.status = status
-	w.snapshotOf(h, true)
+	w.snapshotOf(h, keepStreamed)
 	if !w.head {
 		w.length = length
 	}
 }
 
-// snapshot serializes the status line and the handler's header.
-func (w *fastWriter) snapshot() { w.snapshotOf(w.h, false) }
+// startAnswer sets status and the headers of h that keep passes as the head of a voted
+// answer, with the gateway's etag and server (none when empty), whose body is length bytes
+// (for HEAD too: its Content-Length is the voted body's).
+func (w *fastWriter) startAnswer(status int, h http.Header, keep func(string) bool, etag, server string, length int64) {
+	w.status = status
+	w.snapshotOf(h, keep)
+	b := w.hdr
+	if etag != "" {
+		b = append(b, "Etag: "...)
+		b = append(b, etag...)
+		b = append(b, "\r\n"...)
+	}
+	if server != "" {
+		b = append(b, "Server: "...)
+		b = append(b, server...)
+		b = append(b, "\r\n"...)
+	}
+	w.hdr = b
+	w.length = length
+}
 
-// snapshotOf serializes the status line and h; proxied leaves out hop-by-hop fields (an
-// executor's Connection header is about its connection to the gateway, not the client's).
-func (w *fastWriter) snapshotOf(h http.Header, proxied bool) {
+// snapshot serializes the status line and the handler's header.
+func (w *fastWriter) snapshot() { w.snapshotOf(w.h, nil) }
+
+// snapshotOf serializes the status line and h; keep, when not nil, says which of an
+// executor's fields go out (its Connection header is about its connection to the gateway,
+// not the client's, and its Content-Length is the gateway's business).
+func (w *fastWriter) snapshotOf(h http.Header, keep func(string) bool) {
 	b := append(w.hdr[:0], "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(w.status), 10)
 	b = append(b, ' ')
@@ -598,13 +620,15 @@ func (w *fastWriter) snapshotOf(h http.Header, proxied bool) {
 	b = append(b, "\r\n"...)
 	hasDate := false
 	for k, vs := range h {
-		if proxied && isHopByHop(k) {
+		if keep != nil && k != "Content-Length" && !keep(k) {
 			continue
 		}
 		switch k {
 		case "Content-Length":
-			if len(vs) == 1 {
+			if len(vs) == 1 && keep == nil {
 				w.length = parseLength(vs[0])
+			} else if len(vs) == 1 && w.head {
+				w.length = parseLength(vs[0]) // a single route's HEAD: the executor's
 			}
 			continue
 		case "Transfer-Encoding", "Trailer":

@@ -15,15 +15,29 @@ import (
 // both. (Over TLS the connection must stay a *tls.Conn for ALPN, so there only net/http's own
 // checks apply; the gateway re-frames every request it forwards, so executors never see the
 // client's framing either way.)
+//
+// It also marks what net/http would let through and a server behind it could read otherwise:
+// Transfer-Encoding on an HTTP/1.0 request (net/http ignores it, so a chunked body would be
+// read as the next request on the connection; RFC 9112 §6.1 says to treat the framing as
+// faulty and close), obsolete line folding, and a header section longer than the configured
+// limit (net/http allows 4 KiB more than it is told).
 type framingConn struct {
 	net.Conn
-	ambiguous atomic.Bool
+	ambiguous atomic.Bool // Content-Length with Transfer-Encoding, or Transfer-Encoding on HTTP/1.0
+	folded    atomic.Bool // a header line began with white space (obs-fold)
+	oversized atomic.Bool // a header section longer than maxHead
+
+	maxHead int // bytes of a header section (request line and fields with their line ends); 0: no limit
 
 	name    [20]byte
-	nameLen int  // bytes of the current line's name collected, -1 when past the name
-	lineLen int  // bytes in the current line, excluding CR
-	hasCL   bool // current section named Content-Length
-	hasTE   bool // current section named Transfer-Encoding
+	nameLen int    // bytes of the current line's name collected, -1 when past the name
+	lineLen int    // bytes in the current line, excluding CR
+	lines   int    // lines of the current section so far
+	headLen int    // bytes of the current section so far
+	tail    uint64 // the last 8 bytes of the current line
+	http10  bool   // the current section's request line ends with HTTP/1.0
+	hasCL   bool   // current section named Content-Length
+	hasTE   bool   // current section named Transfer-Encoding
 }
 
 func (c *framingConn) Read(p []byte) (int, error) {
@@ -32,20 +46,38 @@ func (c *framingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// http10Tail is "HTTP/1.0" as the last 8 bytes of a line in framingConn.tail.
+const http10Tail = uint64('H')<<56 | uint64('T')<<48 | uint64('T')<<40 | uint64('P')<<32 | uint64('/')<<24 | uint64('1')<<16 | uint64('.')<<8 | uint64('0')
+
 func (c *framingConn) scan(p []byte) {
 	for _, b := range p {
+		if c.lineLen > 0 || b != '\n' && b != '\r' {
+			c.headLen++
+			if c.maxHead > 0 && c.headLen > c.maxHead {
+				c.oversized.Store(true)
+			}
+		}
 		switch b {
 		case '\n':
 			if c.lineLen == 0 { // blank line: the header section ends
-				c.hasCL, c.hasTE = false, false
+				c.hasCL, c.hasTE, c.http10, c.lines, c.headLen = false, false, false, 0, 0
+			} else {
+				if c.lines == 0 && c.tail == http10Tail {
+					c.http10 = true
+				}
+				c.lines++
 			}
-			c.lineLen, c.nameLen = 0, 0
+			c.lineLen, c.nameLen, c.tail = 0, 0, 0
 			continue
 		case '\r':
 			continue
 		}
+		if c.lineLen == 0 && c.lines > 0 && (b == ' ' || b == '\t') {
+			c.folded.Store(true)
+		}
 		c.lineLen++
-		if c.nameLen < 0 {
+		c.tail = c.tail<<8 | uint64(b)
+		if c.nameLen < 0 || c.lines == 0 {
 			continue
 		}
 		if b == ':' {
@@ -55,7 +87,7 @@ func (c *framingConn) scan(p []byte) {
 			case "transfer-encoding":
 				c.hasTE = true
 			}
-			if c.hasCL && c.hasTE {
+			if c.hasTE && (c.hasCL || c.http10) {
 				c.ambiguous.Store(true)
 			}
 			c.nameLen = -1
@@ -73,16 +105,6 @@ func (c *framingConn) scan(p []byte) {
 	}
 }
 
-type framingListener struct{ net.Listener }
-
-func (l framingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &framingConn{Conn: c}, nil
-}
-
 type connKey struct{}
 
 // connContext remembers the connection so the handler can ask about its framing.
@@ -96,12 +118,36 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// ambiguousFraming reports whether r came on a connection that sent a header section naming
-// both Content-Length and Transfer-Encoding.
-func ambiguousFraming(r *http.Request) bool {
-	if r.ProtoMajor != 1 {
-		return false
+// framingFault returns why r's framing is refused, with the status to answer (the connection
+// is then closed): what framingConn marked on a cleartext connection, and on every transport
+// a header section over maxHead as net/http parsed it.
+func framingFault(r *http.Request, maxHead int) (int, string) {
+	if r.ProtoMajor == 1 {
+		if fc, ok := r.Context().Value(connKey{}).(*framingConn); ok {
+			switch {
+			case fc.ambiguous.Load():
+				return http.StatusBadRequest, "ambiguous message length"
+			case fc.folded.Load():
+				return http.StatusBadRequest, "obsolete line folding"
+			case fc.oversized.Load():
+				return http.StatusRequestHeaderFieldsTooLarge, "request header too large"
+			}
+			return 0, ""
+		}
 	}
-	fc, ok := r.Context().Value(connKey{}).(*framingConn)
-	return ok && fc.ambiguous.Load()
+	if len(r.TransferEncoding) > 0 && len(r.Header["Content-Length"]) > 0 {
+		return http.StatusBadRequest, "ambiguous message length"
+	}
+	if maxHead > 0 {
+		n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4 + len("Host: \r\n") + len(r.Host)
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				n += len(k) + len(v) + 4
+			}
+		}
+		if n > maxHead {
+			return http.StatusRequestHeaderFieldsTooLarge, "request header too large"
+		}
+	}
+	return 0, ""
 }

@@ -49,12 +49,19 @@ const (
 	PolicySingle  Policy = "single"   // one executor, for writes to a shared store (default otherwise)
 )
 
-// Route applies a policy to the requests whose path starts with Prefix and whose method is
-// in Methods (empty: every method). The longest matching prefix wins.
+// Route applies a policy to the requests whose canonical path starts with Prefix and whose
+// method is in Methods (empty: the read methods GET, HEAD and OPTIONS). The longest matching
+// prefix wins. Requests with other methods are refused (405, or 501 for a method the gateway
+// does not know) unless a route names their method: nothing reaches an executor unvoted unless
+// a route says so.
 type Route struct {
 	Methods []string
 	Prefix  string
 	Policy  Policy
+	// CompareErrorBodies votes on the whole of this route's error answers (headers and body),
+	// for an application whose error bodies are equivalent and must be compared; nil: the
+	// gateway's Options.CompareErrorBodies.
+	CompareErrorBodies *bool
 }
 
 // Options configure a Gateway. Zero values take the documented defaults.
@@ -79,12 +86,15 @@ type Options struct {
 	IgnoreHeaders  []string // extra headers left out of the vote
 	IgnorePointers []string // JSON pointers left out of the vote
 	FoldHTML       bool     // fold white space in HTML bodies before comparing
-	// CompareErrorBodies compares headers and bodies of 4xx/5xx responses too; by default
-	// only their status takes part, since every server words its error pages its own way.
+	// CompareErrorBodies compares headers and bodies of 4xx/5xx responses too, and forwards
+	// the voted ones; by default only their status takes part, since every server words its
+	// error pages its own way, and the client gets the gateway's own page for that status.
 	CompareErrorBodies bool
-	Learn              bool    // learn noise online
-	LearnMinSamples    int     // default 20
-	LearnMaxOddShare   float64 // default 0.5
+	// ServerHeader is the Server value of every answer (empty: none); an executor's own never
+	// reaches the client.
+	ServerHeader    string
+	Learn           bool // learn noise online
+	LearnMinSamples int  // distinct paths on which a field differed everywhere before it is noise; default 20
 
 	FailStatus int           // status when no quorum, default 502
 	WaitAll    bool          // answer only when all k answered or timed out (timing side channel)
@@ -101,6 +111,10 @@ type Options struct {
 	RebuildWindow    time.Duration // default 1m
 
 	ExcerptBytes int // bound on the body excerpt in dissent events, default 256
+
+	// MaxHeaderBytes is the client-facing server's header limit (ServerOptions.MaxHeaderBytes),
+	// enforced exactly: net/http alone allows 4 KiB more. 0: net/http's rule only.
+	MaxHeaderBytes int
 
 	// LearnedFile, when set, keeps the learned noise across restarts: New restores what it
 	// holds (an unreadable file is logged and set aside, never overwritten) and every newly
@@ -134,9 +148,6 @@ func (o *Options) defaults() {
 	}
 	if o.LearnMinSamples <= 0 {
 		o.LearnMinSamples = 20
-	}
-	if o.LearnMaxOddShare <= 0 {
-		o.LearnMaxOddShare = 0.5
 	}
 	if o.FailStatus == 0 {
 		o.FailStatus = http.StatusBadGateway
@@ -179,6 +190,7 @@ type Gateway struct {
 	metrics    *Metrics
 	routes     []route
 	defVote    *learner
+	defRoute   route // requests with a read method that no route matches
 	sem        chan struct{}
 	straggle   chan struct{} // slots for answered requests still waiting for slow executors
 	seq        atomic.Uint64
@@ -195,8 +207,9 @@ type Gateway struct {
 
 type route struct {
 	Route
-	methods map[string]bool
-	learn   *learner
+	methods       map[string]bool // nil: the read methods
+	learn         *learner
+	compareErrors bool
 }
 
 // New builds a gateway; it does not listen (see Serve or use it as a handler).
@@ -207,6 +220,11 @@ func New(o Options) (*Gateway, error) {
 	}
 	if o.Quorum < 0 || o.Quorum > o.K {
 		return nil, fmt.Errorf("mimic: quorum %d outside 1..k=%d", o.Quorum, o.K)
+	}
+	for _, h := range o.IgnoreHeaders {
+		if neverNoise(http.CanonicalHeaderKey(h)) {
+			return nil, fmt.Errorf("mimic: ignore header %s: it decides how a client treats the answer and is always voted on", http.CanonicalHeaderKey(h))
+		}
 	}
 	if o.FailStatus < 400 || o.FailStatus > 599 {
 		return nil, fmt.Errorf("mimic: fail status %d is not an error status", o.FailStatus)
@@ -227,6 +245,13 @@ func New(o Options) (*Gateway, error) {
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
 	}
+	// A weak vote is the configuration's choice (validation refuses it unless allowed), and
+	// is said at every start. (A pool may still be starting its executors: only a fixed set
+	// of backends is counted here.)
+	st, fixed := o.Backends.(Static)
+	if n := len(st); o.Quorum <= o.K/2 || fixed && n < o.K {
+		g.log.Warn("weak vote: fewer than a majority of k executors decide each voted request", "k", o.K, "quorum", o.Quorum, "backends", n)
+	}
 	var err error
 	if g.sched, err = NewScheduler(o.Scheduler, g.trust); err != nil {
 		return nil, err
@@ -237,7 +262,7 @@ func New(o Options) (*Gateway, error) {
 		g.transport = g.h1.tls
 	}
 	newL := func(name string) *learner {
-		l := newLearner(newNoiseSet(o.IgnoreHeaders, o.IgnorePointers), o.Learn, o.LearnMinSamples, o.LearnMaxOddShare)
+		l := newLearner(newNoiseSet(o.IgnoreHeaders, o.IgnorePointers), o.Learn, o.LearnMinSamples)
 		l.onLearn = func(field string) {
 			g.metrics.learned.Inc()
 			g.log.Info("learned noise", "route", name, "field", field)
@@ -260,16 +285,23 @@ func New(o Options) (*Gateway, error) {
 		if !strings.HasPrefix(r.Prefix, "/") {
 			return nil, fmt.Errorf("mimic: route prefix %q must start with /", r.Prefix)
 		}
-		rt := route{Route: r, learn: newL(r.Prefix)}
+		rt := route{Route: r, learn: newL(r.Prefix), compareErrors: o.CompareErrorBodies}
+		if r.CompareErrorBodies != nil {
+			rt.compareErrors = *r.CompareErrorBodies
+		}
 		if len(r.Methods) > 0 {
 			rt.methods = map[string]bool{}
 			for _, m := range r.Methods {
 				rt.methods[strings.ToUpper(m)] = true
 			}
+			if rt.methods[http.MethodGet] {
+				rt.methods[http.MethodHead] = true // HEAD is GET without the body (RFC 9110 §9.3.2)
+			}
 		}
 		g.routes = append(g.routes, rt)
 	}
 	g.defVote = newL("default")
+	g.defRoute = route{Route: Route{Prefix: "/", Policy: PolicyVote}, learn: g.defVote, compareErrors: o.CompareErrorBodies}
 	if o.LearnedFile != "" {
 		g.restoreLearned()
 		g.learnedDirty, g.saverStop, g.saverDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
@@ -401,44 +433,70 @@ func (g *Gateway) Close() {
 	}
 }
 
-// policyFor returns the policy and learner for a request.
-func (g *Gateway) policyFor(method, path string) (Policy, *learner) {
+// readMethod reports whether m is one of the methods voted on by default.
+func readMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// knownMethod reports whether m is a method of RFC 9110 or RFC 5789 (PATCH): one the gateway
+// refuses with 405 when no route names it, rather than 501.
+func knownMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete,
+		http.MethodConnect, http.MethodOptions, http.MethodTrace, http.MethodPatch:
+		return true
+	}
+	return false
+}
+
+// routeFor returns the route of a request with a canonical path, or nil and the status that
+// refuses it: a method no route names is not sent anywhere.
+func (g *Gateway) routeFor(method, path string) (*route, int) {
 	best := -1
-	for i, r := range g.routes {
-		if !strings.HasPrefix(path, r.Prefix) || (r.methods != nil && !r.methods[method]) {
+	for i := range g.routes {
+		r := &g.routes[i]
+		if !strings.HasPrefix(path, r.Prefix) {
+			continue
+		}
+		if r.methods == nil && !readMethod(method) || r.methods != nil && !r.methods[method] {
 			continue
 		}
 		if best < 0 || len(r.Prefix) > len(g.routes[best].Prefix) {
 			best = i
 		}
 	}
-	if best >= 0 {
-		return g.routes[best].Policy, g.routes[best].learn
+	switch {
+	case method == http.MethodConnect || method == http.MethodTrace:
+		return nil, http.StatusMethodNotAllowed // never forwarded: tunnels and header echoes
+	case best >= 0:
+		return &g.routes[best], 0
+	case readMethod(method):
+		return &g.defRoute, 0
+	case knownMethod(method):
+		return nil, http.StatusMethodNotAllowed
 	}
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		return PolicyVote, g.defVote
-	}
-	return PolicySingle, g.defVote
+	return nil, http.StatusNotImplemented
 }
 
 // call is the state of one client request.
 type call struct {
-	g       *Gateway
-	policy  Policy
-	learn   *learner
-	ballot  ballot
-	ch      chan *response
-	n, q    int
-	got     int
-	win     *response
-	id      uint64
-	path    string
-	cancel  context.CancelFunc
-	picked  []Backend
-	hosts   []string // per picked executor: host:port for the h1 client, or "" (see fetchJob)
-	reqBody *bytes.Buffer
-	filter  outFilter // which client headers go to the executors
+	g      *Gateway
+	policy Policy
+	learn  *learner
+	ballot ballot
+	ch     chan *response
+	n, q   int
+	got    int
+	win    *response
+	id     uint64
+	path   string
+	// upMethod is the method sent to the executors: the client's, or GET for a voted HEAD
+	upMethod string
+	cancel   context.CancelFunc
+	picked   []Backend
+	hosts    []string // per picked executor: host:port for the h1 client, or "" (see fetchJob)
+	reqBody  *bytes.Buffer
+	filter   outFilter // which client headers go to the executors
 	// stream: a single route's answer, copied to the client by the executor request through
 	// sink as it arrives, instead of buffered and written once decided.
 	stream bool
@@ -488,17 +546,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// Ambiguous framing is refused even where net/http would pick one reading.
-	if ambiguousFraming(r) || len(r.TransferEncoding) > 0 && len(r.Header["Content-Length"]) > 0 {
+	if status, why := framingFault(r, g.o.MaxHeaderBytes); status != 0 {
 		w.Header().Set("Connection", "close")
-		g.reject(w, "", "rejected", http.StatusBadRequest, "ambiguous message length")
+		g.reject(w, "", "rejected", status, why)
 		return
 	}
-	switch r.Method {
-	case http.MethodConnect, http.MethodTrace:
-		g.reject(w, "", "rejected", http.StatusMethodNotAllowed, "method not allowed")
+	if err := canonicalizeRequest(r); err != nil {
+		g.reject(w, "", "rejected", http.StatusBadRequest, err.Error())
 		return
 	}
-	policy, learn := g.policyFor(r.Method, r.URL.Path)
+	rt, refused := g.routeFor(r.Method, r.URL.Path)
+	if rt == nil {
+		if refused == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", "GET, HEAD, OPTIONS")
+		}
+		g.reject(w, "", "rejected", refused, http.StatusText(refused))
+		return
+	}
+	policy, learn := rt.Policy, rt.learn
 	if policy == PolicySingle && isUpgrade(r) {
 		g.serveUpgrade(w, r, start) // holds a tunnel slot, not a request slot
 		return
@@ -562,6 +627,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.id = g.seq.Add(1)
 	c.path = r.URL.Path
 	c.reqBody = reqBody
+	// A voted HEAD is sent as GET: the answer's Content-Length is then the voted body's, not
+	// a number one executor made up.
+	c.upMethod = r.Method
+	if r.Method == http.MethodHead && policy != PolicySingle {
+		c.upMethod = http.MethodGet
+	}
 	c.stream = policy == PolicySingle
 	var sink *streamSink
 	if c.stream {
@@ -572,7 +643,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cap(c.ch) < n {
 		c.ch = make(chan *response, n)
 	}
-	c.ballot.reset(g.seed, learn.noise(), g.o.FoldHTML, g.o.CompareErrorBodies)
+	c.ballot.reset(g.seed, learn.noise(), g.o.FoldHTML, rt.compareErrors, r.Host, c.path)
 
 	c.filter.reset(r, policy != PolicySingle)
 	filter := &c.filter
@@ -649,7 +720,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case c.stream && c.win != nil:
 		// already copied to the client
 	case c.win != nil:
-		writeResponse(w, r, c.win)
+		g.writeVoted(w, r, c)
 	case c.stream && c.sink.started:
 		// The executor failed after its head went to the client: all that is left is to cut
 		// the connection, so the client sees an incomplete response rather than a short one.
@@ -707,7 +778,7 @@ func (c *call) finish() {
 		c.noConsensus()
 	}
 	if c.policy != PolicySingle && !unanimous {
-		c.learn.observe(b.resps, b.noise)
+		c.learn.observe(c.path, g.seed, b.resps, b.noise)
 	}
 	for _, r := range b.failed {
 		if c.gone && errors.Is(r.err, context.Canceled) || errors.Is(r.err, errClientWrite) {
@@ -954,13 +1025,13 @@ func (g *Gateway) fetch(j fetchJob) {
 		if res.hmap == nil {
 			res.hmap = make(http.Header, 8)
 		}
-		status, header, n, err = g.h1.fetch(&h1Request{ctx: ctx, addr: host, method: r.Method, uri: uri,
+		status, header, n, err = g.h1.fetch(&h1Request{ctx: ctx, addr: host, method: j.c.upMethod, uri: uri,
 			host: r.Host, header: r.Header, filter: filter, body: body, group: group, deadline: deadline, timeout: g.o.UpstreamTimeout}, buf, limit, res.hmap, &res.vals)
 	} else {
 		u := *r.URL
 		u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil
 		out := (&http.Request{
-			Method:     r.Method,
+			Method:     j.c.upMethod,
 			URL:        &u,
 			Proto:      "HTTP/1.1",
 			ProtoMajor: 1,
@@ -1062,17 +1133,11 @@ func (g *Gateway) baseURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-func writeResponse(w http.ResponseWriter, r *http.Request, win *response) {
-	writeHead(w, r.Method, win.status, win.header, int64(len(win.body)))
-	if r.Method != http.MethodHead {
-		w.Write(win.body)
-	}
-}
-
-// writeHead sends an executor's status and header, minus its hop-by-hop fields, as the head
-// of an answer whose body of length bytes (-1: unknown, then it goes chunked) follows; for
-// HEAD the executor's Content-Length stays. Into the fast path's writer the header is
-// serialized straight from h, without a copy into the writer's map first.
+// writeHead sends a single route's executor status and header, minus its hop-by-hop and
+// identifying fields (see keepStreamed), as the head of an answer whose body of length bytes
+// (-1: unknown, then it goes chunked) follows; for HEAD the executor's Content-Length stays.
+// Into the fast path's writer the header is serialized straight from h, without a copy into
+// the writer's map first.
 func writeHead(w http.ResponseWriter, method string, status int, h http.Header, length int64) {
 	if fw, ok := w.(*fastWriter); ok && len(fw.h) == 0 && status >= 200 && status <= 999 {
 		fw.startProxied(status, h, length)
@@ -1080,7 +1145,7 @@ func writeHead(w http.ResponseWriter, method string, status int, h http.Header, 
 	}
 	out := w.Header()
 	for k, vs := range h {
-		if !isHopByHop(k) {
+		if keepStreamed(k) {
 			out[k] = vs
 		}
 	}

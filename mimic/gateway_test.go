@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math/big"
 	"net"
@@ -74,14 +75,14 @@ func TestNoiseIsLearnedOnline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := "http://" + startGateway(t, g, ServerOptions{}) + "/api"
+	base := "http://" + startGateway(t, g, ServerOptions{}) + "/api"
 	c := &http.Client{}
-	if code, _ := get(t, c, url); code != http.StatusBadGateway {
+	if code, _ := get(t, c, base); code != http.StatusBadGateway {
 		t.Fatalf("before learning: %d, want 502 (every executor differs)", code)
 	}
 	g.Wait()
 	for i := 0; ; i++ {
-		code, body := get(t, c, url)
+		code, body := get(t, c, fmt.Sprintf("%s/%d", base, i)) // distinct paths: one path alone never teaches
 		g.Wait()
 		if code == 200 {
 			if !strings.Contains(body, `"data":"same"`) {
@@ -132,32 +133,54 @@ func TestOddOneOutIsNeverLearned(t *testing.T) {
 	}
 }
 
-func TestLearnerAttribution(t *testing.T) {
-	mk := func(id string, v string) *response {
-		return &response{backend: Backend{ID: id}, status: 200, header: http.Header{"X-V": {v}}}
+func TestLearnerCannotBePoisoned(t *testing.T) {
+	mk := func(id, k, v string) *response {
+		return &response{backend: Backend{ID: id}, status: 200, header: http.Header{k: {v}}}
 	}
+	seed := maphash.MakeSeed()
 	base := newNoiseSet(nil, nil)
-	// A field where a different executor is the odd one each time is noise.
-	l := newLearner(base, true, 6, 0.5)
-	for i := range 6 {
-		rs := []*response{mk("a", "1"), mk("b", "1"), mk("c", "1")}
+	// A different executor the odd one out on each path: what a probe of two files served
+	// differently produces, and what a compromised executor produces. Never noise.
+	l := newLearner(base, true, 6)
+	for i := range 60 {
+		rs := []*response{mk("a", "X-V", "1"), mk("b", "X-V", "1"), mk("c", "X-V", "1")}
 		rs[i%3].header.Set("X-V", "2")
-		l.observe(rs, base)
-	}
-	if got := l.learned(); !slices.Equal(got, []string{"header:X-V"}) {
-		t.Fatalf("rotating odd one: learned %v", got)
-	}
-	// The same executor always odd: dissent, not noise.
-	l = newLearner(base, true, 6, 0.5)
-	for range 20 {
-		l.observe([]*response{mk("a", "1"), mk("b", "1"), mk("c", "2")}, base)
+		l.observe(fmt.Sprintf("/f%d", i), seed, rs, base)
 	}
 	if got := l.learned(); len(got) != 0 {
-		t.Fatalf("consistent odd one: learned %v", got)
+		t.Fatalf("rotating odd one out: learned %v", got)
 	}
-	// Disabled, or fewer than three responses: nothing.
-	l = newLearner(base, false, 1, 0.5)
-	l.observe([]*response{mk("a", "1"), mk("b", "2"), mk("c", "3")}, base)
+	// Every executor different from every other: true noise, but only on enough distinct
+	// paths (the same path again and again does not count twice).
+	l = newLearner(base, true, 6)
+	for i := range 20 {
+		l.observe("/same", seed, []*response{mk("a", "X-Id", fmt.Sprint(3*i)), mk("b", "X-Id", fmt.Sprint(3*i+1)), mk("c", "X-Id", fmt.Sprint(3*i+2))}, base)
+	}
+	if got := l.learned(); len(got) != 0 {
+		t.Fatalf("one path: learned %v", got)
+	}
+	for i := range 6 {
+		l.observe(fmt.Sprintf("/p%d", i), seed, []*response{mk("a", "X-Id", "a"), mk("b", "X-Id", "b"), mk("c", "X-Id", "c")}, base)
+	}
+	if got := l.learned(); !slices.Equal(got, []string{"header:X-Id"}) {
+		t.Fatalf("all distinct on 6 paths: learned %v", got)
+	}
+	// A security header is never learned, even when every executor differs on every path.
+	for _, k := range []string{"Content-Type", "Set-Cookie", "Location", "Content-Security-Policy", "Access-Control-Allow-Origin"} {
+		l = newLearner(base, true, 2)
+		for i := range 10 {
+			l.observe(fmt.Sprintf("/p%d", i), seed, []*response{mk("a", k, "1"), mk("b", k, "2"), mk("c", k, "3")}, base)
+		}
+		if got := l.learned(); len(got) != 0 {
+			t.Errorf("%s: learned %v", k, got)
+		}
+		if l.restore(headerFieldPrefix + k) {
+			t.Errorf("%s restored from a learned-noise file", k)
+		}
+	}
+	// Disabled: nothing.
+	l = newLearner(base, false, 1)
+	l.observe("/", seed, []*response{mk("a", "X-V", "1"), mk("b", "X-V", "2"), mk("c", "X-V", "3")}, base)
 	if len(l.learned()) != 0 {
 		t.Fatal("disabled learner learned")
 	}
@@ -169,6 +192,7 @@ func TestPoliciesAndRoutes(t *testing.T) {
 		{Prefix: "/state", Methods: []string{"POST"}, Policy: PolicyVoteAll},
 		{Prefix: "/static", Policy: PolicySingle},
 		{Prefix: "/static/voted", Policy: PolicyVote},
+		{Prefix: "/upload/", Methods: []string{"PUT", "FOO"}, Policy: PolicySingle},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -184,25 +208,39 @@ func TestPoliciesAndRoutes(t *testing.T) {
 	}
 	tests := []struct {
 		method, path string
+		status       int
 		want         int64
 	}{
-		{"GET", "/", 3},
-		{"POST", "/", 1},
-		{"PUT", "/x", 1},
-		{"POST", "/state/x", 3},
-		{"GET", "/static/a", 1},
-		{"GET", "/static/voted/a", 3},
-		{"OPTIONS", "/", 3},
+		{"GET", "/", 200, 3},
+		{"POST", "/", 405, 0}, // no route names it: refused, never sent to one executor
+		{"PUT", "/x", 405, 0},
+		{"DELETE", "/state/x", 405, 0},
+		{"FOO", "/x", 501, 0},
+		{"TRACE", "/upload/x", 405, 0},
+		{"POST", "/state/x", 200, 3},
+		{"PUT", "/upload/x", 200, 1},
+		{"FOO", "/upload/x", 200, 1},
+		{"GET", "/upload/x", 200, 3}, // a route with methods covers only those
+		{"GET", "/static/a", 200, 1},
+		{"HEAD", "/static/a", 200, 1},
+		{"POST", "/static/a", 405, 0}, // a route without methods covers the read methods
+		{"GET", "/static/voted/a", 200, 3},
+		{"GET", "/static/../x", 200, 3}, // canonical: /x, not the single route
+		{"GET", "/static/%2e%2e/x", 200, 3},
+		{"GET", "/static//a", 200, 1},
+		{"GET", "/./static/a", 200, 1},
+		{"OPTIONS", "/", 200, 3},
 	}
 	for _, tc := range tests {
-		req, _ := http.NewRequest(tc.method, url+tc.path, strings.NewReader("body"))
+		req, _ := http.NewRequest(tc.method, url, strings.NewReader("body"))
+		req.URL.Opaque = tc.path // sent as written, dot segments and all
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Errorf("%s %s: %d", tc.method, tc.path, resp.StatusCode)
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.status)
 		}
 		if n := total(); n != tc.want {
 			t.Errorf("%s %s reached %d executors, want %d", tc.method, tc.path, n, tc.want)

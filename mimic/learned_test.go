@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,7 +85,7 @@ func TestLearnedNoiseSurvivesARestart(t *testing.T) {
 	url := "http://" + startGateway(t, g1, ServerOptions{}) + "/"
 	c := &http.Client{}
 	for i := 0; len(g1.Learned()["default"]) == 0; i++ {
-		get(t, c, url)
+		get(t, c, url+strconv.Itoa(i)) // distinct paths: one path alone never teaches
 		g1.Wait()
 		if i > 20 {
 			t.Fatalf("never learned: %v", g1.Learned())

@@ -1,33 +1,38 @@
 package mimic
 
 import (
+	"github.com/proteus-defense/proteus/config"
+	"hash/maphash"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 )
 
-// learner finds noise online: a field (a header or a JSON pointer) that differs between
-// executors on requests where their responses otherwise agree (same status, at most
-// maxDiffFields differing fields, and any body difference confined to JSON fields) is
-// learned as noise after minSamples such requests, unless one executor was the odd one out
-// in more than maxOddShare of them: a field in which a single executor keeps disagreeing
-// with the others is that executor's dissent, not noise.
+// learner finds noise online, and ordinary traffic cannot teach it to stop comparing what
+// matters. A field (a header or a JSON pointer) is learned as noise only when, on minSamples
+// distinct paths, every executor's value differed from every other's on a request where the
+// responses otherwise agreed (same status, at most maxDiffFields differing fields, any body
+// difference confined to JSON fields): true noise, like a per-server clock or request ID. A
+// field where one executor is the odd one out is never learned, whichever executor it is on
+// each path: that is dissent, and it is what a compromised executor (or a probe that makes a
+// different executor the odd one out on each of two files) produces. Some fields are never
+// learned at all (see neverNoise): the status, Content-Type, Location, cookies, the security
+// headers; and no whole body is.
 type learner struct {
-	enabled     bool
-	minSamples  int
-	maxOddShare float64
-	onLearn     func(field string)
+	enabled    bool
+	minSamples int
+	onLearn    func(field string)
 
-	set atomic.Pointer[noiseSet]
+	base *noiseSet // the configured noise, what Reset returns to
+	set  atomic.Pointer[noiseSet]
 
 	mu     sync.Mutex
 	fields map[string]*fieldStats
 }
 
 type fieldStats struct {
-	n   int            // requests on which the field differed while the rest agreed
-	odd map[string]int // backend ID -> times it alone differed
+	paths map[uint64]struct{} // distinct paths on which all executors differed in the field
 }
 
 const (
@@ -37,10 +42,30 @@ const (
 	jsonFieldPrefix   = "json:"
 )
 
-func newLearner(base *noiseSet, enabled bool, minSamples int, maxOddShare float64) *learner {
-	l := &learner{enabled: enabled, minSamples: minSamples, maxOddShare: maxOddShare, fields: map[string]*fieldStats{}}
+// neverNoise reports whether header k (canonical) must always be compared: what it carries
+// decides how a client treats the answer, so neither learning nor configuration may drop it.
+func neverNoise(k string) bool { return config.SecurityHeader(k) }
+
+// learnable reports whether a field ("header:NAME" or "json:/POINTER") may become noise.
+func learnable(field string) bool {
+	if h, ok := strings.CutPrefix(field, headerFieldPrefix); ok {
+		return !neverNoise(h)
+	}
+	return strings.HasPrefix(field, jsonFieldPrefix)
+}
+
+func newLearner(base *noiseSet, enabled bool, minSamples int) *learner {
+	l := &learner{enabled: enabled, minSamples: minSamples, base: base, fields: map[string]*fieldStats{}}
 	l.set.Store(base)
 	return l
+}
+
+// reset forgets every learned field and sample: the configured noise only.
+func (l *learner) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	clear(l.fields)
+	l.set.Store(l.base)
 }
 
 func (l *learner) noise() *noiseSet { return l.set.Load() }
@@ -59,18 +84,22 @@ func (l *learner) learned() []string {
 	return out
 }
 
-// observe looks at the successful responses to one request whose votes were not unanimous.
-func (l *learner) observe(rs []*response, noise *noiseSet) {
+// observe looks at the successful responses to one request for path whose votes were not
+// unanimous.
+func (l *learner) observe(path string, seed maphash.Seed, rs []*response, noise *noiseSet) {
 	if !l.enabled || len(rs) < 3 {
 		return
 	}
 	for _, r := range rs[1:] {
-		if r.status != rs[0].status {
+		if r.status != rs[0].status || r.statusOnly {
 			return
 		}
 	}
 	values := map[string][]string{} // field -> value per response
 	for _, h := range differingHeaders(rs, noise) {
+		if neverNoise(h) {
+			return // a difference that is never noise: this request teaches nothing
+		}
 		vs := make([]string, len(rs))
 		for i, r := range rs {
 			if _, ok := r.header[h]; ok {
@@ -127,6 +156,7 @@ func (l *learner) observe(rs []*response, noise *noiseSet) {
 	if len(values) == 0 || len(values) > maxDiffFields {
 		return
 	}
+	ph := maphash.String(seed, path)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for field, vs := range values {
@@ -134,25 +164,18 @@ func (l *learner) observe(rs []*response, noise *noiseSet) {
 		if known && st == nil {
 			continue // already learned
 		}
+		if !allDistinct(vs) {
+			continue // an odd one out (or two alike): dissent, never evidence of noise
+		}
 		if !known {
 			if len(l.fields) >= maxTrackedFields {
 				continue
 			}
-			st = &fieldStats{odd: map[string]int{}}
+			st = &fieldStats{paths: map[uint64]struct{}{}}
 			l.fields[field] = st
 		}
-		st.n++
-		if odd := oddOneOut(vs); odd >= 0 {
-			st.odd[rs[odd].backend.ID]++
-		}
-		if st.n < l.minSamples {
-			continue
-		}
-		most := 0
-		for _, c := range st.odd {
-			most = max(most, c)
-		}
-		if float64(most) > l.maxOddShare*float64(st.n) {
+		st.paths[ph] = struct{}{}
+		if len(st.paths) < l.minSamples {
 			continue
 		}
 		l.markLearned(field)
@@ -162,9 +185,24 @@ func (l *learner) observe(rs []*response, noise *noiseSet) {
 	}
 }
 
+// allDistinct reports whether no two values are the same.
+func allDistinct(vs []string) bool {
+	for i := range vs {
+		for j := range i {
+			if vs[i] == vs[j] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // restore marks field as learned without any samples: a field learned before a restart (see
 // LoadLearned). It reports whether the field is new to l.
 func (l *learner) restore(field string) bool {
+	if !learnable(field) {
+		return false
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if st, known := l.fields[field]; known && st == nil {
@@ -183,26 +221,4 @@ func (l *learner) markLearned(field string) {
 	} else {
 		l.set.Store(cur.with("", strings.TrimPrefix(field, jsonFieldPrefix)))
 	}
-}
-
-// oddOneOut returns the index of the only value that differs from all the others, which all
-// agree, or -1.
-func oddOneOut(vs []string) int {
-	for i := range vs {
-		ref := vs[(i+1)%len(vs)]
-		if vs[i] == ref {
-			continue
-		}
-		rest := true
-		for j := range vs {
-			if j != i && vs[j] != ref {
-				rest = false
-				break
-			}
-		}
-		if rest {
-			return i
-		}
-	}
-	return -1
 }

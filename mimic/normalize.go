@@ -92,8 +92,8 @@ func (s *noiseSet) ignoredPointer(ptr string) bool {
 	}
 }
 
-// mediaType returns the lower-cased media type of a Content-Type value, without parameters:
-// servers disagree on "; charset=utf-8", never on the type itself when they serve the same file.
+// mediaType returns the lower-cased media type of a Content-Type value, without parameters,
+// which says how a body is normalized (the vote compares the whole value).
 func mediaType(ct string) string {
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
@@ -136,9 +136,6 @@ func headerSum(seed maphash.Seed, h http.Header, noise *noiseSet) uint64 {
 		mh.WriteString(k)
 		for _, v := range vs {
 			mh.WriteByte(0)
-			if k == "Content-Type" {
-				v = mediaType(v)
-			}
 			mh.WriteString(v)
 		}
 		sum += mh.Sum64()
@@ -146,13 +143,10 @@ func headerSum(seed maphash.Seed, h http.Header, noise *noiseSet) uint64 {
 	return sum
 }
 
-// comparedHeader returns the value of header k as it takes part in the vote.
+// comparedHeader returns the value of header k as it takes part in the vote: all of it
+// (Content-Type with its parameters: a changed charset changes how a browser reads the body).
 func comparedHeader(h http.Header, k string) string {
-	vs := h[k]
-	if k == "Content-Type" && len(vs) == 1 {
-		return mediaType(vs[0])
-	}
-	return strings.Join(vs, "\x00")
+	return strings.Join(h[k], "\x00")
 }
 
 // normalizeBody appends the normalized form of body to dst. ok is false when nothing

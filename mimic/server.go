@@ -75,13 +75,9 @@ func NewServer(h http.Handler, o ServerOptions) (*http.Server, error) {
 	return s, nil
 }
 
-// Listener wraps a cleartext listener so the gateway can refuse requests whose header section
-// names both Content-Length and Transfer-Encoding (see framingConn). Serve applies it.
-func Listener(ln net.Listener) net.Listener { return framingListener{ln} }
-
 // Serve runs s on ln until ctx ends, then shuts it down gracefully (bounded by 10s). Over TLS
 // it is s.ServeTLS; in cleartext the plainest HTTP/1.1 requests are served by a lean loop and
-// every other connection by s (see fastServer), all through Listener's framing check.
+// every other connection by s (see fastServer), all through framingConn's checks.
 func Serve(ctx context.Context, s *http.Server, ln net.Listener) error {
 	errc := make(chan error, 2)
 	var fast *fastServer

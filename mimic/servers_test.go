@@ -152,6 +152,8 @@ error_log %[1]s/error.log;
 events { worker_connections 1024; }
 http {
   include /etc/nginx/mime.types;
+  charset utf-8;
+  charset_types text/css text/plain;
   access_log off;
   keepalive_requests 100000;
   client_body_temp_path %[1]s/body;
@@ -193,7 +195,7 @@ server.pid-file = %q
 server.errorlog = %q
 server.max-keep-alive-requests = 100000
 index-file.names = ("index.html")
-mimetype.assign = (".html" => "text/html", ".json" => "application/json", ".css" => "text/css", ".txt" => "text/plain")
+mimetype.assign = (".html" => "text/html; charset=utf-8", ".json" => "application/json", ".css" => "text/css; charset=utf-8", ".txt" => "text/plain; charset=utf-8", ".bin" => "application/octet-stream")
 `, site, port, filepath.Join(dir, "lighttpd.pid"), filepath.Join(dir, "error.log"))
 	cf := filepath.Join(dir, "lighttpd.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {

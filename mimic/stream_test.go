@@ -63,7 +63,7 @@ func testSingleRouteStreamsLargeBodies(t *testing.T, tr http.RoundTripper) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
 	})
-	g, err := New(Options{Backends: bes, Transport: tr, ResponseLimit: 1 << 20, Routes: []Route{{Prefix: "/files/", Policy: PolicySingle}}})
+	g, err := New(Options{Backends: bes, Transport: tr, ResponseLimit: 1 << 20, Routes: []Route{{Prefix: "/files/", Methods: []string{"GET", "POST"}, Policy: PolicySingle}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func testSingleRouteStreamsAsItArrives(t *testing.T, tr http.RoundTripper) {
 			w.(http.Flusher).Flush()
 		}
 	})
-	g, err := New(Options{Backends: bes, Transport: tr, UpstreamTimeout: time.Second, Routes: []Route{{Prefix: "/", Policy: PolicySingle}}})
+	g, err := New(Options{Backends: bes, Transport: tr, UpstreamTimeout: time.Second, Routes: []Route{{Prefix: "/", Methods: []string{"GET", "POST"}, Policy: PolicySingle}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestStreamToAStalledClientIsCut(t *testing.T) {
 	evs, cancel := b.Subscribe(16, nil)
 	defer cancel()
 	reg := prometheus.NewRegistry()
-	g, err := New(Options{Backends: bes, Bus: b, Metrics: NewMetrics(reg), Routes: []Route{{Prefix: "/", Policy: PolicySingle}}})
+	g, err := New(Options{Backends: bes, Bus: b, Metrics: NewMetrics(reg), Routes: []Route{{Prefix: "/", Methods: []string{"GET", "POST"}, Policy: PolicySingle}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestStreamedExecutorFailureAbortsTheClient(t *testing.T) {
 			defer cancel()
 			reg := prometheus.NewRegistry()
 			g, err := New(Options{Backends: Static{be}, Bus: b, Metrics: NewMetrics(reg), UpstreamTimeout: 300 * time.Millisecond,
-				Routes: []Route{{Prefix: "/", Policy: PolicySingle}}})
+				Routes: []Route{{Prefix: "/", Methods: []string{"GET", "POST"}, Policy: PolicySingle}}})
 			if err != nil {
 				t.Fatal(err)
 			}

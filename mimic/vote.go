@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -20,7 +21,8 @@ type response struct {
 	vals    []string      // reused header value slices
 
 	kind       bodyKind
-	statusOnly bool // an error response compared by status only
+	statusOnly bool   // a boilerplate response (redirect, error page) compared by status and location only
+	location   string // a boilerplate response's Location, made relative (see relativeLocation)
 	hdrSum     uint64
 	rawSum     uint64
 	bodyKey    uint64 // rawSum, or the hash of the normalized body once raw bodies disagree
@@ -71,15 +73,17 @@ type ballot struct {
 	seed    maphash.Seed
 	noise   *noiseSet
 	fold    bool
-	errBody bool        // compare the headers and bodies of 4xx and 5xx responses too
-	resps   []*response // successful responses in arrival order
-	failed  []*response
-	diverse bool // two raw bodies differ: compare normalized bodies
-	scratch []byte
+	errBody bool // compare the headers and bodies of 4xx and 5xx responses too
+	// host and path of the request, against which redirect targets are made relative
+	host, path string
+	resps      []*response // successful responses in arrival order
+	failed     []*response
+	diverse    bool // two raw bodies differ: compare normalized bodies
+	scratch    []byte
 }
 
-func (b *ballot) reset(seed maphash.Seed, noise *noiseSet, fold, errBody bool) {
-	b.seed, b.noise, b.fold, b.errBody = seed, noise, fold, errBody
+func (b *ballot) reset(seed maphash.Seed, noise *noiseSet, fold, errBody bool, host, path string) {
+	b.seed, b.noise, b.fold, b.errBody, b.host, b.path = seed, noise, fold, errBody, host, path
 	b.resps, b.failed, b.diverse = b.resps[:0], b.failed[:0], false
 }
 
@@ -89,10 +93,17 @@ func (b *ballot) add(r *response) int {
 		b.failed = append(b.failed, r)
 		return 0
 	}
-	if r.status >= 400 && !b.errBody {
-		// Error pages are each server's own boilerplate: only the status takes part.
+	if boilerplate(r.status, b.errBody) {
+		// Redirects and error pages are each server's own boilerplate: only the status and
+		// where a redirect points take part (see answer.go).
 		r.statusOnly, r.normDone = true, true
-		r.hdrSum, r.rawSum, r.bodyKey = 0, 0, 0
+		r.rawSum, r.bodyKey, r.hdrSum, r.location = 0, 0, 0, ""
+		if r.status < 400 {
+			if vs := r.header["Location"]; len(vs) > 0 {
+				r.location = relativeLocation(strings.Join(vs, ","), b.host, r.backend.URL, b.path)
+				r.hdrSum = maphash.String(b.seed, r.location) | 1
+			}
+		}
 		b.resps = append(b.resps, r)
 		return b.count(r.key())
 	}
@@ -138,6 +149,25 @@ func (b *ballot) normalize(r *response) {
 	}
 }
 
+// answerBody returns the body to send for win: its own when another member of its group sent
+// the same bytes (or when its body was compared raw), otherwise its normalized form, so no
+// difference the vote ignored (white space, member order) reaches the client from one executor.
+func (b *ballot) answerBody(win *response) ([]byte, bool) {
+	if !b.diverse || win.bodyKey == win.rawSum {
+		return win.body, false
+	}
+	for _, o := range b.resps {
+		if o != win && o.key() == win.key() && o.rawSum == win.rawSum {
+			return win.body, false
+		}
+	}
+	out, ok := normalizeBody(nil, win.kind, win.body, b.noise, b.fold)
+	if !ok {
+		return win.body, false
+	}
+	return out, true
+}
+
 func (b *ballot) count(k voteKey) int {
 	n := 0
 	for _, r := range b.resps {
@@ -180,6 +210,9 @@ type diff struct {
 func (b *ballot) diff(r, win *response) diff {
 	d := diff{Status: r.status != win.status}
 	if r.statusOnly || win.statusOnly {
+		if r.location != win.location {
+			d.Headers = []string{"Location"}
+		}
 		return d
 	}
 	d.Body = r.bodyKey != win.bodyKey

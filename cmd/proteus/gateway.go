@@ -39,6 +39,7 @@ type gatewayFlags struct {
 	jitter     time.Duration
 	timeout    time.Duration
 	pprof      bool
+	weakVote   bool
 }
 
 func init() {
@@ -71,6 +72,7 @@ Noise learned online is kept in --data-dir as learned-noise.json and restored at
 		fl.DurationVar(&f.jitter, "jitter", 0, "random delay up to this before answering")
 		fl.DurationVar(&f.timeout, "upstream-timeout", 0, "per-server request timeout (default 5s)")
 		fl.BoolVar(&f.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
+		fl.BoolVar(&f.weakVote, "allow-weak-vote", false, "run with k above the number of backends or a quorum below a majority of k (refused otherwise)")
 		return c
 	})
 }
@@ -120,6 +122,9 @@ func gatewayConfig(cmd *cobra.Command, f gatewayFlags) (*config.Config, error) {
 	}
 	if set("quorum") {
 		g.Quorum = f.quorum
+	}
+	if set("allow-weak-vote") {
+		g.AllowWeakVote = f.weakVote
 	}
 	if set("tls-cert") {
 		g.TLS.Cert = f.tlsCert
@@ -196,10 +201,6 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	gw, err := mimic.New(o)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if q := gw.Status().Quorum; len(bes) < q {
-		log.Warn("fewer backends than a vote's quorum: voted requests will be refused with 503 (set --k 1, or route them single)",
-			"backends", len(bes), "k", cfg.Gateway.K, "quorum", q)
 	}
 	srv, err := mimic.NewServer(gw, so)
 	if err != nil {

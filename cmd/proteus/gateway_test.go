@@ -273,12 +273,24 @@ func TestGatewayHealthEndpoint(t *testing.T) {
 }
 
 // One backend under the default k=3 cannot make a vote's quorum: the gateway says so at start.
-func TestGatewayWarnsOfTooFewBackends(t *testing.T) {
-	g := startGatewayCmd(t, backendArgs(startBodies(t, answer("x")))...)
+// A vote with fewer voters than k, or a quorum below a majority, is refused unless asked for,
+// and then warned about at start.
+func TestGatewayRefusesAWeakVote(t *testing.T) {
+	url := startBodies(t, answer("x"))
+	for _, args := range [][]string{
+		{"gateway", "--backend", url[0]},
+		{"gateway", "--backend", url[0], "--backend", url[0], "--backend", url[0], "--quorum", "1"},
+	} {
+		code, _, errs := runCLI(t, args...)
+		if code != 2 || !strings.Contains(errs, "allow_weak_vote") {
+			t.Errorf("%v: exit %d, %q; want 2 naming allow_weak_vote", args, code, errs)
+		}
+	}
+	g := startGatewayCmd(t, append(backendArgs(url), "--allow-weak-vote")...)
 	code, _ := httpGet(t, g.URL+"/")
 	g.stop()
-	if code != http.StatusServiceUnavailable || !strings.Contains(g.stderr.String(), "fewer backends than a vote's quorum") {
-		t.Errorf("one backend, k=3: %d; stderr %s", code, g.stderr.String())
+	if code != http.StatusServiceUnavailable || !strings.Contains(g.stderr.String(), "weak vote") {
+		t.Errorf("one backend, k=3, allowed: %d; stderr %s", code, g.stderr.String())
 	}
 }
 
@@ -306,7 +318,7 @@ func FuzzParseRouteFlag(f *testing.F) {
 func TestValidateForGateway(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "gw.yaml")
-	os.WriteFile(good, []byte("version: 1\ngateway:\n  backends: [http://127.0.0.1:8081]\n"), 0o644)
+	os.WriteFile(good, []byte("version: 1\ngateway:\n  backends: [http://127.0.0.1:8081, http://127.0.0.1:8082, http://127.0.0.1:8083]\n"), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("version: 1\ngateway:\n  eject: {after: -2}\n"), 0o644)
 	for _, tc := range []struct {

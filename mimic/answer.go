@@ -1,0 +1,179 @@
+package mimic
+
+import (
+	"hash/maphash"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// The gateway builds the head of every answer itself. From a voted answer only the headers
+// that took part in the vote (and so are equal across the winning group) reach the client;
+// Date, Content-Length, a Server value of its own (none by default) and an ETag derived from
+// the body it sends are the gateway's. Redirects and error answers are "boilerplate": every
+// server words them its own way, so only their status (and a redirect's Location, made
+// relative) is voted on and the body is the gateway's own page for that status, which also
+// says nothing about which implementation answered. A route that compares error bodies
+// (Route.CompareErrorBodies) votes on them like on any other answer.
+
+// boilerplate reports whether a response of this status is voted on by status (and Location)
+// only and answered with the gateway's own page.
+func boilerplate(status int, compareErrors bool) bool {
+	switch {
+	case status >= 300 && status < 400:
+		return status != http.StatusNotModified
+	case status >= 400:
+		return !compareErrors
+	}
+	return false
+}
+
+// relativeLocation reduces a redirect target to what equivalent servers agree on: an absolute
+// URL pointing back at the request's own host (whatever port: servers put their own listening
+// port in it) or at the executor itself becomes an absolute path; a relative one is resolved
+// against the request path. Anything else (another site) is kept as it is, and is compared.
+func relativeLocation(loc, reqHost, execURL, reqPath string) string {
+	if loc == "" {
+		return ""
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		return loc
+	}
+	if u.Scheme == "" && u.Host == "" {
+		base := &url.URL{Path: reqPath}
+		return base.ResolveReference(u).RequestURI() + fragment(u)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return loc
+	}
+	if sameHost(u.Host, reqHost) || execURL != "" && sameHost(u.Host, strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(execURL, "http://"), "https://"), "/")) {
+		return u.RequestURI() + fragment(u)
+	}
+	return loc
+}
+
+func fragment(u *url.URL) string {
+	if u.Fragment == "" {
+		return ""
+	}
+	return "#" + u.EscapedFragment()
+}
+
+// sameHost compares the host names of two host[:port] values, case-insensitively.
+func sameHost(a, b string) bool {
+	return b != "" && strings.EqualFold(hostOnly(a), hostOnly(b))
+}
+
+func hostOnly(hp string) string {
+	if i := strings.LastIndexByte(hp, ':'); i >= 0 && !strings.Contains(hp[i:], "]") {
+		return hp[:i]
+	}
+	return hp
+}
+
+// gatewayPage is the gateway's own body for a boilerplate status.
+func gatewayPage(status int) string {
+	text := http.StatusText(status)
+	if text == "" {
+		text = "Status " + strconv.Itoa(status)
+	}
+	return strconv.Itoa(status) + " " + text + "\n"
+}
+
+// etagOf is the gateway's entity tag for a body it sends, from the body's hash.
+func etagOf(sum uint64) string {
+	var b [2 + 13 + 1]byte
+	out := append(b[:0], '"', 'p')
+	out = strconv.AppendUint(out, sum, 32)
+	return string(append(out, '"'))
+}
+
+// etagMatches reports whether an If-None-Match value names etag (or is "*"); weak
+// comparison, as RFC 9110 §13.1.2 asks for GET and HEAD.
+func etagMatches(inm, etag string) bool {
+	for _, part := range strings.Split(inm, ",") {
+		part = strings.TrimSpace(part)
+		if part == "*" || strings.TrimPrefix(part, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// answerHeader says which of a voted response's headers reach the client: the ones compared
+// in the vote, never the volatile, ignored or learned ones, never hop-by-hop ones.
+type answerHeader struct{ noise *noiseSet }
+
+func (a answerHeader) keep(k string) bool { return !a.noise.ignoresHeader(k) && !isHopByHop(k) }
+
+// identifying reports whether an executor header names the software that answered; single
+// routes, whose heads are not voted, drop these too.
+func identifying(k string) bool {
+	switch k {
+	case "Server", "X-Powered-By", "Via", "X-Aspnet-Version", "X-Aspnetmvc-Version", "X-Runtime", "X-Generator":
+		return true
+	}
+	return false
+}
+
+func keepStreamed(k string) bool { return !isHopByHop(k) && !identifying(k) }
+
+// writeVoted sends the decided answer: a boilerplate status as the gateway's page, anything
+// else with the voted headers, the gateway's own ETag and the body (the normalized body when
+// the winning group shares no raw bytes, so nothing unvoted, such as white space, rides along).
+func (g *Gateway) writeVoted(w http.ResponseWriter, r *http.Request, c *call) {
+	win := c.win
+	if win.statusOnly {
+		h := w.Header()
+		if g.o.ServerHeader != "" {
+			h["Server"] = []string{g.o.ServerHeader}
+		}
+		if win.location != "" {
+			h["Location"] = []string{win.location}
+		}
+		page := gatewayPage(win.status)
+		h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		h["X-Content-Type-Options"] = []string{"nosniff"}
+		h["Content-Length"] = []string{strconv.Itoa(len(page))}
+		w.WriteHeader(win.status)
+		if r.Method != http.MethodHead {
+			w.Write([]byte(page))
+		}
+		return
+	}
+	body, normalized := c.ballot.answerBody(win)
+	etag := etagOf(win.rawSum)
+	if normalized {
+		etag = etagOf(maphash.Bytes(c.ballot.seed, body))
+	}
+	status := win.status
+	if status == http.StatusOK && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		if inm := r.Header["If-None-Match"]; len(inm) > 0 && etagMatches(strings.Join(inm, ","), etag) {
+			status = http.StatusNotModified
+		}
+	}
+	keep := answerHeader{c.ballot.noise}
+	if fw, ok := w.(*fastWriter); ok && len(fw.h) == 0 {
+		fw.startAnswer(status, win.header, keep.keep, etag, g.o.ServerHeader, int64(len(body)))
+	} else {
+		out := w.Header()
+		for k, vs := range win.header {
+			if keep.keep(k) {
+				out[k] = vs
+			}
+		}
+		out["Etag"] = []string{etag}
+		if g.o.ServerHeader != "" {
+			out["Server"] = []string{g.o.ServerHeader}
+		}
+		if bodyAllowed(status) {
+			out["Content-Length"] = []string{strconv.Itoa(len(body))}
+		}
+		w.WriteHeader(status)
+	}
+	if r.Method != http.MethodHead && bodyAllowed(status) {
+		w.Write(body)
+	}
+}
