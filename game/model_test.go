@@ -35,6 +35,10 @@ func TestParsePaperModel(t *testing.T) {
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	// The example states the engine's reading and the documented evaluation explicitly.
+	if m.Reading != EngineReading || m.MonteCarlo.Evaluation() != DefaultEvaluation {
+		t.Errorf("paper model: reading %v, evaluation %v", m.Reading, m.MonteCarlo.Evaluation())
+	}
 }
 
 // Each file in testdata/bad starts with "# want: SUBSTRING" that the error must contain.
