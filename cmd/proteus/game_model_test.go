@@ -102,15 +102,18 @@ func TestGamePlotWritesImages(t *testing.T) {
 
 func TestGameMonteCarloDeterministic(t *testing.T) {
 	dir := t.TempDir()
-	get := func(seed string) []byte {
+	get := func(seed string, extra ...string) []byte {
 		var out, errb bytes.Buffer
-		args := []string{"game", "montecarlo", paperYAML, "--runs", "6", "--seed", seed, "-o", "json", "--out", filepath.Join(dir, "mc.png")}
+		args := append([]string{"game", "montecarlo", paperYAML, "--runs", "6", "--seed", seed, "-o", "json"}, extra...)
 		if code := run(args, &out, &errb); code != 0 {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
 		return out.Bytes()
 	}
-	a, b, c := get("5"), get("5"), get("6")
+	a, b, c := get("5", "--out", filepath.Join(dir, "mc.svg")), get("5"), get("6")
+	if st, err := os.Stat(filepath.Join(dir, "mc.svg")); err != nil || st.Size() < 1000 {
+		t.Errorf("plot: %v", err)
+	}
 	if !bytes.Equal(a, b) {
 		t.Error("same seed, different output")
 	}
