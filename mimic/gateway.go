@@ -82,6 +82,9 @@ type Options struct {
 	BodyLimit       int64         // request body bytes buffered, default 1 MiB; above: 413
 	ResponseLimit   int64         // executor response body bytes on voted routes, default 8 MiB; above: availability dissent (single routes stream)
 	MaxInFlight     int           // concurrent requests, default 1024; above: 503
+	// ResponseHeaderLimit bounds an executor's response head (interim responses included), on
+	// every transport, default 64 KiB; above: the connection is closed, an availability dissent.
+	ResponseHeaderLimit int64
 
 	IgnoreHeaders  []string // extra headers left out of the vote
 	IgnorePointers []string // JSON pointers left out of the vote
@@ -145,6 +148,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 1024
+	}
+	if o.ResponseHeaderLimit <= 0 {
+		o.ResponseHeaderLimit = 64 << 10
 	}
 	if o.LearnMinSamples <= 0 {
 		o.LearnMinSamples = 20
@@ -258,7 +264,7 @@ func New(o Options) (*Gateway, error) {
 	}
 	g.transport = o.Transport
 	if g.transport == nil {
-		g.h1 = newH1Client(max(o.MaxInFlight, 64))
+		g.h1 = newH1Client(max(o.MaxInFlight, 64), o.ResponseHeaderLimit)
 		g.transport = g.h1.tls
 	}
 	newL := func(name string) *learner {
@@ -880,7 +886,7 @@ func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Ti
 // reached or did not answer in time (what ejection counts), rather than an answer refused
 // (too large, a protocol switch) or a request the gateway itself cancelled.
 func unreachable(err error) bool {
-	return !errors.Is(err, context.Canceled) && !errors.Is(err, errTooLarge) &&
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, errTooLarge) && !errors.Is(err, errHeadTooLarge) &&
 		!errors.Is(err, errUnaskedSwitch) && !errors.Is(err, errClientWrite)
 }
 

@@ -24,6 +24,7 @@ import (
 // for the deadline and for cancellation. https:// executors use http.Transport.
 type h1Client struct {
 	maxIdle int
+	maxHead int64 // bytes read from the connection while a response head is awaited
 	dialer  net.Dialer
 	tls     http.RoundTripper
 
@@ -33,6 +34,7 @@ type h1Client struct {
 
 type h1Conn struct {
 	nc   net.Conn
+	hr   headReader // what br reads from
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	idle time.Time    // when it was put back
@@ -43,11 +45,17 @@ type h1Conn struct {
 // h1IdleTimeout drops idle connections older than this instead of trying them.
 const h1IdleTimeout = 50 * time.Second
 
-func newH1Client(maxIdlePerHost int) *h1Client {
+// newH1Client returns a client keeping up to maxIdlePerHost idle connections per executor
+// and reading at most maxHead bytes of response head (interim responses included) from an
+// executor, on its own connections and through its https:// transport alike.
+func newH1Client(maxIdlePerHost int, maxHead int64) *h1Client {
+	tr := NewTransport(maxIdlePerHost)
+	tr.MaxResponseHeaderBytes = maxHead
 	return &h1Client{
 		maxIdle: maxIdlePerHost,
+		maxHead: maxHead,
 		dialer:  net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second},
-		tls:     NewTransport(maxIdlePerHost),
+		tls:     tr,
 		idle:    map[string][]*h1Conn{},
 	}
 }
@@ -222,7 +230,10 @@ func (c *h1Client) get(ctx context.Context, host string, deadline time.Time, fre
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}, false, nil
+	conn := &h1Conn{nc: nc, bw: bufio.NewWriterSize(nc, 4096)}
+	conn.hr.nc = nc
+	conn.br = bufio.NewReaderSize(&conn.hr, 4096)
+	return conn, false, nil
 }
 
 func (c *h1Client) put(host string, conn *h1Conn) {
@@ -292,6 +303,10 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 		}
 		return 0, nil, 0, c.wrap(ctx, err)
 	}
+	// From here until the head is parsed, at most maxHead bytes (plus one buffer of read-ahead)
+	// come from the connection: a head that does not end is an error, not a growing line.
+	conn.hr.limit(c.maxHead + int64(conn.br.Size()))
+	defer conn.hr.unlimit()
 	if _, err := conn.br.Peek(1); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
 			return 0, nil, 0, errUnusableConn
@@ -314,6 +329,7 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 		if !ok {
 			clear(h) // partly filled: the slow path answers instead
 		} else {
+			conn.hr.unlimit()
 			conn.br.Discard(len(head))
 			conn.lr = io.LimitedReader{R: conn.br, N: min(length, limit+1)}
 			body, err := c.bodyFrom(conn, req, buf, &conn.lr, status, h, length)
@@ -328,7 +344,8 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 			if n < min(length, limit+1) {
 				return 0, nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", io.ErrUnexpectedEOF))
 			}
-			keep = n == length && !closeAfter
+			// Bytes past the body are not the next response's: the connection goes.
+			keep = n == length && !closeAfter && conn.br.Buffered() == 0
 			return status, h, n, nil
 		}
 	}
@@ -341,14 +358,17 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 		forMethod = &http.Request{Method: req.method}
 	}
 	resp, err := http.ReadResponse(conn.br, forMethod)
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(conn.br, forMethod) // skip interim responses
+	}
 	if err != nil {
+		if conn.hr.over() {
+			// The bound cut the head, maybe mid-line, which then reads as malformed.
+			err = errHeadTooLarge
+		}
 		return 0, nil, 0, c.wrap(ctx, err)
 	}
-	for resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-		if resp, err = http.ReadResponse(conn.br, forMethod); err != nil { // skip interim responses
-			return 0, nil, 0, c.wrap(ctx, err)
-		}
-	}
+	conn.hr.unlimit()
 	body, err := c.bodyFrom(conn, req, buf, io.LimitReader(resp.Body, limit+1), resp.StatusCode, resp.Header, resp.ContentLength)
 	if err != nil {
 		return 0, nil, 0, err
@@ -360,7 +380,7 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 	if n <= limit {
 		// The whole body was read: the connection is reusable unless either side closes it.
 		var one [1]byte
-		if m, _ := resp.Body.Read(one[:]); m == 0 && !resp.Close {
+		if m, _ := resp.Body.Read(one[:]); m == 0 && !resp.Close && conn.br.Buffered() == 0 {
 			keep = true
 		}
 	}
@@ -401,6 +421,36 @@ func bufferedHead(br *bufio.Reader) ([]byte, bool) {
 		}
 		off += i + 1
 	}
+}
+
+// errHeadTooLarge is an executor's response head over the bound (Options.ResponseHeaderLimit).
+var errHeadTooLarge = errors.New("mimic: executor response head over the limit")
+
+// headReader is what an h1 connection's bufio.Reader reads from: the connection, bounded to a
+// number of bytes while a response head is awaited (see limit) and unbounded otherwise.
+type headReader struct {
+	nc      net.Conn
+	left    int64
+	limited bool
+}
+
+func (h *headReader) limit(n int64) { h.left, h.limited = n, true }
+func (h *headReader) unlimit()      { h.limited = false }
+func (h *headReader) over() bool    { return h.limited && h.left <= 0 }
+
+func (h *headReader) Read(p []byte) (int, error) {
+	if !h.limited {
+		return h.nc.Read(p)
+	}
+	if h.left <= 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > h.left {
+		p = p[:h.left]
+	}
+	n, err := h.nc.Read(p)
+	h.left -= int64(n)
+	return n, err
 }
 
 func (c *h1Client) wrap(ctx context.Context, err error) error {

@@ -83,7 +83,7 @@ func TestH1ClientResponses(t *testing.T) {
 			addr, conns := rawServer(t, func(int, *http.Request) (string, bool) {
 				return tc.resp, strings.Contains(tc.resp, "close") || strings.HasPrefix(tc.resp, "HTTP/1.0")
 			})
-			c := newH1Client(4)
+			c := newH1Client(4, 64<<10)
 			defer c.CloseIdle()
 			for range 2 {
 				status, body, err := h1Get(t, c, addr, tc.method)
@@ -111,7 +111,7 @@ func TestH1ClientRetriesStaleConnection(t *testing.T) {
 		// Keep-alive is announced, but the server hangs up right after answering.
 		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
 	})
-	c := newH1Client(4)
+	c := newH1Client(4, 64<<10)
 	defer c.CloseIdle()
 	for i := range 3 {
 		time.Sleep(20 * time.Millisecond) // let the server's close reach the idle connection
@@ -130,7 +130,7 @@ func TestH1ClientRetryAfterManyStaleConnections(t *testing.T) {
 	addr, conns := rawServer(t, func(i int, _ *http.Request) (string, bool) {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
 	})
-	c := newH1Client(8)
+	c := newH1Client(8, 64<<10)
 	defer c.CloseIdle()
 	var wg sync.WaitGroup
 	for range 3 { // three requests at once: three connections, then three idle ones
@@ -151,7 +151,7 @@ func TestH1ClientOversizedBodyIsNotReused(t *testing.T) {
 	addr, conns := rawServer(t, func(int, *http.Request) (string, bool) {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", false
 	})
-	c := newH1Client(4)
+	c := newH1Client(4, 64<<10)
 	defer c.CloseIdle()
 	for range 2 {
 		req := &h1Request{ctx: context.Background(), addr: addr, method: "GET", uri: "/", host: "x"}
