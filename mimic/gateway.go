@@ -82,6 +82,8 @@ type Options struct {
 	BodyLimit       int64         // request body bytes buffered, default 1 MiB; above: 413
 	ResponseLimit   int64         // executor response body bytes on voted routes, default 8 MiB; above: availability dissent (single routes stream)
 	MaxInFlight     int           // concurrent requests, default 1024; above: 503
+	MaxPerClient    int           // concurrent requests from one client address (IPv6: /64), default 64; above: 429
+	BodyTimeout     time.Duration // a request body must arrive whole within this, default 10s; then 408
 	// ResponseHeaderLimit bounds an executor's response head (interim responses included), on
 	// every transport, default 64 KiB; above: the connection is closed, an availability dissent.
 	ResponseHeaderLimit int64
@@ -149,6 +151,12 @@ func (o *Options) defaults() {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 1024
 	}
+	if o.MaxPerClient <= 0 {
+		o.MaxPerClient = 64
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 10 * time.Second
+	}
 	if o.ResponseHeaderLimit <= 0 {
 		o.ResponseHeaderLimit = 64 << 10
 	}
@@ -198,6 +206,7 @@ type Gateway struct {
 	defVote    *learner
 	defRoute   route // requests with a read method that no route matches
 	sem        chan struct{}
+	perClient  *clientLimit
 	straggle   chan struct{} // slots for answered requests still waiting for slow executors
 	seq        atomic.Uint64
 	idPrefix   string
@@ -244,6 +253,7 @@ func New(o Options) (*Gateway, error) {
 		dissentLog: newLogLimiter(time.Second),
 		metrics:    o.Metrics,
 		sem:        make(chan struct{}, o.MaxInFlight),
+		perClient:  newClientLimit(o.MaxPerClient),
 		straggle:   make(chan struct{}, o.MaxInFlight),
 		idPrefix:   strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
 		tunnels:    tunnels{open: map[*tunnel]struct{}{}, slots: make(chan struct{}, o.MaxInFlight)},
@@ -551,6 +561,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if key, ok := g.perClient.acquire(r.RemoteAddr); ok {
+		defer g.perClient.release(key)
+	} else {
+		w.Header().Set("Connection", "close")
+		g.reject(w, "", "client-limit", http.StatusTooManyRequests, "too many requests from this client")
+		return
+	}
 	// Ambiguous framing is refused even where net/http would pick one reading.
 	if status, why := framingFault(r, g.o.MaxHeaderBytes); status != 0 {
 		w.Header().Set("Connection", "close")
@@ -574,34 +591,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveUpgrade(w, r, start) // holds a tunnel slot, not a request slot
 		return
 	}
+	reqBody, ok := g.readBody(w, r, policy) // before a slot is taken (see clientlimit.go)
+	if !ok {
+		return
+	}
 	select {
 	case g.sem <- struct{}{}:
 	default:
+		putBuf(reqBody)
 		g.reject(w, "", "unavailable", http.StatusServiceUnavailable, "overloaded")
 		return
 	}
 	defer func() { <-g.sem }()
-
-	if r.ContentLength > g.o.BodyLimit {
-		w.Header().Set("Connection", "close")
-		g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge, "request body too large")
-		return
-	}
-	var reqBody *bytes.Buffer
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		reqBody = getBuf()
-		_, err := reqBody.ReadFrom(http.MaxBytesReader(w, r.Body, g.o.BodyLimit))
-		if err != nil {
-			putBuf(reqBody)
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge, "request body too large")
-			} else {
-				g.reject(w, policy, "rejected", http.StatusBadRequest, "bad request body")
-			}
-			return
-		}
-	}
 
 	all := g.o.Backends.Backends()
 	k, q := g.o.K, g.o.Quorum

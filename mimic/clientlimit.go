@@ -1,0 +1,116 @@
+package mimic
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// A request takes one of the gateway's MaxInFlight slots only once it is complete: its body
+// is read first, bounded by BodyLimit and by BodyTimeout, so clients that announce a body and
+// never send it hold nothing but their own connection for at most BodyTimeout. What is left
+// for one client to hold is bounded by MaxPerClient: requests at once from one address (IPv6:
+// one /64, what one subscriber is usually given), counted from the moment the handler runs
+// (on the fast path and on net/http's alike) until it returns, tunnels included.
+
+// clientLimit counts each client's requests in progress.
+type clientLimit struct {
+	max int
+	mu  sync.Mutex
+	n   map[netip.Addr]int
+}
+
+func newClientLimit(max int) *clientLimit {
+	return &clientLimit{max: max, n: map[netip.Addr]int{}}
+}
+
+// clientKey is what requests from one client share: its address, or its /64 for IPv6.
+// ok is false when remote is not an address (a test's handler call): such requests are not
+// counted.
+func clientKey(remote string) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	a := ap.Addr().Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		a = p.Addr()
+	}
+	return a, true
+}
+
+// acquire counts one more request of the client at remote; false when it has max already.
+// release must follow a true acquire, with the same key.
+func (l *clientLimit) acquire(remote string) (netip.Addr, bool) {
+	k, ok := clientKey(remote)
+	if !ok {
+		return k, true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[k] >= l.max {
+		return k, false
+	}
+	l.n[k]++
+	return k, true
+}
+
+func (l *clientLimit) release(k netip.Addr) {
+	if !k.IsValid() {
+		return
+	}
+	l.mu.Lock()
+	if l.n[k] <= 1 {
+		delete(l.n, k)
+	} else {
+		l.n[k]--
+	}
+	l.mu.Unlock()
+}
+
+// readBody reads the request body whole, bounded by BodyLimit and BodyTimeout, before the
+// request takes a slot. It returns nil when there is no body; ok is false when the client has
+// been answered (413, 408 or 400) instead.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, policy Policy) (buf *bytes.Buffer, ok bool) {
+	if r.ContentLength > g.o.BodyLimit {
+		w.Header().Set("Connection", "close")
+		g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge, "request body too large")
+		return nil, false
+	}
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil, true
+	}
+	// The body must arrive within BodyTimeout from now; once it has, the connection's read
+	// deadline is lifted: net/http cancels a request whose connection read fails while its handler runs,
+	// and the handler is bounded by UpstreamTimeout from here on.
+	rc := http.NewResponseController(w)
+	timed := rc.SetReadDeadline(time.Now().Add(g.o.BodyTimeout)) == nil
+	buf = getBuf()
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, g.o.BodyLimit))
+	if err == nil {
+		if timed {
+			rc.SetReadDeadline(time.Time{})
+		}
+		return buf, true
+	}
+	// The deadline stays: net/http's attempt to read the rest of the body before it closes
+	// the connection ends at once.
+	putBuf(buf)
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	w.Header().Set("Connection", "close")
+	switch {
+	case errors.As(err, &mbe):
+		g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge, "request body too large")
+	case errors.As(err, &ne) && ne.Timeout():
+		g.reject(w, policy, "rejected", http.StatusRequestTimeout, "request body not sent in time")
+	default:
+		g.reject(w, policy, "rejected", http.StatusBadRequest, "bad request body")
+	}
+	return nil, false
+}

@@ -1,0 +1,161 @@
+package mimic
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestClientKey(t *testing.T) {
+	tests := []struct {
+		remote, want string
+		ok           bool
+	}{
+		{"192.0.2.7:4000", "192.0.2.7", true},
+		{"[::ffff:192.0.2.7]:4000", "192.0.2.7", true},
+		{"[2001:db8:1:2:aaaa::1]:443", "2001:db8:1:2::", true},
+		{"[2001:db8:1:2:bbbb::9]:443", "2001:db8:1:2::", true},
+		{"[2001:db8:1:3::1]:443", "2001:db8:1:3::", true},
+		{"pipe", "invalid IP", false},
+	}
+	for _, tc := range tests {
+		k, ok := clientKey(tc.remote)
+		if ok != tc.ok || k.String() != tc.want {
+			t.Errorf("clientKey(%q) = %v %v, want %s %v", tc.remote, k, ok, tc.want, tc.ok)
+		}
+	}
+	l := newClientLimit(2)
+	a, _ := l.acquire("192.0.2.1:1")
+	b, _ := l.acquire("192.0.2.1:2")
+	if _, ok := l.acquire("192.0.2.1:3"); ok {
+		t.Fatal("third request of one client admitted with a limit of 2")
+	}
+	if _, ok := l.acquire("192.0.2.2:1"); !ok {
+		t.Fatal("another client refused")
+	}
+	l.release(a)
+	if _, ok := l.acquire("192.0.2.1:3"); !ok {
+		t.Fatal("refused after a release")
+	}
+	l.release(b)
+	if n := l.n[netip.MustParseAddr("192.0.2.1")]; n != 1 {
+		t.Fatalf("count %d after releases", n)
+	}
+}
+
+// clientFrom returns an HTTP client whose connections come from local address ip (any
+// 127.0.0.0/8 address is loopback on Linux, so two clients can be told apart).
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+// Connections that announce a body and never send it hold no request slot, and one client
+// holds at most MaxPerClient requests at once, on the fast path and on net/http's alike.
+func TestSlowBodiesTakeNoSlots(t *testing.T) {
+	release := make(chan struct{})
+	var served atomic.Int64 // executor requests of client B, which come to an end
+	bes, _ := startGoBackends(t, 3, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		} else {
+			defer served.Add(1)
+		}
+		hello(w, r)
+	})
+	g, err := New(Options{Backends: bes, MaxInFlight: 5, MaxPerClient: 8, BodyTimeout: time.Hour,
+		Routes: []Route{{Methods: []string{"POST"}, Prefix: "/", Policy: PolicyVote}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startGateway(t, g, ServerOptions{ReadTimeout: time.Hour})
+	defer close(release)
+	// Client A: four requests whose bodies never come (net/http's path) ...
+	for range 4 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npart")
+	}
+	// ... and four GETs waiting for slow executors (the fast path), which do hold slots.
+	a := clientFrom("127.0.0.1")
+	for range 4 {
+		go func() {
+			if resp, err := a.Get("http://" + addr + "/slow"); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	for {
+		g.perClient.mu.Lock()
+		n := g.perClient.n[netip.MustParseAddr("127.0.0.1")]
+		g.perClient.mu.Unlock()
+		if n == 8 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if code, _ := get(t, a, "http://"+addr+"/"); code != http.StatusTooManyRequests {
+		t.Fatalf("client A's ninth request: %d, want 429", code)
+	}
+	b := clientFrom("127.0.0.2")
+	if code, body := get(t, b, "http://"+addr+"/"); code != 200 || body != "hello\n" {
+		t.Fatalf("client B's GET: %d %q", code, body)
+	}
+	resp, err := b.Post("http://"+addr+"/upload", "text/plain", strings.NewReader("data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("client B's POST: %d", resp.StatusCode)
+	}
+	for served.Load() < 6 { // stragglers of the vote
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := served.Load(); n != 6 {
+		t.Fatalf("%d executor requests for client B's two voted requests, want 6", n)
+	}
+}
+
+// A client that sends its body too slowly is answered 408 at BodyTimeout and disconnected,
+// without any executor request.
+func TestSlowBodyIsCutOffAtBodyTimeout(t *testing.T) {
+	bes, hits := startGoBackends(t, 3, hello)
+	g, err := New(Options{Backends: bes, BodyTimeout: 200 * time.Millisecond,
+		Routes: []Route{{Methods: []string{"POST"}, Prefix: "/", Policy: PolicyVote}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startGateway(t, g, ServerOptions{ReadTimeout: time.Hour})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("status %d, want 408", resp.StatusCode)
+	}
+	c.SetReadDeadline(time.Now().Add(time.Minute)) // a guard against a hang, not a bound
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection left open after the timeout: %v", err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("%d executor requests", n)
+	}
+}
