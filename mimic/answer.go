@@ -143,7 +143,7 @@ func (g *Gateway) writeVoted(w http.ResponseWriter, r *http.Request, c *call) {
 		}
 		return
 	}
-	body, normalized := c.ballot.answerBody(win)
+	win, body, normalized := c.ballot.answer(win)
 	etag := etagOf(win.rawSum)
 	if normalized {
 		etag = etagOf(maphash.Bytes(c.ballot.seed, body))

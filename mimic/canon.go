@@ -13,18 +13,69 @@ import (
 // errNotJSON is returned for a body that is not exactly one JSON value.
 var errNotJSON = errors.New("mimic: body is not one JSON value")
 
-// parseJSON decodes exactly one JSON value, keeping numbers as their text.
+// parseJSON decodes exactly one JSON value, keeping numbers as their text. An object with a
+// key twice is refused: decoders disagree on which one counts (encoding/json takes the last,
+// others the first), so such a body is compared as it was sent and cannot hide in the vote.
 func parseJSON(src []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(src))
 	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	v, err := decodeValue(dec, 0)
+	if err != nil {
 		return nil, errNotJSON
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errNotJSON
 	}
 	return v, nil
+}
+
+// maxJSONDepth bounds nesting, so a hostile body cannot exhaust the stack.
+const maxJSONDepth = 512
+
+// decodeValue reads one value from dec's token stream.
+func decodeValue(dec *json.Decoder, depth int) (any, error) {
+	if depth > maxJSONDepth {
+		return nil, errNotJSON
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return tok, nil // string, json.Number, bool or nil
+	}
+	switch d {
+	case '[':
+		arr := []any{}
+		for dec.More() {
+			e, err := decodeValue(dec, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, e)
+		}
+		_, err := dec.Token() // ]
+		return arr, err
+	case '{':
+		obj := map[string]any{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			k, _ := kt.(string)
+			if _, dup := obj[k]; dup {
+				return nil, errNotJSON
+			}
+			if obj[k], err = decodeValue(dec, depth+1); err != nil {
+				return nil, err
+			}
+		}
+		_, err := dec.Token() // }
+		return obj, err
+	}
+	return nil, errNotJSON
 }
 
 // canonicalJSON appends to dst the canonical form of the JSON document src: object members

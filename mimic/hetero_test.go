@@ -27,6 +27,12 @@ type hetero struct {
 
 func newHetero(t *testing.T, o Options) *hetero {
 	t.Helper()
+	return newHeteroWrapped(t, o, nil)
+}
+
+// newHeteroWrapped is newHetero with the Go executor's handler wrapped by wrap (nil: honest).
+func newHeteroWrapped(t *testing.T, o Options, wrap func(http.Handler) http.Handler) *hetero {
+	t.Helper()
 	h := &hetero{sites: map[string]string{}, procs: map[string]*proc{}}
 	goDir, ngDir, ltDir := t.TempDir(), t.TempDir(), t.TempDir()
 	for _, d := range []string{goDir, ngDir, ltDir} {
@@ -34,7 +40,7 @@ func newHetero(t *testing.T, o Options) *hetero {
 	}
 	ng, ngp := startNginx(t, ngDir)
 	lt, ltp := startLighttpd(t, ltDir)
-	gob, _ := startGoServer(t, goDir)
+	gob, _ := startGoServerWrapped(t, goDir, wrap)
 	h.sites[gob.ID], h.sites[ng.ID], h.sites[lt.ID] = goDir, ngDir, ltDir
 	h.procs[ng.ID], h.procs[lt.ID] = ngp, ltp
 	h.bes = Static{gob, ng, lt}

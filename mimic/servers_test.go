@@ -78,6 +78,13 @@ func waitHTTP(t testing.TB, url string, logFile string) {
 // Content-Length), unlike nginx and lighttpd, and it counts the requests it serves.
 func startGoServer(t testing.TB, dir string) (Backend, *atomic.Int64) {
 	t.Helper()
+	return startGoServerWrapped(t, dir, nil)
+}
+
+// startGoServerWrapped is startGoServer with its handler wrapped (nil: not), for a Go executor
+// made to misbehave.
+func startGoServerWrapped(t testing.TB, dir string, wrap func(http.Handler) http.Handler) (Backend, *atomic.Int64) {
+	t.Helper()
 	var hits atomic.Int64
 	fs := http.FileServer(http.Dir(dir))
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -107,7 +114,11 @@ func startGoServer(t testing.TB, dir string) (Backend, *atomic.Int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	var handler http.Handler = h
+	if wrap != nil {
+		handler = wrap(h)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return Backend{ID: "go-1", Variant: "go-nethttp", URL: "http://" + ln.Addr().String(),

@@ -149,23 +149,37 @@ func (b *ballot) normalize(r *response) {
 	}
 }
 
-// answerBody returns the body to send for win: its own when another member of its group sent
-// the same bytes (or when its body was compared raw), otherwise its normalized form, so no
-// difference the vote ignored (white space, member order) reaches the client from one executor.
-func (b *ballot) answerBody(win *response) ([]byte, bool) {
-	if !b.diverse || win.bodyKey == win.rawSum {
-		return win.body, false
+// answer returns the response and body to send for the group of win: a member whose raw
+// body another member sent too (the most common raw body of the group), else win's body in
+// normalized form, so no difference the vote ignored (white space, member order, escapes)
+// reaches the client from one executor; normalized reports the latter.
+func (b *ballot) answer(win *response) (r *response, body []byte, normalized bool) {
+	if !b.diverse || win.statusOnly {
+		return win, win.body, false
 	}
+	best, bestN := win, 0
 	for _, o := range b.resps {
-		if o != win && o.key() == win.key() && o.rawSum == win.rawSum {
-			return win.body, false
+		if o.key() != win.key() {
+			continue
 		}
+		n := 0
+		for _, p := range b.resps {
+			if p.key() == win.key() && p.rawSum == o.rawSum {
+				n++
+			}
+		}
+		if n > bestN {
+			best, bestN = o, n
+		}
+	}
+	if bestN > 1 || best.bodyKey == best.rawSum {
+		return best, best.body, false // shared raw bytes, or compared raw anyway
 	}
 	out, ok := normalizeBody(nil, win.kind, win.body, b.noise, b.fold)
 	if !ok {
-		return win.body, false
+		return win, win.body, false
 	}
-	return out, true
+	return win, out, true
 }
 
 func (b *ballot) count(k voteKey) int {
