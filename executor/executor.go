@@ -39,6 +39,10 @@ type Spec struct {
 	// Traits are declared properties used by the gateway's diversity scheduler and by
 	// relevance filtering: server: nginx, lang: go, os: debian, ...
 	Traits map[string]string
+	// AllowOutbound lets the executor open connections of its own (an upstream, a database);
+	// without it every connection it tries is refused. The agent's own ports stay closed to
+	// it either way.
+	AllowOutbound bool
 }
 
 // State is where an executor is in its life.
@@ -68,6 +72,9 @@ type Instance struct {
 	Handle string `json:"handle,omitempty"`
 	// WorkDir is the private directory of a process executor (kept on quarantine for forensics).
 	WorkDir string `json:"work_dir,omitempty"`
+	// Isolation says how the driver confines the instance, e.g. "full: uid 600123, ns
+	// mnt+pid+ipc+uts, seccomp, landlock v7, cgroup memory+pids+cpu" or "degraded: ...".
+	Isolation string `json:"isolation,omitempty"`
 }
 
 // Driver starts and stops executors on one substrate. Implementations must be safe for
@@ -99,6 +106,31 @@ type Env struct {
 	// StopGrace is how long Stop waits after the polite signal before killing; zero means
 	// the driver's default.
 	StopGrace time.Duration
+	// Isolation confines executors; the zero value is IsolationOff (the agent's config
+	// defaults to IsolationAuto).
+	Isolation Isolation
+	// AgentPorts are the TCP ports of the agent itself (API, gateway, metrics, enclave) that
+	// no executor may connect to.
+	AgentPorts []int
+}
+
+// Isolation modes.
+const (
+	IsolationOff      = ""         // executors run as the agent does (no confinement)
+	IsolationAuto     = "auto"     // everything the machine allows; degraded when not root
+	IsolationRequired = "required" // refuse to start executors unless isolation is full
+)
+
+// Isolation is how a driver confines each executor: its own uid and gid from a range,
+// resource limits, and (process driver) namespaces, seccomp and Landlock.
+type Isolation struct {
+	Mode      string
+	UIDFirst  int     // first uid (and gid) of the range handed to executors
+	UIDCount  int     // size of the range
+	Memory    int64   // bytes per executor; 0: unlimited
+	Processes int     // processes and threads per executor; 0: unlimited
+	OpenFiles int     // open files per process; 0: the inherited limit
+	CPU       float64 // cores per executor; 0: unlimited
 }
 
 // Factory builds a driver.
@@ -119,6 +151,10 @@ const (
 	EventQuarantined   = "executor.quarantined"
 	EventTamperedImage = "executor.tampered-image"
 	EventRotation      = "executor.rotation"
+	// EventDenied is evidence that an executor tried something its confinement refused: a
+	// syscall the seccomp filter kills (attr reason "seccomp"), the memory or process limit
+	// ("memory", "processes"), or a connection the firewall dropped ("network").
+	EventDenied = "executor.denied"
 )
 
 var (

@@ -68,7 +68,9 @@ var (
 
 // Driver runs executors as local processes. It is safe for concurrent use.
 type Driver struct {
+	dataDir         string
 	runDir, workDir string
+	iso             *isolation
 	grace           time.Duration
 	self            string
 	log             *slog.Logger
@@ -77,6 +79,7 @@ type Driver struct {
 	mu    sync.Mutex
 	procs map[string]*proc // started by this driver and not yet stopped
 	ports map[int]bool     // ports handed out to live instances
+	uids  map[int]string   // executor uids in use (live instances and leftovers), by instance ID
 }
 
 type proc struct {
@@ -85,6 +88,10 @@ type proc struct {
 	quarantined bool
 	stopping    atomic.Bool // Stop has begun: an exit is expected
 	out         *capWriter
+	uid         int         // the executor's own uid (0: the agent's)
+	cgroups     []string    // its cgroup directories
+	denied      atomic.Bool // EventDenied was published
+	keep        atomic.Bool // ended by a denied action: keep the work dir like a quarantine
 }
 
 // record is what run/<id>.json holds: enough to find and kill the process group after an
@@ -94,15 +101,21 @@ type record struct {
 	PID         int                `json:"pid"`
 	StartTicks  string             `json:"start_ticks,omitempty"` // /proc/<pid>/stat field 22
 	Quarantined bool               `json:"quarantined,omitempty"`
+	UID         int                `json:"uid,omitempty"`
+	Cgroups     []string           `json:"cgroups,omitempty"`
 }
 
-// New builds a driver keeping its state below env.DataDir/executor/process.
+// New builds a driver keeping its state below env.DataDir/executor/process. With
+// env.Isolation on, it finds out (and proves, with one confined probe) how far this machine
+// and the agent's privileges let it confine executors; see isolation.go.
 func New(env executor.Env) (*Driver, error) {
 	if env.DataDir == "" {
 		return nil, errors.New("executor/process: no data dir")
 	}
 	base := filepath.Join(env.DataDir, "executor", ID)
 	d := &Driver{
+		dataDir: filepath.Clean(env.DataDir),
+		uids:    map[int]string{},
 		runDir:  filepath.Join(base, "run"),
 		workDir: filepath.Join(base, "work"),
 		grace:   env.StopGrace,
@@ -128,7 +141,27 @@ func New(env executor.Env) (*Driver, error) {
 		return nil, fmt.Errorf("executor/process: own executable: %w", err)
 	}
 	d.self = self
+	if err := d.setupIsolation(env.Isolation); err != nil {
+		return nil, err
+	}
+	if ents, err := os.ReadDir(d.runDir); err == nil {
+		for _, e := range ents { // leftovers keep their uids until they are stopped
+			if id, ok := strings.CutSuffix(e.Name(), ".json"); ok {
+				if rec, err := d.readRecord(id); err == nil && rec.UID != 0 {
+					d.uids[rec.UID] = id
+				}
+			}
+		}
+	}
 	return d, nil
+}
+
+// Isolation describes how the driver confines executors ("off", "full: ...",
+// "degraded (reason): ...").
+func (d *Driver) Isolation() string { return d.iso.summary }
+
+func (d *Driver) publish(kind, subject string, attrs map[string]any) {
+	d.bus.Publish(bus.Event{Kind: kind, Source: "executor/process", Subject: subject, Attrs: attrs})
 }
 
 // TemplateData is what every element of Spec.Command may use.
@@ -229,15 +262,24 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 	if err != nil {
 		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
 	}
+	p := &proc{done: make(chan struct{})}
+	cmd, isolation, err := d.command(id, spec, argv, work, port, p)
+	if err != nil {
+		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
+	}
+	defer func() {
+		if !ok {
+			_ = removeCgroups(p.cgroups)
+			d.releaseUID(p.uid)
+		}
+	}()
 	out, err := newCapWriter(filepath.Join(work, OutputFile), MaxOutput)
 	if err != nil {
 		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = work
-	cmd.Env = childEnv(spec.Env, id, port)
+	cmd.Env = childEnv(spec.Env, id, port, p.uid != 0, work)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
 		out.Close()
@@ -246,11 +288,15 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 	inst := &executor.Instance{
 		ID: id, Variant: spec.Variant, Driver: ID, Address: data.Addr, ImageDigest: digest,
 		Started: time.Now(), Traits: spec.Traits, Handle: strconv.Itoa(cmd.Process.Pid), WorkDir: work,
+		Isolation: isolation,
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), out: out}
+	p.cmd, p.out = cmd, out
 	go func() {
 		err := cmd.Wait()
 		out.Close()
+		if d.iso.on {
+			d.exitEvidence(p, inst, err)
+		}
 		if !p.stopping.Load() {
 			// An exit nobody asked for: keep the reason in the agent's log, since the work
 			// directory (and the output file in it) goes away with the instance.
@@ -258,7 +304,10 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 		}
 		close(p.done)
 	}()
-	rec := record{Instance: inst, PID: cmd.Process.Pid, StartTicks: startTicks(cmd.Process.Pid)}
+	if len(p.cgroups) > 0 {
+		go d.watchLimits(p, inst)
+	}
+	rec := record{Instance: inst, PID: cmd.Process.Pid, StartTicks: startTicks(cmd.Process.Pid), UID: p.uid, Cgroups: p.cgroups}
 	if err := d.writeRecord(rec); err != nil {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
@@ -268,16 +317,56 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 	d.procs[id] = p
 	d.mu.Unlock()
 	ok = true
-	d.log.Info("started", "id", id, "variant", spec.Variant, "addr", inst.Address, "pid", rec.PID, "image", digest)
-	d.bus.Publish(bus.Event{Kind: executor.EventStarted, Source: "executor/process", Subject: id,
-		Attrs: map[string]any{"variant": spec.Variant, "address": inst.Address, "pid": rec.PID, "image_digest": digest}})
+	d.log.Info("started", "id", id, "variant", spec.Variant, "addr", inst.Address, "pid", rec.PID, "image", digest, "isolation", isolation)
+	d.publish(executor.EventStarted, id, map[string]any{"variant": spec.Variant, "address": inst.Address, "pid": rec.PID,
+		"image_digest": digest, "isolation": isolation})
 	return inst, nil
 }
 
+// command builds the executor's command: plain (isolation off) or through the sandbox
+// helper, with its own uid, work dir ownership and cgroups set up (recorded in p).
+func (d *Driver) command(id string, spec executor.Spec, argv []string, work string, port int, p *proc) (*exec.Cmd, string, error) {
+	iso := d.iso
+	if !iso.on {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		return cmd, iso.summary, nil
+	}
+	exe, err := resolveExe(argv[0], work)
+	if err != nil {
+		return nil, "", err
+	}
+	summary := iso.summary
+	if iso.full {
+		uid, err := d.takeUID(id)
+		if err != nil {
+			return nil, "", err
+		}
+		p.uid = uid
+		if err := chownTree(work, uid); err != nil {
+			return nil, "", fmt.Errorf("give work dir to uid %d: %w", uid, err)
+		}
+		summary = strings.Replace(summary, "own uid+gid", fmt.Sprintf("uid+gid %d", uid), 1)
+	}
+	cgs, err := iso.cg.create(id, limits{memory: iso.cfg.Memory, processes: iso.cfg.Processes, cpu: iso.cfg.CPU})
+	if err != nil {
+		return nil, "", fmt.Errorf("cgroups: %w", err)
+	}
+	p.cgroups = cgs
+	sb := d.sandboxFor(iso, p.uid, work, exe, cgs, port, spec.AllowOutbound)
+	if filepath.IsAbs(spec.Image) {
+		sb.Hide = append(sb.Hide, filepath.Clean(spec.Image))
+	}
+	return d.helperCommand(iso, sb, argv), summary, nil
+}
+
 // childEnv is a small, explicit environment: the agent's own secrets never reach executors.
-func childEnv(extra map[string]string, id string, port int) []string {
+// An executor with its own uid gets its work dir as HOME.
+func childEnv(extra map[string]string, id string, port int, ownUID bool, work string) []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "PROTEUS_EXECUTOR_ID=" + id, "PROTEUS_PORT=" + strconv.Itoa(port)}
-	if h := os.Getenv("HOME"); h != "" {
+	if ownUID {
+		env = append(env, "HOME="+work)
+	} else if h := os.Getenv("HOME"); h != "" {
 		env = append(env, "HOME="+h)
 	}
 	for k, v := range extra {
@@ -346,7 +435,7 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 		p.stopping.Store(true)
 		pid := p.cmd.Process.Pid
 		quarantined = p.quarantined
-		if !quarantined {
+		if !quarantined && !p.keep.Load() {
 			_ = syscall.Kill(-pid, syscall.SIGTERM)
 			t := time.NewTimer(d.grace)
 			select {
@@ -360,6 +449,11 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 		// Kill whatever is left of the group (a forked worker, or the leader itself).
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-p.done
+		quarantined = quarantined || p.keep.Load()
+		if err := removeCgroups(p.cgroups); err != nil {
+			d.log.Warn("cgroups left", "id", inst.ID, "err", err)
+		}
+		d.releaseUID(p.uid)
 		d.mu.Lock()
 		delete(d.procs, inst.ID)
 		d.mu.Unlock()
@@ -373,6 +467,10 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 			if err := killLeftover(rec); err != nil {
 				return fmt.Errorf("executor/process: stop %s: %w", inst.ID, err)
 			}
+			if err := removeCgroups(rec.Cgroups); err != nil {
+				return fmt.Errorf("executor/process: stop %s: %w", inst.ID, err)
+			}
+			d.releaseUID(rec.UID)
 		}
 	}
 	if err := d.finish(inst, quarantined); err != nil {
@@ -392,7 +490,7 @@ func (d *Driver) finish(inst *executor.Instance, keep bool) error {
 	work := filepath.Join(d.workDir, inst.ID)
 	if keep {
 		if data, err := os.ReadFile(recPath); err == nil {
-			_ = os.WriteFile(filepath.Join(work, RecordFile), data, 0o600)
+			_ = writeInto(work, RecordFile, data)
 		}
 	} else if err := os.RemoveAll(work); err != nil {
 		return err
@@ -449,7 +547,7 @@ func (d *Driver) Quarantine(ctx context.Context, inst *executor.Instance) error 
 		return fmt.Errorf("executor/process: quarantine %s: %w", inst.ID, err)
 	}
 	if data, err := json.MarshalIndent(rec, "", "  "); err == nil {
-		_ = os.WriteFile(filepath.Join(d.workDir, inst.ID, RecordFile), data, 0o600)
+		_ = writeInto(filepath.Join(d.workDir, inst.ID), RecordFile, data)
 	}
 	d.log.Warn("quarantined", "id", inst.ID, "variant", inst.Variant, "work_dir", inst.WorkDir)
 	d.bus.Publish(bus.Event{Kind: executor.EventQuarantined, Source: "executor/process", Subject: inst.ID,
@@ -505,6 +603,9 @@ func (d *Driver) Cleanup(ctx context.Context) error {
 		if err := os.RemoveAll(filepath.Join(d.workDir, id)); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := d.sweep(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("executor/process: cleanup: %w", errors.Join(errs...))
@@ -573,13 +674,31 @@ func alive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil
 }
 
-// tail returns the last n bytes of the file at path (empty when unreadable).
+// writeInto writes a fresh file name in dir, a directory the executor owns: whatever it
+// left under that name (a symbolic link to a file of the agent's, say) is removed first, and
+// the file is created exclusively without following links.
+func writeInto(dir, name string, data []byte) error {
+	p := filepath.Join(dir, name)
+	_ = os.Remove(p)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return errors.Join(err, f.Close())
+}
+
+// tail returns the last n bytes of the file at path (empty when unreadable or not a regular
+// file: the executor may have replaced its output file with a link to a secret).
 func tail(path string, n int64) string {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return ""
+	}
 	if st, err := f.Stat(); err == nil && st.Size() > n {
 		_, _ = f.Seek(st.Size()-n, io.SeekStart)
 	}

@@ -1,0 +1,418 @@
+package process
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	seccomp "github.com/elastic/go-seccomp-bpf"
+
+	"github.com/proteus-defense/proteus/executor"
+)
+
+// ErrIsolation is returned by New when the configuration requires full isolation and the
+// machine or the agent's privileges do not allow it.
+var ErrIsolation = errors.New("executor/process: isolation")
+
+// probeArg makes the helper's probe run end at once with status 0.
+const probeArg = "__proteus-exec-probe"
+
+func init() {
+	if len(os.Args) == 2 && os.Args[1] == probeArg {
+		os.Exit(0)
+	}
+}
+
+// isolation is what the driver found the machine and its privileges allow, decided once in
+// New: full (root: own uid, namespaces, cgroups) or degraded (the agent's uid; what an
+// unprivileged process can still do to itself: rlimits, no_new_privs, Landlock, seccomp).
+type isolation struct {
+	cfg      executor.Isolation
+	on       bool // the helper confines every executor
+	full     bool
+	degraded string // why not full
+	landlock int
+	seccomp  bool
+	cg       *cgroups
+	summary  string // for Instance.Isolation, without the uid
+}
+
+// namespaceFlags are the namespaces each executor gets when the agent is root.
+const namespaceFlags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
+
+// setupIsolation decides the isolation from cfg and what this machine allows, proving it by
+// starting one confined probe (the helper runs every step, then execs self in probe mode).
+func (d *Driver) setupIsolation(cfg executor.Isolation) error {
+	iso := &isolation{cfg: cfg}
+	d.iso = iso
+	switch cfg.Mode {
+	case executor.IsolationOff:
+		iso.summary = "off"
+		d.log.Warn("executor isolation is off: executors run with the agent's uid and privileges")
+		return nil
+	case executor.IsolationAuto, executor.IsolationRequired:
+	default:
+		return fmt.Errorf("%w: unknown mode %q (want auto, required or off)", ErrIsolation, cfg.Mode)
+	}
+	iso.on = true
+	iso.landlock = landlockABI()
+	iso.seccomp = seccomp.Supported()
+	if os.Geteuid() == 0 {
+		if err := checkUIDRange(cfg.UIDFirst, cfg.UIDCount); err != nil {
+			return fmt.Errorf("%w: %w", ErrIsolation, err)
+		}
+		var why []string
+		iso.cg, why = findCgroups()
+		for _, w := range why {
+			d.log.Info("cgroup controller not usable", "reason", w)
+		}
+		iso.full = true
+		if err := d.probe(iso); err != nil {
+			iso.full = false
+			iso.degraded = fmt.Sprintf("namespaces or own uid refused: %v", err)
+		}
+	} else {
+		iso.degraded = fmt.Sprintf("agent runs as uid %d, not root: executors share its uid, no namespaces, no cgroups", os.Geteuid())
+	}
+	if !iso.full {
+		iso.cg = nil
+		if err := d.probe(iso); err != nil {
+			return fmt.Errorf("%w: even degraded confinement fails: %w", ErrIsolation, err)
+		}
+	}
+	iso.summary = iso.describe()
+	if !iso.full {
+		if cfg.Mode == executor.IsolationRequired {
+			return fmt.Errorf("%w: pool.isolation.mode is required but isolation is degraded: %s", ErrIsolation, iso.degraded)
+		}
+		d.log.Warn("degraded isolation", "reason", iso.degraded, "isolation", iso.summary)
+	} else {
+		d.log.Info("executor isolation", "isolation", iso.summary, "uids", fmt.Sprintf("%d-%d", cfg.UIDFirst, cfg.UIDFirst+cfg.UIDCount-1))
+	}
+	return nil
+}
+
+func (iso *isolation) describe() string {
+	var parts []string
+	if iso.full {
+		parts = append(parts, "full: own uid+gid", "ns mnt+pid+ipc+uts")
+	} else {
+		parts = append(parts, "degraded ("+iso.degraded+"):")
+	}
+	parts = append(parts, "no_new_privs")
+	if iso.seccomp {
+		parts = append(parts, "seccomp")
+	}
+	if iso.landlock > 0 {
+		parts = append(parts, fmt.Sprintf("landlock v%d", iso.landlock))
+	}
+	if n := iso.cg.names(); len(n) > 0 {
+		v := "v1"
+		if iso.cg.v2 {
+			v = "v2"
+		}
+		parts = append(parts, "cgroup "+v+" "+strings.Join(n, "+"))
+	}
+	var rl []string
+	if iso.cfg.OpenFiles > 0 {
+		rl = append(rl, "nofile")
+	}
+	if iso.full && iso.cfg.Processes > 0 {
+		rl = append(rl, "nproc")
+	}
+	if iso.cfg.Memory > 0 && !slices.Contains(iso.cg.names(), "memory") {
+		rl = append(rl, "data")
+	}
+	if len(rl) > 0 {
+		parts = append(parts, "rlimit "+strings.Join(rl, "+"))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// probe confines one throwaway process the way Start would, and checks that it ran.
+func (d *Driver) probe(iso *isolation) error {
+	dir, err := os.MkdirTemp(d.workDir, ".probe-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	uid := 0
+	if iso.full {
+		uid = iso.cfg.UIDFirst
+		if err := os.Chown(dir, uid, uid); err != nil {
+			return err
+		}
+	}
+	sb := d.sandboxFor(iso, uid, dir, d.self, nil, 0, false)
+	cmd := d.helperCommand(iso, sb, []string{d.self, probeArg})
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// sandboxFor is the helper's instructions for one executor.
+func (d *Driver) sandboxFor(iso *isolation, uid int, work, exe string, cgroups []string, port int, connect bool) sandbox {
+	sb := sandbox{
+		UID: uid, GID: uid, WorkDir: work, Exe: exe, Cgroups: cgroups, Port: port, Connect: connect,
+		Landlock: iso.landlock, Seccomp: iso.seccomp, NoFile: uint64(iso.cfg.OpenFiles),
+	}
+	if iso.full {
+		sb.Mounts = true
+		sb.Private = []string{"/tmp", "/var/tmp", "/dev/shm"}
+		sb.Hide = []string{d.dataDir}
+		sb.NProc = uint64(iso.cfg.Processes)
+	}
+	if iso.cfg.Memory > 0 && !slices.Contains(iso.cg.names(), "memory") {
+		sb.Data = uint64(iso.cfg.Memory)
+	}
+	return sb
+}
+
+// helperCommand runs argv through the helper with sb, in new namespaces when isolation is
+// full.
+func (d *Driver) helperCommand(iso *isolation, sb sandbox, argv []string) *exec.Cmd {
+	spec, _ := json.Marshal(sb) // plain data: cannot fail
+	cmd := exec.Command(d.self, append([]string{helperArg, string(spec)}, argv...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if iso.full {
+		cmd.SysProcAttr.Cloneflags = namespaceFlags
+	}
+	return cmd
+}
+
+// checkUIDRange refuses a range that holds uid 0 or any user or group the system knows:
+// an executor must never share an identity with anything else on the machine.
+func checkUIDRange(first, count int) error {
+	if first < 1 || count < 1 || first+count-1 > 1<<31-2 {
+		return fmt.Errorf("uid range %d+%d: must be within [1, 2^31-2]", first, count)
+	}
+	for _, f := range []string{"/etc/passwd", "/etc/group"} {
+		file, err := os.Open(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(file)
+		for sc.Scan() {
+			fields := strings.Split(sc.Text(), ":")
+			if len(fields) < 3 {
+				continue
+			}
+			id, err := strconv.Atoi(fields[2])
+			if err == nil && id >= first && id < first+count {
+				file.Close()
+				return fmt.Errorf("uid range %d-%d holds %s %q (id %d) from %s", first, first+count-1,
+					map[string]string{"/etc/passwd": "user", "/etc/group": "group"}[f], fields[0], id, f)
+			}
+		}
+		file.Close()
+	}
+	return nil
+}
+
+// takeUID reserves a free uid of the range for instance id (random, so a uid does not say
+// how many executors came before).
+func (d *Driver) takeUID(id string) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	first, n := d.iso.cfg.UIDFirst, d.iso.cfg.UIDCount
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	start := int(binary.BigEndian.Uint64(b[:]) % uint64(n))
+	for i := range n {
+		uid := first + (start+i)%n
+		if _, used := d.uids[uid]; !used {
+			d.uids[uid] = id
+			return uid, nil
+		}
+	}
+	return 0, fmt.Errorf("all %d uids of the range %d-%d are in use", n, first, first+n-1)
+}
+
+func (d *Driver) releaseUID(uid int) {
+	if uid == 0 {
+		return
+	}
+	d.mu.Lock()
+	delete(d.uids, uid)
+	d.mu.Unlock()
+}
+
+// chownTree gives the work directory and everything in it to uid.
+func chownTree(dir string, uid int) error {
+	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, uid)
+	})
+}
+
+// resolveExe finds the command's file the way exec would, relative paths from the work dir.
+func resolveExe(argv0, work string) (string, error) {
+	if strings.Contains(argv0, "/") {
+		if !filepath.IsAbs(argv0) {
+			argv0 = filepath.Join(work, argv0)
+		}
+		return argv0, nil
+	}
+	return exec.LookPath(argv0)
+}
+
+// watchLimits polls the executor's cgroup counters while it runs: the first refused fork or
+// OOM kill is published as evidence and ends the executor (a limit hit is an availability
+// failure; the pool replaces it). It returns when done is closed.
+func (d *Driver) watchLimits(p *proc, inst *executor.Instance) {
+	t := time.NewTicker(limitPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+		if d.limitHit(p, inst) {
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			return
+		}
+	}
+}
+
+// limitPoll is how often the cgroup counters are read.
+const limitPoll = 250 * time.Millisecond
+
+// limitHit publishes (once) a refused fork or an OOM kill seen in inst's cgroups.
+func (d *Driver) limitHit(p *proc, inst *executor.Instance) bool {
+	forks, ooms := d.iso.cg.hits(p.cgroups)
+	reason := ""
+	switch {
+	case ooms > 0:
+		reason = "memory"
+	case forks > 0:
+		reason = "processes"
+	default:
+		return false
+	}
+	d.deny(p, inst, reason, map[string]any{"oom_kills": ooms, "refused_forks": forks})
+	return true
+}
+
+// deny publishes EventDenied once per instance.
+func (d *Driver) deny(p *proc, inst *executor.Instance, reason string, attrs map[string]any) {
+	if !p.denied.CompareAndSwap(false, true) {
+		return
+	}
+	if attrs == nil {
+		attrs = map[string]any{}
+	}
+	attrs["variant"], attrs["reason"] = inst.Variant, reason
+	d.log.Warn("executor refused by its confinement", "id", inst.ID, "variant", inst.Variant, "reason", reason)
+	d.publish(executor.EventDenied, inst.ID, attrs)
+}
+
+// exitEvidence looks at how a confined executor ended: SIGSYS is the seccomp filter
+// killing it for a denied call; the cgroup counters tell a limit hit.
+func (d *Driver) exitEvidence(p *proc, inst *executor.Instance, err error) {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGSYS {
+			p.keep.Store(true) // an attack, not a crash: the work dir stays for forensics
+			d.deny(p, inst, "seccomp", map[string]any{"signal": "SIGSYS"})
+			return
+		}
+	}
+	if len(p.cgroups) > 0 {
+		d.limitHit(p, inst)
+	}
+}
+
+// sweep removes what no record accounts for: cgroups of executors an earlier agent lost
+// track of, and processes running with a uid of the range that no instance holds (an
+// executor's child that escaped its group, say). Called by Cleanup.
+func (d *Driver) sweep() error {
+	if !d.iso.on {
+		return nil
+	}
+	known := func(id string) bool {
+		d.mu.Lock()
+		_, live := d.procs[id]
+		d.mu.Unlock()
+		_, err := os.Stat(filepath.Join(d.runDir, id+".json"))
+		return live || err == nil
+	}
+	var errs []error
+	bases := map[string]bool{}
+	for _, c := range cgroupControllers {
+		if d.iso.cg != nil && d.iso.cg.bases[c] != "" {
+			bases[d.iso.cg.bases[c]] = true
+		}
+	}
+	for base := range bases {
+		ents, _ := os.ReadDir(base)
+		for _, e := range ents {
+			if e.IsDir() && !known(e.Name()) {
+				if err := removeCgroups([]string{filepath.Join(base, e.Name())}); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if d.iso.full {
+		first, n := d.iso.cfg.UIDFirst, d.iso.cfg.UIDCount
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			uid := procUID(pid)
+			if uid < first || uid >= first+n {
+				continue
+			}
+			d.mu.Lock()
+			_, held := d.uids[uid]
+			d.mu.Unlock()
+			if !held {
+				d.log.Warn("killing a stray process of the executor uid range", "pid", pid, "uid", uid)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// procUID is the real uid of pid (-1 when unknown).
+func procUID(pid int) int {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				if n, err := strconv.Atoi(f[0]); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return -1
+}
