@@ -39,9 +39,10 @@ type Spec struct {
 	// Traits are declared properties used by the gateway's diversity scheduler and by
 	// relevance filtering: server: nginx, lang: go, os: debian, ...
 	Traits map[string]string
-	// AllowOutbound lets the executor open connections of its own (an upstream, a database);
-	// without it every connection it tries is refused. The agent's own ports stay closed to
-	// it either way.
+	// AllowOutbound lets the executor open connections of its own to other hosts (an
+	// upstream, a database); without it every connection it tries is refused. Addresses of
+	// this host (the agent's API, gateway, metrics and enclave ports, sibling executors) stay
+	// closed to it either way.
 	AllowOutbound bool
 }
 
@@ -109,9 +110,6 @@ type Env struct {
 	// Isolation confines executors; the zero value is IsolationOff (the agent's config
 	// defaults to IsolationAuto).
 	Isolation Isolation
-	// AgentPorts are the TCP ports of the agent itself (API, gateway, metrics, enclave) that
-	// no executor may connect to.
-	AgentPorts []int
 }
 
 // Isolation modes.

@@ -46,7 +46,8 @@ type isolation struct {
 	landlock int
 	seccomp  bool
 	cg       *cgroups
-	summary  string // for Instance.Isolation, without the uid
+	fw       *firewall // nil: no nftables; Landlock then refuses TCP connects
+	summary  string    // for Instance.Isolation, without the uid
 }
 
 // namespaceFlags are the namespaces each executor gets when the agent is root.
@@ -83,6 +84,13 @@ func (d *Driver) setupIsolation(cfg executor.Isolation) error {
 			iso.full = false
 			iso.degraded = fmt.Sprintf("namespaces or own uid refused: %v", err)
 		}
+		if iso.full {
+			fw, err := newFirewall()
+			if err != nil {
+				d.log.Warn("no nftables: executors' TCP connects are refused by Landlock alone, UDP is not filtered, and attempts leave no evidence", "err", err)
+			}
+			iso.fw = fw
+		}
 	} else {
 		iso.degraded = fmt.Sprintf("agent runs as uid %d, not root: executors share its uid, no namespaces, no cgroups", os.Geteuid())
 	}
@@ -118,6 +126,9 @@ func (iso *isolation) describe() string {
 	if iso.landlock > 0 {
 		parts = append(parts, fmt.Sprintf("landlock v%d", iso.landlock))
 	}
+	if iso.fw != nil {
+		parts = append(parts, "nftables")
+	}
 	if n := iso.cg.names(); len(n) > 0 {
 		v := "v1"
 		if iso.cg.v2 {
@@ -150,7 +161,10 @@ func (d *Driver) probe(iso *isolation) error {
 	defer os.RemoveAll(dir)
 	uid := 0
 	if iso.full {
-		uid = iso.cfg.UIDFirst
+		if uid, err = d.takeUID(".probe"); err != nil {
+			return err
+		}
+		defer d.releaseUID(uid)
 		if err := os.Chown(dir, uid, uid); err != nil {
 			return err
 		}
@@ -168,7 +182,10 @@ func (d *Driver) probe(iso *isolation) error {
 // sandboxFor is the helper's instructions for one executor.
 func (d *Driver) sandboxFor(iso *isolation, uid int, work, exe string, cgroups []string, port int, connect bool) sandbox {
 	sb := sandbox{
-		UID: uid, GID: uid, WorkDir: work, Exe: exe, Cgroups: cgroups, Port: port, Connect: connect,
+		UID: uid, GID: uid, WorkDir: work, Exe: exe, Cgroups: cgroups, Port: port,
+		// With nftables the firewall refuses (and counts) connects; Landlock would refuse
+		// them before any packet exists, leaving no evidence.
+		Connect:  connect || iso.fw != nil,
 		Landlock: iso.landlock, Seccomp: iso.seccomp, NoFile: uint64(iso.cfg.OpenFiles),
 	}
 	if iso.full {
@@ -227,6 +244,12 @@ func checkUIDRange(first, count int) error {
 	return nil
 }
 
+// uidLockDir holds one lock file per executor uid in use on the machine, shared by every
+// driver (several agents, or tests running side by side): a uid is taken by holding an
+// exclusive flock on its file, which the kernel drops when the holder dies, as systemd does
+// for DynamicUser.
+var uidLockDir = "/run/proteus/uids"
+
 // takeUID reserves a free uid of the range for instance id (random, so a uid does not say
 // how many executors came before).
 func (d *Driver) takeUID(id string) (int, error) {
@@ -238,12 +261,37 @@ func (d *Driver) takeUID(id string) (int, error) {
 	start := int(binary.BigEndian.Uint64(b[:]) % uint64(n))
 	for i := range n {
 		uid := first + (start+i)%n
-		if _, used := d.uids[uid]; !used {
-			d.uids[uid] = id
-			return uid, nil
+		if _, used := d.uids[uid]; used {
+			continue
 		}
+		f, err := lockUID(uid)
+		if err != nil {
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				continue // another driver on this machine holds it
+			}
+			return 0, err
+		}
+		d.uids[uid] = id
+		d.uidLocks[uid] = f
+		return uid, nil
 	}
 	return 0, fmt.Errorf("all %d uids of the range %d-%d are in use", n, first, first+n-1)
+}
+
+// lockUID takes uid's machine-wide lock without waiting.
+func lockUID(uid int) (*os.File, error) {
+	if err := os.MkdirAll(uidLockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("uid locks: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(uidLockDir, strconv.Itoa(uid)), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("uid lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func (d *Driver) releaseUID(uid int) {
@@ -252,7 +300,21 @@ func (d *Driver) releaseUID(uid int) {
 	}
 	d.mu.Lock()
 	delete(d.uids, uid)
+	if f := d.uidLocks[uid]; f != nil {
+		f.Close()
+		delete(d.uidLocks, uid)
+	}
 	d.mu.Unlock()
+}
+
+// holdLeftoverUID keeps the uid of an earlier agent's instance until it is stopped.
+func (d *Driver) holdLeftoverUID(uid int, id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.uids[uid] = id
+	if f, err := lockUID(uid); err == nil {
+		d.uidLocks[uid] = f
+	}
 }
 
 // chownTree gives the work directory and everything in it to uid.
@@ -276,9 +338,9 @@ func resolveExe(argv0, work string) (string, error) {
 	return exec.LookPath(argv0)
 }
 
-// watchLimits polls the executor's cgroup counters while it runs: the first refused fork or
-// OOM kill is published as evidence and ends the executor (a limit hit is an availability
-// failure; the pool replaces it). It returns when done is closed.
+// watchLimits polls the executor's cgroup and firewall counters while it runs: the first
+// refused fork, OOM kill or refused packet is evidence (see deny). It returns when the
+// executor has exited.
 func (d *Driver) watchLimits(p *proc, inst *executor.Instance) {
 	t := time.NewTicker(limitPoll)
 	defer t.Stop()
@@ -289,41 +351,51 @@ func (d *Driver) watchLimits(p *proc, inst *executor.Instance) {
 		case <-t.C:
 		}
 		if d.limitHit(p, inst) {
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			return
 		}
 	}
 }
 
-// limitPoll is how often the cgroup counters are read.
+// limitPoll is how often the counters are read.
 const limitPoll = 250 * time.Millisecond
 
-// limitHit publishes (once) a refused fork or an OOM kill seen in inst's cgroups.
+// limitHit reports (and acts on) a refused fork, an OOM kill or a refused packet seen in
+// inst's counters.
 func (d *Driver) limitHit(p *proc, inst *executor.Instance) bool {
 	forks, ooms := d.iso.cg.hits(p.cgroups)
+	var packets uint64
+	if d.iso.fw != nil && p.uid != 0 {
+		packets = d.iso.fw.refused(inst.ID)
+	}
 	reason := ""
 	switch {
 	case ooms > 0:
 		reason = "memory"
 	case forks > 0:
 		reason = "processes"
+	case packets > 0:
+		reason = "network"
 	default:
 		return false
 	}
-	d.deny(p, inst, reason, map[string]any{"oom_kills": ooms, "refused_forks": forks})
+	d.deny(p, inst, reason, map[string]any{"oom_kills": ooms, "refused_forks": forks, "refused_packets": packets})
 	return true
 }
 
-// deny publishes EventDenied once per instance.
+// deny acts once per instance on evidence that it tried what its confinement refused: it
+// publishes EventDenied, marks the work dir to be kept for forensics (as a quarantine
+// would) and kills the executor, so the pool replaces it from its known-good image.
 func (d *Driver) deny(p *proc, inst *executor.Instance, reason string, attrs map[string]any) {
 	if !p.denied.CompareAndSwap(false, true) {
 		return
 	}
+	p.keep.Store(true)
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	if attrs == nil {
 		attrs = map[string]any{}
 	}
-	attrs["variant"], attrs["reason"] = inst.Variant, reason
-	d.log.Warn("executor refused by its confinement", "id", inst.ID, "variant", inst.Variant, "reason", reason)
+	attrs["variant"], attrs["reason"], attrs["work_dir"] = inst.Variant, reason, inst.WorkDir
+	d.log.Warn("executor refused by its confinement: killed, work dir kept", "id", inst.ID, "variant", inst.Variant, "reason", reason)
 	d.publish(executor.EventDenied, inst.ID, attrs)
 }
 
@@ -333,14 +405,11 @@ func (d *Driver) exitEvidence(p *proc, inst *executor.Instance, err error) {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGSYS {
-			p.keep.Store(true) // an attack, not a crash: the work dir stays for forensics
 			d.deny(p, inst, "seccomp", map[string]any{"signal": "SIGSYS"})
 			return
 		}
 	}
-	if len(p.cgroups) > 0 {
-		d.limitHit(p, inst)
-	}
+	d.limitHit(p, inst)
 }
 
 // sweep removes what no record accounts for: cgroups of executors an earlier agent lost
@@ -374,6 +443,11 @@ func (d *Driver) sweep() error {
 			}
 		}
 	}
+	if d.iso.fw != nil {
+		if err := d.iso.fw.remove(func(id string) bool { return !known(id) }); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if d.iso.full {
 		first, n := d.iso.cfg.UIDFirst, d.iso.cfg.UIDCount
 		ents, _ := os.ReadDir("/proc")
@@ -389,10 +463,16 @@ func (d *Driver) sweep() error {
 			d.mu.Lock()
 			_, held := d.uids[uid]
 			d.mu.Unlock()
-			if !held {
-				d.log.Warn("killing a stray process of the executor uid range", "pid", pid, "uid", uid)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+			if held {
+				continue
 			}
+			f, err := lockUID(uid)
+			if err != nil {
+				continue // held by another driver on this machine: its executor, not a stray
+			}
+			d.log.Warn("killing a stray process of the executor uid range", "pid", pid, "uid", uid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			f.Close()
 		}
 	}
 	return errors.Join(errs...)

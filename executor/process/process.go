@@ -80,6 +80,8 @@ type Driver struct {
 	procs map[string]*proc // started by this driver and not yet stopped
 	ports map[int]bool     // ports handed out to live instances
 	uids  map[int]string   // executor uids in use (live instances and leftovers), by instance ID
+	// uidLocks hold the machine-wide locks of the uids in use (see lockUID).
+	uidLocks map[int]*os.File
 }
 
 type proc struct {
@@ -90,6 +92,7 @@ type proc struct {
 	out         *capWriter
 	uid         int         // the executor's own uid (0: the agent's)
 	cgroups     []string    // its cgroup directories
+	fwID        string      // set when firewall rules were installed for it
 	denied      atomic.Bool // EventDenied was published
 	keep        atomic.Bool // ended by a denied action: keep the work dir like a quarantine
 }
@@ -114,15 +117,16 @@ func New(env executor.Env) (*Driver, error) {
 	}
 	base := filepath.Join(env.DataDir, "executor", ID)
 	d := &Driver{
-		dataDir: filepath.Clean(env.DataDir),
-		uids:    map[int]string{},
-		runDir:  filepath.Join(base, "run"),
-		workDir: filepath.Join(base, "work"),
-		grace:   env.StopGrace,
-		log:     env.Logger,
-		bus:     env.Bus,
-		procs:   map[string]*proc{},
-		ports:   map[int]bool{},
+		dataDir:  filepath.Clean(env.DataDir),
+		uids:     map[int]string{},
+		uidLocks: map[int]*os.File{},
+		runDir:   filepath.Join(base, "run"),
+		workDir:  filepath.Join(base, "work"),
+		grace:    env.StopGrace,
+		log:      env.Logger,
+		bus:      env.Bus,
+		procs:    map[string]*proc{},
+		ports:    map[int]bool{},
 	}
 	if d.grace <= 0 {
 		d.grace = DefaultGrace
@@ -148,7 +152,7 @@ func New(env executor.Env) (*Driver, error) {
 		for _, e := range ents { // leftovers keep their uids until they are stopped
 			if id, ok := strings.CutSuffix(e.Name(), ".json"); ok {
 				if rec, err := d.readRecord(id); err == nil && rec.UID != 0 {
-					d.uids[rec.UID] = id
+					d.holdLeftoverUID(rec.UID, id)
 				}
 			}
 		}
@@ -269,8 +273,7 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 	}
 	defer func() {
 		if !ok {
-			_ = removeCgroups(p.cgroups)
-			d.releaseUID(p.uid)
+			d.unconfine(p.fwID, p.cgroups, p.uid)
 		}
 	}()
 	out, err := newCapWriter(filepath.Join(work, OutputFile), MaxOutput)
@@ -304,7 +307,7 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 		}
 		close(p.done)
 	}()
-	if len(p.cgroups) > 0 {
+	if len(p.cgroups) > 0 || p.fwID != "" {
 		go d.watchLimits(p, inst)
 	}
 	rec := record{Instance: inst, PID: cmd.Process.Pid, StartTicks: startTicks(cmd.Process.Pid), UID: p.uid, Cgroups: p.cgroups}
@@ -347,6 +350,12 @@ func (d *Driver) command(id string, spec executor.Spec, argv []string, work stri
 			return nil, "", fmt.Errorf("give work dir to uid %d: %w", uid, err)
 		}
 		summary = strings.Replace(summary, "own uid+gid", fmt.Sprintf("uid+gid %d", uid), 1)
+		if iso.fw != nil {
+			if err := iso.fw.allow(id, uid, spec.AllowOutbound); err != nil {
+				return nil, "", err
+			}
+			p.fwID = id
+		}
 	}
 	cgs, err := iso.cg.create(id, limits{memory: iso.cfg.Memory, processes: iso.cfg.Processes, cpu: iso.cfg.CPU})
 	if err != nil {
@@ -358,6 +367,17 @@ func (d *Driver) command(id string, spec executor.Spec, argv []string, work stri
 		sb.Hide = append(sb.Hide, filepath.Clean(spec.Image))
 	}
 	return d.helperCommand(iso, sb, argv), summary, nil
+}
+
+// unconfine removes an ended executor's firewall rules and cgroups and frees its uid.
+func (d *Driver) unconfine(fwID string, cgroups []string, uid int) error {
+	var errs []error
+	if fwID != "" && d.iso.fw != nil {
+		errs = append(errs, d.iso.fw.remove(func(id string) bool { return id == fwID }))
+	}
+	errs = append(errs, removeCgroups(cgroups))
+	d.releaseUID(uid)
+	return errors.Join(errs...)
 }
 
 // childEnv is a small, explicit environment: the agent's own secrets never reach executors.
@@ -450,10 +470,9 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-p.done
 		quarantined = quarantined || p.keep.Load()
-		if err := removeCgroups(p.cgroups); err != nil {
-			d.log.Warn("cgroups left", "id", inst.ID, "err", err)
+		if err := d.unconfine(p.fwID, p.cgroups, p.uid); err != nil {
+			d.log.Warn("confinement left behind", "id", inst.ID, "err", err)
 		}
-		d.releaseUID(p.uid)
 		d.mu.Lock()
 		delete(d.procs, inst.ID)
 		d.mu.Unlock()
@@ -467,10 +486,13 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 			if err := killLeftover(rec); err != nil {
 				return fmt.Errorf("executor/process: stop %s: %w", inst.ID, err)
 			}
-			if err := removeCgroups(rec.Cgroups); err != nil {
+			fwID := ""
+			if rec.UID != 0 {
+				fwID = inst.ID
+			}
+			if err := d.unconfine(fwID, rec.Cgroups, rec.UID); err != nil {
 				return fmt.Errorf("executor/process: stop %s: %w", inst.ID, err)
 			}
-			d.releaseUID(rec.UID)
 		}
 	}
 	if err := d.finish(inst, quarantined); err != nil {
