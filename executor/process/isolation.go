@@ -193,6 +193,11 @@ func (d *Driver) sandboxFor(iso *isolation, uid int, work, exe string, cgroups [
 		sb.Private = []string{"/tmp", "/var/tmp", "/dev/shm"}
 		sb.Hide = []string{d.dataDir}
 		sb.NProc = uint64(iso.cfg.Processes)
+		if slices.Contains(iso.cg.names(), "pids") {
+			// The pids cgroup is the limit (its refusals are counted, so they are evidence);
+			// the per-uid rlimit stays as a looser backstop for anything outside the group.
+			sb.NProc *= 2
+		}
 	}
 	if iso.cfg.Memory > 0 && !slices.Contains(iso.cg.names(), "memory") {
 		sb.Data = uint64(iso.cfg.Memory)
