@@ -63,7 +63,8 @@ type ExecutorStatus struct {
 	InFlight    int64             `json:"in_flight"`
 	ImageDigest string            `json:"image_digest,omitempty"`
 	Traits      map[string]string `json:"traits,omitempty"`
-	Vote        *ExecutorVote     `json:"vote,omitempty"` // when the voting gateway serves the front
+	Isolation   string            `json:"isolation,omitempty"` // how its driver confines it (executor.Instance.Isolation)
+	Vote        *ExecutorVote     `json:"vote,omitempty"`      // when the voting gateway serves the front
 }
 
 // ExecutorVote is how the voting gateway sees one executor.
@@ -192,6 +193,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		e := ExecutorStatus{
 			ID: m.Instance.ID, Variant: m.Instance.Variant, Address: m.Instance.Address, AgeSeconds: m.Age.Seconds(),
 			State: string(m.State), Driver: m.Instance.Driver, InFlight: m.InFlight, ImageDigest: m.Instance.ImageDigest, Traits: m.Instance.Traits,
+			Isolation: m.Instance.Isolation,
 		}
 		if v, ok := votes[m.Instance.ID]; ok {
 			e.Vote = &v

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,8 +32,37 @@ type Pool struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	Health       Health        `yaml:"health"`
 	Rotation     Rotation      `yaml:"rotation"`
+	Isolation    Isolation     `yaml:"isolation"`
 	Variants     []Variant     `yaml:"variants"`
 }
+
+// Isolation is how the process driver confines each executor (docs/operations.md,
+// "Executor isolation"): its own uid and gid from UIDs, namespaces, seccomp, Landlock,
+// nftables and these limits. Zero values take the defaults.
+type Isolation struct {
+	// Mode is auto (default: full isolation when the agent is root, degraded and said so
+	// otherwise), required (refuse to start unless isolation is full) or off (executors run
+	// as the agent; logged as a warning).
+	Mode string `yaml:"mode"`
+	// UIDs is the range of uids (and gids) handed out, one per executor, FIRST-LAST
+	// (default 600000-600999). It must not hold any user or group of the machine.
+	UIDs string `yaml:"uids"`
+	// Memory is the memory limit of one executor in bytes (default 512 MiB).
+	Memory int64 `yaml:"memory"`
+	// Processes bounds the processes and threads of one executor (default 256).
+	Processes int `yaml:"processes"`
+	// OpenFiles bounds the open files of each of its processes (default 4096).
+	OpenFiles int `yaml:"open_files"`
+	// CPU is the CPU time it may use, in cores (default 1).
+	CPU float64 `yaml:"cpu"`
+}
+
+// Isolation defaults and bounds.
+const (
+	DefaultIsolationUIDs = "600000-600999"
+	minIsolationUID      = 1000
+	minIsolationMemory   = 16 << 20
+)
 
 // Health configures HTTP health checks.
 type Health struct {
@@ -73,6 +103,9 @@ type Variant struct {
 	HealthPath string `yaml:"health_path"`
 	// ContainerPort is the port the service listens on inside its container (docker only).
 	ContainerPort int `yaml:"container_port"`
+	// AllowOutbound lets the executor connect to other hosts (an upstream, a database); by
+	// default it may only answer connections. Addresses of this host stay closed either way.
+	AllowOutbound bool `yaml:"allow_outbound"`
 }
 
 // BuiltinDemoImage names the embedded demo site as a process image.
@@ -106,6 +139,25 @@ func (x *Pool) applyDefaults() {
 	}
 	if x.Health.Failures == 0 {
 		x.Health.Failures = 3
+	}
+	iso := &x.Isolation
+	if iso.Mode == "" {
+		iso.Mode = "auto"
+	}
+	if iso.UIDs == "" {
+		iso.UIDs = DefaultIsolationUIDs
+	}
+	if iso.Memory == 0 {
+		iso.Memory = 512 << 20
+	}
+	if iso.Processes == 0 {
+		iso.Processes = 256
+	}
+	if iso.OpenFiles == 0 {
+		iso.OpenFiles = 4096
+	}
+	if iso.CPU == 0 {
+		iso.CPU = 1
 	}
 	for i := range x.Variants {
 		v := &x.Variants[i]
@@ -149,6 +201,7 @@ func (x *Pool) validate(field string, p *strictyaml.Problems) {
 	}
 	checkPath(field+".health.path", x.Health.Path, p)
 	x.Rotation.validate(field+".rotation", p)
+	x.Isolation.validate(field+".isolation", x.Desired+x.MaxConcurrent+1, p)
 	if len(x.Variants) == 0 {
 		p.Addf(field, "variants: at least one variant is required")
 	}
@@ -188,6 +241,53 @@ func (x *Pool) validate(field string, p *strictyaml.Problems) {
 			p.Addf(vf+".container_port", "must be a port number, got %d", v.ContainerPort)
 		}
 	}
+}
+
+func (x *Isolation) validate(field string, need int, p *strictyaml.Problems) {
+	switch x.Mode {
+	case "auto", "required", "off":
+	default:
+		p.Addf(field+".mode", "must be auto, required or off, got %q", x.Mode)
+	}
+	if first, count, err := ParseUIDRange(x.UIDs); err != nil {
+		p.Addf(field+".uids", "%v", err)
+	} else if count < need {
+		p.Addf(field+".uids", "%d uids (%d-%d) are too few: desired + max_concurrent + 1 = %d executors may run at once", count, first, first+count-1, need)
+	}
+	if x.Memory < minIsolationMemory {
+		p.Addf(field+".memory", "must be at least %d bytes (16 MiB), got %d", minIsolationMemory, x.Memory)
+	}
+	if x.Processes < 8 || x.Processes > 1<<22 {
+		p.Addf(field+".processes", "must be in [8, 4194304], got %d", x.Processes)
+	}
+	if x.OpenFiles < 64 || x.OpenFiles > 1<<20 {
+		p.Addf(field+".open_files", "must be in [64, 1048576], got %d", x.OpenFiles)
+	}
+	if !(x.CPU >= 0.01 && x.CPU <= 1024) {
+		p.Addf(field+".cpu", "must be a number of cores in [0.01, 1024], got %v", x.CPU)
+	}
+}
+
+// ParseUIDRange parses "FIRST-LAST" into the first uid and the count. The range must lie
+// above the system and ordinary login users (>= 1000) and below 2^31-1.
+func ParseUIDRange(s string) (first, count int, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("want FIRST-LAST such as %s, got %q", DefaultIsolationUIDs, s)
+	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	switch {
+	case err1 != nil || err2 != nil:
+		return 0, 0, fmt.Errorf("want FIRST-LAST such as %s, got %q", DefaultIsolationUIDs, s)
+	case lo < minIsolationUID:
+		return 0, 0, fmt.Errorf("range %q starts below %d, among system and login users", s, minIsolationUID)
+	case hi < lo:
+		return 0, 0, fmt.Errorf("range %q ends before it starts", s)
+	case hi > 1<<31-2:
+		return 0, 0, fmt.Errorf("range %q ends above 2147483646", s)
+	}
+	return lo, hi - lo + 1, nil
 }
 
 func checkPath(field, path string, p *strictyaml.Problems) {

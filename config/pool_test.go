@@ -82,3 +82,56 @@ func FuzzParseEvery(f *testing.F) {
 		}
 	})
 }
+
+func TestIsolationDefaults(t *testing.T) {
+	c, err := Parse("p.yaml", []byte("version: 1\npool:\n  variants: [{name: a, image: /img, command: [x]}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	iso := c.Pool.Isolation
+	if iso.Mode != "auto" || iso.UIDs != DefaultIsolationUIDs || iso.Memory != 512<<20 || iso.Processes != 256 ||
+		iso.OpenFiles != 4096 || iso.CPU != 1 || c.Pool.Variants[0].AllowOutbound {
+		t.Fatalf("isolation defaults: %+v", iso)
+	}
+}
+
+func TestParseUIDRange(t *testing.T) {
+	cases := []struct {
+		in           string
+		first, count int
+		err          string
+	}{
+		{"600000-600999", 600000, 1000, ""},
+		{" 70000 - 70000 ", 70000, 1, ""},
+		{"999-2000", 0, 0, "below 1000"},
+		{"5000-4000", 0, 0, "ends before"},
+		{"5000-2147483647", 0, 0, "above"},
+		{"5000", 0, 0, "want FIRST-LAST"},
+		{"a-b", 0, 0, "want FIRST-LAST"},
+		{"-5-10", 0, 0, "want FIRST-LAST"},
+	}
+	for _, c := range cases {
+		first, count, err := ParseUIDRange(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ParseUIDRange(%q) err = %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || first != c.first || count != c.count {
+			t.Errorf("ParseUIDRange(%q) = %d, %d, %v", c.in, first, count, err)
+		}
+	}
+}
+
+func FuzzParseUIDRange(f *testing.F) {
+	for _, s := range []string{"600000-600999", "1000-1000", "0-0", "9999999999-1", "1-", "-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		first, count, err := ParseUIDRange(s)
+		if err == nil && (first < 1000 || count < 1 || first+count-1 > 1<<31-2) {
+			t.Fatalf("ParseUIDRange(%q) = %d, %d", s, first, count)
+		}
+	})
+}

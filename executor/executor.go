@@ -73,8 +73,9 @@ type Instance struct {
 	Handle string `json:"handle,omitempty"`
 	// WorkDir is the private directory of a process executor (kept on quarantine for forensics).
 	WorkDir string `json:"work_dir,omitempty"`
-	// Isolation says how the driver confines the instance, e.g. "full: uid 600123, ns
-	// mnt+pid+ipc+uts, seccomp, landlock v7, cgroup memory+pids+cpu" or "degraded: ...".
+	// Isolation says how the driver confines the instance, e.g. "full isolation: uid+gid
+	// 600123, ns mnt+pid+ipc+uts, no_new_privs, seccomp, landlock v7, nftables, cgroup v1
+	// memory+pids+cpu, rlimit nofile+nproc" or "degraded isolation (why): ...".
 	Isolation string `json:"isolation,omitempty"`
 }
 

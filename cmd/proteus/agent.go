@@ -188,7 +188,8 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 		if _, ok := drivers[s.Driver]; ok {
 			continue
 		}
-		d, err := executor.New(s.Driver, executor.Env{DataDir: dataDir, Logger: log, Bus: b, StopGrace: cfg.Pool.Grace})
+		d, err := executor.New(s.Driver, executor.Env{DataDir: dataDir, Logger: log, Bus: b, StopGrace: cfg.Pool.Grace,
+			Isolation: executorIsolation(cfg.Pool.Isolation)})
 		if errors.Is(err, executor.ErrUnknownDriver) {
 			return strictyaml.Problems{{Field: fmt.Sprintf("pool.variants[%d].driver", i), Msg: err.Error()}}.Err(configName(f.configFile))
 		}
@@ -378,7 +379,7 @@ func agentSpecs(cfg *config.Config, configFile, dataDir string) ([]executor.Spec
 		}
 		specs = append(specs, executor.Spec{
 			Variant: v.Name, Driver: v.Driver, Image: img, Command: v.Command, Env: v.Env,
-			ContainerPort: v.ContainerPort, HealthPath: v.HealthPath, Traits: v.Traits,
+			ContainerPort: v.ContainerPort, HealthPath: v.HealthPath, Traits: v.Traits, AllowOutbound: v.AllowOutbound,
 		})
 	}
 	return specs, nil
@@ -414,6 +415,17 @@ func ensureDemoImage(dir string) error {
 		return fmt.Errorf("agent: demo image: %w", err)
 	}
 	return nil
+}
+
+// executorIsolation is the pool.isolation section as the drivers take it (validated already).
+func executorIsolation(c config.Isolation) executor.Isolation {
+	first, count, _ := config.ParseUIDRange(c.UIDs)
+	mode := c.Mode
+	if mode == "off" {
+		mode = executor.IsolationOff
+	}
+	return executor.Isolation{Mode: mode, UIDFirst: first, UIDCount: count, Memory: c.Memory,
+		Processes: c.Processes, OpenFiles: c.OpenFiles, CPU: c.CPU}
 }
 
 // lockDataDir takes an exclusive lock on DATA-DIR/agent.lock, so two agents never manage

@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,8 +40,16 @@ func init() {
 					return printJSON(out, st)
 				}
 				tw := newTable(out)
-				fmt.Fprintln(tw, "ID\tVARIANT\tADDRESS\tAGE\tSTATE\tIN-FLIGHT\tTRUST\tDISSENTS")
+				fmt.Fprintln(tw, "ID\tVARIANT\tADDRESS\tAGE\tSTATE\tIN-FLIGHT\tTRUST\tDISSENTS\tISOLATION")
+				var isolations []string // distinct, in order, printed in full below the table
 				for _, x := range st.Executors {
+					iso, _, _ := strings.Cut(x.Isolation, " ")
+					if iso == "" {
+						iso = "-"
+					}
+					if general := isolationGeneral(x.Isolation); general != "" && !slices.Contains(isolations, general) {
+						isolations = append(isolations, general)
+					}
 					age := (time.Duration(x.AgeSeconds*10) * time.Second / 10).String()
 					trust, dissents := "-", "-"
 					if v := x.Vote; v != nil {
@@ -47,10 +58,13 @@ func init() {
 							trust += " (ejected until " + v.EjectedUntil.Format(time.TimeOnly) + ")"
 						}
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", x.ID, x.Variant, x.Address, age, x.State, x.InFlight, trust, dissents)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", x.ID, x.Variant, x.Address, age, x.State, x.InFlight, trust, dissents, iso)
 				}
 				if err := tw.Flush(); err != nil {
 					return err
+				}
+				for _, iso := range isolations {
+					fmt.Fprintf(out, "executor isolation: %s\n", iso)
 				}
 				fmt.Fprintf(out, "c* = %d, reconfiguration rate a = %.4f/s\n", st.CStar, st.RotationRate)
 				fmt.Fprintf(out, "defense success β_y = tanh(c*·a/(2π)) = %.4f at attack intensity π = %.2f\n", st.DefenseSuccess, st.AttackIntensity)
@@ -63,3 +77,9 @@ func init() {
 		return c
 	})
 }
+
+var isolationUID = regexp.MustCompile(`uid\+gid [0-9]+`)
+
+// isolationGeneral is an executor's isolation summary without what is its own (its uid), so
+// executors confined alike share one line.
+func isolationGeneral(s string) string { return isolationUID.ReplaceAllString(s, "own uid+gid") }

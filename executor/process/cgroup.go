@@ -100,11 +100,13 @@ func findCgroups() (*cgroups, []string) {
 	return cg, why
 }
 
-// probeCgroupDir creates base (if needed) and a throwaway child in it.
+// probeCgroupDir creates base (if needed) and a throwaway child in it, and removes both
+// again (the base unless other executors are in it).
 func probeCgroupDir(base string) error {
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return err
 	}
+	defer os.Remove(base)
 	probe := filepath.Join(base, fmt.Sprintf("probe-%d", os.Getpid()))
 	if err := os.Mkdir(probe, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
@@ -149,6 +151,10 @@ func (cg *cgroups) create(id string, l limits) ([]string, error) {
 		}
 		dir := filepath.Join(base, id)
 		if !seen[dir] {
+			// The base may have just been removed by another driver's last Stop: recreate it.
+			if err := os.MkdirAll(base, 0o755); err != nil {
+				return fail(err)
+			}
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				return fail(err)
 			}
@@ -235,6 +241,9 @@ func removeCgroups(dirs []string) error {
 		if err != nil {
 			errs = append(errs, err)
 		}
+		// The shared base goes with the last executor in it (removing a non-empty cgroup
+		// directory fails harmlessly), so nothing is left in the agent's own cgroup.
+		_ = os.Remove(filepath.Dir(dir))
 	}
 	return errors.Join(errs...)
 }

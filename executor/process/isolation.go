@@ -115,11 +115,13 @@ func (d *Driver) setupIsolation(cfg executor.Isolation) error {
 func (iso *isolation) describe() string {
 	var parts []string
 	if iso.full {
-		parts = append(parts, "full: own uid+gid", "ns mnt+pid+ipc+uts")
+		parts = append(parts, "full isolation: own uid+gid", "ns mnt+pid+ipc+uts")
 	} else {
-		parts = append(parts, "degraded ("+iso.degraded+"):")
+		parts = append(parts, "degraded isolation ("+iso.degraded+"): no_new_privs")
 	}
-	parts = append(parts, "no_new_privs")
+	if iso.full {
+		parts = append(parts, "no_new_privs")
+	}
 	if iso.seccomp {
 		parts = append(parts, "seccomp")
 	}

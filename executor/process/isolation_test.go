@@ -30,7 +30,7 @@ func newIsolated(t *testing.T, dataDir string, b *bus.Bus) *process.Driver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(d.Isolation(), "full:") {
+	if !strings.HasPrefix(d.Isolation(), "full isolation:") {
 		t.Fatalf("isolation %q, want full as root", d.Isolation())
 	}
 	return d

@@ -160,8 +160,8 @@ func New(env executor.Env) (*Driver, error) {
 	return d, nil
 }
 
-// Isolation describes how the driver confines executors ("off", "full: ...",
-// "degraded (reason): ...").
+// Isolation describes how the driver confines executors ("off", "full isolation: ...",
+// "degraded isolation (reason): ...").
 func (d *Driver) Isolation() string { return d.iso.summary }
 
 func (d *Driver) publish(kind, subject string, attrs map[string]any) {
