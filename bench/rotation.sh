@@ -6,6 +6,8 @@
 #                                     # frontend: the mimic voting gateway (k=3, max-diversity)
 #   DURATION=10 CONNS=8 bench/rotation.sh
 #   FRONTEND=proxy bench/rotation.sh  # through the round-robin proxy instead (--proxy)
+#   ISOLATION=off bench/rotation.sh   # executors unconfined (pool.isolation.mode: off); the
+#                                     # default is auto: full isolation when run as root
 #
 # Needs wrk. Everything listens on 127.0.0.1 (ports picked by the kernel); the run is bounded
 # by DURATION and the script stops the agent (and so every executor) when it exits.
@@ -19,6 +21,8 @@ PATH_UNDER_TEST=${PATH_UNDER_TEST:-/about.html}
 FRONTEND=${FRONTEND:-vote}
 if [ "${VOTE:-}" = 1 ]; then FRONTEND=vote; fi   # the old switch, when the proxy was the default
 case "$FRONTEND" in vote|proxy) ;; *) echo "rotation.sh: FRONTEND must be vote or proxy" >&2; exit 2;; esac
+ISOLATION=${ISOLATION:-auto}
+case "$ISOLATION" in auto|required|off) ;; *) echo "rotation.sh: ISOLATION must be auto, required or off" >&2; exit 2;; esac
 
 command -v wrk >/dev/null || { echo "rotation.sh: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 
@@ -35,7 +39,7 @@ trap cleanup EXIT
 
 go build -o "$work/proteus" ./cmd/proteus
 
-cat >"$work/rotation.yaml" <<'YAML'
+cat >"$work/rotation.yaml" <<YAML
 version: 1
 log: {level: warn}
 gateway: {k: 3, scheduler: max-diversity}   # as in the embedded default
@@ -47,6 +51,7 @@ pool:
   grace: 2s
   health: {interval: 500ms, timeout: 1s}
   rotation: {every: 1s}
+  isolation: {mode: $ISOLATION}
   variants:
     - {name: go-nethttp, image: "builtin:demo", command: ["{{.Self}}", demo-server, --impl, nethttp, --listen, "{{.Addr}}", --root, "{{.Dir}}/site"]}
     - {name: go-fasthttp, image: "builtin:demo", command: ["{{.Self}}", demo-server, --impl, fasthttp, --listen, "{{.Addr}}", --root, "{{.Dir}}/site"]}
@@ -73,6 +78,8 @@ metric() { # sum of every series of metric $1
 
 rot0=$(metric proteus_mtd_rotations_total)
 fail0=$(metric proteus_mtd_rotation_failures_total)
+isolation=$(curl -fsS -H "Authorization: Bearer $token" "http://$api/v1/status" | grep -o '"isolation":"[^"]*"' | head -1 | sed 's/"isolation":"//; s/"$//; s/uid+gid [0-9]*/own uid+gid/')
+echo "== executor isolation: ${isolation:-off}"
 echo "== wrk -t$THREADS -c$CONNS -d${DURATION}s --latency http://$gw$PATH_UNDER_TEST (every executor rotated every 1 s; $front)"
 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://$gw$PATH_UNDER_TEST" | tee "$work/wrk.txt"
 rot=$(( $(metric proteus_mtd_rotations_total) - rot0 ))

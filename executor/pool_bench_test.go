@@ -2,6 +2,7 @@ package executor_test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -13,14 +14,34 @@ import (
 // BenchmarkRotation measures, with the process driver and a Go (net/http) demo server, the
 // time from the start of a rotation to the old instance stopped: copy and verify the image,
 // start the replacement on a fresh port, wait until it is healthy, put it in service, drain
-// and stop the old one (SIGTERM, graceful exit). It reports p50 and p99 in milliseconds.
+// and stop the old one (SIGTERM, graceful exit). It reports p50 and p99 in milliseconds,
+// with the executor unconfined (isolation=off) and confined the agent's default way
+// (isolation=full: own uid, namespaces, cgroups, nftables, Landlock, seccomp; root only).
 //
-//	go test -run '^$' -bench BenchmarkRotation -benchtime 200x ./executor/
+//	go test -run '^$' -bench BenchmarkRotation -benchtime 200x -count 3 ./executor/
 func BenchmarkRotation(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		iso  executor.Isolation
+	}{
+		{"isolation=off", executor.Isolation{}},
+		{"isolation=full", executor.Isolation{Mode: executor.IsolationAuto, UIDFirst: 600000, UIDCount: 1000,
+			Memory: 512 << 20, Processes: 256, OpenFiles: 4096, CPU: 1}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if c.iso.Mode != "" && os.Geteuid() != 0 {
+				b.Skip("full isolation needs root")
+			}
+			benchRotation(b, c.iso)
+		})
+	}
+}
+
+func benchRotation(b *testing.B, iso executor.Isolation) {
 	img := processtest.Image(b)
-	f := newPoolB(b, executor.PoolConfig{
+	f := newPoolIsolated(b, executor.PoolConfig{
 		Variants: []executor.Spec{processtest.DemoSpec("go-nethttp", img, "nethttp")}, Desired: 1, MaxConcurrent: 1,
-	})
+	}, iso)
 	ctx := context.Background()
 	if err := f.pool.Start(ctx); err != nil {
 		b.Fatal(err)

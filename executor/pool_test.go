@@ -40,8 +40,14 @@ func newPool(t *testing.T, cfg executor.PoolConfig) *fixture { return newPoolB(t
 
 func newPoolB(t testing.TB, cfg executor.PoolConfig) *fixture {
 	t.Helper()
+	return newPoolIsolated(t, cfg, executor.Isolation{})
+}
+
+// newPoolIsolated is newPoolB with the process driver confining executors as iso says.
+func newPoolIsolated(t testing.TB, cfg executor.PoolConfig, iso executor.Isolation) *fixture {
+	t.Helper()
 	f := &fixture{bus: bus.New(), data: t.TempDir()}
-	d, err := process.New(executor.Env{DataDir: f.data, Bus: f.bus, StopGrace: 2 * time.Second})
+	d, err := process.New(executor.Env{DataDir: f.data, Bus: f.bus, StopGrace: 2 * time.Second, Isolation: iso})
 	if err != nil {
 		t.Fatal(err)
 	}

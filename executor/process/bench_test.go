@@ -1,0 +1,74 @@
+package process_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/process"
+	"github.com/proteus-defense/proteus/executor/process/processtest"
+)
+
+// BenchmarkStart measures one executor's start: from Start (image verified and copied,
+// port drawn, command started — through the sandbox helper when confined) to its first
+// 200 answer on /healthz, with the Go net/http demo server, unconfined (isolation=off) and
+// confined the agent's default way (isolation=full; root only). Stop is not timed.
+//
+//	go test -run '^$' -bench BenchmarkStart -benchtime 100x -count 3 ./executor/process/
+func BenchmarkStart(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		iso  executor.Isolation
+	}{
+		{"isolation=off", executor.Isolation{}},
+		{"isolation=full", testIsolation},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if c.iso.Mode != "" && os.Geteuid() != 0 {
+				b.Skip("full isolation needs root")
+			}
+			d, err := process.New(executor.Env{DataDir: b.TempDir(), Isolation: c.iso})
+			if err != nil {
+				b.Fatal(err)
+			}
+			spec := processtest.DemoSpec("bench", processtest.Image(b), "nethttp")
+			ctx := context.Background()
+			durations := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				inst, err := d.Start(ctx, spec)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for {
+					resp, err := http.Get("http://" + inst.Address + "/healthz")
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode == 200 {
+							break
+						}
+					}
+					time.Sleep(time.Millisecond)
+				}
+				durations = append(durations, time.Since(t0))
+				b.StopTimer()
+				if err := d.Stop(ctx, inst); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.StopTimer()
+			slices.Sort(durations)
+			q := func(p float64) float64 {
+				return float64(durations[min(len(durations)-1, int(p*float64(len(durations))))]) / float64(time.Millisecond)
+			}
+			b.ReportMetric(q(0.50), "p50-ms")
+			b.ReportMetric(q(0.99), "p99-ms")
+		})
+	}
+}
