@@ -29,28 +29,22 @@ func newClientLimit(max int) *clientLimit {
 }
 
 // clientKey is what requests from one client share: its address, or its /64 for IPv6.
-// ok is false when remote is not an address (a test's handler call): such requests are not
-// counted.
-func clientKey(remote string) (netip.Addr, bool) {
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	a := ap.Addr().Unmap()
+func clientKey(a netip.Addr) netip.Addr {
 	if a.Is6() {
 		p, _ := a.Prefix(64)
-		a = p.Addr()
+		return p.Addr()
 	}
-	return a, true
+	return a
 }
 
-// acquire counts one more request of the client at remote; false when it has max already.
-// release must follow a true acquire, with the same key.
-func (l *clientLimit) acquire(remote string) (netip.Addr, bool) {
-	k, ok := clientKey(remote)
-	if !ok {
-		return k, true
+// acquire counts one more request of client a (see Gateway.clientOf; not valid: a handler
+// called without an address, not counted); false when it has max already. release must
+// follow a true acquire, with the key returned.
+func (l *clientLimit) acquire(a netip.Addr) (netip.Addr, bool) {
+	if !a.IsValid() {
+		return a, true
 	}
+	k := clientKey(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.n[k] >= l.max {

@@ -24,23 +24,33 @@ func TestClientKey(t *testing.T) {
 		{"[2001:db8:1:3::1]:443", "2001:db8:1:3::", true},
 		{"pipe", "invalid IP", false},
 	}
+	g := &Gateway{}
+	addr := func(remote string) netip.Addr {
+		a, _ := g.clientOf(&http.Request{RemoteAddr: remote})
+		return a
+	}
 	for _, tc := range tests {
-		k, ok := clientKey(tc.remote)
+		a := addr(tc.remote)
+		ok := a.IsValid()
+		k := a
+		if ok {
+			k = clientKey(a)
+		}
 		if ok != tc.ok || k.String() != tc.want {
 			t.Errorf("clientKey(%q) = %v %v, want %s %v", tc.remote, k, ok, tc.want, tc.ok)
 		}
 	}
 	l := newClientLimit(2)
-	a, _ := l.acquire("192.0.2.1:1")
-	b, _ := l.acquire("192.0.2.1:2")
-	if _, ok := l.acquire("192.0.2.1:3"); ok {
+	a, _ := l.acquire(addr("192.0.2.1:1"))
+	b, _ := l.acquire(addr("192.0.2.1:2"))
+	if _, ok := l.acquire(addr("192.0.2.1:3")); ok {
 		t.Fatal("third request of one client admitted with a limit of 2")
 	}
-	if _, ok := l.acquire("192.0.2.2:1"); !ok {
+	if _, ok := l.acquire(addr("192.0.2.2:1")); !ok {
 		t.Fatal("another client refused")
 	}
 	l.release(a)
-	if _, ok := l.acquire("192.0.2.1:3"); !ok {
+	if _, ok := l.acquire(addr("192.0.2.1:3")); !ok {
 		t.Fatal("refused after a release")
 	}
 	l.release(b)

@@ -14,10 +14,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/proteus-defense/proteus/bus"
@@ -116,6 +118,10 @@ type Options struct {
 	RebuildWindow    time.Duration // default 1m
 
 	ExcerptBytes int // bound on the body excerpt in dissent events, default 256
+
+	// TrustedProxies are the peers whose X-Forwarded-For or Forwarded header names the client
+	// (see clientOf); from any other peer those headers are ignored for the client's address.
+	TrustedProxies []netip.Prefix
 
 	// MaxHeaderBytes is the client-facing server's header limit (ServerOptions.MaxHeaderBytes),
 	// enforced exactly: net/http alone allows 4 KiB more. 0: net/http's rule only.
@@ -508,9 +514,13 @@ type call struct {
 	path   string
 	// upMethod is the method sent to the executors: the client's, or GET for a voted HEAD
 	upMethod string
+	method   string // the client's
+	client   string // the client's address (see Gateway.clientOf), "" when unknown
 	cancel   context.CancelFunc
 	picked   []Backend
-	hosts    []string // per picked executor: host:port for the h1 client, or "" (see fetchJob)
+	altMu    sync.Mutex
+	alts     []Backend // executors asked instead of one that refused the connection
+	hosts    []string  // per picked executor: host:port for the h1 client, or "" (see fetchJob)
 	reqBody  *bytes.Buffer
 	filter   outFilter // which client headers go to the executors
 	// stream: a single route's answer, copied to the client by the executor request through
@@ -555,13 +565,12 @@ func (g *Gateway) reject(w http.ResponseWriter, policy Policy, outcome string, s
 // ServeHTTP votes on one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if g.o.Blocklist != nil {
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && g.o.Blocklist.Blocked(ap.Addr().Unmap()) {
-			g.reject(w, "", "blocked", http.StatusForbidden, "forbidden")
-			return
-		}
+	client, _ := g.clientOf(r)
+	if g.o.Blocklist != nil && client.IsValid() && g.o.Blocklist.Blocked(client) {
+		g.reject(w, "", "blocked", http.StatusForbidden, "forbidden")
+		return
 	}
-	if key, ok := g.perClient.acquire(r.RemoteAddr); ok {
+	if key, ok := g.perClient.acquire(client); ok {
 		defer g.perClient.release(key)
 	} else {
 		w.Header().Set("Connection", "close")
@@ -620,7 +629,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		putBuf(reqBody)
 		g.metrics.noConsensus.Inc()
 		g.o.Bus.Publish(bus.Event{Kind: EventNoConsensus, Source: "gateway", Attrs: map[string]any{
-			"route": r.URL.Path, "reason": "too few executors", "executors": len(all), "quorum": q}})
+			"route": r.URL.Path, "path": r.URL.Path, "method": r.Method, "client": client.String(),
+			"reason": "too few executors", "executors": len(all), "quorum": q}})
 		g.reject(w, policy, "no-consensus", http.StatusServiceUnavailable, "not enough executors")
 		return
 	}
@@ -633,6 +643,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer c.release() // the client's goroutine's reference, also if anything below panics
 	c.id = g.seq.Add(1)
 	c.path = r.URL.Path
+	c.method, c.client = r.Method, ""
+	if client.IsValid() {
+		c.client = client.String()
+	}
 	c.reqBody = reqBody
 	// A voted HEAD is sent as GET: the answer's Content-Length is then the voted body's, not
 	// a number one executor made up.
@@ -821,6 +835,8 @@ func (c *call) finish() {
 	clear(b.resps)
 	clear(b.failed)
 	clear(c.picked)
+	clear(c.alts)
+	c.alts = c.alts[:0]
 	clear(c.hosts)
 	if c.straggling {
 		<-g.straggle
@@ -844,16 +860,18 @@ func (c *call) noConsensus() {
 	for _, r := range c.ballot.failed {
 		votes = append(votes, map[string]any{"executor": r.backend.ID, "variant": r.backend.Variant, "error": r.err.Error()})
 	}
-	g.log.Warn("no consensus", "request", c.requestID(), "route", c.path, "quorum", c.q, "executors", c.n)
+	g.log.Warn("no consensus", "request", c.requestID(), "client", c.client, "method", c.method, "path", c.path, "quorum", c.q, "executors", c.n)
 	g.o.Bus.Publish(bus.Event{Kind: EventNoConsensus, Source: "gateway", Subject: c.path, Attrs: map[string]any{
-		"request": c.requestID(), "route": c.path, "policy": string(c.policy), "quorum": c.q, "votes": votes}})
+		"request": c.requestID(), "route": c.path, "path": c.path, "method": c.method, "client": c.client,
+		"policy": string(c.policy), "quorum": c.q, "votes": votes}})
 }
 
 func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Time) {
 	g.metrics.dissent.WithLabelValues(r.backend.Variant, kind).Inc()
 	attrs := map[string]any{
 		"executor": r.backend.ID, "variant": r.backend.Variant, "kind": kind,
-		"route": c.path, "policy": string(c.policy), "request": c.requestID(),
+		"route": c.path, "path": c.path, "method": c.method, "client": c.client,
+		"policy": string(c.policy), "request": c.requestID(),
 	}
 	if kind == DissentAvailability {
 		attrs["error"] = r.err.Error()
@@ -866,7 +884,8 @@ func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Ti
 		}
 	}
 	if ok, left := g.dissentLog.allow(r.backend.ID+" "+kind, now); ok {
-		args := []any{"executor", r.backend.ID, "variant", r.backend.Variant, "kind", kind, "request", c.requestID(), "route", c.path}
+		args := []any{"executor", r.backend.ID, "variant", r.backend.Variant, "kind", kind, "request", c.requestID(),
+			"client", c.client, "method", c.method, "path", c.path}
 		if kind == DissentAvailability {
 			args = append(args, "error", r.err)
 		} else {
@@ -991,21 +1010,70 @@ type fetchJob struct {
 // fetch sends the request to one executor, delivers its buffered response on the call's
 // channel and releases the call (see call.refs).
 func (g *Gateway) fetch(j fetchJob) {
-	ctx, b, r, filter, hdr, body := j.ctx, j.b, j.r, j.filter, j.hdr, j.body
-	ch, group, deadline := j.c.ch, &j.c.conns, j.c.deadline
+	b, ch := j.b, j.c.ch
 	res := respPool.Get().(*response)
 	res.backend = b
 	defer func() {
 		ch <- res
 		j.c.release()
 	}()
-	host := j.host
+	err := g.fetchFrom(j, b, j.host, j.hdr, res)
+	if err != nil && errors.Is(err, syscall.ECONNREFUSED) && (j.sink == nil || !j.sink.started) {
+		// Refused before anything was sent: the request goes to another executor, on every
+		// method (it never arrived), and the refusing one counts as unavailable.
+		if alt, ok := g.alternate(j.c, b); ok {
+			g.dissent(j.c, &response{backend: b, err: err}, DissentAvailability, diff{}, time.Now())
+			g.ejectResult(b, err, time.Now())
+			res.release()
+			res = respPool.Get().(*response)
+			res.backend = alt
+			host, plain := plainHTTPHost(alt.URL)
+			hdr := j.hdr
+			if !plain || g.h1 == nil {
+				host = ""
+				if hdr == nil {
+					hdr = outboundHeader(j.r, j.filter)
+				}
+			}
+			err = g.fetchFrom(j, alt, host, hdr, res)
+		}
+	}
+	if err != nil {
+		res.err = err
+	}
+}
+
+// alternate picks an executor for c that it has not used yet, among those not ejected.
+func (g *Gateway) alternate(c *call, not Backend) (Backend, bool) {
+	all := g.eject.available(g.o.Backends.Backends(), time.Now())
+	c.altMu.Lock()
+	defer c.altMu.Unlock()
+	var free []Backend
+	for _, b := range all {
+		if !slices.ContainsFunc(c.picked, func(p Backend) bool { return p.ID == b.ID }) &&
+			!slices.ContainsFunc(c.alts, func(p Backend) bool { return p.ID == b.ID }) && b.ID != not.ID {
+			free = append(free, b)
+		}
+	}
+	if len(free) == 0 {
+		return Backend{}, false
+	}
+	alt := free[rand.IntN(len(free))]
+	c.alts = append(c.alts, alt)
+	return alt, true
+}
+
+// fetchFrom sends j's request to b (at host for the h1 client, "" for the RoundTripper with
+// header hdr) and fills in res; the error is the executor request's failure.
+func (g *Gateway) fetchFrom(j fetchJob, b Backend, host string, hdr http.Header, res *response) error {
+	ctx, r, filter, body := j.ctx, j.r, j.filter, j.body
+	group, deadline := &j.c.conns, j.c.deadline
+	plain := host != ""
 	var base *url.URL
 	var err error
 	if host == "" {
 		if base, err = g.baseURL(b.URL); err != nil {
-			res.err = err
-			return
+			return err
 		}
 		host = base.Host
 	}
@@ -1024,7 +1092,7 @@ func (g *Gateway) fetch(j fetchJob) {
 	var status int
 	var header http.Header
 	var n int64
-	if g.h1 != nil && (j.host != "" || base.Scheme == "http") {
+	if g.h1 != nil && (plain || base.Scheme == "http") {
 		uri := r.RequestURI
 		if !strings.HasPrefix(uri, "/") {
 			uri = r.URL.RequestURI() // absolute-form or asterisk-form from the client
@@ -1055,17 +1123,17 @@ func (g *Gateway) fetch(j fetchJob) {
 	}
 	switch {
 	case err != nil:
-		res.err = fmt.Errorf("mimic: %s: %w", b.ID, err)
+		return fmt.Errorf("mimic: %s: %w", b.ID, err)
 	case n > limit:
-		res.err = fmt.Errorf("%w (%d bytes)", errTooLarge, limit)
+		return fmt.Errorf("%w (%d bytes)", errTooLarge, limit)
 	case status == http.StatusSwitchingProtocols:
-		res.err = fmt.Errorf("mimic: %s: %w", b.ID, errUnaskedSwitch)
-	default:
-		res.status, res.header = status, header
-		if res.buf != nil {
-			res.body = res.buf.Bytes()
-		}
+		return fmt.Errorf("mimic: %s: %w", b.ID, errUnaskedSwitch)
 	}
+	res.status, res.header = status, header
+	if res.buf != nil {
+		res.body = res.buf.Bytes()
+	}
+	return nil
 }
 
 // roundTrip sends out through the gateway's http.RoundTripper and reads at most limit+1 body

@@ -221,6 +221,24 @@ type diff struct {
 	Body    bool     `json:"body"`
 }
 
+// String reads as text in log lines: "status, headers Content-Type Set-Cookie, body".
+func (d diff) String() string {
+	var parts []string
+	if d.Status {
+		parts = append(parts, "status")
+	}
+	if len(d.Headers) > 0 {
+		parts = append(parts, "headers "+strings.Join(d.Headers, " "))
+	}
+	if d.Body {
+		parts = append(parts, "body")
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
+}
+
 func (b *ballot) diff(r, win *response) diff {
 	d := diff{Status: r.status != win.status}
 	if r.statusOnly || win.statusOnly {
