@@ -334,15 +334,23 @@ func chownTree(dir string, uid int) error {
 	})
 }
 
-// resolveExe finds the command's file the way exec would, relative paths from the work dir.
+// resolveExe finds the command's file the way exec would, relative paths from the work dir,
+// so that a missing or non-executable command fails Start rather than the helper.
 func resolveExe(argv0, work string) (string, error) {
-	if strings.Contains(argv0, "/") {
-		if !filepath.IsAbs(argv0) {
-			argv0 = filepath.Join(work, argv0)
-		}
-		return argv0, nil
+	if !strings.Contains(argv0, "/") {
+		return exec.LookPath(argv0)
 	}
-	return exec.LookPath(argv0)
+	if !filepath.IsAbs(argv0) {
+		argv0 = filepath.Join(work, argv0)
+	}
+	st, err := os.Stat(argv0)
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("%s is not an executable file", argv0)
+	}
+	return argv0, nil
 }
 
 // watchLimits polls the executor's cgroup and firewall counters while it runs: the first

@@ -455,7 +455,12 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 		p.stopping.Store(true)
 		pid := p.cmd.Process.Pid
 		quarantined = p.quarantined
-		if !quarantined && !p.keep.Load() {
+		// In its own PID namespace the command is that namespace's init, which the kernel
+		// shields from every signal it has no handler for: a SIGTERM it does not catch would
+		// be dropped and cost the whole grace period. Its default action would have ended
+		// it without any cleanup, so SIGKILL at once does the same.
+		polite := !d.iso.full || catches(pid, syscall.SIGTERM)
+		if !quarantined && !p.keep.Load() && polite {
 			_ = syscall.Kill(-pid, syscall.SIGTERM)
 			t := time.NewTimer(d.grace)
 			select {
@@ -678,6 +683,21 @@ func procStat(pid int) (state byte, ticks string, ok bool) {
 		return 0, "", false
 	}
 	return f[0][0], f[19], true
+}
+
+// catches reports whether pid has a handler for sig (SigCgt in /proc/<pid>/status).
+func catches(pid int, sig syscall.Signal) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return true // unknown: be polite
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err != nil || mask&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	return true
 }
 
 func startTicks(pid int) string {

@@ -21,9 +21,11 @@ import (
 
 func TestMain(m *testing.M) { processtest.Main(m) }
 
+// newDriver builds a driver confining executors the agent's default way (fully when the test
+// runs as root, degraded otherwise), so every test here also checks the confinement.
 func newDriver(t *testing.T, dataDir string, b *bus.Bus, grace time.Duration) *process.Driver {
 	t.Helper()
-	d, err := process.New(executor.Env{DataDir: dataDir, Bus: b, StopGrace: grace})
+	d, err := process.New(executor.Env{DataDir: dataDir, Bus: b, StopGrace: grace, Isolation: testIsolation})
 	if err != nil {
 		t.Fatal(err)
 	}
