@@ -1,7 +1,9 @@
 package config
 
 import (
+	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +59,13 @@ type Gateway struct {
 	// own page for it, since each server words its error pages its own way).
 	CompareErrorBodies bool         `yaml:"compare_error_bodies"`
 	NoiseLearning      GatewayNoise `yaml:"noise_learning"`
+	// TrustedProxies are addresses or CIDRs of proxies in front of the gateway (a load
+	// balancer, a CDN): only from them is the client's address read from X-Forwarded-For or
+	// Forwarded. Default none: the peer's address is the client's.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// AccessLog, when set, is a file that gets one JSON line per request with the vote's
+	// outcome (which executors agreed, which dissented and how); "-" is standard error.
+	AccessLog string `yaml:"access_log"`
 	// ServerHeader is the Server value of every answer (default empty: none); an executor's
 	// own Server header never reaches a client.
 	ServerHeader string `yaml:"server_header"`
@@ -310,6 +319,14 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	if x.RebuildThreshold() < 0 {
 		p.Addf(field+".rebuild.threshold", "must not be negative, got %d", x.RebuildThreshold())
 	}
+	for i, tp := range x.TrustedProxies {
+		if _, err := ParsePrefixOrAddr(tp); err != nil {
+			p.Addf(field+".trusted_proxies["+strconv.Itoa(i)+"]", "must be an address or a CIDR, got %q", tp)
+		}
+	}
+	if strings.ContainsAny(x.ServerHeader, "\r\n\x00") {
+		p.Addf(field+".server_header", "must be one line, got %q", x.ServerHeader)
+	}
 	if (x.TLS.Cert == "") != (x.TLS.Key == "") {
 		p.Addf(field+".tls", "needs both cert and key")
 	}
@@ -364,4 +381,24 @@ func SecurityHeader(k string) bool {
 		return true
 	}
 	return strings.HasPrefix(k, "Access-Control-")
+}
+
+// ParsePrefixOrAddr reads a CIDR ("10.0.0.0/8") or a single address ("192.0.2.1", as a /32 or
+// /128), with no host bits set in a CIDR.
+func ParsePrefixOrAddr(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, err
+		}
+		if p.Masked() != p {
+			return p, fmt.Errorf("%s has host bits set (want %s)", s, p.Masked())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }

@@ -33,6 +33,12 @@ func FromConfig(c config.Gateway) (Options, ServerOptions) {
 		EjectFor:           c.Eject.For,
 		EjectMax:           c.Eject.Max,
 	}
+	for _, tp := range c.TrustedProxies {
+		if p, err := config.ParsePrefixOrAddr(tp); err == nil { // validated with the config
+			o.TrustedProxies = append(o.TrustedProxies, p)
+		}
+	}
+	o.AccessLogFile = c.AccessLog
 	if o.EjectAfter == 0 {
 		o.EjectAfter = -1 // never, in Options' terms
 	}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,6 +120,10 @@ type Options struct {
 
 	ExcerptBytes int // bound on the body excerpt in dissent events, default 256
 
+	// AccessLogFile, when set, gets one JSON line per request with the vote's outcome (see
+	// accesslog.go); "-" is standard error.
+	AccessLogFile string
+
 	// TrustedProxies are the peers whose X-Forwarded-For or Forwarded header names the client
 	// (see clientOf); from any other peer those headers are ignored for the client's address.
 	TrustedProxies []netip.Prefix
@@ -213,6 +218,9 @@ type Gateway struct {
 	defRoute   route // requests with a read method that no route matches
 	sem        chan struct{}
 	perClient  *clientLimit
+	singles    singleCounts
+	access     *slog.Logger // nil: no access log
+	accessFile *os.File
 	straggle   chan struct{} // slots for answered requests still waiting for slow executors
 	seq        atomic.Uint64
 	idPrefix   string
@@ -324,6 +332,11 @@ func New(o Options) (*Gateway, error) {
 	}
 	g.defVote = newL("default")
 	g.defRoute = route{Route: Route{Prefix: "/", Policy: PolicyVote}, learn: g.defVote, compareErrors: o.CompareErrorBodies}
+	if o.AccessLogFile != "" {
+		if g.access, g.accessFile, err = openAccessLog(o.AccessLogFile); err != nil {
+			return nil, err
+		}
+	}
 	if o.LearnedFile != "" {
 		g.restoreLearned()
 		g.learnedDirty, g.saverStop, g.saverDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
@@ -434,6 +447,22 @@ func (g *Gateway) Learned() map[string][]string {
 	return out
 }
 
+// ResetLearned forgets the noise learned so far on every route (the configured ignore lists
+// stay) and, with a LearnedFile, saves that; what is noise is then learned afresh.
+func (g *Gateway) ResetLearned() {
+	g.defVote.reset()
+	for _, r := range g.routes {
+		r.learn.reset()
+	}
+	g.log.Info("learned noise reset")
+	if g.learnedDirty != nil {
+		select {
+		case g.learnedDirty <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // Wait blocks until the accounting of answered requests (dissent, trust, learning) is done,
 // including the requests still waiting for slow executors.
 func (g *Gateway) Wait() { g.pending.Wait() }
@@ -449,6 +478,9 @@ func (g *Gateway) Close() {
 	}
 	if g.h1 != nil {
 		g.h1.CloseIdle()
+	}
+	if g.accessFile != nil {
+		g.accessFile.Close()
 	}
 	if t, ok := g.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
@@ -518,6 +550,7 @@ type call struct {
 	client   string // the client's address (see Gateway.clientOf), "" when unknown
 	cancel   context.CancelFunc
 	picked   []Backend
+	entry    accessEntry // for the access log
 	altMu    sync.Mutex
 	alts     []Backend // executors asked instead of one that refused the connection
 	hosts    []string  // per picked executor: host:port for the h1 client, or "" (see fetchJob)
@@ -756,6 +789,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.metrics.requests.WithLabelValues(string(policy), outcome).Inc()
 	g.metrics.duration.WithLabelValues(string(policy)).Observe(time.Since(start).Seconds())
+	c.entry = accessEntry{start: start, outcome: outcome, status: g.o.FailStatus}
+	if c.win != nil {
+		c.entry.status = c.win.status
+	}
 	if c.got < n {
 		select {
 		case g.straggle <- struct{}{}:
@@ -800,6 +837,17 @@ func (c *call) finish() {
 	}
 	if c.policy != PolicySingle && !unanimous {
 		c.learn.observe(c.path, g.seed, b.resps, b.noise)
+	}
+	if c.policy == PolicySingle {
+		for _, r := range append(b.resps, b.failed...) {
+			g.singles.add(r.backend.ID)
+			g.metrics.single.WithLabelValues(r.backend.Variant).Inc()
+			g.log.Info("single", "executor", r.backend.ID, "variant", r.backend.Variant, "request", c.requestID(),
+				"client", c.client, "method", c.method, "path", c.path, "status", r.status)
+		}
+	}
+	if g.access != nil {
+		c.logAccess(now)
 	}
 	for _, r := range b.failed {
 		if c.gone && errors.Is(r.err, context.Canceled) || errors.Is(r.err, errClientWrite) {

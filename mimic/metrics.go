@@ -15,6 +15,7 @@ type Metrics struct {
 	learned     prometheus.Counter
 	rebuilds    *prometheus.CounterVec
 	ejections   *prometheus.CounterVec
+	single      *prometheus.CounterVec
 }
 
 // NewMetrics creates the gateway series and registers them with reg (nil: not registered).
@@ -49,9 +50,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "proteus_gateway_ejections_total",
 			Help: "Executors left out of the picks for a while after consecutive availability failures (first ejections and failed probes), by executor variant.",
 		}, []string{"backend"}),
+		single: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proteus_gateway_single_requests_total",
+			Help: "Requests that single routes sent to one executor, unvoted, by executor variant.",
+		}, []string{"backend"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.dissent, m.noConsensus, m.duration, m.learned, m.rebuilds, m.ejections)
+		reg.MustRegister(m.requests, m.dissent, m.noConsensus, m.duration, m.learned, m.rebuilds, m.ejections, m.single)
 	}
 	return m
 }

@@ -14,6 +14,7 @@ type BackendStatus struct {
 	Trust    float64   `json:"trust"` // 1 - dissent frequency over the trust window
 	Requests int       `json:"requests"`
 	Dissents int       `json:"dissents"`
+	Single   uint64    `json:"single_requests"`        // sent unvoted by single routes
 	OutUntil time.Time `json:"ejected_until,omitzero"` // set while ejected
 }
 
@@ -23,6 +24,9 @@ type Status struct {
 	Ready    bool            `json:"ready"`
 	Quorum   int             `json:"quorum"`
 	Backends []BackendStatus `json:"backends"`
+	// Learned is the noise learned so far per route prefix ("default": no route), the fields
+	// the vote no longer compares; ResetLearned forgets them.
+	Learned map[string][]string `json:"learned"`
 }
 
 // Status reports every executor's trust and ejection.
@@ -36,19 +40,23 @@ func (g *Gateway) Status() Status {
 	all := g.o.Backends.Backends()
 	st := Status{Quorum: q, Backends: make([]BackendStatus, 0, len(all))}
 	in := 0
+	live := make(map[string]bool, len(all))
 	for _, b := range all {
+		live[b.ID] = true
 		t, seen := trust[b.ID]
 		if !seen {
 			t.Score = 1
 		}
 		bs := BackendStatus{ID: b.ID, Variant: b.Variant, URL: b.URL, Trust: t.Score, Requests: t.Requests,
-			Dissents: t.Dissents, OutUntil: g.eject.outUntil(b.ID, now)}
+			Dissents: t.Dissents, OutUntil: g.eject.outUntil(b.ID, now), Single: g.singles.get(b.ID)}
 		if bs.OutUntil.IsZero() {
 			in++
 		}
 		st.Backends = append(st.Backends, bs)
 	}
 	st.Ready = in >= q
+	g.singles.prune(live)
+	st.Learned = g.Learned()
 	return st
 }
 

@@ -40,6 +40,7 @@ type gatewayFlags struct {
 	timeout    time.Duration
 	pprof      bool
 	weakVote   bool
+	forget     bool
 }
 
 func init() {
@@ -72,6 +73,7 @@ Noise learned online is kept in --data-dir as learned-noise.json and restored at
 		fl.DurationVar(&f.jitter, "jitter", 0, "random delay up to this before answering")
 		fl.DurationVar(&f.timeout, "upstream-timeout", 0, "per-server request timeout (default 5s)")
 		fl.BoolVar(&f.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
+		fl.BoolVar(&f.forget, "forget-learned", false, "start without the noise learned before (the learned-noise file is emptied)")
 		fl.BoolVar(&f.weakVote, "allow-weak-vote", false, "run with k above the number of backends or a quorum below a majority of k (refused otherwise)")
 		return c
 	})
@@ -201,6 +203,9 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	gw, err := mimic.New(o)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if f.forget {
+		gw.ResetLearned()
 	}
 	srv, err := mimic.NewServer(gw, so)
 	if err != nil {
