@@ -144,6 +144,10 @@ func (g *Gateway) writeVoted(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	win, body, normalized := c.ballot.answer(win)
+	length := int64(len(body))
+	if win.bb.spooled() {
+		length = win.bb.n // written from its file (see spool.go)
+	}
 	etag := etagOf(win.rawSum)
 	if normalized {
 		etag = etagOf(maphash.Bytes(c.ballot.seed, body))
@@ -156,7 +160,7 @@ func (g *Gateway) writeVoted(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	keep := answerHeader{c.ballot.noise}
 	if fw, ok := w.(*fastWriter); ok && len(fw.h) == 0 {
-		fw.startAnswer(status, win.header, keep.keep, etag, g.o.ServerHeader, int64(len(body)))
+		fw.startAnswer(status, win.header, keep.keep, etag, g.o.ServerHeader, length)
 	} else {
 		out := w.Header()
 		for k, vs := range win.header {
@@ -169,11 +173,15 @@ func (g *Gateway) writeVoted(w http.ResponseWriter, r *http.Request, c *call) {
 			out["Server"] = []string{g.o.ServerHeader}
 		}
 		if bodyAllowed(status) {
-			out["Content-Length"] = []string{strconv.Itoa(len(body))}
+			out["Content-Length"] = []string{strconv.FormatInt(length, 10)}
 		}
 		w.WriteHeader(status)
 	}
-	if r.Method != http.MethodHead && bodyAllowed(status) {
+	switch {
+	case r.Method == http.MethodHead || !bodyAllowed(status):
+	case win.bb.spooled():
+		win.bb.writeTo(w)
+	default:
 		w.Write(body)
 	}
 }

@@ -90,6 +90,15 @@ type Options struct {
 	// ResponseHeaderLimit bounds an executor's response head (interim responses included), on
 	// every transport, default 64 KiB; above: the connection is closed, an availability dissent.
 	ResponseHeaderLimit int64
+	// Voted response bodies are kept in memory up to SpoolThreshold bytes each (default 256
+	// KiB), above it in an unlinked file in SpoolDir (default os.TempDir()), compared raw. All
+	// bodies in memory share MemoryBudget (default 128 MiB), all spooled ones SpoolBudget
+	// (default 2 GiB); over either, the executor request fails and, without a quorum, the
+	// client gets 503. See spool.go.
+	SpoolThreshold int64
+	SpoolDir       string
+	MemoryBudget   int64
+	SpoolBudget    int64
 
 	IgnoreHeaders  []string // extra headers left out of the vote
 	IgnorePointers []string // JSON pointers left out of the vote
@@ -171,6 +180,18 @@ func (o *Options) defaults() {
 	if o.ResponseHeaderLimit <= 0 {
 		o.ResponseHeaderLimit = 64 << 10
 	}
+	if o.SpoolThreshold <= 0 {
+		o.SpoolThreshold = 256 << 10
+	}
+	if o.SpoolDir == "" {
+		o.SpoolDir = os.TempDir()
+	}
+	if o.MemoryBudget <= 0 {
+		o.MemoryBudget = 128 << 20
+	}
+	if o.SpoolBudget <= 0 {
+		o.SpoolBudget = 2 << 30
+	}
 	if o.LearnMinSamples <= 0 {
 		o.LearnMinSamples = 20
 	}
@@ -217,6 +238,7 @@ type Gateway struct {
 	defVote    *learner
 	defRoute   route // requests with a read method that no route matches
 	sem        chan struct{}
+	spool      *spooler // voted response bodies (see spool.go)
 	perClient  *clientLimit
 	singles    singleCounts
 	access     *slog.Logger // nil: no access log
@@ -275,6 +297,13 @@ func New(o Options) (*Gateway, error) {
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
 	}
+	if o.MemoryBudget < o.SpoolThreshold {
+		return nil, fmt.Errorf("mimic: memory budget %d below the spool threshold %d: no body over it could be read", o.MemoryBudget, o.SpoolThreshold)
+	}
+	if st, err := os.Stat(o.SpoolDir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("mimic: spool directory %q is not a directory", o.SpoolDir)
+	}
+	g.spool = newSpooler(g.seed, o.SpoolThreshold, o.SpoolDir, o.MemoryBudget, o.SpoolBudget)
 	// A weak vote is the configuration's choice (validation refuses it unless allowed), and
 	// is said at every start. (A pool may still be starting its executors: only a fixed set
 	// of backends is counted here.)
@@ -561,6 +590,7 @@ type call struct {
 	stream bool
 	sink   streamSink
 	gone   bool // the client went away before the decision and cancelled the fan-out
+	busy   bool // answered 503: the gateway could not buffer enough answers (errBudget)
 	// conns are the call's executor connections in use, interrupted at once by abort:
 	// cheaper than a context.AfterFunc per executor request; deadline is the context's.
 	conns    connGroup
@@ -670,6 +700,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	c := callPool.Get().(*call)
 	c.g, c.policy, c.learn, c.n, c.q, c.got, c.win = g, policy, learn, n, q, 0, nil
+	c.busy = false
 	c.refs.Store(int32(n) + 1)
 	c.straggling = false
 	g.pending.Add(1)
@@ -775,6 +806,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// already copied to the client
 	case c.win != nil:
 		g.writeVoted(w, r, c)
+	case c.ballot.overBudget():
+		// The gateway could not hold enough answers to vote: its shortage, not a dissent.
+		outcome = "unavailable"
+		c.busy = true
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "overloaded", http.StatusServiceUnavailable)
 	case c.stream && c.sink.started:
 		// The executor failed after its head went to the client: all that is left is to cut
 		// the connection, so the client sees an incomplete response rather than a short one.
@@ -832,7 +869,7 @@ func (c *call) finish() {
 			unanimous = false
 		}
 	}
-	if c.win == nil && !c.gone && !c.sink.started {
+	if c.win == nil && !c.gone && !c.sink.started && !c.busy {
 		c.noConsensus()
 	}
 	if c.policy != PolicySingle && !unanimous {
@@ -850,7 +887,7 @@ func (c *call) finish() {
 		c.logAccess(now)
 	}
 	for _, r := range b.failed {
-		if c.gone && errors.Is(r.err, context.Canceled) || errors.Is(r.err, errClientWrite) {
+		if c.gone && errors.Is(r.err, context.Canceled) || errors.Is(r.err, errClientWrite) || errors.Is(r.err, errBudget) {
 			continue // cancelled on the client's behalf, or the client failed: not the executor's fault
 		}
 		g.dissent(c, r, DissentAvailability, diff{}, now)
@@ -928,7 +965,7 @@ func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Ti
 		attrs["want_status"] = c.win.status
 		attrs["differs"] = d
 		if d.Body {
-			attrs["excerpt"] = excerpt(r.body, c.win.body, g.o.ExcerptBytes)
+			attrs["excerpt"] = excerpt(r.bodyPrefix(), c.win.bodyPrefix(), g.o.ExcerptBytes)
 		}
 	}
 	if ok, left := g.dissentLog.allow(r.backend.ID+" "+kind, now); ok {
@@ -955,7 +992,7 @@ func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Ti
 // (too large, a protocol switch) or a request the gateway itself cancelled.
 func unreachable(err error) bool {
 	return !errors.Is(err, context.Canceled) && !errors.Is(err, errTooLarge) && !errors.Is(err, errHeadTooLarge) &&
-		!errors.Is(err, errUnaskedSwitch) && !errors.Is(err, errClientWrite)
+		!errors.Is(err, errUnaskedSwitch) && !errors.Is(err, errClientWrite) && !errors.Is(err, errBudget)
 }
 
 // ejectResult records an executor request's outcome for ejection (err nil: it answered), and
@@ -1113,7 +1150,7 @@ func (g *Gateway) alternate(c *call, not Backend) (Backend, bool) {
 
 // fetchFrom sends j's request to b (at host for the h1 client, "" for the RoundTripper with
 // header hdr) and fills in res; the error is the executor request's failure.
-func (g *Gateway) fetchFrom(j fetchJob, b Backend, host string, hdr http.Header, res *response) error {
+func (g *Gateway) fetchFrom(j fetchJob, b Backend, host string, hdr http.Header, res *response) (ferr error) {
 	ctx, r, filter, body := j.ctx, j.r, j.filter, j.body
 	group, deadline := &j.c.conns, j.c.deadline
 	plain := host != ""
@@ -1134,8 +1171,14 @@ func (g *Gateway) fetchFrom(j fetchJob, b Backend, host string, hdr http.Header,
 	if j.sink != nil {
 		buf, limit = j.sink, math.MaxInt64-1
 	} else {
-		res.buf = getBuf()
-		buf = res.buf
+		res.bb = g.spool.get()
+		buf = res.bb
+		defer func() {
+			if ferr != nil { // failed: the buffer's budget is free at once, also for a retry
+				res.bb.release()
+				res.bb = nil
+			}
+		}()
 	}
 	var status int
 	var header http.Header
@@ -1178,9 +1221,7 @@ func (g *Gateway) fetchFrom(j fetchJob, b Backend, host string, hdr http.Header,
 		return fmt.Errorf("mimic: %s: %w", b.ID, errUnaskedSwitch)
 	}
 	res.status, res.header = status, header
-	if res.buf != nil {
-		res.body = res.buf.Bytes()
-	}
+	res.body = res.bb.bytes()
 	return nil
 }
 

@@ -14,11 +14,12 @@ type response struct {
 	backend Backend
 	status  int
 	header  http.Header
-	body    []byte        // aliases buf
-	buf     *bytes.Buffer // pooled; returned by release
-	err     error         // transport failure, timeout, oversized body: an availability dissent
-	hmap    http.Header   // reused header map, filled by the h1 client's fast path
-	vals    []string      // reused header value slices
+	body    []byte      // aliases bb while in memory; nil once spooled
+	bb      *bodyBuffer // pooled; returned by release unless shared
+	shared  bool        // bb is another response's with the same body (see ballot.add)
+	err     error       // transport failure, timeout, oversized body: an availability dissent
+	hmap    http.Header // reused header map, filled by the h1 client's fast path
+	vals    []string    // reused header value slices
 
 	kind       bodyKind
 	statusOnly bool   // a boilerplate response (redirect, error page) compared by status and location only
@@ -54,7 +55,9 @@ func putBuf(b *bytes.Buffer) {
 var respPool = sync.Pool{New: func() any { return new(response) }}
 
 func (r *response) release() {
-	putBuf(r.buf)
+	if !r.shared {
+		r.bb.release()
+	}
 	hmap, vals := r.hmap, r.vals
 	big := len(hmap) > 64 || cap(vals) > 256
 	clear(hmap)
@@ -109,8 +112,9 @@ func (b *ballot) add(r *response) int {
 	}
 	r.kind = kindOf(r.header)
 	r.hdrSum = headerSum(b.seed, r.header, b.noise)
-	r.rawSum = maphash.Bytes(b.seed, r.body)
+	r.rawSum = r.bodySum(b.seed)
 	r.bodyKey, r.normDone, r.statusOnly = r.rawSum, false, false
+	b.dedup(r)
 	if !b.diverse {
 		for _, o := range b.resps {
 			if !o.statusOnly && o.rawSum != r.rawSum {
@@ -136,6 +140,9 @@ func (b *ballot) normalize(r *response) {
 		return
 	}
 	r.normDone = true
+	if r.bb.spooled() {
+		return // compared raw (see spool.go)
+	}
 	for _, o := range b.resps {
 		if o != r && o.normDone && o.rawSum == r.rawSum && o.kind == r.kind {
 			r.bodyKey = o.bodyKey
@@ -154,7 +161,7 @@ func (b *ballot) normalize(r *response) {
 // normalized form, so no difference the vote ignored (white space, member order, escapes)
 // reaches the client from one executor; normalized reports the latter.
 func (b *ballot) answer(win *response) (r *response, body []byte, normalized bool) {
-	if !b.diverse || win.statusOnly {
+	if !b.diverse || win.statusOnly || win.bb.spooled() {
 		return win, win.body, false
 	}
 	best, bestN := win, 0

@@ -1,0 +1,241 @@
+package mimic
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// chunkReader returns its data in pieces of the given sizes, cycling through them.
+type chunkReader struct {
+	data  []byte
+	sizes []int
+	i     int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := len(p)
+	if len(c.sizes) > 0 {
+		n = min(n, max(1, c.sizes[c.i%len(c.sizes)]))
+		c.i++
+	}
+	n = copy(p[:min(n, len(p))], c.data)
+	c.data = c.data[n:]
+	return n, nil
+}
+
+// checkBodyBuffer reads body through a bodyBuffer in pieces and checks what it holds.
+func checkBodyBuffer(t *testing.T, sp *spooler, body []byte, sizes []int) {
+	t.Helper()
+	b := sp.get()
+	defer b.release()
+	n, err := b.ReadFrom(&chunkReader{data: body, sizes: sizes})
+	if err != nil || n != int64(len(body)) || b.n != n {
+		t.Fatalf("ReadFrom: %d (%d) %v, want %d", n, b.n, err, len(body))
+	}
+	if got, want := b.sum(), maphash.Bytes(sp.seed, body); got != want {
+		t.Fatalf("hash %x, want maphash.Bytes %x (len %d, spooled %v, sizes %v)", got, want, len(body), b.spooled(), sizes)
+	}
+	if spooled := int64(len(body)) > sp.threshold; b.spooled() != spooled {
+		t.Fatalf("spooled %v for %d bytes with threshold %d", b.spooled(), len(body), sp.threshold)
+	}
+	var out bytes.Buffer
+	if _, err := b.writeTo(&out); err != nil || !bytes.Equal(out.Bytes(), body) {
+		t.Fatalf("writeTo: %v, %d bytes back of %d", err, out.Len(), len(body))
+	}
+	if p := b.prefix(10); !bytes.Equal(p, body[:min(10, len(body))]) {
+		t.Fatalf("prefix %q", p)
+	}
+}
+
+// Whatever pieces a body arrives in, and whether it stays in memory or is spooled, its hash
+// is maphash.Bytes of the whole (the value the ballot compares) and its bytes come back whole.
+func FuzzBodyBufferHash(f *testing.F) {
+	f.Add([]byte("hello"), uint16(3), []byte{1, 2, 3})
+	f.Add(bytes.Repeat([]byte("abcdefgh"), 300), uint16(100), []byte{7, 200, 1, 64})
+	f.Add([]byte{}, uint16(1), []byte{})
+	seed := maphash.MakeSeed()
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, body []byte, threshold uint16, sizes []byte) {
+		sp := newSpooler(seed, int64(threshold)+1, dir, 1<<30, 1<<30)
+		sz := make([]int, len(sizes))
+		for i, s := range sizes {
+			sz[i] = int(s)
+		}
+		checkBodyBuffer(t, sp, body, sz)
+		if sp.mem.used.Load() != 0 || sp.disk.used.Load() != 0 || sp.files.Load() != 0 {
+			t.Fatalf("after release: memory %d, disk %d, files %d", sp.mem.used.Load(), sp.disk.used.Load(), sp.files.Load())
+		}
+	})
+}
+
+func TestBodyBufferSpillsAndBudgets(t *testing.T) {
+	seed := maphash.MakeSeed()
+	body := make([]byte, 100<<10)
+	for i := range body {
+		body[i] = byte(rand.N(256))
+	}
+	dir := t.TempDir()
+	t.Run("spill", func(t *testing.T) {
+		sp := newSpooler(seed, 16<<10, dir, 1<<20, 1<<20)
+		for _, sizes := range [][]int{nil, {1}, {4095, 4097}, {16 << 10}, {(16 << 10) + 1}} {
+			checkBodyBuffer(t, sp, body, sizes)
+		}
+		if p := sp.mem.peak.Load(); p > 16<<10 {
+			t.Errorf("memory peak %d for one body over a threshold of 16 KiB", p)
+		}
+		if p := sp.disk.peak.Load(); p != int64(len(body)) {
+			t.Errorf("disk peak %d, want the body's %d", p, len(body))
+		}
+	})
+	for _, tc := range []struct {
+		name      string
+		mem, disk int64
+		want      error
+	}{
+		{"memory", 8 << 10, 1 << 20, errMemBudget},
+		{"spool", 1 << 20, 50 << 10, errSpoolBudget},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := newSpooler(seed, 16<<10, dir, tc.mem, tc.disk)
+			b := sp.get()
+			_, err := b.ReadFrom(bytes.NewReader(body))
+			if !errors.Is(err, tc.want) || !errors.Is(err, errBudget) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+			b.release()
+			if sp.mem.used.Load() != 0 || sp.disk.used.Load() != 0 || sp.files.Load() != 0 {
+				t.Fatalf("after release: memory %d, disk %d, files %d", sp.mem.used.Load(), sp.disk.used.Load(), sp.files.Load())
+			}
+		})
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("spool dir not empty: %v", left)
+	}
+}
+
+// spoolFDs counts this process's open files in dir (spool files are unlinked: "(deleted)").
+func spoolFDs(t *testing.T, dir string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	n := 0
+	for _, fd := range fds {
+		if to, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(to, dir+"/") {
+			n++
+		}
+	}
+	return n
+}
+
+// Large bodies from nginx, lighttpd and net/http are spooled, compared raw and answered whole;
+// many at once hold about one threshold of memory per executor request, never the bodies,
+// and leave no file behind. A tampered large body is still a dissent.
+func TestLargeBodiesAreSpooled(t *testing.T) {
+	dir := t.TempDir()
+	const threshold = 64 << 10
+	h := newHetero(t, Options{K: 3, SpoolThreshold: threshold, SpoolDir: dir, WaitAll: true})
+	big := make([]byte, 3<<20+12345)
+	for i := range big {
+		big[i] = byte(rand.N(256))
+	}
+	for _, d := range h.sites {
+		if err := os.WriteFile(filepath.Join(d, "big.bin"), big, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const clients = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for range clients {
+		wg.Go(func() {
+			resp, err := http.Get(h.url + "/big.bin")
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, big) {
+				errs <- fmt.Errorf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	evs := h.drain()
+	if d := dissentsOf(evs); len(d) != 0 {
+		t.Fatalf("dissent on equal large bodies: %v", d)
+	}
+	sp := h.gw.spool
+	if p := sp.disk.peak.Load(); p < int64(len(big)) {
+		t.Fatalf("disk peak %d: the bodies were not spooled", p)
+	}
+	// At most one threshold-sized buffer per executor request in memory, far below the bodies.
+	if p, bound := sp.mem.peak.Load(), int64(clients*3*threshold); p > bound {
+		t.Fatalf("memory peak %d, over %d (%d bytes of bodies)", p, bound, clients*3*len(big))
+	}
+	if sp.mem.used.Load() != 0 || sp.disk.used.Load() != 0 || sp.files.Load() != 0 || spoolFDs(t, dir) != 0 {
+		t.Fatalf("after the requests: memory %d, disk %d, files %d, fds %d", sp.mem.used.Load(), sp.disk.used.Load(), sp.files.Load(), spoolFDs(t, dir))
+	}
+
+	tampered := bytes.Clone(big)
+	copy(tampered[2<<20:], "<script>evil</script>")
+	if err := os.WriteFile(filepath.Join(h.sites["lighttpd-1"], "big.bin"), tampered, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := h.get(t, "/big.bin"); code != 200 || !bytes.Equal(body, big) {
+		t.Fatalf("after tampering: %d, %d bytes, equal %v", code, len(body), bytes.Equal(body, big))
+	}
+	d, ok := dissentsOf(h.drain())["lighttpd-1"]
+	if !ok || d.Attrs["kind"] != DissentContent || !d.Attrs["differs"].(diff).Body {
+		t.Fatalf("tampered large body: dissent %v", d.Attrs)
+	}
+	if sp.files.Load() != 0 || spoolFDs(t, dir) != 0 {
+		t.Fatalf("files left: %d, fds %d", sp.files.Load(), spoolFDs(t, dir))
+	}
+}
+
+// When the gateway cannot buffer the answers it needs, the client gets 503 and no executor
+// is blamed.
+func TestBufferBudgetExhaustedIs503(t *testing.T) {
+	dir := t.TempDir()
+	h := newHetero(t, Options{K: 3, SpoolThreshold: 16 << 10, SpoolDir: dir, SpoolBudget: 64 << 10, WaitAll: true})
+	big := bytes.Repeat([]byte("0123456789abcdef"), 16<<10) // 256 KiB
+	for _, d := range h.sites {
+		if err := os.WriteFile(filepath.Join(d, "big.bin"), big, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _ := h.get(t, "/big.bin"); code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", code)
+	}
+	for _, e := range h.drain() {
+		if e.Kind == EventDissent || e.Kind == EventEjected || e.Kind == EventNoConsensus {
+			t.Fatalf("event %s %s %v", e.Kind, e.Subject, e.Attrs)
+		}
+	}
+	if code, body := h.get(t, "/"); code != 200 || !bytes.Equal(body, sitePage) {
+		t.Fatalf("a small page after: %d", code)
+	}
+	if sp := h.gw.spool; sp.disk.used.Load() != 0 || sp.files.Load() != 0 || spoolFDs(t, dir) != 0 {
+		t.Fatalf("left: disk %d, files %d", sp.disk.used.Load(), sp.files.Load())
+	}
+}
