@@ -16,6 +16,10 @@
 #
 # Usage: bench/gateway.sh [DURATION [ROUNDS]]   (default 10s and 3; needs nginx, lighttpd, wrk, go)
 #
+#        BEFORE=REV bench/gateway.sh [DURATION [ROUNDS]]
+#   also builds the gateway of git revision REV and measures it beside this tree's, in the
+#   main table (proteus-vote3-before) and in every round, so a change is judged in one run.
+#
 #        bench/gateway.sh --instructions
 #   counts instead the user-space instructions the vote3 gateway executes per request, under
 #   valgrind's callgrind (GOMAXPROCS=1, wrk -t1 -c8 for 10 s after a 3 s warm-up): unlike req/s
@@ -45,6 +49,11 @@ trap cleanup EXIT
 [ -n "${GWBENCH_DEBUG:-}" ] && set -x
 
 go build -o "$W/proteus" ./cmd/proteus
+if [ -n "${BEFORE:-}" ]; then
+  mkdir -p "$W/before-src"
+  git archive "$BEFORE" | tar -x -C "$W/before-src"
+  (cd "$W/before-src" && go build -o "$W/proteus-before" ./cmd/proteus)
+fi
 
 # The site: one 2 KiB page.
 mkdir -p "$W/site"
@@ -66,6 +75,7 @@ error_log $W/$1/error.log;
 events { worker_connections 4096; }
 http {
   include /etc/nginx/mime.types;
+  charset utf-8;
   access_log off;
   keepalive_requests 1000000;
   client_body_temp_path $W/$1/body;
@@ -103,7 +113,7 @@ server.errorlog = "$W/lighttpd/error.log"
 server.max-keep-alive-requests = 1000000
 server.max-connections = 4096
 index-file.names = ("index.html")
-mimetype.assign = (".html" => "text/html")
+mimetype.assign = (".html" => "text/html; charset=utf-8")
 LT
 lighttpd -D -f "$W/lighttpd/lighttpd.conf" &
 pids+=($!)
@@ -155,7 +165,15 @@ FRONT[single]=$!
 VOTEPID=$!
 pids+=($VOTEPID)
 FRONT[vote]=$VOTEPID
-for p in $NP $NM $PS $PV; do wait_up "$p"; done
+BACKENDS=(--backend "http://127.0.0.1:$B1" --backend "http://127.0.0.1:$B2" --backend "http://127.0.0.1:$B3")
+PB=""
+if [ -n "${BEFORE:-}" ]; then
+  PB=$(port)
+  "$W/proteus-before" gateway --listen "127.0.0.1:$PB" --policy vote --k 3 "${BACKENDS[@]}" >/dev/null 2>"$W/vote-before.log" &
+  pids+=($!)
+  FRONT[before]=$!
+fi
+for p in $NP $NM $PS $PV $PB; do wait_up "$p"; done
 
 # Sanity: the voter must answer the page, and must not report dissent on it.
 curl -fsS "http://127.0.0.1:$PV/index.html" | cmp -s - "$W/site/index.html" || { echo "bench/gateway.sh: vote3 answered a different page" >&2; exit 1; }
@@ -212,6 +230,9 @@ declare -A R
 names=(direct nginx-proxy nginx-mirror3 proteus-single proteus-vote3)
 ports=($B1 $NP $NM $PS $PV)
 fronts=(${FRONT[backend1]} ${FRONT[proxy]} ${FRONT[mirror]} ${FRONT[single]} ${FRONT[vote]})
+if [ -n "$PB" ]; then
+  names+=(proteus-vote3-before); ports+=($PB); fronts+=(${FRONT[before]})
+fi
 for i in "${!names[@]}"; do
   R[${names[$i]},32]=$(run "${names[$i]}" "${ports[$i]}" 32 "${fronts[$i]}")
   R[${names[$i]},4]=$(run "${names[$i]}" "${ports[$i]}" 4 "${fronts[$i]}")
@@ -224,10 +245,13 @@ rss256=$(awk '/VmHWM/ {print $2}' /proc/$VOTEPID/status)
 # Rounds: proxy, mirror3 and vote3 again, alternating, for the ratios.
 rounds=()
 for r in $(seq 1 "$ROUNDS"); do
-  rp=$(run round-proxy "$NP" 32 "${FRONT[proxy]}" | awk '{print $1}')
+  rp=$(run round-proxy "$NP" 32 "${FRONT[proxy]}")
   rm3=$(run round-mirror3 "$NM" 32 "${FRONT[mirror]}" | awk '{print $1}')
-  rv=$(run round-vote3 "$PV" 32 "${FRONT[vote]}" | awk '{print $1}')
-  rounds+=("$rp $rm3 $rv")
+  rv=$(run round-vote3 "$PV" 32 "${FRONT[vote]}")
+  rb="- -"
+  [ -n "$PB" ] && rb=$(run round-before "$PB" 32 "${FRONT[before]}" | awk '{print $1, $4}')
+  # proxy req/s, mirror3 req/s, vote3 req/s, vote3 CPU, before req/s, before CPU, proxy CPU
+  rounds+=("$(awk '{print $1}' <<<"$rp") $rm3 $(awk '{print $1, $4}' <<<"$rv") $rb $(awk '{print $4}' <<<"$rp")")
 done
 dissent=$(grep -c 'msg=dissent' "$W/vote.log" || true)
 
@@ -261,16 +285,24 @@ printf 'proteus vote3 peak RSS %s KiB after the -c32 runs, %s KiB after -c256 (%
   "$rss" "$rss256" "$(awk -v a="$rss" -v b="$rss256" 'BEGIN { printf "%.1f", (b - a) / 224 }')" "$dissent"
 if [ "$ROUNDS" -gt 0 ]; then
   printf '\n%s more rounds at -c32, one setup after the other:\n\n' "$ROUNDS"
-  printf '| round | nginx proxy req/s | nginx mirror3 req/s | proteus vote3 req/s | vote3 / proxy | vote3 / mirror3 |\n|---|---:|---:|---:|---:|---:|\n'
+  printf '| round | nginx proxy req/s | nginx mirror3 req/s | proteus vote3 req/s | vote3 / proxy | vote3 / mirror3 | vote3 front CPU µs/req | nginx proxy front CPU µs/req | vote3 / proxy CPU | before: req/s | before: front CPU µs/req |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
   for i in "${!rounds[@]}"; do
-    read -r rp rm3 rv <<<"${rounds[$i]}"
-    printf '| %d | %s | %s | %s | %s | %s |\n' $((i + 1)) "$rp" "$rm3" "$rv" \
-      "$(awk -v a="$rv" -v b="$rp" 'BEGIN{printf "%.2f", a/b}')" "$(awk -v a="$rv" -v b="$rm3" 'BEGIN{printf "%.2f", a/b}')"
+    read -r rp rm3 rv cv rb cb cp <<<"${rounds[$i]}"
+    printf '| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' $((i + 1)) "$rp" "$rm3" "$rv" \
+      "$(awk -v a="$rv" -v b="$rp" 'BEGIN{printf "%.2f", a/b}')" "$(awk -v a="$rv" -v b="$rm3" 'BEGIN{printf "%.2f", a/b}')" \
+      "$cv" "$cp" "$(awk -v a="$cv" -v b="$cp" 'BEGIN{printf "%.2f", a/b}')" "$rb" "$cb"
   done
   median() { sort -g | awk '{v[NR]=$1} END { if (NR % 2) printf "%.2f", v[(NR+1)/2]; else printf "%.2f", (v[NR/2]+v[NR/2+1])/2 }'; }
   printf '\nmedian over the %s rounds: vote3 / nginx proxy = %s, vote3 / nginx mirror3 = %s\n' "$ROUNDS" \
     "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $3/$1}' <<<"$x"; done | median)" \
     "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $3/$2}' <<<"$x"; done | median)"
+  printf 'median vote3 front CPU / nginx proxy front CPU per request = %s\n' \
+    "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $4/$7}' <<<"$x"; done | median)"
+  if [ -n "$PB" ]; then
+    printf 'median vote3 (this tree) / vote3 (%s): req/s %s, front CPU per request %s\n' "$BEFORE" \
+      "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $3/$5}' <<<"$x"; done | median)" \
+      "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $4/$6}' <<<"$x"; done | median)"
+  fi
 fi
 if [ "${dissent:-0}" -gt 0 ]; then # which executor, which kind, and why: the first few of each
   grep 'msg=dissent' "$W/vote.log" | grep -o 'executor=[^ ]* variant=[^ ]* kind=[^ ]*' | sort | uniq -c
