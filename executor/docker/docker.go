@@ -44,6 +44,7 @@ import (
 
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/netguard"
 )
 
 // Labels Proteus puts on every container it creates. Only containers carrying
@@ -97,6 +98,10 @@ type Options struct {
 	Logger           *slog.Logger
 	Bus              *bus.Bus
 	ClientOpts       []client.Opt // extra moby client options (tests)
+	// NoFirewall leaves containers' traffic to Docker's own rules. By default, as root, the
+	// driver refuses (and counts, as evidence) every connection a container starts to this
+	// host, and to anywhere else unless its variant allows outbound traffic (netguard).
+	NoFirewall bool
 }
 
 // Driver runs executors as Docker containers. It is safe for concurrent use.
@@ -116,6 +121,7 @@ type Driver struct {
 	mu       sync.Mutex
 	exits    map[string]chan struct{} // instance ID -> closed when its container stops running
 	watchers sync.WaitGroup
+	guard    *netguard.Guard // nil: no firewall (not root, no nftables, or NoFirewall)
 }
 
 var (
@@ -126,7 +132,12 @@ var (
 
 func init() {
 	executor.Register("docker", func(env executor.Env) (executor.Driver, error) {
-		return New(Options{DataDir: env.DataDir, Logger: env.Logger, Bus: env.Bus, StopGrace: env.StopGrace})
+		o := Options{DataDir: env.DataDir, Logger: env.Logger, Bus: env.Bus, StopGrace: env.StopGrace}
+		if iso := env.Isolation; iso.Mode != executor.IsolationOff {
+			// The pool's isolation limits apply to containers as well.
+			o.Memory, o.PidsLimit, o.NanoCPUs = iso.Memory, int64(iso.Processes), int64(iso.CPU*1e9)
+		}
+		return New(o)
 	})
 }
 
@@ -179,7 +190,7 @@ func New(o Options) (*Driver, error) {
 		return nil, fmt.Errorf("executor/docker: new: client for %s: %w", o.Host, err)
 	}
 	life, shutdown := context.WithCancel(context.Background())
-	return &Driver{
+	d := &Driver{
 		life:     life,
 		shutdown: shutdown,
 		exits:    map[string]chan struct{}{},
@@ -189,7 +200,13 @@ func New(o Options) (*Driver, error) {
 		opts:     o,
 		log:      logger.With("component", "executor/docker"),
 		bus:      o.Bus,
-	}, nil
+	}
+	if !o.NoFirewall && os.Geteuid() == 0 {
+		if d.guard, err = netguard.New(); err != nil {
+			d.log.Warn("no firewall for containers: they can reach this host's services bound beyond loopback and, through Docker's NAT, the network", "err", err)
+		}
+	}
+	return d, nil
 }
 
 // AgentID is the io.proteus.agent label value for an agent data directory: the first 16
@@ -406,6 +423,11 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 	if len(cmd) > 0 {
 		cfg.Cmd = cmd
 	}
+	if user, err := d.imageUser(ctx, imageID); err != nil {
+		return nil, d.wrap("start", spec.Variant, err)
+	} else if runsAsRoot(user) {
+		cfg.User = NobodyUser // never root, even without capabilities
+	}
 	memory := d.opts.Memory
 	pids := d.opts.PidsLimit
 	hc := &container.HostConfig{
@@ -434,6 +456,10 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 		d.removeQuietly(created.ID)
 		return nil, d.wrap("start", spec.Variant, fmt.Errorf("start container %s: %w", name, err))
 	}
+	if err := d.confine(cctx, name, created.ID, spec.AllowOutbound); err != nil {
+		d.removeQuietly(created.ID)
+		return nil, d.wrap("start", spec.Variant, err)
+	}
 	inst := &executor.Instance{
 		ID:          name,
 		Variant:     spec.Variant,
@@ -446,9 +472,37 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 	}
 	d.log.Info("container started", "variant", spec.Variant, "instance", name, "container", shortID(created.ID), "address", inst.Address, "image", shortID(imageID))
 	d.watchExit(inst)
+	if d.guard != nil {
+		d.watchNet(inst)
+	}
 	d.bus.Publish(bus.Event{Kind: executor.EventStarted, Source: "executor/docker", Subject: name,
 		Attrs: map[string]any{"variant": spec.Variant, "address": inst.Address, "image": imageID, "container": created.ID}})
 	return inst, nil
+}
+
+// NobodyUser is the user a container runs as when its image would run it as root.
+const NobodyUser = "65534:65534"
+
+// imageUser is the user the image's configuration runs its command as.
+func (d *Driver) imageUser(ctx context.Context, imageID string) (string, error) {
+	ictx, cancel := d.opCtx(ctx)
+	defer cancel()
+	img, err := d.cli.ImageInspect(ictx, imageID)
+	if err != nil {
+		return "", fmt.Errorf("inspect image %s: %w", shortID(imageID), err)
+	}
+	if img.Config == nil {
+		return "", nil
+	}
+	return img.Config.User, nil
+}
+
+// runsAsRoot reports whether a container user ("", "root", "0", "0:0", "root:staff", ...)
+// is uid 0. A named user other than root is resolved by the image's /etc/passwd, which the
+// driver cannot see; it is taken as not root.
+func runsAsRoot(user string) bool {
+	u, _, _ := strings.Cut(user, ":")
+	return u == "root" || strings.Trim(u, "0") == ""
 }
 
 // removeQuietly force-removes a container we just created and could not start, with a
@@ -503,12 +557,14 @@ func (d *Driver) stop(ctx context.Context, op string, inst *executor.Instance, e
 		if cerrdefs.IsNotFound(err) {
 			d.log.Debug("container already gone", "instance", inst.ID)
 			d.forget(inst)
+			d.unguard(inst)
 			return nil
 		}
 		return err
 	}
 	if quarantined(info) && !evenQuarantined {
 		d.forget(inst)
+		d.unguard(inst) // disconnected from every network: nothing left to filter
 		d.log.Warn("keeping quarantined container for forensics", "instance", inst.ID, "container", shortID(info.ID))
 		d.bus.Publish(bus.Event{Kind: executor.EventStopped, Source: "executor/docker", Subject: inst.ID,
 			Attrs: map[string]any{"variant": inst.Variant, "container": info.ID, "kept": true}})
@@ -527,6 +583,7 @@ func (d *Driver) stop(ctx context.Context, op string, inst *executor.Instance, e
 		return d.wrap(op, inst.ID, fmt.Errorf("remove: %w", err))
 	}
 	d.forget(inst)
+	d.unguard(inst)
 	d.log.Info("container stopped and removed", "variant", inst.Variant, "instance", inst.ID, "container", shortID(info.ID))
 	d.bus.Publish(bus.Event{Kind: executor.EventStopped, Source: "executor/docker", Subject: inst.ID,
 		Attrs: map[string]any{"variant": inst.Variant, "container": info.ID}})

@@ -1,11 +1,13 @@
 package docker
 
 import (
+	"context"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 
+	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
 )
 
@@ -63,7 +65,25 @@ func (d *Driver) watchExit(inst *executor.Instance) {
 
 func (d *Driver) exited(inst *executor.Instance, done chan struct{}, code int64) {
 	d.log.Debug("container no longer running", "instance", inst.ID, "exit_code", code)
+	if code >= 0 {
+		d.limitEvidence(inst, code)
+	}
 	close(done)
+}
+
+// limitEvidence publishes executor.denied when the engine says the container was ended by
+// its memory limit: an executor that allocates without bound is refused by the kernel, and
+// that refusal is evidence, as with the process driver.
+func (d *Driver) limitEvidence(inst *executor.Instance, code int64) {
+	ctx, cancel := context.WithTimeout(d.life, d.opts.OpTimeout)
+	defer cancel()
+	info, err := d.cli.ContainerInspect(ctx, inst.Handle)
+	if err != nil || info.State == nil || !info.State.OOMKilled {
+		return
+	}
+	d.log.Warn("container killed by its memory limit", "instance", inst.ID, "variant", inst.Variant)
+	d.bus.Publish(bus.Event{Kind: executor.EventDenied, Source: "executor/docker", Subject: inst.ID,
+		Attrs: map[string]any{"variant": inst.Variant, "reason": "memory", "exit_code": code, "container": inst.Handle}})
 }
 
 // forget drops the exit channel of a removed instance.

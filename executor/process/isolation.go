@@ -20,6 +20,7 @@ import (
 	seccomp "github.com/elastic/go-seccomp-bpf"
 
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/netguard"
 )
 
 // ErrIsolation is returned by New when the configuration requires full isolation and the
@@ -46,8 +47,8 @@ type isolation struct {
 	landlock int
 	seccomp  bool
 	cg       *cgroups
-	fw       *firewall // nil: no nftables; Landlock then refuses TCP connects
-	summary  string    // for Instance.Isolation, without the uid
+	fw       *netguard.Guard // nil: no nftables; Landlock then refuses TCP connects
+	summary  string          // for Instance.Isolation, without the uid
 }
 
 // namespaceFlags are the namespaces each executor gets when the agent is root.
@@ -85,7 +86,7 @@ func (d *Driver) setupIsolation(cfg executor.Isolation) error {
 			iso.degraded = fmt.Sprintf("namespaces or own uid refused: %v", err)
 		}
 		if iso.full {
-			fw, err := newFirewall()
+			fw, err := netguard.New()
 			if err != nil {
 				d.log.Warn("no nftables: executors' TCP connects are refused by Landlock alone, UDP is not filtered, and attempts leave no evidence", "err", err)
 			}
@@ -380,7 +381,7 @@ func (d *Driver) limitHit(p *proc, inst *executor.Instance) bool {
 	forks, ooms := d.iso.cg.hits(p.cgroups)
 	var packets uint64
 	if d.iso.fw != nil && p.uid != 0 {
-		packets = d.iso.fw.refused(inst.ID)
+		packets = d.iso.fw.Refused(inst.ID)
 	}
 	reason := ""
 	switch {
@@ -459,7 +460,7 @@ func (d *Driver) sweep() error {
 		}
 	}
 	if d.iso.fw != nil {
-		if err := d.iso.fw.remove(func(id string) bool { return !known(id) }); err != nil {
+		if err := d.iso.fw.Remove(func(id string) bool { return !known(id) }); err != nil {
 			errs = append(errs, err)
 		}
 	}

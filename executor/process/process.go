@@ -351,7 +351,7 @@ func (d *Driver) command(id string, spec executor.Spec, argv []string, work stri
 		}
 		summary = strings.Replace(summary, "own uid+gid", fmt.Sprintf("uid+gid %d", uid), 1)
 		if iso.fw != nil {
-			if err := iso.fw.allow(id, uid, spec.AllowOutbound); err != nil {
+			if err := iso.fw.AllowUID(id, uid, spec.AllowOutbound); err != nil {
 				return nil, "", err
 			}
 			p.fwID = id
@@ -373,7 +373,7 @@ func (d *Driver) command(id string, spec executor.Spec, argv []string, work stri
 func (d *Driver) unconfine(fwID string, cgroups []string, uid int) error {
 	var errs []error
 	if fwID != "" && d.iso.fw != nil {
-		errs = append(errs, d.iso.fw.remove(func(id string) bool { return id == fwID }))
+		errs = append(errs, d.iso.fw.Remove(func(id string) bool { return id == fwID }))
 	}
 	errs = append(errs, removeCgroups(cgroups))
 	d.releaseUID(uid)

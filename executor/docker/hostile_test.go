@@ -1,0 +1,184 @@
+package docker
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/executor"
+)
+
+// attackContainer asks the test server in inst to try what (see testdata/httpserver); it
+// returns the report, or "" when the container died (or was frozen) before answering.
+func attackContainer(inst *executor.Instance, what string, args ...string) string {
+	q := url.Values{"what": {what}}
+	for i := 0; i+1 < len(args); i += 2 {
+		q.Set(args[i], args[i+1])
+	}
+	c := &http.Client{Timeout: 20 * time.Second} // a frozen container never answers
+	resp, err := c.Get("http://" + inst.Address + "/attack?" + q.Encode())
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// TestCompromisedContainer is the process driver's must-show (TestCompromisedExecutor)
+// against the docker driver: the same attempts from inside a container, each refused; the
+// ones the kernel reports (the memory limit, a refused connection) end as evidence.
+func TestCompromisedContainer(t *testing.T) {
+	cli, pin := fixture(t)
+	dataDir := t.TempDir()
+	token := filepath.Join(dataDir, "api.token")
+	if err := os.WriteFile(token, []byte("agent-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The agent's API, on loopback as the agent binds it, and a service on every address of
+	// this host (as a gateway or an enclave port listening on 0.0.0.0 would be).
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("a container reached the API: %s", r.URL)
+	}))
+	defer api.Close()
+	wide, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wide.Close()
+	go func() {
+		for {
+			c, err := wide.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	widePort := strconv.Itoa(wide.Addr().(*net.TCPAddr).Port)
+
+	b := bus.New()
+	denied, cancel := b.Subscribe(16, bus.KindPrefix(executor.EventDenied))
+	defer cancel()
+	d, err := New(Options{DataDir: dataDir, Bus: b, StopGrace: 2 * time.Second, Memory: 64 << 20, PidsLimit: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		removeAgentContainers(t, cli, d.agent)
+		d.Close()
+	})
+	ctx := context.Background()
+	start := func(variant string) *executor.Instance {
+		t.Helper()
+		inst, err := d.Start(ctx, serverSpec(variant, pin))
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		if err := waitHealthy("http://"+inst.Address+"/healthz", 500); err != nil {
+			t.Fatal(err)
+		}
+		return inst
+	}
+	sibling := start("sibling")
+	sinfo, err := cli.ContainerInspect(ctx, sibling.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	siblingFile := filepath.Join(sinfo.GraphDriver.Data["MergedDir"], "tmp", "owned")
+	hostile := start("hostile")
+	hinfo, err := cli.ContainerInspect(ctx, hostile.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateway := hinfo.NetworkSettings.Networks[d.opts.Network].Gateway // this host, seen from the container
+	if hinfo.Config.User != NobodyUser && hinfo.Config.User != "65534:65534" {
+		t.Errorf("container user %q, want a non-root user", hinfo.Config.User)
+	}
+
+	cases := []struct {
+		name, what string
+		args       []string
+	}{
+		{"read api.token", "read", []string{"path", token}},
+		{"read the Docker socket", "read", []string{"path", "/var/run/docker.sock"}},
+		{"write a sibling's files", "write", []string{"path", siblingFile}},
+		{"write its own image", "write", []string{"path", "/httpserver"}},
+		{"signal the agent", "signal", []string{"pid", strconv.Itoa(os.Getpid())}},
+		{"call the agent's API on loopback", "connect", []string{"addr", api.Listener.Addr().String()}},
+		{"call the agent's API on the bridge", "connect", []string{"addr", net.JoinHostPort(gateway, strconv.Itoa(api.Listener.Addr().(*net.TCPAddr).Port))}},
+		{"fork without bound", "fork", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			report := attackContainer(hostile, c.what, c.args...)
+			t.Logf("%q", report)
+			if !strings.HasPrefix(report, "refused: ") {
+				t.Fatalf("report %q, want a refusal", report)
+			}
+		})
+	}
+	if _, err := os.Stat(siblingFile); err == nil {
+		t.Errorf("the hostile container wrote %s", siblingFile)
+	}
+	if got := get(t, "http://"+sibling.Address+"/"); !strings.Contains(got, "sibling") {
+		t.Errorf("sibling answers %q", got)
+	}
+
+	t.Run("reach a host service on the bridge", func(t *testing.T) {
+		if d.guard == nil {
+			t.Skip("no firewall (needs root and nftables): Docker lets containers reach the host's services")
+		}
+		report := attackContainer(hostile, "connect", "addr", net.JoinHostPort(gateway, widePort))
+		t.Logf("%q", report)
+		if strings.HasPrefix(report, "SUCCEEDED") {
+			t.Fatalf("the container reached this host's %s:%s: %s", gateway, widePort, report)
+		}
+		e := <-denied // the test's timeout guards a missing event
+		if e.Subject != hostile.ID || e.Attrs["reason"] != "network" {
+			t.Fatalf("evidence %+v", e)
+		}
+		waitQuarantined(t, d, hostile)
+	})
+
+	t.Run("allocate without bound", func(t *testing.T) {
+		greedy := start("greedy")
+		report := attackContainer(greedy, "alloc")
+		if strings.HasPrefix(report, "SUCCEEDED") {
+			t.Fatalf("allocated without bound: %s", report)
+		}
+		e := <-denied
+		if e.Subject != greedy.ID || e.Attrs["reason"] != "memory" {
+			t.Fatalf("evidence %+v", e)
+		}
+	})
+}
+
+func waitQuarantined(t *testing.T, d *Driver, inst *executor.Instance) {
+	t.Helper()
+	for range 500 {
+		q, err := d.ListQuarantined(context.Background())
+		if err == nil {
+			for _, x := range q {
+				if x.Handle == inst.Handle {
+					return
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s not quarantined", inst.ID)
+}

@@ -1,0 +1,231 @@
+// Package netguard keeps executors off the network with nftables: table inet
+// proteus-exec (its own, apart from the countermeasure table inet proteus) with an output,
+// an input and a forward chain. Each executor gets rules that let packets of connections it
+// accepted pass and count and reject anything else it starts — every connection unless its
+// variant allows outbound traffic, and connections to this host (the agent's API, gateway,
+// metrics and enclave ports, sibling executors) always. A local process executor is
+// matched by its own uid (output chain), a container by its address (input and forward
+// chains). The reject rule's counter is the evidence that an executor tried.
+//
+// Rules carry the instance ID in their user data, so a driver finds them again (and an
+// agent restart finds its predecessor's). Every driver on the machine shares the table;
+// each removes only its own rules. It imports only the nftables library and x/sys.
+package netguard
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Guard is the executors' share of nftables. It is safe for concurrent use.
+type Guard struct {
+	mu                 sync.Mutex
+	table              *nftables.Table
+	output, input, fwd *nftables.Chain
+}
+
+// Table is what the guard owns: `nft delete table inet proteus-exec` removes it all.
+const Table = "proteus-exec"
+
+// New creates (or finds) the table and its chains. It fails where nftables cannot be
+// programmed (not root, no nf_tables).
+func New() (*Guard, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("netguard: %w", err)
+	}
+	accept := nftables.ChainPolicyAccept
+	g := &Guard{}
+	g.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: Table})
+	chain := func(name string, hook *nftables.ChainHook) *nftables.Chain {
+		return c.AddChain(&nftables.Chain{Name: name, Table: g.table, Type: nftables.ChainTypeFilter,
+			Hooknum: hook, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	}
+	g.output = chain("output", nftables.ChainHookOutput)
+	g.input = chain("input", nftables.ChainHookInput)
+	g.fwd = chain("forward", nftables.ChainHookForward)
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("netguard: table inet %s: %w", Table, err)
+	}
+	return g, nil
+}
+
+func ruleTag(id, what string) []byte { return []byte("proteus-exec " + what + " " + id) }
+
+// established matches packets of connections already accepted (and ICMP about them).
+func established() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
+// toThisHost matches packets to any local address of this host.
+func toThisHost() []expr.Any {
+	return []expr.Any{
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)},
+	}
+}
+
+func join(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+var (
+	accept = []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
+	reject = []expr.Any{&expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}}
+)
+
+// add installs the accept-then-reject pair for match in chain.
+func (g *Guard) add(c *nftables.Conn, chain *nftables.Chain, id string, match, denyMatch []expr.Any) {
+	c.AddRule(&nftables.Rule{Table: g.table, Chain: chain, Exprs: join(match, established(), accept), UserData: ruleTag(id, "accept")})
+	c.AddRule(&nftables.Rule{Table: g.table, Chain: chain, Exprs: join(match, denyMatch, reject), UserData: ruleTag(id, "deny")})
+}
+
+// AllowUID confines the local processes of uid (instance id): they may answer connections;
+// they may start connections to other hosts only when outbound is set, to this host never.
+func (g *Guard) AllowUID(id string, uid int, outbound bool) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("netguard: %w", err)
+	}
+	match := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeySKUID, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, uint32(uid))},
+	}
+	var deny []expr.Any
+	if outbound {
+		deny = toThisHost()
+	}
+	g.add(c, g.output, id, match, deny)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("netguard: rules for uid %d: %w", uid, err)
+	}
+	return nil
+}
+
+// AllowAddr confines the container at addr (instance id) the same way: connections it
+// starts to this host are refused in the input chain, those to other hosts (and other
+// containers) in the forward chain unless outbound is set.
+func (g *Guard) AllowAddr(id string, addr netip.Addr, outbound bool) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("netguard: %w", err)
+	}
+	var match []expr.Any
+	if addr.Is4() {
+		match = []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		}
+	} else {
+		match = []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
+		}
+	}
+	match = append(match, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: addr.AsSlice()})
+	g.add(c, g.input, id, match, nil)
+	if !outbound {
+		g.add(c, g.fwd, id, match, nil)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("netguard: rules for %s: %w", addr, err)
+	}
+	return nil
+}
+
+// rules lists the guard's tagged rules, by instance ID.
+func (g *Guard) rules(c *nftables.Conn) (map[string][]*nftables.Rule, error) {
+	out := map[string][]*nftables.Rule{}
+	for _, ch := range []*nftables.Chain{g.output, g.input, g.fwd} {
+		rs, err := c.GetRules(g.table, ch)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			f := bytes.Fields(r.UserData)
+			if len(f) == 3 && string(f[0]) == "proteus-exec" {
+				out[string(f[2])] = append(out[string(f[2])], r)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Refused returns how many packets instance id's reject rules have counted (0 when the
+// rules cannot be read).
+func (g *Guard) Refused(id string) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, err := nftables.New()
+	if err != nil {
+		return 0
+	}
+	byID, err := g.rules(c)
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, r := range byID[id] {
+		for _, e := range r.Exprs {
+			if ctr, ok := e.(*expr.Counter); ok {
+				n += ctr.Packets
+			}
+		}
+	}
+	return n
+}
+
+// Remove deletes the rules of every instance for which drop returns true.
+func (g *Guard) Remove(drop func(id string) bool) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("netguard: %w", err)
+	}
+	byID, err := g.rules(c)
+	if err != nil {
+		return fmt.Errorf("netguard: %w", err)
+	}
+	n := 0
+	for id, rs := range byID {
+		if !drop(id) {
+			continue
+		}
+		for _, r := range rs {
+			if err := c.DelRule(r); err != nil {
+				return fmt.Errorf("netguard: %w", err)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("netguard: %w", err)
+	}
+	return nil
+}

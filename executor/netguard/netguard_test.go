@@ -1,0 +1,166 @@
+package netguard
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/google/nftables"
+)
+
+// dialEnv makes the re-executed test binary dial the address in it and exit 0 on success,
+// 3 when refused.
+const dialEnv = "NETGUARD_TEST_DIAL"
+
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(dialEnv); addr != "" {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+		c.Close()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func newGuard(t *testing.T) *Guard {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to program nftables")
+	}
+	g, err := New()
+	if err != nil {
+		t.Skipf("nftables not usable here: %v", err)
+	}
+	return g
+}
+
+// dialAs connects to addr as uid; it reports whether the connection was made.
+func dialAs(t *testing.T, uid int, addr string) bool {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary sits in a directory only root may enter: run it through a copy
+	// anyone may execute.
+	exe := copyExe(t, self)
+	cmd := exec.Command(exe)
+	cmd.Env = []string{dialEnv + "=" + addr}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 3 {
+		t.Logf("uid %d: %s", uid, out)
+		return false
+	}
+	if err != nil {
+		t.Fatalf("dialer: %v %s", err, out)
+	}
+	return true
+}
+
+func copyExe(t *testing.T, src string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "netguard-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := dir + "/dialer"
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// A uid under a guard cannot connect to this host, and each attempt is counted; another
+// uid can; removing the rules lifts the refusal.
+func TestAllowUIDRefusesAndCounts(t *testing.T) {
+	g := newGuard(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	guarded, free := 650000+os.Getpid()%1000, 651000+os.Getpid()%1000
+	id := "netguard-test-" + strconv.Itoa(os.Getpid())
+	for _, outbound := range []bool{false, true} { // to this host: refused either way
+		t.Run(fmt.Sprintf("outbound=%v", outbound), func(t *testing.T) {
+			if err := g.AllowUID(id, guarded, outbound); err != nil {
+				t.Fatal(err)
+			}
+			defer g.Remove(func(x string) bool { return x == id })
+			if g.Refused(id) != 0 {
+				t.Fatal("counter not zero before any attempt")
+			}
+			if dialAs(t, guarded, ln.Addr().String()) {
+				t.Fatal("the guarded uid connected")
+			}
+			if n := g.Refused(id); n == 0 {
+				t.Error("the refused attempt was not counted")
+			}
+			if !dialAs(t, free, ln.Addr().String()) {
+				t.Error("an unguarded uid was refused")
+			}
+		})
+	}
+	if !dialAs(t, guarded, ln.Addr().String()) {
+		t.Error("still refused after Remove")
+	}
+}
+
+func TestRemoveIsSelective(t *testing.T) {
+	g := newGuard(t)
+	a, b := "netguard-a-"+strconv.Itoa(os.Getpid()), "netguard-b-"+strconv.Itoa(os.Getpid())
+	if err := g.AllowAddr(a, netip.MustParseAddr("192.0.2.7"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.AllowAddr(b, netip.MustParseAddr("2001:db8::7"), true); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Remove(func(x string) bool { return x == a || x == b })
+	count := func() map[string]int {
+		c, err := nftables.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		byID, err := g.rules(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]int{a: len(byID[a]), b: len(byID[b])}
+	}
+	// a: accept+deny in input and forward; b (outbound allowed): input only.
+	if got := count(); got[a] != 4 || got[b] != 2 {
+		t.Fatalf("rules %v, want %s:4 %s:2", got, a, b)
+	}
+	if err := g.Remove(func(x string) bool { return x == a }); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got[a] != 0 || got[b] != 2 {
+		t.Fatalf("after removing %s: %v", a, got)
+	}
+}
