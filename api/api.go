@@ -73,12 +73,17 @@ type ExecutorVote struct {
 	Requests     int       `json:"requests"`
 	Dissents     int       `json:"dissents"`
 	EjectedUntil time.Time `json:"ejected_until,omitzero"` // set while it is left out of the picks
+	Single       uint64    `json:"single_requests"`        // requests single routes sent it, unvoted
 }
 
 // Voting is the voting gateway's view of the executors, by ID (cmd/proteus adapts the mimic
 // gateway, which this package must not import).
 type Voting interface {
 	Votes() map[string]ExecutorVote
+	// Learned is the noise learned so far per route prefix ("default": no route); ResetLearned
+	// forgets it.
+	Learned() map[string][]string
+	ResetLearned()
 }
 
 // Status is the answer of GET /v1/status. CStar, RotationRate, AttackIntensity and
@@ -91,6 +96,8 @@ type Status struct {
 	RotationRate    float64          `json:"rotation_rate"`
 	AttackIntensity float64          `json:"attack_intensity"`
 	DefenseSuccess  float64          `json:"defense_success"`
+	// LearnedNoise is what the voting gateway learned not to compare, per route prefix.
+	LearnedNoise map[string][]string `json:"learned_noise,omitempty"`
 }
 
 // DefaultAttackIntensity is the attack intensity π the status uses unless the agent or the
@@ -158,6 +165,7 @@ func NewServer(ctl Controller, b *bus.Bus, token string, reg *prometheus.Registr
 	s.mux.HandleFunc("GET /v1/actions", s.actions)
 	s.mux.HandleFunc("POST /v1/block", s.block)
 	s.mux.HandleFunc("POST /v1/unblock", s.unblock)
+	s.mux.HandleFunc("POST /v1/gateway/learned/reset", s.resetLearned)
 	s.mux.HandleFunc("GET /events", s.events)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return s
@@ -188,6 +196,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	var votes map[string]ExecutorVote
 	if s.voting != nil {
 		votes = s.voting.Votes()
+		st.LearnedNoise = s.voting.Learned()
 	}
 	for _, m := range s.ctl.Members() {
 		e := ExecutorStatus{
@@ -201,6 +210,17 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		st.Executors = append(st.Executors, e)
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// resetLearned makes the voting gateway forget the noise it learned (POST
+// /v1/gateway/learned/reset); 409 when no voting gateway serves the front.
+func (s *Server) resetLearned(w http.ResponseWriter, r *http.Request) {
+	if s.voting == nil {
+		writeError(w, http.StatusConflict, errors.New("no voting gateway serves the front"))
+		return
+	}
+	s.voting.ResetLearned()
+	writeJSON(w, http.StatusOK, RotateResult{OK: true})
 }
 
 // RotateResult is the answer of POST /v1/rotate and /v1/quarantine.

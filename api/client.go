@@ -121,6 +121,11 @@ func (c *Client) RotateAll(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/rotate", url.Values{"all": {"true"}}, nil)
 }
 
+// ResetLearned makes the voting gateway forget the noise it learned.
+func (c *Client) ResetLearned(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/gateway/learned/reset", nil, nil)
+}
+
 // Quarantine takes one executor out of service and freezes it.
 func (c *Client) Quarantine(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodPost, "/v1/quarantine", url.Values{"id": {id}}, nil)

@@ -62,10 +62,16 @@ func (v votingFrontend) ServeHTTP(w http.ResponseWriter, r *http.Request) { v.g.
 func (v votingFrontend) Votes() map[string]api.ExecutorVote {
 	out := map[string]api.ExecutorVote{}
 	for _, b := range v.g.Status().Backends {
-		out[b.ID] = api.ExecutorVote{Trust: b.Trust, Requests: b.Requests, Dissents: b.Dissents, EjectedUntil: b.OutUntil}
+		out[b.ID] = api.ExecutorVote{Trust: b.Trust, Requests: b.Requests, Dissents: b.Dissents, EjectedUntil: b.OutUntil, Single: b.Single}
 	}
 	return out
 }
+
+// Learned is the noise the gateway learned, per route prefix.
+func (v votingFrontend) Learned() map[string][]string { return v.g.Learned() }
+
+// ResetLearned makes the gateway forget it.
+func (v votingFrontend) ResetLearned() { v.g.ResetLearned() }
 
 // Close waits for the gateway's background work (dissent bookkeeping) to finish, saves what it
 // learned since the last save and closes its idle executor connections.

@@ -107,3 +107,31 @@ func TestAgentDissentRotatesTamperedExecutor(t *testing.T) {
 	}
 	a.stop(t)
 }
+
+// The voting gateway's learned noise is in the agent's status and can be reset through the API;
+// with the plain proxy in front there is nothing to reset, and the command says so.
+func TestAgentResetLearned(t *testing.T) {
+	a := startAgent(t, "", "--listen", "127.0.0.1:0")
+	httpGet(t, "http://"+a.gw+"/")
+	c, out := a.cli("status", "-o", "json")
+	var st struct {
+		Learned map[string][]string `json:"learned_noise"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); c != 0 || err != nil {
+		t.Fatalf("status: %d %v %s", c, err, out)
+	}
+	if _, ok := st.Learned["default"]; !ok {
+		t.Fatalf("no learned_noise in the status: %s", out)
+	}
+	if c, out := a.cli("reset-learned"); c != 0 || !strings.Contains(out, "learned noise reset") {
+		t.Fatalf("reset-learned: %d %q", c, out)
+	}
+	a.stop(t)
+	if !strings.Contains(a.stderr.String(), "learned noise reset") {
+		t.Errorf("the gateway did not log the reset:\n%s", a.stderr.String())
+	}
+	p := startAgent(t, "", "--proxy", "--listen", "127.0.0.1:0")
+	if c, out := p.cli("reset-learned"); c == 0 {
+		t.Errorf("reset-learned with the proxy frontend: exit 0, %q", out)
+	}
+}

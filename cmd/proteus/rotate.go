@@ -68,4 +68,25 @@ func init() {
 		apiFlag(c, &addr)
 		return c
 	})
+	addCommand(func() *cobra.Command {
+		var addr string
+		c := &cobra.Command{
+			Use:   "reset-learned",
+			Short: "Make the running agent's voting gateway forget the noise it learned (it compares those fields again)",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				c, err := api.NewClient(globals.dataDir, addr)
+				if err != nil {
+					return err
+				}
+				if err := c.ResetLearned(cmd.Context()); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "learned noise reset")
+				return nil
+			},
+		}
+		apiFlag(c, &addr)
+		return c
+	})
 }
