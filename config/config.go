@@ -119,7 +119,7 @@ func (c *Config) Problems() strictyaml.Problems {
 	c.API.validate("api", &p)
 	c.Pool.validate("pool", &p)
 	c.Gateway.validate("gateway", &p)
-	if g := &c.Gateway; len(g.Backends) == 0 && g.Frontend == FrontendVote && g.K > c.Pool.Desired && !g.AllowWeakVote {
+	if g := &c.Gateway; len(g.Backends) == 0 && g.Frontend == FrontendVote && g.K > c.Pool.Desired && !g.AllowWeakVote && g.VotesOnK() {
 		p.Addf("gateway.k", "k=%d is more than the pool's %d executors (pool.desired): every vote would have fewer voters than asked (set gateway.allow_weak_vote: true to run it anyway)", g.K, c.Pool.Desired)
 	}
 	c.Enclave.validate("enclave", &p)

@@ -235,7 +235,7 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	} else if x.Quorum != 0 && x.Quorum <= x.K/2 && !x.AllowWeakVote {
 		p.Addf(field+".quorum", "%d of k=%d is not a majority: a minority of executors would decide (set allow_weak_vote: true to run it anyway)", x.Quorum, x.K)
 	}
-	if n := len(x.Backends); n > 0 && x.K > n && !x.AllowWeakVote {
+	if n := len(x.Backends); n > 0 && x.K > n && !x.AllowWeakVote && x.VotesOnK() {
 		p.Addf(field+".k", "k=%d is more than the %d backends: every vote would have fewer voters than asked (set allow_weak_vote: true to run it anyway)", x.K, n)
 	}
 	switch x.Scheduler {
@@ -401,4 +401,19 @@ func ParsePrefixOrAddr(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// VotesOnK reports whether some requests are voted on by k executors: not when a catch-all
+// route ("/" for the read methods) sends them elsewhere (single, vote-all) and no route votes.
+func (x *Gateway) VotesOnK() bool {
+	catchAll := false
+	for _, r := range x.Routes {
+		if r.Policy == "vote" {
+			return true
+		}
+		if r.Prefix == "/" && len(r.Methods) == 0 {
+			catchAll = true
+		}
+	}
+	return !catchAll
 }

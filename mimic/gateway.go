@@ -308,7 +308,7 @@ func New(o Options) (*Gateway, error) {
 	// is said at every start. (A pool may still be starting its executors: only a fixed set
 	// of backends is counted here.)
 	st, fixed := o.Backends.(Static)
-	if n := len(st); o.Quorum <= o.K/2 || fixed && n < o.K {
+	if n := len(st); g.votesOnK() && (o.Quorum <= o.K/2 || fixed && n < o.K) {
 		g.log.Warn("weak vote: fewer than a majority of k executors decide each voted request", "k", o.K, "quorum", o.Quorum, "backends", n)
 	}
 	var err error
@@ -514,6 +514,21 @@ func (g *Gateway) Close() {
 	if t, ok := g.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
+}
+
+// votesOnK reports whether some requests are voted on by k executors (see routeFor): not when
+// a catch-all route takes the read methods elsewhere and no route votes.
+func (g *Gateway) votesOnK() bool {
+	catchAll := false
+	for _, r := range g.o.Routes {
+		if r.Policy == PolicyVote {
+			return true
+		}
+		if r.Prefix == "/" && len(r.Methods) == 0 {
+			catchAll = true
+		}
+	}
+	return !catchAll
 }
 
 // readMethod reports whether m is one of the methods voted on by default.

@@ -286,8 +286,15 @@ func TestGatewayRefusesAWeakVote(t *testing.T) {
 			t.Errorf("%v: exit %d, %q; want 2 naming allow_weak_vote", args, code, errs)
 		}
 	}
+	// With every request on one backend (--policy single) k does not matter.
+	one := startGatewayCmd(t, append(backendArgs(url), "--policy", "single")...)
+	code, _ := httpGet(t, one.URL+"/")
+	one.stop()
+	if code != 200 || strings.Contains(one.stderr.String(), "weak vote") {
+		t.Errorf("--policy single, one backend: %d; stderr %s", code, one.stderr.String())
+	}
 	g := startGatewayCmd(t, append(backendArgs(url), "--allow-weak-vote")...)
-	code, _ := httpGet(t, g.URL+"/")
+	code, _ = httpGet(t, g.URL+"/")
 	g.stop()
 	if code != http.StatusServiceUnavailable || !strings.Contains(g.stderr.String(), "weak vote") {
 		t.Errorf("one backend, k=3, allowed: %d; stderr %s", code, g.stderr.String())
