@@ -2,6 +2,7 @@ package process_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -67,4 +68,71 @@ func TestIsolatedExecutorServes(t *testing.T) {
 	pid := pidOf(t, inst)
 	uid := strings.Fields(statusField(t, pid, "Uid"))
 	t.Logf("isolation %s; uid %v; nnp %s seccomp %s", inst.Isolation, uid, statusField(t, pid, "NoNewPrivs"), statusField(t, pid, "Seccomp"))
+}
+
+// A uid range that holds a user or group of the machine is refused: an executor must never
+// share an identity with anything else.
+func TestUIDRangeHoldingASystemUserIsRefused(t *testing.T) {
+	needRoot(t)
+	data, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		t.Skipf("no /etc/passwd: %v", err)
+	}
+	var name string
+	var uid int
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) > 2 {
+			if n, err := strconv.Atoi(f[2]); err == nil && n >= 1000 {
+				name, uid = f[0], n
+				break
+			}
+		}
+	}
+	if name == "" {
+		t.Skip("no user with uid >= 1000 in /etc/passwd")
+	}
+	iso := testIsolation
+	iso.UIDFirst, iso.UIDCount = uid-5, 10
+	_, err = process.New(executor.Env{DataDir: t.TempDir(), Isolation: iso})
+	if !errors.Is(err, process.ErrIsolation) || !strings.Contains(err.Error(), strconv.Quote(name)) {
+		t.Fatalf("New = %v, want ErrIsolation naming user %q", err, name)
+	}
+}
+
+func TestUnknownIsolationModeIsRefused(t *testing.T) {
+	iso := testIsolation
+	iso.Mode = "strict"
+	if _, err := process.New(executor.Env{DataDir: t.TempDir(), Isolation: iso}); !errors.Is(err, process.ErrIsolation) {
+		t.Fatalf("New = %v, want ErrIsolation", err)
+	}
+}
+
+// The uids of a range too small for the executors asked for run out with a clear error, and
+// come back when an executor stops.
+func TestUIDRangeExhausted(t *testing.T) {
+	needRoot(t)
+	iso := testIsolation
+	iso.UIDFirst, iso.UIDCount = 609990+os.Getpid()%5, 1 // one uid: the probe's, then one executor's
+	d, err := process.New(executor.Env{DataDir: t.TempDir(), Isolation: iso})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	img := processtest.Image(t)
+	first, err := d.Start(ctx, processtest.DemoSpec("one", img, "raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Start(ctx, processtest.DemoSpec("two", img, "raw")); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Start = %v, want the range exhausted", err)
+	}
+	if err := d.Stop(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	again, err := d.Start(ctx, processtest.DemoSpec("two", img, "raw"))
+	if err != nil {
+		t.Fatalf("Start after Stop: %v", err)
+	}
+	_ = d.Stop(ctx, again)
 }

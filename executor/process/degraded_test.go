@@ -1,0 +1,134 @@
+package process_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/process"
+	"github.com/proteus-defense/proteus/executor/process/processtest"
+)
+
+// degradedEnv runs TestDegradedIsolation's unprivileged half (set by the root half).
+const degradedEnv = "PROTEUS_TEST_DEGRADED_AGENT"
+
+// An agent that is not root keeps working with degraded isolation, says so, and still
+// confines what an unprivileged process can confine: no writes outside the work dir
+// (Landlock), no signal to the agent (Landlock scope), no ptrace (seccomp, evidence).
+// The root half re-runs this test binary as uid 65534 (nobody) for the other half.
+func TestDegradedIsolation(t *testing.T) {
+	if os.Getenv(degradedEnv) != "" {
+		degradedAgent(t)
+		return
+	}
+	needRoot(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// nobody can neither enter the go build cache nor t.TempDir's 0700 dirs: give it its
+	// own copy of the binary and a directory of its own.
+	dir, err := os.MkdirTemp("", "proteus-degraded-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	bin, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "process.test")
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(dir, "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, home} {
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run", "^TestDegradedIsolation$", "-test.v", "-test.count=1")
+	cmd.Env = []string{degradedEnv + "=" + home, "PATH=" + os.Getenv("PATH"), "TMPDIR=" + home, "GORACE=atexit_sleep_ms=0"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	t.Logf("as nobody:\n%s", out)
+	if err != nil {
+		t.Fatalf("the unprivileged half failed: %v", err)
+	}
+	if !strings.Contains(string(out), "--- PASS: TestDegradedIsolation") {
+		t.Fatal("the unprivileged half did not run")
+	}
+}
+
+func degradedAgent(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Fatal("the unprivileged half runs as root")
+	}
+	home := os.Getenv(degradedEnv)
+	b := bus.New()
+	denied, _ := b.Subscribe(8, bus.KindPrefix(executor.EventDenied))
+	iso := testIsolation
+	iso.Memory = 0 // RLIMIT_DATA would starve a -race binary's shadow memory
+	d, err := process.New(executor.Env{DataDir: filepath.Join(home, "data"), Bus: b, Isolation: iso})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(d.Isolation(), "degraded isolation (") {
+		t.Fatalf("isolation %q, want degraded", d.Isolation())
+	}
+	ctx := context.Background()
+	inst, err := d.Start(ctx, processtest.Spec("hostile", processtest.Image(t), processtest.Hostile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(ctx, inst)
+	waitServing(t, inst.Address, "/healthz")
+	if !strings.HasPrefix(inst.Isolation, "degraded isolation") {
+		t.Errorf("instance isolation %q", inst.Isolation)
+	}
+	// What is refused depends on the kernel: Landlock for writes, its ABI 6 for signals.
+	abi := 0
+	if _, v, ok := strings.Cut(d.Isolation(), "landlock v"); ok {
+		abi, _ = strconv.Atoi(strings.TrimRight(strings.Fields(v)[0], ","))
+	}
+	h := &hostileFixture{}
+	outside := filepath.Join(home, "outside")
+	attacks := []struct{ what, arg, val string }{}
+	if abi >= 1 {
+		attacks = append(attacks, struct{ what, arg, val string }{"write", "path", outside})
+	}
+	if abi >= 6 {
+		attacks = append(attacks, struct{ what, arg, val string }{"signal", "pid", strconv.Itoa(os.Getpid())})
+	}
+	t.Logf("isolation %s: trying %v", d.Isolation(), attacks)
+	for _, c := range attacks {
+		if report := h.attack(t, inst, c.what, c.arg, c.val); !strings.HasPrefix(report, "refused: ") {
+			t.Errorf("%s %s: %q, want a refusal", c.what, c.val, report)
+		}
+	}
+	if _, err := os.Stat(outside); err == nil {
+		t.Errorf("the executor wrote %s", outside)
+	}
+	if !strings.Contains(d.Isolation(), "seccomp") {
+		return
+	}
+	if report := h.attack(t, inst, "ptrace"); report != "" {
+		t.Errorf("ptrace: %q, want the executor killed", report)
+	}
+	if e := <-denied; e.Subject != inst.ID || e.Attrs["reason"] != "seccomp" {
+		t.Errorf("evidence %+v", e)
+	}
+}
