@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/base64"
 	"net"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -38,10 +39,20 @@ type Enclave struct {
 	// CertTimeout is how long a connected peer has to present its certificate.
 	CertTimeout time.Duration `yaml:"cert_timeout"`
 
-	Exposure  EnclaveExposure `yaml:"exposure"`
+	Exposure EnclaveExposure `yaml:"exposure"`
+	// Sensing says this agent's own sensors watch its exposure, so a relevant peer report on
+	// an address they did not flag within trust.window counts against its reporter. Leave it
+	// false where nothing feeds the node local evidence: silence then proves nothing.
+	Sensing bool `yaml:"sensing"`
+	// Protect are addresses or CIDRs never blocked on a peer's report, on top of the ones
+	// always protected (this host's addresses, members' addresses, loopback, link-local,
+	// unspecified, multicast and their NAT64 and IPv4-mapped forms).
+	Protect []string `yaml:"protect"`
+
 	Decision  EnclaveDecision `yaml:"decision"`
 	Trust     EnclaveTrust    `yaml:"trust"`
 	PeerScore EnclaveScore    `yaml:"peer_score"`
+	Limits    EnclaveLimits   `yaml:"limits"`
 
 	// MaxTTL caps how long a countermeasure taken on a peer's report lasts.
 	MaxTTL time.Duration `yaml:"max_ttl"`
@@ -73,27 +84,55 @@ type EnclaveService struct {
 }
 
 // EnclaveDecision holds the three-way decision thresholds on combined evidence:
-// act when evidence >= Act (α), ignore when <= Defer (β), defer (raise vigilance) between.
+// act when evidence >= Act (α), ignore when <= Defer (β), defer (raise vigilance) between;
+// and what a block on peer reports alone needs (see docs/model.md, "Enclave trust").
 type EnclaveDecision struct {
 	Act   float64 `yaml:"act"`
 	Defer float64 `yaml:"defer"`
+	// MaxColluding is the largest share of the enclave assumed to lie together: a block on
+	// peer reports alone needs floor(MaxColluding·N)+1 independent established reporters.
+	MaxColluding float64 `yaml:"max_colluding"`
+	// Members is the enclave size N assumed at least (0: the members this node has seen).
+	Members int `yaml:"members"`
+	// IndependentPrefix4/6 group reporters by the network of their connection: reporters in
+	// one group count as one.
+	IndependentPrefix4 int `yaml:"independent_prefix4"`
+	IndependentPrefix6 int `yaml:"independent_prefix6"`
+	// PeerPorts lets peer reports block a port (port/N); by default only local evidence can.
+	PeerPorts bool `yaml:"peer_ports"`
 }
 
-// EnclaveTrust parameterises the per-peer reputation.
+// EnclaveTrust parameterises the per-peer reputation: a beta reputation over confirmed and
+// contradicted reports (see docs/model.md, "Enclave trust").
 type EnclaveTrust struct {
-	Neutral        float64       `yaml:"neutral"`         // score of an unknown peer and where scores decay to
-	Reward         float64       `yaml:"reward"`          // fraction of the gap to 1 gained on corroboration
-	Penalty        float64       `yaml:"penalty"`         // fraction lost when a report never materializes
-	InvalidPenalty float64       `yaml:"invalid_penalty"` // fraction lost on an invalid message
-	HalfLife       time.Duration `yaml:"half_life"`       // decay half-life toward Neutral
-	Window         time.Duration `yaml:"window"`          // how long a report has to be corroborated
-	Corroborate    float64       `yaml:"corroborate"`     // minimum trust of a corroborating peer
+	Neutral       float64       `yaml:"neutral"`        // base rate: the score of an unknown peer
+	InvalidWeight float64       `yaml:"invalid_weight"` // negative observations one invalid message counts as
+	SilenceWeight float64       `yaml:"silence_weight"` // negative observation of a report local evidence contradicted
+	Established   float64       `yaml:"established"`    // score from which a peer's report may count toward a block
+	HalfLife      time.Duration `yaml:"half_life"`      // observations lose half their weight every HalfLife
+	Window        time.Duration `yaml:"window"`         // how long local evidence has to confirm a report
+	// Pretrusted are peer IDs that start with PretrustedWeight confirmations (the prior does
+	// not decay; contradictions still count against them).
+	Pretrusted       []string `yaml:"pretrusted"`
+	PretrustedWeight float64  `yaml:"pretrusted_weight"`
+}
+
+// EnclaveLimits are per-peer budgets.
+type EnclaveLimits struct {
+	Rate    float64 `yaml:"rate"`    // messages per second one member may author
+	Burst   int     `yaml:"burst"`   // messages above Rate allowed at once
+	Reports int     `yaml:"reports"` // live reports (and replay-guard keys) kept per member
 }
 
 // EnclaveScore maps trust into GossipSub's application-specific peer score:
 // app = (trust - neutral) * Weight, compared with the three thresholds (all negative,
 // graylist <= publish <= gossip).
 type EnclaveScore struct {
+	// ColocationThreshold is how many peers may share an IP before GossipSub's P6 penalty;
+	// ColocationWhitelist are CIDRs exempt from it (e.g. 127.0.0.0/8 for a one-host lab).
+	ColocationThreshold int      `yaml:"colocation_threshold"`
+	ColocationWhitelist []string `yaml:"colocation_whitelist"`
+
 	Weight    float64 `yaml:"weight"`
 	Gossip    float64 `yaml:"gossip_threshold"`
 	Publish   float64 `yaml:"publish_threshold"`
@@ -121,15 +160,31 @@ func (x *Enclave) applyDefaults() {
 	if x.CertTimeout == 0 {
 		x.CertTimeout = DefaultEnclaveCertTimeout
 	}
-	if x.Decision == (EnclaveDecision{}) {
-		x.Decision = EnclaveDecision{Act: 0.7, Defer: 0.3}
+	d := &x.Decision
+	if d.Act == 0 && d.Defer == 0 {
+		d.Act, d.Defer = 0.7, 0.3
+	}
+	setF(&d.MaxColluding, 1.0/3)
+	if d.IndependentPrefix4 == 0 {
+		d.IndependentPrefix4 = 24
+	}
+	if d.IndependentPrefix6 == 0 {
+		d.IndependentPrefix6 = 48
 	}
 	t := &x.Trust
 	setF(&t.Neutral, 0.5)
-	setF(&t.Reward, 0.2)
-	setF(&t.Penalty, 0.3)
-	setF(&t.InvalidPenalty, 0.6)
-	setF(&t.Corroborate, t.Neutral)
+	setF(&t.InvalidWeight, 3)
+	setF(&t.SilenceWeight, 0.5)
+	setF(&t.Established, 0.8)
+	setF(&t.PretrustedWeight, 4)
+	l := &x.Limits
+	setF(&l.Rate, 2)
+	if l.Burst == 0 {
+		l.Burst = 20
+	}
+	if l.Reports == 0 {
+		l.Reports = 1024
+	}
 	if t.HalfLife == 0 {
 		t.HalfLife = 24 * time.Hour
 	}
@@ -137,6 +192,9 @@ func (x *Enclave) applyDefaults() {
 		t.Window = 10 * time.Minute
 	}
 	s := &x.PeerScore
+	if s.ColocationThreshold == 0 {
+		s.ColocationThreshold = 2
+	}
 	setF(&s.Weight, 100)
 	setF(&s.Gossip, -10)
 	setF(&s.Publish, -20)
@@ -244,17 +302,46 @@ func (x *Enclave) validate(field string, p *strictyaml.Problems) {
 		p.Addf(field+".decision.defer", "must be below decision.act (%v), got %v", d.Act, d.Defer)
 	}
 
-	t := x.Trust
-	f := field + ".trust"
-	p.Probability(f+".neutral", t.Neutral)
-	p.Probability(f+".corroborate", t.Corroborate)
-	for name, v := range map[string]float64{"reward": t.Reward, "penalty": t.Penalty, "invalid_penalty": t.InvalidPenalty} {
-		if p.Finite(f+"."+name, v) && (v <= 0 || v > 1) {
-			p.Addf(f+"."+name, "must be in (0,1], got %v", v)
+	if p.Finite(field+".decision.max_colluding", d.MaxColluding) && (d.MaxColluding <= 0 || d.MaxColluding >= 1) {
+		p.Addf(field+".decision.max_colluding", "must be in (0,1), got %v", d.MaxColluding)
+	}
+	if d.Members < 0 || d.Members > 100000 {
+		p.Addf(field+".decision.members", "must be in [0,100000], got %d", d.Members)
+	}
+	if d.IndependentPrefix4 < 8 || d.IndependentPrefix4 > 32 {
+		p.Addf(field+".decision.independent_prefix4", "must be in [8,32], got %d", d.IndependentPrefix4)
+	}
+	if d.IndependentPrefix6 < 16 || d.IndependentPrefix6 > 128 {
+		p.Addf(field+".decision.independent_prefix6", "must be in [16,128], got %d", d.IndependentPrefix6)
+	}
+	for i, c := range x.Protect {
+		if !validAddrOrCIDR(c) {
+			p.Addf(indexed(field+".protect", i), "must be an IP address or CIDR, got %q", c)
 		}
 	}
-	if t.InvalidPenalty < t.Penalty {
-		p.Addf(f+".invalid_penalty", "must be >= trust.penalty (%v): an invalid message is worse than an unconfirmed report, got %v", t.Penalty, t.InvalidPenalty)
+
+	t := x.Trust
+	f := field + ".trust"
+	if t.Neutral <= 0 || t.Neutral >= 1 {
+		p.Addf(f+".neutral", "must be in (0,1), got %v", t.Neutral)
+	}
+	p.Probability(f+".established", t.Established)
+	if t.Established <= t.Neutral {
+		p.Addf(f+".established", "must be above trust.neutral (%v): an unknown peer must not count toward a block, got %v", t.Neutral, t.Established)
+	}
+	if p.Finite(f+".invalid_weight", t.InvalidWeight) && (t.InvalidWeight < 1 || t.InvalidWeight > 100) {
+		p.Addf(f+".invalid_weight", "must be in [1,100]: an invalid message counts at least as one contradicted report, got %v", t.InvalidWeight)
+	}
+	if p.Finite(f+".silence_weight", t.SilenceWeight) && (t.SilenceWeight <= 0 || t.SilenceWeight > t.InvalidWeight) {
+		p.Addf(f+".silence_weight", "must be in (0, invalid_weight], got %v", t.SilenceWeight)
+	}
+	if p.Finite(f+".pretrusted_weight", t.PretrustedWeight) && (t.PretrustedWeight <= 0 || t.PretrustedWeight > 1000) {
+		p.Addf(f+".pretrusted_weight", "must be in (0,1000], got %v", t.PretrustedWeight)
+	}
+	for i, id := range t.Pretrusted {
+		if !ValidPeerID(id) {
+			p.Addf(indexed(f+".pretrusted", i), "not a libp2p peer ID: %q", id)
+		}
 	}
 	if t.HalfLife <= 0 {
 		p.Addf(f+".half_life", "must be > 0, got %v", t.HalfLife)
@@ -263,8 +350,27 @@ func (x *Enclave) validate(field string, p *strictyaml.Problems) {
 		p.Addf(f+".window", "must be > 0, got %v", t.Window)
 	}
 
+	l := x.Limits
+	if p.Finite(field+".limits.rate", l.Rate) && (l.Rate <= 0 || l.Rate > 10000) {
+		p.Addf(field+".limits.rate", "must be in (0,10000], got %v", l.Rate)
+	}
+	if l.Burst < 1 || l.Burst > 100000 {
+		p.Addf(field+".limits.burst", "must be in [1,100000], got %d", l.Burst)
+	}
+	if l.Reports < 1 || l.Reports > 1000000 {
+		p.Addf(field+".limits.reports", "must be in [1,1000000], got %d", l.Reports)
+	}
+
 	s := x.PeerScore
 	f = field + ".peer_score"
+	if s.ColocationThreshold < 1 {
+		p.Addf(f+".colocation_threshold", "must be >= 1, got %d", s.ColocationThreshold)
+	}
+	for i, c := range s.ColocationWhitelist {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			p.Addf(indexed(f+".colocation_whitelist", i), "must be a CIDR, got %q", c)
+		}
+	}
 	if p.Finite(f+".weight", s.Weight) && s.Weight <= 0 {
 		p.Addf(f+".weight", "must be > 0, got %v", s.Weight)
 	}
@@ -336,6 +442,14 @@ func checkMultiaddr(field, a string, needPeer bool, p *strictyaml.Problems) {
 	if len(parts) < 2 || parts[len(parts)-2] != "p2p" || !ValidPeerID(parts[len(parts)-1]) {
 		p.Addf(field, "must end in /p2p/PEER-ID, got %q", a)
 	}
+}
+
+func validAddrOrCIDR(s string) bool {
+	if _, err := netip.ParsePrefix(s); err == nil {
+		return true
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
 
 func indexed(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }

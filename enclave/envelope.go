@@ -16,6 +16,7 @@ type Kind uint8
 const (
 	KindSighting   Kind = 1
 	KindRevocation Kind = 2
+	KindMembers    Kind = 3 // a member revocation list signed by the enclave key
 )
 
 func (k Kind) String() string {
@@ -24,6 +25,8 @@ func (k Kind) String() string {
 		return "sighting"
 	case KindRevocation:
 		return "revocation"
+	case KindMembers:
+		return "members"
 	default:
 		return fmt.Sprintf("kind(%d)", uint8(k))
 	}
@@ -76,7 +79,7 @@ func DecodeEnvelope(data []byte, maxSize int) (*Envelope, error) {
 	if e.Version != EnvelopeVersion {
 		return nil, fmt.Errorf("%w: version %d, want %d", ErrEnvelope, e.Version, EnvelopeVersion)
 	}
-	if e.Kind != KindSighting && e.Kind != KindRevocation {
+	if e.Kind != KindSighting && e.Kind != KindRevocation && e.Kind != KindMembers {
 		return nil, fmt.Errorf("%w: unknown kind %d", ErrEnvelope, uint8(e.Kind))
 	}
 	rest := data[4:]

@@ -3,10 +3,12 @@ package enclave
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,16 +35,29 @@ func newTestEnclave(t testing.TB, name string) *testEnclave {
 }
 
 // baseConfig is a parsed config (defaults applied) for this enclave, listening on loopback.
+// Each node started from it listens on its own 127.0.0.x address (see start), so with
+// independent_prefix4 32 every member is its own independence group, and the loopback
+// range is exempt from GossipSub's IP colocation penalty. The tests are this agent's
+// sensors (they call Publish or Witness), so sensing is on.
 func (e *testEnclave) baseConfig() config.Enclave {
 	e.t.Helper()
 	yaml := "version: 1\nenclave:\n  enabled: true\n  name: " + e.name + "\n  key: " +
 		PublicKeyString(e.key.Public().(ed25519.PublicKey)) + "\n  certificate: member.cert\n" +
-		"  listen: [/ip4/127.0.0.1/tcp/0]\n  exposure:\n    os: linux\n    services: [{port: 22}]\n"
+		"  listen: [/ip4/127.0.0.1/tcp/0]\n  exposure:\n    os: linux\n    services: [{port: 22}]\n" +
+		"  sensing: true\n  decision: {independent_prefix4: 32}\n  peer_score: {colocation_whitelist: [127.0.0.0/8]}\n"
 	c, err := config.ParseStandaloneEnclave("test.yaml", []byte(yaml))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return c.Enclave
+}
+
+// loopbackSeq hands out 127.0.0.2, 127.0.0.3, ... to the nodes of a test binary.
+var loopbackSeq atomic.Uint32
+
+func nextLoopback() string {
+	n := loopbackSeq.Add(1)
+	return fmt.Sprintf("127.0.%d.%d", 1+n/250, 2+n%250)
 }
 
 type testNode struct {
@@ -59,6 +74,17 @@ type testNode struct {
 // manager journaling to dir.
 func (e *testEnclave) start(dir string, key crypto.PrivKey, cfg config.Enclave) *testNode {
 	e.t.Helper()
+	return e.startValid(dir, key, cfg, time.Hour)
+}
+
+// startWithValidity starts a new member whose certificate lasts validity.
+func (e *testEnclave) startWithValidity(dir string, cfg config.Enclave, validity time.Duration) *testNode {
+	e.t.Helper()
+	return e.startValid(dir, nil, cfg, validity)
+}
+
+func (e *testEnclave) startValid(dir string, key crypto.PrivKey, cfg config.Enclave, validity time.Duration) *testNode {
+	e.t.Helper()
 	if key == nil {
 		var err error
 		if key, _, err = crypto.GenerateEd25519Key(nil); err != nil {
@@ -70,13 +96,16 @@ func (e *testEnclave) start(dir string, key crypto.PrivKey, cfg config.Enclave) 
 		e.t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "member.cert")); err != nil {
-		c, err := Admit(e.key, e.name, id, time.Now(), time.Hour)
+		c, err := Admit(e.key, e.name, id, time.Now(), validity)
 		if err != nil {
 			e.t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "member.cert"), c.Marshal(), 0o600); err != nil {
 			e.t.Fatal(err)
 		}
+	}
+	if len(cfg.Listen) == 1 && cfg.Listen[0] == "/ip4/127.0.0.1/tcp/0" {
+		cfg.Listen = []string{"/ip4/" + nextLoopback() + "/tcp/0"}
 	}
 	tn := &testNode{dir: dir, key: key, blocklist: countermeasure.NewBlocklist(), vigilance: countermeasure.NewVigilance(nil)}
 	tn.manager, err = countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: dir,

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -30,15 +32,124 @@ const (
 	denyNoAnswer = time.Minute
 )
 
-// isMember reports whether p is allowlisted or presented a valid, unexpired certificate.
+// isMember reports whether p is allowlisted or presented a valid, unexpired certificate,
+// and the enclave has not revoked it.
 func (n *Node) isMember(p peer.ID) bool {
-	if p == n.self || n.allow[p] {
+	if p == n.self {
 		return true
 	}
 	n.memMu.Lock()
 	defer n.memMu.Unlock()
+	if n.revoked[p] {
+		return false
+	}
+	if n.allow[p] {
+		return true
+	}
 	exp, ok := n.verified[p]
 	return ok && n.now().Before(exp)
+}
+
+// enclaveSize is N for the quorum: this node plus the members it knows (verified, unexpired
+// certificates and the allowlist), or decision.members if larger. A liar cannot shrink it.
+func (n *Node) enclaveSize() int {
+	now := n.now()
+	n.memMu.Lock()
+	seen := map[peer.ID]bool{n.self: true}
+	for p, exp := range n.verified {
+		if now.Before(exp) && !n.revoked[p] {
+			seen[p] = true
+		}
+	}
+	for p := range n.allow {
+		if !n.revoked[p] {
+			seen[p] = true
+		}
+	}
+	n.memMu.Unlock()
+	return max(len(seen), n.cfg.Decision.Members)
+}
+
+// wakeMembers wakes every waitMember (memMu held).
+func (n *Node) wakeMembersLocked() {
+	close(n.memberCh)
+	n.memberCh = make(chan struct{})
+}
+
+// waitMember blocks until p has proven membership (nil), is refused, or the certificate
+// exchange has had its time.
+func (n *Node) waitMember(ctx context.Context, p peer.ID) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.CertTimeout+time.Second)
+	defer cancel()
+	for {
+		n.memMu.Lock()
+		ch := n.memberCh
+		n.memMu.Unlock()
+		if n.isMember(p) {
+			return nil
+		}
+		if n.isDenied(p) || n.isRevoked(p) {
+			return fmt.Errorf("%w: %s was refused", ErrNotMember, p)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s has not proven membership", ErrNotMember, p)
+		}
+	}
+}
+
+// memberHost is the host GossipSub is given: a stream to or from a peer waits until the
+// peer has proven membership on CertProtocol, so an unverified peer is neither sent
+// anything (not even the subscription hello) nor heard (its subscriptions, GRAFTs and
+// messages stay unread), and so it is never grafted or flood-published to.
+type memberHost struct {
+	host.Host
+	n *Node
+}
+
+func (h memberHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
+	if err := h.n.waitMember(ctx, p); err != nil {
+		return nil, err
+	}
+	return h.Host.NewStream(ctx, p, pids...)
+}
+
+func (h memberHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
+	h.Host.SetStreamHandler(pid, h.n.gated(handler))
+}
+
+func (h memberHost) SetStreamHandlerMatch(pid protocol.ID, m func(protocol.ID) bool, handler network.StreamHandler) {
+	h.Host.SetStreamHandlerMatch(pid, m, h.n.gated(handler))
+}
+
+func (n *Node) gated(handler network.StreamHandler) network.StreamHandler {
+	return func(s network.Stream) {
+		if err := n.waitMember(n.ctx, s.Conn().RemotePeer()); err != nil {
+			_ = s.Reset()
+			return
+		}
+		handler(s)
+	}
+}
+
+// dropExpiredMembers disconnects members whose certificate expired while connected.
+func (n *Node) dropExpiredMembers() {
+	now := n.now()
+	var gone []peer.ID
+	n.memMu.Lock()
+	for p, exp := range n.verified {
+		if !now.Before(exp) {
+			delete(n.verified, p)
+			gone = append(gone, p)
+		}
+	}
+	n.memMu.Unlock()
+	for _, p := range gone {
+		if n.host != nil && n.host.Network().Connectedness(p) == network.Connected {
+			n.deny(p, fmt.Errorf("%w: certificate expired", ErrNotMember), denyNoAnswer)
+		}
+	}
 }
 
 func (n *Node) isDenied(p peer.ID) bool {
@@ -54,6 +165,9 @@ func (n *Node) isDenied(p peer.ID) bool {
 
 // admitCert verifies cert bytes presented by (or on behalf of) p and records p as a member.
 func (n *Node) admitCert(p peer.ID, raw []byte) error {
+	if n.isRevoked(p) {
+		return fmt.Errorf("%w: %s", ErrRevoked, p)
+	}
 	if n.allow[p] {
 		return nil
 	}
@@ -81,6 +195,7 @@ func (n *Node) admitCert(p peer.ID, raw []byte) error {
 		clear(n.certCache)
 	}
 	n.certCache[key] = c.Expires.Add(n.cfg.MaxClockSkew)
+	n.wakeMembersLocked()
 	n.memMu.Unlock()
 	return nil
 }
@@ -90,6 +205,7 @@ func (n *Node) deny(p peer.ID, why error, d time.Duration) {
 	n.memMu.Lock()
 	_, already := n.denied[p]
 	n.denied[p] = n.now().Add(d)
+	n.wakeMembersLocked()
 	n.memMu.Unlock()
 	if !already {
 		n.stats.denied.Add(1)
@@ -199,14 +315,16 @@ func readCert(r *bufio.Reader) ([]byte, error) {
 // CertProtocol (see connected), and its pubsub messages are rejected until it has.
 type gater struct{ n *Node }
 
-func (g *gater) InterceptPeerDial(p peer.ID) bool                 { return !g.n.isDenied(p) }
-func (g *gater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return !g.n.isDenied(p) }
+func (g *gater) InterceptPeerDial(p peer.ID) bool                 { return g.n.admissible(p) }
+func (g *gater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return g.n.admissible(p) }
 func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
 func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
 	if g.n.enclave == nil {
 		// Allowlist-only enclave: the peer ID is all there is to check.
-		return g.n.allow[p]
+		return g.n.allow[p] && !g.n.isRevoked(p)
 	}
-	return !g.n.isDenied(p)
+	return g.n.admissible(p)
 }
+
+func (n *Node) admissible(p peer.ID) bool { return !n.isDenied(p) && !n.isRevoked(p) }
 func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }

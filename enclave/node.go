@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"sort"
@@ -52,9 +53,13 @@ type Options struct {
 	// BlockActuator and VigilanceActuator name the actuators for act and defer.
 	BlockActuator     string
 	VigilanceActuator string
-	Bus               *bus.Bus
-	Logger            *slog.Logger
-	Now               func() time.Time
+	// Sensing overrides enclave.sensing: whether this agent's own sensors would have seen
+	// target (they run and watch the exposure it concerns; see Witness). The engine sets
+	// it; nil uses the config.
+	Sensing func(target stix.Target) bool
+	Bus     *bus.Bus
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Stats count what the topic validator did.
@@ -64,6 +69,7 @@ type Stats struct {
 	NonMember uint64 `json:"non_member"` // messages authored or forwarded by non-members
 	Ignored   uint64 `json:"ignored"`    // replays, stale messages
 	Denied    uint64 `json:"denied"`     // peers refused after a failed certificate exchange
+	Limited   uint64 `json:"limited"`    // messages over their author's budget (limits.rate)
 }
 
 // Node is one enclave member: the libp2p host, the topic and the decision state.
@@ -90,11 +96,18 @@ type Node struct {
 	blockAct  string
 	vigAct    string
 	allow     map[peer.ID]bool
+	sensingFn func(stix.Target) bool
+	guard     *guard
+	budget    *budget
 
-	memMu     sync.Mutex
-	verified  map[peer.ID]time.Time // peer -> certificate expiry
-	certCache map[string]time.Time  // peer + certificate bytes -> expiry, verified
-	denied    map[peer.ID]time.Time // peer -> until
+	memMu       sync.Mutex
+	verified    map[peer.ID]time.Time // peer -> certificate expiry
+	certCache   map[string]time.Time  // peer + certificate bytes -> expiry, verified
+	denied      map[peer.ID]time.Time // peer -> until
+	revoked     map[peer.ID]bool      // by the member revocation list
+	members     *MemberRevocations    // newest verified list
+	membersSent time.Time
+	memberCh    chan struct{} // closed (and replaced) when membership changes
 
 	scoreMu sync.Mutex
 	scores  map[peer.ID]float64
@@ -102,33 +115,27 @@ type Node struct {
 	nameMu sync.Mutex
 	names  map[peer.ID]string // peer.ID.String() cache (see peerName)
 
-	mu        sync.Mutex
-	targets   map[string][]*report
-	byID      map[string]*report   // by reportKey
-	state     map[string]Decision  // per target key, what is applied
-	until     map[string]time.Time // per target key, until when
-	decisions []DecisionRecord
+	mu          sync.Mutex
+	targets     map[string][]*report
+	byID        map[string]*report   // by reportKey
+	perReporter map[string]int       // live reports per reporter (limits.reports)
+	state       map[string]Decision  // per target key, what is applied
+	until       map[string]time.Time // per target key, until when
+	deferred    map[string]time.Time // deferred target keys, until when (one vigilance action)
+	vigUntil    time.Time            // the coalesced vigilance action's expiry
+	vigApplied  int                  // how often it was applied or extended
+	decisions   []DecisionRecord
 
-	stats struct{ accepted, rejected, nonMember, ignored, denied atomic.Uint64 }
+	stateDirty atomic.Bool
+	saveMu     sync.Mutex
+	lastSave   time.Time
+
+	stats struct{ accepted, rejected, nonMember, ignored, denied, limited atomic.Uint64 }
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mdns   interface{ Close() error }
-}
-
-type report struct {
-	reporter     string
-	local        bool
-	s            *stix.Sighting
-	received     time.Time
-	deadline     time.Time
-	relevant     bool
-	why          string
-	settled      bool // trust already adjusted
-	corroborated bool
-	unconfirmed  bool
-	revoked      bool
 }
 
 // DecisionRecord is one entry of the decision log: what arrived, how it was weighed and
@@ -143,6 +150,9 @@ type DecisionRecord struct {
 	Confidence float64   `json:"confidence"` // report confidence in [0,1]
 	Evidence   float64   `json:"evidence"`   // combined over live relevant reports
 	Reporters  int       `json:"reporters"`  // distinct reporters in the evidence
+	// Established is how many independent reporters of established trust the evidence
+	// holds; a block on peer reports alone needs the quorum (see Quorum).
+	Established int `json:"established"`
 	Decision   Decision  `json:"decision"`
 	Relevant   bool      `json:"relevant"`
 	Why        string    `json:"why,omitempty"`
@@ -163,14 +173,12 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	if o.DataDir == "" {
 		return nil, errors.New("enclave: no data directory")
 	}
-	n := &Node{cfg: cfg, dataDir: o.DataDir, bus: o.Bus, now: o.Now, manager: o.Manager,
-		blockAct: o.BlockActuator, vigAct: o.VigilanceActuator, allow: map[peer.ID]bool{},
-		verified: map[peer.ID]time.Time{}, certCache: map[string]time.Time{}, denied: map[peer.ID]time.Time{}, scores: map[peer.ID]float64{},
-		targets: map[string][]*report{}, byID: map[string]*report{}, state: map[string]Decision{}, until: map[string]time.Time{},
-		replay: stix.NewReplayGuard(stix.DefaultReplayCapacity)}
+	n := &Node{cfg: cfg, dataDir: o.DataDir, bus: o.Bus, now: o.Now, manager: o.Manager, sensingFn: o.Sensing,
+		blockAct: o.BlockActuator, vigAct: o.VigilanceActuator}
 	if n.now == nil {
 		n.now = time.Now
 	}
+	n.initState()
 	n.log = o.Logger
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -219,9 +227,25 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		return nil, fmt.Errorf("%w: this node (%s) has no certificate and is not on the allowlist", ErrNotMember, self)
 	}
 	n.exposure = exposureOf(cfg.Exposure)
+	prior := map[string]float64{}
+	for _, p := range cfg.Trust.Pretrusted {
+		if _, err := peer.Decode(p); err != nil {
+			return nil, fmt.Errorf("enclave: trust.pretrusted %q: %w", p, err)
+		}
+		prior[p] = cfg.Trust.PretrustedWeight
+	}
+	if n.guard, err = newGuard(cfg.Protect, n.memberAddrs, n.now); err != nil {
+		return nil, err
+	}
+	n.replay.SetPerOwner(cfg.Limits.Reports, self.String())
+	if err := n.loadState(); err != nil {
+		return nil, err
+	}
+	if err := n.loadMembers(); err != nil {
+		return nil, err
+	}
 	n.trust, err = OpenTrust(filepath.Join(o.DataDir, TrustFile), TrustParams{Neutral: cfg.Trust.Neutral,
-		Reward: cfg.Trust.Reward, Penalty: cfg.Trust.Penalty, InvalidPenalty: cfg.Trust.InvalidPenalty,
-		HalfLife: cfg.Trust.HalfLife}, n.now)
+		InvalidWeight: cfg.Trust.InvalidWeight, SilenceWeight: cfg.Trust.SilenceWeight, HalfLife: cfg.Trust.HalfLife, Prior: prior}, n.now)
 	if err != nil {
 		return nil, err
 	}
@@ -245,6 +269,12 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	h.Network().Notify(&network.NotifyBundle{ConnectedF: n.connected})
 
 	s := cfg.PeerScore
+	topic := TopicPrefix + cfg.Name
+	scoreParams, err := peerScoreParams(cfg, topic, n.appScore)
+	if err != nil {
+		n.closeHost()
+		return nil, err
+	}
 	n.tracer = newTracer(n.log)
 	psOpts := append([]pubsub.Option{pubsub.WithRawTracer(n.tracer)},
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
@@ -252,24 +282,19 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		// only to the mesh: one hop for the reporter's neighbours, whatever the mesh state.
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMaxMessageSize(cfg.MaxMessageBytes+4096), // room for the pubsub framing
-		pubsub.WithPeerScore(&pubsub.PeerScoreParams{
-			AppSpecificScore:  n.appScore,
-			AppSpecificWeight: 1,
-			DecayInterval:     time.Second,
-			DecayToZero:       0.01,
-			RetainScore:       10 * time.Minute,
-			Topics:            map[string]*pubsub.TopicScoreParams{},
-		}, &pubsub.PeerScoreThresholds{GossipThreshold: s.Gossip, PublishThreshold: s.Publish,
+		// A flood waits in a deep queue instead of pushing honest messages out of a shallow
+		// one; the per-author budget then drops it cheaply.
+		pubsub.WithValidateQueueSize(4096),
+		pubsub.WithPeerScore(scoreParams, &pubsub.PeerScoreThresholds{GossipThreshold: s.Gossip, PublishThreshold: s.Publish,
 			GraylistThreshold: s.Graylist, AcceptPXThreshold: s.AcceptPX, OpportunisticGraftThreshold: s.Opportune}),
 		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second),
 	)
-	ps, err := pubsub.NewGossipSub(n.ctx, h, psOpts...)
+	ps, err := pubsub.NewGossipSub(n.ctx, memberHost{Host: h, n: n}, psOpts...)
 	if err != nil {
 		n.closeHost()
 		return nil, fmt.Errorf("enclave: gossipsub: %w", err)
 	}
 	n.ps = ps
-	topic := TopicPrefix + cfg.Name
 	if err := ps.RegisterTopicValidator(topic, n.validate, pubsub.WithValidatorInline(true)); err != nil {
 		n.closeHost()
 		return nil, fmt.Errorf("enclave: %w", err)
@@ -289,6 +314,12 @@ func New(ctx context.Context, o Options) (*Node, error) {
 			return nil, fmt.Errorf("enclave: mdns: %w", err)
 		}
 		n.mdns = svc
+	}
+	if n.bus != nil {
+		events, cancel := n.bus.Subscribe(256, bus.KindPrefix(countermeasure.EventApplied))
+		n.wg.Add(1)
+		go func() { <-n.ctx.Done(); cancel() }()
+		go n.watchLocalBlocks(events)
 	}
 	n.wg.Add(3)
 	go n.receive()
@@ -316,6 +347,7 @@ func (n *Node) Close() error {
 	}
 	err := n.host.Close()
 	n.wg.Wait()
+	err = errors.Join(err, n.saveState(true))
 	var serr error
 	if n.manager != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), closeSyncTimeout)
@@ -500,5 +532,58 @@ func (n *Node) publishEvent(kind, subject string, attrs map[string]any) {
 // Stats returns the validator counters.
 func (n *Node) Stats() Stats {
 	return Stats{Accepted: n.stats.accepted.Load(), Rejected: n.stats.rejected.Load(),
-		NonMember: n.stats.nonMember.Load(), Ignored: n.stats.ignored.Load(), Denied: n.stats.denied.Load()}
+		NonMember: n.stats.nonMember.Load(), Ignored: n.stats.ignored.Load(), Denied: n.stats.denied.Load(),
+		Limited: n.stats.limited.Load()}
+}
+
+// initState makes the empty tables of a node.
+func (n *Node) initState() {
+	n.allow = map[peer.ID]bool{}
+	n.verified, n.certCache, n.denied = map[peer.ID]time.Time{}, map[string]time.Time{}, map[peer.ID]time.Time{}
+	n.revoked, n.memberCh = map[peer.ID]bool{}, make(chan struct{})
+	n.scores = map[peer.ID]float64{}
+	n.targets, n.byID, n.perReporter = map[string][]*report{}, map[string]*report{}, map[string]int{}
+	n.state, n.until, n.deferred = map[string]Decision{}, map[string]time.Time{}, map[string]time.Time{}
+	n.replay = stix.NewReplayGuard(stix.DefaultReplayCapacity)
+	n.budget = newBudget(n.cfg.Limits.Rate, n.cfg.Limits.Burst)
+}
+
+// peerScoreParams is GossipSub's peer score for the enclave: the application-specific
+// score (trust), topic scoring P1–P4 on the enclave topic and IP colocation P6. The
+// positive parts (P1 time in mesh, P2 first deliveries) are capped at +4 together so that
+// mesh behaviour never lifts a peer the trust table graylists; P3 (mesh delivery deficit)
+// is kept mild because sightings are sparse; P4 (invalid messages) weighs most.
+func peerScoreParams(cfg config.Enclave, topic string, app func(peer.ID) float64) (*pubsub.PeerScoreParams, error) {
+	var white []*net.IPNet
+	for _, c := range cfg.PeerScore.ColocationWhitelist {
+		_, ipn, err := net.ParseCIDR(c)
+		if err != nil {
+			return nil, fmt.Errorf("enclave: peer_score.colocation_whitelist %q: %w", c, err)
+		}
+		white = append(white, ipn)
+	}
+	return &pubsub.PeerScoreParams{
+		AppSpecificScore:            app,
+		AppSpecificWeight:           1,
+		IPColocationFactorWeight:    -10,
+		IPColocationFactorThreshold: cfg.PeerScore.ColocationThreshold,
+		IPColocationFactorWhitelist: white,
+		DecayInterval:               time.Second,
+		DecayToZero:                 0.01,
+		RetainScore:                 10 * time.Minute,
+		Topics: map[string]*pubsub.TopicScoreParams{topic: {
+			TopicWeight: 1,
+			// P1: +0.01 per second in the mesh, at most +2.
+			TimeInMeshWeight: 0.01, TimeInMeshQuantum: time.Second, TimeInMeshCap: 200,
+			// P2: +0.5 per first delivery, at most +2.
+			FirstMessageDeliveriesWeight: 0.5, FirstMessageDeliveriesDecay: 0.9, FirstMessageDeliveriesCap: 4,
+			// P3/P3b: a mild deficit penalty (at most -1 each).
+			MeshMessageDeliveriesWeight: -1, MeshMessageDeliveriesDecay: 0.97, MeshMessageDeliveriesCap: 10,
+			MeshMessageDeliveriesThreshold: 1, MeshMessageDeliveriesWindow: 10 * time.Millisecond,
+			MeshMessageDeliveriesActivation: time.Minute,
+			MeshFailurePenaltyWeight:        -1, MeshFailurePenaltyDecay: 0.97,
+			// P4: -10 per invalid message squared: two forwarded invalid messages graylist.
+			InvalidMessageDeliveriesWeight: -10, InvalidMessageDeliveriesDecay: 0.9,
+		}},
+	}, nil
 }

@@ -18,22 +18,37 @@ import (
 const TrustFile = "enclave-trust.json"
 
 // TrustParams shape the reputation of peers (config: enclave.trust).
+//
+// The model is a beta reputation (Jøsang and Ismail, 2002): each peer has r, the weight of
+// its reports that this agent's own evidence confirmed, and s, the weight of its reports
+// that this agent's own evidence contradicted plus InvalidWeight per invalid message. Its
+// score is the expected value of Beta(r + 2a, s + 2(1−a)): (r + 2a) / (r + s + 2), with a
+// the base rate Neutral. Both counts fade by half every HalfLife (the forgetting factor of
+// the same paper). A pre-trusted peer (Fides, EigenTrust) adds Prior confirmations that do
+// not fade. Nothing another peer says moves a score: agreement between peers is not
+// evidence (see docs/model.md, "Enclave trust").
 type TrustParams struct {
-	Neutral        float64       // score of an unknown peer; scores decay toward it
-	Reward         float64       // a corroborated report closes this fraction of the gap to 1
-	Penalty        float64       // a report that never materializes loses this fraction of the score
-	InvalidPenalty float64       // an invalid message loses this fraction of the score
-	HalfLife       time.Duration // the distance to Neutral halves every HalfLife
+	Neutral       float64       // base rate a: the score of an unknown peer
+	InvalidWeight float64       // negative observations one invalid message counts as
+	SilenceWeight float64       // negative observation of one contradicted report (0: 1)
+	HalfLife      time.Duration // r and s halve every HalfLife
+	// Prior maps pre-trusted peers to their non-decaying confirmations.
+	Prior map[string]float64
 }
 
 // PeerTrust is one peer's row in the trust table.
 type PeerTrust struct {
-	Peer         string    `json:"peer"`
-	Score        float64   `json:"score"`   // in [0,1], decayed to Updated
-	Updated      time.Time `json:"updated"` // when Score was last changed
-	Corroborated int       `json:"corroborated"`
-	Unconfirmed  int       `json:"unconfirmed"`
-	Invalid      int       `json:"invalid"`
+	Peer  string  `json:"peer"`
+	Score float64 `json:"score"` // in (0,1), with r and s decayed to now
+	// Positive and Negative are r and s decayed to Updated.
+	Positive float64   `json:"positive"`
+	Negative float64   `json:"negative"`
+	Prior    float64   `json:"prior,omitempty"` // pre-trusted confirmations (not persisted)
+	Updated  time.Time `json:"updated"`
+	// Counts of what happened, never decayed.
+	Confirmed    int `json:"confirmed"`
+	Contradicted int `json:"contradicted"`
+	Invalid      int `json:"invalid"`
 }
 
 // Trust is the per-peer trust table, persisted with atomic writes so a restarted agent
@@ -56,6 +71,10 @@ type Trust struct {
 // saveEvery bounds how often the trust table is written.
 const saveEvery = time.Second
 
+// trustVersion 2 is the beta reputation; a version 1 table (scores raised by agreement
+// between peers) is dropped on load, because that is exactly what no longer earns trust.
+const trustVersion = 2
+
 type trustFile struct {
 	Version int          `json:"version"`
 	Peers   []*PeerTrust `json:"peers"`
@@ -66,6 +85,12 @@ type trustFile struct {
 func OpenTrust(path string, p TrustParams, now func() time.Time) (*Trust, error) {
 	if now == nil {
 		now = time.Now
+	}
+	if p.InvalidWeight < 1 {
+		p.InvalidWeight = 1
+	}
+	if p.SilenceWeight <= 0 {
+		p.SilenceWeight = 1
 	}
 	t := &Trust{path: path, p: p, now: now, peers: map[string]*PeerTrust{}}
 	if path == "" {
@@ -83,18 +108,25 @@ func OpenTrust(path string, p TrustParams, now func() time.Time) (*Trust, error)
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("enclave: trust %s: %w", path, err)
 	}
-	if f.Version != 1 {
-		return nil, fmt.Errorf("enclave: trust %s: version %d, want 1", path, f.Version)
+	switch f.Version {
+	case 1:
+		f.Peers = nil // agreement-based scores: start over
+	case trustVersion:
+	default:
+		return nil, fmt.Errorf("enclave: trust %s: version %d, want %d", path, f.Version, trustVersion)
 	}
 	for _, r := range f.Peers {
-		if r == nil || r.Peer == "" || math.IsNaN(r.Score) || r.Score < 0 || r.Score > 1 {
+		if r == nil || r.Peer == "" || !finiteNonNeg(r.Positive) || !finiteNonNeg(r.Negative) {
 			return nil, fmt.Errorf("enclave: trust %s: bad row %+v", path, r)
 		}
+		r.Prior = 0
 		t.peers[r.Peer] = r
 	}
 	t.startSaver()
 	return t, nil
 }
+
+func finiteNonNeg(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) && v >= 0 }
 
 func (t *Trust) startSaver() {
 	t.dirty, t.stop, t.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
@@ -126,38 +158,62 @@ func (t *Trust) Close() error {
 	return t.Flush()
 }
 
-// decayed is r's score decayed from r.Updated to now.
-func (t *Trust) decayed(r *PeerTrust, now time.Time) float64 {
+// fade is the forgetting factor from r.Updated to now.
+func (t *Trust) fade(r *PeerTrust, now time.Time) float64 {
 	dt := now.Sub(r.Updated)
 	if dt <= 0 || t.p.HalfLife <= 0 {
-		return r.Score
+		return 1
 	}
-	f := math.Exp2(-float64(dt) / float64(t.p.HalfLife))
-	return t.p.Neutral + (r.Score-t.p.Neutral)*f
+	return math.Exp2(-float64(dt) / float64(t.p.HalfLife))
 }
 
-// Score is peer's current trust in [0,1]; an unknown peer has the neutral score.
+// expectation is the beta reputation's expected value.
+func (t *Trust) expectation(pos, neg float64) float64 {
+	return (pos + 2*t.p.Neutral) / (pos + neg + 2)
+}
+
+func (t *Trust) scoreLocked(peer string, now time.Time) (score, pos float64) {
+	prior := t.p.Prior[peer]
+	r, ok := t.peers[peer]
+	if !ok {
+		return t.expectation(prior, 0), prior
+	}
+	f := t.fade(r, now)
+	pos = r.Positive*f + prior
+	return t.expectation(pos, r.Negative*f), pos
+}
+
+// Score is peer's current trust in (0,1); an unknown peer has the neutral score (or its
+// pre-trusted prior).
 func (t *Trust) Score(peer string) float64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r, ok := t.peers[peer]
-	if !ok {
-		return t.p.Neutral
-	}
-	return t.decayed(r, t.now())
+	s, _ := t.scoreLocked(peer, t.now())
+	return s
 }
 
-// update decays peer's score to now, applies f and saves the table.
-func (t *Trust) update(peer string, f func(r *PeerTrust, s float64) float64) float64 {
+// Established reports whether peer's score is at least min and rests on at least one
+// confirmation (its own or a pre-trusted prior): a score the base rate alone cannot give.
+func (t *Trust) Established(peer string, min float64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, pos := t.scoreLocked(peer, t.now())
+	return s >= min && pos >= 1
+}
+
+// update fades peer's counts to now, applies f and schedules a save.
+func (t *Trust) update(peer string, f func(r *PeerTrust)) float64 {
 	t.mu.Lock()
 	now := t.now()
 	r, ok := t.peers[peer]
 	if !ok {
-		r = &PeerTrust{Peer: peer, Score: t.p.Neutral, Updated: now}
+		r = &PeerTrust{Peer: peer, Updated: now}
 		t.peers[peer] = r
 	}
-	s := math.Min(1, math.Max(0, f(r, t.decayed(r, now))))
-	r.Score, r.Updated = s, now
+	k := t.fade(r, now)
+	r.Positive, r.Negative, r.Updated = r.Positive*k, r.Negative*k, now
+	f(r)
+	s, _ := t.scoreLocked(peer, now)
 	t.mu.Unlock()
 	if t.dirty != nil {
 		select {
@@ -168,31 +224,25 @@ func (t *Trust) update(peer string, f func(r *PeerTrust, s float64) float64) flo
 	return s
 }
 
-// Corroborated records that one of peer's reports was confirmed and returns the new score.
-func (t *Trust) Corroborated(peer string) float64 {
-	return t.update(peer, func(r *PeerTrust, s float64) float64 {
-		r.Corroborated++
-		return s + t.p.Reward*(1-s)
-	})
+// Confirmed records that this agent's own evidence confirmed one of peer's reports and
+// returns the new score.
+func (t *Trust) Confirmed(peer string) float64 {
+	return t.update(peer, func(r *PeerTrust) { r.Confirmed++; r.Positive++ })
 }
 
-// Unconfirmed records that one of peer's reports never materialized within its window.
-func (t *Trust) Unconfirmed(peer string) float64 {
-	return t.update(peer, func(r *PeerTrust, s float64) float64 {
-		r.Unconfirmed++
-		return s * (1 - t.p.Penalty)
-	})
+// Contradicted records that this agent's own evidence contradicted one of peer's reports
+// (its exposure matched and its sensors saw nothing of the target within the window).
+func (t *Trust) Contradicted(peer string) float64 {
+	return t.update(peer, func(r *PeerTrust) { r.Contradicted++; r.Negative += t.p.SilenceWeight })
 }
 
-// Invalid records an invalid message from peer.
+// Invalid records an invalid message from peer: InvalidWeight contradictions at once.
 func (t *Trust) Invalid(peer string) float64 {
-	return t.update(peer, func(r *PeerTrust, s float64) float64 {
-		r.Invalid++
-		return s * (1 - t.p.InvalidPenalty)
-	})
+	return t.update(peer, func(r *PeerTrust) { r.Invalid++; r.Negative += t.p.InvalidWeight })
 }
 
-// Snapshot returns every row with its score decayed to now, sorted by peer.
+// Snapshot returns every row (and every pre-trusted peer) with its score at now, sorted by
+// peer.
 func (t *Trust) Snapshot() []PeerTrust {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -200,8 +250,15 @@ func (t *Trust) Snapshot() []PeerTrust {
 	out := make([]PeerTrust, 0, len(t.peers))
 	for _, r := range t.peers {
 		c := *r
-		c.Score = t.decayed(r, now)
+		k := t.fade(r, now)
+		c.Positive, c.Negative, c.Prior = r.Positive*k, r.Negative*k, t.p.Prior[r.Peer]
+		c.Score, _ = t.scoreLocked(r.Peer, now)
 		out = append(out, c)
+	}
+	for p, prior := range t.p.Prior {
+		if _, ok := t.peers[p]; !ok {
+			out = append(out, PeerTrust{Peer: p, Prior: prior, Score: t.expectation(prior, 0)})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
 	return out
@@ -211,9 +268,10 @@ func (t *Trust) marshalLocked() []byte {
 	if t.path == "" {
 		return nil
 	}
-	f := trustFile{Version: 1, Peers: make([]*PeerTrust, 0, len(t.peers))}
+	f := trustFile{Version: trustVersion, Peers: make([]*PeerTrust, 0, len(t.peers))}
 	for _, r := range t.peers {
 		c := *r
+		c.Score, c.Prior = 0, 0
 		f.Peers = append(f.Peers, &c)
 	}
 	sort.Slice(f.Peers, func(i, j int) bool { return f.Peers[i].Peer < f.Peers[j].Peer })

@@ -20,10 +20,10 @@ func validatorNode(t testing.TB, pub ed25519.PublicKey, now time.Time) *Node {
 	t.Helper()
 	cfg := config.Enclave{Name: "lab", Key: PublicKeyString(pub)}
 	cfg.ApplyDefaults()
-	tr, _ := OpenTrust("", TrustParams{Neutral: 0.5, Reward: 0.2, Penalty: 0.3, InvalidPenalty: 0.6, HalfLife: time.Hour}, nil)
-	return &Node{cfg: cfg, enclave: pub, self: newPeerID(t), allow: map[peer.ID]bool{}, trust: tr,
-		verified: map[peer.ID]time.Time{}, certCache: map[string]time.Time{}, denied: map[peer.ID]time.Time{},
-		replay: stix.NewReplayGuard(100), log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
+	tr, _ := OpenTrust("", testTrust, nil)
+	n := &Node{cfg: cfg, enclave: pub, self: newPeerID(t), trust: tr, log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
+	n.initState()
+	return n
 }
 
 func sightingBundle(t testing.TB, author peer.ID, name string, now time.Time, ttl time.Duration) []byte {
@@ -111,4 +111,77 @@ func mustDecode(t *testing.T, b []byte, now time.Time) stix.Message {
 		t.Fatal(err)
 	}
 	return m
+}
+
+func bundleFor(t testing.TB, author peer.ID, id, target string, created, modified time.Time, ttl time.Duration) []byte {
+	t.Helper()
+	tg, err := ParseTarget(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := stix.Sighting{ID: id, ReporterID: reporterID(author), ReporterName: author.String(), Target: tg,
+		Exposure: stix.Exposure{OS: "linux"}, Confidence: 90, Created: created, Modified: modified, ValidUntil: created.Add(ttl)}
+	b, err := stix.Encode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// What no honest member sends is refused as invalid: reserved targets in any spelling, and
+// a new version of an indicator that names another target. A member over its budget is
+// ignored (and penalized once per second, not once per message).
+func TestValidatorRefusesHarmAndRebinding(t *testing.T) {
+	now := time.Now().UTC()
+	key, _ := GenerateEnclaveKey()
+	pub := key.Public().(ed25519.PublicKey)
+	member := newPeerID(t)
+	cert, _ := Admit(key, "lab", member, now, time.Hour)
+	send := func(n *Node, bundle []byte) pubsub.ValidationResult {
+		data := (&Envelope{Version: 1, Enclave: "lab", Kind: KindSighting, Cert: cert.Marshal(), Bundle: bundle}).Encode()
+		return n.validate(t.Context(), member, &pubsub.Message{Message: &pb.Message{From: []byte(member), Data: data}, ReceivedFrom: member})
+	}
+	created := now.Add(-time.Second)
+	for _, target := range []string{"127.0.0.1", "::1", "169.254.169.254", "fe80::1", "224.0.0.1", "0.0.0.0/0", "::/0",
+		"::ffff:127.0.0.1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::/48", "64:ff9b:1::a00:1", "127.0.0.0/4"} {
+		n := validatorNode(t, pub, now)
+		n.verified[member] = now.Add(time.Hour)
+		if got := send(n, bundleFor(t, member, stix.NewID("indicator"), target, created, created, time.Hour)); got != pubsub.ValidationReject || n.trust.Score(member.String()) >= 0.5 {
+			t.Errorf("%s: %v, trust %v", target, got, n.trust.Score(member.String()))
+		}
+	}
+
+	n := validatorNode(t, pub, now)
+	n.verified[member] = now.Add(time.Hour)
+	id := stix.NewID("indicator")
+	if got := send(n, bundleFor(t, member, id, "192.0.2.1", created, created, time.Hour)); got != pubsub.ValidationAccept {
+		t.Fatalf("original: %v", got)
+	}
+	if got := send(n, bundleFor(t, member, id, "192.0.2.1", created, created.Add(time.Millisecond), time.Hour)); got != pubsub.ValidationAccept {
+		t.Errorf("new version, same target: %v", got)
+	}
+	if got := send(n, bundleFor(t, member, id, "198.51.100.1", created, created.Add(2*time.Millisecond), time.Hour)); got != pubsub.ValidationReject {
+		t.Errorf("new version, new target: %v", got)
+	}
+	if n.trust.Score(member.String()) >= 0.5 {
+		t.Errorf("re-targeting not penalized")
+	}
+
+	n = validatorNode(t, pub, now)
+	n.verified[member] = now.Add(time.Hour)
+	accepted, limited := 0, 0
+	for i := 0; i < 200; i++ {
+		switch send(n, bundleFor(t, member, stix.NewID("indicator"), "192.0.2.7", created, created, time.Hour)) {
+		case pubsub.ValidationAccept:
+			accepted++
+		case pubsub.ValidationIgnore:
+			limited++
+		}
+	}
+	if accepted != n.cfg.Limits.Burst || limited != 200-accepted || n.Stats().Limited != uint64(limited) {
+		t.Errorf("accepted %d, limited %d (burst %d), stats %+v", accepted, limited, n.cfg.Limits.Burst, n.Stats())
+	}
+	if got := n.trust.Snapshot(); len(got) != 1 || got[0].Invalid != 1 {
+		t.Errorf("budget penalty not once per second: %+v", got)
+	}
 }

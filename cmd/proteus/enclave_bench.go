@@ -21,18 +21,24 @@ import (
 func init() { addEnclaveCommand(newEnclaveBenchCmd) }
 
 // benchResult is what `proteus enclave bench -o json` prints. Latency is from the publish
-// call at one peer to the countermeasure applied at each other peer (same machine, same
-// clock); CPU and memory come from /proc for each peer process.
+// call at one peer to the decision on it at each other peer (same machine, same clock): the
+// propagation, validation and decision; what the decision applies depends on the evidence
+// (a lone peer's report defers). CPU and memory come from /proc for each peer process.
 type benchResult struct {
 	Peers    int     `json:"peers"`
 	Messages int     `json:"messages"`
+	// Flood is how many sightings one member published as fast as it could while the
+	// others published Messages; FloodSeconds how long that took.
+	Flood        int     `json:"flood,omitempty"`
+	FloodSeconds float64 `json:"flood_s,omitempty"`
 	Samples  int     `json:"samples"`
 	Missing  int     `json:"missing"`
 	P50      float64 `json:"p50_ms"`
 	P99      float64 `json:"p99_ms"`
 	Max      float64 `json:"max_ms"`
-	// ApplyP50/P99 is the part spent applying the countermeasure (decision to applied:
-	// the actuator made it effective; the journal is written after, in the background).
+	// ApplyP50/P99 is the part spent applying a countermeasure where one was applied
+	// (decision to applied: the actuator made it effective; the journal is written after,
+	// in the background).
 	ApplyP50 float64 `json:"apply_p50_ms"`
 	ApplyP99 float64 `json:"apply_p99_ms"`
 	RSSAvgMB float64 `json:"rss_mb_avg"`
@@ -48,7 +54,7 @@ type benchResult struct {
 }
 
 func newEnclaveBenchCmd() *cobra.Command {
-	var peers, messages int
+	var peers, messages, flood int
 	var output *string
 	var keep, verbose bool
 	var dir string
@@ -66,20 +72,27 @@ func newEnclaveBenchCmd() *cobra.Command {
 			if messages < 1 || messages > 1000 {
 				return fmt.Errorf("%w: --messages must be in [1,1000], got %d", errUsage, messages)
 			}
-			res, err := runEnclaveBench(cmd.Context(), peers, messages, dir, keep, verbose, cmd)
+			if flood < 0 || flood > 100000 || (flood > 0 && peers < 3) {
+				return fmt.Errorf("%w: --flood must be in [0,100000] and needs --peers >= 3, got %d", errUsage, flood)
+			}
+			res, err := runEnclaveBench(cmd.Context(), peers, messages, flood, dir, keep, verbose, cmd)
 			if err != nil {
 				return err
 			}
 			if *output == "json" {
 				return printJSON(cmd.OutOrStdout(), res)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "peers %d, messages %d, samples %d (missing %d)\npublish→applied p50 %.2f ms, p99 %.2f ms, max %.2f ms\nper peer: RSS avg %.1f MB (max %.1f), CPU %.0f ms (%.1f%% of a core)\n",
+			fmt.Fprintf(cmd.OutOrStdout(), "peers %d, messages %d, samples %d (missing %d)\npublish→decided p50 %.2f ms, p99 %.2f ms, max %.2f ms\nper peer: RSS avg %.1f MB (max %.1f), CPU %.0f ms (%.1f%% of a core)\n",
 				res.Peers, res.Messages, res.Samples, res.Missing, res.P50, res.P99, res.Max, res.RSSAvgMB, res.RSSMaxMB, res.CPUmsPerPeer, res.CPUPctPerPeer)
+			if res.Flood > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "during a flood of %d sightings from one member (%.1f s)\n", res.Flood, res.FloodSeconds)
+			}
 			return nil
 		},
 	}
 	c.Flags().IntVar(&peers, "peers", 5, "number of nodes")
 	c.Flags().IntVar(&messages, "messages", 20, "sightings to publish (from rotating peers, 100 ms apart)")
+	c.Flags().IntVar(&flood, "flood", 0, "meanwhile, the last peer publishes this many sightings as fast as it can (the others' latency and memory are measured)")
 	c.Flags().StringVar(&dir, "dir", "", "parent of the nodes' data dirs (default $TMPDIR); a tmpfs such as /dev/shm makes the journal's background fsync free")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "print the slowest deliveries (peer, message, ms) to stderr")
 	c.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory with every node's data and log")
@@ -95,7 +108,7 @@ type benchNode struct {
 	cl   *enclave.Client
 }
 
-func runEnclaveBench(ctx context.Context, n, messages int, dir string, keep, verbose bool, cmd *cobra.Command) (*benchResult, error) {
+func runEnclaveBench(ctx context.Context, n, messages, flood int, dir string, keep, verbose bool, cmd *cobra.Command) (*benchResult, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -175,6 +188,7 @@ enclave:
   bootstrap: [%s]
   exposure: {os: linux, services: [{port: 22}]}
   decision: {act: 0.5, defer: 0.2}
+  peer_score: {colocation_whitelist: [127.0.0.0/8]}
 `, pub, strings.Join(boot, ", "))
 		cfg := filepath.Join(b.dir, "enclave.yaml")
 		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
@@ -260,8 +274,20 @@ enclave:
 	}
 	var slowest []slow
 	published := map[string]pubRec{}
+	honest := n
+	floodDone := make(chan error, 1)
+	var floodWall time.Duration
+	if flood > 0 {
+		honest = n - 1
+		go func() {
+			t0 := time.Now()
+			err := benchFlood(ctx, nodes[n-1].cl, flood)
+			floodWall = time.Since(t0)
+			floodDone <- err
+		}()
+	}
 	for m := 0; m < messages; m++ {
-		from := m % n
+		from := m % honest
 		target := fmt.Sprintf("10.%d.%d.%d", 100+m/65536%100, m/256%256, m%256)
 		res, err := nodes[from].cl.Publish(ctx, target, 100, time.Hour, "block", "bench")
 		if err != nil {
@@ -270,10 +296,15 @@ enclave:
 		published[res.Indicator] = pubRec{from: from, seq: m, at: res.PublishedAt}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if flood > 0 {
+		if err := <-floodDone; err != nil {
+			return nil, err
+		}
+	}
 	var lat, apply []float64
 	missing := 0
 	collectBy := time.Now().Add(10 * time.Second)
-	for i, b := range nodes {
+	for i, b := range nodes[:honest] {
 		for {
 			recs, err := b.cl.Decisions(ctx, "")
 			if err != nil {
@@ -281,7 +312,7 @@ enclave:
 			}
 			got := map[string]enclave.DecisionRecord{}
 			for _, r := range recs {
-				if _, ok := published[r.Indicator]; ok && r.Event == "sighting" && r.Applied {
+				if _, ok := published[r.Indicator]; ok && r.Event == "sighting" {
 					got[r.Indicator] = r
 				}
 			}
@@ -301,9 +332,11 @@ enclave:
 						missing++
 						continue
 					}
-					lat = append(lat, float64(r.AppliedAt.Sub(p.at).Microseconds())/1000)
+					lat = append(lat, float64(r.Time.Sub(p.at).Microseconds())/1000)
 					slowest = append(slowest, slow{i, p.seq, lat[len(lat)-1]})
-					apply = append(apply, float64(r.AppliedAt.Sub(r.Time).Microseconds())/1000)
+					if r.Applied {
+						apply = append(apply, float64(r.AppliedAt.Sub(r.Time).Microseconds())/1000)
+					}
 				}
 				break
 			}
@@ -317,9 +350,10 @@ enclave:
 			fmt.Fprintf(cmd.ErrOrStderr(), "slow: peer %d message %d %.1f ms\n", x.peer, x.seq, x.ms)
 		}
 	}
-	res := &benchResult{Peers: n, Messages: messages, Samples: len(lat), Missing: missing, WallSeconds: round2(wall.Seconds())}
+	res := &benchResult{Peers: n, Messages: messages, Samples: len(lat), Missing: missing, WallSeconds: round2(wall.Seconds()),
+		Flood: flood, FloodSeconds: round2(floodWall.Seconds())}
 	var cpu, rssSum float64
-	for i, b := range nodes {
+	for i, b := range nodes[:honest] {
 		cpu += procCPUms(b.cmd.Process.Pid) - cpu0[i]
 		rss := procRSSMB(b.cmd.Process.Pid)
 		rssSum += rss
@@ -327,9 +361,9 @@ enclave:
 			res.RSSMaxMB = rss
 		}
 	}
-	res.RSSAvgMB = round2(rssSum / float64(n))
+	res.RSSAvgMB = round2(rssSum / float64(honest))
 	res.RSSMaxMB = round2(res.RSSMaxMB)
-	res.CPUmsPerPeer = round2(cpu / float64(n))
+	res.CPUmsPerPeer = round2(cpu / float64(honest))
 	res.IdleCPUPctPerPeer = round2(100 * idle / float64(n) / float64(settle.Milliseconds()))
 	res.CPUPctPerPeer = round2(100 * res.CPUmsPerPeer / float64(wall.Milliseconds()))
 	if len(lat) > 0 {
@@ -337,11 +371,42 @@ enclave:
 		res.P50 = round2(percentile(lat, 0.50))
 		res.P99 = round2(percentile(lat, 0.99))
 		res.Max = round2(lat[len(lat)-1])
+	}
+	if len(apply) > 0 {
 		sort.Float64s(apply)
 		res.ApplyP50 = round2(percentile(apply, 0.50))
 		res.ApplyP99 = round2(percentile(apply, 0.99))
 	}
 	return res, nil
+}
+
+// benchFlood publishes count sightings through cl with 8 concurrent requests.
+func benchFlood(ctx context.Context, cl *enclave.Client, count int) error {
+	jobs := make(chan int)
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		go func() {
+			var first error
+			for m := range jobs {
+				target := fmt.Sprintf("10.%d.%d.%d", 200+m/65536%50, m/256%256, m%256)
+				if _, err := cl.Publish(ctx, target, 100, time.Hour, "block", "flood"); err != nil && first == nil {
+					first = fmt.Errorf("enclave: bench: flood: %w", err)
+				}
+			}
+			errs <- first
+		}()
+	}
+	for m := 0; m < count; m++ {
+		jobs <- m
+	}
+	close(jobs)
+	var first error
+	for w := 0; w < 8; w++ {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // percentile of sorted xs by the nearest-rank method.

@@ -85,7 +85,7 @@ func newEnclaveTrustCmd() *cobra.Command {
 	var output *string
 	c := &cobra.Command{
 		Use:   "trust",
-		Short: "Show the running node's trust table (score in [0,1], corroborated / unconfirmed / invalid reports)",
+		Short: "Show the running node's trust table (beta reputation in (0,1): reports confirmed / contradicted by own evidence, invalid messages)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return queryEnclave(cmd, *output, (*enclave.Client).Trust, writeTrust)
@@ -97,9 +97,13 @@ func newEnclaveTrustCmd() *cobra.Command {
 
 func writeTrust(out io.Writer, rows []enclave.PeerTrust) error {
 	w := newTable(out)
-	fmt.Fprintln(w, "PEER\tTRUST\tCORROBORATED\tUNCONFIRMED\tINVALID\tUPDATED")
+	fmt.Fprintln(w, "PEER\tTRUST\tCONFIRMED\tCONTRADICTED\tINVALID\tPRIOR\tUPDATED")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%s\t%.3f\t%d\t%d\t%d\t%s\n", r.Peer, r.Score, r.Corroborated, r.Unconfirmed, r.Invalid, r.Updated.Format(time.RFC3339))
+		updated := "-"
+		if !r.Updated.IsZero() {
+			updated = r.Updated.Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%s\t%.3f\t%d\t%d\t%d\t%g\t%s\n", r.Peer, r.Score, r.Confirmed, r.Contradicted, r.Invalid, r.Prior, updated)
 	}
 	return w.Flush()
 }

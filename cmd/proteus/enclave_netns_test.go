@@ -75,15 +75,20 @@ func nsCLI(t *testing.T, ns, bin, dir string, args ...string) string {
 	return string(out)
 }
 
-// netnsTuning is labTuning with a corroboration window long enough that the relayed block is
-// still in place when the test reads C's kernel sets (the window's expiry is tested elsewhere).
-// cert_timeout is generous in both: under CI load a slow certificate exchange would otherwise
-// get a member refused for a minute (denyNoAnswer), which is not what these tests are about.
-const netnsTuning = "  decision: {act: 0.45, defer: 0.3}\n  trust: {window: 5m}\n  cert_timeout: 15s\n"
+// netnsTuning is labTuning with a window long enough that the relayed block is still in place
+// when the test reads C's kernel sets (the window's expiry is tested elsewhere), A and B
+// pre-trusted (a block on peer reports alone needs two established, independent reporters)
+// and port blocks from peers allowed. cert_timeout is generous in both: under CI load a slow
+// certificate exchange would otherwise get a member refused for a minute (denyNoAnswer),
+// which is not what these tests are about.
+func netnsTuning(pretrusted ...string) string {
+	return "  decision: {act: 0.45, defer: 0.3, peer_ports: true}\n  trust: {window: 5m, pretrusted: [" +
+		strings.Join(pretrusted, ", ") + "]}\n  cert_timeout: 15s\n"
+}
 
 func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
 	nl := newNetnsLab(t)
-	lab := newEnclaveLab(t, "lab", netnsTuning)
+	lab := newEnclaveLab(t, "lab", "")
 	bin := lab.bin
 	type member struct {
 		ns, dir, id string
@@ -119,7 +124,7 @@ func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
 		m := members[i]
 		cfg := filepath.Join(m.dir, "agent.yaml")
 		yaml := fmt.Sprintf("version: 1\nlog: {level: info}\nenclave:\n  enabled: true\n  name: lab\n  key: %s\n  certificate: member.cert\n  listen: %s\n  bootstrap: %s\n  exposure: %s\n%s",
-			lab.pub, listen[i], boot[i], linuxExposure, netnsTuning)
+			lab.pub, listen[i], boot[i], linuxExposure, netnsTuning(members[0].id, members[1].id))
 		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -151,24 +156,38 @@ func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
 	if st := status(members[0]); st.Connected != 1 {
 		t.Errorf("A is connected to %d peers, want 1 (B)", st.Connected)
 	}
+	// A and B both see the attacker: C, which only hears of it (A's report relayed by B),
+	// blocks on two pre-trusted, independent reporters.
 	var res enclave.PublishResult
 	if err := json.Unmarshal([]byte(nsCLI(t, members[0].ns, bin, members[0].dir, "publish", "--target", "203.0.113.9", "--confidence", "100", "-o", "json")), &res); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range members[1:] {
-		waitFor(t, m.ns+" acts on A's sighting", func() bool {
-			var recs []enclave.DecisionRecord
-			if err := json.Unmarshal([]byte(nsCLI(t, m.ns, bin, m.dir, "decisions", "--indicator", res.Indicator, "-o", "json")), &recs); err != nil {
-				t.Fatal(err)
-			}
-			return len(recs) > 0 && recs[0].Decision == enclave.Act && recs[0].Applied
-		})
+	c := members[2]
+	relayed := func() bool {
+		var recs []enclave.DecisionRecord
+		if err := json.Unmarshal([]byte(nsCLI(t, c.ns, bin, c.dir, "decisions", "--indicator", res.Indicator, "-o", "json")), &recs); err != nil {
+			t.Fatal(err)
+		}
+		return len(recs) > 0
 	}
+	waitFor(t, "C hears A's sighting through B", relayed)
+	nsCLI(t, b.ns, bin, b.dir, "publish", "--target", "203.0.113.9", "--confidence", "100")
+	waitFor(t, "C acts on two established reporters", func() bool {
+		var recs []enclave.DecisionRecord
+		if err := json.Unmarshal([]byte(nsCLI(t, c.ns, bin, c.dir, "decisions", "-o", "json")), &recs); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Target == "203.0.113.9" && r.Decision == enclave.Act && r.Applied {
+				return true
+			}
+		}
+		return false
+	})
 	if !useNFT {
 		t.Log("nft not installed: C used the in-process blocklist; kernel check skipped")
 		return
 	}
-	c := members[2]
 	nft := func(set string) string {
 		out, err := exec.Command("ip", "netns", "exec", c.ns, "nft", "list", "set", "inet", "proteus", set).CombinedOutput()
 		if err != nil {
@@ -180,8 +199,10 @@ func TestEnclaveAcrossNetworkNamespaces(t *testing.T) {
 	if got := nft("blocked4"); !regexp.MustCompile(`elements = \{[^}]*203\.0\.113\.9`).MatchString(got) {
 		t.Errorf("C's kernel set blocked4 lacks A's attacker:\n%s", got)
 	}
-	// A port report: C exposes 22 on the same OS, so it drops traffic to port 22 for a while.
+	// A port report from both (decision.peer_ports): C exposes 22 on the same OS, so it
+	// drops traffic to port 22 for a while.
 	nsCLI(t, members[0].ns, bin, members[0].dir, "publish", "--target", "port/22", "--confidence", "100", "--ttl", "10m")
+	nsCLI(t, b.ns, bin, b.dir, "publish", "--target", "port/22", "--confidence", "100", "--ttl", "10m")
 	waitFor(t, "C blocks port 22 in the kernel", func() bool { return port22.MatchString(nft("blocked_ports")) })
 }
 

@@ -224,13 +224,13 @@ func (a *enclaveAgent) trustOf(t *testing.T, bin, peer string) (float64, bool) {
 const (
 	linuxExposure   = "{os: linux, services: [{port: 22}]}"
 	windowsExposure = "{os: windows, services: [{port: 3389}]}"
-	labTuning       = "  decision: {act: 0.45, defer: 0.3}\n  trust: {window: 2s}\n  cert_timeout: 15s\n"
+	labTuning       = "  sensing: true\n  decision: {act: 0.45, defer: 0.3}\n  trust: {window: 2s}\n  cert_timeout: 15s\n"
 )
 
 // Six members and one outsider as separate processes of the real binary: a true sighting
-// is applied at every relevant member, a lying member ends up ignored with trust below the
-// act threshold, the outsider is refused, and a restarted member keeps its trust table and
-// its pending reverts.
+// is blocked where the members' own sensors saw it and deferred (vigilance) at every other
+// relevant member, a lying member ends up ignored with trust below the act threshold, the
+// outsider is refused, and a restarted member keeps its trust table and its pending reverts.
 func TestEnclaveProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts seven processes")
@@ -247,7 +247,8 @@ func TestEnclaveProcesses(t *testing.T) {
 		waitFor(t, a.name+" sees the enclave", func() bool { return a.status(t).TopicPeers == len(all)-1 })
 	}
 
-	// 1. A true sighting seen by two honest members is applied wherever it is relevant.
+	// 1. A true sighting seen by two honest members: they block it, the other relevant
+	// members defer, the irrelevant one stores it.
 	bin := lab.bin
 	var res enclave.PublishResult
 	out := honest[0].cli(t, bin, "publish", "--target", "203.0.113.7", "--confidence", "90", "--ttl", "1h", "-o", "json")
@@ -255,8 +256,17 @@ func TestEnclaveProcesses(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	honest[1].cli(t, bin, "publish", "--target", "203.0.113.7", "--confidence", "90", "--ttl", "1h")
-	for _, a := range append(append([]*enclaveAgent{}, honest...), liar) {
+	for _, a := range honest[:2] {
 		waitFor(t, a.name+" blocks the true attacker", func() bool { return a.blocks(t, "203.0.113.7/32") })
+	}
+	for _, a := range append(append([]*enclaveAgent{}, honest[2:]...), liar) {
+		waitFor(t, a.name+" defers the reported attacker", func() bool {
+			d, ok := a.decision(t, res.Indicator)
+			return ok && d.Decision == enclave.Defer
+		})
+		if a.blocks(t, "203.0.113.7/32") {
+			t.Errorf("%s blocked on one peer's word", a.name)
+		}
 	}
 	waitFor(t, "irrelevant member stores it", func() bool { _, ok := other.decision(t, res.Indicator); return ok })
 	if d, _ := other.decision(t, res.Indicator); d.Decision != enclave.Irrelevant || other.blocks(t, "203.0.113.7/32") {
@@ -274,7 +284,7 @@ func TestEnclaveProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 		lastLie = r.Indicator
-		time.Sleep(2500 * time.Millisecond) // let the corroboration window pass
+		time.Sleep(2500 * time.Millisecond) // let the window pass: the members' sensors saw nothing
 		d, ok := honest[3].decision(t, lastLie)
 		if tr, _ := honest[3].trustOf(t, bin, liar.id); ok && d.Decision == enclave.Ignore && tr < 0.45 {
 			break
@@ -286,8 +296,8 @@ func TestEnclaveProcesses(t *testing.T) {
 			t.Errorf("%s: liar's trust %v (known %v), want < act threshold 0.45", a.name, tr, ok)
 		}
 	}
-	if tr, _ := honest[2].trustOf(t, bin, honest[0].id); tr <= 0.5 {
-		t.Errorf("corroborated honest reporter's trust %v, want above neutral", tr)
+	if tr, _ := honest[1].trustOf(t, bin, honest[0].id); tr <= 0.5 {
+		t.Errorf("honest reporter confirmed by honest1's own evidence has trust %v, want above neutral", tr)
 	}
 	if !strings.Contains(honest[2].cli(t, bin, "peers"), "MEMBERSHIP") {
 		t.Errorf("peers table has no header")
@@ -313,10 +323,10 @@ func TestEnclaveProcesses(t *testing.T) {
 	}
 
 	// 4. Restart a member: trust and pending reverts survive.
-	short := honest[0].cli(t, bin, "publish", "--target", "198.51.100.99", "--confidence", "100", "--ttl", "8s", "-o", "json")
+	r := honest[1]
+	short := r.cli(t, bin, "publish", "--target", "198.51.100.99", "--confidence", "100", "--ttl", "8s", "-o", "json")
 	var sres enclave.PublishResult
 	_ = json.Unmarshal([]byte(short), &sres)
-	r := honest[2]
 	waitFor(t, "short-lived block", func() bool { return r.blocks(t, "198.51.100.99/32") })
 	before, _ := r.trustOf(t, bin, liar.id)
 	actsBefore, _ := r.client(t).Actions(context.Background())

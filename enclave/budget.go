@@ -1,0 +1,78 @@
+package enclave
+
+import (
+	"sync"
+	"time"
+)
+
+// budget is a token bucket per message author (limits.rate, limits.burst): a member that
+// sends more is ignored, and penalized at most once per penalizeEvery, so a flood costs
+// this node a map lookup per message until GossipSub graylists the flooder.
+type budget struct {
+	mu    sync.Mutex
+	rate  float64
+	burst float64
+	peers map[string]*bucket
+}
+
+type bucket struct {
+	tokens    float64
+	at        time.Time
+	penalized time.Time
+}
+
+// maxBudgetPeers bounds the table; authors are verified members, so it only fills in a
+// very large enclave, and then full (idle) buckets are dropped first.
+const maxBudgetPeers = 8192
+
+const penalizeEvery = time.Second
+
+func newBudget(rate float64, burst int) *budget {
+	return &budget{rate: rate, burst: float64(burst), peers: map[string]*bucket{}}
+}
+
+// allow takes one token from p's bucket.
+func (b *budget) allow(p string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k, ok := b.peers[p]
+	if !ok {
+		if len(b.peers) >= maxBudgetPeers {
+			b.pruneLocked(now)
+		}
+		k = &bucket{tokens: b.burst, at: now}
+		b.peers[p] = k
+	}
+	if dt := now.Sub(k.at).Seconds(); dt > 0 {
+		k.tokens = min(b.burst, k.tokens+dt*b.rate)
+		k.at = now
+	}
+	if k.tokens < 1 {
+		return false
+	}
+	k.tokens--
+	return true
+}
+
+// penalize reports whether p's overrun should cost it trust now (once per penalizeEvery).
+func (b *budget) penalize(p string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k, ok := b.peers[p]
+	if !ok || now.Sub(k.penalized) < penalizeEvery {
+		return false
+	}
+	k.penalized = now
+	return true
+}
+
+func (b *budget) pruneLocked(now time.Time) {
+	for p, k := range b.peers {
+		if k.tokens+now.Sub(k.at).Seconds()*b.rate >= b.burst {
+			delete(b.peers, p)
+		}
+	}
+	if len(b.peers) >= maxBudgetPeers {
+		clear(b.peers)
+	}
+}
