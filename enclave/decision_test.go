@@ -4,11 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
-
 
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/config"

@@ -326,5 +326,5 @@ func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnM
 	return g.n.admissible(p)
 }
 
-func (n *Node) admissible(p peer.ID) bool { return !n.isDenied(p) && !n.isRevoked(p) }
+func (n *Node) admissible(p peer.ID) bool                                        { return !n.isDenied(p) && !n.isRevoked(p) }
 func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }

@@ -152,13 +152,13 @@ type DecisionRecord struct {
 	Reporters  int       `json:"reporters"`  // distinct reporters in the evidence
 	// Established is how many independent reporters of established trust the evidence
 	// holds; a block on peer reports alone needs the quorum (see Quorum).
-	Established int `json:"established"`
-	Decision   Decision  `json:"decision"`
-	Relevant   bool      `json:"relevant"`
-	Why        string    `json:"why,omitempty"`
-	Applied    bool      `json:"applied"` // a countermeasure was applied or extended
-	AppliedAt  time.Time `json:"applied_at,omitzero"`
-	Error      string    `json:"error,omitempty"`
+	Established int       `json:"established"`
+	Decision    Decision  `json:"decision"`
+	Relevant    bool      `json:"relevant"`
+	Why         string    `json:"why,omitempty"`
+	Applied     bool      `json:"applied"` // a countermeasure was applied or extended
+	AppliedAt   time.Time `json:"applied_at,omitzero"`
+	Error       string    `json:"error,omitempty"`
 }
 
 const maxDecisionLog = 8192

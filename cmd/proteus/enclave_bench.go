@@ -25,17 +25,17 @@ func init() { addEnclaveCommand(newEnclaveBenchCmd) }
 // propagation, validation and decision; what the decision applies depends on the evidence
 // (a lone peer's report defers). CPU and memory come from /proc for each peer process.
 type benchResult struct {
-	Peers    int     `json:"peers"`
-	Messages int     `json:"messages"`
+	Peers    int `json:"peers"`
+	Messages int `json:"messages"`
 	// Flood is how many sightings one member published as fast as it could while the
 	// others published Messages; FloodSeconds how long that took.
 	Flood        int     `json:"flood,omitempty"`
 	FloodSeconds float64 `json:"flood_s,omitempty"`
-	Samples  int     `json:"samples"`
-	Missing  int     `json:"missing"`
-	P50      float64 `json:"p50_ms"`
-	P99      float64 `json:"p99_ms"`
-	Max      float64 `json:"max_ms"`
+	Samples      int     `json:"samples"`
+	Missing      int     `json:"missing"`
+	P50          float64 `json:"p50_ms"`
+	P99          float64 `json:"p99_ms"`
+	Max          float64 `json:"max_ms"`
 	// ApplyP50/P99 is the part spent applying a countermeasure where one was applied
 	// (decision to applied: the actuator made it effective; the journal is written after,
 	// in the background).
