@@ -5,9 +5,8 @@
 # processes on loopback (each with its own identity, membership certificate and data dir;
 # node i dials nodes i-1, i-2, i-4, ...), waits for the GossipSub mesh, publishes MESSAGES
 # sightings from rotating peers 100 ms apart, and reads every other peer's decision log:
-# latency is from the publish call to the countermeasure applied (gateway blocklist entry
-# in force; the countermeasure journal is written after it by a background writer) at each
-# peer. CPU time and RSS per peer come from /proc/PID/stat and /proc/PID/status. Each size
+# latency is from the publish call to the decision on it at each peer (since issue 18 a lone
+# peer's report defers, so "apply" is measured only where a countermeasure was applied). CPU time and RSS per peer come from /proc/PID/stat and /proc/PID/status. Each size
 # runs twice: data dirs on $TMPDIR (disk: the journal writer fsyncs once per batch of
 # actions) and on /dev/shm (tmpfs: fsync is free), so the disk's share is visible. Every run stops by itself (a bench is bounded by its
 # messages; startup waits are capped).

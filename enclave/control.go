@@ -134,6 +134,34 @@ func (n *Node) controlHandler(token string) http.Handler {
 		writeJSON(w, http.StatusOK, PublishResult{Indicator: s.ID, Target: s.Target.String(), PublishedAt: at,
 			Expires: s.ValidUntil, Decision: rec})
 	})
+	get("/v1/members/revoked", func(*http.Request) any {
+		if l := n.MemberRevocationList(); l != nil {
+			return l
+		}
+		return map[string]any{}
+	})
+	mux.HandleFunc("POST /v1/members/revoked", func(w http.ResponseWriter, r *http.Request) {
+		data, err := io.ReadAll(io.LimitReader(r.Body, 256<<10))
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		l, err := DecodeMemberRevocations(data)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		adopted, err := n.RevokeMembers(r.Context(), l)
+		if err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(err, ErrInvalidRequest) {
+				code = http.StatusBadRequest
+			}
+			writeErr(w, code, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, RevokeMembersResult{Adopted: adopted, Serial: l.Serial, Revoked: len(l.Peers)})
+	})
 	mux.HandleFunc("POST /v1/revoke", func(w http.ResponseWriter, r *http.Request) {
 		var b revokeBody
 		if err := decodeBody(r, &b); err != nil {
@@ -276,6 +304,20 @@ func (c *Client) Publish(ctx context.Context, target string, confidence int, ttl
 		b.TTL = ttl.String()
 	}
 	return r, c.do(ctx, http.MethodPost, "/v1/publish", b, &r)
+}
+
+// RevokeMembersResult is the control API's answer to a member revocation list.
+type RevokeMembersResult struct {
+	Adopted bool   `json:"adopted"` // newer than the list the node held
+	Serial  uint64 `json:"serial"`
+	Revoked int    `json:"revoked"`
+}
+
+// RevokeMembers hands a signed member revocation list to the node, which adopts and
+// publishes it if it is newer than the one it holds.
+func (c *Client) RevokeMembers(ctx context.Context, l *MemberRevocations) (RevokeMembersResult, error) {
+	var r RevokeMembersResult
+	return r, c.do(ctx, http.MethodPost, "/v1/members/revoked", json.RawMessage(l.Marshal()), &r)
 }
 
 // Revoke asks the node to revoke one of its sightings.

@@ -250,7 +250,9 @@ func (n *Node) RevokeMembers(ctx context.Context, l *MemberRevocations) (bool, e
 	if err := n.send(ctx, KindMembers, l.Marshal()); err != nil {
 		return false, err
 	}
+	n.memMu.Lock()
 	n.membersSent = n.now()
+	n.memMu.Unlock()
 	return n.applyMemberRevocations(l, true), nil
 }
 

@@ -33,7 +33,6 @@ type rawPeer struct {
 	cert     []byte // nil: an outsider that never proves membership
 	topic    string
 	received atomic.Int64 // messages on the topic delivered to it
-	seq      atomic.Uint64
 
 	mu  sync.Mutex
 	out map[peer.ID]network.Stream

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -486,5 +487,42 @@ func TestAgentRunsEnclave(t *testing.T) {
 	}
 	if agentBlocks() {
 		t.Errorf("block still active after the revocation")
+	}
+}
+
+// `enclave expel` extends the signed member revocation list: each run adds peers and
+// raises the serial; the list verifies with the enclave key and no other.
+func TestEnclaveExpelList(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "enclave.key")
+	if code, _, errs := runCLI(t, "enclave", "keygen", "--out", key); code != 0 {
+		t.Fatal(errs)
+	}
+	list := filepath.Join(dir, "revoked.json")
+	a, b := "12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp", "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+	for _, p := range []string{a, b} {
+		if code, _, errs := runCLI(t, "enclave", "expel", p, "--key", key, "--enclave", "lab", "--list", list); code != 0 {
+			t.Fatalf("expel %s: %s", p, errs)
+		}
+	}
+	l, err := enclave.ReadMemberRevocations(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := enclave.ReadEnclaveKey(key)
+	if l.Serial != 2 || len(l.Peers) != 2 || l.Verify(k.Public().(ed25519.PublicKey), "lab") != nil {
+		t.Errorf("list %+v", l)
+	}
+	if l.Verify(k.Public().(ed25519.PublicKey), "prod") == nil {
+		t.Errorf("list verifies for another enclave")
+	}
+	for _, args := range [][]string{
+		{"enclave", "expel", a},
+		{"enclave", "expel", "nope", "--key", key, "--enclave", "lab", "--list", list},
+		{"enclave", "expel", a, "--key", key, "--enclave", "prod", "--list", list},
+	} {
+		if code, _, _ := runCLI(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
 	}
 }
