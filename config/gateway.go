@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -47,9 +48,17 @@ type Gateway struct {
 	// single routes stream their answers, whatever the size.
 	BodyLimit     int64 `yaml:"body_limit"`
 	ResponseLimit int64 `yaml:"response_limit"`
-	// MaxInFlight bounds concurrent client requests (default 1024; above: 503), and with the
-	// two limits above, the gateway's memory.
+	// MaxInFlight bounds concurrent client requests (default 1024; above: 503). A request
+	// takes its slot only once its body has arrived (see timeouts.body).
 	MaxInFlight int `yaml:"max_in_flight"`
+	// MaxPerClient bounds the requests one client address (IPv6: one /64) has in progress at
+	// once, body reading included (default 64; above: 429).
+	MaxPerClient int `yaml:"max_per_client"`
+	// ResponseHeaderLimit bounds an executor's response head in bytes (default 65536, at
+	// least 1024; above: the executor request fails, an availability dissent).
+	ResponseHeaderLimit int64 `yaml:"response_header_limit"`
+	// Buffers bound the memory and disk that voted response bodies take.
+	Buffers GatewayBuffers `yaml:"buffers"`
 
 	Ignore GatewayIgnore `yaml:"ignore"`
 	// FoldHTML folds white space in HTML bodies before comparing them.
@@ -104,9 +113,23 @@ type GatewayRoute struct {
 	CompareErrorBodies *bool    `yaml:"compare_error_bodies"`
 }
 
+// GatewayBuffers: each voted response body is kept in memory up to SpoolThreshold bytes
+// (default 262144), above it in an unlinked file in SpoolDir (default: the system's
+// temporary directory, $TMPDIR or /tmp), where it is compared raw. MemoryBudget bounds the
+// bytes of all bodies in memory (default 128 MiB), SpoolBudget those of all spooled ones
+// (default 2 GiB); an executor request over either fails without counting as the executor's
+// dissent, and a request left without a quorum gets 503.
+type GatewayBuffers struct {
+	SpoolThreshold int64  `yaml:"spool_threshold"`
+	SpoolDir       string `yaml:"spool_dir"`
+	MemoryBudget   int64  `yaml:"memory_budget"`
+	SpoolBudget    int64  `yaml:"spool_budget"`
+}
+
 // GatewayTimeouts are the client-side server timeouts and the per-executor request timeout.
 type GatewayTimeouts struct {
 	ReadHeader time.Duration `yaml:"read_header"` // default 5s
+	Body       time.Duration `yaml:"body"`        // a request body must arrive whole within this; default 10s, then 408
 	Read       time.Duration `yaml:"read"`        // default 30s
 	Write      time.Duration `yaml:"write"`       // default 30s
 	Idle       time.Duration `yaml:"idle"`        // default 60s
@@ -201,6 +224,17 @@ func (x *Gateway) applyDefaults() {
 	def(&x.Timeouts.Write, 30*time.Second)
 	def(&x.Timeouts.Idle, 60*time.Second)
 	def(&x.Timeouts.Upstream, 5*time.Second)
+	def(&x.Timeouts.Body, 10*time.Second)
+	defInt(&x.MaxPerClient, 64)
+	def64 := func(i *int64, v int64) {
+		if *i == 0 {
+			*i = v
+		}
+	}
+	def64(&x.ResponseHeaderLimit, 64<<10)
+	def64(&x.Buffers.SpoolThreshold, 256<<10)
+	def64(&x.Buffers.MemoryBudget, 128<<20)
+	def64(&x.Buffers.SpoolBudget, 2<<30)
 	defInt(&x.MaxHeaderBytes, 16<<10)
 	if x.BodyLimit == 0 {
 		x.BodyLimit = 1 << 20
@@ -272,6 +306,7 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	pos("timeouts.write", x.Timeouts.Write)
 	pos("timeouts.idle", x.Timeouts.Idle)
 	pos("timeouts.upstream", x.Timeouts.Upstream)
+	pos("timeouts.body", x.Timeouts.Body)
 	pos("jitter", x.Jitter)
 	pos("rebuild.window", x.Rebuild.Window)
 	pos("eject.for", x.Eject.For)
@@ -287,6 +322,25 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	}
 	if x.MaxInFlight < 1 {
 		p.Addf(field+".max_in_flight", "must be at least 1, got %d", x.MaxInFlight)
+	}
+	if x.MaxPerClient < 1 {
+		p.Addf(field+".max_per_client", "must be at least 1, got %d", x.MaxPerClient)
+	}
+	if x.ResponseHeaderLimit < 1024 || x.ResponseHeaderLimit > 16<<20 {
+		p.Addf(field+".response_header_limit", "must be 1024..16777216 bytes, got %d", x.ResponseHeaderLimit)
+	}
+	b := &x.Buffers
+	if b.SpoolThreshold < 4096 {
+		p.Addf(field+".buffers.spool_threshold", "must be at least 4096 bytes, got %d", b.SpoolThreshold)
+	}
+	if b.MemoryBudget < b.SpoolThreshold {
+		p.Addf(field+".buffers.memory_budget", "must be at least buffers.spool_threshold (%d): no body over it could be read, got %d", b.SpoolThreshold, b.MemoryBudget)
+	}
+	if b.SpoolBudget < 0 {
+		p.Addf(field+".buffers.spool_budget", "must not be negative, got %d", b.SpoolBudget)
+	}
+	if b.SpoolDir != "" && !filepath.IsAbs(b.SpoolDir) {
+		p.Addf(field+".buffers.spool_dir", "must be an absolute path, got %q", b.SpoolDir)
 	}
 	for i, h := range x.Ignore.Headers {
 		switch {
