@@ -118,7 +118,7 @@ func (b *bodyBuffer) ReadFrom(r io.Reader) (int64, error) {
 		b.held = c
 	}
 	var total int64
-	var probe [512]byte
+	var probe []byte // allocated only for a body that reaches the threshold
 	for {
 		full := b.file == nil && len(b.mem) == cap(b.mem)
 		if full && int64(cap(b.mem)) < b.sp.threshold {
@@ -130,7 +130,10 @@ func (b *bodyBuffer) ReadFrom(r io.Reader) (int64, error) {
 		var p []byte
 		switch {
 		case full: // at the threshold: only a byte more moves the body to a file
-			p = probe[:]
+			if probe == nil {
+				probe = make([]byte, 512)
+			}
+			p = probe
 		case b.file == nil:
 			p = b.mem[len(b.mem):cap(b.mem)]
 		default:
@@ -165,7 +168,7 @@ func (b *bodyBuffer) ReadFrom(r io.Reader) (int64, error) {
 // grow makes more room in memory, up to the threshold.
 func (b *bodyBuffer) grow() error {
 	c := int64(cap(b.mem))
-	want := min(max(2*c, 16<<10), b.sp.threshold)
+	want := min(max(2*c, 4<<10), b.sp.threshold)
 	if want > b.held {
 		if !b.sp.mem.take(want - b.held) {
 			return errMemBudget
