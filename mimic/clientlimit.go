@@ -3,6 +3,7 @@ package mimic
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -69,15 +70,18 @@ func (l *clientLimit) release(k netip.Addr) {
 
 // readBody reads the request body whole, bounded by BodyLimit and BodyTimeout, before the
 // request takes a slot. It returns nil when there is no body; ok is false when the client has
-// been answered (413, 408 or 400) instead.
-func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, policy Policy) (buf *bytes.Buffer, ok bool) {
+// been answered (413, 408, 400, or 503 when the memory budget is exhausted) instead. The body's
+// bytes are taken from the memory budget shared with the executors' response bodies (without a
+// slot, nothing else bounds how many bodies are being read at once): the caller gives held back
+// once the request is answered.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, policy Policy) (buf *bytes.Buffer, held int64, ok bool) {
 	if r.ContentLength > g.o.BodyLimit {
 		w.Header().Set("Connection", "close")
 		g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge, "request body too large")
-		return nil, false
+		return nil, 0, false
 	}
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return nil, true
+		return nil, 0, true
 	}
 	// The body must arrive within BodyTimeout from now; once it has, the connection's read
 	// deadline is lifted: net/http cancels a request whose connection read fails while its handler runs,
@@ -85,13 +89,15 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, policy Policy
 	rc := http.NewResponseController(w)
 	timed := rc.SetReadDeadline(time.Now().Add(g.o.BodyTimeout)) == nil
 	buf = getBuf()
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, g.o.BodyLimit))
+	cr := chargedReader{r: http.MaxBytesReader(w, r.Body, g.o.BodyLimit), b: &g.spool.mem}
+	_, err := buf.ReadFrom(&cr)
 	if err == nil {
 		if timed {
 			rc.SetReadDeadline(time.Time{})
 		}
-		return buf, true
+		return buf, cr.held, true
 	}
+	g.spool.mem.give(cr.held)
 	// The deadline stays: net/http's attempt to read the rest of the body before it closes
 	// the connection ends at once.
 	putBuf(buf)
@@ -103,8 +109,29 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, policy Policy
 		g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge, "request body too large")
 	case errors.As(err, &ne) && ne.Timeout():
 		g.reject(w, policy, "rejected", http.StatusRequestTimeout, "request body not sent in time")
+	case errors.Is(err, errBudget):
+		w.Header().Set("Retry-After", "1")
+		g.reject(w, policy, "unavailable", http.StatusServiceUnavailable, "overloaded")
 	default:
 		g.reject(w, policy, "rejected", http.StatusBadRequest, "bad request body")
 	}
-	return nil, false
+	return nil, 0, false
+}
+
+// chargedReader takes every byte it reads from a budget, and fails once the budget is out.
+type chargedReader struct {
+	r    io.Reader
+	b    *budget
+	held int64
+}
+
+func (c *chargedReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		if !c.b.take(int64(n)) {
+			return 0, errMemBudget
+		}
+		c.held += int64(n)
+	}
+	return n, err
 }

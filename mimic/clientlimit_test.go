@@ -169,3 +169,45 @@ func TestSlowBodyIsCutOffAtBodyTimeout(t *testing.T) {
 		t.Fatalf("%d executor requests", n)
 	}
 }
+
+// Request bodies being read take from the memory budget (nothing else bounds how many are read
+// at once): over it, 503; a body that is given up frees its share.
+func TestRequestBodiesShareTheMemoryBudget(t *testing.T) {
+	bes, _ := startGoBackends(t, 3, hello)
+	g, err := New(Options{Backends: bes, BodyTimeout: time.Hour, MemoryBudget: 32 << 10, SpoolThreshold: 4 << 10,
+		Routes: []Route{{Methods: []string{"POST"}, Prefix: "/", Policy: PolicyVote}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startGateway(t, g, ServerOptions{ReadTimeout: time.Hour})
+	post := func(n int) int {
+		resp, err := http.Post("http://"+addr+"/upload", "text/plain", strings.NewReader(strings.Repeat("x", n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(10 << 10); code != 200 {
+		t.Fatalf("a 10 KiB body alone: %d", code)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 40000\r\n\r\n"+strings.Repeat("y", 24<<10))
+	for g.spool.mem.used.Load() < 24<<10 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if code := post(10 << 10); code != http.StatusServiceUnavailable {
+		t.Fatalf("a 10 KiB body while 24 KiB of another are held: %d, want 503", code)
+	}
+	c.Close()
+	for g.spool.mem.used.Load() != 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if code := post(10 << 10); code != 200 {
+		t.Fatalf("after the held body was given up: %d", code)
+	}
+}

@@ -678,10 +678,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveUpgrade(w, r, start) // holds a tunnel slot, not a request slot
 		return
 	}
-	reqBody, ok := g.readBody(w, r, policy) // before a slot is taken (see clientlimit.go)
+	reqBody, held, ok := g.readBody(w, r, policy) // before a slot is taken (see clientlimit.go)
 	if !ok {
 		return
 	}
+	defer g.spool.mem.give(held)
 	select {
 	case g.sem <- struct{}{}:
 	default:
