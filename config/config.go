@@ -4,7 +4,7 @@
 // and values alone, and nothing here opens sockets, starts processes or checks the paths a
 // config names (start-up does that).
 //
-// Each top-level section lives in its own file (api.go, pool.go, gateway.go, enclave.go) with
+// Each top-level section lives in its own file (api.go, pool.go, gateway.go, enclave.go, sensors.go, engine.go) with
 // its own defaults and validate method, so a section can grow without touching the others.
 //
 // It may import strictyaml and the standard library only.
@@ -30,6 +30,8 @@ type Config struct {
 	Pool    Pool    `yaml:"pool"`
 	Gateway Gateway `yaml:"gateway"`
 	Enclave Enclave `yaml:"enclave"`
+	Sensors Sensors `yaml:"sensors"`
+	Engine  Engine  `yaml:"engine"`
 }
 
 // Log selects the log format and level.
@@ -123,6 +125,8 @@ func (c *Config) Problems() strictyaml.Problems {
 		p.Addf("gateway.k", "k=%d is more than the pool's %d executors (pool.desired): every vote would have fewer voters than asked (set gateway.allow_weak_vote: true to run it anyway)", g.K, c.Pool.Desired)
 	}
 	c.Enclave.validate("enclave", &p)
+	c.Sensors.validate("sensors", &p)
+	c.Engine.validate("engine", &p, &c.Sensors)
 	return p
 }
 
@@ -137,4 +141,6 @@ func (c *Config) applyDefaults() {
 	c.Pool.applyDefaults()
 	c.Gateway.applyDefaults()
 	c.Enclave.applyDefaults()
+	c.Sensors.applyDefaults()
+	c.Engine.applyDefaults()
 }
