@@ -44,6 +44,10 @@ type Engine struct {
 	VigilanceTTL time.Duration `yaml:"vigilance_ttl"`
 	// Retention is how long decisions stay in the audit store (default 720h).
 	Retention time.Duration `yaml:"retention"`
+	// NFTables: auto (default) blocks in the kernel too (table inet proteus) when the agent
+	// runs as root and nftables works, on requires it (the agent refuses to start without),
+	// off blocks at the gateway only. The gateway blocklist always blocks.
+	NFTables string `yaml:"nftables"`
 }
 
 // Asset is one protected asset: a model device (its security-attribute values give the
@@ -115,6 +119,9 @@ func (x *Engine) applyDefaults() {
 	if x.Queue == 0 {
 		x.Queue = 4096
 	}
+	if x.NFTables == "" {
+		x.NFTables = "auto"
+	}
 }
 
 // MaxCountermeasureTTL bounds every countermeasure lifetime the engine sets.
@@ -149,6 +156,11 @@ func (x *Engine) validate(field string, p *strictyaml.Problems, sensors *Sensors
 	}
 	if x.Queue < 16 || x.Queue > 1<<20 {
 		p.Addf(field+".queue", "must be in [16, %d], got %d", 1<<20, x.Queue)
+	}
+	switch x.NFTables {
+	case "auto", "on", "off":
+	default:
+		p.Addf(field+".nftables", "must be auto, on or off, got %q", x.NFTables)
 	}
 	if len(x.Assets) == 0 {
 		p.Addf(field, "assets: at least one asset is required")

@@ -89,6 +89,7 @@ func Send(ctx context.Context, out chan<- Event, e Event) bool {
 type Env struct {
 	Config  config.Sensors
 	BaseDir string // directory relative paths in Config are resolved against
+	DataDir string // where a source may keep its state (a read position); "" for none
 	Logger  *slog.Logger
 }
 

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -202,9 +203,11 @@ func bound(d *Decision) error {
 	if len(d.Detail) > 0 && !json.Valid(d.Detail) {
 		return fmt.Errorf("store: decision %s: detail is not JSON", d.ID)
 	}
+	// Copy before cutting: the caller keeps its decision as it was.
 	if len(d.Evidence) > MaxEvidence {
 		d.Evidence = d.Evidence[len(d.Evidence)-MaxEvidence:] // the latest
 	}
+	d.Evidence = append([]Evidence(nil), d.Evidence...)
 	for i := range d.Evidence {
 		d.Evidence[i].Summary = cut(d.Evidence[i].Summary, MaxSummary)
 		d.Evidence[i].Excerpt = cut(d.Evidence[i].Excerpt, MaxExcerpt)
@@ -362,4 +365,14 @@ func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 		return 0, fmt.Errorf("store: retention: %w", err)
 	}
 	return r.RowsAffected()
+}
+
+// OpenExisting opens DATA-DIR/audit.db only if it exists (readers such as `proteus
+// decisions` must not create an empty store where the agent keeps none).
+func OpenExisting(dataDir string) (*Store, error) {
+	path := filepath.Join(dataDir, File)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("store: no audit store in %s (the agent writes one when engine.model is set): %w", dataDir, err)
+	}
+	return Open(dataDir)
 }

@@ -61,6 +61,10 @@ type agent struct {
 	countermeasures *countermeasure.Manager
 	blocklist       *countermeasure.Blocklist
 	vigilance       *countermeasure.Vigilance
+	// configFile is the config's path ("" for the embedded default); blockActuators are the
+	// actuators a block goes to (the blocklist; nftables too when the engine runs it).
+	configFile     string
+	blockActuators []string
 }
 
 // agentExtension starts something alongside the agent (the enclave node, for one) once the
@@ -246,10 +250,21 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 
 	// Countermeasures: restored from the journal before any client is served, so a block
 	// made before a restart holds from the first request.
-	ag := &agent{cfg: cfg, dataDir: dataDir, log: log, bus: b, pool: pool,
+	ag := &agent{cfg: cfg, dataDir: dataDir, log: log, bus: b, pool: pool, configFile: f.configFile,
 		blocklist: countermeasure.NewBlocklist(), vigilance: countermeasure.NewVigilance(b)}
+	kernel, closeKernel, err := kernelBlocker(cfg.Engine, log)
+	if err != nil {
+		return err
+	}
+	defer closeKernel()
+	actuators := []countermeasure.Actuator{ag.blocklist, ag.vigilance}
+	ag.blockActuators = []string{countermeasure.BlocklistID}
+	if kernel != nil {
+		actuators = append(actuators, kernel)
+		ag.blockActuators = append(ag.blockActuators, kernel.ID())
+	}
 	if ag.countermeasures, err = countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: dataDir, Bus: b, Logger: log,
-		Actuators: []countermeasure.Actuator{ag.blocklist, ag.vigilance}}); err != nil {
+		Actuators: actuators}); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	if err := ag.countermeasures.Start(ctx); err != nil {

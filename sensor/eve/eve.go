@@ -3,6 +3,7 @@ package eve
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/proteus-defense/proteus/atomicfile"
 	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/sensor"
 )
@@ -37,6 +39,9 @@ func init() {
 			return filepath.Join(env.BaseDir, p)
 		}
 		o := Options{Path: abs(c.Path), Socket: abs(c.Socket), FromStart: c.FromStart, MaxLine: c.MaxLine, Logger: env.Logger}
+		if env.DataDir != "" && o.Path != "" {
+			o.StateFile = filepath.Join(env.DataDir, StateFile)
+		}
 		return []sensor.Source{New(o)}, nil
 	})
 }
@@ -48,7 +53,20 @@ type Options struct {
 	FromStart bool
 	MaxLine   int           // default config.DefaultEVEMaxLine
 	Poll      time.Duration // fallback poll of the file when no inotify event comes; default 1s
+	// StateFile keeps the read position (inode and offset) across agent restarts, so a
+	// restart neither replays the log nor skips what was written while the agent was down.
+	// Empty: the position lives in memory only.
+	StateFile string
 	Logger    *slog.Logger
+}
+
+// StateFile is the position file's name in the data dir.
+const StateFile = "sensor-eve.pos"
+
+type position struct {
+	Path   string `json:"path"`
+	Inode  uint64 `json:"inode"`
+	Offset int64  `json:"offset"`
 }
 
 // Stats counts what the sensor read.
@@ -76,6 +94,42 @@ type Sensor struct {
 	started bool
 	ino     uint64
 	offset  int64
+	saved   time.Time
+}
+
+// loadPosition reads the kept position; ok is false when there is none for Path.
+func (s *Sensor) loadPosition() (position, bool) {
+	if s.o.StateFile == "" {
+		return position{}, false
+	}
+	b, err := os.ReadFile(s.o.StateFile)
+	if err != nil {
+		return position{}, false
+	}
+	var p position
+	if err := json.Unmarshal(b, &p); err != nil || p.Path != s.o.Path || p.Offset < 0 {
+		s.log.Warn("ignoring unreadable position file", "file", s.o.StateFile, "err", err)
+		return position{}, false
+	}
+	return p, true
+}
+
+// savePosition writes the position, at most every 200 ms unless force.
+func (s *Sensor) savePosition(force bool) {
+	if s.o.StateFile == "" {
+		return
+	}
+	s.mu.Lock()
+	if !force && time.Since(s.saved) < 200*time.Millisecond {
+		s.mu.Unlock()
+		return
+	}
+	s.saved = time.Now()
+	b, _ := json.Marshal(position{Path: s.o.Path, Inode: s.ino, Offset: s.offset})
+	s.mu.Unlock()
+	if err := atomicfile.Write(s.o.StateFile, b, 0o600); err != nil {
+		s.log.Warn("cannot keep the read position", "file", s.o.StateFile, "err", err)
+	}
 }
 
 var _ sensor.Source = (*Sensor)(nil)
@@ -242,6 +296,7 @@ func (s *Sensor) runFile(ctx context.Context, out chan<- sensor.Event) error {
 		}
 		err = s.follow(ctx, f, sp, buf, out, wait)
 		f.Close()
+		s.savePosition(true)
 		if err != nil || ctx.Err() != nil {
 			return err
 		}
@@ -264,7 +319,15 @@ func (s *Sensor) open() (*os.File, error) {
 	defer s.mu.Unlock()
 	ino := inode(fi)
 	var off int64
+	kept, haveKept := position{}, false
+	if !s.started {
+		kept, haveKept = s.loadPosition()
+	}
 	switch {
+	case haveKept && kept.Inode == ino && kept.Offset <= fi.Size():
+		off = kept.Offset // the file the last run read: go on where it stopped
+	case haveKept:
+		off = 0 // rotated while the agent was down: the new file is read whole
 	case !s.started && !s.o.FromStart:
 		off = fi.Size()
 	case s.started && ino == s.ino && s.offset <= fi.Size():
@@ -287,6 +350,7 @@ func (s *Sensor) follow(ctx context.Context, f *os.File, sp *splitter, buf []byt
 			s.mu.Lock()
 			s.offset += int64(n)
 			s.mu.Unlock()
+			s.savePosition(false)
 			continue
 		}
 		if err != nil && !errors.Is(err, io.EOF) {

@@ -197,3 +197,36 @@ func TestSocketRefusesNonSocketPath(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// A restart goes on where the last run stopped: nothing replayed, nothing written meanwhile
+// skipped; a file rotated while the sensor was down is read whole.
+func TestPositionSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	path, state := filepath.Join(dir, "eve.json"), filepath.Join(dir, StateFile)
+	appendTo(t, path, alertFrom("198.51.100.1", 1)+"\n")
+	runOnce := func(want ...int) {
+		t.Helper()
+		r := start(t, Options{Path: path, FromStart: true, StateFile: state})
+		for _, sid := range want {
+			if e := r.next(t); e.SignatureID != int64(sid) {
+				t.Fatalf("got %d, want %d", e.SignatureID, sid)
+			}
+		}
+		r.cancel()
+		if err := <-r.done; err != nil {
+			t.Fatal(err)
+		}
+		r.done <- nil // for the cleanup
+		select {
+		case e := <-r.out:
+			t.Fatalf("unexpected event %+v", e)
+		default:
+		}
+	}
+	runOnce(1)
+	appendTo(t, path, alertFrom("198.51.100.1", 2)+"\n")
+	runOnce(2)
+	os.Rename(path, path+".1")
+	appendTo(t, path, alertFrom("198.51.100.1", 3)+"\n")
+	runOnce(3)
+}

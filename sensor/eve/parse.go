@@ -5,7 +5,7 @@
 // A malformed, partial or oversized line is counted and skipped; nothing a log holds stops
 // the sensor.
 //
-// It imports sensor, config and github.com/fsnotify/fsnotify; it must not import engine.
+// It imports sensor, config, atomicfile and github.com/fsnotify/fsnotify; it must not import engine.
 package eve
 
 import (

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/proteus-defense/proteus/store"
+)
+
+// engineAgentConfig is the default demo pool plus the EVE sensor on eve and the engine on the
+// paper's model. Every strategy of a stage maps to the same kind of countermeasure, so the
+// test can check them whatever the live game picks: S1 (d1, d2) vigilance, S2 (d3, d4)
+// rotate, S3 (d6, d7) block.
+func engineAgentConfig(t *testing.T, eve string) string {
+	t.Helper()
+	model, err := filepath.Abs("../../examples/mttegdm-paper.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := os.ReadFile("../../config/default.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(def) + fmt.Sprintf(`
+sensors:
+  eve: {path: %q, from_start: true}
+engine:
+  model: %q
+  nftables: off
+  assets: [{name: shop, device: web}]
+  rules:
+    - {name: scan, sensor: eve, category: Attempted Information Leak, stage: S1, attack: a1, weight: 0.5}
+    - {name: exploit, sensor: eve, signature: "^ET EXPLOIT", stage: S2, attack: a3, weight: 0.6}
+    - {name: c2, sensor: eve, category: A Network Trojan was detected, stage: S3, attack: a4, weight: 0.7}
+  strategies:
+    d1: [{kind: vigilance, level: 1}]
+    d2: [{kind: vigilance, level: 2}]
+    d3: [{kind: rotate, ttl: 1h}]
+    d4: [{kind: rotate, ttl: 1h}]
+    d6: [{kind: block, ttl: 10m}]
+    d7: [{kind: block, ttl: 10m}]
+`, eve, model)
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func eveAlert(src, sig, category string, sev int) string {
+	return fmt.Sprintf(`{"timestamp":"%s","flow_id":1,"in_iface":"eth0","event_type":"alert","src_ip":%q,"src_port":40000,"dest_ip":"192.0.2.10","dest_port":8080,"proto":"TCP","alert":{"action":"allowed","gid":1,"signature_id":2000001,"rev":1,"signature":%q,"category":%q,"severity":%d},"app_proto":"http"}`+"\n",
+		time.Now().UTC().Format("2006-01-02T15:04:05.000000-0700"), src, sig, category, sev)
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func listDecisions(t *testing.T, a *inProcessAgent, args ...string) []store.Decision {
+	t.Helper()
+	code, out := a.cli(append([]string{"decisions", "-o", "json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("decisions: exit %d: %s", code, out)
+	}
+	var doc struct {
+		Decisions []store.Decision `json:"decisions"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("decisions JSON: %v\n%s", err, out)
+	}
+	return doc.Decisions
+}
+
+// waitDecisions polls `proteus decisions` until cond holds; the bound only guards a hang.
+func waitDecisions(t *testing.T, a *inProcessAgent, cond func([]store.Decision) bool, args ...string) []store.Decision {
+	t.Helper()
+	for range 1000 {
+		if ds := listDecisions(t, a, args...); cond(ds) {
+			return ds
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("decisions never reached the condition; have %+v\n%s", listDecisions(t, a, args...), a.stderr.String())
+	return nil
+}
+
+// Must show: EVE alert lines for a scan, an exploit attempt and command and control from one
+// address move the asset through the model's stages, the countermeasures match the game's
+// choice at each stage, all of it is in `proteus decisions`, and it survives a restart.
+func TestAgentEngineMultiStageAttackFromEVE(t *testing.T) {
+	data := t.TempDir()
+	eve := filepath.Join(data, "eve.json")
+	appendFile(t, eve, "")
+	cfg := engineAgentConfig(t, eve)
+	a := startAgent(t, data, "-c", cfg, "--listen", "127.0.0.1:0")
+	const attacker = "203.0.113.7"
+	appendFile(t, eve, "this line is not JSON\n")
+	for range 3 {
+		appendFile(t, eve, eveAlert(attacker, "ET SCAN Nmap Scripting Engine User-Agent Detected", "Attempted Information Leak", 2))
+	}
+	waitDecisions(t, a, func(ds []store.Decision) bool { return len(ds) > 0 && ds[len(ds)-1].Verdict == "act" }, "--source", attacker)
+	for range 2 {
+		appendFile(t, eve, eveAlert(attacker, "ET EXPLOIT Apache Struts OGNL injection", "Attempted Administrator Privilege Gain", 1))
+	}
+	waitDecisions(t, a, func(ds []store.Decision) bool { return len(ds) > 0 && ds[len(ds)-1].Stage == 2 }, "--source", attacker)
+	appendFile(t, eve, eveAlert(attacker, "ET MALWARE Cobalt Strike Beacon Observed", "A Network Trojan was detected", 1))
+	ds := waitDecisions(t, a, func(ds []store.Decision) bool { return len(ds) > 0 && ds[len(ds)-1].Stage == 3 }, "--source", attacker)
+
+	want := map[int]string{1: "vigilance", 2: "rotate", 3: "block"}
+	seen := map[int]bool{}
+	prev := 0
+	for _, d := range ds {
+		if d.Stage < prev {
+			t.Fatalf("stage went back: %+v", ds)
+		}
+		prev = d.Stage
+		if d.Asset != "shop" || d.Source != attacker || len(d.Evidence) == 0 || d.Evidence[0].Sensor != "eve" {
+			t.Fatalf("decision %+v", d)
+		}
+		if d.Verdict != "act" {
+			continue
+		}
+		seen[d.Stage] = true
+		if len(d.Countermeasures) != 1 || d.Countermeasures[0].Kind != want[d.Stage] || d.Countermeasures[0].Error != "" {
+			t.Fatalf("stage %d strategy %s: countermeasures %+v, want one %s", d.Stage, d.Strategy, d.Countermeasures, want[d.Stage])
+		}
+		if d.Stage == 3 && d.Countermeasures[0].Target != attacker+"/32" {
+			t.Fatalf("block target %q", d.Countermeasures[0].Target)
+		}
+	}
+	if !seen[1] || !seen[2] || !seen[3] {
+		t.Fatalf("acted at stages %v; decisions %+v", seen, ds)
+	}
+	// The block is live in the countermeasure manager with the expiry the decision names.
+	code, out := a.cli("countermeasures", "-o", "json")
+	if code != 0 || !strings.Contains(out, attacker) {
+		t.Fatalf("countermeasures: %d %s", code, out)
+	}
+	last := ds[len(ds)-1]
+	code, out = a.cli("decisions", "show", last.ID)
+	if code != 0 || !strings.Contains(out, "Cobalt Strike") || !strings.Contains(out, "the game's solution for this stage") ||
+		!strings.Contains(out, "c* = 1") {
+		t.Fatalf("show: %d\n%s", code, out)
+	}
+	a.stop(t)
+
+	// After a restart: the history is there, and the asset is still at stage 3.
+	b := startAgent(t, data, "-c", cfg, "--listen", "127.0.0.1:0")
+	if again := listDecisions(t, b, "--source", attacker); len(again) != len(ds) {
+		t.Fatalf("after restart %d decisions, before %d", len(again), len(ds))
+	}
+	appendFile(t, eve, eveAlert("198.51.100.20", "ET SCAN Nmap", "Attempted Information Leak", 2))
+	after := waitDecisions(t, b, func(ds []store.Decision) bool { return len(ds) > 0 }, "--source", "198.51.100.20")
+	if after[0].Stage != 3 {
+		t.Fatalf("after restart the asset is at stage %d, want 3", after[0].Stage)
+	}
+	// The EVE file was not replayed (the sensor kept its position): the line written after
+	// the restart was decided, and the attacker's history did not grow.
+	if again := listDecisions(t, b, "--source", attacker); len(again) != len(ds) {
+		t.Fatalf("after restart the log was replayed: %d decisions, before %d", len(again), len(ds))
+	}
+	if code, out := b.cli("decisions", "--since", "1h", "--asset", "shop"); code != 0 || !strings.Contains(out, "STRATEGY") {
+		t.Fatalf("table: %d %s", code, out)
+	}
+	for _, bad := range [][]string{{"decisions", "--since", "yesterday"}, {"decisions", "--source", "nope"}, {"decisions", "-o", "xml"}} {
+		if code, _ := b.cli(bad...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
+}

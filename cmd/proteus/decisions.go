@@ -1,0 +1,202 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/proteus-defense/proteus/engine"
+	"github.com/proteus-defense/proteus/store"
+)
+
+// `proteus decisions` reads the engine's audit store in the data dir (DATA-DIR/audit.db);
+// it works while the agent runs (SQLite WAL) and after it stopped.
+func init() {
+	addCommand(func() *cobra.Command {
+		var since, source, asset, output string
+		c := &cobra.Command{
+			Use:   "decisions [--since DURATION|TIME] [--source ADDR] [--asset NAME] [-o table|json]",
+			Short: "List the engine's decisions (verdict, Pr(attack), α, β, stage, strategy, signal, countermeasures, evidence)",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				if err := checkFormat(output, "table"); err != nil {
+					return err
+				}
+				f, err := decisionFilter(since, source, asset, time.Now())
+				if err != nil {
+					return err
+				}
+				st, err := store.OpenExisting(globals.dataDir)
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				ds, err := st.List(cmd.Context(), f)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if output == "json" {
+					for i := range ds {
+						ds[i].Detail = nil // `decisions show ID` has the whole story
+						for j := range ds[i].Evidence {
+							ds[i].Evidence[j].Excerpt = ""
+						}
+					}
+					return printJSON(out, struct {
+						Decisions []store.Decision `json:"decisions"`
+					}{ds})
+				}
+				tw := newTable(out)
+				fmt.Fprintln(tw, "ID\tTIME\tASSET\tSOURCE\tVERDICT\tP\tALPHA\tBETA\tSTAGE\tATTACK\tSTRATEGY\tSIGNAL\tCOUNTERMEASURES\tEVIDENCE")
+				for _, d := range ds {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.3f\t%.2f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%d\n", d.ID, d.Time.Format(time.RFC3339), d.Asset,
+						dash(d.Source), d.Verdict, d.Probability, d.Alpha, d.Beta, dash(d.StageID), dash(d.Attack), dash(d.Strategy),
+						dash(d.Signal), countermeasureList(d.Countermeasures), len(d.Evidence))
+				}
+				return tw.Flush()
+			},
+		}
+		c.Flags().StringVar(&since, "since", "", "only decisions since a duration ago (e.g. 2h) or an RFC 3339 time")
+		c.Flags().StringVar(&source, "source", "", "only decisions about this source address")
+		c.Flags().StringVar(&asset, "asset", "", "only decisions about this asset")
+		formatFlag(c, &output, "table")
+		c.AddCommand(newDecisionsShowCmd())
+		return c
+	})
+}
+
+func newDecisionsShowCmd() *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "show ID [-o text|json]",
+		Short: "The whole story of one decision: each event, the numbers, the game's solution for its stage",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(output, "text"); err != nil {
+				return err
+			}
+			st, err := store.OpenExisting(globals.dataDir)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			d, err := st.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), d)
+			}
+			return writeDecision(cmd.OutOrStdout(), d)
+		},
+	}
+	formatFlag(c, &output, "text")
+	return c
+}
+
+// decisionFilter parses the list flags.
+func decisionFilter(since, source, asset string, now time.Time) (store.Filter, error) {
+	var f store.Filter
+	if since != "" {
+		if d, err := time.ParseDuration(since); err == nil {
+			if d <= 0 {
+				return f, fmt.Errorf("%w: --since %s: a duration must be positive", errUsage, since)
+			}
+			f.Since = now.Add(-d)
+		} else if t, err := time.Parse(time.RFC3339, since); err == nil {
+			f.Since = t
+		} else {
+			return f, fmt.Errorf("%w: --since %q: give a duration such as 2h or an RFC 3339 time such as 2026-01-02T15:04:05Z", errUsage, since)
+		}
+	}
+	if source != "" {
+		a, err := netip.ParseAddr(source)
+		if err != nil {
+			return f, fmt.Errorf("%w: --source %q is not an IP address", errUsage, source)
+		}
+		f.Source = a.Unmap().String()
+	}
+	f.Asset = asset
+	return f, nil
+}
+
+func countermeasureList(cms []store.Countermeasure) string {
+	if len(cms) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, c := range cms {
+		s := c.Kind
+		if c.Target != "" {
+			s += " " + c.Target
+		}
+		if c.Error != "" {
+			s += " (failed)"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func writeDecision(w io.Writer, d store.Decision) error {
+	fmt.Fprintf(w, "decision %s at %s\n", d.ID, d.Time.Format(time.RFC3339Nano))
+	fmt.Fprintf(w, "  asset %s, source %s\n", d.Asset, dash(d.Source))
+	fmt.Fprintf(w, "  Pr(attack) = %.4f; thresholds α = %.4f, β = %.4f → %s\n", d.Probability, d.Alpha, d.Beta, d.Verdict)
+	fmt.Fprintf(w, "  stage %d (%s), observed attack %s\n", d.Stage, dash(d.StageID), dash(d.Attack))
+	fmt.Fprintf(w, "  strategy %s, signal %s\n", dash(d.Strategy), dash(d.Signal))
+	var det engine.Detail
+	if len(d.Detail) > 0 {
+		if err := json.Unmarshal(d.Detail, &det); err != nil {
+			return fmt.Errorf("decisions: detail of %s: %w", d.ID, err)
+		}
+		fmt.Fprintf(w, "  rule %s (event %d of this source and asset; %.2f events/min)\n", det.Rule, det.Events, det.ObservedRate)
+		if t := det.Transition; t != nil {
+			fmt.Fprintf(w, "  stage change %s → %s (η-path probability %.3f)\n", dash(t.From), t.To, t.Path)
+		}
+		if det.Live.CStar > 0 {
+			fmt.Fprintf(w, "  live parameters: c* = %d, reconfiguration rate a = %.2f, attack intensity π = %.2f\n", det.Live.CStar, det.Live.Rate, det.Live.Intensity)
+		} else {
+			fmt.Fprintln(w, "  live parameters: none (the model's own)")
+		}
+		if c := det.Choice; c != nil {
+			fmt.Fprintf(w, "  game: defender type %s plays %s with signal %s against %s; gains defense %.1f, attack %.1f\n",
+				c.DefenderType, c.Defense, c.Signal, c.Attack, c.DefenseGain, c.AttackGain)
+		}
+		if det.Unmapped {
+			fmt.Fprintln(w, "  the strategy has no countermeasures in engine.strategies: vigilance raised instead")
+		}
+	}
+	fmt.Fprintln(w, "countermeasures:")
+	if len(d.Countermeasures) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
+	for _, c := range d.Countermeasures {
+		fmt.Fprintf(w, "  %s %s", c.Kind, dash(c.Target))
+		if !c.Expires.IsZero() {
+			fmt.Fprintf(w, " until %s", c.Expires.Format(time.RFC3339))
+		}
+		if c.Error != "" {
+			fmt.Fprintf(w, " FAILED: %s", c.Error)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "evidence:")
+	for _, e := range d.Evidence {
+		fmt.Fprintf(w, "  %s %s %s: %s\n", e.Time.Format(time.RFC3339Nano), e.Sensor, e.Kind, e.Summary)
+		if e.Excerpt != "" {
+			fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(e.Excerpt, "\n", "\n    "))
+		}
+	}
+	if det.Solution != nil {
+		fmt.Fprintln(w, "the game's solution for this stage (as `proteus game solve -o json` gives it for these parameters):")
+		raw, _ := json.MarshalIndent(det.Solution, "  ", "  ")
+		fmt.Fprintf(w, "  %s\n", raw)
+	}
+	return nil
+}

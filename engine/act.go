@@ -1,0 +1,154 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/countermeasure"
+	"github.com/proteus-defense/proteus/sensor"
+	"github.com/proteus-defense/proteus/store"
+)
+
+// act carries out defense strategy def for an act decision: the countermeasures
+// engine.strategies lists for it (vigilance alone when it lists none, reported as
+// unmapped). Evidence from the gateway (a client whose requests make a variant dissent)
+// always blocks that client too: the attacker is on the data path.
+func (e *Engine) act(ctx context.Context, a *asset, ev sensor.Event, id, def string, now time.Time) ([]store.Countermeasure, bool) {
+	cms, mapped := e.cfg.Strategies[def]
+	if !mapped {
+		cms = []config.Countermeasure{{Kind: config.CMVigilance}}
+	}
+	if ev.Sensor == "gateway" && ev.Source.IsValid() && !hasKind(cms, config.CMBlock) {
+		cms = append(append([]config.Countermeasure(nil), cms...), config.Countermeasure{Kind: config.CMBlock})
+	}
+	var out []store.Countermeasure
+	for _, c := range cms {
+		switch c.Kind {
+		case config.CMBlock:
+			out = append(out, e.block(ctx, a, ev, id, orDefault(c.TTL, e.cfg.BlockTTL), now)...)
+		case config.CMVigilance:
+			out = append(out, e.vigilance(ctx, a, id, max(c.Level, 1), orDefault(c.TTL, e.cfg.VigilanceTTL), now))
+		case config.CMRotate:
+			out = append(out, e.oneShot(a, c, ev, def, now, "rotate", func(ctx context.Context) error {
+				if e.o.Pool == nil {
+					return fmt.Errorf("engine: no executor pool to rotate")
+				}
+				return e.o.Pool.RotateAll(ctx)
+			}))
+		case config.CMExec:
+			argv := expand(c.Command, ev, a.Name, def)
+			out = append(out, e.oneShot(a, c, ev, def, now, "exec", func(ctx context.Context) error { return e.o.Exec(ctx, argv) }))
+		}
+	}
+	return out, !mapped
+}
+
+func hasKind(cms []config.Countermeasure, kind string) bool {
+	for _, c := range cms {
+		if c.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// block blocks the event's source address through every block actuator. The action source
+// is "engine/ASSET", so a repeated decision extends the block instead of adding one.
+func (e *Engine) block(ctx context.Context, a *asset, ev sensor.Event, id string, ttl time.Duration, now time.Time) []store.Countermeasure {
+	if !ev.Source.IsValid() {
+		return []store.Countermeasure{{Kind: config.CMBlock, Error: "the evidence names no source address"}}
+	}
+	t := countermeasure.AddrTarget(ev.Source)
+	var out []store.Countermeasure
+	for _, act := range e.o.BlockActuators {
+		c := store.Countermeasure{Kind: config.CMBlock, Target: t.Prefix.String()}
+		if e.o.Manager == nil {
+			c.Error = "no countermeasure manager"
+			out = append(out, c)
+			continue
+		}
+		got, err := e.o.Manager.Apply(ctx, countermeasure.Action{Actuator: act, Kind: countermeasure.KindBlock, Target: t,
+			Source: "engine/" + a.Name, Reason: "decision " + id, Expires: now.Add(ttl)})
+		if err != nil {
+			c.Error = err.Error()
+		} else {
+			c.ID, c.Expires = got.ID, got.Expires
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// vigilance raises the vigilance level for the asset.
+func (e *Engine) vigilance(ctx context.Context, a *asset, id string, level int, ttl time.Duration, now time.Time) store.Countermeasure {
+	c := store.Countermeasure{Kind: config.CMVigilance, Target: "level " + fmt.Sprint(level)}
+	if e.o.Manager == nil || e.o.VigilanceActuator == "" {
+		c.Error = "no vigilance actuator"
+		return c
+	}
+	got, err := e.o.Manager.Apply(ctx, countermeasure.Action{Actuator: e.o.VigilanceActuator, Kind: countermeasure.KindVigilance,
+		Level: level, Source: fmt.Sprintf("engine/%s/level-%d", a.Name, level), Reason: "decision " + id, Expires: now.Add(ttl)})
+	if err != nil {
+		c.Error = err.Error()
+	} else {
+		c.ID, c.Expires = got.ID, got.Expires
+	}
+	return c
+}
+
+// oneShot runs a countermeasure that has no revert (a rotation, a hook) in the background,
+// at most once per asset, kind and strategy within its ttl (the cool-down).
+func (e *Engine) oneShot(a *asset, c config.Countermeasure, ev sensor.Event, def string, now time.Time, kind string, run func(context.Context) error) store.Countermeasure {
+	key := kind + "/" + def
+	ttl := orDefault(c.TTL, e.cfg.VigilanceTTL)
+	out := store.Countermeasure{Kind: kind, Target: a.Name}
+	if until, ok := a.cooldown[key]; ok && now.Before(until) {
+		out.Error = "cooling down until " + until.UTC().Format(time.RFC3339)
+		return out
+	}
+	a.cooldown[key] = now.Add(ttl)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if err := run(ctx); err != nil {
+			e.log.Error("countermeasure", "kind", kind, "asset", a.Name, "source", addrString(ev.Source), "err", err)
+		}
+	}()
+	return out
+}
+
+// expand replaces {source}, {asset} and {strategy} in a hook's arguments. The program name
+// itself is never expanded: hostile evidence chooses no program.
+func expand(argv []string, ev sensor.Event, asset, def string) []string {
+	r := strings.NewReplacer("{source}", addrString(ev.Source), "{asset}", asset, "{strategy}", def)
+	out := make([]string, len(argv))
+	out[0] = argv[0]
+	for i := 1; i < len(argv); i++ {
+		out[i] = r.Replace(argv[i])
+	}
+	return out
+}
+
+// runProgram runs argv with a 30 s timeout, without a shell.
+func runProgram(ctx context.Context, argv []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("engine: exec %s: %w: %s", argv[0], err, strings.TrimSpace(string(out[:min(len(out), 512)])))
+	}
+	return nil
+}

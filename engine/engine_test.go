@@ -1,0 +1,383 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/countermeasure"
+	"github.com/proteus-defense/proteus/game"
+	"github.com/proteus-defense/proteus/sensor"
+	"github.com/proteus-defense/proteus/sensor/eve"
+	"github.com/proteus-defense/proteus/store"
+)
+
+const modelFile = "../examples/mttegdm-paper.yaml"
+
+func paperModel(t testing.TB) *game.Model {
+	t.Helper()
+	data, err := os.ReadFile(modelFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := game.ParseModel(modelFile, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// testConfig is an engine config for a three-stage attack on the web asset: a scan (S1),
+// an exploit attempt (S2), command and control (S3).
+const testConfig = `version: 1
+pool:
+  variants: [{name: a, driver: process, image: builtin:demo, command: [x]}]
+engine:
+  model: m.yaml
+  assets: [{name: web, device: web, ports: [8080]}]
+  rules:
+    - {name: scan, sensor: eve, category: Attempted Information Leak, stage: S1, attack: a1, weight: 0.5}
+    - {name: exploit, sensor: eve, signature: "^ET EXPLOIT", stage: S2, attack: a3, weight: 0.6}
+    - {name: c2, sensor: eve, category: A Network Trojan was detected, stage: S3, attack: a4, weight: 0.7}
+    - {name: dissent, sensor: gateway, kind: dissent, stage: S1, attack: a2, weight: 0.45}
+  strategies:
+    d1: [{kind: exec, command: [/bin/true, "{source}"]}]
+    d2: [{kind: vigilance, level: 2}]
+    d3: [{kind: rotate}]
+    d4: [{kind: rotate}, {kind: vigilance, level: 2}]
+    d5: [{kind: rotate}]
+    d6: [{kind: block}, {kind: rotate}]
+    d7: [{kind: block}]
+    d8: [{kind: vigilance, level: 3}]
+    d9: [{kind: vigilance, level: 3}]
+`
+
+func engineConfig(t testing.TB, yaml string) config.Engine {
+	t.Helper()
+	c, err := config.Parse("engine.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Engine
+}
+
+type fakePool struct {
+	cstar   int
+	rate    float64
+	rotated chan struct{}
+}
+
+func (p *fakePool) CStar() int            { return p.cstar }
+func (p *fakePool) RotationRate() float64 { return p.rate }
+func (p *fakePool) RotateAll(context.Context) error {
+	select {
+	case p.rotated <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+type rig struct {
+	e     *Engine
+	bl    *countermeasure.Blocklist
+	vig   *countermeasure.Vigilance
+	mgr   *countermeasure.Manager
+	st    *store.Store
+	pool  *fakePool
+	clock *time.Time
+	bus   *bus.Bus
+}
+
+func newRig(t testing.TB, dir string, now *time.Time) *rig {
+	t.Helper()
+	r := &rig{bl: countermeasure.NewBlocklist(), bus: bus.New(), clock: now,
+		pool: &fakePool{cstar: 2, rate: 0.05, rotated: make(chan struct{}, 16)}}
+	r.vig = countermeasure.NewVigilance(r.bus)
+	clock := func() time.Time { return *r.clock }
+	var err error
+	r.mgr, err = countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: dir, Actuators: []countermeasure.Actuator{r.bl, r.vig}, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mgr.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r.st, err = store.Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	r.e, err = New(Options{Config: engineConfig(t, testConfig), Model: paperModel(t), Manager: r.mgr,
+		BlockActuators: []string{countermeasure.BlocklistID}, VigilanceActuator: countermeasure.VigilanceID,
+		Pool: r.pool, Store: r.st, Bus: r.bus, Now: clock, Exec: func(context.Context, []string) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *rig) close() {
+	r.e.wg.Wait()
+	r.e.writer.Close()
+	r.mgr.Close()
+	r.st.Close()
+}
+
+func eveLine(src, sig, category string, sev int) string {
+	return fmt.Sprintf(`{"timestamp":"2026-01-02T03:04:05.000000+0000","flow_id":1,"event_type":"alert","src_ip":%q,"src_port":40000,"dest_ip":"192.0.2.10","dest_port":8080,"proto":"TCP","alert":{"action":"allowed","gid":1,"signature_id":1,"rev":1,"signature":%q,"category":%q,"severity":%d},"app_proto":"http"}`, src, sig, category, sev)
+}
+
+func parse(t testing.TB, line string) sensor.Event {
+	t.Helper()
+	e, err := eve.Parse([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// wantChoice is the game's choice for a stage with the parameters the engine recorded,
+// computed here straight from the game package.
+func wantChoice(t *testing.T, m *game.Model, d store.Decision) (Choice, Detail) {
+	t.Helper()
+	var det Detail
+	if err := json.Unmarshal(d.Detail, &det); err != nil {
+		t.Fatal(err)
+	}
+	sol, err := game.Solve(liveModel(m, det.Live))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := sol.Stages[d.Stage-1]
+	return choose(&sr, ""), det
+}
+
+func TestMultiStageAttackMovesStagesAndActsOnTheGamesChoice(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := newRig(t, dir, &now)
+	ctx := context.Background()
+	m := paperModel(t)
+	attacker := "203.0.113.7"
+	steps := []struct {
+		line  string
+		stage int
+	}{
+		{eveLine(attacker, "ET SCAN Nmap Scripting Engine User-Agent Detected", "Attempted Information Leak", 2), 1},
+		{eveLine(attacker, "ET SCAN Nmap Scripting Engine User-Agent Detected", "Attempted Information Leak", 2), 1},
+		{eveLine(attacker, "ET SCAN Nmap Scripting Engine User-Agent Detected", "Attempted Information Leak", 2), 1},
+		{eveLine(attacker, "ET EXPLOIT Apache Struts RCE attempt", "Attempted Administrator Privilege Gain", 1), 2},
+		{eveLine(attacker, "ET EXPLOIT Apache Struts RCE attempt", "Attempted Administrator Privilege Gain", 1), 2},
+		{eveLine(attacker, "ET MALWARE Cobalt Strike Beacon", "A Network Trojan was detected", 1), 3},
+	}
+	var decided []store.Decision
+	for i, s := range steps {
+		now = now.Add(time.Second)
+		d := r.e.Handle(ctx, parse(t, s.line))
+		if d == nil {
+			continue
+		}
+		if err := <-d.Stored; err != nil {
+			t.Fatal(err)
+		}
+		if d.Stage != s.stage {
+			t.Fatalf("step %d: stage %d, want %d (%+v)", i, d.Stage, s.stage, d.Decision)
+		}
+		t.Logf("step %d: %s stage %d p=%.3f α=%.2f β=%.2f strategy %s signal %s cms %+v", i, d.Verdict, d.Stage, d.Probability, d.Alpha, d.Beta, d.Strategy, d.Signal, d.Countermeasures)
+		decided = append(decided, d.Decision)
+	}
+	var stages []int
+	acted := 0
+	for _, d := range decided {
+		stages = append(stages, d.Stage)
+		if d.Source != attacker || d.Asset != "web" || d.Alpha <= d.Beta {
+			t.Fatalf("decision %+v", d)
+		}
+		ch, det := wantChoice(t, m, d)
+		if d.Strategy != ch.Defense || d.Signal != ch.Signal || det.Live.CStar != 2 {
+			t.Fatalf("stage %d: strategy %s signal %s, the game chose %s %s (live %+v)", d.Stage, d.Strategy, d.Signal, ch.Defense, ch.Signal, det.Live)
+		}
+		if d.Verdict != Act {
+			continue
+		}
+		acted++
+		// The countermeasures are exactly the configured ones of the chosen strategy.
+		var kinds []string
+		for _, c := range d.Countermeasures {
+			kinds = append(kinds, c.Kind)
+			if c.Error != "" {
+				t.Fatalf("countermeasure error %+v", c)
+			}
+		}
+		var want []string
+		for _, c := range r.e.cfg.Strategies[d.Strategy] {
+			want = append(want, c.Kind)
+		}
+		if strings.Join(kinds, ",") != strings.Join(want, ",") {
+			t.Fatalf("stage %d strategy %s: countermeasures %v, want %v", d.Stage, d.Strategy, kinds, want)
+		}
+	}
+	if fmt.Sprint(stages[len(stages)-1]) != "3" || stages[0] != 1 || acted == 0 {
+		t.Fatalf("stages %v, acted %d", stages, acted)
+	}
+	// Everything is in the store, with the evidence.
+	ds, err := r.st.List(ctx, store.Filter{Source: attacker})
+	if err != nil || len(ds) != len(decided) {
+		t.Fatalf("stored %d, decided %d (%v)", len(ds), len(decided), err)
+	}
+	n := 0
+	for _, d := range ds {
+		n += len(d.Evidence)
+	}
+	if n != len(steps) || !strings.Contains(ds[0].Evidence[0].Excerpt, `"event_type":"alert"`) {
+		t.Fatalf("%d evidence for %d events; first %+v", n, len(steps), ds[0].Evidence)
+	}
+	r.close()
+
+	// A restart keeps the asset at its stage: a new scan does not take it back to S1.
+	now = now.Add(time.Minute)
+	r2 := newRig(t, dir, &now)
+	defer r2.close()
+	d := r2.e.Handle(ctx, parse(t, eveLine("198.51.100.9", "ET SCAN x", "Attempted Information Leak", 2)))
+	if d == nil || d.Stage != 3 {
+		t.Fatalf("after restart: %+v", d)
+	}
+}
+
+func TestVerdictFollowsThresholds(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := newRig(t, t.TempDir(), &now)
+	defer r.close()
+	ctx := context.Background()
+	// One dissent (w = 0.45) lies between β and α of the web device: defer, vigilance raised.
+	// Repeated by the same client it crosses α: act, and the client is blocked.
+	client := netip.MustParseAddr("198.51.100.23")
+	var verdicts []string
+	for i := 0; i < 4; i++ {
+		now = now.Add(time.Second)
+		ev, ok := FromGateway(bus.Event{Time: now, Kind: "gateway.dissent", Attrs: map[string]any{"client": client.String(),
+			"method": "POST", "path": "/login", "request": fmt.Sprintf("req-%d", i), "kind": "content", "executor": "e1", "variant": "a"}})
+		if !ok {
+			t.Fatal("not a gateway event")
+		}
+		if d := r.e.Handle(ctx, ev); d != nil {
+			verdicts = append(verdicts, d.Verdict)
+			if d.Verdict == Act {
+				if !r.bl.Blocked(client) {
+					t.Fatalf("act on dissent without a block: %+v", d.Countermeasures)
+				}
+				if !strings.Contains(d.Evidence[0].Summary, "POST /login") {
+					t.Fatalf("evidence %+v", d.Evidence)
+				}
+			}
+		}
+	}
+	if strings.Join(verdicts, ",") != "defer,act" {
+		t.Fatalf("verdicts %v", verdicts)
+	}
+	if r.vig.Level() < 1 {
+		t.Fatal("defer raised no vigilance")
+	}
+	// The block is reverted after its TTL.
+	now = now.Add(r.e.cfg.BlockTTL + time.Second)
+	if _, err := r.mgr.RevertExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.bl.Blocked(client) {
+		t.Fatal("block outlived its TTL")
+	}
+}
+
+func TestIntentMath(t *testing.T) {
+	h := 10 * time.Minute
+	t0 := time.Unix(0, 0)
+	var in intent
+	in.add(t0, 0.5, h)
+	in.add(t0, 0.5, h)
+	if math.Abs(in.p-0.75) > 1e-12 {
+		t.Fatalf("noisy-OR of two 0.5: %v", in.p)
+	}
+	if got := in.probability(t0.Add(h), h); math.Abs(got-0.375) > 1e-12 {
+		t.Fatalf("after one half-life: %v", got)
+	}
+	in.add(t0.Add(h), 0.5, h)
+	if math.Abs(in.p-(1-(1-0.375)*0.5)) > 1e-12 {
+		t.Fatalf("faded then combined: %v", in.p)
+	}
+	if pi := in.intensity(60); pi < minIntensity || pi > 1 {
+		t.Fatalf("intensity %v", pi)
+	}
+}
+
+func TestChainMoves(t *testing.T) {
+	c := newChain(paperModel(t))
+	for _, tc := range []struct {
+		cur, to, want int
+	}{
+		{-1, 2, 2}, // first evidence places the asset
+		{0, 1, 1},  // S1 -> S2: η = 0.6
+		{0, 2, 2},  // S1 -> S3 through S2: 0.6 · 0.85/1.55 ≈ 0.33
+		{0, 4, 0},  // S1 -> S5: too unlikely, stays
+		{2, 0, 2},  // back to S1: stays
+		{3, 3, 3},
+	} {
+		if got, p := c.move(tc.cur, tc.to, 0.3); got != tc.want {
+			t.Errorf("move(%d, %d) = %d (path %v), want %d", tc.cur, tc.to, got, p, tc.want)
+		}
+	}
+}
+
+func TestConfigReferencesCheckedAgainstModel(t *testing.T) {
+	cfg := engineConfig(t, strings.NewReplacer("stage: S3", "stage: S9", "attack: a3", "attack: a7", "device: web", "device: mainframe",
+		"d9:", "d99:").Replace(testConfig))
+	_, err := New(Options{Config: cfg, Model: paperModel(t)})
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err %v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"engine.rules[2].stage: unknown stage \"S9\"", "engine.rules[1].attack: attack \"a7\" is not one of stage S2's",
+		"engine.assets[0].device: unknown device \"mainframe\"", "engine.strategies.d99: unknown defense"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("missing %q in %s", want, msg)
+		}
+	}
+	located := config.LocateProblems("engine.yaml", []byte(testConfig), ce.Problems)
+	if located == nil || !strings.Contains(located.Error(), "engine.yaml:10:") {
+		t.Fatalf("located: %v", located)
+	}
+}
+
+func TestQueueDropsWhenFull(t *testing.T) {
+	cfg := engineConfig(t, testConfig)
+	cfg.Queue = 16
+	e, err := New(Options{Config: cfg, Model: paperModel(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		e.Submit(sensor.Event{Sensor: "eve"})
+	}
+	if s := e.Stats(); s.Dropped != 4 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestUnmatchedAndNoModelChange(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := newRig(t, t.TempDir(), &now)
+	defer r.close()
+	if d := r.e.Handle(context.Background(), parse(t, eveLine("203.0.113.1", "GPL ICMP PING", "Misc activity", 3))); d != nil {
+		t.Fatalf("unmatched event decided: %+v", d)
+	}
+	if r.e.Stats().Unmatched != 1 {
+		t.Fatal("not counted")
+	}
+}
