@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +180,91 @@ func TestAgentEngineMultiStageAttackFromEVE(t *testing.T) {
 		if code, _ := b.cli(bad...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", bad, code)
 		}
+	}
+}
+
+// Must show (gateway side): a request that makes one variant answer differently (its page is
+// defaced in its work dir), repeated by one client, gets that client blocked at the gateway
+// (403 before any executor sees the request), and the block is reverted after its TTL.
+func TestAgentEngineBlocksClientThatKeepsCausingDissent(t *testing.T) {
+	src := localNonLoopback(t)
+	model, err := filepath.Abs("../../examples/mttegdm-paper.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := os.ReadFile("../../config/default.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(cfg, append(def, fmt.Sprintf(`
+engine:
+  model: %q
+  nftables: off
+  block_ttl: 3s
+  assets: [{name: shop, device: web}]
+  rules:
+    - {name: dissent, sensor: gateway, kind: dissent, category: content, stage: S1, attack: a2, weight: 0.6}
+  strategies:
+    d1: [{kind: vigilance}]
+    d2: [{kind: vigilance}]
+`, model)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, "", "-c", cfg, "--listen", netip.AddrPortFrom(src, 0).String())
+	url := "http://" + a.gw + "/about.html"
+	if c := getFrom(t, src, url); c != 200 {
+		t.Fatalf("before tampering: %d", c)
+	}
+	var victim string
+	for _, x := range a.status(t).Executors {
+		if x.Variant == "go-nethttp" {
+			victim = x.ID
+		}
+	}
+	page := filepath.Join(a.data, "executor", "process", "work", victim, "site", "about.html")
+	if err := os.WriteFile(page, []byte("<h1>defaced</h1>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	blocked := false
+	for n := 0; n < 50 && !blocked; n++ {
+		switch c := getFrom(t, src, url); c {
+		case 200:
+		case 403:
+			blocked = true
+		default:
+			t.Fatalf("request %d: %d", n, c)
+		}
+	}
+	if !blocked {
+		t.Fatalf("client never blocked:\n%s", a.stderr.String())
+	}
+	ds := listDecisions(t, a, "--source", src.String())
+	last := ds[len(ds)-1]
+	if last.Verdict != "act" || len(last.Evidence) == 0 || last.Evidence[0].Sensor != "gateway" ||
+		!strings.Contains(last.Evidence[len(last.Evidence)-1].Summary, "GET /about.html") {
+		t.Fatalf("decisions %+v", ds)
+	}
+	var blockCM *store.Countermeasure
+	for i, c := range last.Countermeasures {
+		if c.Kind == "block" {
+			blockCM = &last.Countermeasures[i]
+		}
+	}
+	if blockCM == nil || blockCM.Target != src.String()+"/32" || blockCM.Expires.IsZero() {
+		t.Fatalf("countermeasures %+v", last.Countermeasures)
+	}
+	// The TTL passes: the block is lifted and the client is served again.
+	for n := 0; ; n++ {
+		if c := getFrom(t, src, url); c == 200 {
+			break
+		}
+		if n == 1000 {
+			t.Fatalf("block not reverted after its TTL (expires %s)", blockCM.Expires)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if time.Now().Before(blockCM.Expires) {
+		t.Fatalf("served again before the block's expiry %s", blockCM.Expires)
 	}
 }
