@@ -61,6 +61,9 @@ func (s *Sensors) validate(field string, p *strictyaml.Problems) {
 		}
 	}
 	if x := s.FIM; x != nil {
+		if x.AIDEReport != "" {
+			p.Addf(field+".fim.aide_report", "is not read by this build yet; remove it rather than believe AIDE reports are watched")
+		}
 		for i, path := range x.Paths {
 			if path == "" {
 				p.Addf(indexed(field+".fim.paths", i), "must not be empty")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/countermeasure"
+	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/sensor"
 	"github.com/proteus-defense/proteus/store"
 )
@@ -26,6 +27,11 @@ func (e *Engine) act(ctx context.Context, a *asset, ev sensor.Event, id, def str
 		cms = append(append([]config.Countermeasure(nil), cms...), config.Countermeasure{Kind: config.CMBlock})
 	}
 	var out []store.Countermeasure
+	// A changed file in a running executor: that executor is quarantined (kept for
+	// forensics, taken out of service) and the pool replaces it from the known-good image.
+	if id := ev.Attrs["executor"]; ev.Sensor == "fim" && id != "" {
+		out = append(out, e.quarantine(ctx, id))
+	}
 	for _, c := range cms {
 		switch c.Kind {
 		case config.CMBlock:
@@ -61,6 +67,19 @@ func orDefault(d, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+// quarantine takes executor id out of service now.
+func (e *Engine) quarantine(ctx context.Context, id string) store.Countermeasure {
+	c := store.Countermeasure{Kind: "quarantine", Target: id}
+	if e.o.Pool == nil {
+		c.Error = "no executor pool"
+		return c
+	}
+	if err := e.o.Pool.Quarantine(executor.WithReason(context.WithoutCancel(ctx), "tampering"), id); err != nil {
+		c.Error = err.Error()
+	}
+	return c
 }
 
 // block blocks the event's source address through every block actuator. The action source

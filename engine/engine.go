@@ -9,8 +9,8 @@
 // chosen defense strategy to countermeasures by config, publishes the chosen signal on the
 // bus and stores every decision with its evidence in the audit store.
 //
-// It imports bus, config, countermeasure, game, sensor and store; the agent's wiring imports
-// it. It must not import cmd/proteus or api.
+// It imports bus, config, countermeasure, executor (the pool's types), game, sensor and its
+// sources, and store; the agent's wiring imports it. It must not import cmd/proteus or api.
 package engine
 
 import (
@@ -51,6 +51,7 @@ type Pool interface {
 	CStar() int
 	RotationRate() float64 // reconfigurations per second
 	RotateAll(ctx context.Context) error
+	Quarantine(ctx context.Context, id string) error
 }
 
 // Options configure an Engine.

@@ -78,6 +78,7 @@ type fakePool struct {
 
 func (p *fakePool) CStar() int            { return p.cstar }
 func (p *fakePool) RotationRate() float64 { return p.rate }
+func (p *fakePool) Quarantine(context.Context, string) error { return nil }
 func (p *fakePool) RotateAll(context.Context) error {
 	select {
 	case p.rotated <- struct{}{}:

@@ -184,3 +184,43 @@ func BenchmarkDetectionToBlock(b *testing.B) {
 		report(b, lat)
 	})
 }
+
+// BenchmarkHandle is the engine's own share of the path: one EVE alert from a new source
+// decided (rule, Pr(attack), verdict, stage, cached live solve) and blocked at the gateway
+// blocklist, the audit record queued. No kernel.
+//
+//	go test -run '^$' -bench 'Handle$' ./engine/
+func BenchmarkHandle(b *testing.B) {
+	dir := b.TempDir()
+	bl := countermeasure.NewBlocklist()
+	mgr, err := countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: dir, Actuators: []countermeasure.Actuator{bl}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := mgr.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer mgr.Close()
+	st, err := store.Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	e, err := New(Options{Config: engineConfig(b, latencyConfig), Model: paperModel(b), Manager: mgr,
+		BlockActuators: []string{countermeasure.BlocklistID}, Store: st, Pool: &fakePool{cstar: 2, rate: 0.05}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.writer.Close()
+	evs := make([]sensor.Event, b.N)
+	for i := range evs {
+		evs[i] = parse(b, eveLine(srcAddr(i%60000).String(), "ET EXPLOIT x", "Attempted Administrator Privilege Gain", 1))
+	}
+	e.Handle(context.Background(), evs[0]) // the first solve fills the cache
+	b.ResetTimer()
+	for i := 1; i < b.N; i++ {
+		if d := e.Handle(context.Background(), evs[i]); d == nil || d.Verdict != Act {
+			b.Fatalf("event %d: %+v", i, d)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/proteus-defense/proteus/game"
 	"github.com/proteus-defense/proteus/sensor"
 	_ "github.com/proteus-defense/proteus/sensor/eve" // sensor.eve
+	_ "github.com/proteus-defense/proteus/sensor/fim" // sensor.fim
 	"github.com/proteus-defense/proteus/store"
 )
 
@@ -28,7 +29,9 @@ type AgentOptions struct {
 	BlockActuators    []string
 	VigilanceActuator string
 	Pool              Pool
-	Bus               *bus.Bus
+	// Members lets the file-integrity sensor watch the running executors; nil: host paths only.
+	Members Members
+	Bus     *bus.Bus
 	Logger            *slog.Logger
 }
 
@@ -86,6 +89,11 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 	sup := sensor.NewSupervisor(srcs, 256, sensor.Backoff{}, o.Logger)
 	rctx, cancel := context.WithCancel(ctx)
 	r := &Running{Engine: e, Supervisor: sup, store: st, cancel: cancel}
+	if fims := fimSensors(srcs); len(fims) > 0 && o.Members != nil {
+		w := &executorWatcher{pool: o.Members, sensors: fims, manifests: map[string]map[string]string{}}
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); w.run(rctx, o.Bus) }()
+	}
 	r.wg.Add(4)
 	go func() { defer r.wg.Done(); e.Run(rctx) }()
 	go func() { defer r.wg.Done(); sup.Run(rctx) }()

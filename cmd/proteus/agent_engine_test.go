@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -267,4 +269,110 @@ engine:
 	if time.Now().Before(blockCM.Expires) {
 		t.Fatalf("served again before the block's expiry %s", blockCM.Expires)
 	}
+}
+
+// Must show (file integrity): a file changed inside a running executor gets it quarantined
+// and replaced from the known-good image, with the changed file's path and hashes in the
+// decision.
+func TestAgentEngineQuarantinesTamperedExecutor(t *testing.T) {
+	model, err := filepath.Abs("../../examples/mttegdm-paper.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := os.ReadFile("../../config/default.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(cfg, append(def, fmt.Sprintf(`
+sensors:
+  fim: {}
+engine:
+  model: %q
+  nftables: off
+  assets: [{name: shop, device: web}]
+  rules:
+    - {name: tamper, sensor: fim, stage: S2, attack: a3, weight: 0.95}
+  strategies:
+    d3: [{kind: vigilance}]
+    d4: [{kind: vigilance}]
+`, model)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, "", "-c", cfg, "--listen", "127.0.0.1:0")
+	var victim string
+	for _, x := range a.status(t).Executors {
+		if x.Variant == "go-raw" {
+			victim = x.ID
+		}
+	}
+	if victim == "" {
+		t.Fatal("no go-raw executor")
+	}
+	page := filepath.Join(a.data, "executor", "process", "work", victim, "site", "index.html")
+	before, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if err := os.WriteFile(page, []byte("<h1>owned</h1>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ds := waitDecisions(t, a, func(ds []store.Decision) bool {
+		for _, d := range ds {
+			for _, c := range d.Countermeasures {
+				if c.Kind == "quarantine" && c.Target == victim {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	var d store.Decision
+	for _, x := range ds {
+		if x.Verdict == "act" {
+			d = x
+		}
+	}
+	code, out := a.cli("decisions", "show", d.ID, "-o", "json")
+	var full store.Decision
+	if code != 0 || json.Unmarshal([]byte(out), &full) != nil {
+		t.Fatalf("show: %d %s", code, out)
+	}
+	ev := full.Evidence[len(full.Evidence)-1]
+	if ev.Sensor != "fim" || ev.Kind != "file.changed" || !strings.Contains(ev.Excerpt, page) ||
+		!strings.Contains(ev.Excerpt, "expected_sha256="+sha256hex(before)) || !strings.Contains(ev.Excerpt, "sha256="+sha256hex([]byte("<h1>owned</h1>\n"))) {
+		t.Fatalf("evidence %+v", ev)
+	}
+	// Out of service, kept for forensics, replaced from the image.
+	for n := 0; ; n++ {
+		healthy, gone := 0, true
+		for _, x := range a.status(t).Executors {
+			if x.ID == victim && x.State != "quarantined" {
+				gone = false
+			}
+			if x.State == "healthy" && x.ID != victim {
+				healthy++
+			}
+		}
+		if gone && healthy == 3 {
+			break
+		}
+		if n == 1500 {
+			t.Fatalf("not replaced: %+v", a.status(t).Executors)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("tamper to replacement healthy: %s", time.Since(t0))
+	if _, err := os.Stat(page); err != nil {
+		t.Fatalf("the quarantined work dir was not kept: %v", err)
+	}
+	if code, body := httpGet(t, "http://"+a.gw+"/"); code != 200 || strings.Contains(body, "owned") {
+		t.Fatalf("after replacement: %d %q", code, body)
+	}
+}
+
+func sha256hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }

@@ -1,0 +1,104 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/process"
+	"github.com/proteus-defense/proteus/sensor"
+	"github.com/proteus-defense/proteus/sensor/fim"
+)
+
+// Members is what the file-integrity wiring needs from the executor pool: the running
+// instances and the variants' images.
+type Members interface {
+	Members() []executor.MemberStatus
+	Config() executor.PoolConfig
+}
+
+// executorWatcher keeps the FIM sensors' set of watched executors equal to the pool's running
+// process executors, each with the manifest of the image it was copied from.
+type executorWatcher struct {
+	pool      Members
+	sensors   []*fim.Sensor
+	mu        sync.Mutex
+	manifests map[string]map[string]string // image dir -> manifest
+}
+
+func fimSensors(srcs []sensor.Source) []*fim.Sensor {
+	var out []*fim.Sensor
+	for _, s := range srcs {
+		if f, ok := s.(*fim.Sensor); ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// sync reads the pool and hands the sensors the executors to watch.
+func (w *executorWatcher) sync() {
+	images := map[string]string{}
+	for _, v := range w.pool.Config().Variants {
+		images[v.Variant] = v.Image
+	}
+	var list []fim.Executor
+	for _, m := range w.pool.Members() {
+		in := m.Instance
+		if in.WorkDir == "" || (m.State != executor.StateHealthy && m.State != executor.StateStarting) {
+			continue
+		}
+		mf := w.manifest(images[in.Variant])
+		if mf == nil {
+			continue
+		}
+		list = append(list, fim.Executor{ID: in.ID, Variant: in.Variant, Dir: in.WorkDir, Manifest: mf,
+			Ignore: []string{process.OutputFile, process.RecordFile}})
+	}
+	for _, s := range w.sensors {
+		s.SetExecutors(list)
+	}
+}
+
+// manifest parses (once per image) the image's MANIFEST.sha256; nil when unreadable.
+func (w *executorWatcher) manifest(image string) map[string]string {
+	if image == "" {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m, ok := w.manifests[image]; ok {
+		return m
+	}
+	data, err := os.ReadFile(filepath.Join(image, process.ManifestName))
+	var m map[string]string
+	if err == nil {
+		m, _ = fim.ParseManifest(data)
+	}
+	w.manifests[image] = m
+	return m
+}
+
+// run re-syncs on every executor event until ctx ends.
+func (w *executorWatcher) run(ctx context.Context, b *bus.Bus) {
+	ch, cancel := b.Subscribe(256, bus.KindPrefix("executor."))
+	defer cancel()
+	w.sync()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+			for len(ch) > 0 { // a burst is one sync
+				<-ch
+			}
+			w.sync()
+		}
+	}
+}
