@@ -54,6 +54,9 @@ type Gateway struct {
 	// MaxPerClient bounds the requests one client address (IPv6: one /64) has in progress at
 	// once, body reading included (default 64; above: 429).
 	MaxPerClient int `yaml:"max_per_client"`
+	// MaxConnsPerClient bounds the connections one client address (IPv6: one /64) holds open
+	// at once (default 512; above: 429 and closed); trusted_proxies are not counted.
+	MaxConnsPerClient int `yaml:"max_conns_per_client"`
 	// ResponseHeaderLimit bounds an executor's response head in bytes (default 65536, at
 	// least 1024; above: the executor request fails, an availability dissent).
 	ResponseHeaderLimit int64 `yaml:"response_header_limit"`
@@ -226,6 +229,7 @@ func (x *Gateway) applyDefaults() {
 	def(&x.Timeouts.Upstream, 5*time.Second)
 	def(&x.Timeouts.Body, 10*time.Second)
 	defInt(&x.MaxPerClient, 64)
+	defInt(&x.MaxConnsPerClient, 512)
 	def64 := func(i *int64, v int64) {
 		if *i == 0 {
 			*i = v
@@ -325,6 +329,9 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	}
 	if x.MaxPerClient < 1 {
 		p.Addf(field+".max_per_client", "must be at least 1, got %d", x.MaxPerClient)
+	}
+	if x.MaxConnsPerClient < 1 {
+		p.Addf(field+".max_conns_per_client", "must be at least 1, got %d", x.MaxConnsPerClient)
 	}
 	if x.ResponseHeaderLimit < 1024 || x.ResponseHeaderLimit > 16<<20 {
 		p.Addf(field+".response_header_limit", "must be 1024..16777216 bytes, got %d", x.ResponseHeaderLimit)

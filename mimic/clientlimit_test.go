@@ -211,3 +211,61 @@ func TestRequestBodiesShareTheMemoryBudget(t *testing.T) {
 		t.Fatalf("after the held body was given up: %d", code)
 	}
 }
+
+// dialFrom opens a connection to addr from local address ip.
+func dialFrom(t *testing.T, ip, addr string) net.Conn {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// One client holds at most MaxConnsPerClient connections open, idle ones included; the next
+// is answered 429 and closed, other clients and trusted proxies are not affected, and a closed
+// connection gives its place back.
+func TestConnectionsPerClient(t *testing.T) {
+	bes, _ := startGoBackends(t, 3, hello)
+	g, err := New(Options{Backends: bes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startGateway(t, g, ServerOptions{MaxConnsPerClient: 3, ReadHeaderTimeout: time.Hour,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.3/32")}})
+	var held []net.Conn
+	for range 3 {
+		held = append(held, dialFrom(t, "127.0.0.1", addr)) // idle: no request sent
+	}
+	over := dialFrom(t, "127.0.0.1", addr)
+	over.SetReadDeadline(time.Now().Add(time.Minute)) // a guard against a hang, not a bound
+	if resp, err := http.ReadResponse(bufio.NewReader(over), nil); err != nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("fourth connection: %v %v, want 429", resp, err)
+	}
+	if code, body := get(t, clientFrom("127.0.0.2"), "http://"+addr+"/"); code != 200 || body != "hello\n" {
+		t.Fatalf("another client: %d %q", code, body)
+	}
+	for range 5 { // a trusted proxy carries many clients
+		c := dialFrom(t, "127.0.0.3", addr)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("trusted proxy's connection: %v %v", resp, err)
+		}
+	}
+	held[0].Close()
+	for {
+		c := dialFrom(t, "127.0.0.1", addr)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if resp.StatusCode == 200 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // the server has yet to notice the close
+	}
+}

@@ -61,6 +61,8 @@ func FromConfig(c config.Gateway) (Options, ServerOptions) {
 		TLSCert:           c.TLS.Cert,
 		TLSKey:            c.TLS.Key,
 		H2C:               c.H2C,
+		MaxConnsPerClient: c.MaxConnsPerClient,
+		TrustedProxies:    o.TrustedProxies,
 	}
 	return o, s
 }

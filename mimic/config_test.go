@@ -22,6 +22,7 @@ func TestFromConfig(t *testing.T) {
   noise_learning: {enabled: false}
   rebuild: {threshold: 0}
   max_per_client: 16
+  max_conns_per_client: 20
   response_header_limit: 8192
   buffers: {spool_threshold: 65536, spool_dir: /tmp, memory_budget: 1048576, spool_budget: 4194304}
 `
@@ -40,7 +41,7 @@ func TestFromConfig(t *testing.T) {
 		o.ResponseHeaderLimit != 8192 || o.SpoolThreshold != 65536 || o.SpoolDir != "/tmp" || o.MemoryBudget != 1<<20 || o.SpoolBudget != 4<<20 {
 		t.Fatalf("options %+v", o)
 	}
-	if s.ReadHeaderTimeout != time.Second || s.MaxHeaderBytes != 16<<10 {
+	if s.ReadHeaderTimeout != time.Second || s.MaxHeaderBytes != 16<<10 || s.MaxConnsPerClient != 20 {
 		t.Fatalf("server options %+v", s)
 	}
 	o.Backends = Static{{ID: "a", URL: "http://127.0.0.1:1"}}

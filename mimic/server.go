@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 )
 
@@ -19,6 +20,10 @@ type ServerOptions struct {
 	MaxHeaderBytes    int           // default 16 KiB; above: 431
 	TLSCert, TLSKey   string        // PEM files; when set, HTTPS with ALPN h2 and http/1.1
 	H2C               bool          // also accept HTTP/2 without TLS (prior knowledge)
+	// MaxConnsPerClient bounds the connections one client address (IPv6: /64) holds open at
+	// once, default 512; connections from TrustedProxies are not counted (see connlimit.go).
+	MaxConnsPerClient int
+	TrustedProxies    []netip.Prefix
 }
 
 func (o *ServerOptions) defaults() {
@@ -36,6 +41,9 @@ func (o *ServerOptions) defaults() {
 	}
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = 16 << 10
+	}
+	if o.MaxConnsPerClient <= 0 {
+		o.MaxConnsPerClient = 512
 	}
 }
 
@@ -72,6 +80,7 @@ func NewServer(h http.Handler, o ServerOptions) (*http.Server, error) {
 			NextProtos:   []string{"h2", "http/1.1"},
 		}
 	}
+	serverConnLimits.Store(s, &connLimit{per: newClientLimit(o.MaxConnsPerClient), exempt: o.TrustedProxies, plain: s.TLSConfig == nil})
 	return s, nil
 }
 
@@ -79,6 +88,9 @@ func NewServer(h http.Handler, o ServerOptions) (*http.Server, error) {
 // it is s.ServeTLS; in cleartext the plainest HTTP/1.1 requests are served by a lean loop and
 // every other connection by s (see fastServer), all through framingConn's checks.
 func Serve(ctx context.Context, s *http.Server, ln net.Listener) error {
+	if l, ok := serverConnLimits.LoadAndDelete(s); ok {
+		ln = l.(*connLimit).wrap(ln)
+	}
 	errc := make(chan error, 2)
 	var fast *fastServer
 	if s.TLSConfig != nil {
