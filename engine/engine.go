@@ -176,8 +176,8 @@ func New(o Options) (*Engine, error) {
 		}
 	}
 	if o.Store != nil {
-		e.writer = store.NewWriter(o.Store, store.WriterOptions{Retention: o.Config.Retention, Logger: o.Logger})
-		e.restore()
+		e.restore() // before the writer's first retention sweep
+		e.writer = store.NewWriter(o.Store, store.WriterOptions{Retention: o.Config.Retention, Logger: o.Logger, Now: o.Now})
 	}
 	return e, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,12 +99,21 @@ type rig struct {
 	bus   *bus.Bus
 }
 
+// clockMu guards the test clocks: the engine's audit writer reads them from its goroutine.
+var clockMu sync.Mutex
+
+func advance(t *time.Time, d time.Duration) {
+	clockMu.Lock()
+	defer clockMu.Unlock()
+	*t = t.Add(d)
+}
+
 func newRig(t testing.TB, dir string, now *time.Time) *rig {
 	t.Helper()
 	r := &rig{bl: countermeasure.NewBlocklist(), bus: bus.New(), clock: now,
 		pool: &fakePool{cstar: 2, rate: 0.05, rotated: make(chan struct{}, 16)}}
 	r.vig = countermeasure.NewVigilance(r.bus)
-	clock := func() time.Time { return *r.clock }
+	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return *r.clock }
 	var err error
 	r.mgr, err = countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: dir, Actuators: []countermeasure.Actuator{r.bl, r.vig}, Now: clock})
 	if err != nil {
@@ -180,7 +190,7 @@ func TestMultiStageAttackMovesStagesAndActsOnTheGamesChoice(t *testing.T) {
 	}
 	var decided []store.Decision
 	for i, s := range steps {
-		now = now.Add(time.Second)
+		advance(&now, time.Second)
 		d := r.e.Handle(ctx, parse(t, s.line))
 		if d == nil {
 			continue
@@ -243,7 +253,7 @@ func TestMultiStageAttackMovesStagesAndActsOnTheGamesChoice(t *testing.T) {
 	r.close()
 
 	// A restart keeps the asset at its stage: a new scan does not take it back to S1.
-	now = now.Add(time.Minute)
+	advance(&now, time.Minute)
 	r2 := newRig(t, dir, &now)
 	defer r2.close()
 	d := r2.e.Handle(ctx, parse(t, eveLine("198.51.100.9", "ET SCAN x", "Attempted Information Leak", 2)))
@@ -262,7 +272,7 @@ func TestVerdictFollowsThresholds(t *testing.T) {
 	client := netip.MustParseAddr("198.51.100.23")
 	var verdicts []string
 	for i := 0; i < 4; i++ {
-		now = now.Add(time.Second)
+		advance(&now, time.Second)
 		ev, ok := FromGateway(bus.Event{Time: now, Kind: "gateway.dissent", Attrs: map[string]any{"client": client.String(),
 			"method": "POST", "path": "/login", "request": fmt.Sprintf("req-%d", i), "kind": "content", "executor": "e1", "variant": "a"}})
 		if !ok {
@@ -287,7 +297,7 @@ func TestVerdictFollowsThresholds(t *testing.T) {
 		t.Fatal("defer raised no vigilance")
 	}
 	// The block is reverted after its TTL.
-	now = now.Add(r.e.cfg.BlockTTL + time.Second)
+	advance(&now, r.e.cfg.BlockTTL + time.Second)
 	if _, err := r.mgr.RevertExpired(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -380,5 +390,49 @@ func TestUnmatchedAndNoModelChange(t *testing.T) {
 	}
 	if r.e.Stats().Unmatched != 1 {
 		t.Fatal("not counted")
+	}
+}
+
+func TestFromEnclave(t *testing.T) {
+	ev, ok := FromEnclave(bus.Event{Kind: "enclave.decision", Subject: "203.0.113.9/32", Attrs: map[string]any{
+		"decision": "act", "evidence": 0.91, "reporter": "12D3KooWpeer", "indicator": "indicator--1"}})
+	if !ok || ev.Sensor != "enclave" || ev.Kind != "sighting" || ev.Category != "act" || ev.Source.String() != "203.0.113.9" ||
+		!strings.Contains(ev.Summary, "0.910") {
+		t.Fatalf("%+v", ev)
+	}
+	if ev, _ := FromEnclave(bus.Event{Kind: "enclave.decision", Subject: "198.51.100.0/24"}); ev.Source.IsValid() {
+		t.Fatalf("a /24 named a source: %+v", ev)
+	}
+	if _, ok := FromEnclave(bus.Event{Kind: "gateway.dissent"}); ok {
+		t.Fatal("not an enclave event")
+	}
+	// Through the bus into a decision.
+	cfg := engineConfig(t, strings.Replace(testConfig, "  strategies:\n",
+		"    - {name: peer, sensor: enclave, kind: sighting, category: act, stage: S1, attack: a1, weight: 0.9}\n  strategies:\n", 1))
+	b := bus.New()
+	e, err := New(Options{Config: cfg, Model: paperModel(t), Bus: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decided, cancelSub := b.Subscribe(4, bus.KindPrefix(EventDecision))
+	defer cancelSub()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { e.Run(ctx); done <- struct{}{} }()
+	go func() { e.FollowBus(ctx, b); done <- struct{}{} }()
+	defer func() { cancel(); <-done; <-done }()
+	for n := 0; ; n++ {
+		if n == 500 {
+			t.Fatalf("no decision on the sighting; stats %+v", e.Stats())
+		}
+		b.Publish(bus.Event{Kind: "enclave.decision", Subject: "203.0.113.9/32", Attrs: map[string]any{"decision": "act", "evidence": 0.91}})
+		select {
+		case d := <-decided:
+			if d.Attrs["verdict"] != Act || d.Attrs["source"] != "203.0.113.9" {
+				t.Fatalf("%+v", d)
+			}
+			return
+		case <-time.After(20 * time.Millisecond): // FollowBus may not have subscribed yet
+		}
 	}
 }

@@ -72,10 +72,41 @@ func FromGateway(be bus.Event) (sensor.Event, bool) {
 	return e, true
 }
 
-// FollowBus feeds the gateway's dissent and no-consensus events from b to the engine
-// without blocking the gateway (a full queue drops and counts) until ctx ends.
+// enclaveDecision is the enclave node's bus event for a peer sighting it decided on (published
+// by enclave; the engine must not import it).
+const enclaveDecision = "enclave.decision"
+
+// FromEnclave turns the enclave's decision on a peer sighting into evidence: sensor
+// "enclave", kind "sighting", the sighted address as source (subject; an address or a
+// single-address prefix), the enclave's own verdict (act, defer, ignore) as category. A
+// sighting of a wider prefix or a port names no source. ok is false for other events.
+func FromEnclave(be bus.Event) (sensor.Event, bool) {
+	if be.Kind != enclaveDecision {
+		return sensor.Event{}, false
+	}
+	str := func(k string) string {
+		v, _ := be.Attrs[k].(string)
+		return v
+	}
+	e := sensor.Event{Time: be.Time, Sensor: "enclave", Kind: "sighting", Category: str("decision")}
+	if p, err := netip.ParsePrefix(be.Subject); err == nil && p.IsSingleIP() {
+		e.Source = p.Addr().Unmap()
+	} else if a, err := netip.ParseAddr(be.Subject); err == nil {
+		e.Source = a.Unmap()
+	}
+	ev, _ := be.Attrs["evidence"].(float64)
+	e.Summary = sensor.Excerpt(fmt.Sprintf("peer sighting of %s (indicator %s, reporter %s): enclave decided %s on evidence %.3f",
+		be.Subject, str("indicator"), str("reporter"), e.Category, ev))
+	e.Attrs = map[string]string{"indicator": str("indicator"), "reporter": str("reporter"), "target": be.Subject}
+	return e, true
+}
+
+// FollowBus feeds the gateway's dissent and no-consensus events and the enclave's decisions on
+// peer sightings from b to the engine without blocking their publishers (a full queue drops
+// and counts) until ctx ends.
 func (e *Engine) FollowBus(ctx context.Context, b *bus.Bus) {
-	ch, cancel := b.Subscribe(e.cfg.Queue, bus.KindPrefix("gateway."))
+	gw := bus.KindPrefix("gateway.")
+	ch, cancel := b.Subscribe(e.cfg.Queue, func(ev bus.Event) bool { return gw(ev) || ev.Kind == enclaveDecision })
 	defer cancel()
 	for {
 		select {
@@ -86,6 +117,8 @@ func (e *Engine) FollowBus(ctx context.Context, b *bus.Bus) {
 				return
 			}
 			if ev, ok := FromGateway(be); ok {
+				e.Submit(ev)
+			} else if ev, ok := FromEnclave(be); ok {
 				e.Submit(ev)
 			}
 		}
