@@ -124,23 +124,31 @@ FRONT[backend3]=$!
 for p in $B1 $B2 $B3; do wait_up "$p"; done
 
 if [ "$DUR" = --instructions ]; then
-  PI=$(port)
-  GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --callgrind-out-file="$W/callgrind.out" \
-    "$W/proteus" gateway --listen "127.0.0.1:$PI" --policy vote --k 3 \
-    --backend "http://127.0.0.1:$B1" --backend "http://127.0.0.1:$B2" --backend "http://127.0.0.1:$B3" >"$W/vote-cg.log" 2>&1 &
-  VG=$!
-  pids+=($VG)
-  for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$PI/" 2>/dev/null && break; sleep 0.2; done
-  wrk -t1 -c8 -d3s "http://127.0.0.1:$PI/index.html" >/dev/null
-  callgrind_control -z "$VG" >/dev/null 2>&1
-  out=$(wrk -t1 -c8 -d10s "http://127.0.0.1:$PI/index.html")
-  callgrind_control -d "$VG" >/dev/null 2>&1
-  sleep 1
-  n=$(awk '/requests in/ {print $1}' <<<"$out")
-  f=$(ls -t "$W"/callgrind.out.* | head -1)
-  ir=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  printf 'vote3 gateway under callgrind: %s requests, %s instructions, %s instructions per request\n' \
-    "$n" "$ir" "$(awk -v i="$ir" -v n="$n" 'BEGIN { printf "%.0f", i / n }')"
+  bins=(proteus)
+  [ -n "${BEFORE:-}" ] && bins+=(proteus-before)
+  for bin in "${bins[@]}"; do
+    PI=$(port)
+    GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --callgrind-out-file="$W/callgrind-$bin.out" \
+      "$W/$bin" gateway --listen "127.0.0.1:$PI" --policy vote --k 3 \
+      --backend "http://127.0.0.1:$B1" --backend "http://127.0.0.1:$B2" --backend "http://127.0.0.1:$B3" >"$W/vote-cg-$bin.log" 2>&1 &
+    VG=$!
+    pids+=($VG)
+    for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$PI/" 2>/dev/null && break; sleep 0.2; done
+    wrk -t1 -c8 -d3s "http://127.0.0.1:$PI/index.html" >/dev/null
+    callgrind_control -z "$VG" >/dev/null 2>&1
+    out=$(wrk -t1 -c8 -d10s "http://127.0.0.1:$PI/index.html")
+    callgrind_control -d "$VG" >/dev/null 2>&1
+    sleep 1
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    f=$(ls -t "$W"/callgrind-"$bin".out.* | head -1)
+    ir=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+    label="this tree"
+    [ "$bin" = proteus-before ] && label="$BEFORE"
+    printf 'vote3 gateway (%s) under callgrind: %s requests, %s instructions, %s instructions per request\n' \
+      "$label" "$n" "$ir" "$(awk -v i="$ir" -v n="$n" 'BEGIN { printf "%.0f", i / n }')"
+    kill "$VG" 2>/dev/null || true
+    [ -n "${GWBENCH_KEEP:-}" ] && cp "$f" "$W/callgrind-$bin.final"
+  done
   exit 0
 fi
 

@@ -54,7 +54,7 @@ func (c *call) logAccess(now time.Time) {
 		dissent = append(dissent, map[string]string{"executor": r.backend.ID, "kind": DissentAvailability, "error": r.err.Error()})
 	}
 	c.g.access.Info("request",
-		"request", c.requestID(), "client", c.client, "method", c.method, "path", c.path,
+		"request", c.requestID(), "client", c.client(), "method", c.method, "path", c.path,
 		"policy", string(c.policy), "status", c.entry.status, "outcome", c.entry.outcome,
 		"duration_ms", float64(now.Sub(c.entry.start).Microseconds())/1000,
 		"agreed", agreed, "dissent", dissent)

@@ -65,21 +65,41 @@ func canonicalPath(p string) (string, error) {
 	return removeDots(string(b)), nil
 }
 
-// pathIsCanonical is the fast check: nothing to decode, merge or remove.
+// pathIsCanonical is the fast check: nothing to decode, merge or remove. One table lookup
+// per byte; only a slash looks further.
 func pathIsCanonical(p string) bool {
 	for i := 0; i < len(p); i++ {
-		c := p[i]
+		if !pathSpecial[p[i]] {
+			continue
+		}
+		if p[i] != '/' {
+			return false
+		}
+		rest := p[i+1:]
 		switch {
-		case c == '%', c == '\\', c < 0x21, c >= 0x7f, c == '"', c == '<', c == '>', c == '^', c == '`', c == '{', c == '|', c == '}':
+		case rest == "":
+		case rest[0] == '/':
 			return false
-		case c == '/' && i+1 < len(p) && p[i+1] == '/':
-			return false
-		case c == '.' && p[i-1] == '/' && (i+1 == len(p) || p[i+1] == '/' || p[i+1] == '.' && (i+2 == len(p) || p[i+2] == '/')):
-			return false
+		case rest[0] == '.':
+			if len(rest) == 1 || rest[1] == '/' || rest[1] == '.' && (len(rest) == 2 || rest[2] == '/') {
+				return false
+			}
 		}
 	}
 	return true
 }
+
+// pathSpecial marks the bytes pathIsCanonical looks at: the slash, and every byte
+// canonicalPath would decode, encode or refuse.
+var pathSpecial = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c < 0x21 || c >= 0x7f
+	}
+	for _, c := range "/%\\\"<>^`{|}" {
+		t[c] = true
+	}
+	return t
+}()
 
 // removeDots merges slashes and removes dot segments from a decoded, absolute path.
 func removeDots(p string) string {

@@ -51,12 +51,6 @@ const http10Tail = uint64('H')<<56 | uint64('T')<<48 | uint64('T')<<40 | uint64(
 
 func (c *framingConn) scan(p []byte) {
 	for _, b := range p {
-		if c.lineLen > 0 || b != '\n' && b != '\r' {
-			c.headLen++
-			if c.maxHead > 0 && c.headLen > c.maxHead {
-				c.oversized.Store(true)
-			}
-		}
 		switch b {
 		case '\n':
 			if c.lineLen == 0 { // blank line: the header section ends
@@ -66,6 +60,10 @@ func (c *framingConn) scan(p []byte) {
 					c.http10 = true
 				}
 				c.lines++
+				c.headLen += c.lineLen + 2 // the line and its end (CR LF; a bare LF is refused anyway)
+				if c.maxHead > 0 && c.headLen > c.maxHead {
+					c.oversized.Store(true)
+				}
 			}
 			c.lineLen, c.nameLen, c.tail = 0, 0, 0
 			continue
@@ -76,8 +74,14 @@ func (c *framingConn) scan(p []byte) {
 			c.folded.Store(true)
 		}
 		c.lineLen++
-		c.tail = c.tail<<8 | uint64(b)
-		if c.nameLen < 0 || c.lines == 0 {
+		if c.lines == 0 {
+			c.tail = c.tail<<8 | uint64(b) // the request line's end: its version
+			continue
+		}
+		if c.nameLen < 0 {
+			if c.maxHead > 0 && c.headLen+c.lineLen > c.maxHead {
+				c.oversized.Store(true) // one endless line
+			}
 			continue
 		}
 		if b == ':' {

@@ -254,6 +254,7 @@ type Gateway struct {
 	saverStop    chan struct{}
 	saverDone    chan struct{}
 	closeOnce    sync.Once
+	workers      workers // goroutines that run executor requests (see workers.go)
 }
 
 type route struct {
@@ -293,6 +294,7 @@ func New(o Options) (*Gateway, error) {
 		straggle:   make(chan struct{}, o.MaxInFlight),
 		idPrefix:   strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
 		tunnels:    tunnels{open: map[*tunnel]struct{}{}, slots: make(chan struct{}, o.MaxInFlight)},
+		workers:    newWorkers(),
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
@@ -589,17 +591,17 @@ type call struct {
 	id     uint64
 	path   string
 	// upMethod is the method sent to the executors: the client's, or GET for a voted HEAD
-	upMethod string
-	method   string // the client's
-	client   string // the client's address (see Gateway.clientOf), "" when unknown
-	cancel   context.CancelFunc
-	picked   []Backend
-	entry    accessEntry // for the access log
-	altMu    sync.Mutex
-	alts     []Backend // executors asked instead of one that refused the connection
-	hosts    []string  // per picked executor: host:port for the h1 client, or "" (see fetchJob)
-	reqBody  *bytes.Buffer
-	filter   outFilter // which client headers go to the executors
+	upMethod   string
+	method     string     // the client's
+	clientAddr netip.Addr // the client's address (see Gateway.clientOf), invalid when unknown
+	cancel     context.CancelFunc
+	picked     []Backend
+	entry      accessEntry // for the access log
+	altMu      sync.Mutex
+	alts       []Backend // executors asked instead of one that refused the connection
+	hosts      []string  // per picked executor: host:port for the h1 client, or "" (see fetchJob)
+	reqBody    *bytes.Buffer
+	filter     outFilter // which client headers go to the executors
 	// stream: a single route's answer, copied to the client by the executor request through
 	// sink as it arrives, instead of buffered and written once decided.
 	stream bool
@@ -706,11 +708,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := min(k, len(all))
 	if n == 0 || n < q {
 		putBuf(reqBody)
-		g.metrics.noConsensus.Inc()
-		g.o.Bus.Publish(bus.Event{Kind: EventNoConsensus, Source: "gateway", Attrs: map[string]any{
-			"route": r.URL.Path, "path": r.URL.Path, "method": r.Method, "client": client.String(),
-			"reason": "too few executors", "executors": len(all), "quorum": q}})
-		g.reject(w, policy, "no-consensus", http.StatusServiceUnavailable, "not enough executors")
+		g.tooFewExecutors(w, r, policy, client, len(all), q)
 		return
 	}
 
@@ -723,10 +721,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer c.release() // the client's goroutine's reference, also if anything below panics
 	c.id = g.seq.Add(1)
 	c.path = r.URL.Path
-	c.method, c.client = r.Method, ""
-	if client.IsValid() {
-		c.client = client.String()
-	}
+	c.method, c.clientAddr = r.Method, client
 	c.reqBody = reqBody
 	// A voted HEAD is sent as GET: the answer's Content-Length is then the voted body's, not
 	// a number one executor made up.
@@ -784,7 +779,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = reqBody.Bytes()
 	}
 	for i, b := range c.picked {
-		go g.fetch(fetchJob{ctx: ctx, c: c, b: b, host: c.hosts[i], r: r, filter: filter, hdr: hdr, body: body, sink: sink})
+		g.dispatch(fetchJob{ctx: ctx, c: c, b: b, host: c.hosts[i], r: r, filter: filter, hdr: hdr, body: body, sink: sink})
 	}
 
 	for c.got < n {
@@ -896,7 +891,7 @@ func (c *call) finish() {
 			g.singles.add(r.backend.ID)
 			g.metrics.single.WithLabelValues(r.backend.Variant).Inc()
 			g.log.Info("single", "executor", r.backend.ID, "variant", r.backend.Variant, "request", c.requestID(),
-				"client", c.client, "method", c.method, "path", c.path, "status", r.status)
+				"client", c.client(), "method", c.method, "path", c.path, "status", r.status)
 		}
 	}
 	if g.access != nil {
@@ -950,6 +945,28 @@ func (c *call) finish() {
 
 func (c *call) requestID() string { return c.g.idPrefix + strconv.FormatUint(c.id, 16) }
 
+// client is the client's address as text, "" when unknown (formatted only for events and logs).
+func (c *call) client() string {
+	if !c.clientAddr.IsValid() {
+		return ""
+	}
+	return c.clientAddr.String()
+}
+
+// tooFewExecutors answers a request that has fewer executors than its quorum (apart from
+// ServeHTTP, to keep its frame small).
+func (g *Gateway) tooFewExecutors(w http.ResponseWriter, r *http.Request, policy Policy, client netip.Addr, executors, q int) {
+	g.metrics.noConsensus.Inc()
+	cl := ""
+	if client.IsValid() {
+		cl = client.String()
+	}
+	g.o.Bus.Publish(bus.Event{Kind: EventNoConsensus, Source: "gateway", Attrs: map[string]any{
+		"route": r.URL.Path, "path": r.URL.Path, "method": r.Method, "client": cl,
+		"reason": "too few executors", "executors": executors, "quorum": q}})
+	g.reject(w, policy, "no-consensus", http.StatusServiceUnavailable, "not enough executors")
+}
+
 func (c *call) noConsensus() {
 	g := c.g
 	g.metrics.noConsensus.Inc()
@@ -961,9 +978,9 @@ func (c *call) noConsensus() {
 	for _, r := range c.ballot.failed {
 		votes = append(votes, map[string]any{"executor": r.backend.ID, "variant": r.backend.Variant, "error": r.err.Error()})
 	}
-	g.log.Warn("no consensus", "request", c.requestID(), "client", c.client, "method", c.method, "path", c.path, "quorum", c.q, "executors", c.n)
+	g.log.Warn("no consensus", "request", c.requestID(), "client", c.client(), "method", c.method, "path", c.path, "quorum", c.q, "executors", c.n)
 	g.o.Bus.Publish(bus.Event{Kind: EventNoConsensus, Source: "gateway", Subject: c.path, Attrs: map[string]any{
-		"request": c.requestID(), "route": c.path, "path": c.path, "method": c.method, "client": c.client,
+		"request": c.requestID(), "route": c.path, "path": c.path, "method": c.method, "client": c.client(),
 		"policy": string(c.policy), "quorum": c.q, "votes": votes}})
 }
 
@@ -971,7 +988,7 @@ func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Ti
 	g.metrics.dissent.WithLabelValues(r.backend.Variant, kind).Inc()
 	attrs := map[string]any{
 		"executor": r.backend.ID, "variant": r.backend.Variant, "kind": kind,
-		"route": c.path, "path": c.path, "method": c.method, "client": c.client,
+		"route": c.path, "path": c.path, "method": c.method, "client": c.client(),
 		"policy": string(c.policy), "request": c.requestID(),
 	}
 	if kind == DissentAvailability {
@@ -986,7 +1003,7 @@ func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Ti
 	}
 	if ok, left := g.dissentLog.allow(r.backend.ID+" "+kind, now); ok {
 		args := []any{"executor", r.backend.ID, "variant", r.backend.Variant, "kind", kind, "request", c.requestID(),
-			"client", c.client, "method", c.method, "path", c.path}
+			"client", c.client(), "method", c.method, "path", c.path}
 		if kind == DissentAvailability {
 			args = append(args, "error", r.err)
 		} else {
@@ -1118,30 +1135,39 @@ func (g *Gateway) fetch(j fetchJob) {
 		ch <- res
 		j.c.release()
 	}()
-	err := g.fetchFrom(j, b, j.host, j.hdr, res)
+	err := g.fetchFrom(&j, b, j.host, j.hdr, res)
 	if err != nil && errors.Is(err, syscall.ECONNREFUSED) && (j.sink == nil || !j.sink.started) {
-		// Refused before anything was sent: the request goes to another executor, on every
-		// method (it never arrived), and the refusing one counts as unavailable.
-		if alt, ok := g.alternate(j.c, b); ok {
-			g.dissent(j.c, &response{backend: b, err: err}, DissentAvailability, diff{}, time.Now())
-			g.ejectResult(b, err, time.Now())
-			res.release()
-			res = respPool.Get().(*response)
-			res.backend = alt
-			host, plain := plainHTTPHost(alt.URL)
-			hdr := j.hdr
-			if !plain || g.h1 == nil {
-				host = ""
-				if hdr == nil {
-					hdr = outboundHeader(j.r, j.filter)
-				}
-			}
-			err = g.fetchFrom(j, alt, host, hdr, res)
-		}
+		err = g.retryRefused(&j, b, err, &res)
 	}
 	if err != nil {
 		res.err = err
 	}
+}
+
+// retryRefused sends j's request to an executor not asked yet, in place of b, which refused
+// the connection: the request never arrived, so it may go elsewhere on every method, and the
+// refusing executor counts as unavailable. It returns the new executor request's error, or
+// err when there is no other executor. (Apart from fetch so that fetch's frame stays small:
+// every executor request runs on a fresh goroutine stack.)
+func (g *Gateway) retryRefused(j *fetchJob, b Backend, err error, res **response) error {
+	alt, ok := g.alternate(j.c, b)
+	if !ok {
+		return err
+	}
+	g.dissent(j.c, &response{backend: b, err: err}, DissentAvailability, diff{}, time.Now())
+	g.ejectResult(b, err, time.Now())
+	(*res).release()
+	*res = respPool.Get().(*response)
+	(*res).backend = alt
+	host, plain := plainHTTPHost(alt.URL)
+	hdr := j.hdr
+	if !plain || g.h1 == nil {
+		host = ""
+		if hdr == nil {
+			hdr = outboundHeader(j.r, j.filter)
+		}
+	}
+	return g.fetchFrom(j, alt, host, hdr, *res)
 }
 
 // alternate picks an executor for c that it has not used yet, among those not ejected.
@@ -1166,7 +1192,7 @@ func (g *Gateway) alternate(c *call, not Backend) (Backend, bool) {
 
 // fetchFrom sends j's request to b (at host for the h1 client, "" for the RoundTripper with
 // header hdr) and fills in res; the error is the executor request's failure.
-func (g *Gateway) fetchFrom(j fetchJob, b Backend, host string, hdr http.Header, res *response) (ferr error) {
+func (g *Gateway) fetchFrom(j *fetchJob, b Backend, host string, hdr http.Header, res *response) (ferr error) {
 	ctx, r, filter, body := j.ctx, j.r, j.filter, j.body
 	group, deadline := &j.c.conns, j.c.deadline
 	plain := host != ""
@@ -1210,23 +1236,7 @@ func (g *Gateway) fetchFrom(j fetchJob, b Backend, host string, hdr http.Header,
 		status, header, n, err = g.h1.fetch(&h1Request{ctx: ctx, addr: host, method: j.c.upMethod, uri: uri,
 			host: r.Host, header: r.Header, filter: filter, body: body, group: group, deadline: deadline, timeout: g.o.UpstreamTimeout}, buf, limit, res.hmap, &res.vals)
 	} else {
-		u := *r.URL
-		u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil
-		out := (&http.Request{
-			Method:     j.c.upMethod,
-			URL:        &u,
-			Proto:      "HTTP/1.1",
-			ProtoMajor: 1,
-			ProtoMinor: 1,
-			Header:     hdr,
-			Host:       r.Host,
-			Body:       http.NoBody,
-		}).WithContext(ctx)
-		if body != nil {
-			out.Body = io.NopCloser(bytes.NewReader(body))
-			out.ContentLength = int64(len(body))
-		}
-		status, header, n, err = g.roundTrip(out, buf, limit)
+		status, header, n, err = g.fetchViaTransport(j, base, hdr, buf, limit)
 	}
 	switch {
 	case err != nil:
@@ -1239,6 +1249,29 @@ func (g *Gateway) fetchFrom(j fetchJob, b Backend, host string, hdr http.Header,
 	res.status, res.header = status, header
 	res.body = res.bb.bytes()
 	return nil
+}
+
+// fetchViaTransport sends j's request through the gateway's http.RoundTripper to base (apart
+// from fetchFrom, whose frame every executor request's goroutine carries).
+func (g *Gateway) fetchViaTransport(j *fetchJob, base *url.URL, hdr http.Header, buf io.ReaderFrom, limit int64) (int, http.Header, int64, error) {
+	r := j.r
+	u := *r.URL
+	u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil
+	out := (&http.Request{
+		Method:     j.c.upMethod,
+		URL:        &u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     hdr,
+		Host:       r.Host,
+		Body:       http.NoBody,
+	}).WithContext(j.ctx)
+	if j.body != nil {
+		out.Body = io.NopCloser(bytes.NewReader(j.body))
+		out.ContentLength = int64(len(j.body))
+	}
+	return g.roundTrip(out, buf, limit)
 }
 
 // roundTrip sends out through the gateway's http.RoundTripper and reads at most limit+1 body
