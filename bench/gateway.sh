@@ -165,10 +165,13 @@ nginx_conf mirror "$NM" "  $UP
     location = /m2 { internal; $PX proxy_pass http://b2\$request_uri; }
     location = /m3 { internal; $PX proxy_pass http://b3\$request_uri; }
   }"
-"$W/proteus" gateway --listen "127.0.0.1:$PS" --policy single --backend "http://127.0.0.1:$B1" >/dev/null 2>"$W/single.log" &
+# Every wrk connection comes from 127.0.0.1: lift the per-client limit (64 by default) so the
+# -c256 run measures memory, not 429s (the BEFORE revision has no such limit).
+printf 'version: 1\ngateway:\n  max_per_client: 100000\n' > "$W/gw.yaml"
+"$W/proteus" gateway -c "$W/gw.yaml" --listen "127.0.0.1:$PS" --policy single --backend "http://127.0.0.1:$B1" >/dev/null 2>"$W/single.log" &
 pids+=($!)
 FRONT[single]=$!
-"$W/proteus" gateway --listen "127.0.0.1:$PV" --policy vote --k 3 \
+"$W/proteus" gateway -c "$W/gw.yaml" --listen "127.0.0.1:$PV" --policy vote --k 3 \
   --backend "http://127.0.0.1:$B1" --backend "http://127.0.0.1:$B2" --backend "http://127.0.0.1:$B3" >/dev/null 2>"$W/vote.log" &
 VOTEPID=$!
 pids+=($VOTEPID)

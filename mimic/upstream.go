@@ -189,7 +189,9 @@ func (c *h1Client) fetch(req *h1Request, buf io.ReaderFrom, limit int64, h http.
 		// executor that closes idle connections after a few seconds closed them all).
 		conn, reused, err := c.get(req.ctx, req.addr, req.deadline, attempt > 0)
 		if err != nil {
-			return 0, nil, 0, err
+			// A dial the call cancelled reads "operation was canceled", which is not
+			// context.Canceled: say what it is, so it is not counted against the executor.
+			return 0, nil, 0, c.wrap(req.ctx, err)
 		}
 		status, hdr, n, err := c.exchange(conn, req, buf, limit, h, vals)
 		if err == nil {
