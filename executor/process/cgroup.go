@@ -15,7 +15,9 @@ import (
 )
 
 // cgroups places each executor in its own cgroup per controller, below the agent's own
-// cgroup (so the agent's limits still cover its executors): cgroup v1 hierarchies
+// cgroup (so the agent's limits still cover its executors) in proteus-exec/<agent>/<id>,
+// <agent> naming the driver's data dir so that drivers sharing a cgroup never clean up each
+// other's groups: cgroup v1 hierarchies
 // memory, pids and cpu where they are mounted, else the v2 hierarchy where it delegates
 // those controllers. Which ones work is found at start-up by creating a probe group.
 type cgroups struct {
@@ -30,7 +32,7 @@ const cgroupRoot = "/sys/fs/cgroup"
 var cgroupControllers = []string{"memory", "pids", "cpu"}
 
 // findCgroups returns the usable controllers (none is not an error: rlimits remain).
-func findCgroups() (*cgroups, []string) {
+func findCgroups(agent string) (*cgroups, []string) {
 	own, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return nil, []string{"no /proc/self/cgroup"}
@@ -57,7 +59,7 @@ func findCgroups() (*cgroups, []string) {
 		if !ok {
 			continue
 		}
-		base := filepath.Join(cgroupRoot, c, p, "proteus-exec")
+		base := filepath.Join(cgroupRoot, c, p, "proteus-exec", agent)
 		if err := probeCgroupDir(base); err != nil {
 			why = append(why, fmt.Sprintf("cgroup v1 %s: %v", c, err))
 			continue
@@ -77,8 +79,11 @@ func findCgroups() (*cgroups, []string) {
 	if err != nil {
 		return cg, append(why, fmt.Sprintf("cgroup v2: %v", err))
 	}
-	base := filepath.Join(parent, "proteus-exec")
+	base := filepath.Join(parent, "proteus-exec", agent)
 	if err := probeCgroupDir(base); err != nil {
+		return cg, append(why, fmt.Sprintf("cgroup v2: %v", err))
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
 		return cg, append(why, fmt.Sprintf("cgroup v2: %v", err))
 	}
 	var enable []string
@@ -90,8 +95,11 @@ func findCgroups() (*cgroups, []string) {
 	if len(enable) == 0 {
 		return cg, append(why, "cgroup v2: none of memory, pids, cpu delegated")
 	}
-	if err := os.WriteFile(filepath.Join(base, "cgroup.subtree_control"), []byte(strings.Join(enable, " ")), 0); err != nil {
-		return cg, append(why, fmt.Sprintf("cgroup v2: enable %v: %v", enable, err))
+	// Each level below the agent's own group hands the controllers down.
+	for _, dir := range []string{filepath.Dir(base), base} {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(strings.Join(enable, " ")), 0); err != nil {
+			return cg, append(why, fmt.Sprintf("cgroup v2: enable %v in %s: %v", enable, dir, err))
+		}
 	}
 	cg.v2 = true
 	for _, c := range enable {
@@ -106,7 +114,7 @@ func probeCgroupDir(base string) error {
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return err
 	}
-	defer os.Remove(base)
+	defer removeEmpty(base)
 	probe := filepath.Join(base, fmt.Sprintf("probe-%d", os.Getpid()))
 	if err := os.Mkdir(probe, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
@@ -241,9 +249,7 @@ func removeCgroups(dirs []string) error {
 		if err != nil {
 			errs = append(errs, err)
 		}
-		// The shared base goes with the last executor in it (removing a non-empty cgroup
-		// directory fails harmlessly), so nothing is left in the agent's own cgroup.
-		_ = os.Remove(filepath.Dir(dir))
+		removeEmpty(filepath.Dir(dir))
 	}
 	return errors.Join(errs...)
 }
@@ -254,5 +260,14 @@ func killMembers(dir string) {
 		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
+	}
+}
+
+// removeEmpty removes a driver's base group and the shared proteus-exec group above it
+// once they are empty (removing a cgroup directory with children fails harmlessly), so
+// nothing is left in the agent's own cgroup.
+func removeEmpty(base string) {
+	if os.Remove(base) == nil {
+		_ = os.Remove(filepath.Dir(base))
 	}
 }

@@ -76,7 +76,7 @@ func newHostileFixture(t *testing.T, outbound bool) *hostileFixture {
 	pool, err := executor.NewPool(executor.PoolConfig{
 		Variants: []executor.Spec{processtest.DemoSpec("go-nethttp", f.img, "nethttp"), processtest.DemoSpec("go-fasthttp", f.img, "fasthttp"), hostile},
 		Desired:  3, MaxConcurrent: 1, HealthInterval: 50 * time.Millisecond, HealthTimeout: 2 * time.Second,
-		BackoffMin: 20 * time.Millisecond, StartTimeout: 30 * time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: time.Second, StartTimeout: 30 * time.Second,
 	}, map[string]executor.Driver{process.ID: d}, slog.New(slog.DiscardHandler), b)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func newHostileFixture(t *testing.T, outbound bool) *hostileFixture {
 // (other than not, when set).
 func (f *hostileFixture) member(t *testing.T, variant, not string) *executor.Instance {
 	t.Helper()
-	for range 1500 {
+	for range 3000 {
 		for _, inst := range f.pool.Healthy() {
 			if inst.Variant == variant && inst.ID != not {
 				return inst
@@ -145,16 +145,23 @@ func (f *hostileFixture) voted(t *testing.T) {
 	}
 }
 
-// evidence waits for the EventDenied about inst.
+// evidence waits for the EventDenied about inst. The bound only turns a missing event into
+// a failure that says so instead of the test binary's timeout.
 func (f *hostileFixture) evidence(t *testing.T, inst *executor.Instance) bus.Event {
 	t.Helper()
-	for e := range f.denied { // the test's timeout guards a missing event
-		if e.Subject == inst.ID {
-			return e
+	guard := time.NewTimer(2 * time.Minute)
+	defer guard.Stop()
+	for {
+		select {
+		case e := <-f.denied:
+			if e.Subject == inst.ID {
+				return e
+			}
+			t.Logf("denial of another executor: %+v", e)
+		case <-guard.C:
+			t.Fatalf("no %s event for %s", executor.EventDenied, inst.ID)
 		}
-		t.Logf("denial of another executor: %+v", e)
 	}
-	return bus.Event{}
 }
 
 func fileSum(t *testing.T, p string) []byte {

@@ -3,7 +3,9 @@ package process
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,7 +78,7 @@ func (d *Driver) setupIsolation(cfg executor.Isolation) error {
 			return fmt.Errorf("%w: %w", ErrIsolation, err)
 		}
 		var why []string
-		iso.cg, why = findCgroups()
+		iso.cg, why = findCgroups(d.agent)
 		for _, w := range why {
 			d.log.Info("cgroup controller not usable", "reason", w)
 		}
@@ -252,6 +254,20 @@ func checkUIDRange(first, count int) error {
 	return nil
 }
 
+// agentID is the first 16 hex digits of the SHA-256 of the data dir's absolute path: the
+// cgroups and firewall rules of one driver are kept apart from those of another agent (or
+// test) on the same machine, so its clean-up never touches theirs.
+func agentID(dataDir string) string {
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return hex.EncodeToString(sum[:8])
+}
+
+// fwKey names an instance's firewall rules: agent/instance.
+func (d *Driver) fwKey(id string) string { return d.agent + "/" + id }
+
 // uidLockDir holds one lock file per executor uid in use on the machine, shared by every
 // driver (several agents, or tests running side by side): a uid is taken by holding an
 // exclusive flock on its file, which the kernel drops when the holder dies, as systemd does
@@ -381,7 +397,7 @@ func (d *Driver) limitHit(p *proc, inst *executor.Instance) bool {
 	forks, ooms := d.iso.cg.hits(p.cgroups)
 	var packets uint64
 	if d.iso.fw != nil && p.uid != 0 {
-		packets = d.iso.fw.Refused(inst.ID)
+		packets = d.iso.fw.Refused(d.fwKey(inst.ID))
 	}
 	reason := ""
 	switch {
@@ -460,7 +476,11 @@ func (d *Driver) sweep() error {
 		}
 	}
 	if d.iso.fw != nil {
-		if err := d.iso.fw.Remove(func(id string) bool { return !known(id) }); err != nil {
+		mine := d.agent + "/"
+		if err := d.iso.fw.Remove(func(key string) bool {
+			id, ok := strings.CutPrefix(key, mine)
+			return ok && !known(id) // other agents' rules are theirs to remove
+		}); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -14,9 +14,12 @@ import (
 	"github.com/proteus-defense/proteus/executor/process/processtest"
 )
 
-// testIsolation is the agent's default confinement with limits small enough to hit.
+// testIsolation is the agent's default confinement with limits small enough to hit: the
+// process limit well below what the memory limit allows (about 50 small children next to a
+// -race server), so a fork bomb meets the pids cgroup first (a fork refused for memory is
+// not counted anywhere, so it is no evidence).
 var testIsolation = executor.Isolation{Mode: executor.IsolationAuto, UIDFirst: 600000, UIDCount: 1000,
-	Memory: 256 << 20, Processes: 128, OpenFiles: 256, CPU: 1}
+	Memory: 256 << 20, Processes: 64, OpenFiles: 256, CPU: 1}
 
 func needRoot(t *testing.T) {
 	t.Helper()

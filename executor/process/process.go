@@ -69,6 +69,7 @@ var (
 // Driver runs executors as local processes. It is safe for concurrent use.
 type Driver struct {
 	dataDir         string
+	agent           string // short hash of the data dir: scopes this driver's cgroups and firewall rules
 	runDir, workDir string
 	iso             *isolation
 	grace           time.Duration
@@ -118,6 +119,7 @@ func New(env executor.Env) (*Driver, error) {
 	base := filepath.Join(env.DataDir, "executor", ID)
 	d := &Driver{
 		dataDir:  filepath.Clean(env.DataDir),
+		agent:    agentID(env.DataDir),
 		uids:     map[int]string{},
 		uidLocks: map[int]*os.File{},
 		runDir:   filepath.Join(base, "run"),
@@ -351,10 +353,11 @@ func (d *Driver) command(id string, spec executor.Spec, argv []string, work stri
 		}
 		summary = strings.Replace(summary, "own uid+gid", fmt.Sprintf("uid+gid %d", uid), 1)
 		if iso.fw != nil {
-			if err := iso.fw.AllowUID(id, uid, spec.AllowOutbound); err != nil {
+			p.fwID = d.fwKey(id)
+			if err := iso.fw.AllowUID(p.fwID, uid, spec.AllowOutbound); err != nil {
+				p.fwID = ""
 				return nil, "", err
 			}
-			p.fwID = id
 		}
 	}
 	cgs, err := iso.cg.create(id, limits{memory: iso.cfg.Memory, processes: iso.cfg.Processes, cpu: iso.cfg.CPU})
@@ -493,7 +496,7 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 			}
 			fwID := ""
 			if rec.UID != 0 {
-				fwID = inst.ID
+				fwID = d.fwKey(inst.ID)
 			}
 			if err := d.unconfine(fwID, rec.Cgroups, rec.UID); err != nil {
 				return fmt.Errorf("executor/process: stop %s: %w", inst.ID, err)

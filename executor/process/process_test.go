@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,11 +27,34 @@ func TestMain(m *testing.M) { processtest.Main(m) }
 // runs as root, degraded otherwise), so every test here also checks the confinement.
 func newDriver(t *testing.T, dataDir string, b *bus.Bus, grace time.Duration) *process.Driver {
 	t.Helper()
-	d, err := process.New(executor.Env{DataDir: dataDir, Bus: b, StopGrace: grace, Isolation: testIsolation})
+	d, err := process.New(executor.Env{DataDir: dataDir, Bus: b, StopGrace: grace, Isolation: testIsolation, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// testLogger shows the driver's log in the test's output (an executor's exit with the tail
+// of its output, say), and drops what comes after the test ended.
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
 }
 
 // waitServing polls GET path until it answers 200; the bound only guards against a hang.
