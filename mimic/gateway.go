@@ -998,7 +998,7 @@ func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Ti
 		attrs["want_status"] = c.win.status
 		attrs["differs"] = d
 		if d.Body {
-			attrs["excerpt"] = excerpt(r.bodyPrefix(), c.win.bodyPrefix(), g.o.ExcerptBytes)
+			attrs["excerpt"] = bodyExcerpt(r, c.win, g.o.ExcerptBytes)
 		}
 	}
 	if ok, left := g.dissentLog.allow(r.backend.ID+" "+kind, now); ok {

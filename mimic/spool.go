@@ -232,19 +232,6 @@ func (b *bodyBuffer) sum() uint64 {
 	return maphash.Bytes(b.sp.seed, b.mem)
 }
 
-// prefix returns up to n bytes from the start of the body.
-func (b *bodyBuffer) prefix(n int) []byte {
-	if b == nil {
-		return nil
-	}
-	if b.file == nil {
-		return b.mem[:min(n, len(b.mem))]
-	}
-	p := make([]byte, min(int64(n), b.n))
-	m, _ := b.file.ReadAt(p, 0)
-	return p[:m]
-}
-
 // writeTo copies the body to w.
 func (b *bodyBuffer) writeTo(w io.Writer) (int64, error) {
 	if b.file == nil {
@@ -262,12 +249,47 @@ func (r *response) bodySum(seed maphash.Seed) uint64 {
 	return maphash.Bytes(seed, r.body)
 }
 
-// bodyPrefix returns up to the first 64 KiB of r's body, for a dissent's excerpt.
-func (r *response) bodyPrefix() []byte {
-	if r.bb != nil {
-		return r.bb.prefix(64 << 10)
+// excerptScan bounds how far into two spooled bodies bodyExcerpt looks for their first
+// difference: a compromised executor's dissent costs the gateway no more than that to report.
+const excerptScan = 1 << 20
+
+// bodyExcerpt returns at most n bytes of r's body around the first byte where it differs from
+// ref's (see excerpt). Bodies in memory are compared directly, spooled ones piecewise from
+// their files, over their first excerptScan bytes.
+func bodyExcerpt(r, ref *response, n int) string {
+	if !r.bb.spooled() && !ref.bb.spooled() {
+		return excerpt(r.body, ref.body, n)
 	}
-	return r.body
+	var off int64
+	for off < excerptScan {
+		a, b := bodyAt(r, off, 32<<10), bodyAt(ref, off, 32<<10)
+		i := 0
+		for i < len(a) && i < len(b) && a[i] == b[i] {
+			i++
+		}
+		off += int64(i)
+		if i < len(a) || i < len(b) || len(a) == 0 {
+			break
+		}
+	}
+	start := max(0, off-int64(n/4))
+	return excerpt(bodyAt(r, start, n), bodyAt(ref, start, n), n)
+}
+
+// bodyAt returns up to n bytes of r's body from offset off.
+func bodyAt(r *response, off int64, n int) []byte {
+	if !r.bb.spooled() {
+		if off >= int64(len(r.body)) {
+			return nil
+		}
+		return r.body[off:min(int64(len(r.body)), off+int64(n))]
+	}
+	if off >= r.bb.n {
+		return nil
+	}
+	p := make([]byte, min(int64(n), r.bb.n-off))
+	m, _ := r.bb.file.ReadAt(p, off)
+	return p[:m]
 }
 
 // dedup drops r's copy of its body when an earlier response of the ballot kept the same

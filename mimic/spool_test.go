@@ -55,8 +55,14 @@ func checkBodyBuffer(t *testing.T, sp *spooler, body []byte, sizes []int) {
 	if _, err := b.writeTo(&out); err != nil || !bytes.Equal(out.Bytes(), body) {
 		t.Fatalf("writeTo: %v, %d bytes back of %d", err, out.Len(), len(body))
 	}
-	if p := b.prefix(10); !bytes.Equal(p, body[:min(10, len(body))]) {
-		t.Fatalf("prefix %q", p)
+	r := &response{bb: b, body: b.bytes()}
+	for _, off := range []int{0, len(body) / 3, len(body) - 1, len(body)} {
+		if off < 0 {
+			continue
+		}
+		if p := bodyAt(r, int64(off), 10); !bytes.Equal(p, body[off:min(off+10, len(body))]) {
+			t.Fatalf("bodyAt(%d) %q", off, p)
+		}
 	}
 }
 
@@ -197,7 +203,7 @@ func TestLargeBodiesAreSpooled(t *testing.T) {
 	}
 
 	tampered := bytes.Clone(big)
-	copy(tampered[2<<20:], "<script>evil</script>")
+	copy(tampered[700<<10:], "<script>evil</script>") // past the threshold, within excerptScan
 	if err := os.WriteFile(filepath.Join(h.sites["lighttpd-1"], "big.bin"), tampered, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -207,6 +213,9 @@ func TestLargeBodiesAreSpooled(t *testing.T) {
 	d, ok := dissentsOf(h.drain())["lighttpd-1"]
 	if !ok || d.Attrs["kind"] != DissentContent || !d.Attrs["differs"].(diff).Body {
 		t.Fatalf("tampered large body: dissent %v", d.Attrs)
+	}
+	if ex, _ := d.Attrs["excerpt"].(string); !strings.Contains(ex, "<script>evil") {
+		t.Errorf("excerpt %q does not show the difference", ex)
 	}
 	if sp.files.Load() != 0 || spoolFDs(t, dir) != 0 {
 		t.Fatalf("files left: %d, fds %d", sp.files.Load(), spoolFDs(t, dir))
