@@ -684,7 +684,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer g.spool.mem.give(held)
+	if held > 0 {
+		defer g.spool.mem.give(held)
+	}
 	select {
 	case g.sem <- struct{}{}:
 	default:

@@ -13,8 +13,9 @@ import (
 // A voted request reads the bodies of k executors before it can answer. Each body goes into
 // a bodyBuffer: in memory up to SpoolThreshold bytes, then into an unlinked temporary file in
 // SpoolDir, so a large file served by k executors to many clients at once costs the gateway
-// about SpoolThreshold of memory per executor request, not the whole body. The raw body is
-// hashed as it is read (the same value maphash.Bytes gives for the whole); once a body is
+// about SpoolThreshold of memory per executor request, not the whole body. A spooled body is
+// hashed as it is written (a body in memory once it is complete): either way the value is
+// maphash.Bytes of the whole body, with the gateway's seed, which the ballot compares. Once a body is
 // complete and equal to one already kept for the same request it is dropped at once, so one
 // copy of equal bodies is kept. Spooled bodies are compared raw: normalization (canonical
 // JSON, folded HTML) needs the whole body in memory. All buffered bodies share a memory
@@ -34,7 +35,7 @@ var (
 type budget struct {
 	max  int64
 	used atomic.Int64
-	peak atomic.Int64 // the highest use seen (for tests and status)
+	peak atomic.Int64 // the highest use seen (tests check it)
 }
 
 func (b *budget) take(n int64) bool {
