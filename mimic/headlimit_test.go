@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -144,5 +145,57 @@ func TestEndlessExecutorHeadIsDissent(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Beside real nginx and lighttpd, an executor whose head never ends (one header line without
+// end) neither stalls the answer nor grows the gateway: the client gets the page nginx and
+// lighttpd agree on, and the hostile executor is an availability dissent for its head.
+func TestEndlessHeadBesideNginxAndLighttpd(t *testing.T) {
+	ngDir, ltDir := t.TempDir(), t.TempDir()
+	writeSite(t, ngDir)
+	writeSite(t, ltDir)
+	ng, _ := startNginx(t, ngDir)
+	lt, _ := startLighttpd(t, ltDir)
+	addr, done := endlessHeadServer(t, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Pad: ", "a", nil)
+	b := bus.New()
+	evs, cancel := b.Subscribe(64, bus.KindPrefix("gateway."))
+	defer cancel()
+	g, err := New(Options{Backends: Static{ng, lt, {ID: "hostile", Variant: "raw", URL: "http://" + addr}},
+		Bus: b, K: 3, WaitAll: true, UpstreamTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + startGateway(t, g, ServerOptions{})
+	resp, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(body, sitePage) {
+		t.Fatalf("got %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if sent := <-done; sent < 64<<10 {
+		t.Fatalf("the hostile executor sent only %d bytes", sent)
+	}
+	g.Wait()
+	var got []string
+	for {
+		select {
+		case e := <-evs:
+			if e.Kind == EventDissent {
+				got = append(got, e.Subject)
+				if msg, _ := e.Attrs["error"].(string); e.Subject != "hostile" || !strings.Contains(msg, "head over the limit") {
+					t.Fatalf("dissent %s %v", e.Subject, e.Attrs)
+				}
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if len(got) != 1 {
+		t.Fatalf("dissents %v, want the hostile executor's alone", got)
 	}
 }
