@@ -48,20 +48,7 @@ type Running struct {
 // the sensors' supervisor and the gateway follower. Config problems (model references) come
 // back located in the config file. Stop ends them.
 func Start(ctx context.Context, o AgentOptions) (*Running, error) {
-	c := o.Config.Engine
-	base := "."
-	if o.ConfigFile != "" {
-		base = filepath.Dir(o.ConfigFile)
-	}
-	modelPath := c.Model
-	if !filepath.IsAbs(modelPath) {
-		modelPath = filepath.Join(base, modelPath)
-	}
-	data, err := os.ReadFile(modelPath)
-	if err != nil {
-		return nil, fmt.Errorf("engine: model: %w", err)
-	}
-	m, err := game.ParseModel(modelPath, data)
+	m, base, err := loadModel(o.Config, o.ConfigFile)
 	if err != nil {
 		return nil, err
 	}
@@ -69,17 +56,11 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := New(Options{Config: c, Model: m, Manager: o.Manager, BlockActuators: o.BlockActuators,
+	e, err := New(Options{Config: o.Config.Engine, Model: m, Manager: o.Manager, BlockActuators: o.BlockActuators,
 		VigilanceActuator: o.VigilanceActuator, Pool: o.Pool, Store: st, Bus: o.Bus, Logger: o.Logger})
 	if err != nil {
 		st.Close()
-		var ce *ConfigError
-		if errors.As(err, &ce) && o.ConfigFile != "" {
-			if raw, rerr := os.ReadFile(o.ConfigFile); rerr == nil {
-				return nil, config.LocateProblems(o.ConfigFile, raw, ce.Problems)
-			}
-		}
-		return nil, err
+		return nil, locate(err, o.ConfigFile)
 	}
 	srcs, err := sensor.Build(sensor.Env{Config: o.Config.Sensors, BaseDir: base, DataDir: o.DataDir, Logger: o.Logger})
 	if err != nil {
@@ -112,4 +93,51 @@ func (r *Running) Stop() {
 	r.cancel()
 	r.wg.Wait()
 	r.store.Close()
+}
+
+// loadModel reads the model engine.model names, relative to the config file's directory
+// (returned as base).
+func loadModel(cfg *config.Config, configFile string) (*game.Model, string, error) {
+	base := "."
+	if configFile != "" {
+		base = filepath.Dir(configFile)
+	}
+	path := cfg.Engine.Model
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(base, path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, base, fmt.Errorf("engine: model: %w", err)
+	}
+	m, err := game.ParseModel(path, data)
+	return m, base, err
+}
+
+// locate turns a ConfigError into problems at file:line:col of the config file.
+func locate(err error, configFile string) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) && configFile != "" {
+		if raw, rerr := os.ReadFile(configFile); rerr == nil {
+			return config.LocateProblems(configFile, raw, ce.Problems)
+		}
+	}
+	return err
+}
+
+// Check validates what the agent would refuse at start about the engine, without starting
+// anything: the model file, and every reference the engine config makes into it (located at
+// file:line:col of configFile). A config without engine.model passes.
+func Check(cfg *config.Config, configFile string) error {
+	if !cfg.Engine.Enabled() {
+		return nil
+	}
+	m, _, err := loadModel(cfg, configFile)
+	if err != nil {
+		return err
+	}
+	if _, probs := compileRules(cfg.Engine, m); len(probs) > 0 {
+		return locate(&ConfigError{Problems: probs}, configFile)
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/demo"
+	"github.com/proteus-defense/proteus/engine"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/process"
 	"github.com/proteus-defense/proteus/mimic"
@@ -158,6 +159,9 @@ func agentConfig(cmd *cobra.Command, f agentFlags) (*config.Config, string, mtd.
 		return nil, "", mtd.Policy{}, fmt.Errorf("%w: --attack-intensity must be in (0, 1], got %v", errUsage, f.intensity)
 	}
 	if err := cfg.Problems().Err(file); err != nil {
+		return nil, "", mtd.Policy{}, err
+	}
+	if err := engine.Check(cfg, f.configFile); err != nil { // before anything starts
 		return nil, "", mtd.Policy{}, err
 	}
 	policy, err := mtd.PolicyFromConfig(file, cfg.Pool.Rotation)

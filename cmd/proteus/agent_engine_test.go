@@ -376,3 +376,34 @@ func sha256hex(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
 }
+
+// A rule naming a stage the model does not have is refused by `proteus validate` and by the
+// agent before anything starts, with the config's file:line:col.
+func TestEngineConfigRefusedWithLocation(t *testing.T) {
+	cfg := engineAgentConfig(t, filepath.Join(t.TempDir(), "eve.json"))
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(data), "stage: S2, attack: a3", "stage: S9, attack: a3", 1)
+	if err := os.WriteFile(cfg, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	line := 0
+	for i, l := range strings.Split(bad, "\n") {
+		if strings.Contains(l, "S9") {
+			line = i + 1
+		}
+	}
+	want := fmt.Sprintf("%s:%d:", cfg, line)
+	var out, errb strings.Builder
+	if code := run([]string{"validate", cfg}, &out, &errb); code != 2 || !strings.Contains(errb.String(), want) ||
+		!strings.Contains(errb.String(), `engine.rules[1].stage: unknown stage "S9"`) {
+		t.Fatalf("validate: exit %d: %s", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"--data-dir", t.TempDir(), "agent", "-c", cfg, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), want) {
+		t.Fatalf("agent: exit %d: %s", code, errb.String())
+	}
+}

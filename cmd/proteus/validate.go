@@ -6,12 +6,26 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/engine"
 )
+
+// loadAgentConfig is config.Load plus what the agent checks at start about the engine: its
+// model file and the rules' references into it.
+func loadAgentConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := engine.Check(cfg, path); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
 
 // validators are the config loaders by the command that reads the file: the agent needs
 // every section, the standalone gateway and enclave node only theirs.
 var validators = map[string]func(path string) (*config.Config, error){
-	"agent":   config.Load,
+	"agent":   loadAgentConfig,
 	"gateway": config.LoadStandaloneGateway,
 	"enclave": config.LoadStandaloneEnclave,
 }
