@@ -241,7 +241,9 @@ engine:
 	if !blocked {
 		t.Fatalf("client never blocked:\n%s", a.stderr.String())
 	}
-	ds := listDecisions(t, a, "--source", src.String())
+	// The block is in place before its decision is committed (the audit write is
+	// asynchronous): wait for the record.
+	ds := waitDecisions(t, a, func(ds []store.Decision) bool { return len(ds) > 0 && ds[len(ds)-1].Verdict == "act" }, "--source", src.String())
 	last := ds[len(ds)-1]
 	if last.Verdict != "act" || len(last.Evidence) == 0 || last.Evidence[0].Sensor != "gateway" ||
 		!strings.Contains(last.Evidence[len(last.Evidence)-1].Summary, "GET /about.html") {
