@@ -84,18 +84,18 @@ type Stats struct {
 
 // Engine decides on evidence. Submit and Push feed it; Run consumes.
 type Engine struct {
-	o       Options
-	cfg     config.Engine
-	log     *slog.Logger
-	now     func() time.Time
-	rules   []rule
-	chain   *chain
-	solver  *solver
-	assets  map[string]*asset
-	byPort  map[uint16]string
-	deflt   string
-	queue   chan sensor.Event
-	writer  *store.Writer
+	o      Options
+	cfg    config.Engine
+	log    *slog.Logger
+	now    func() time.Time
+	rules  []rule
+	chain  *chain
+	solver *solver
+	assets map[string]*asset
+	byPort map[uint16]string
+	deflt  string
+	queue  chan sensor.Event
+	writer *store.Writer
 
 	events, dropped, unmatched, decisions, coalesced atomic.Uint64
 
@@ -276,9 +276,12 @@ type Decision struct {
 
 // Detail is the JSON under a stored decision's "detail".
 type Detail struct {
-	Rule         string             `json:"rule"`
-	Events       int                `json:"events"` // events of this pair so far
-	Live         Live               `json:"live"`
+	Rule   string `json:"rule"`
+	Events int    `json:"events"` // events of this pair so far
+	Live   Live   `json:"live"`
+	// Reading is how the game read the paper's open cost definitions for this solution
+	// (the model's reading: field, game.EngineReading by default; docs/model.md).
+	Reading      game.Reading       `json:"reading"`
 	Transition   *Transition        `json:"transition,omitempty"`
 	Choice       *Choice            `json:"choice,omitempty"`
 	Solution     *game.StageResult  `json:"solution,omitempty"`
@@ -371,6 +374,7 @@ func (e *Engine) Handle(ctx context.Context, ev sensor.Event) *Decision {
 		e.log.Error("stage game", "err", err)
 	} else {
 		sr := sol.Stages[stage]
+		det.Reading = sol.Reading
 		ch = choose(&sr, e.cfg.DefenderType)
 		det.Choice, det.Solution = &ch, &sr
 		det.Discounted = map[string]float64{"attack": sr.DiscountedAttackGain, "defense": sr.DiscountedDefenseGain}

@@ -77,8 +77,8 @@ type fakePool struct {
 	rotated chan struct{}
 }
 
-func (p *fakePool) CStar() int            { return p.cstar }
-func (p *fakePool) RotationRate() float64 { return p.rate }
+func (p *fakePool) CStar() int                               { return p.cstar }
+func (p *fakePool) RotationRate() float64                    { return p.rate }
 func (p *fakePool) Quarantine(context.Context, string) error { return nil }
 func (p *fakePool) RotateAll(context.Context) error {
 	select {
@@ -297,7 +297,7 @@ func TestVerdictFollowsThresholds(t *testing.T) {
 		t.Fatal("defer raised no vigilance")
 	}
 	// The block is reverted after its TTL.
-	advance(&now, r.e.cfg.BlockTTL + time.Second)
+	advance(&now, r.e.cfg.BlockTTL+time.Second)
 	if _, err := r.mgr.RevertExpired(ctx); err != nil {
 		t.Fatal(err)
 	}

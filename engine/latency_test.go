@@ -134,7 +134,9 @@ func report(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(0, "ns/op")
 }
 
-func srcAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(i / 250), byte(i%250 + 1)}) }
+func srcAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{198, 18, byte(i / 250), byte(i%250 + 1)})
+}
 
 // BenchmarkDetectionToBlock measures, per sensor, the time from the evidence being written
 // (an EVE line appended to the file; a dissent event published by the gateway) to the

@@ -32,7 +32,7 @@ type AgentOptions struct {
 	// Members lets the file-integrity sensor watch the running executors; nil: host paths only.
 	Members Members
 	Bus     *bus.Bus
-	Logger            *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Running is a started engine with its sensors.

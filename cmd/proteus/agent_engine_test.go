@@ -155,7 +155,7 @@ func TestAgentEngineMultiStageAttackFromEVE(t *testing.T) {
 	last := ds[len(ds)-1]
 	code, out = a.cli("decisions", "show", last.ID)
 	if code != 0 || !strings.Contains(out, "Cobalt Strike") || !strings.Contains(out, "the game's solution for this stage") ||
-		!strings.Contains(out, "c* = 1") {
+		!strings.Contains(out, "c* = 1") || !strings.Contains(out, "model reading: signal-cost=printed deception-cost=defense-cost") {
 		t.Fatalf("show: %d\n%s", code, out)
 	}
 	a.stop(t)

@@ -164,6 +164,7 @@ func writeDecision(w io.Writer, d store.Decision) error {
 		} else {
 			fmt.Fprintln(w, "  live parameters: none (the model's own)")
 		}
+		fmt.Fprintf(w, "  model reading: %s\n", det.Reading)
 		if c := det.Choice; c != nil {
 			fmt.Fprintf(w, "  game: defender type %s plays %s with signal %s against %s; gains defense %.1f, attack %.1f\n",
 				c.DefenderType, c.Defense, c.Signal, c.Attack, c.DefenseGain, c.AttackGain)
