@@ -44,6 +44,11 @@ type Engine struct {
 	VigilanceTTL time.Duration `yaml:"vigilance_ttl"`
 	// Retention is how long decisions stay in the audit store (default 720h).
 	Retention time.Duration `yaml:"retention"`
+	// MaxQuarantined bounds the executors the engine keeps quarantined (frozen, for
+	// forensics) in one run of the agent (default 4); past it a tampered executor is rotated
+	// (destroyed and rebuilt) instead, so an attacker cannot exhaust the host with frozen
+	// copies.
+	MaxQuarantined int `yaml:"max_quarantined"`
 	// NFTables: auto (default) blocks in the kernel too (table inet proteus) when the agent
 	// runs as root and nftables works, on requires it (the agent refuses to start without),
 	// off blocks at the gateway only. The gateway blocklist always blocks.
@@ -122,6 +127,9 @@ func (x *Engine) applyDefaults() {
 	if x.NFTables == "" {
 		x.NFTables = "auto"
 	}
+	if x.MaxQuarantined == 0 {
+		x.MaxQuarantined = 4
+	}
 }
 
 // MaxCountermeasureTTL bounds every countermeasure lifetime the engine sets.
@@ -156,6 +164,9 @@ func (x *Engine) validate(field string, p *strictyaml.Problems, sensors *Sensors
 	}
 	if x.Queue < 16 || x.Queue > 1<<20 {
 		p.Addf(field+".queue", "must be in [16, %d], got %d", 1<<20, x.Queue)
+	}
+	if x.MaxQuarantined < 0 || x.MaxQuarantined > 64 {
+		p.Addf(field+".max_quarantined", "must be in [0, 64], got %d", x.MaxQuarantined)
 	}
 	switch x.NFTables {
 	case "auto", "on", "off":

@@ -69,16 +69,28 @@ func orDefault(d, def time.Duration) time.Duration {
 	return def
 }
 
-// quarantine takes executor id out of service now.
+// quarantine takes executor id out of service now: quarantined (frozen, kept for forensics)
+// while fewer than engine.max_quarantined are, else rotated (destroyed and rebuilt). Either
+// way the pool replaces it from the known-good image.
 func (e *Engine) quarantine(ctx context.Context, id string) store.Countermeasure {
 	c := store.Countermeasure{Kind: "quarantine", Target: id}
 	if e.o.Pool == nil {
 		c.Error = "no executor pool"
 		return c
 	}
-	if err := e.o.Pool.Quarantine(executor.WithReason(context.WithoutCancel(ctx), "tampering"), id); err != nil {
-		c.Error = err.Error()
+	rctx := executor.WithReason(context.WithoutCancel(ctx), "tampering")
+	if e.quarantined >= e.cfg.MaxQuarantined {
+		c.Kind = config.CMRotate
+		if err := e.o.Pool.Rotate(rctx, id); err != nil {
+			c.Error = err.Error()
+		}
+		return c
 	}
+	if err := e.o.Pool.Quarantine(rctx, id); err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	e.quarantined++
 	return c
 }
 

@@ -52,6 +52,7 @@ type Pool interface {
 	RotationRate() float64 // reconfigurations per second
 	RotateAll(ctx context.Context) error
 	Quarantine(ctx context.Context, id string) error
+	Rotate(ctx context.Context, id string) error
 }
 
 // Options configure an Engine.
@@ -102,7 +103,10 @@ type Engine struct {
 	mu      sync.Mutex // guards the state below (Run is one goroutine; Status reads)
 	intents map[pairKey]*intent
 	seq     uint64
-	wg      sync.WaitGroup
+	// quarantined counts the executors this engine quarantined (bounded by
+	// engine.max_quarantined).
+	quarantined int
+	wg          sync.WaitGroup
 }
 
 type asset struct {
@@ -382,7 +386,9 @@ func (e *Engine) Handle(ctx context.Context, ev sensor.Event) *Decision {
 
 	// Coalesce: nothing new since this pair's last decision (same verdict, stage and
 	// strategy, within the half-life) adds evidence for the next one instead.
-	if in.decided && in.verdict == verdict && in.stage == stage && in.strategy == ch.Defense && now.Sub(in.decidedAt) < e.cfg.HalfLife/2 {
+	// A tampered executor is its own target: its act is never coalesced into another's.
+	ownTarget := verdict == Act && ev.Sensor == "fim" && ev.Attrs["executor"] != ""
+	if !ownTarget && in.decided && in.verdict == verdict && in.stage == stage && in.strategy == ch.Defense && now.Sub(in.decidedAt) < e.cfg.HalfLife/2 {
 		e.coalesced.Add(1)
 		return nil
 	}

@@ -72,14 +72,28 @@ func engineConfig(t testing.TB, yaml string) config.Engine {
 }
 
 type fakePool struct {
+	mu      sync.Mutex
+	log     []string
 	cstar   int
 	rate    float64
 	rotated chan struct{}
 }
 
-func (p *fakePool) CStar() int                               { return p.cstar }
-func (p *fakePool) RotationRate() float64                    { return p.rate }
-func (p *fakePool) Quarantine(context.Context, string) error { return nil }
+func (p *fakePool) CStar() int            { return p.cstar }
+func (p *fakePool) RotationRate() float64 { return p.rate }
+func (p *fakePool) Quarantine(_ context.Context, id string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.log = append(p.log, "quarantine "+id)
+	return nil
+}
+
+func (p *fakePool) Rotate(_ context.Context, id string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.log = append(p.log, "rotate "+id)
+	return nil
+}
 func (p *fakePool) RotateAll(context.Context) error {
 	select {
 	case p.rotated <- struct{}{}:
@@ -434,5 +448,28 @@ func TestFromEnclave(t *testing.T) {
 			return
 		case <-time.After(20 * time.Millisecond): // FollowBus may not have subscribed yet
 		}
+	}
+}
+
+// A tampered executor is quarantined until engine.max_quarantined are, then rotated: the
+// frozen copies an attacker can cause are bounded.
+func TestQuarantineBounded(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cfg := engineConfig(t, strings.Replace(testConfig, "  strategies:\n",
+		"    - {name: tamper, sensor: fim, stage: S2, attack: a3, weight: 0.95}\n  strategies:\n", 1)+"  max_quarantined: 2\n")
+	pool := &fakePool{cstar: 2, rate: 0.05}
+	e, err := New(Options{Config: cfg, Model: paperModel(t), Pool: pool, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		id := fmt.Sprintf("e%d", i)
+		d := e.Handle(context.Background(), sensor.Event{Sensor: "fim", Kind: "file.changed", Path: "/x", Attrs: map[string]string{"executor": id}})
+		if d == nil { // coalesced with the previous decision: the executor would stay in service
+			t.Fatalf("event %d coalesced; the tampered executor %s stays in service", i, id)
+		}
+	}
+	if got := strings.Join(pool.log, ","); got != "quarantine e0,quarantine e1,rotate e2,rotate e3" {
+		t.Fatalf("pool calls %s", got)
 	}
 }
