@@ -74,15 +74,9 @@ func waitHTTP(t testing.TB, url string, logFile string) {
 	t.Fatalf("%s never answered; log:\n%s", url, logData)
 }
 
-// startGoServer serves dir with net/http; HTML is streamed with chunked encoding (no
-// Content-Length), unlike nginx and lighttpd, and it counts the requests it serves.
-func startGoServer(t testing.TB, dir string) (Backend, *atomic.Int64) {
-	t.Helper()
-	return startGoServerWrapped(t, dir, nil)
-}
-
-// startGoServerWrapped is startGoServer with its handler wrapped (nil: not), for a Go executor
-// made to misbehave.
+// startGoServerWrapped serves dir with net/http; HTML is streamed with chunked encoding (no
+// Content-Length), unlike nginx and lighttpd, and it counts the requests it serves. Its handler
+// is wrapped by wrap (nil: not), for a Go executor made to misbehave.
 func startGoServerWrapped(t testing.TB, dir string, wrap func(http.Handler) http.Handler) (Backend, *atomic.Int64) {
 	t.Helper()
 	var hits atomic.Int64

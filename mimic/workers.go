@@ -33,8 +33,7 @@ func (g *Gateway) dispatch(j fetchJob) {
 func (g *Gateway) work(j fetchJob) {
 	var idle *time.Timer
 	for {
-		g.fetch(j)
-		j = fetchJob{} // nothing of the finished request stays reachable while idle
+		g.fetch(j) // j is dead from here: nothing of the finished request stays reachable while idle
 		if idle == nil {
 			idle = time.NewTimer(workerIdle)
 		} else {
