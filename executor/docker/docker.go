@@ -472,9 +472,7 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 	}
 	d.log.Info("container started", "variant", spec.Variant, "instance", name, "container", shortID(created.ID), "address", inst.Address, "image", shortID(imageID))
 	d.watchExit(inst)
-	if d.guard != nil {
-		d.watchNet(inst)
-	}
+	d.watchLimits(inst)
 	d.bus.Publish(bus.Event{Kind: executor.EventStarted, Source: "executor/docker", Subject: name,
 		Attrs: map[string]any{"variant": spec.Variant, "address": inst.Address, "image": imageID, "container": created.ID}})
 	return inst, nil

@@ -406,10 +406,29 @@ func newTestDriver(t testing.TB, dataDir string, b *bus.Bus) *Driver {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() {
+		unguardAgentContainers(t, cli, d)
 		removeAgentContainers(t, cli, d.agent)
 		d.Close()
 	})
 	return d
+}
+
+// unguardAgentContainers removes the firewall rules of d's containers before the cleanup
+// removes the containers behind the driver's back.
+func unguardAgentContainers(t testing.TB, cli *client.Client, d *Driver) {
+	if d.guard == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelAgent+"="+d.agent))})
+	if err != nil {
+		t.Errorf("cleanup list: %v", err)
+		return
+	}
+	for _, c := range cs {
+		d.unguard(&executor.Instance{ID: c.Labels[LabelInstance]})
+	}
 }
 
 func removeAgentContainers(t testing.TB, cli *client.Client, agent string) {

@@ -57,7 +57,15 @@ func New() (*Guard, error) {
 	return g, nil
 }
 
-func ruleTag(id, what string) []byte { return []byte("proteus-exec " + what + " " + id) }
+// ruleTag is a rule's user data: "proteus-exec accept|deny <id>", and " <addr>" for a
+// container's rules.
+func ruleTag(id, what, addr string) []byte {
+	t := "proteus-exec " + what + " " + id
+	if addr != "" {
+		t += " " + addr
+	}
+	return []byte(t)
+}
 
 // established matches packets of connections already accepted (and ICMP about them).
 func established() []expr.Any {
@@ -91,9 +99,9 @@ var (
 )
 
 // add installs the accept-then-reject pair for match in chain.
-func (g *Guard) add(c *nftables.Conn, chain *nftables.Chain, id string, match, denyMatch []expr.Any) {
-	c.AddRule(&nftables.Rule{Table: g.table, Chain: chain, Exprs: join(match, established(), accept), UserData: ruleTag(id, "accept")})
-	c.AddRule(&nftables.Rule{Table: g.table, Chain: chain, Exprs: join(match, denyMatch, reject), UserData: ruleTag(id, "deny")})
+func (g *Guard) add(c *nftables.Conn, chain *nftables.Chain, id, addr string, match, denyMatch []expr.Any) {
+	c.AddRule(&nftables.Rule{Table: g.table, Chain: chain, Exprs: join(match, established(), accept), UserData: ruleTag(id, "accept", addr)})
+	c.AddRule(&nftables.Rule{Table: g.table, Chain: chain, Exprs: join(match, denyMatch, reject), UserData: ruleTag(id, "deny", addr)})
 }
 
 // AllowUID confines the local processes of uid (instance id): they may answer connections;
@@ -113,7 +121,7 @@ func (g *Guard) AllowUID(id string, uid int, outbound bool) error {
 	if outbound {
 		deny = toThisHost()
 	}
-	g.add(c, g.output, id, match, deny)
+	g.add(c, g.output, id, "", match, deny)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("netguard: rules for uid %d: %w", uid, err)
 	}
@@ -122,13 +130,26 @@ func (g *Guard) AllowUID(id string, uid int, outbound bool) error {
 
 // AllowAddr confines the container at addr (instance id) the same way: connections it
 // starts to this host are refused in the input chain, those to other hosts (and other
-// containers) in the forward chain unless outbound is set.
+// containers) in the forward chain unless outbound is set. Rules an earlier container left
+// for the same address (an agent that died before removing them) are replaced: they would
+// otherwise count this container's attempts as the old one's.
 func (g *Guard) AllowAddr(id string, addr netip.Addr, outbound bool) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("netguard: %w", err)
+	}
+	stale, err := g.tagged(c)
+	if err != nil {
+		return fmt.Errorf("netguard: %w", err)
+	}
+	for _, r := range stale {
+		if f := bytes.Fields(r.UserData); len(f) == 4 && string(f[3]) == addr.String() {
+			if err := c.DelRule(r); err != nil {
+				return fmt.Errorf("netguard: %w", err)
+			}
+		}
 	}
 	var match []expr.Any
 	if addr.Is4() {
@@ -145,9 +166,9 @@ func (g *Guard) AllowAddr(id string, addr netip.Addr, outbound bool) error {
 		}
 	}
 	match = append(match, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: addr.AsSlice()})
-	g.add(c, g.input, id, match, nil)
+	g.add(c, g.input, id, addr.String(), match, nil)
 	if !outbound {
-		g.add(c, g.fwd, id, match, nil)
+		g.add(c, g.fwd, id, addr.String(), match, nil)
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("netguard: rules for %s: %w", addr, err)
@@ -155,20 +176,33 @@ func (g *Guard) AllowAddr(id string, addr netip.Addr, outbound bool) error {
 	return nil
 }
 
-// rules lists the guard's tagged rules, by instance ID.
-func (g *Guard) rules(c *nftables.Conn) (map[string][]*nftables.Rule, error) {
-	out := map[string][]*nftables.Rule{}
+// tagged lists every rule of the guard's chains that carries its tag.
+func (g *Guard) tagged(c *nftables.Conn) ([]*nftables.Rule, error) {
+	var out []*nftables.Rule
 	for _, ch := range []*nftables.Chain{g.output, g.input, g.fwd} {
 		rs, err := c.GetRules(g.table, ch)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range rs {
-			f := bytes.Fields(r.UserData)
-			if len(f) == 3 && string(f[0]) == "proteus-exec" {
-				out[string(f[2])] = append(out[string(f[2])], r)
+			if f := bytes.Fields(r.UserData); len(f) >= 3 && string(f[0]) == "proteus-exec" {
+				out = append(out, r)
 			}
 		}
+	}
+	return out, nil
+}
+
+// rules lists the guard's tagged rules, by instance ID.
+func (g *Guard) rules(c *nftables.Conn) (map[string][]*nftables.Rule, error) {
+	rs, err := g.tagged(c)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]*nftables.Rule{}
+	for _, r := range rs {
+		id := string(bytes.Fields(r.UserData)[2])
+		out[id] = append(out[id], r)
 	}
 	return out, nil
 }

@@ -163,4 +163,12 @@ func TestRemoveIsSelective(t *testing.T) {
 	if got := count(); got[a] != 0 || got[b] != 2 {
 		t.Fatalf("after removing %s: %v", a, got)
 	}
+	// A new container on b's address (b's agent died without removing its rules) replaces
+	// them: the old rules would count the new container's attempts.
+	if err := g.AllowAddr(a, netip.MustParseAddr("2001:db8::7"), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got[a] != 4 || got[b] != 0 {
+		t.Fatalf("after reusing b's address: %v", got)
+	}
 }
