@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/proteus-defense/proteus/config"
 )
@@ -299,5 +300,30 @@ func TestAllowlistOnlyEnclave(t *testing.T) {
 	if _, err := New(context.Background(), Options{Config: func() config.Enclave { c := cfg; c.Allowlist = ids[1:2]; return c }(),
 		DataDir: t.TempDir(), Identity: keys[0]}); !errors.Is(err, ErrNotMember) {
 		t.Errorf("node not on its own allowlist started: %v", err)
+	}
+}
+
+// GossipSub scores the enclave topic (P1–P4) and IP colocation (P6), not only trust; the
+// positive parts stay small enough that mesh behaviour never lifts a graylisted peer.
+func TestPeerScoreParams(t *testing.T) {
+	cfg := newTestEnclave(t, "lab").baseConfig()
+	p, err := peerScoreParams(cfg, TopicPrefix+"lab", func(peer.ID) float64 { return 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := p.Topics[TopicPrefix+"lab"]
+	if tp == nil || tp.TimeInMeshWeight <= 0 || tp.FirstMessageDeliveriesWeight <= 0 || tp.MeshMessageDeliveriesWeight >= 0 ||
+		tp.InvalidMessageDeliveriesWeight >= 0 || p.IPColocationFactorWeight >= 0 || p.IPColocationFactorThreshold != cfg.PeerScore.ColocationThreshold {
+		t.Fatalf("scoring not enabled: %+v %+v", p, tp)
+	}
+	if maxPositive := tp.TimeInMeshWeight*tp.TimeInMeshCap + tp.FirstMessageDeliveriesWeight*tp.FirstMessageDeliveriesCap; maxPositive > 5 {
+		t.Errorf("P1+P2 can add %v", maxPositive)
+	}
+	if len(p.IPColocationFactorWhitelist) != 1 {
+		t.Errorf("whitelist %v", p.IPColocationFactorWhitelist)
+	}
+	cfg.PeerScore.ColocationWhitelist = []string{"nope"}
+	if _, err := peerScoreParams(cfg, "t", nil); err == nil {
+		t.Error("bad whitelist accepted")
 	}
 }

@@ -56,3 +56,48 @@ func TestReplayGuardBounded(t *testing.T) {
 		t.Fatalf("evicted key should be admitted again: %v", err)
 	}
 }
+
+// The guard pins an id's owner and binding, limits keys per owner (except the exempt one),
+// and carries its state across a restart through Entries and Restore.
+func TestReplayGuardOwnersBindingsRestore(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := NewReplayGuard(100)
+	g.SetPerOwner(2, "me")
+	exp := now.Add(time.Hour)
+	if err := g.AdmitOwned("a", "192.0.2.1", "x", now, exp, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.AdmitOwned("a", "192.0.2.2", "x", now.Add(time.Second), exp, now); !errors.Is(err, ErrRebound) {
+		t.Errorf("re-targeted version: %v", err)
+	}
+	if err := g.AdmitOwned("b", "192.0.2.1", "x", now.Add(time.Second), exp, now); !errors.Is(err, ErrRebound) {
+		t.Errorf("another owner's version: %v", err)
+	}
+	if err := g.AdmitOwned("a", "192.0.2.1", "x", now.Add(time.Second), exp, now); err != nil {
+		t.Errorf("new version, same binding: %v", err)
+	}
+	if err := g.AdmitOwned("a", "192.0.2.3", "y", now, exp, now); !errors.Is(err, ErrBudget) {
+		t.Errorf("third key of a: %v", err)
+	}
+	for i := 0; i < 5; i++ {
+		if err := g.AdmitOwned("me", "t", fmt.Sprint("m", i), now, exp, now); err != nil {
+			t.Errorf("exempt owner: %v", err)
+		}
+	}
+	back := NewReplayGuard(100)
+	back.Restore(g.Entries(), now)
+	if back.Len() != g.Len() || back.Owned("a") != 2 {
+		t.Fatalf("restored %d keys (a: %d), want %d", back.Len(), back.Owned("a"), g.Len())
+	}
+	if err := back.AdmitOwned("a", "192.0.2.1", "x", now, exp, now); !errors.Is(err, ErrReplay) {
+		t.Errorf("replay after restore: %v", err)
+	}
+	if err := back.AdmitOwned("a", "198.51.100.1", "x", now.Add(time.Minute), exp, now); !errors.Is(err, ErrRebound) {
+		t.Errorf("re-targeting after restore: %v", err)
+	}
+	later := NewReplayGuard(100)
+	later.Restore(g.Entries(), exp)
+	if later.Len() != 0 {
+		t.Errorf("expired entries restored: %d", later.Len())
+	}
+}
