@@ -19,7 +19,15 @@ type bucket struct {
 	tokens    float64
 	at        time.Time
 	penalized time.Time
+	strikes   int // penalties in a row, each within strikeGap of the last
 }
+
+// strikeGap is how long an author must stay within budget for its strikes to reset;
+// maxStrikes penalties in a row get a directly connected flooder disconnected.
+const (
+	strikeGap  = 5 * time.Second
+	maxStrikes = 3
+)
 
 // maxBudgetPeers bounds the table; authors are verified members, so it only fills in a
 // very large enclave, and then full (idle) buckets are dropped first.
@@ -54,16 +62,21 @@ func (b *budget) allow(p string, now time.Time) bool {
 	return true
 }
 
-// penalize reports whether p's overrun should cost it trust now (once per penalizeEvery).
-func (b *budget) penalize(p string, now time.Time) bool {
+// penalize reports whether p's overrun should cost it trust now (once per penalizeEvery),
+// and whether p has overrun so long (maxStrikes penalties in a row) that it is cut off.
+func (b *budget) penalize(p string, now time.Time) (penalty, cut bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k, ok := b.peers[p]
 	if !ok || now.Sub(k.penalized) < penalizeEvery {
-		return false
+		return false, false
+	}
+	if now.Sub(k.penalized) > strikeGap {
+		k.strikes = 0
 	}
 	k.penalized = now
-	return true
+	k.strikes++
+	return true, k.strikes >= maxStrikes
 }
 
 func (b *budget) pruneLocked(now time.Time) {
@@ -75,4 +88,17 @@ func (b *budget) pruneLocked(now time.Time) {
 	if len(b.peers) >= maxBudgetPeers {
 		clear(b.peers)
 	}
+}
+
+// struck are the authors penalized within the last strikeGap.
+func (b *budget) struck(now time.Time) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for p, k := range b.peers {
+		if k.strikes > 0 && now.Sub(k.penalized) <= strikeGap {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -335,7 +335,10 @@ func TestFloodFromOneMember(t *testing.T) {
 	h := publish(t, nodes[0], "192.0.2.9", 90)
 	eventually(t, "honest report arrives during the flood", func() bool { _, ok := decisionFor(b, h.ID); return ok })
 	// Once graylisted, GossipSub drops the flooder's RPCs before validation.
-	eventually(t, "flooder graylisted", func() bool { s, ok := b.Score(r.id); return ok && s < cfg.PeerScore.Graylist })
+	eventually(t, "flooder graylisted (or already cut off)", func() bool {
+		s, ok := b.Score(r.id)
+		return ok && s < cfg.PeerScore.Graylist || b.isDenied(r.id)
+	})
 	st := b.Stats()
 	t.Logf("flood of %d: accepted %d, over budget %d, the rest dropped unread", flood, st.Accepted, st.Limited)
 	if st.Accepted > uint64(cfg.Limits.Burst)+200 {
@@ -347,6 +350,13 @@ func TestFloodFromOneMember(t *testing.T) {
 	if held > cfg.Limits.Reports {
 		t.Errorf("flooder holds %d reports", held)
 	}
+	// A flood that goes on for seconds gets the flooder disconnected and refused.
+	eventually(t, "sustained flooder cut off", func() bool {
+		bundle := bundleFor(t, r.id, stix.NewID("indicator"), "10.9.9.9", now, now, time.Hour)
+		_ = r.send(b, r.message(r.key, r.envelope(KindSighting, bundle)))
+		time.Sleep(100 * time.Millisecond)
+		return b.isDenied(r.id)
+	})
 }
 
 type pbMessage = pb.Message

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/proteus-defense/proteus/stix"
@@ -16,7 +17,8 @@ import (
 //
 //   - from a non-member (author or forwarder)        → reject
 //   - an author over its rate budget (limits.rate)   → ignore, and an invalid-message
-//     penalty at most once a second, so a flooder is soon graylisted
+//     penalty at most once a second, so a flooder is soon graylisted; three seconds of it
+//     in a row and a directly connected flooder is disconnected and refused for a minute
 //   - a bad envelope, wrong enclave, bad STIX bundle,
 //     a report attributed to another peer, a reserved
 //     target, a new version of an indicator that
@@ -54,9 +56,13 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 	// The author is a verified member from here on: its budget is bounded state.
 	if author != n.self && !n.budget.allow(name, n.now()) {
 		n.stats.limited.Add(1)
-		if n.budget.penalize(name, n.now()) {
+		if penalty, cut := n.budget.penalize(name, n.now()); penalty {
 			score := n.trust.Invalid(name)
 			n.log.Warn("member over its message budget", "author", author, "trust", score)
+			if cut && from == author {
+				// Flooding for seconds on end: drop the connection, refuse it for a while.
+				go n.deny(author, fmt.Errorf("%w: over its message budget for %d s", ErrNotMember, maxStrikes), denyNoAnswer)
+			}
 		}
 		return pubsub.ValidationIgnore
 	}
@@ -182,8 +188,24 @@ func (n *Node) sweep() {
 		case <-t.C:
 			n.settleDue()
 			n.dropExpiredMembers()
+			n.cutFlooders()
 			_ = n.saveState(false)
 			n.republishMembers()
+		}
+	}
+}
+
+// cutFlooders disconnects (and refuses for a while) a directly connected member that went
+// over its message budget recently and that GossipSub now graylists: its RPCs would be
+// dropped unread anyway, but reading them still costs this node.
+func (n *Node) cutFlooders() {
+	for _, name := range n.budget.struck(n.now()) {
+		p, err := peer.Decode(name)
+		if err != nil || n.host == nil || n.host.Network().Connectedness(p) != network.Connected {
+			continue
+		}
+		if s, ok := n.Score(p); ok && s < n.cfg.PeerScore.Graylist {
+			n.deny(p, fmt.Errorf("%w: graylisted for flooding", ErrNotMember), denyNoAnswer)
 		}
 	}
 }
