@@ -20,6 +20,7 @@ type bucket struct {
 	at        time.Time
 	penalized time.Time
 	strikes   int // penalties in a row, each within strikeGap of the last
+	over      int // messages over budget since the last penalty
 }
 
 // strikeGap is how long an author must stay within budget for its strikes to reset;
@@ -27,6 +28,8 @@ type bucket struct {
 const (
 	strikeGap  = 5 * time.Second
 	maxStrikes = 3
+	// floodFactor bursts over budget within one penalty interval is a flood, not a burst.
+	floodFactor = 5
 )
 
 // maxBudgetPeers bounds the table; authors are verified members, so it only fills in a
@@ -56,6 +59,7 @@ func (b *budget) allow(p string, now time.Time) bool {
 		k.at = now
 	}
 	if k.tokens < 1 {
+		k.over++
 		return false
 	}
 	k.tokens--
@@ -63,18 +67,22 @@ func (b *budget) allow(p string, now time.Time) bool {
 }
 
 // penalize reports whether p's overrun should cost it trust now (once per penalizeEvery),
-// and whether p has overrun so long (maxStrikes penalties in a row) that it is cut off.
+// and whether p has overrun so long (maxStrikes penalties in a row) or so much (floodFactor
+// bursts over budget before the next penalty is due) that it is cut off.
 func (b *budget) penalize(p string, now time.Time) (penalty, cut bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k, ok := b.peers[p]
-	if !ok || now.Sub(k.penalized) < penalizeEvery {
+	if !ok {
 		return false, false
+	}
+	if now.Sub(k.penalized) < penalizeEvery {
+		return false, k.over >= floodFactor*int(b.burst)
 	}
 	if now.Sub(k.penalized) > strikeGap {
 		k.strikes = 0
 	}
-	k.penalized = now
+	k.penalized, k.over = now, 0
 	k.strikes++
 	return true, k.strikes >= maxStrikes
 }

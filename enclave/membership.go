@@ -209,10 +209,12 @@ func (n *Node) deny(p peer.ID, why error, d time.Duration) {
 	n.memMu.Unlock()
 	if !already {
 		n.stats.denied.Add(1)
-		n.log.Warn("refusing non-member", "peer", p, "err", why)
+		n.log.Warn("refusing peer", "peer", p, "err", why)
 		n.publishEvent(EventRejected, p.String(), map[string]any{"reason": why.Error()})
 	}
-	_ = n.host.Network().ClosePeer(p)
+	if n.host != nil {
+		_ = n.host.Network().ClosePeer(p)
+	}
 }
 
 // connected runs for every new connection: the dialer starts the certificate exchange and

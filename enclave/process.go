@@ -18,7 +18,8 @@ import (
 //   - from a non-member (author or forwarder)        → reject
 //   - an author over its rate budget (limits.rate)   → ignore, and an invalid-message
 //     penalty at most once a second, so a flooder is soon graylisted; three seconds of it
-//     in a row and a directly connected flooder is disconnected and refused for a minute
+//     in a row, or five bursts over within a second, and a directly connected flooder is
+//     disconnected and refused for a minute
 //   - a bad envelope, wrong enclave, bad STIX bundle,
 //     a report attributed to another peer, a reserved
 //     target, a new version of an indicator that
@@ -56,13 +57,14 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 	// The author is a verified member from here on: its budget is bounded state.
 	if author != n.self && !n.budget.allow(name, n.now()) {
 		n.stats.limited.Add(1)
-		if penalty, cut := n.budget.penalize(name, n.now()); penalty {
+		penalty, cut := n.budget.penalize(name, n.now())
+		if penalty {
 			score := n.trust.Invalid(name)
 			n.log.Warn("member over its message budget", "author", author, "trust", score)
-			if cut && from == author {
-				// Flooding for seconds on end: drop the connection, refuse it for a while.
-				go n.deny(author, fmt.Errorf("%w: over its message budget for %d s", ErrNotMember, maxStrikes), denyNoAnswer)
-			}
+		}
+		if cut && from == author && !n.isDenied(author) {
+			// Flooding: drop the connection, refuse it for a while.
+			go n.deny(author, fmt.Errorf("%w: flooding past its message budget", ErrNotMember), denyNoAnswer)
 		}
 		return pubsub.ValidationIgnore
 	}
