@@ -285,6 +285,9 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		// A flood waits in a deep queue instead of pushing honest messages out of a shallow
 		// one; the per-author budget then drops it cheaply.
 		pubsub.WithValidateQueueSize(4096),
+		// The peer gater throttles, before signature checks, a peer whose messages keep
+		// being ignored (over budget) or rejected, when validation is under pressure.
+		pubsub.WithPeerGater(pubsub.DefaultPeerGaterParams()),
 		pubsub.WithPeerScore(scoreParams, &pubsub.PeerScoreThresholds{GossipThreshold: s.Gossip, PublishThreshold: s.Publish,
 			GraylistThreshold: s.Graylist, AcceptPXThreshold: s.AcceptPX, OpportunisticGraftThreshold: s.Opportune}),
 		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second),

@@ -31,6 +31,9 @@ type benchResult struct {
 	// others published Messages; FloodSeconds how long that took.
 	Flood        int     `json:"flood,omitempty"`
 	FloodSeconds float64 `json:"flood_s,omitempty"`
+	// FlooderCPUms is the CPU time the flooding member's process used (it shares the
+	// machine with the others).
+	FlooderCPUms float64 `json:"flooder_cpu_ms,omitempty"`
 	Samples      int     `json:"samples"`
 	Missing      int     `json:"missing"`
 	P50          float64 `json:"p50_ms"`
@@ -360,6 +363,9 @@ enclave:
 		if rss > res.RSSMaxMB {
 			res.RSSMaxMB = rss
 		}
+	}
+	if flood > 0 {
+		res.FlooderCPUms = round2(procCPUms(nodes[n-1].cmd.Process.Pid) - cpu0[n-1])
 	}
 	res.RSSAvgMB = round2(rssSum / float64(honest))
 	res.RSSMaxMB = round2(res.RSSMaxMB)
