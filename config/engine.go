@@ -49,6 +49,10 @@ type Engine struct {
 	// (destroyed and rebuilt) instead, so an attacker cannot exhaust the host with frozen
 	// copies.
 	MaxQuarantined int `yaml:"max_quarantined"`
+	// MaxBlocks bounds the addresses the engine keeps blocked at once (default 4096): evidence
+	// names its source, and a flood of alerts from spoofed sources must not grow the block
+	// sets without bound. Past it a new block is refused and the refusal recorded.
+	MaxBlocks int `yaml:"max_blocks"`
 	// NFTables: auto (default) blocks in the kernel too (table inet proteus) when the agent
 	// runs as root and nftables works, on requires it (the agent refuses to start without),
 	// off blocks at the gateway only. The gateway blocklist always blocks.
@@ -130,6 +134,9 @@ func (x *Engine) applyDefaults() {
 	if x.MaxQuarantined == 0 {
 		x.MaxQuarantined = 4
 	}
+	if x.MaxBlocks == 0 {
+		x.MaxBlocks = 4096
+	}
 }
 
 // MaxCountermeasureTTL bounds every countermeasure lifetime the engine sets.
@@ -164,6 +171,9 @@ func (x *Engine) validate(field string, p *strictyaml.Problems, sensors *Sensors
 	}
 	if x.Queue < 16 || x.Queue > 1<<20 {
 		p.Addf(field+".queue", "must be in [16, %d], got %d", 1<<20, x.Queue)
+	}
+	if x.MaxBlocks < 1 || x.MaxBlocks > 1<<20 {
+		p.Addf(field+".max_blocks", "must be in [1, %d], got %d", 1<<20, x.MaxBlocks)
 	}
 	if x.MaxQuarantined < 0 || x.MaxQuarantined > 64 {
 		p.Addf(field+".max_quarantined", "must be in [0, 64], got %d", x.MaxQuarantined)

@@ -101,6 +101,20 @@ func (e *Engine) block(ctx context.Context, a *asset, ev sensor.Event, id string
 		return []store.Countermeasure{{Kind: config.CMBlock, Error: "the evidence names no source address"}}
 	}
 	t := countermeasure.AddrTarget(ev.Source)
+	if _, ok := e.blocked[ev.Source]; !ok && len(e.blocked) >= e.cfg.MaxBlocks {
+		for a, until := range e.blocked {
+			if !until.After(now) {
+				delete(e.blocked, a)
+			}
+		}
+		if len(e.blocked) >= e.cfg.MaxBlocks {
+			return []store.Countermeasure{{Kind: config.CMBlock, Target: t.Prefix.String(),
+				Error: fmt.Sprintf("refused: the engine already blocks %d addresses (engine.max_blocks)", len(e.blocked))}}
+		}
+	}
+	if until := now.Add(ttl); until.After(e.blocked[ev.Source]) {
+		e.blocked[ev.Source] = until
+	}
 	var out []store.Countermeasure
 	for _, act := range e.o.BlockActuators {
 		c := store.Countermeasure{Kind: config.CMBlock, Target: t.Prefix.String()}

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -100,13 +101,17 @@ type Engine struct {
 
 	events, dropped, unmatched, decisions, coalesced atomic.Uint64
 
-	mu      sync.Mutex // guards the state below (Run is one goroutine; Status reads)
-	intents map[pairKey]*intent
-	seq     uint64
+	mu        sync.Mutex // guards the state below (Run is one goroutine; Status reads)
+	intents   map[pairKey]*intent
+	nextPrune int // the map size at which pruneLocked sweeps next
+	seq       uint64
 	// quarantined counts the executors this engine quarantined (bounded by
 	// engine.max_quarantined).
 	quarantined int
-	wg          sync.WaitGroup
+	// blocked holds the expiry of every address this engine blocks (bounded by
+	// engine.max_blocks).
+	blocked map[netip.Addr]time.Time
+	wg      sync.WaitGroup
 }
 
 type asset struct {
@@ -158,7 +163,8 @@ func New(o Options) (*Engine, error) {
 	}
 	e := &Engine{o: o, cfg: o.Config, log: o.Logger.With("component", "engine"), now: o.Now, rules: rules,
 		chain: newChain(o.Model), solver: newSolver(o.Model), assets: map[string]*asset{}, byPort: map[uint16]string{},
-		queue: make(chan sensor.Event, o.Config.Queue), intents: map[pairKey]*intent{}}
+		queue: make(chan sensor.Event, o.Config.Queue), intents: map[pairKey]*intent{},
+		blocked: map[netip.Addr]time.Time{}}
 	devices := map[string]game.Device{}
 	for _, d := range o.Model.Devices {
 		devices[d.ID] = d
@@ -435,13 +441,17 @@ func (e *Engine) Handle(ctx context.Context, ev sensor.Event) *Decision {
 	return out
 }
 
-// maxIntents bounds the (source, asset) pairs held; the oldest are forgotten first.
-const maxIntents = 65536
+// maxIntents bounds the (source, asset) pairs held; the stalest are forgotten first. A
+// variable so that the test can use a small bound.
+var maxIntents = 65536
 
-// pruneLocked forgets pairs whose evidence has faded (older than four half-lives, P below
-// 1/16 of what it was) and, past maxIntents, the stalest ones.
+// pruneLocked runs when a new pair is added. A full sweep happens only when the map has grown
+// by a tenth of maxIntents since the last one (so a flood of new, perhaps spoofed, source
+// addresses costs amortised O(log n) per event, not a scan of every pair): it forgets pairs
+// whose evidence has faded (older than four half-lives, P below 1/16 of what it was) and,
+// past nine tenths of maxIntents, the stalest until that is met.
 func (e *Engine) pruneLocked(now time.Time) {
-	if len(e.intents) < maxIntents/2 {
+	if len(e.intents) < max(e.nextPrune, maxIntents/2) {
 		return
 	}
 	for k, in := range e.intents {
@@ -449,16 +459,21 @@ func (e *Engine) pruneLocked(now time.Time) {
 			delete(e.intents, k)
 		}
 	}
-	for len(e.intents) >= maxIntents {
-		var oldest pairKey
-		var at time.Time
-		for k, in := range e.intents {
-			if at.IsZero() || in.last.Before(at) {
-				oldest, at = k, in.last
-			}
+	if keep := maxIntents * 9 / 10; len(e.intents) > keep {
+		type aged struct {
+			k    pairKey
+			last time.Time
 		}
-		delete(e.intents, oldest)
+		all := make([]aged, 0, len(e.intents))
+		for k, in := range e.intents {
+			all = append(all, aged{k, in.last})
+		}
+		slices.SortFunc(all, func(a, b aged) int { return a.last.Compare(b.last) })
+		for _, a := range all[:len(all)-keep] {
+			delete(e.intents, a.k)
+		}
 	}
+	e.nextPrune = len(e.intents) + maxIntents/10
 }
 
 func addrString(a netip.Addr) string {

@@ -473,3 +473,46 @@ func TestQuarantineBounded(t *testing.T) {
 		t.Fatalf("pool calls %s", got)
 	}
 }
+
+// A flood of distinct (spoofed) source addresses keeps the pairs bounded.
+func TestIntentsBounded(t *testing.T) {
+	defer func(n int) { maxIntents = n }(maxIntents)
+	maxIntents = 2000
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	e, err := New(Options{Config: engineConfig(t, testConfig), Model: paperModel(t), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := parse(t, eveLine("198.18.0.1", "ET SCAN x", "Attempted Information Leak", 2))
+	for i := 0; i < maxIntents+maxIntents/2; i++ {
+		ev.Source = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		e.Handle(context.Background(), ev)
+		if len(e.intents) > maxIntents {
+			t.Fatalf("%d pairs after %d sources", len(e.intents), i+1)
+		}
+	}
+}
+
+// Blocks are bounded by engine.max_blocks; an expired one frees its place.
+func TestBlocksBounded(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := newRig(t, t.TempDir(), &now)
+	defer r.close()
+	r.e.cfg.MaxBlocks = 2
+	a := &asset{Asset: config.Asset{Name: "web"}}
+	blockOf := func(src string) store.Countermeasure {
+		return r.e.block(context.Background(), a, sensor.Event{Source: netip.MustParseAddr(src)}, "d", time.Minute, *r.clock)[0]
+	}
+	for _, src := range []string{"198.18.0.1", "198.18.0.2", "198.18.0.1"} {
+		if c := blockOf(src); c.Error != "" {
+			t.Fatalf("%s: %+v", src, c)
+		}
+	}
+	if c := blockOf("198.18.0.3"); !strings.Contains(c.Error, "max_blocks") || r.bl.Blocked(netip.MustParseAddr("198.18.0.3")) {
+		t.Fatalf("third address: %+v", c)
+	}
+	advance(&now, 2*time.Minute)
+	if c := blockOf("198.18.0.3"); c.Error != "" {
+		t.Fatalf("after expiry: %+v", c)
+	}
+}
