@@ -306,6 +306,7 @@ func New(o Options) (*Gateway, error) {
 		return nil, fmt.Errorf("mimic: spool directory %q is not a directory", o.SpoolDir)
 	}
 	g.spool = newSpooler(g.seed, o.SpoolThreshold, o.SpoolDir, o.MemoryBudget, o.SpoolBudget)
+	g.metrics.spool.Store(g.spool)
 	// A weak vote is the configuration's choice (validation refuses it unless allowed), and
 	// is said at every start. (A pool may still be starting its executors: only a fixed set
 	// of backends is counted here.)

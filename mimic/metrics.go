@@ -1,6 +1,8 @@
 package mimic
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,6 +18,18 @@ type Metrics struct {
 	rebuilds    *prometheus.CounterVec
 	ejections   *prometheus.CounterVec
 	single      *prometheus.CounterVec
+	// spool is the gateway's response buffers (set by New), which the buffer gauges read.
+	spool atomic.Pointer[spooler]
+}
+
+// bufferGauge reads one figure of the gateway's response buffers (0 before New set them).
+func (m *Metrics) bufferGauge(name, help string, labels prometheus.Labels, read func(*spooler) int64) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 {
+		if s := m.spool.Load(); s != nil {
+			return float64(read(s))
+		}
+		return 0
+	})
 }
 
 // NewMetrics creates the gateway series and registers them with reg (nil: not registered).
@@ -56,7 +70,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"backend"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.dissent, m.noConsensus, m.duration, m.learned, m.rebuilds, m.ejections, m.single)
+		reg.MustRegister(m.requests, m.dissent, m.noConsensus, m.duration, m.learned, m.rebuilds, m.ejections, m.single,
+			m.bufferGauge("proteus_gateway_buffered_bytes", "Bytes of request and executor response bodies the gateway holds, in memory or spooled to disk (see buffers.memory_budget and spool_budget).",
+				prometheus.Labels{"where": "memory"}, func(s *spooler) int64 { return s.mem.used.Load() }),
+			m.bufferGauge("proteus_gateway_buffered_bytes", "Bytes of request and executor response bodies the gateway holds, in memory or spooled to disk (see buffers.memory_budget and spool_budget).",
+				prometheus.Labels{"where": "spool"}, func(s *spooler) int64 { return s.disk.used.Load() }),
+			m.bufferGauge("proteus_gateway_spool_files", "Spool files open (unlinked: each is gone once closed).",
+				nil, func(s *spooler) int64 { return s.files.Load() }))
 	}
 	return m
 }

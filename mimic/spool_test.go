@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // chunkReader returns its data in pieces of the given sizes, cycling through them.
@@ -246,5 +248,45 @@ func TestBufferBudgetExhaustedIs503(t *testing.T) {
 	}
 	if sp := h.gw.spool; sp.disk.used.Load() != 0 || sp.files.Load() != 0 || spoolFDs(t, dir) != 0 {
 		t.Fatalf("left: disk %d, files %d", sp.disk.used.Load(), sp.files.Load())
+	}
+}
+
+func TestBufferGauges(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g, err := New(Options{Backends: Static{{ID: "a", URL: "http://127.0.0.1:1"}}, Metrics: NewMetrics(reg), SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauge := func(name, where string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				if mf.GetName() != name {
+					continue
+				}
+				if where == "" || len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == where {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no %s{where=%q}", name, where)
+		return 0
+	}
+	g.spool.mem.take(1234)
+	g.spool.disk.take(5678)
+	b := g.spool.get()
+	if _, err := b.ReadFrom(bytes.NewReader(make([]byte, 300<<10))); err != nil || !b.spooled() {
+		t.Fatalf("not spooled: %v", err)
+	}
+	if m, d, f := gauge("proteus_gateway_buffered_bytes", "memory"), gauge("proteus_gateway_buffered_bytes", "spool"), gauge("proteus_gateway_spool_files", ""); m != 1234+256<<10 || d != 5678+300<<10 || f != 1 {
+		t.Fatalf("gauges memory %v, spool %v, files %v", m, d, f)
+	}
+	b.release()
+	if f := gauge("proteus_gateway_spool_files", ""); f != 0 {
+		t.Fatalf("files %v after release", f)
 	}
 }
