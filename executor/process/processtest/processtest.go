@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/proteus-defense/proteus/demo"
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/internal/hostile"
 	"github.com/proteus-defense/proteus/executor/process"
 )
 
@@ -123,90 +123,15 @@ func child(args []string) error {
 	return nil
 }
 
-// attack tries one thing a compromised executor would, named by q's "what":
-//
-//	read    path=P  read the file P (the agent's api.token, say)
-//	write   path=P  create or overwrite the file P (a sibling's work dir, the image)
-//	connect addr=A  open a TCP connection to A and send an HTTP request
-//	signal  pid=N   check it may signal process N (signal 0: nothing is delivered)
-//	fork            start idle children until the system refuses
-//	alloc           allocate and touch memory without bound
-//	ptrace          call ptrace
-//	mount           mount a tmpfs
+// attack runs hostile.Attack with small idle children: sleep(1) where there is one, so the
+// process limit is hit before the memory limit.
 func attack(q url.Values) string {
-	refused := func(err error) string { return "refused: " + err.Error() }
-	switch q.Get("what") {
-	case "read":
-		b, err := os.ReadFile(q.Get("path"))
-		if err != nil {
-			return refused(err)
-		}
-		return fmt.Sprintf("SUCCEEDED: read %d bytes", len(b))
-	case "write":
-		if err := os.WriteFile(q.Get("path"), []byte("owned by a hostile executor\n"), 0o644); err != nil {
-			return refused(err)
-		}
-		return "SUCCEEDED: wrote " + q.Get("path")
-	case "connect":
-		c, err := net.DialTimeout("tcp", q.Get("addr"), 5*time.Second)
-		if err != nil {
-			return refused(err)
-		}
-		defer c.Close()
-		fmt.Fprintf(c, "GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		buf := make([]byte, 64)
-		n, err := c.Read(buf)
-		if n == 0 {
-			return refused(fmt.Errorf("connected, then %v", err))
-		}
-		return fmt.Sprintf("SUCCEEDED: %q", buf[:n])
-	case "signal":
-		pid, err := strconv.Atoi(q.Get("pid"))
-		if err != nil {
-			return refused(err)
-		}
-		if err := syscall.Kill(pid, 0); err != nil {
-			return refused(err)
-		}
-		return "SUCCEEDED: may signal " + q.Get("pid")
-	case "fork":
-		// sleep(1) where there is one: small children, so the process limit is hit before
-		// the memory limit.
-		argv := []string{"sleep", "3600"}
-		if _, err := exec.LookPath("sleep"); err != nil {
-			self, _ := os.Executable()
-			argv = []string{self, childArg, "-mode", sleeper}
-		}
-		for n := 0; n < 100000; n++ {
-			c := exec.Command(argv[0], argv[1:]...)
-			if err := c.Start(); err != nil {
-				return refused(fmt.Errorf("after %d children: %w", n, err))
-			}
-		}
-		return "SUCCEEDED: 100000 children"
-	case "alloc":
-		var keep [][]byte
-		for n := 0; n < 1<<16; n++ {
-			b := make([]byte, 16<<20)
-			for i := 0; i < len(b); i += 4096 {
-				b[i] = 1
-			}
-			keep = append(keep, b)
-		}
-		return fmt.Sprintf("SUCCEEDED: %d chunks", len(keep))
-	case "ptrace":
-		if _, _, e := syscall.RawSyscall(syscall.SYS_PTRACE, syscall.PTRACE_TRACEME, 0, 0); e != 0 {
-			return refused(e)
-		}
-		return "SUCCEEDED: ptrace"
-	case "mount":
-		if err := syscall.Mount("tmpfs", "/mnt", "tmpfs", 0, ""); err != nil {
-			return refused(err)
-		}
-		return "SUCCEEDED: mount"
+	idle := []string{"sleep", "3600"}
+	if _, err := exec.LookPath("sleep"); err != nil {
+		self, _ := os.Executable()
+		idle = []string{self, childArg, "-mode", sleeper}
 	}
-	return "unknown attack"
+	return hostile.Attack(q, idle)
 }
 
 // Image writes the demo site as a process image (site/ plus MANIFEST.sha256) into a fresh

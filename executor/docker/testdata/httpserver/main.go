@@ -10,14 +10,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/proteus-defense/proteus/executor/internal/hostile"
 )
 
 func main() {
@@ -52,7 +51,7 @@ func main() {
 		json.NewEncoder(w).Encode(res)
 	})
 	mux.HandleFunc("/attack", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, attack(r.URL.Query()))
+		fmt.Fprint(w, hostile.Attack(r.URL.Query(), []string{"/proc/self/exe", "-sleep"}))
 	})
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -67,58 +66,4 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-}
-
-// attack tries one thing a compromised executor would: read or write a file (path), open a
-// TCP connection (addr), check it may signal a process (pid, signal 0), fork without bound,
-// allocate without bound. It answers "refused: <error>" or "SUCCEEDED: ...".
-func attack(q url.Values) string {
-	refused := func(err error) string { return "refused: " + err.Error() }
-	switch q.Get("what") {
-	case "read":
-		b, err := os.ReadFile(q.Get("path"))
-		if err != nil {
-			return refused(err)
-		}
-		return fmt.Sprintf("SUCCEEDED: read %d bytes", len(b))
-	case "write":
-		if err := os.WriteFile(q.Get("path"), []byte("owned\n"), 0o644); err != nil {
-			return refused(err)
-		}
-		return "SUCCEEDED: wrote " + q.Get("path")
-	case "connect":
-		c, err := net.DialTimeout("tcp", q.Get("addr"), 3*time.Second)
-		if err != nil {
-			return refused(err)
-		}
-		c.Close()
-		return "SUCCEEDED: connected to " + q.Get("addr")
-	case "signal":
-		pid, err := strconv.Atoi(q.Get("pid"))
-		if err != nil {
-			return refused(err)
-		}
-		if err := syscall.Kill(pid, 0); err != nil {
-			return refused(err)
-		}
-		return "SUCCEEDED: may signal " + q.Get("pid")
-	case "fork":
-		for n := 0; n < 100000; n++ {
-			if _, err := syscall.ForkExec("/proc/self/exe", []string{"httpserver", "-sleep"}, nil); err != nil {
-				return refused(fmt.Errorf("after %d children: %w", n, err))
-			}
-		}
-		return "SUCCEEDED: 100000 children"
-	case "alloc":
-		var keep [][]byte
-		for n := 0; n < 1<<16; n++ {
-			b := make([]byte, 16<<20)
-			for i := 0; i < len(b); i += 4096 {
-				b[i] = 1
-			}
-			keep = append(keep, b)
-		}
-		return fmt.Sprintf("SUCCEEDED: %d chunks", len(keep))
-	}
-	return "unknown attack"
 }
