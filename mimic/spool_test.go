@@ -2,6 +2,7 @@ package mimic
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -288,5 +290,88 @@ func TestBufferGauges(t *testing.T) {
 	b.release()
 	if f := gauge("proteus_gateway_spool_files", ""); f != 0 {
 		t.Fatalf("files %v after release", f)
+	}
+}
+
+// Spool files go when the call ends in every path: a client that goes away before the
+// decision, and a straggler still sending its large body after the answer went out.
+func TestSpoolFilesGoWhenClientLeavesOrExecutorStraggles(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	slow := func(stall bool, release chan struct{}) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+			w.Write(big[:len(big)/2]) // past the threshold: spooled
+			w.(http.Flusher).Flush()
+			if stall {
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+				return
+			}
+			w.Write(big[len(big)/2:])
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		stalled int // executors that stall after half the body
+	}{
+		{"client gone", 3},
+		{"straggler", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			var bes Static
+			for i := range 3 {
+				b, _ := startGoBackends(t, 1, slow(i < tc.stalled, release))
+				b[0].ID = fmt.Sprintf("g%d", i)
+				bes = append(bes, b[0])
+			}
+			dir := t.TempDir()
+			g, err := New(Options{Backends: bes, SpoolThreshold: 64 << 10, SpoolDir: dir, UpstreamTimeout: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			url := "http://" + startGateway(t, g, ServerOptions{})
+			if tc.stalled == 3 {
+				ctx, cancel := context.WithCancel(context.Background())
+				req, _ := http.NewRequestWithContext(ctx, "GET", url+"/big", nil)
+				go func() {
+					for g.spool.files.Load() < 3 { // all three spooling: then the client leaves
+						time.Sleep(5 * time.Millisecond)
+					}
+					cancel()
+				}()
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+					t.Fatalf("answered %d with every executor stalled", resp.StatusCode)
+				}
+			} else {
+				resp, err := http.Get(url + "/big")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || !bytes.Equal(body, big) {
+					t.Fatalf("got %d, %d bytes", resp.StatusCode, len(body))
+				}
+				// The straggler's half body reaches the spool too; the two equal whole ones are
+				// kept once (dropped before the answer went out).
+				for g.spool.disk.used.Load() < int64(len(big)+len(big)/2) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if n, d := g.spool.files.Load(), g.spool.disk.used.Load(); n != 2 || d != int64(len(big)+len(big)/2) {
+					close(release)
+					t.Fatalf("%d spool files of %d bytes after the answer, want 2 of %d: one of the two equal bodies, and the straggler's half", n, d, len(big)+len(big)/2)
+				}
+			}
+			close(release) // the straggler ends its body short: its request fails, the call finishes
+			g.Wait()
+			if sp := g.spool; sp.files.Load() != 0 || sp.disk.used.Load() != 0 || sp.mem.used.Load() != 0 || spoolFDs(t, dir) != 0 {
+				t.Fatalf("left: files %d, disk %d, memory %d, fds %d", sp.files.Load(), sp.disk.used.Load(), sp.mem.used.Load(), spoolFDs(t, dir))
+			}
+		})
 	}
 }
