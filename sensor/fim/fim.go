@@ -369,6 +369,17 @@ func init() {
 			}
 			paths = append(paths, filepath.Clean(p))
 		}
-		return []sensor.Source{New(Options{Paths: paths, Logger: env.Logger})}, nil
+		srcs := []sensor.Source{New(Options{Paths: paths, Logger: env.Logger})}
+		if r := c.AIDEReport; r != "" {
+			if !filepath.IsAbs(r) {
+				r = filepath.Join(env.BaseDir, r)
+			}
+			o := AIDEOptions{Report: filepath.Clean(r), Logger: env.Logger}
+			if env.DataDir != "" {
+				o.StateFile = filepath.Join(env.DataDir, AIDEStateFile)
+			}
+			srcs = append(srcs, NewAIDE(o))
+		}
+		return srcs, nil
 	})
 }
