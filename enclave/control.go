@@ -124,11 +124,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 		at := time.Now()
 		s, rec, err := n.Publish(r.Context(), req)
 		if err != nil {
-			code := http.StatusInternalServerError
-			if errors.Is(err, ErrInvalidRequest) {
-				code = http.StatusBadRequest
-			}
-			writeErr(w, code, err)
+			writeRequestErr(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, PublishResult{Indicator: s.ID, Target: s.Target.String(), PublishedAt: at,
@@ -153,11 +149,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 		}
 		adopted, err := n.RevokeMembers(r.Context(), l)
 		if err != nil {
-			code := http.StatusInternalServerError
-			if errors.Is(err, ErrInvalidRequest) {
-				code = http.StatusBadRequest
-			}
-			writeErr(w, code, err)
+			writeRequestErr(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, RevokeMembersResult{Adopted: adopted, Serial: l.Serial, Revoked: len(l.Peers)})
@@ -169,11 +161,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 			return
 		}
 		if err := n.Revoke(r.Context(), b.Indicator, b.Reason); err != nil {
-			code := http.StatusInternalServerError
-			if errors.Is(err, ErrInvalidRequest) {
-				code = http.StatusBadRequest
-			}
-			writeErr(w, code, err)
+			writeRequestErr(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"revoked": b.Indicator})
@@ -200,6 +188,15 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeRequestErr answers 400 for a request the node refused as invalid, 500 otherwise.
+func writeRequestErr(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, ErrInvalidRequest) {
+		code = http.StatusBadRequest
+	}
+	writeErr(w, code, err)
 }
 
 func writeErr(w http.ResponseWriter, code int, err error) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestControlAPI(t *testing.T) {
@@ -49,6 +51,20 @@ func TestControlAPI(t *testing.T) {
 	}
 	if acts, _ := cl.Actions(ctx); len(acts) != 0 {
 		t.Errorf("revoked sighting still acted on: %+v", acts)
+	}
+	// A member revocation list signed by the enclave key is adopted; a forged one is a 400.
+	other := newPeerID(t)
+	l, _ := RevokeMembers(e.key, "lab", nil, []peer.ID{other}, time.Now())
+	if r, err := cl.RevokeMembers(ctx, l); err != nil || !r.Adopted || r.Serial != 1 || !n.isRevoked(other) {
+		t.Errorf("revoke members %+v: %v", r, err)
+	}
+	if r, err := cl.RevokeMembers(ctx, l); err != nil || r.Adopted {
+		t.Errorf("same list again %+v: %v", r, err)
+	}
+	forger, _ := GenerateEnclaveKey()
+	forged, _ := RevokeMembers(forger, "lab", l, []peer.ID{newPeerID(t)}, time.Now())
+	if _, err := cl.RevokeMembers(ctx, forged); !errors.Is(err, ErrControl) {
+		t.Errorf("forged list: %v, want ErrControl", err)
 	}
 	// Bad input is a 400 wrapping ErrControl; a wrong or missing token is refused.
 	for _, target := range []string{"not-an-address", "port/99999"} {
