@@ -38,6 +38,9 @@ import (
 const (
 	EventDecision = "engine.decision" // attrs: id, verdict, asset, source, stage, strategy, signal, probability
 	EventSignal   = "engine.signal"   // the deception signal for an asset changed; attrs: asset, signal, previous, stage
+	// EventSensorState: a sensor started, failed (restarting, with last_error) or stopped;
+	// subject is the sensor's name; attrs: state, restarts, last_error.
+	EventSensorState = "sensor.state"
 )
 
 // Verdicts of the three-way decision.

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/countermeasure"
@@ -32,6 +34,8 @@ type AgentOptions struct {
 	// Members lets the file-integrity sensor watch the running executors; nil: host paths only.
 	Members Members
 	Bus     *bus.Bus
+	// Metrics receives the engine's and the sensors' counters (nil: none).
+	Metrics prometheus.Registerer
 	Logger  *slog.Logger
 }
 
@@ -68,6 +72,16 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	sup := sensor.NewSupervisor(srcs, 256, sensor.Backoff{}, o.Logger)
+	sup.Notify(func(st sensor.State) {
+		o.Bus.Publish(bus.Event{Kind: EventSensorState, Source: "engine", Subject: st.Name, Attrs: map[string]any{
+			"state": st.State, "restarts": st.Restarts, "last_error": st.LastError}})
+	})
+	if o.Metrics != nil {
+		if err := registerMetrics(o.Metrics, e, sup, srcs); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	r := &Running{Engine: e, Supervisor: sup, store: st, cancel: cancel}
 	if fims := fimSensors(srcs); len(fims) > 0 && o.Members != nil {

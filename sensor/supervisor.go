@@ -44,7 +44,12 @@ type Supervisor struct {
 
 	mu     sync.Mutex
 	states []State
+	notify func(State)
 }
+
+// Notify sets f to be called with a source's new state on every change (from the source's
+// goroutine; f must not block). Call it before Run.
+func (s *Supervisor) Notify(f func(State)) { s.notify = f }
 
 // NewSupervisor returns a supervisor for sources writing to a channel with room for buf
 // events. A zero backoff means DefaultBackoff.
@@ -137,5 +142,8 @@ func (s *Supervisor) set(i int, state string, err error, restart bool) {
 	}
 	if restart {
 		st.Restarts++
+	}
+	if s.notify != nil {
+		s.notify(*st)
 	}
 }

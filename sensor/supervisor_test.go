@@ -43,6 +43,12 @@ func TestSupervisorRestartsFailingSources(t *testing.T) {
 	f := &flaky{fails: 3}
 	q := &quitter{}
 	s := NewSupervisor([]Source{f, q}, 4, Backoff{Min: time.Millisecond, Max: 4 * time.Millisecond, Reset: time.Hour}, nil)
+	var notified atomic.Int32
+	s.Notify(func(st State) {
+		if st.Name == "flaky" && st.State == StateRestarting && st.LastError != "" {
+			notified.Add(1)
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
@@ -59,6 +65,9 @@ func TestSupervisorRestartsFailingSources(t *testing.T) {
 	st := s.States()
 	if st[0].Name != "flaky" || st[0].State != StateRunning || st[0].Restarts != 3 || st[0].LastError == "" {
 		t.Fatalf("flaky state %+v", st[0])
+	}
+	if notified.Load() != 3 {
+		t.Fatalf("notified of %d flaky failures, want 3", notified.Load())
 	}
 	if st[1].Restarts < 2 || st[1].LastError != ErrStopped.Error() {
 		t.Fatalf("quitter state %+v", st[1])

@@ -66,6 +66,7 @@ type agent struct {
 	// actuators a block goes to (the blocklist; nftables too when the engine runs it).
 	configFile     string
 	blockActuators []string
+	metrics        prometheus.Registerer
 }
 
 // agentExtension starts something alongside the agent (the enclave node, for one) once the
@@ -254,7 +255,7 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 
 	// Countermeasures: restored from the journal before any client is served, so a block
 	// made before a restart holds from the first request.
-	ag := &agent{cfg: cfg, dataDir: dataDir, log: log, bus: b, pool: pool, configFile: f.configFile,
+	ag := &agent{cfg: cfg, dataDir: dataDir, log: log, bus: b, pool: pool, configFile: f.configFile, metrics: reg,
 		blocklist: countermeasure.NewBlocklist(), vigilance: countermeasure.NewVigilance(b)}
 	kernel, closeKernel, err := kernelBlocker(cfg.Engine, log)
 	if err != nil {

@@ -21,7 +21,7 @@ func startAgentEngine(ctx context.Context, a *agent) (func(), error) {
 	}
 	r, err := engine.Start(ctx, engine.AgentOptions{Config: a.cfg, ConfigFile: a.configFile, DataDir: a.dataDir,
 		Manager: a.countermeasures, BlockActuators: a.blockActuators, VigilanceActuator: countermeasure.VigilanceID,
-		Pool: a.pool, Members: a.pool, Bus: a.bus, Logger: a.log})
+		Pool: a.pool, Members: a.pool, Bus: a.bus, Logger: a.log, Metrics: a.metrics})
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/store"
 )
 
@@ -157,6 +160,16 @@ func TestAgentEngineMultiStageAttackFromEVE(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Cobalt Strike") || !strings.Contains(out, "the game's solution for this stage") ||
 		!strings.Contains(out, "c* = 1") || !strings.Contains(out, "model reading: signal-cost=printed deception-cost=defense-cost") {
 		t.Fatalf("show: %d\n%s", code, out)
+	}
+	// The sensor's counters and the engine's are exported: the line that is not JSON was
+	// counted and skipped.
+	metrics := agentMetrics(t, data)
+	for _, want := range []string{`proteus_sensor_records_total{outcome="malformed",sensor="eve:` + eve + `"} 1`,
+		`proteus_sensor_records_total{outcome="events",sensor="eve:` + eve + `"} 6`, "proteus_engine_decisions_total ",
+		`proteus_sensor_restarts_total{sensor="eve:` + eve + `"} 0`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 	a.stop(t)
 
@@ -408,4 +421,26 @@ func TestEngineConfigRefusedWithLocation(t *testing.T) {
 		!strings.Contains(errb.String(), want) {
 		t.Fatalf("agent: exit %d: %s", code, errb.String())
 	}
+}
+
+// agentMetrics fetches the running agent's /metrics with the token in the data dir.
+func agentMetrics(t *testing.T, data string) string {
+	t.Helper()
+	tok, err := os.ReadFile(filepath.Join(data, api.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := os.ReadFile(filepath.Join(data, api.AddrFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+strings.TrimSpace(string(addr))+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

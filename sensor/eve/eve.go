@@ -162,6 +162,13 @@ func (s *Sensor) Stats() Stats {
 		Partial: s.partial.Load(), Oversized: s.oversized.Load(), Rotations: s.rotations.Load(), Truncations: s.truncations.Load()}
 }
 
+// Counters are the Stats by name, for metrics.
+func (s *Sensor) Counters() map[string]uint64 {
+	st := s.Stats()
+	return map[string]uint64{"lines": st.Lines, "events": st.Events, "skipped": st.Skipped, "malformed": st.Malformed,
+		"partial": st.Partial, "oversized": st.Oversized, "rotations": st.Rotations, "truncations": st.Truncations}
+}
+
 // Run implements sensor.Source.
 func (s *Sensor) Run(ctx context.Context, out chan<- sensor.Event) error {
 	if s.o.Socket != "" {
