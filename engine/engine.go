@@ -9,8 +9,12 @@
 // chosen defense strategy to countermeasures by config, publishes the chosen signal on the
 // bus and stores every decision with its evidence in the audit store.
 //
+// It also owns the agent's countermeasure stack (StartCountermeasures: blocklist, vigilance,
+// nftables, the Manager), the first part of the agent's composition to move here from
+// cmd/proteus.
+//
 // It imports bus, config, countermeasure, executor (the pool's types), game, sensor and its
-// sources, and store; the agent's wiring imports it. It must not import cmd/proteus or api.
+// sources, store and the Prometheus client; the agent's wiring imports it. It must not import cmd/proteus or api.
 package engine
 
 import (

@@ -255,30 +255,13 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 
 	// Countermeasures: restored from the journal before any client is served, so a block
 	// made before a restart holds from the first request.
-	ag := &agent{cfg: cfg, dataDir: dataDir, log: log, bus: b, pool: pool, configFile: f.configFile, metrics: reg,
-		blocklist: countermeasure.NewBlocklist(), vigilance: countermeasure.NewVigilance(b)}
-	kernel, closeKernel, err := kernelBlocker(cfg.Engine, log)
+	cms, err := engine.StartCountermeasures(ctx, cfg, dataDir, b, log)
 	if err != nil {
 		return err
 	}
-	defer closeKernel()
-	actuators := []countermeasure.Actuator{ag.blocklist, ag.vigilance}
-	ag.blockActuators = []string{countermeasure.BlocklistID}
-	if kernel != nil {
-		actuators = append(actuators, kernel)
-		ag.blockActuators = append(ag.blockActuators, kernel.ID())
-	}
-	if ag.countermeasures, err = countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: dataDir, Bus: b, Logger: log,
-		Actuators: actuators}); err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	if err := ag.countermeasures.Start(ctx); err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	cmCtx, cmStop := context.WithCancel(context.Background())
-	cmDone := make(chan struct{})
-	go func() { _ = ag.countermeasures.Run(cmCtx); close(cmDone) }()
-	defer func() { cmStop(); <-cmDone }()
+	defer cms.Stop()
+	ag := &agent{cfg: cfg, dataDir: dataDir, log: log, bus: b, pool: pool, configFile: f.configFile, metrics: reg,
+		countermeasures: cms.Manager, blocklist: cms.Blocklist, vigilance: cms.Vigilance, blockActuators: cms.BlockActuators}
 
 	var front frontend
 	var gwSrv *http.Server
