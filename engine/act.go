@@ -69,16 +69,29 @@ func orDefault(d, def time.Duration) time.Duration {
 	return def
 }
 
+// Isolate takes executor id out of service for reason (e.g. "dissent"): quarantined while
+// fewer than engine.max_quarantined are, else rotated. The agent's gateway calls it for an
+// executor that keeps dissenting.
+func (e *Engine) Isolate(ctx context.Context, id, reason string) store.Countermeasure {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.isolateLocked(ctx, id, reason)
+}
+
 // quarantine takes executor id out of service now: quarantined (frozen, kept for forensics)
 // while fewer than engine.max_quarantined are, else rotated (destroyed and rebuilt). Either
 // way the pool replaces it from the known-good image.
 func (e *Engine) quarantine(ctx context.Context, id string) store.Countermeasure {
+	return e.isolateLocked(ctx, id, "tampering")
+}
+
+func (e *Engine) isolateLocked(ctx context.Context, id, reason string) store.Countermeasure {
 	c := store.Countermeasure{Kind: "quarantine", Target: id}
 	if e.o.Pool == nil {
 		c.Error = "no executor pool"
 		return c
 	}
-	rctx := executor.WithReason(context.WithoutCancel(ctx), "tampering")
+	rctx := executor.WithReason(context.WithoutCancel(ctx), reason)
 	if e.quarantined >= e.cfg.MaxQuarantined {
 		c.Kind = config.CMRotate
 		if err := e.o.Pool.Rotate(rctx, id); err != nil {

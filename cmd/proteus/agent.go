@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,6 +68,8 @@ type agent struct {
 	configFile     string
 	blockActuators []string
 	metrics        prometheus.Registerer
+	// isolate, once the engine runs, takes a dissenting executor out of service (quarantine).
+	isolate atomic.Pointer[func(id string)]
 }
 
 // agentExtension starts something alongside the agent (the enclave node, for one) once the
@@ -271,7 +274,7 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 		o, so := mimic.FromConfig(cfg.Gateway)
 		o.Backends, o.Bus, o.Logger, o.Metrics = &poolBackends{pool: pool}, b, log, mimic.NewMetrics(reg)
 		o.Blocklist = ag.blocklist
-		o.Rebuild = rebuildOnDissent(ctx, pool)
+		o.Rebuild = rebuildOnDissent(ctx, pool, &ag.isolate)
 		o.LearnedFile = learnedNoiseFile(dataDir)
 		g, err := mimic.New(o)
 		if err != nil {

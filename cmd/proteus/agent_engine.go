@@ -20,6 +20,12 @@ func startAgentEngine(ctx context.Context, a *agent) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	isolate := func(id string) {
+		if c := r.Engine.Isolate(ctx, id, "dissent"); c.Error != "" {
+			a.log.Warn("isolating a dissenting executor", "component", "engine", "executor", id, "err", c.Error)
+		}
+	}
+	a.isolate.Store(&isolate)
 	a.log.Info("engine running", "component", "engine", "sensors", len(r.Supervisor.States()), "block", a.blockActuators)
-	return r.Stop, nil
+	return func() { a.isolate.Store(nil); r.Stop() }, nil
 }

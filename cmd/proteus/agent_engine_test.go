@@ -444,3 +444,62 @@ func agentMetrics(t *testing.T, data string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// With the engine running, an executor the gateway rebuilds for dissent is quarantined (kept
+// for forensics) rather than destroyed, and replaced.
+func TestAgentEngineQuarantinesDissentingExecutor(t *testing.T) {
+	model, err := filepath.Abs("../../examples/mttegdm-paper.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := os.ReadFile("../../config/default.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "agent.yaml")
+	// A weak dissent rule: the client is never blocked, so the gateway's own rebuild
+	// threshold (5 dissents a minute) is what acts.
+	if err := os.WriteFile(cfg, append(def, fmt.Sprintf(`
+engine:
+  model: %q
+  nftables: off
+  assets: [{name: shop, device: web}]
+  rules:
+    - {name: dissent, sensor: gateway, kind: dissent, stage: S1, attack: a2, weight: 0.01}
+`, model)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, "", "-c", cfg, "--listen", "127.0.0.1:0")
+	var victim string
+	for _, x := range a.status(t).Executors {
+		if x.Variant == "go-nethttp" {
+			victim = x.ID
+		}
+	}
+	page := filepath.Join(a.data, "executor", "process", "work", victim, "site", "about.html")
+	if err := os.WriteFile(page, []byte("<h1>defaced</h1>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; ; n++ {
+		httpGet(t, "http://"+a.gw+"/about.html")
+		state := ""
+		for _, x := range a.status(t).Executors {
+			if x.ID == victim {
+				state = x.State
+			}
+		}
+		if state == "quarantined" {
+			break
+		}
+		if state == "" {
+			t.Fatalf("executor %s was destroyed, not quarantined:\n%s", victim, a.stderr.String())
+		}
+		if n == 500 {
+			t.Fatalf("executor %s never quarantined (state %s)", victim, state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := os.Stat(page); err != nil {
+		t.Fatalf("quarantined work dir not kept: %v", err)
+	}
+}

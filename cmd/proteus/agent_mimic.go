@@ -78,9 +78,15 @@ func (v votingFrontend) ResetLearned() { v.g.ResetLearned() }
 func (v votingFrontend) Close() { v.g.Close() }
 
 // rebuildOnDissent is mimic's Rebuild hook: an executor that keeps disagreeing with the
-// majority is rotated, i.e. destroyed and rebuilt from its known-good image.
-func rebuildOnDissent(ctx context.Context, pool *executor.Pool) func(id string) {
+// majority is taken out of service and replaced from its known-good image. With the engine
+// running (isolate set) it is quarantined, kept for forensics, within the engine's bound;
+// without, it is rotated (destroyed and rebuilt).
+func rebuildOnDissent(ctx context.Context, pool *executor.Pool, isolate *atomic.Pointer[func(id string)]) func(id string) {
 	return func(id string) {
+		if f := isolate.Load(); f != nil {
+			(*f)(id)
+			return
+		}
 		_ = pool.Rotate(executor.WithReason(ctx, "dissent"), id)
 	}
 }
