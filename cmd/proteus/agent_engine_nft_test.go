@@ -28,8 +28,9 @@ func TestAgentEngineBlocksDissentingClientWithNFTables(t *testing.T) {
 	var b [2]byte
 	_, _ = rand.Read(b[:])
 	hostIf, nsIf := "pv"+hex.EncodeToString(b[:])+"h", "pv"+hex.EncodeToString(b[:])+"n"
-	sub := fmt.Sprintf("10.%d.%d", 200+int(b[0])%50, b[1])
-	hostIP, nsIP := sub+".1", sub+".2"
+	// 10.233.0.0/16, in /30s: a range no other test here uses.
+	q := int(b[1] & 0xfc)
+	hostIP, nsIP := fmt.Sprintf("10.233.%d.%d", b[0], q+1), fmt.Sprintf("10.233.%d.%d", b[0], q+2)
 	for _, c := range [][]string{
 		{"ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf},
 		{"ip", "link", "set", nsIf, "netns", ns},
