@@ -126,6 +126,17 @@ func decisionFilter(since, source, asset string, now time.Time) (store.Filter, e
 	return f, nil
 }
 
+// printable drops control characters from text that came from evidence (a file name, a log
+// line), so a hostile one cannot forge lines or move the cursor in a terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
 func countermeasureList(cms []store.Countermeasure) string {
 	if len(cms) == 0 {
 		return "-"
@@ -134,7 +145,7 @@ func countermeasureList(cms []store.Countermeasure) string {
 	for _, c := range cms {
 		s := c.Kind
 		if c.Target != "" {
-			s += " " + c.Target
+			s += " " + printable(c.Target)
 		}
 		if c.Error != "" {
 			s += " (failed)"
@@ -178,20 +189,20 @@ func writeDecision(w io.Writer, d store.Decision) error {
 		fmt.Fprintln(w, "  none")
 	}
 	for _, c := range d.Countermeasures {
-		fmt.Fprintf(w, "  %s %s", c.Kind, dash(c.Target))
+		fmt.Fprintf(w, "  %s %s", c.Kind, printable(dash(c.Target)))
 		if !c.Expires.IsZero() {
 			fmt.Fprintf(w, " until %s", c.Expires.Format(time.RFC3339))
 		}
 		if c.Error != "" {
-			fmt.Fprintf(w, " FAILED: %s", c.Error)
+			fmt.Fprintf(w, " FAILED: %s", printable(c.Error))
 		}
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "evidence:")
 	for _, e := range d.Evidence {
-		fmt.Fprintf(w, "  %s %s %s: %s\n", e.Time.Format(time.RFC3339Nano), e.Sensor, e.Kind, e.Summary)
+		fmt.Fprintf(w, "  %s %s %s: %s\n", e.Time.Format(time.RFC3339Nano), printable(e.Sensor), printable(e.Kind), printable(e.Summary))
 		if e.Excerpt != "" {
-			fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(e.Excerpt, "\n", "\n    "))
+			fmt.Fprintf(w, "    %s\n", printable(e.Excerpt))
 		}
 	}
 	if det.Solution != nil {

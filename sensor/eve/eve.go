@@ -60,6 +60,9 @@ type Options struct {
 	Logger    *slog.Logger
 }
 
+// MaxConns bounds the connections the socket reads at once (Suricata holds one).
+const MaxConns = 8
+
 // StateFile is the position file's name in the data dir.
 const StateFile = "sensor-eve.pos"
 
@@ -443,6 +446,12 @@ func (s *Sensor) runSocket(ctx context.Context, out chan<- sensor.Event) error {
 			return fmt.Errorf("eve: accept: %w", err)
 		}
 		mu.Lock()
+		if len(conns) >= MaxConns {
+			mu.Unlock()
+			s.log.Warn("too many connections to the EVE socket; refusing one", "max", MaxConns)
+			c.Close()
+			continue
+		}
 		conns[c] = struct{}{}
 		mu.Unlock()
 		wg.Add(1)

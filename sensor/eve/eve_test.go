@@ -230,3 +230,31 @@ func TestPositionSurvivesRestart(t *testing.T) {
 	appendTo(t, path, alertFrom("198.51.100.1", 3)+"\n")
 	runOnce(3)
 }
+
+// The socket reads at most MaxConns connections at once; more are closed at once.
+func TestSocketBoundsConnections(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "eve.sock")
+	r := start(t, Options{Socket: sock})
+	var conns []net.Conn
+	for len(conns) < MaxConns {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		conns = append(conns, c)
+		fmt.Fprintln(c, alertFrom("203.0.113.5", len(conns)))
+		r.next(t) // served
+	}
+	extra, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the connection over the bound was not closed")
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+}

@@ -196,6 +196,22 @@ func (s *Sensor) sync(ctx context.Context, out chan<- sensor.Event) {
 	for _, e := range s.executors {
 		execs = append(execs, e)
 	}
+	// Forget what was reported about executors that are gone (bounded memory).
+	for p := range s.reported {
+		if _, host := s.baseline[p]; host || s.underHostPath(p) {
+			continue
+		}
+		keep := false
+		for _, e := range execs {
+			if r, err := filepath.Rel(e.Dir, p); err == nil && !strings.HasPrefix(r, "..") {
+				keep = true
+				break
+			}
+		}
+		if !keep {
+			delete(s.reported, p)
+		}
+	}
 	s.mu.Unlock()
 	for _, e := range execs {
 		s.addTree(e.Dir, false)
