@@ -98,10 +98,37 @@ var (
 	reject = []expr.Any{&expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}}
 )
 
-// add installs the accept-then-reject pair for match in chain.
+// startsConnection matches what begins a connection: conntrack state new and, for TCP, a SYN
+// without ACK; for any other protocol, conntrack state new. A late packet of a connection
+// conntrack has already forgotten (a retransmitted FIN, an RST, an ACK that loose pickup
+// files as new) is not an attempt and must not be counted as one: each count is evidence that
+// quarantines the executor. Such a packet passes, and cannot open anything without a SYN.
+func startsConnection(tcp bool) []expr.Any {
+	ctNew := []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, expr.CtStateBitNEW), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+	}
+	if !tcp {
+		return append(ctNew, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{unix.IPPROTO_TCP}})
+	}
+	return append(ctNew,
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x12}, Xor: []byte{0}}, // SYN | ACK
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x02}},                                  // SYN alone
+	)
+}
+
+// add installs, for match in chain, the accept rule for established traffic and the counted
+// reject rules (TCP and the rest) for the connections it starts that denyMatch also matches.
 func (g *Guard) add(c *nftables.Conn, chain *nftables.Chain, id, addr string, match, denyMatch []expr.Any) {
 	c.AddRule(&nftables.Rule{Table: g.table, Chain: chain, Exprs: join(match, established(), accept), UserData: ruleTag(id, "accept", addr)})
-	c.AddRule(&nftables.Rule{Table: g.table, Chain: chain, Exprs: join(match, denyMatch, reject), UserData: ruleTag(id, "deny", addr)})
+	for _, tcp := range []bool{true, false} {
+		c.AddRule(&nftables.Rule{Table: g.table, Chain: chain, Exprs: join(match, denyMatch, startsConnection(tcp), reject), UserData: ruleTag(id, "deny", addr)})
+	}
 }
 
 // AllowUID confines the local processes of uid (instance id): they may answer connections;

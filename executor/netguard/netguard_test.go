@@ -153,14 +153,15 @@ func TestRemoveIsSelective(t *testing.T) {
 		}
 		return map[string]int{a: len(byID[a]), b: len(byID[b])}
 	}
-	// a: accept+deny in input and forward; b (outbound allowed): input only.
-	if got := count(); got[a] != 4 || got[b] != 2 {
-		t.Fatalf("rules %v, want %s:4 %s:2", got, a, b)
+	// a: accept and two denies (TCP, the rest) in input and forward; b (outbound allowed):
+	// input only.
+	if got := count(); got[a] != 6 || got[b] != 3 {
+		t.Fatalf("rules %v, want %s:6 %s:3", got, a, b)
 	}
 	if err := g.Remove(func(x string) bool { return x == a }); err != nil {
 		t.Fatal(err)
 	}
-	if got := count(); got[a] != 0 || got[b] != 2 {
+	if got := count(); got[a] != 0 || got[b] != 3 {
 		t.Fatalf("after removing %s: %v", a, got)
 	}
 	// A new container on b's address (b's agent died without removing its rules) replaces
@@ -168,7 +169,7 @@ func TestRemoveIsSelective(t *testing.T) {
 	if err := g.AllowAddr(a, netip.MustParseAddr("2001:db8::7"), false); err != nil {
 		t.Fatal(err)
 	}
-	if got := count(); got[a] != 4 || got[b] != 0 {
+	if got := count(); got[a] != 6 || got[b] != 0 {
 		t.Fatalf("after reusing b's address: %v", got)
 	}
 }
