@@ -135,7 +135,9 @@ func (f *fastServer) serveConn(fc *framingConn) {
 	c.br.Reset(fc)
 	c.bw = fastWriters.Get().(*bufio.Writer)
 	c.bw.Reset(fc)
-	c.ctx, c.cancel = context.WithCancel(context.Background())
+	// The connection's context carries its framingConn, as net/http's does (connContext), so
+	// framingFault reads the marks the scan left instead of measuring every parsed head again.
+	c.ctx, c.cancel = context.WithCancel(context.WithValue(context.Background(), connKey{}, fc))
 	c.watch = time.AfterFunc(time.Hour, c.watchClient)
 	c.watch.Stop()
 	handedOff := false
