@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -456,10 +457,29 @@ func (m mdnsNotifee) HandlePeerFound(info peer.AddrInfo) {
 	if info.ID == m.n.self {
 		return
 	}
-	ctx, cancel := context.WithTimeout(m.n.ctx, 5*time.Second)
-	defer cancel()
-	if err := m.n.host.Connect(ctx, info); err != nil {
-		m.n.log.Debug("mdns connect", "peer", info.ID, "err", err)
+	go m.connect(info)
+}
+
+// connect dials a peer mDNS found, a few times with random pauses: two neighbours find each
+// other at the same moment and dial each other at once, and then both dials can fail; mDNS does
+// not announce the peer again soon, so one failed try would leave them apart.
+func (m mdnsNotifee) connect(info peer.AddrInfo) {
+	for attempt := 1; attempt <= 5; attempt++ {
+		if m.n.host.Network().Connectedness(info.ID) == network.Connected {
+			return
+		}
+		ctx, cancel := context.WithTimeout(m.n.ctx, 5*time.Second)
+		err := m.n.host.Connect(ctx, info)
+		cancel()
+		if err == nil || m.n.ctx.Err() != nil {
+			return
+		}
+		m.n.log.Debug("mdns connect", "peer", info.ID, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(time.Duration(attempt) * (100*time.Millisecond + rand.N(400*time.Millisecond))):
+		case <-m.n.ctx.Done():
+			return
+		}
 	}
 }
 
