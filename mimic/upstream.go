@@ -268,20 +268,10 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 	ctx := req.ctx
 	keep := false
 	if g := req.group; g != nil {
-		if at, move := conn.dl.next(req.deadline, req.timeout); move {
-			conn.nc.SetDeadline(at)
-		}
-		if !g.add(conn.nc) {
-			conn.nc.Close()
+		if !c.enter(conn, req) {
 			return 0, nil, 0, c.wrap(ctx, context.Canceled)
 		}
-		defer func() {
-			if !g.remove(conn.nc) || !keep {
-				conn.nc.Close()
-				return
-			}
-			c.put(req.addr, conn)
-		}()
+		defer func() { c.leave(conn, req, keep) }()
 	} else {
 		// The context's deadline bounds the exchange; cancellation moves the connection's
 		// deadline into the past. A connection whose exchange was cancelled is closed, never
@@ -299,56 +289,71 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 			c.put(req.addr, conn)
 		}()
 	}
-	if err := req.write(conn.bw); err != nil {
-		if ctx.Err() == nil && isReset(err) {
-			return 0, nil, 0, errUnusableConn // the executor closed it: the request never arrived whole
-		}
-		return 0, nil, 0, c.wrap(ctx, err)
+	if err := c.send(conn, req); err != nil {
+		return 0, nil, 0, err
 	}
+	status, hdr, n, ok, err := c.readResponse(conn, req, buf, limit, h, vals)
+	keep = ok
+	return status, hdr, n, err
+}
+
+// enter readies conn for req's exchange through its group: the deadline set, the connection
+// registered for cancellation. False (conn closed) when the group is already cancelled.
+func (c *h1Client) enter(conn *h1Conn, req *h1Request) bool {
+	if at, move := conn.dl.next(req.deadline, req.timeout); move {
+		conn.nc.SetDeadline(at)
+	}
+	if !req.group.add(conn.nc) {
+		conn.nc.Close()
+		return false
+	}
+	return true
+}
+
+// leave ends an exchange begun by enter: conn goes back to the idle connections when keep is
+// true and the group was not cancelled meanwhile, and is closed otherwise.
+func (c *h1Client) leave(conn *h1Conn, req *h1Request, keep bool) {
+	if !req.group.remove(conn.nc) || !keep {
+		conn.nc.Close()
+		return
+	}
+	c.put(req.addr, conn)
+}
+
+// send writes req on conn. A reset means the executor had closed the connection and the
+// request never arrived whole: errUnusableConn.
+func (c *h1Client) send(conn *h1Conn, req *h1Request) error {
+	if err := req.write(conn.bw); err != nil {
+		if req.ctx.Err() == nil && isReset(err) {
+			return errUnusableConn
+		}
+		return c.wrap(req.ctx, err)
+	}
+	return nil
+}
+
+// readResponse reads the answer to the request just sent on conn, its body into buf (at most
+// limit+1 bytes); keep says whether the connection can carry another request.
+func (c *h1Client) readResponse(conn *h1Conn, req *h1Request, buf io.ReaderFrom, limit int64, h http.Header, vals *[]string) (status int, hdr http.Header, n int64, keep bool, err error) {
+	ctx := req.ctx
 	// From here until the head is parsed, at most maxHead bytes (plus one buffer of read-ahead)
 	// come from the connection: a head that does not end is an error, not a growing line.
 	conn.hr.limit(c.maxHead + int64(conn.br.Size()))
 	defer conn.hr.unlimit()
 	if _, err := conn.br.Peek(1); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
-			return 0, nil, 0, errUnusableConn
+			return 0, nil, 0, false, errUnusableConn
 		}
-		return 0, nil, 0, c.wrap(ctx, err)
+		return 0, nil, 0, false, c.wrap(ctx, err)
 	}
 	// Fast path: the whole head is buffered and plain (see parseHead).
 	if head, ok := bufferedHead(conn.br); ok {
 		if h == nil {
 			h = make(http.Header, 8)
 		}
-		var scratch []string
-		if vals != nil {
-			scratch = *vals
-		}
-		status, length, closeAfter, ok, scratch := parseHead(head, req.method == http.MethodHead, h, scratch[:0])
-		if vals != nil {
-			*vals = scratch
-		}
-		if !ok {
-			clear(h) // partly filled: the slow path answers instead
-		} else {
-			conn.hr.unlimit()
-			conn.br.Discard(len(head))
-			conn.lr = io.LimitedReader{R: conn.br, N: min(length, limit+1)}
-			body, err := c.bodyFrom(conn, req, buf, &conn.lr, status, h, length)
-			if err != nil {
-				return 0, nil, 0, err
-			}
-			n, err := buf.ReadFrom(body)
-			conn.lr.R = nil
-			if err != nil {
-				return 0, nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", err))
-			}
-			if n < min(length, limit+1) {
-				return 0, nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", io.ErrUnexpectedEOF))
-			}
-			// Bytes past the body are not the next response's: the connection goes.
-			keep = n == length && !closeAfter && conn.br.Buffered() == 0
-			return status, h, n, nil
+		status, length, closeAfter, ok := c.parseBuffered(conn, req, head, h, vals)
+		if ok {
+			return c.readBody(conn, req, buf, limit, status, h, length, closeAfter)
 		}
 	}
 	forMethod := getRequest // http.ReadResponse needs the method (HEAD has no body)
@@ -368,16 +373,16 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 			// The bound cut the head, maybe mid-line, which then reads as malformed.
 			err = errHeadTooLarge
 		}
-		return 0, nil, 0, c.wrap(ctx, err)
+		return 0, nil, 0, false, c.wrap(ctx, err)
 	}
 	conn.hr.unlimit()
 	body, err := c.bodyFrom(conn, req, buf, io.LimitReader(resp.Body, limit+1), resp.StatusCode, resp.Header, resp.ContentLength)
 	if err != nil {
-		return 0, nil, 0, err
+		return 0, nil, 0, false, err
 	}
-	n, err := buf.ReadFrom(body)
+	n, err = buf.ReadFrom(body)
 	if err != nil {
-		return 0, nil, 0, c.wrap(ctx, fmt.Errorf("read body: %w", err))
+		return 0, nil, 0, false, c.wrap(ctx, fmt.Errorf("read body: %w", err))
 	}
 	if n <= limit {
 		// The whole body was read: the connection is reusable unless either side closes it.
@@ -386,7 +391,48 @@ func (c *h1Client) exchange(conn *h1Conn, req *h1Request, buf io.ReaderFrom, lim
 			keep = true
 		}
 	}
-	return resp.StatusCode, resp.Header, n, nil
+	return resp.StatusCode, resp.Header, n, keep, nil
+}
+
+// parseBuffered parses head, buffered whole in conn.br, into h (which must be empty) with vals
+// as scratch space; ok is false, and h left empty, when the head needs the slow path.
+func (c *h1Client) parseBuffered(conn *h1Conn, req *h1Request, head []byte, h http.Header, vals *[]string) (status int, length int64, closeAfter, ok bool) {
+	var scratch []string
+	if vals != nil {
+		scratch = *vals
+	}
+	status, length, closeAfter, ok, scratch = parseHead(head, req.method == http.MethodHead, h, scratch[:0])
+	if vals != nil {
+		*vals = scratch
+	}
+	if !ok {
+		clear(h) // partly filled: the slow path answers instead
+		return 0, 0, false, false
+	}
+	conn.hr.unlimit()
+	conn.br.Discard(len(head))
+	return status, length, closeAfter, true
+}
+
+// readBody reads the body of a response whose head parseBuffered took (length bytes, or up
+// to the connection's end when negative) into buf.
+func (c *h1Client) readBody(conn *h1Conn, req *h1Request, buf io.ReaderFrom, limit int64, status int, h http.Header, length int64, closeAfter bool) (int, http.Header, int64, bool, error) {
+	conn.lr = io.LimitedReader{R: conn.br, N: min(length, limit+1)}
+	body, err := c.bodyFrom(conn, req, buf, &conn.lr, status, h, length)
+	if err != nil {
+		return 0, nil, 0, false, err
+	}
+	n, err := buf.ReadFrom(body)
+	conn.lr.R = nil
+	if err != nil {
+		return 0, nil, 0, false, c.wrap(req.ctx, fmt.Errorf("read body: %w", err))
+	}
+	if n < min(length, limit+1) {
+		return 0, nil, 0, false, c.wrap(req.ctx, fmt.Errorf("read body: %w", io.ErrUnexpectedEOF))
+	}
+	// Bytes past the body are not the next response's: the connection goes.
+	keep := n == length && !closeAfter && conn.br.Buffered() == 0
+	return status, h, n, keep, nil
 }
 
 // bodyFrom returns what the body is read from: r, or, when buf is a headSink (a streamed
