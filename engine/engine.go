@@ -10,8 +10,7 @@
 // bus and stores every decision with its evidence in the audit store.
 //
 // It also owns the agent's countermeasure stack (StartCountermeasures: blocklist, vigilance,
-// nftables, the Manager), the first part of the agent's composition to move here from
-// cmd/proteus.
+// nftables, the Manager); its sub-package engine/agent composes the whole running agent.
 //
 // It imports bus, config, countermeasure, executor (the pool's types), game, sensor and its
 // sources, store and the Prometheus client; the agent's wiring imports it. It must not import cmd/proteus or api.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -188,56 +187,3 @@ func TestBlockCommandUsage(t *testing.T) {
 	}
 }
 
-type countingFrontend struct{ n int }
-
-func (c *countingFrontend) ServeHTTP(w http.ResponseWriter, _ *http.Request) { c.n++ }
-func (c *countingFrontend) Close()                                           {}
-
-// The proxy frontend's blocklist check runs before the proxy sees the request.
-func TestBlockingFrontend(t *testing.T) {
-	bl := countermeasure.NewBlocklist()
-	next := &countingFrontend{}
-	f := blockingFrontend{next: next, bl: bl}
-	if err := bl.Apply(context.Background(), countermeasure.Action{ID: "x", Actuator: countermeasure.BlocklistID, Kind: countermeasure.KindBlock,
-		Target: countermeasure.PrefixTarget(netip.MustParsePrefix("203.0.113.0/24")), Expires: time.Now().Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		remote string
-		want   int
-	}{{"203.0.113.9:4000", 403}, {"[::ffff:203.0.113.9]:4000", 403}, {"198.51.100.1:4000", 200}} {
-		w := httptest.NewRecorder()
-		r := httptest.NewRequest("GET", "/", nil)
-		r.RemoteAddr = c.remote
-		before := next.n
-		f.ServeHTTP(w, r)
-		if w.Code != c.want || (c.want == 403) != (next.n == before) {
-			t.Errorf("%s: %d (proxy called %d times), want %d", c.remote, w.Code, next.n-before, c.want)
-		}
-	}
-}
-
-// An extension (how the enclave node joins the agent) gets the running agent, feeds its
-// countermeasure Manager in one call, and is stopped at shutdown before the pool.
-func TestAgentExtensionFeedsCountermeasures(t *testing.T) {
-	prev := agentExtensions
-	t.Cleanup(func() { agentExtensions = prev })
-	var stopped, poolUpWhenStopped bool
-	addAgentExtension(func(ctx context.Context, ag *agent) (func(), error) {
-		if ag.pool == nil || ag.blocklist == nil || ag.vigilance == nil || ag.bus == nil {
-			t.Errorf("extension got an incomplete agent: %+v", ag)
-		}
-		_, err := ag.countermeasures.Apply(ctx, countermeasure.Action{Actuator: countermeasure.BlocklistID,
-			Target: countermeasure.PrefixTarget(netip.MustParsePrefix("198.51.100.0/24")), Source: "indicator--test",
-			Expires: time.Now().Add(time.Hour)})
-		return func() { stopped, poolUpWhenStopped = true, len(ag.pool.Healthy()) > 0 }, err
-	})
-	a := startAgent(t, "", "--listen", "127.0.0.1:0")
-	if c, out := a.cli("countermeasures"); c != 0 || !strings.Contains(out, "198.51.100.0/24") || !strings.Contains(out, "indicator--test") {
-		t.Errorf("countermeasures: %d %s", c, out)
-	}
-	a.stop(t)
-	if !stopped || !poolUpWhenStopped {
-		t.Errorf("extension stopped %v, pool still up then %v", stopped, poolUpWhenStopped)
-	}
-}

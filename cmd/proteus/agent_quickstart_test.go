@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/engine/agent"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/process"
 )
@@ -24,7 +25,7 @@ func TestQuickstartVariantsServeTheSameSite(t *testing.T) {
 		t.Fatalf("quickstart addresses %s %s", cfg.Gateway.Listen, cfg.API.Listen)
 	}
 	data := t.TempDir()
-	specs, err := agentSpecs(cfg, "../../examples/quickstart.yaml", data)
+	specs, err := agent.Specs(cfg, "../../examples/quickstart.yaml", data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/engine/agent"
 	"github.com/proteus-defense/proteus/mimic"
 )
 
@@ -183,7 +183,7 @@ func parseRouteFlag(v string) (config.GatewayRoute, error) {
 }
 
 // learnedNoiseFile is where the voting gateway keeps the noise it learned across restarts.
-func learnedNoiseFile(dataDir string) string { return filepath.Join(dataDir, "learned-noise.json") }
+func learnedNoiseFile(dataDir string) string { return agent.LearnedNoiseFile(dataDir) }
 
 func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	cfg, err := gatewayConfig(cmd, f)

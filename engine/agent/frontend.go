@@ -1,14 +1,40 @@
-package main
+package agent
 
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/proteus-defense/proteus/api"
+	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/mimic"
 )
+
+// frontend serves clients in front of the pool: the mimic voting gateway (default) or the
+// plain round-robin proxy.
+type frontend interface {
+	http.Handler
+	Close()
+}
+
+// blockingFrontend answers 403 to blocked client addresses before next sees the request;
+// the voting gateway checks its own Blocklist, the proxy gets this wrapper.
+type blockingFrontend struct {
+	next frontend
+	bl   *countermeasure.Blocklist
+}
+
+func (b blockingFrontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && b.bl.Blocked(ap.Addr().Unmap()) {
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	b.next.ServeHTTP(w, r)
+}
+
+func (b blockingFrontend) Close() { b.next.Close() }
 
 // poolBackends shows the pool to the mimic voting gateway: its healthy snapshot as
 // mimic.Backends (converted once per snapshot, so the per-request call stays an atomic load

@@ -1,0 +1,426 @@
+// Package agent composes the running Proteus agent from its config: the executor pool and its
+// drivers, the rotation scheduler, the client-facing frontend (the mimic voting gateway or the
+// plain proxy), the countermeasure stack, the inference engine with its sensors and audit
+// store, the enclave node and the local API, and it shuts them down in order. `proteus
+// agent` only parses flags, calls Run and prints.
+//
+// It imports api, config, countermeasure, demo, enclave, engine, executor (and
+// executor/process for the built-in demo image), mimic and mtd; it must not import cmd.
+// Executor drivers other than process register themselves (executor.Register) from the
+// packages the binary imports.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/proteus-defense/proteus/api"
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/countermeasure"
+	"github.com/proteus-defense/proteus/demo"
+	"github.com/proteus-defense/proteus/engine"
+	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/process"
+	"github.com/proteus-defense/proteus/mimic"
+	"github.com/proteus-defense/proteus/mtd"
+	"github.com/proteus-defense/proteus/strictyaml"
+)
+
+// GatewayAddrFile is where the agent records the client-facing address it listens on.
+const GatewayAddrFile = "gateway.addr"
+
+// LearnedNoiseFile is where the voting gateway keeps the noise it learned across restarts.
+func LearnedNoiseFile(dataDir string) string { return filepath.Join(dataDir, "learned-noise.json") }
+
+// Options are what Run needs; Config must have passed its own validation (cfg.Problems).
+type Options struct {
+	Config     *config.Config
+	ConfigFile string // "" for the embedded default; relative paths resolve against its directory
+	DataDir    string
+	Logger     *slog.Logger
+	// AttackIntensity is the π the API's status reports β_y at (api.DefaultAttackIntensity
+	// when 0).
+	AttackIntensity float64
+	// Ready, when set, is called once clients are served, with the addresses bound.
+	Ready func(Ready)
+}
+
+// Ready describes a serving agent.
+type Ready struct {
+	Gateway, API net.Addr
+	Voting       bool   // the voting gateway (else the round-robin proxy)
+	TokenFile    string // the API token's path
+}
+
+// Check validates what Run would refuse before starting anything: the engine's model and
+// rules, and the rotation policy. Errors wrap strictyaml.ErrInvalid when the config is at
+// fault.
+func Check(cfg *config.Config, configFile string) (mtd.Policy, error) {
+	if err := engine.Check(cfg, configFile); err != nil {
+		return mtd.Policy{}, err
+	}
+	return mtd.PolicyFromConfig(ConfigName(configFile), cfg.Pool.Rotation)
+}
+
+// ConfigName is how errors name the config file.
+func ConfigName(file string) string {
+	if file == "" {
+		return "embedded default.yaml"
+	}
+	return file
+}
+
+// agent is what a running agent holds while Run composes it.
+type agent struct {
+	o    Options
+	cfg  *config.Config
+	log  *slog.Logger
+	bus  *bus.Bus
+	pool *executor.Pool
+	cms  *engine.Countermeasures
+	reg  *prometheus.Registry
+	// isolate, once the engine runs, takes a dissenting executor out of service (quarantine).
+	isolate atomic.Pointer[func(id string)]
+	// stops run in reverse order at shutdown, after the frontend and the API stopped serving
+	// and before the pool closes.
+	stops []func()
+}
+
+// Run runs the agent until ctx ends or a server fails. It takes DATA-DIR/agent.lock, so two
+// agents never manage the same executors.
+func Run(ctx context.Context, o Options) error {
+	cfg := o.Config
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AttackIntensity == 0 {
+		o.AttackIntensity = api.DefaultAttackIntensity
+	}
+	policy, err := Check(cfg, o.ConfigFile)
+	if err != nil {
+		return err
+	}
+	log := o.Logger
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("agent: data dir: %w", err)
+	}
+	unlock, err := lockDataDir(o.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	a := &agent{o: o, cfg: cfg, log: log, bus: bus.New()}
+	if a.pool, err = newPool(cfg, o.ConfigFile, o.DataDir, log, a.bus); err != nil {
+		return err
+	}
+
+	// Bind both sockets before starting executors, so a taken port fails fast and clean.
+	gwLn, err := net.Listen("tcp", cfg.Gateway.Listen)
+	if err != nil {
+		return fmt.Errorf("agent: gateway listen: %w", err)
+	}
+	defer gwLn.Close()
+	apiLn, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("agent: api listen: %w", err)
+	}
+	defer apiLn.Close()
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := a.pool.Start(ctx); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer a.pool.Close(context.Background())
+
+	token, err := api.NewToken(o.DataDir)
+	if err != nil {
+		return err
+	}
+	a.reg = prometheus.NewRegistry()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := mtd.NewMetrics(a.pool, a.reg)
+	if err != nil {
+		return fmt.Errorf("agent: metrics: %w", err)
+	}
+	metrics.Follow(ctx, a.bus)
+	a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "proteus_bus_events_dropped_total", Help: "Events lost to slow bus subscribers.",
+	}, func() float64 { return float64(a.bus.Dropped()) }))
+
+	// Countermeasures: restored from the journal before any client is served, so a block
+	// made before a restart holds from the first request.
+	if a.cms, err = engine.StartCountermeasures(ctx, cfg, o.DataDir, a.bus, log); err != nil {
+		return err
+	}
+	defer a.cms.Stop()
+
+	front, gwSrv, gwServe, err := a.newFrontend(ctx, gwLn)
+	if err != nil {
+		return err
+	}
+	defer front.Close()
+	defer a.stopAll()
+	if err := a.startEngine(ctx); err != nil {
+		return err
+	}
+	if err := a.startEnclave(ctx); err != nil {
+		return err
+	}
+	apiOpts := []api.Option{api.WithCountermeasures(a.cms.Manager, countermeasure.BlocklistID), api.WithAttackIntensity(o.AttackIntensity)}
+	if v, ok := front.(api.Voting); ok {
+		apiOpts = append(apiOpts, api.WithVoting(v))
+	}
+	apiSrv := &http.Server{Handler: api.NewServer(a.pool, a.bus, token, a.reg, log, apiOpts...), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	gwDone := make(chan struct{})
+	go func() { errc <- gwServe(); close(gwDone) }()
+	go func() { errc <- apiSrv.Serve(apiLn) }()
+	for name, addr := range map[string]string{api.AddrFile: apiLn.Addr().String(), GatewayAddrFile: gwLn.Addr().String()} {
+		if err := writeAddr(o.DataDir, name, addr); err != nil {
+			return err
+		}
+	}
+	defer removeAgentFiles(o.DataDir)
+
+	schedDone := make(chan struct{})
+	go func() {
+		mtd.NewScheduler(policy, a.pool, log, rand.Uint64()).Run(ctx)
+		close(schedDone)
+	}()
+	voting := cfg.Gateway.Frontend == config.FrontendVote
+	log.Info("agent ready", "component", "agent", "gateway", "http://"+gwLn.Addr().String(), "api", "http://"+apiLn.Addr().String(),
+		"executors", len(a.pool.Healthy()), "frontend", cfg.Gateway.Frontend, "voting", voting, "cstar", a.pool.CStar(),
+		"rotation", policy.String(), "data_dir", o.DataDir)
+	if o.Ready != nil {
+		o.Ready(Ready{Gateway: gwLn.Addr(), API: apiLn.Addr(), Voting: voting, TokenFile: filepath.Join(o.DataDir, api.TokenFile)})
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		runErr = fmt.Errorf("agent: serve: %w", err)
+		stop()
+	}
+	log.Info("shutting down", "component", "agent")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = gwSrv.Shutdown(sctx)
+	<-gwDone // in-flight client requests end before the pool goes away
+	_ = apiSrv.Shutdown(sctx)
+	<-schedDone
+	a.stopAll()
+	a.pool.Close(sctx)
+	return runErr
+}
+
+// stopAll stops what startEngine and startEnclave started, last first; it runs once.
+func (a *agent) stopAll() {
+	for i := len(a.stops) - 1; i >= 0; i-- {
+		a.stops[i]()
+	}
+	a.stops = nil
+}
+
+// newPool builds the executor drivers the variants name and the pool over them.
+func newPool(cfg *config.Config, configFile, dataDir string, log *slog.Logger, b *bus.Bus) (*executor.Pool, error) {
+	specs, err := Specs(cfg, configFile, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	drivers := map[string]executor.Driver{}
+	for i, s := range specs {
+		if _, ok := drivers[s.Driver]; ok {
+			continue
+		}
+		d, err := executor.New(s.Driver, executor.Env{DataDir: dataDir, Logger: log, Bus: b, StopGrace: cfg.Pool.Grace,
+			Isolation: executorIsolation(cfg.Pool.Isolation)})
+		if errors.Is(err, executor.ErrUnknownDriver) {
+			return nil, strictyaml.Problems{{Field: fmt.Sprintf("pool.variants[%d].driver", i), Msg: err.Error()}}.Err(ConfigName(configFile))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		drivers[s.Driver] = d
+	}
+	pool, err := executor.NewPool(executor.PoolConfig{
+		Variants: specs, Desired: cfg.Pool.Desired, Min: cfg.Pool.Min, MaxConcurrent: cfg.Pool.MaxConcurrent,
+		Redraw: cfg.Pool.RedrawEnabled(), HealthInterval: cfg.Pool.Health.Interval, HealthTimeout: cfg.Pool.Health.Timeout,
+		HealthFailures: cfg.Pool.Health.Failures, StartTimeout: cfg.Pool.StartTimeout, DrainTimeout: cfg.Pool.DrainTimeout,
+	}, drivers, log, b)
+	if err != nil {
+		// Spec problems (bad templates, names) are configuration errors.
+		return nil, strictyaml.Problems{{Field: "pool.variants", Msg: err.Error()}}.Err(ConfigName(configFile))
+	}
+	return pool, nil
+}
+
+// newFrontend builds the client-facing server over ln: the voting gateway, or the proxy
+// behind the blocklist. serve runs it until ctx ends (the voting gateway drains then).
+func (a *agent) newFrontend(ctx context.Context, ln net.Listener) (frontend, *http.Server, func() error, error) {
+	if a.cfg.Gateway.Frontend != config.FrontendVote {
+		front := blockingFrontend{next: executor.NewProxy(a.pool, a.log), bl: a.cms.Blocklist}
+		srv := &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+		return front, srv, func() error { return srv.Serve(ln) }, nil
+	}
+	o, so := mimic.FromConfig(a.cfg.Gateway)
+	o.Backends, o.Bus, o.Logger, o.Metrics = &poolBackends{pool: a.pool}, a.bus, a.log, mimic.NewMetrics(a.reg)
+	o.Blocklist = a.cms.Blocklist
+	o.Rebuild = rebuildOnDissent(ctx, a.pool, &a.isolate)
+	o.LearnedFile = LearnedNoiseFile(a.o.DataDir)
+	g, err := mimic.New(o)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("agent: %w", err)
+	}
+	front := votingFrontend{g}
+	srv, err := mimic.NewServer(front, so)
+	if err != nil {
+		g.Close()
+		return nil, nil, nil, fmt.Errorf("agent: %w", err)
+	}
+	// mimic.Serve picks TLS or the lean cleartext HTTP/1.1 loop and drains on ctx's end.
+	return front, srv, func() error { return mimic.Serve(ctx, srv, ln) }, nil
+}
+
+// startEngine runs the inference engine when engine.model is set: sensors, decisions, the
+// audit store (DATA-DIR/audit.db, read by `proteus decisions`).
+func (a *agent) startEngine(ctx context.Context) error {
+	if !a.cfg.Engine.Enabled() {
+		return nil
+	}
+	r, err := engine.Start(ctx, engine.AgentOptions{Config: a.cfg, ConfigFile: a.o.ConfigFile, DataDir: a.o.DataDir,
+		Manager: a.cms.Manager, BlockActuators: a.cms.BlockActuators, VigilanceActuator: countermeasure.VigilanceID,
+		Pool: a.pool, Members: a.pool, Bus: a.bus, Logger: a.log, Metrics: a.reg})
+	if err != nil {
+		return err
+	}
+	isolate := func(id string) {
+		if c := r.Engine.Isolate(ctx, id, "dissent"); c.Error != "" {
+			a.log.Warn("isolating a dissenting executor", "component", "engine", "executor", id, "err", c.Error)
+		}
+	}
+	a.isolate.Store(&isolate)
+	a.log.Info("engine running", "component", "engine", "sensors", len(r.Supervisor.States()), "block", a.cms.BlockActuators)
+	a.stops = append(a.stops, func() { a.isolate.Store(nil); r.Stop() })
+	return nil
+}
+
+// Specs turns the configured variants into executor specs, resolving image paths and
+// writing the built-in demo image on first use.
+func Specs(cfg *config.Config, configFile, dataDir string) ([]executor.Spec, error) {
+	baseDir := "."
+	if configFile != "" {
+		baseDir = filepath.Dir(configFile)
+	}
+	specs := make([]executor.Spec, 0, len(cfg.Pool.Variants))
+	for _, v := range cfg.Pool.Variants {
+		img := v.Image
+		switch {
+		case v.Driver != process.ID:
+		case img == config.BuiltinDemoImage:
+			img = filepath.Join(dataDir, "images", "demo")
+			if err := ensureDemoImage(img); err != nil {
+				return nil, err
+			}
+		case !filepath.IsAbs(img):
+			img = filepath.Join(baseDir, img)
+		}
+		specs = append(specs, executor.Spec{
+			Variant: v.Name, Driver: v.Driver, Image: img, Command: v.Command, Env: v.Env,
+			ContainerPort: v.ContainerPort, HealthPath: v.HealthPath, Traits: v.Traits, AllowOutbound: v.AllowOutbound,
+		})
+	}
+	return specs, nil
+}
+
+// ensureDemoImage writes the embedded demo site and its manifest to dir unless dir already
+// holds a manifest. An existing image is never rewritten: if someone altered it, the next
+// start must refuse it, not silently repair it.
+func ensureDemoImage(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, process.ManifestName)); err == nil {
+		return nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".demo-")
+	if err != nil {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return fmt.Errorf("agent: demo image: %w", err)
+		}
+		if tmp, err = os.MkdirTemp(filepath.Dir(dir), ".demo-"); err != nil {
+			return fmt.Errorf("agent: demo image: %w", err)
+		}
+	}
+	defer os.RemoveAll(tmp)
+	if err := demo.WriteSite(filepath.Join(tmp, "site")); err != nil {
+		return fmt.Errorf("agent: demo image: %w", err)
+	}
+	if _, err := process.WriteManifest(tmp); err != nil {
+		return fmt.Errorf("agent: demo image: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("agent: demo image: %w", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("agent: demo image: %w", err)
+	}
+	return nil
+}
+
+// executorIsolation is the pool.isolation section as the drivers take it (validated already).
+func executorIsolation(c config.Isolation) executor.Isolation {
+	first, count, _ := config.ParseUIDRange(c.UIDs)
+	mode := c.Mode
+	if mode == "off" {
+		mode = executor.IsolationOff
+	}
+	return executor.Isolation{Mode: mode, UIDFirst: first, UIDCount: count, Memory: c.Memory,
+		Processes: c.Processes, OpenFiles: c.OpenFiles, CPU: c.CPU}
+}
+
+// lockDataDir takes an exclusive lock on DATA-DIR/agent.lock, so two agents never manage
+// (and clean up) the same executors.
+func lockDataDir(dataDir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dataDir, "agent.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent: lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("agent: another agent is running with data dir %s: %w", dataDir, err)
+	}
+	_ = f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { f.Close() }, nil
+}
+
+func writeAddr(dataDir, name, addr string) error {
+	if name == api.AddrFile {
+		return api.WriteAddr(dataDir, addr)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, name), []byte(addr+"\n"), 0o600); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	return nil
+}
+
+// removeAgentFiles removes what only makes sense while the agent runs.
+func removeAgentFiles(dataDir string) {
+	for _, n := range []string{api.TokenFile, api.AddrFile, GatewayAddrFile} {
+		_ = os.Remove(filepath.Join(dataDir, n))
+	}
+}
