@@ -176,7 +176,8 @@ func fileSum(t *testing.T, p string) []byte {
 }
 
 // evidenceNeeds is what the driver must have found on this machine for an evidence reason.
-var evidenceNeeds = map[string]string{"network": "nftables", "seccomp": "seccomp", "processes": "pids", "memory": "memory"}
+var evidenceNeeds = map[string]string{"network": "nftables", "seccomp": "seccomp", "processes": "pids", "memory": "memory",
+	"file": "fanotify tripwires", "signal": "signal watch"}
 
 // TestCompromisedExecutor is the must-show: an executor that behaves as a
 // compromised one tries, one case at a time, what an intruder would. Every attempt fails,
@@ -207,14 +208,14 @@ func TestCompromisedExecutor(t *testing.T) {
 		args   []string
 		reason string // EventDenied reason; "" when nothing the kernel refused can be seen
 	}{
-		{"read api.token", "read", []string{"path", f.token}, ""},
-		{"read the image", "read", []string{"path", filepath.Join(f.img, process.ManifestName)}, ""},
-		{"write a sibling's work dir", "write", []string{"path", siblingPage}, ""},
-		{"write the image manifest", "write", []string{"path", filepath.Join(f.img, process.ManifestName)}, ""},
-		{"write the image", "write", []string{"path", filepath.Join(f.img, "site", "index.html")}, ""},
+		{"read api.token", "read", []string{"path", f.token}, "file"},
+		{"read the image", "read", []string{"path", filepath.Join(f.img, process.ManifestName)}, "file"},
+		{"write a sibling's work dir", "write", []string{"path", siblingPage}, "file"},
+		{"write the image manifest", "write", []string{"path", filepath.Join(f.img, process.ManifestName)}, "file"},
+		{"write the image", "write", []string{"path", filepath.Join(f.img, "site", "index.html")}, "file"},
 		{"write a world-writable dir", "write", []string{"path", filepath.Join(open, "x")}, ""},
 		{"write /etc", "write", []string{"path", "/etc/proteus-hostile"}, ""},
-		{"signal the agent", "signal", []string{"pid", strconv.Itoa(os.Getpid())}, ""},
+		{"signal the agent", "signal", []string{"pid", strconv.Itoa(os.Getpid())}, "signal"},
 		{"call the agent's API", "connect", []string{"addr", f.api}, "network"},
 		{"outbound connection", "connect", []string{"addr", f.outside}, "network"},
 		{"ptrace", "ptrace", nil, "seccomp"},
@@ -238,8 +239,11 @@ func TestCompromisedExecutor(t *testing.T) {
 				return
 			}
 			if need := evidenceNeeds[c.reason]; !strings.Contains(f.isolation, need) {
-				if c.reason == "seccomp" {
-					t.Skipf("no seccomp here (%s)", f.isolation)
+				if c.reason == "seccomp" || c.reason == "file" || c.reason == "signal" {
+					if !strings.HasPrefix(report, "refused: ") {
+						t.Fatalf("report %q, want a refusal", report)
+					}
+					t.Skipf("no %s here, so no %s evidence (%s)", need, c.reason, f.isolation)
 				}
 				t.Logf("no %s here, so no %s evidence (%s)", need, c.reason, f.isolation)
 				if c.reason == "network" && !strings.HasPrefix(report, "refused: ") {
@@ -250,8 +254,19 @@ func TestCompromisedExecutor(t *testing.T) {
 				return
 			}
 			e := f.evidence(t, inst)
+			t.Logf("evidence: %v", e.Attrs)
 			if e.Attrs["reason"] != c.reason {
 				t.Errorf("evidence %+v, want reason %q", e, c.reason)
+			}
+			checkEvidenceShape(t, e)
+			if c.reason == "file" && e.Attrs["path"] != c.args[1] {
+				t.Errorf("evidence names path %v, want %s", e.Attrs["path"], c.args[1])
+			}
+			if want := map[string]string{"read": "read", "write": "write"}[c.what]; c.reason == "file" && e.Attrs["access"] != want {
+				t.Errorf("evidence says access %v, want %s", e.Attrs["access"], want)
+			}
+			if c.reason == "signal" && e.Attrs["target_pid"] != os.Getpid() {
+				t.Errorf("evidence names pid %v, want %d", e.Attrs["target_pid"], os.Getpid())
 			}
 			f.voted(t) // while the hostile one is being replaced
 			f.member(t, "hostile", inst.ID)
@@ -304,4 +319,17 @@ func portOfAddr(t *testing.T, u string) int {
 		t.Fatal(fmt.Errorf("port of %s: %w", u, err))
 	}
 	return n
+}
+
+// checkEvidenceShape holds an EventDenied to its documented shape (docs/architecture.md).
+func checkEvidenceShape(t *testing.T, e bus.Event) {
+	t.Helper()
+	for _, k := range []string{"variant", "reason", "attempted", "refused_by", "category", "work_dir"} {
+		if s, _ := e.Attrs[k].(string); s == "" {
+			t.Errorf("evidence without %s: %v", k, e.Attrs)
+		}
+	}
+	if c := e.Attrs["category"]; c != "confidentiality" && c != "integrity" && c != "availability" {
+		t.Errorf("evidence category %v", c)
+	}
 }

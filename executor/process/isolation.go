@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,9 @@ type isolation struct {
 	degraded string // why not full
 	landlock int
 	seccomp  bool
+	// tripwires: decoys watched by fanotify in the covers (full isolation only); signals:
+	// signal calls handed to the agent by seccomp user notification (with a PID namespace).
+	tripwires, signals bool
 	cg       *cgroups
 	fw       *netguard.Guard // nil: no nftables; Landlock then refuses TCP connects
 	summary  string          // for Instance.Isolation, without the uid
@@ -88,6 +92,11 @@ func (d *Driver) setupIsolation(cfg executor.Isolation) error {
 			iso.degraded = fmt.Sprintf("namespaces or own uid refused: %v", err)
 		}
 		if iso.full {
+			iso.tripwires = fanotifyUsable()
+			iso.signals = iso.seccomp && notifyUsable()
+			if !iso.tripwires || !iso.signals {
+				d.log.Warn("refused reads, writes or signals of executors leave no evidence here", "fanotify", iso.tripwires, "seccomp_notify", iso.signals)
+			}
 			fw, err := netguard.New()
 			if err != nil {
 				d.log.Warn("no nftables: executors' TCP connects are refused by Landlock alone, UDP is not filtered, and attempts leave no evidence", "err", err)
@@ -127,6 +136,12 @@ func (iso *isolation) describe() string {
 	}
 	if iso.seccomp {
 		parts = append(parts, "seccomp")
+	}
+	if iso.tripwires {
+		parts = append(parts, "fanotify tripwires")
+	}
+	if iso.signals {
+		parts = append(parts, "signal watch")
 	}
 	if iso.landlock > 0 {
 		parts = append(parts, fmt.Sprintf("landlock v%d", iso.landlock))
@@ -193,6 +208,9 @@ func (d *Driver) sandboxFor(iso *isolation, uid int, work, exe string, cgroups [
 		Connect:  connect || iso.fw != nil,
 		Landlock: iso.landlock, Seccomp: iso.seccomp, NoFile: uint64(iso.cfg.OpenFiles),
 	}
+	if port > 0 && (iso.tripwires || iso.signals) { // not the probe: nobody would listen
+		sb.Report, sb.Tripwires, sb.Signals = reportFD, iso.tripwires, iso.signals
+	}
 	if iso.full {
 		sb.Mounts = true
 		sb.Private = []string{"/tmp", "/var/tmp", "/dev/shm"}
@@ -208,6 +226,27 @@ func (d *Driver) sandboxFor(iso *isolation, uid int, work, exe string, cgroups [
 		sb.Data = uint64(iso.cfg.Memory)
 	}
 	return sb
+}
+
+// reportFD is the descriptor of the helper's socket to the agent (the first of ExtraFiles).
+const reportFD = 3
+
+// reportSocket makes the socket pair over which the helper hands its tripwires to the
+// agent: the agent's end, and the helper's (for ExtraFiles, closed by the agent once the
+// helper has started).
+func reportSocket() (*net.UnixConn, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tripwire socket: %w", err)
+	}
+	mine := os.NewFile(uintptr(fds[0]), "tripwires")
+	defer mine.Close()
+	c, err := net.FileConn(mine)
+	if err != nil {
+		syscall.Close(fds[1])
+		return nil, nil, fmt.Errorf("tripwire socket: %w", err)
+	}
+	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "tripwires-helper"), nil
 }
 
 // helperCommand runs argv through the helper with sb, in new namespaces when isolation is
@@ -399,36 +438,43 @@ func (d *Driver) limitHit(p *proc, inst *executor.Instance) bool {
 	if d.iso.fw != nil && p.uid != 0 {
 		packets = d.iso.fw.Refused(d.fwKey(inst.ID))
 	}
-	reason := ""
+	var den executor.Denial
+	extra := map[string]any{"oom_kills": ooms, "refused_forks": forks, "refused_packets": packets}
 	switch {
 	case ooms > 0:
-		reason = "memory"
+		den = executor.Denial{Reason: executor.DeniedMemory, RefusedBy: "cgroup memory (OOM kill)",
+			Attempted: fmt.Sprintf("allocate beyond its memory limit (%d bytes)", d.iso.cfg.Memory)}
 	case forks > 0:
-		reason = "processes"
+		den = executor.Denial{Reason: executor.DeniedProcesses, RefusedBy: "cgroup pids (fork refused)",
+			Attempted: fmt.Sprintf("start processes beyond its limit (%d)", d.iso.cfg.Processes)}
 	case packets > 0:
-		reason = "network"
+		den = executor.Denial{Reason: executor.DeniedNetwork, RefusedBy: "nftables (table inet " + netguard.Table + ")",
+			Attempted: fmt.Sprintf("open a connection it may not (%d packets refused)", packets)}
 	default:
 		return false
 	}
-	d.deny(p, inst, reason, map[string]any{"oom_kills": ooms, "refused_forks": forks, "refused_packets": packets})
+	den.Extra = extra
+	d.deny(p, inst, den)
 	return true
 }
 
 // deny acts once per instance on evidence that it tried what its confinement refused: it
 // publishes EventDenied, marks the work dir to be kept for forensics (as a quarantine
 // would) and kills the executor, so the pool replaces it from its known-good image.
-func (d *Driver) deny(p *proc, inst *executor.Instance, reason string, attrs map[string]any) {
+func (d *Driver) deny(p *proc, inst *executor.Instance, den executor.Denial) {
 	if !p.denied.CompareAndSwap(false, true) {
 		return
 	}
 	p.keep.Store(true)
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	if attrs == nil {
-		attrs = map[string]any{}
+	den.Variant = inst.Variant
+	if den.Extra == nil {
+		den.Extra = map[string]any{}
 	}
-	attrs["variant"], attrs["reason"], attrs["work_dir"] = inst.Variant, reason, inst.WorkDir
-	d.log.Warn("executor refused by its confinement: killed, work dir kept", "id", inst.ID, "variant", inst.Variant, "reason", reason)
-	d.publish(executor.EventDenied, inst.ID, attrs)
+	den.Extra["work_dir"] = inst.WorkDir
+	d.log.Warn("executor refused by its confinement: killed, work dir kept", "id", inst.ID, "variant", inst.Variant,
+		"reason", den.Reason, "attempted", den.Attempted, "refused_by", den.RefusedBy)
+	d.publish(executor.EventDenied, inst.ID, den.Attrs())
 }
 
 // exitEvidence looks at how a confined executor ended: SIGSYS is the seccomp filter
@@ -437,7 +483,9 @@ func (d *Driver) exitEvidence(p *proc, inst *executor.Instance, err error) {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGSYS {
-			d.deny(p, inst, "seccomp", map[string]any{"signal": "SIGSYS"})
+			d.deny(p, inst, executor.Denial{Reason: executor.DeniedSeccomp, RefusedBy: "seccomp (killed with SIGSYS)",
+				Attempted: "a system call its seccomp filter forbids (ptrace, mount, bpf, module loading, ...)",
+				Extra:     map[string]any{"signal": "SIGSYS"}})
 			return
 		}
 	}

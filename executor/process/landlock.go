@@ -42,11 +42,12 @@ func fsWriteRights(abi int) uint64 {
 }
 
 // landlockRestrict confines the calling thread (and what it execs): writes only below
-// writable (and to character devices below /dev, for /dev/null), TCP bind only on port,
+// writable (and to character devices below /dev, for /dev/null, and to the decoy files,
+// whose opens the fanotify tripwires refuse and report), TCP bind only on port,
 // TCP connect nowhere unless connect is set (ABI 4), and no signals or abstract-socket
 // connections to processes outside the domain, the agent included (ABI 6).
 // no_new_privs must already be set.
-func landlockRestrict(abi int, writable []string, port int, connect bool) error {
+func landlockRestrict(abi int, writable, decoys []string, port int, connect bool) error {
 	fsRights := fsWriteRights(abi)
 	var attr [3]uint64 // handled_access_fs, handled_access_net, scoped
 	size := 8
@@ -88,6 +89,15 @@ func landlockRestrict(abi int, writable []string, port int, connect bool) error 
 	}
 	if err := add("/dev", unix.LANDLOCK_ACCESS_FS_WRITE_FILE); err != nil {
 		return err
+	}
+	fileWrite := uint64(unix.LANDLOCK_ACCESS_FS_WRITE_FILE)
+	if abi >= 3 {
+		fileWrite |= unix.LANDLOCK_ACCESS_FS_TRUNCATE
+	}
+	for _, p := range decoys {
+		if err := add(p, fileWrite); err != nil {
+			return err
+		}
 	}
 	if abi >= 4 && port > 0 {
 		np := struct{ allowed, port uint64 }{unix.LANDLOCK_ACCESS_NET_BIND_TCP, uint64(port)}

@@ -94,7 +94,9 @@ type proc struct {
 	uid         int         // the executor's own uid (0: the agent's)
 	cgroups     []string    // its cgroup directories
 	fwID        string      // set when firewall rules were installed for it
-	denied      atomic.Bool // EventDenied was published
+	report      *net.UnixConn // the agent's end of the helper's tripwire socket
+	reportChild *os.File      // the helper's end, closed once it has started
+	denied      atomic.Bool   // EventDenied was published
 	keep        atomic.Bool // ended by a denied action: keep the work dir like a quarantine
 }
 
@@ -276,6 +278,10 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 	defer func() {
 		if !ok {
 			d.unconfine(p.fwID, p.cgroups, p.uid)
+			if p.reportChild != nil {
+				p.reportChild.Close()
+				p.report.Close()
+			}
 		}
 	}()
 	out, err := newCapWriter(filepath.Join(work, OutputFile), MaxOutput)
@@ -286,8 +292,15 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 	cmd.Env = childEnv(spec.Env, id, port, p.uid != 0, work)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if p.reportChild != nil {
+		p.reportChild.Close()
+	}
+	if err != nil {
 		out.Close()
+		if p.report != nil {
+			p.report.Close()
+		}
 		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
 	}
 	inst := &executor.Instance{
@@ -311,6 +324,9 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 	}()
 	if len(p.cgroups) > 0 || p.fwID != "" {
 		go d.watchLimits(p, inst)
+	}
+	if p.report != nil {
+		go d.watchTripwires(p, inst, p.report)
 	}
 	rec := record{Instance: inst, PID: cmd.Process.Pid, StartTicks: startTicks(cmd.Process.Pid), UID: p.uid, Cgroups: p.cgroups}
 	if err := d.writeRecord(rec); err != nil {
@@ -369,7 +385,14 @@ func (d *Driver) command(id string, spec executor.Spec, argv []string, work stri
 	if filepath.IsAbs(spec.Image) {
 		sb.Hide = append(sb.Hide, filepath.Clean(spec.Image))
 	}
-	return d.helperCommand(iso, sb, argv), summary, nil
+	cmd := d.helperCommand(iso, sb, argv)
+	if sb.Report != 0 {
+		if p.report, p.reportChild, err = reportSocket(); err != nil {
+			return nil, "", err
+		}
+		cmd.ExtraFiles = []*os.File{p.reportChild} // fd 3 = reportFD
+	}
+	return cmd, summary, nil
 }
 
 // unconfine removes an ended executor's firewall rules and cgroups and frees its uid.

@@ -54,6 +54,12 @@ type sandbox struct {
 	Port     int  `json:"port"`
 	Connect  bool `json:"connect,omitempty"`
 	Seccomp  bool `json:"seccomp,omitempty"`
+	// Report is the descriptor of the socket to the agent that receives the tripwires (see
+	// tripwire.go); 0: none. Tripwires fills the covers of Hide with decoys watched by
+	// fanotify; Signals hands the signal calls to the agent (seccomp user notification).
+	Report    int  `json:"report,omitempty"`
+	Tripwires bool `json:"tripwires,omitempty"`
+	Signals   bool `json:"signals,omitempty"`
 }
 
 func init() {
@@ -89,10 +95,19 @@ func (sb *sandbox) enter(argv []string) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", sb.Exe, err)
 	}
+	var decoys []string
 	if sb.Mounts {
-		if err := sb.mount(); err != nil {
+		if decoys, err = sb.mount(); err != nil {
 			return fmt.Errorf("mounts: %w", err)
 		}
+	}
+	fan := -1
+	if sb.Tripwires && len(decoys) > 0 {
+		if fan, err = armTripwires(decoys); err != nil {
+			return fmt.Errorf("tripwires: %w", err)
+		}
+	} else {
+		decoys = nil
 	}
 	if sb.UID != 0 {
 		if err := dropTo(sb.UID, sb.GID); err != nil {
@@ -114,13 +129,19 @@ func (sb *sandbox) enter(argv []string) error {
 		return fmt.Errorf("no_new_privs: %w", e)
 	}
 	if sb.Landlock > 0 {
-		if err := landlockRestrict(sb.Landlock, sb.writable(), sb.Port, sb.Connect); err != nil {
+		if err := landlockRestrict(sb.Landlock, sb.writable(), decoys, sb.Port, sb.Connect); err != nil {
 			return fmt.Errorf("landlock: %w", err)
 		}
 	}
+	listener := -1
 	if sb.Seccomp {
-		if err := loadSeccomp(); err != nil {
+		if listener, err = loadSeccomp(sb.Signals); err != nil {
 			return fmt.Errorf("seccomp: %w", err)
+		}
+	}
+	if sb.Report > 0 {
+		if err := handOver(sb.Report, fan, listener); err != nil {
+			return fmt.Errorf("hand tripwires to the agent: %w", err)
 		}
 	}
 	return execveat(exe, argv, os.Environ())
@@ -136,14 +157,23 @@ func (sb *sandbox) writable() []string {
 	return w
 }
 
-// mount builds the executor's view of the file system in its new mount namespace.
-func (sb *sandbox) mount() error {
+// mount builds the executor's view of the file system in its new mount namespace; with
+// Tripwires it returns the decoy files it made in the covers of Hide.
+func (sb *sandbox) mount() ([]string, error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make / private: %w", err)
+		return nil, fmt.Errorf("make / private: %w", err)
 	}
 	work, err := unix.Open(sb.WorkDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open work dir: %w", err)
+		return nil, fmt.Errorf("open work dir: %w", err)
+	}
+	// What the covers will hide, listed while it is still visible (a Hide dir may be below
+	// a Private one: the image in /tmp).
+	plans := map[string][]decoy{}
+	if sb.Tripwires {
+		for _, dir := range sb.Hide {
+			plans[dir] = planDecoys(dir, sb.WorkDir)
+		}
 	}
 	defer unix.Close(work)
 	var covered []string
@@ -164,28 +194,36 @@ func (sb *sandbox) mount() error {
 	}
 	for _, dir := range sb.Private {
 		if err := cover(dir, "mode=1777,size=64m"); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, dir := range sb.Hide {
 		if err := cover(dir, "mode=0755,size=1m"); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	var decoys []string
+	for _, dir := range sb.Hide {
+		files, err := makeDecoys(dir, plans[dir])
+		if err != nil {
+			return nil, fmt.Errorf("decoys in %s: %w", dir, err)
+		}
+		decoys = append(decoys, files...)
+	}
 	if err := os.MkdirAll(sb.WorkDir, 0o755); err != nil {
-		return fmt.Errorf("work dir mount point: %w", err)
+		return nil, fmt.Errorf("work dir mount point: %w", err)
 	}
 	src := fmt.Sprintf("/proc/self/fd/%d", work)
 	if err := unix.Mount(src, sb.WorkDir, "", unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		return fmt.Errorf("bind work dir: %w", err)
+		return nil, fmt.Errorf("bind work dir: %w", err)
 	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("proc: %w", err)
+		return nil, fmt.Errorf("proc: %w", err)
 	}
 	if err := unix.Sethostname([]byte("proteus-executor")); err != nil {
-		return fmt.Errorf("hostname: %w", err)
+		return nil, fmt.Errorf("hostname: %w", err)
 	}
-	return nil
+	return decoys, nil
 }
 
 // within reports whether path is dir or below it (both clean and absolute).

@@ -3,9 +3,11 @@ package process
 import (
 	"fmt"
 	"sync"
+	"unsafe"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,9 +34,19 @@ var refusedSyscalls = []string{"io_uring_setup", "io_uring_enter", "io_uring_reg
 // pointer a filter cannot read, so it answers ENOSYS and the C library falls back to clone.
 const cloneNamespaceFlags = unix.CLONE_NEWUSER
 
-var policyOnce = sync.OnceValues(buildPolicy)
+// policies are the filter without (false) and with (true) the signal calls handed to the
+// agent (see tripwire.go).
+var policies = map[bool]func() (*seccomp.Policy, error){
+	false: sync.OnceValues(func() (*seccomp.Policy, error) { return buildPolicy(false) }),
+	true:  sync.OnceValues(func() (*seccomp.Policy, error) { return buildPolicy(true) }),
+}
 
-func buildPolicy() (*seccomp.Policy, error) {
+// notifiedSignals are the calls that may name another process, with the argument
+// that names it: the agent is told of each unless it names the executor's own pid 1 (or,
+// for kill, its process group), which is what the Go runtime's preemption signals do.
+var notifiedSignals = []string{"kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open"}
+
+func buildPolicy(notify bool) (*seccomp.Policy, error) {
 	info, err := arch.GetInfo("")
 	if err != nil {
 		return nil, err
@@ -59,17 +71,53 @@ func buildPolicy() (*seccomp.Policy, error) {
 			{Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS), Names: present([]string{"clone3"})},
 		},
 	}
+	if notify {
+		var calls []seccomp.NameWithConditions
+		for _, name := range present(notifiedSignals) {
+			conds := seccomp.ArgumentConditions{{Argument: 0, Operation: seccomp.NotEqual, Value: 1}}
+			if name == "kill" {
+				conds = append(conds, seccomp.Condition{Argument: 0, Operation: seccomp.NotEqual, Value: 0})
+			}
+			calls = append(calls, seccomp.NameWithConditions{Name: name, Conditions: conds})
+		}
+		p.Syscalls = append(p.Syscalls, seccomp.SyscallGroup{Action: seccomp.Action(unix.SECCOMP_RET_USER_NOTIF), NamesWithCondtions: calls})
+	}
 	if _, err := p.Assemble(); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// loadSeccomp installs the filter on the calling thread (no_new_privs is already set).
-func loadSeccomp() error {
-	p, err := policyOnce()
+// loadSeccomp installs the filter on the calling thread (no_new_privs is already set). With
+// notify it returns the filter's user notification listener, else -1.
+func loadSeccomp(notify bool) (int, error) {
+	p, err := policies[notify]()
 	if err != nil {
-		return fmt.Errorf("policy: %w", err)
+		return -1, fmt.Errorf("policy: %w", err)
 	}
-	return seccomp.LoadFilter(seccomp.Filter{NoNewPrivs: true, Policy: *p})
+	insts, err := p.Assemble()
+	if err != nil {
+		return -1, fmt.Errorf("policy: %w", err)
+	}
+	raw, err := bpf.Assemble(insts)
+	if err != nil {
+		return -1, fmt.Errorf("policy: %w", err)
+	}
+	prog := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		prog[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	var flags uintptr
+	if notify {
+		flags = unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
+	}
+	fd, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&fprog)))
+	if e != 0 {
+		return -1, fmt.Errorf("load filter: %w", e)
+	}
+	if !notify {
+		return -1, nil
+	}
+	return int(fd), nil
 }

@@ -1,0 +1,448 @@
+package process
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/proteus-defense/proteus/executor"
+)
+
+// Tripwires turn the attempts that the executor's confinement refuses without telling
+// anyone (the file is not there, the process is not there) into evidence.
+//
+// Files. Everything an intruder wants on disk, the agent's data dir (api.token, the other
+// executors' work dirs) and the image, is hidden behind a private tmpfs in the executor's
+// mount namespace, so a read or write of it fails with ENOENT and nothing in the kernel
+// notices. The helper therefore fills the covers with decoys: before covering a directory
+// it lists it (breadth first, at most maxDecoys entries), and after covering it makes the
+// same directories (root's, 0755) and the same regular files (empty, sparse to the real
+// size, 0666 so that the ordinary permissions let any open through to the next check).
+// Each decoy file is marked in a fanotify group (FAN_OPEN_PERM, inode marks only, so no
+// other open of the executor ever waits for the agent) and is writable for Landlock, so
+// every open of a decoy, for reading or writing, stops in the kernel until the agent
+// answers. The agent answers FAN_DENY (the open fails with EPERM) and publishes
+// EventDenied, reason "file".
+//
+// Signals. In its own PID namespace the executor cannot name the agent or any other
+// process of the host: kill(agent's pid) fails with ESRCH, silently. The seccomp filter
+// hands the signal calls that may name another process (kill, tkill, tgkill,
+// rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_open, except for its own pid 1 and process
+// group, the Go runtime's preemption signals) to the agent through a seccomp user
+// notification listener. The agent always lets the call continue (the namespace, not the
+// agent, refuses), and when the pid it names does not exist in the executor's namespace
+// publishes EventDenied, reason "signal".
+//
+// The helper hands both file descriptors to the agent over a socket (Sandbox.Report)
+// just before it execs the command, and closes its own copies: the executor never holds
+// them.
+
+// maxDecoys bounds the decoys made for each hidden directory (files and directories).
+const maxDecoys = 256
+
+// decoy is one entry of a hidden directory, relative to it.
+type decoy struct {
+	rel  string
+	dir  bool
+	size int64
+}
+
+// planDecoys lists dir breadth first (so the top level, where api.token lives, always
+// fits), skipping skip (the executor's own work dir, which is bound back) and anything
+// neither a directory nor a regular file. It must run before dir is covered.
+func planDecoys(dir, skip string) []decoy {
+	var out []decoy
+	queue := []string{""}
+	for len(queue) > 0 && len(out) < maxDecoys {
+		rel := queue[0]
+		queue = queue[1:]
+		ents, err := os.ReadDir(filepath.Join(dir, rel))
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if len(out) == maxDecoys {
+				break
+			}
+			r := filepath.Join(rel, e.Name())
+			full := filepath.Join(dir, r)
+			switch {
+			case within(full, skip): // the own work dir: bound back, not a decoy
+			case within(skip, full): // a parent of it: made for the bind anyway
+				if e.IsDir() {
+					queue = append(queue, r)
+				}
+			case e.IsDir():
+				out = append(out, decoy{rel: r, dir: true})
+				queue = append(queue, r)
+			case e.Type().IsRegular():
+				var size int64
+				if info, err := e.Info(); err == nil {
+					size = info.Size()
+				}
+				out = append(out, decoy{rel: r, size: size})
+			}
+		}
+	}
+	return out
+}
+
+// makeDecoys creates plan below dir (now covered) and returns the decoy files' paths.
+func makeDecoys(dir string, plan []decoy) ([]string, error) {
+	var files []string
+	for _, d := range plan {
+		p := filepath.Join(dir, d.rel)
+		if d.dir {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return nil, err
+			}
+			if err := os.Chmod(p, 0o755); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o666)
+		if errors.Is(err, fs.ErrExist) {
+			continue // made already for an enclosing hidden directory
+		}
+		if err != nil {
+			return nil, err
+		}
+		err = errors.Join(f.Chmod(0o666), f.Truncate(d.size), f.Close())
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, p)
+	}
+	return files, nil
+}
+
+// armTripwires makes the fanotify group watching files (nothing else has been opened
+// through it yet). It needs CAP_SYS_ADMIN: the helper calls it before dropping to the
+// executor's uid.
+func armTripwires(files []string) (int, error) {
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_REPORT_TID,
+		unix.O_RDONLY|unix.O_CLOEXEC|unix.O_LARGEFILE)
+	if err != nil {
+		return -1, fmt.Errorf("fanotify_init: %w", err)
+	}
+	for _, f := range files {
+		if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD, unix.FAN_OPEN_PERM, unix.AT_FDCWD, f); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("fanotify_mark %s: %w", f, err)
+		}
+	}
+	return fd, nil
+}
+
+// handover is the header the helper sends with the descriptors, in this order.
+type handover struct {
+	Fanotify bool `json:"fanotify,omitempty"`
+	Seccomp  bool `json:"seccomp,omitempty"`
+}
+
+// handOver sends the tripwires' descriptors (-1: none) to the agent over sock and closes
+// them and sock.
+func handOver(sock, fan, listener int) error {
+	h := handover{Fanotify: fan >= 0, Seccomp: listener >= 0}
+	var fds []int
+	for _, fd := range []int{fan, listener} {
+		if fd >= 0 {
+			fds = append(fds, fd)
+		}
+	}
+	msg, _ := json.Marshal(h)
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	err := unix.Sendmsg(sock, msg, oob, nil, 0)
+	for _, fd := range append(fds, sock) {
+		unix.Close(fd)
+	}
+	return err
+}
+
+// receiveTripwires reads the helper's handover from conn (nil files when the helper ended
+// before sending one).
+func receiveTripwires(conn *net.UnixConn) (fan, listener *os.File, err error) {
+	buf := make([]byte, 256)
+	oob := make([]byte, unix.CmsgSpace(2*4))
+	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil || n == 0 {
+		return nil, nil, err
+	}
+	var h handover
+	if err := json.Unmarshal(buf[:n], &h); err != nil {
+		return nil, nil, fmt.Errorf("handover: %w", err)
+	}
+	var fds []int
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return nil, nil, fmt.Errorf("handover: %w", err)
+		}
+		for _, m := range msgs {
+			got, err := unix.ParseUnixRights(&m)
+			if err != nil {
+				return nil, nil, fmt.Errorf("handover: %w", err)
+			}
+			fds = append(fds, got...)
+		}
+	}
+	want := 0
+	for _, b := range []bool{h.Fanotify, h.Seccomp} {
+		if b {
+			want++
+		}
+	}
+	if len(fds) != want {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, nil, fmt.Errorf("handover: %d descriptors, want %d", len(fds), want)
+	}
+	if h.Fanotify {
+		fan = os.NewFile(uintptr(fds[0]), "fanotify")
+		fds = fds[1:]
+	}
+	if h.Seccomp {
+		if err := unix.SetNonblock(fds[0], true); err != nil {
+			unix.Close(fds[0])
+			return fan, nil, err
+		}
+		listener = os.NewFile(uintptr(fds[0]), "seccomp-notify")
+	}
+	return fan, listener, nil
+}
+
+// watchTripwires takes the helper's handover from conn and answers the tripwires until the
+// executor has exited.
+func (d *Driver) watchTripwires(p *proc, inst *executor.Instance, conn *net.UnixConn) {
+	fan, listener, err := receiveTripwires(conn)
+	conn.Close()
+	if err != nil {
+		d.log.Warn("tripwires not received", "id", inst.ID, "err", err)
+	}
+	for _, f := range []*os.File{fan, listener} {
+		if f != nil {
+			go func() { <-p.done; f.Close() }()
+		}
+	}
+	if listener != nil {
+		go d.watchSignals(p, inst, listener)
+	}
+	if fan != nil {
+		d.watchFiles(p, inst, fan)
+	}
+}
+
+// watchFiles denies every open of a decoy and reports the first as evidence.
+func (d *Driver) watchFiles(p *proc, inst *executor.Instance, fan *os.File) {
+	buf := make([]byte, 4096)
+	const metaLen = int(unsafe.Sizeof(unix.FanotifyEventMetadata{}))
+	for {
+		n, err := fan.Read(buf)
+		if err != nil {
+			return // closed once the executor has exited
+		}
+		for off := 0; off+metaLen <= n; {
+			m := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[off]))
+			if m.Event_len < uint32(metaLen) || off+int(m.Event_len) > n {
+				break
+			}
+			off += int(m.Event_len)
+			if m.Fd < 0 {
+				continue // queue overflow: nothing to answer
+			}
+			path, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(m.Fd)))
+			access := openAccess(int(m.Pid))
+			resp := unix.FanotifyResponse{Fd: m.Fd, Response: unix.FAN_DENY}
+			_, werr := fan.Write((*[unsafe.Sizeof(resp)]byte)(unsafe.Pointer(&resp))[:])
+			unix.Close(int(m.Fd))
+			if werr != nil {
+				d.log.Warn("decoy open not answered", "id", inst.ID, "err", werr)
+			}
+			category := "confidentiality"
+			if access != "read" {
+				category = "integrity"
+			}
+			d.deny(p, inst, executor.Denial{Reason: executor.DeniedFile, Category: category,
+				Attempted: fmt.Sprintf("open %s for %s", path, access),
+				RefusedBy: "fanotify (EPERM: a decoy in its private view of a hidden directory)",
+				Extra:     map[string]any{"path": path, "access": access, "pid": int(m.Pid)}})
+		}
+	}
+}
+
+// openAccess tells from a thread blocked in open(2) how it opens the file: "read",
+// "write" or "read-write" ("open" when the call cannot be read).
+func openAccess(tid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/syscall")
+	if err != nil {
+		return "open"
+	}
+	f := strings.Fields(string(b))
+	arg := func(i int) (uint64, bool) {
+		if len(f) <= i+1 {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(strings.TrimPrefix(f[i+1], "0x"), 16, 64)
+		return v, err == nil
+	}
+	nr, err := strconv.Atoi(f[0])
+	if err != nil {
+		return "open"
+	}
+	var flags uint64
+	var ok bool
+	switch nr {
+	case unix.SYS_OPEN:
+		flags, ok = arg(1)
+	case unix.SYS_OPENAT:
+		flags, ok = arg(2)
+	case unix.SYS_CREAT:
+		return "write"
+	}
+	if !ok {
+		return "open"
+	}
+	switch {
+	case flags&unix.O_ACCMODE == unix.O_RDWR:
+		return "read-write"
+	case flags&unix.O_ACCMODE == unix.O_WRONLY || flags&(unix.O_TRUNC|unix.O_CREAT) != 0:
+		return "write"
+	}
+	return "read"
+}
+
+// seccompNotif and seccompNotifResp are struct seccomp_notif and seccomp_notif_resp.
+type seccompNotif struct {
+	ID    uint64
+	Pid   uint32
+	Flags uint32
+	Nr    int32
+	Arch  uint32
+	IP    uint64
+	Args  [6]uint64
+}
+
+type seccompNotifResp struct {
+	ID    uint64
+	Val   int64
+	Error int32
+	Flags uint32
+}
+
+// signalTargets are the calls the filter hands to the agent, by number: the argument that
+// names the process.
+var signalTargets = map[int32]string{
+	unix.SYS_KILL: "kill", unix.SYS_TKILL: "tkill", unix.SYS_TGKILL: "tgkill",
+	unix.SYS_RT_SIGQUEUEINFO: "rt_sigqueueinfo", unix.SYS_RT_TGSIGQUEUEINFO: "rt_tgsigqueueinfo",
+	unix.SYS_PIDFD_OPEN: "pidfd_open",
+}
+
+// watchSignals lets every handed signal call continue (the executor's PID namespace is
+// what confines it) and reports the first that names a process outside that namespace.
+func (d *Driver) watchSignals(p *proc, inst *executor.Instance, listener *os.File) {
+	rc, err := listener.SyscallConn()
+	if err != nil {
+		return
+	}
+	for {
+		var n seccompNotif
+		var ierr error
+		err := rc.Read(func(fd uintptr) bool {
+			n = seccompNotif{}
+			_, _, e := unix.Syscall(unix.SYS_IOCTL, fd, uintptr(unix.SECCOMP_IOCTL_NOTIF_RECV), uintptr(unsafe.Pointer(&n)))
+			if e == unix.EAGAIN || e == unix.EINTR {
+				return false
+			}
+			if e != 0 {
+				ierr = e
+			}
+			return true
+		})
+		if err != nil {
+			return // closed once the executor has exited
+		}
+		if ierr != nil {
+			if ierr == unix.ENOENT {
+				continue // the caller was interrupted before we read it
+			}
+			return
+		}
+		// Read the target before answering: the caller's /proc view is only certain while
+		// it waits.
+		target := int32(n.Args[0])
+		outside := target > 1 && !inNamespace(int(n.Pid), target)
+		resp := seccompNotifResp{ID: n.ID, Flags: unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE}
+		_ = rc.Control(func(fd uintptr) {
+			unix.Syscall(unix.SYS_IOCTL, fd, uintptr(unix.SECCOMP_IOCTL_NOTIF_SEND), uintptr(unsafe.Pointer(&resp)))
+		})
+		if !outside {
+			continue
+		}
+		name := signalTargets[n.Nr]
+		sig := ""
+		switch n.Nr {
+		case unix.SYS_KILL, unix.SYS_TKILL, unix.SYS_RT_SIGQUEUEINFO:
+			sig = unix.SignalName(syscall.Signal(n.Args[1]))
+		case unix.SYS_TGKILL, unix.SYS_RT_TGSIGQUEUEINFO:
+			sig = unix.SignalName(syscall.Signal(n.Args[2]))
+		}
+		if sig == "" && n.Nr != unix.SYS_PIDFD_OPEN {
+			sig = "signal " + strconv.FormatUint(n.Args[1], 10)
+		}
+		attempted := fmt.Sprintf("%s(%d) %s, a process outside its PID namespace", name, target, sig)
+		d.deny(p, inst, executor.Denial{Reason: executor.DeniedSignal,
+			Attempted: strings.Join(strings.Fields(attempted), " "),
+			RefusedBy: "pid namespace (ESRCH), seen by seccomp user notification",
+			Extra:     map[string]any{"target_pid": int(target), "syscall": name, "pid": int(n.Pid)}})
+	}
+}
+
+// inNamespace reports whether pid names a process in the PID namespace of the process
+// tid: the executor's own /proc, reached through tid's root, lists exactly those.
+func inNamespace(tid int, pid int32) bool {
+	_, err := os.Lstat(filepath.Join("/proc", strconv.Itoa(tid), "root", "proc", strconv.Itoa(int(pid))))
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// fanotifyUsable reports whether this kernel gives permission events to the agent.
+func fanotifyUsable() bool {
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC, unix.O_RDONLY)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
+// notifyUsable reports whether the kernel has seccomp user notification with "continue"
+// (Linux 5.5).
+func notifyUsable() bool {
+	var sizes [3]uint16
+	if _, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_GET_NOTIF_SIZES, 0, uintptr(unsafe.Pointer(&sizes))); e != 0 {
+		return false
+	}
+	action := uint32(unix.SECCOMP_RET_USER_NOTIF)
+	if _, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_GET_ACTION_AVAIL, 0, uintptr(unsafe.Pointer(&action))); e != 0 {
+		return false
+	}
+	// struct seccomp_notif and seccomp_notif_resp as this file declares them.
+	return sizes[0] == uint16(unsafe.Sizeof(seccompNotif{})) && sizes[1] == uint16(unsafe.Sizeof(seccompNotifResp{}))
+}
