@@ -52,9 +52,9 @@ type isolation struct {
 	// tripwires: decoys watched by fanotify in the covers (full isolation only); signals:
 	// signal calls handed to the agent by seccomp user notification (with a PID namespace).
 	tripwires, signals bool
-	cg       *cgroups
-	fw       *netguard.Guard // nil: no nftables; Landlock then refuses TCP connects
-	summary  string          // for Instance.Isolation, without the uid
+	cg                 *cgroups
+	fw                 *netguard.Guard // nil: no nftables; Landlock then refuses TCP connects
+	summary            string          // for Instance.Isolation, without the uid
 }
 
 // namespaceFlags are the namespaces each executor gets when the agent is root.

@@ -91,13 +91,13 @@ type proc struct {
 	quarantined bool
 	stopping    atomic.Bool // Stop has begun: an exit is expected
 	out         *capWriter
-	uid         int         // the executor's own uid (0: the agent's)
-	cgroups     []string    // its cgroup directories
-	fwID        string      // set when firewall rules were installed for it
+	uid         int           // the executor's own uid (0: the agent's)
+	cgroups     []string      // its cgroup directories
+	fwID        string        // set when firewall rules were installed for it
 	report      *net.UnixConn // the agent's end of the helper's tripwire socket
 	reportChild *os.File      // the helper's end, closed once it has started
 	denied      atomic.Bool   // EventDenied was published
-	keep        atomic.Bool // ended by a denied action: keep the work dir like a quarantine
+	keep        atomic.Bool   // ended by a denied action: keep the work dir like a quarantine
 }
 
 // record is what run/<id>.json holds: enough to find and kill the process group after an
