@@ -1,6 +1,7 @@
 package netguard
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,13 +12,25 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 )
 
 // dialEnv makes the re-executed test binary dial the address in it and exit 0 on success,
-// 3 when refused.
-const dialEnv = "NETGUARD_TEST_DIAL"
+// 3 when refused. rawEnv ("port flags") makes it send one bare TCP segment with those flags
+// to 127.0.0.1:port from a raw socket (exit 0 when sent, 3 when the send was refused).
+const (
+	dialEnv = "NETGUARD_TEST_DIAL"
+	rawEnv  = "NETGUARD_TEST_RAW"
+)
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(rawEnv); spec != "" {
+		if err := sendSegment(spec); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+		os.Exit(0)
+	}
 	if addr := os.Getenv(dialEnv); addr != "" {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -40,6 +53,101 @@ func newGuard(t *testing.T) *Guard {
 		t.Skipf("nftables not usable here: %v", err)
 	}
 	return g
+}
+
+// sendSegment sends one TCP segment "port flags" (decimal) from 127.0.0.1:40000 to
+// 127.0.0.1:port, with no connection behind it: what a late FIN, RST or ACK looks like to
+// conntrack once it has forgotten the connection.
+func sendSegment(spec string) error {
+	var port, flags int
+	if _, err := fmt.Sscanf(spec, "%d %d", &port, &flags); err != nil {
+		return err
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_TCP)
+	if err != nil {
+		return fmt.Errorf("raw socket: %w", err)
+	}
+	defer syscall.Close(fd)
+	seg := make([]byte, 20)
+	binary.BigEndian.PutUint16(seg[0:], 40000)
+	binary.BigEndian.PutUint16(seg[2:], uint16(port))
+	binary.BigEndian.PutUint32(seg[4:], 0x1badb002) // sequence
+	binary.BigEndian.PutUint32(seg[8:], 0x0badcafe) // acknowledgment
+	seg[12] = 5 << 4                                // header length: 5 words
+	seg[13] = byte(flags)
+	binary.BigEndian.PutUint16(seg[14:], 65535) // window
+	// Checksum over the pseudo-header (127.0.0.1 to 127.0.0.1, TCP, length) and the segment.
+	pseudo := append([]byte{127, 0, 0, 1, 127, 0, 0, 1, 0, syscall.IPPROTO_TCP, 0, byte(len(seg))}, seg...)
+	var sum uint32
+	for i := 0; i+1 < len(pseudo); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(pseudo[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	binary.BigEndian.PutUint16(seg[16:], ^uint16(sum))
+	return syscall.Sendto(fd, seg, 0, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
+}
+
+// sendAs sends one bare segment with flags to 127.0.0.1:port as uid (given CAP_NET_RAW for
+// the raw socket, nothing else); it reports whether the send went through.
+func sendAs(t *testing.T, uid, port, flags int) bool {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(copyExe(t, self))
+	cmd.Env = []string{fmt.Sprintf("%s=%d %d", rawEnv, port, flags)}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)},
+		AmbientCaps: []uintptr{unix.CAP_NET_RAW}}
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 3 {
+		t.Logf("uid %d, flags %#x: %s", uid, flags, out)
+		return false
+	}
+	if err != nil {
+		t.Fatalf("sender: %v %s", err, out)
+	}
+	return true
+}
+
+// A late packet of a connection conntrack has forgotten (a retransmitted FIN, an RST, a
+// stray ACK: no conntrack entry behind any of them) is not an attempt: it passes and is not
+// counted, so a healthy executor is never quarantined for one. A new SYN still is counted
+// and refused, and so is a SYN after the late packets.
+func TestLatePacketsAreNotAttempts(t *testing.T) {
+	g := newGuard(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	uid := 652000 + os.Getpid()%1000
+	id := "netguard-late-" + strconv.Itoa(os.Getpid())
+	if err := g.AllowUID(id, uid, false); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Remove(func(x string) bool { return x == id })
+	const fin, syn, rst, ack = 0x01, 0x02, 0x04, 0x10
+	for _, c := range []struct {
+		name  string
+		flags int
+	}{{"FIN", fin}, {"FIN+ACK", fin | ack}, {"RST", rst}, {"RST+ACK", rst | ack}, {"ACK", ack}} {
+		if !sendAs(t, uid, port, c.flags) {
+			t.Errorf("a late %s was refused", c.name)
+		}
+		if n := g.Refused(id); n != 0 {
+			t.Fatalf("a late %s was counted as an attempt (%d): it would quarantine a healthy executor", c.name, n)
+		}
+	}
+	if sendAs(t, uid, port, syn) {
+		t.Error("a new SYN went through")
+	}
+	if n := g.Refused(id); n != 1 {
+		t.Errorf("a new SYN counted %d times, want 1", n)
+	}
 }
 
 // dialAs connects to addr as uid; it reports whether the connection was made.

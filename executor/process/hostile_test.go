@@ -289,6 +289,29 @@ func TestCompromisedExecutor(t *testing.T) {
 	}
 }
 
+// What a healthy server does (read its own files, use /tmp, signal and reap its own child)
+// trips no wire: the first evidence about an executor that does all that and then opens a
+// decoy is about the decoy.
+func TestBenignExecutorTripsNothing(t *testing.T) {
+	f := newHostileFixture(t, false)
+	if !strings.Contains(f.isolation, "fanotify tripwires") {
+		t.Skipf("no tripwires here (%s)", f.isolation)
+	}
+	inst := f.member(t, "hostile", "")
+	own := filepath.Join(inst.WorkDir, "site", "index.html")
+	for range 3 {
+		if report := f.attack(t, inst, "benign", "path", own); !strings.HasPrefix(report, "ok: ") {
+			t.Fatalf("benign work: %q", report)
+		}
+	}
+	f.attack(t, inst, "read", "path", f.token)
+	e := f.evidence(t, inst)
+	if e.Attrs["reason"] != executor.DeniedFile || e.Attrs["path"] != f.token {
+		t.Fatalf("first evidence %v, want the decoy %s", e.Attrs, f.token)
+	}
+	f.voted(t)
+}
+
 // A variant allowed outbound traffic still cannot reach any address of this host: the
 // agent's API on loopback is refused and counted.
 func TestOutboundVariantCannotReachTheAgent(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -362,6 +363,7 @@ func (d *Driver) watchSignals(p *proc, inst *executor.Instance, listener *os.Fil
 	if err != nil {
 		return
 	}
+	lim := pacer{per: time.Second / maxSignalCalls}
 	for {
 		var n seccompNotif
 		var ierr error
@@ -388,7 +390,8 @@ func (d *Driver) watchSignals(p *proc, inst *executor.Instance, listener *os.Fil
 		// Read the target before answering: the caller's /proc view is only certain while
 		// it waits.
 		target := int32(n.Args[0])
-		outside := target > 1 && !inNamespace(int(n.Pid), target)
+		outside := target > 1 && outsideNamespace(int(n.Pid), target)
+		lim.wait()
 		resp := seccompNotifResp{ID: n.ID, Flags: unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE}
 		_ = rc.Control(func(fd uintptr) {
 			unix.Syscall(unix.SYS_IOCTL, fd, uintptr(unix.SECCOMP_IOCTL_NOTIF_SEND), uintptr(unsafe.Pointer(&resp)))
@@ -415,11 +418,50 @@ func (d *Driver) watchSignals(p *proc, inst *executor.Instance, listener *os.Fil
 	}
 }
 
-// inNamespace reports whether pid names a process in the PID namespace of the process
-// tid: the executor's own /proc, reached through tid's root, lists exactly those.
-func inNamespace(tid int, pid int32) bool {
-	_, err := os.Lstat(filepath.Join("/proc", strconv.Itoa(tid), "root", "proc", strconv.Itoa(int(pid))))
-	return !errors.Is(err, fs.ErrNotExist)
+// outsideNamespace reports whether pid names no process of the PID namespace of the
+// process tid, and is above every pid in it: the executor's own /proc, reached through
+// tid's root, lists exactly its namespace's processes. Above them, because pids are handed
+// out in increasing order: a pid below the highest present may be a child that has just
+// exited, which a benign server can still signal by mistake; one above all is a pid the
+// namespace has (almost certainly) never given out, so it names something outside.
+func outsideNamespace(tid int, pid int32) bool {
+	dir := filepath.Join("/proc", strconv.Itoa(tid), "root", "proc")
+	if _, err := os.Lstat(filepath.Join(dir, strconv.Itoa(int(pid)))); !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n >= int(pid) {
+			return false
+		}
+	}
+	return true
+}
+
+// maxSignalCalls bounds how many handed signal calls of one executor the agent answers per
+// second: an executor signalling its own processes in a loop waits for the agent instead of
+// making it spend a core on the answers.
+const maxSignalCalls = 2000
+
+// pacer spaces calls at least per apart on average (bursts of up to a second's worth pass
+// at once).
+type pacer struct {
+	per  time.Duration
+	next time.Time
+}
+
+func (p *pacer) wait() {
+	now := time.Now()
+	if floor := now.Add(-time.Second); p.next.Before(floor) {
+		p.next = floor
+	}
+	p.next = p.next.Add(p.per)
+	if d := p.next.Sub(now); d > 0 {
+		time.Sleep(d)
+	}
 }
 
 // fanotifyUsable reports whether this kernel gives permission events to the agent.

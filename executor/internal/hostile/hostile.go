@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -25,6 +26,10 @@ import (
 //	alloc           allocate and touch memory without bound
 //	ptrace          call ptrace
 //	mount           mount a tmpfs
+//	benign  path=P  what a healthy server does and no confinement may count against it:
+//	                read its own file P, write a scratch file in /tmp, start an idle child,
+//	                signal it (0, then SIGTERM) and reap it; answers "ok: ..." or
+//	                "failed: ..."
 //
 // It answers "refused: <error>" when the attempt failed and "SUCCEEDED: ..." when it did
 // not (an attack that ends the process answers nothing).
@@ -87,6 +92,24 @@ func Attack(q url.Values, idle []string) string {
 			return refused(e)
 		}
 		return "SUCCEEDED: ptrace"
+	case "benign":
+		if _, err := os.ReadFile(q.Get("path")); err != nil {
+			return "failed: " + err.Error()
+		}
+		if err := os.WriteFile(filepath.Join(os.TempDir(), "proteus-benign"), []byte("scratch\n"), 0o600); err != nil {
+			return "failed: " + err.Error()
+		}
+		child := exec.Command(idle[0], idle[1:]...)
+		if err := child.Start(); err != nil {
+			return "failed: " + err.Error()
+		}
+		for _, sig := range []syscall.Signal{0, syscall.SIGTERM} { // kill(2), as C servers do
+			if err := syscall.Kill(child.Process.Pid, sig); err != nil {
+				return fmt.Sprintf("failed: signal %d to its child: %v", sig, err)
+			}
+		}
+		_ = child.Wait()
+		return fmt.Sprintf("ok: read %s, wrote %s, signalled child %d", q.Get("path"), os.TempDir(), child.Process.Pid)
 	case "mount":
 		if err := syscall.Mount("tmpfs", "/mnt", "tmpfs", 0, ""); err != nil {
 			return refused(err)
