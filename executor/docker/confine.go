@@ -13,6 +13,7 @@ import (
 
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/netguard"
 )
 
 // confine installs the firewall rules for a started container, by its address on the
@@ -140,18 +141,22 @@ func (d *Driver) watchLimits(inst *executor.Instance) {
 			if pids != "" {
 				forks = refusedForks(pids)
 			}
-			reason := ""
+			var den executor.Denial
 			switch {
 			case packets > 0:
-				reason = "network"
+				den = executor.Denial{Reason: executor.DeniedNetwork, RefusedBy: "nftables (table inet " + netguard.Table + ")",
+					Attempted: fmt.Sprintf("open a connection it may not (%d packets refused)", packets)}
 			case forks > 0:
-				reason = "processes"
+				den = executor.Denial{Reason: executor.DeniedProcesses, RefusedBy: "cgroup pids (fork refused)",
+					Attempted: fmt.Sprintf("start processes beyond its limit (%d)", d.opts.PidsLimit)}
 			default:
 				continue
 			}
-			d.log.Warn("container refused by its confinement: quarantining", "instance", inst.ID, "variant", inst.Variant, "reason", reason)
-			d.bus.Publish(bus.Event{Kind: executor.EventDenied, Source: "executor/docker", Subject: inst.ID,
-				Attrs: map[string]any{"variant": inst.Variant, "reason": reason, "refused_packets": packets, "refused_forks": forks, "container": inst.Handle}})
+			den.Variant = inst.Variant
+			den.Extra = map[string]any{"refused_packets": packets, "refused_forks": forks, "container": inst.Handle}
+			d.log.Warn("container refused by its confinement: quarantining", "instance", inst.ID, "variant", inst.Variant,
+				"reason", den.Reason, "attempted", den.Attempted)
+			d.bus.Publish(bus.Event{Kind: executor.EventDenied, Source: "executor/docker", Subject: inst.ID, Attrs: den.Attrs()})
 			if err := d.Quarantine(d.life, inst); err != nil {
 				d.log.Error("quarantine after a refusal", "instance", inst.ID, "err", err)
 			}

@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -82,8 +83,10 @@ func (d *Driver) limitEvidence(inst *executor.Instance, code int64) {
 		return
 	}
 	d.log.Warn("container killed by its memory limit", "instance", inst.ID, "variant", inst.Variant)
-	d.bus.Publish(bus.Event{Kind: executor.EventDenied, Source: "executor/docker", Subject: inst.ID,
-		Attrs: map[string]any{"variant": inst.Variant, "reason": "memory", "exit_code": code, "container": inst.Handle}})
+	den := executor.Denial{Variant: inst.Variant, Reason: executor.DeniedMemory, RefusedBy: "cgroup memory (OOM kill)",
+		Attempted: fmt.Sprintf("allocate beyond its memory limit (%d bytes)", d.opts.Memory),
+		Extra:     map[string]any{"exit_code": code, "container": inst.Handle}}
+	d.bus.Publish(bus.Event{Kind: executor.EventDenied, Source: "executor/docker", Subject: inst.ID, Attrs: den.Attrs()})
 }
 
 // forget drops the exit channel of a removed instance.
