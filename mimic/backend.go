@@ -5,29 +5,20 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+
+	"github.com/proteus-defense/proteus/mimic/voter"
 )
 
-// Backend is one executor as the gateway sees it.
-type Backend struct {
-	ID      string            // stable for the executor's life; dissent and trust are kept per ID
-	Variant string            // which heterogeneous variant it runs ("nginx", "lighttpd", ...)
-	URL     string            // base URL, e.g. "http://127.0.0.1:8081"; no path beyond "/"
-	Traits  map[string]string // declared properties for the max-diversity scheduler
-}
+// Backend is one executor as the gateway sees it (the voter core's Member); its Addr is the
+// executor's base URL, e.g. "http://127.0.0.1:8081", with no path beyond "/".
+type Backend = voter.Member
 
-// Backends supplies the current set of healthy executors. It is called once per request, so
-// it must be cheap (a snapshot) and safe for concurrent use. The slice is not modified.
-type Backends interface {
-	Backends() []Backend
-}
+// Backends supplies the current set of healthy executors (see voter.Backends).
+type Backends = voter.Backends
 
 // InFlight is optionally implemented by a Backends source that counts requests in flight
-// per executor (the pool drains an executor before stopping it). OnAcquire is called before
-// a request is sent to id and OnRelease once its response has been read or has failed.
-type InFlight interface {
-	OnAcquire(id string)
-	OnRelease(id string)
-}
+// per executor (see voter.InFlight).
+type InFlight = voter.InFlight
 
 // Blocklist refuses client addresses with 403 before any fan-out.
 type Blocklist interface {
@@ -35,10 +26,7 @@ type Blocklist interface {
 }
 
 // Static is a fixed set of backends for the standalone gateway and for tests.
-type Static []Backend
-
-// Backends returns s itself.
-func (s Static) Backends() []Backend { return s }
+type Static = voter.Static
 
 // StaticFromURLs builds a Static set from base URLs; IDs are "b1", "b2", ... and the variant
 // and the trait "host" come from the URL's host:port.
@@ -64,7 +52,7 @@ func StaticFromURLs(urls []string) (Static, error) {
 		s = append(s, Backend{
 			ID:      fmt.Sprintf("b%d", i+1),
 			Variant: u.Host,
-			URL:     base,
+			Addr:    base,
 			Traits:  map[string]string{"host": strings.ToLower(u.Hostname()), "port": u.Port()},
 		})
 	}

@@ -29,7 +29,7 @@ func startGoBackends(t *testing.T, n int, h http.HandlerFunc) (Static, *atomic.I
 		})}
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })
-		s = append(s, Backend{ID: "g" + string(rune('1'+i)), Variant: "go", URL: "http://" + ln.Addr().String()})
+		s = append(s, Backend{ID: "g" + string(rune('1'+i)), Variant: "go", Addr: "http://" + ln.Addr().String()})
 	}
 	return s, &hits
 }

@@ -123,7 +123,7 @@ func startBenchBackends(b *testing.B, n int) (Static, []*http.Server) {
 		go srv.Serve(ln)
 		b.Cleanup(func() { srv.Close() })
 		srvs = append(srvs, srv)
-		s = append(s, Backend{ID: fmt.Sprint("b", i), URL: "http://" + ln.Addr().String()})
+		s = append(s, Backend{ID: fmt.Sprint("b", i), Addr: "http://" + ln.Addr().String()})
 	}
 	return s, srvs
 }

@@ -44,7 +44,7 @@ func TestFromConfig(t *testing.T) {
 	if s.ReadHeaderTimeout != time.Second || s.MaxHeaderBytes != 16<<10 || s.MaxConnsPerClient != 20 {
 		t.Fatalf("server options %+v", s)
 	}
-	o.Backends = Static{{ID: "a", URL: "http://127.0.0.1:1"}}
+	o.Backends = Static{{ID: "a", Addr: "http://127.0.0.1:1"}}
 	if _, err := New(o); err != nil {
 		t.Fatal(err)
 	}

@@ -24,22 +24,23 @@ import (
 	"time"
 
 	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/mimic/voter"
 )
 
-// Bus event kinds published by the gateway.
+// Bus event kinds published by the gateway (all but noise-learned are the voter core's).
 const (
-	EventDissent      = "gateway.dissent"
-	EventNoConsensus  = "gateway.no-consensus"
+	EventDissent      = voter.EventDissent
+	EventNoConsensus  = voter.EventNoConsensus
 	EventNoiseLearned = "gateway.noise-learned"
-	EventRebuild      = "gateway.rebuild"
-	EventEjected      = "gateway.ejected" // an executor is left out of the picks for a while
-	EventBack         = "gateway.back"    // ... and is back after answering its probe
+	EventRebuild      = voter.EventRebuild
+	EventEjected      = voter.EventEjected // an executor is left out of the picks for a while
+	EventBack         = voter.EventBack    // ... and is back after answering its probe
 )
 
 // Dissent kinds.
 const (
-	DissentContent      = "content"      // answered, but not like the decision
-	DissentAvailability = "availability" // timed out, failed, or sent an oversized body
+	DissentContent      = voter.DissentContent      // answered, but not like the decision
+	DissentAvailability = voter.DissentAvailability // timed out, failed, or sent an oversized body
 )
 
 // Policy says how a route's requests reach the executors.
@@ -228,11 +229,8 @@ type Gateway struct {
 	seed      maphash.Seed
 	transport http.RoundTripper
 	h1        *h1Client // http:// executors, unless Options.Transport is set
-	sched     Scheduler
-	trust     *Trust
-	eject     *ejector
-	// dissentLog passes one dissent line per executor and kind per second.
-	dissentLog *logLimiter
+	// core chooses the executors and keeps trust, ejection, dissent and no-consensus events.
+	core       *voter.Core
 	metrics    *Metrics
 	routes     []route
 	defVote    *learner
@@ -282,19 +280,16 @@ func New(o Options) (*Gateway, error) {
 		return nil, fmt.Errorf("mimic: fail status %d is not an error status", o.FailStatus)
 	}
 	g := &Gateway{
-		o:          o,
-		log:        o.Logger.With("component", "mimic"),
-		seed:       maphash.MakeSeed(),
-		trust:      NewTrust(o.TrustWindow, o.RebuildThreshold, o.RebuildWindow),
-		eject:      newEjector(o.EjectAfter, o.EjectFor, o.EjectMax),
-		dissentLog: newLogLimiter(time.Second),
-		metrics:    o.Metrics,
-		sem:        make(chan struct{}, o.MaxInFlight),
-		perClient:  newClientLimit(o.MaxPerClient),
-		straggle:   make(chan struct{}, o.MaxInFlight),
-		idPrefix:   strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
-		tunnels:    tunnels{open: map[*tunnel]struct{}{}, slots: make(chan struct{}, o.MaxInFlight)},
-		workers:    newWorkers(),
+		o:         o,
+		log:       o.Logger.With("component", "mimic"),
+		seed:      maphash.MakeSeed(),
+		metrics:   o.Metrics,
+		sem:       make(chan struct{}, o.MaxInFlight),
+		perClient: newClientLimit(o.MaxPerClient),
+		straggle:  make(chan struct{}, o.MaxInFlight),
+		idPrefix:  strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
+		tunnels:   tunnels{open: map[*tunnel]struct{}{}, slots: make(chan struct{}, o.MaxInFlight)},
+		workers:   newWorkers(),
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
@@ -315,8 +310,10 @@ func New(o Options) (*Gateway, error) {
 		g.log.Warn("weak vote: fewer than a majority of k executors decide each voted request", "k", o.K, "quorum", o.Quorum, "backends", n)
 	}
 	var err error
-	if g.sched, err = NewScheduler(o.Scheduler, g.trust); err != nil {
-		return nil, err
+	if g.core, err = voter.New(voter.Options{Source: "gateway", Bus: o.Bus, Logger: g.log, Rebuild: o.Rebuild, Metrics: g.metrics.core,
+		Scheduler: o.Scheduler, TrustWindow: o.TrustWindow, RebuildThreshold: o.RebuildThreshold, RebuildWindow: o.RebuildWindow,
+		EjectAfter: o.EjectAfter, EjectFor: o.EjectFor, EjectMax: o.EjectMax}); err != nil {
+		return nil, fmt.Errorf("mimic: %w", err)
 	}
 	g.transport = o.Transport
 	if g.transport == nil {
@@ -467,7 +464,7 @@ func NewTransport(perHost int) *http.Transport {
 }
 
 // Trust exposes the per-executor trust scores.
-func (g *Gateway) Trust() *Trust { return g.trust }
+func (g *Gateway) Trust() *Trust { return g.core.Trust() }
 
 // Learned lists the noise fields learned so far, per route prefix ("default" for requests
 // no route matches).
@@ -705,9 +702,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case PolicyVoteAll:
 		k, q = len(all), len(all)/2+1
 	}
-	if in := g.eject.available(all, start); len(in) < len(all) && len(in) >= q {
-		all = in // ejected executors sit out, unless that left too few for a quorum
-	}
+	all = g.core.Eligible(all, q, start) // ejected executors sit out, unless that left too few for a quorum
 	n := min(k, len(all))
 	if n == 0 || n < q {
 		putBuf(reqBody)
@@ -738,7 +733,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.sink.reset(w, r, g.o.Jitter)
 		sink = &c.sink
 	}
-	c.picked = g.sched.Pick(c.picked[:0], all, n)
+	c.picked = g.core.Pick(c.picked[:0], all, n)
 	if cap(c.ch) < n {
 		c.ch = make(chan *response, n)
 	}
@@ -749,7 +744,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var hdr http.Header // only for executors reached through an http.RoundTripper
 	c.hosts = c.hosts[:0]
 	for _, b := range c.picked {
-		host, plain := plainHTTPHost(b.URL)
+		host, plain := plainHTTPHost(b.Addr)
 		if !plain || g.h1 == nil {
 			host = ""
 			if hdr == nil {
@@ -914,9 +909,7 @@ func (c *call) finish() {
 		switch {
 		case c.win == nil:
 		case r.key() == c.win.key():
-			if g.trust.Record(r.backend.ID, false, now) {
-				g.rebuild(r.backend)
-			}
+			g.core.Agreed(r.backend, now)
 		default:
 			g.dissent(c, r, DissentContent, b.diff(r, c.win), now)
 		}
@@ -959,20 +952,18 @@ func (c *call) client() string {
 // tooFewExecutors answers a request that has fewer executors than its quorum (apart from
 // ServeHTTP, to keep its frame small).
 func (g *Gateway) tooFewExecutors(w http.ResponseWriter, r *http.Request, policy Policy, client netip.Addr, executors, q int) {
-	g.metrics.noConsensus.Inc()
 	cl := ""
 	if client.IsValid() {
 		cl = client.String()
 	}
-	g.o.Bus.Publish(bus.Event{Kind: EventNoConsensus, Source: "gateway", Attrs: map[string]any{
+	g.core.NoConsensus("", map[string]any{
 		"route": r.URL.Path, "path": r.URL.Path, "method": r.Method, "client": cl,
-		"reason": "too few executors", "executors": executors, "quorum": q}})
+		"reason": "too few executors", "executors": executors, "quorum": q})
 	g.reject(w, policy, "no-consensus", http.StatusServiceUnavailable, "not enough executors")
 }
 
 func (c *call) noConsensus() {
 	g := c.g
-	g.metrics.noConsensus.Inc()
 	votes := make([]map[string]any, 0, len(c.ballot.resps)+len(c.ballot.failed))
 	for _, r := range c.ballot.resps {
 		votes = append(votes, map[string]any{"executor": r.backend.ID, "variant": r.backend.Variant,
@@ -981,21 +972,20 @@ func (c *call) noConsensus() {
 	for _, r := range c.ballot.failed {
 		votes = append(votes, map[string]any{"executor": r.backend.ID, "variant": r.backend.Variant, "error": r.err.Error()})
 	}
-	g.log.Warn("no consensus", "request", c.requestID(), "client", c.client(), "method", c.method, "path", c.path, "quorum", c.q, "executors", c.n)
-	g.o.Bus.Publish(bus.Event{Kind: EventNoConsensus, Source: "gateway", Subject: c.path, Attrs: map[string]any{
+	g.core.NoConsensus(c.path, map[string]any{
 		"request": c.requestID(), "route": c.path, "path": c.path, "method": c.method, "client": c.client(),
-		"policy": string(c.policy), "quorum": c.q, "votes": votes}})
+		"policy": string(c.policy), "quorum": c.q, "votes": votes},
+		"request", c.requestID(), "client", c.client(), "method", c.method, "path", c.path, "quorum", c.q, "executors", c.n)
 }
 
 func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Time) {
-	g.metrics.dissent.WithLabelValues(r.backend.Variant, kind).Inc()
 	attrs := map[string]any{
-		"executor": r.backend.ID, "variant": r.backend.Variant, "kind": kind,
 		"route": c.path, "path": c.path, "method": c.method, "client": c.client(),
 		"policy": string(c.policy), "request": c.requestID(),
 	}
+	var err error
 	if kind == DissentAvailability {
-		attrs["error"] = r.err.Error()
+		err = r.err
 	} else {
 		attrs["status"] = r.status
 		attrs["want_status"] = c.win.status
@@ -1004,23 +994,13 @@ func (g *Gateway) dissent(c *call, r *response, kind string, d diff, now time.Ti
 			attrs["excerpt"] = bodyExcerpt(r, c.win, g.o.ExcerptBytes)
 		}
 	}
-	if ok, left := g.dissentLog.allow(r.backend.ID+" "+kind, now); ok {
-		args := []any{"executor", r.backend.ID, "variant", r.backend.Variant, "kind", kind, "request", c.requestID(),
-			"client", c.client(), "method", c.method, "path", c.path}
-		if kind == DissentAvailability {
-			args = append(args, "error", r.err)
-		} else {
+	g.core.Dissent(voter.Dissent{Member: r.backend, Kind: kind, Err: err, Attrs: attrs, Log: func() []any {
+		args := []any{"request", c.requestID(), "client", c.client(), "method", c.method, "path", c.path}
+		if kind != DissentAvailability {
 			args = append(args, "differs", d)
 		}
-		if left > 0 {
-			args = append(args, "suppressed", left) // like it since the last line, not logged
-		}
-		g.log.Warn("dissent", args...)
-	}
-	g.o.Bus.Publish(bus.Event{Kind: EventDissent, Source: "gateway", Subject: r.backend.ID, Attrs: attrs})
-	if g.trust.Record(r.backend.ID, true, now) {
-		g.rebuild(r.backend)
-	}
+		return args
+	}}, now)
 }
 
 // unreachable says whether an executor request's failure means the executor could not be
@@ -1031,30 +1011,8 @@ func unreachable(err error) bool {
 		!errors.Is(err, errUnaskedSwitch) && !errors.Is(err, errClientWrite) && !errors.Is(err, errBudget)
 }
 
-// ejectResult records an executor request's outcome for ejection (err nil: it answered), and
-// says so when b goes out or comes back.
-func (g *Gateway) ejectResult(b Backend, err error, now time.Time) {
-	out, back := g.eject.result(b.ID, err != nil, now)
-	switch {
-	case out > 0:
-		g.metrics.ejections.WithLabelValues(b.Variant).Inc()
-		g.log.Warn("executor ejected", "executor", b.ID, "variant", b.Variant, "for", out, "error", err)
-		g.o.Bus.Publish(bus.Event{Kind: EventEjected, Source: "gateway", Subject: b.ID, Attrs: map[string]any{
-			"variant": b.Variant, "for": out.String(), "error": err.Error()}})
-	case back:
-		g.log.Info("executor back", "executor", b.ID, "variant", b.Variant)
-		g.o.Bus.Publish(bus.Event{Kind: EventBack, Source: "gateway", Subject: b.ID, Attrs: map[string]any{"variant": b.Variant}})
-	}
-}
-
-func (g *Gateway) rebuild(b Backend) {
-	g.metrics.rebuilds.WithLabelValues(b.Variant).Inc()
-	g.log.Warn("asking for rebuild", "executor", b.ID, "variant", b.Variant)
-	g.o.Bus.Publish(bus.Event{Kind: EventRebuild, Source: "gateway", Subject: b.ID, Attrs: map[string]any{"variant": b.Variant}})
-	if g.o.Rebuild != nil {
-		go g.o.Rebuild(b.ID)
-	}
-}
+// ejectResult records an executor request's outcome for ejection (err nil: it answered).
+func (g *Gateway) ejectResult(b Backend, err error, now time.Time) { g.core.Reached(b, err, now) }
 
 // outFilter says which client headers go to the executors: the client's minus hop-by-hop
 // headers (and those its Connection header names) and Accept-Encoding (executors answer
@@ -1162,7 +1120,7 @@ func (g *Gateway) retryRefused(j *fetchJob, b Backend, err error, res **response
 	(*res).release()
 	*res = respPool.Get().(*response)
 	(*res).backend = alt
-	host, plain := plainHTTPHost(alt.URL)
+	host, plain := plainHTTPHost(alt.Addr)
 	hdr := j.hdr
 	if !plain || g.h1 == nil {
 		host = ""
@@ -1175,7 +1133,7 @@ func (g *Gateway) retryRefused(j *fetchJob, b Backend, err error, res **response
 
 // alternate picks an executor for c that it has not used yet, among those not ejected.
 func (g *Gateway) alternate(c *call, not Backend) (Backend, bool) {
-	all := g.eject.available(g.o.Backends.Backends(), time.Now())
+	all := g.core.Available(g.o.Backends.Backends(), time.Now())
 	c.altMu.Lock()
 	defer c.altMu.Unlock()
 	var free []Backend
@@ -1202,7 +1160,7 @@ func (g *Gateway) fetchFrom(j *fetchJob, b Backend, host string, hdr http.Header
 	var base *url.URL
 	var err error
 	if host == "" {
-		if base, err = g.baseURL(b.URL); err != nil {
+		if base, err = g.baseURL(b.Addr); err != nil {
 			return err
 		}
 		host = base.Host

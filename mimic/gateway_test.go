@@ -46,7 +46,7 @@ func countingBackends(t *testing.T, n int, h func(i int, w http.ResponseWriter, 
 		})}
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })
-		s = append(s, Backend{ID: fmt.Sprintf("b%d", i+1), Variant: fmt.Sprintf("v%d", i+1), URL: "http://" + ln.Addr().String()})
+		s = append(s, Backend{ID: fmt.Sprintf("b%d", i+1), Variant: fmt.Sprintf("v%d", i+1), Addr: "http://" + ln.Addr().String()})
 	}
 	return s, hits
 }
@@ -473,7 +473,7 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {
-	bes := Static{{ID: "a", URL: "http://127.0.0.1:1"}}
+	bes := Static{{ID: "a", Addr: "http://127.0.0.1:1"}}
 	tests := []struct {
 		name string
 		o    Options
@@ -495,7 +495,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 
 func TestStaticFromURLs(t *testing.T) {
 	s, err := StaticFromURLs([]string{"http://127.0.0.1:8081", "http://127.0.0.1:8082/"})
-	if err != nil || len(s) != 2 || s[1].URL != "http://127.0.0.1:8082" || s[0].ID != "b1" {
+	if err != nil || len(s) != 2 || s[1].Addr != "http://127.0.0.1:8082" || s[0].ID != "b1" {
 		t.Fatalf("%v %v", s, err)
 	}
 	for _, bad := range [][]string{{"127.0.0.1:80"}, {"ftp://x"}, {"http://x/path"}, {"http://a:1", "http://a:1"}} {

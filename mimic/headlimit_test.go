@@ -110,7 +110,7 @@ func TestEndlessExecutorHeadIsDissent(t *testing.T) {
 				conf = &tls.Config{Certificates: []tls.Certificate{cert}}
 			}
 			addr, done := endlessHeadServer(t, "HTTP/1.1 200 OK\r\nX-Long: ", "a", conf)
-			bes := append(honest, Backend{ID: "hostile", Variant: "raw", URL: scheme + "://" + addr})
+			bes := append(honest, Backend{ID: "hostile", Variant: "raw", Addr: scheme + "://" + addr})
 			b := bus.New()
 			evs, cancel := b.Subscribe(64, bus.KindPrefix("gateway."))
 			defer cancel()
@@ -161,7 +161,7 @@ func TestEndlessHeadBesideNginxAndLighttpd(t *testing.T) {
 	b := bus.New()
 	evs, cancel := b.Subscribe(64, bus.KindPrefix("gateway."))
 	defer cancel()
-	g, err := New(Options{Backends: Static{ng, lt, {ID: "hostile", Variant: "raw", URL: "http://" + addr}},
+	g, err := New(Options{Backends: Static{ng, lt, {ID: "hostile", Variant: "raw", Addr: "http://" + addr}},
 		Bus: b, K: 3, WaitAll: true, UpstreamTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)

@@ -112,7 +112,7 @@ func TestHeterogeneousServersAgree(t *testing.T) {
 	// The servers really do differ in what must not count: Server, ETag, framing.
 	servers, etags, chunked := map[string]bool{}, map[string]bool{}, 0
 	for _, b := range h.bes {
-		resp, err := http.Get(b.URL + "/")
+		resp, err := http.Get(b.Addr + "/")
 		if err != nil {
 			t.Fatal(err)
 		}

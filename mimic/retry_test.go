@@ -22,7 +22,7 @@ func TestRefusedConnectionIsRetriedElsewhere(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dead := Backend{ID: "dead", Variant: "dead", URL: "http://" + ln.Addr().String()}
+			dead := Backend{ID: "dead", Variant: "dead", Addr: "http://" + ln.Addr().String()}
 			ln.Close() // nothing listens there now: connections are refused
 			b := bus.New()
 			evs, cancel := b.Subscribe(64, bus.KindPrefix(EventDissent))

@@ -115,7 +115,7 @@ func startGoServerWrapped(t testing.TB, dir string, wrap func(http.Handler) http
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return Backend{ID: "go-1", Variant: "go-nethttp", URL: "http://" + ln.Addr().String(),
+	return Backend{ID: "go-1", Variant: "go-nethttp", Addr: "http://" + ln.Addr().String(),
 		Traits: map[string]string{"server": "go", "lang": "go", "tls": "crypto/tls"}}, &hits
 }
 
@@ -178,9 +178,9 @@ http {
 	}
 	p := startProc(t, bin, "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", cf)
 	p.dir = dir
-	b := Backend{ID: "nginx-1", Variant: "nginx", URL: "http://127.0.0.1:" + strconv.Itoa(port),
+	b := Backend{ID: "nginx-1", Variant: "nginx", Addr: "http://127.0.0.1:" + strconv.Itoa(port),
 		Traits: map[string]string{"server": "nginx", "lang": "c", "tls": "openssl"}}
-	waitHTTP(t, b.URL+"/", filepath.Join(dir, "error.log"))
+	waitHTTP(t, b.Addr+"/", filepath.Join(dir, "error.log"))
 	return b, p
 }
 
@@ -208,8 +208,8 @@ mimetype.assign = (".html" => "text/html; charset=utf-8", ".json" => "applicatio
 	}
 	p := startProc(t, bin, "-D", "-f", cf)
 	p.dir = dir
-	b := Backend{ID: "lighttpd-1", Variant: "lighttpd", URL: "http://127.0.0.1:" + strconv.Itoa(port),
+	b := Backend{ID: "lighttpd-1", Variant: "lighttpd", Addr: "http://127.0.0.1:" + strconv.Itoa(port),
 		Traits: map[string]string{"server": "lighttpd", "lang": "c", "tls": "openssl"}}
-	waitHTTP(t, b.URL+"/", filepath.Join(dir, "error.log"))
+	waitHTTP(t, b.Addr+"/", filepath.Join(dir, "error.log"))
 	return b, p
 }

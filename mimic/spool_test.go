@@ -255,7 +255,7 @@ func TestBufferBudgetExhaustedIs503(t *testing.T) {
 
 func TestBufferGauges(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	g, err := New(Options{Backends: Static{{ID: "a", URL: "http://127.0.0.1:1"}}, Metrics: NewMetrics(reg), SpoolDir: t.TempDir()})
+	g, err := New(Options{Backends: Static{{ID: "a", Addr: "http://127.0.0.1:1"}}, Metrics: NewMetrics(reg), SpoolDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ type Status struct {
 func (g *Gateway) Status() Status {
 	now := time.Now()
 	trust := map[string]TrustScore{}
-	for _, t := range g.trust.Snapshot() {
+	for _, t := range g.core.Trust().Snapshot() {
 		trust[t.ID] = t
 	}
 	q := g.o.Quorum
@@ -47,8 +47,8 @@ func (g *Gateway) Status() Status {
 		if !seen {
 			t.Score = 1
 		}
-		bs := BackendStatus{ID: b.ID, Variant: b.Variant, URL: b.URL, Trust: t.Score, Requests: t.Requests,
-			Dissents: t.Dissents, OutUntil: g.eject.outUntil(b.ID, now), Single: g.singles.get(b.ID)}
+		bs := BackendStatus{ID: b.ID, Variant: b.Variant, URL: b.Addr, Trust: t.Score, Requests: t.Requests,
+			Dissents: t.Dissents, OutUntil: g.core.OutUntil(b.ID, now), Single: g.singles.get(b.ID)}
 		if bs.OutUntil.IsZero() {
 			in++
 		}

@@ -252,7 +252,7 @@ func rawBackend(t *testing.T, head string, body []byte, hang bool) Backend {
 			}()
 		}
 	}()
-	return Backend{ID: "raw", Variant: "raw", URL: "http://" + ln.Addr().String()}
+	return Backend{ID: "raw", Variant: "raw", Addr: "http://" + ln.Addr().String()}
 }
 
 // An executor that breaks off a streamed body, or stops sending in the middle of it, cuts the

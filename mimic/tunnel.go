@@ -73,10 +73,7 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 		return
 	}
 	all := g.o.Backends.Backends()
-	if in := g.eject.available(all, start); len(in) > 0 {
-		all = in
-	}
-	picked := g.sched.Pick(nil, all, 1)
+	picked := g.core.Pick(nil, g.core.Eligible(all, 1, start), 1)
 	if len(picked) == 0 {
 		g.reject(w, PolicySingle, "no-consensus", http.StatusServiceUnavailable, "not enough executors")
 		return
@@ -89,7 +86,7 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 		g.ejectResult(b, err, time.Now())
 		g.reject(w, PolicySingle, "failed", http.StatusBadGateway, "upgrade failed")
 	}
-	base, err := g.baseURL(b.URL)
+	base, err := g.baseURL(b.Addr)
 	if err != nil {
 		fail(err)
 		return
@@ -167,9 +164,7 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 func (g *Gateway) answered(b Backend) {
 	now := time.Now()
 	g.ejectResult(b, nil, now)
-	if g.trust.Record(b.ID, false, now) {
-		g.rebuild(b)
-	}
+	g.core.Agreed(b, now)
 }
 
 // upgradeTransport is the RoundTripper that carries upgrade handshakes.

@@ -105,7 +105,7 @@ func TestUpgradeFailures(t *testing.T) {
 		want     int
 		dissents int
 	}{
-		{"unreachable", Backend{ID: "dead", Variant: "v", URL: dead}, http.StatusBadGateway, 1},
+		{"unreachable", Backend{ID: "dead", Variant: "v", Addr: dead}, http.StatusBadGateway, 1},
 		{"declines", declines[0], http.StatusForbidden, 0},
 		{"switches to another protocol", wrong, http.StatusBadGateway, 1},
 	} {

@@ -103,7 +103,7 @@ func (b *ballot) add(r *response) int {
 		r.rawSum, r.bodyKey, r.hdrSum, r.location = 0, 0, 0, ""
 		if r.status < 400 {
 			if vs := r.header["Location"]; len(vs) > 0 {
-				r.location = relativeLocation(strings.Join(vs, ","), b.host, r.backend.URL, b.path)
+				r.location = relativeLocation(strings.Join(vs, ","), b.host, r.backend.Addr, b.path)
 				r.hdrSum = maphash.String(b.seed, r.location) | 1
 			}
 		}

@@ -66,7 +66,7 @@ func (p *poolBackends) Backends() []mimic.Backend {
 	}
 	out := make([]mimic.Backend, len(src))
 	for i, inst := range src {
-		out[i] = mimic.Backend{ID: inst.ID, Variant: inst.Variant, URL: "http://" + inst.Address, Traits: inst.Traits}
+		out[i] = mimic.Backend{ID: inst.ID, Variant: inst.Variant, Addr: "http://" + inst.Address, Traits: inst.Traits}
 	}
 	p.cache.Store(&backendSnapshot{src: src, out: out})
 	return out

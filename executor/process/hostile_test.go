@@ -30,7 +30,7 @@ type poolBackends struct{ p *executor.Pool }
 func (b poolBackends) Backends() []mimic.Backend {
 	var out []mimic.Backend
 	for _, inst := range b.p.Healthy() {
-		out = append(out, mimic.Backend{ID: inst.ID, Variant: inst.Variant, URL: "http://" + inst.Address, Traits: inst.Traits})
+		out = append(out, mimic.Backend{ID: inst.ID, Variant: inst.Variant, Addr: "http://" + inst.Address, Traits: inst.Traits})
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-package mimic
+package voter
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 )
 
 func TestMaxDiversityAvoidsSameTraits(t *testing.T) {
-	all := []Backend{
+	all := []Member{
 		{ID: "n1", Variant: "nginx", Traits: map[string]string{"server": "nginx", "lang": "c", "tls": "openssl"}},
 		{ID: "n2", Variant: "nginx", Traits: map[string]string{"server": "nginx", "lang": "c", "tls": "openssl"}},
 		{ID: "l1", Variant: "lighttpd", Traits: map[string]string{"server": "lighttpd", "lang": "c", "tls": "openssl"}},
@@ -34,9 +34,9 @@ func TestMaxDiversityAvoidsSameTraits(t *testing.T) {
 }
 
 func TestSchedulersPickDistinct(t *testing.T) {
-	var all []Backend
+	var all []Member
 	for i := range 7 {
-		all = append(all, Backend{ID: fmt.Sprint(i), Variant: fmt.Sprint(i % 3), Traits: map[string]string{"x": fmt.Sprint(i % 2)}})
+		all = append(all, Member{ID: fmt.Sprint(i), Variant: fmt.Sprint(i % 3), Traits: map[string]string{"x": fmt.Sprint(i % 2)}})
 	}
 	for _, name := range Schedulers {
 		s, err := NewScheduler(name, NewTrust(10, 0, time.Minute))
@@ -75,7 +75,7 @@ func TestTrustWeightedPrefersTrusted(t *testing.T) {
 		tr.Record("good", false, now)
 	}
 	s, _ := NewScheduler(SchedTrustWeight, tr)
-	all := []Backend{{ID: "good"}, {ID: "bad"}}
+	all := []Member{{ID: "good"}, {ID: "bad"}}
 	bad := 0
 	for range 2000 {
 		if s.Pick(nil, all, 1)[0].ID == "bad" {

@@ -1,4 +1,4 @@
-package mimic
+package voter
 
 import (
 	"sync"
@@ -6,15 +6,15 @@ import (
 	"time"
 )
 
-// ejector is passive health checking: an executor whose requests fail for availability
+// Ejector is passive health checking: an executor whose requests fail for availability
 // (refused, reset, timed out) after consecutive tries is left out of the picks for a while,
 // so one server that is down costs neither a failed dial per request nor a dissent event
 // per request. The first request after that while is a probe: if it fails again the executor
 // stays out twice as long (up to max), if it answers it is back at once. An answer that
 // dissents in content does not count here (trust and the rebuild policy deal with that).
-// Ejection never leaves fewer executors than a request's quorum needs: the gateway then picks
+// Ejection never leaves fewer executors than a request's quorum needs: the voter then picks
 // among all of them as if none were out.
-type ejector struct {
+type Ejector struct {
 	after     int // consecutive failures that eject; <= 0: never
 	base, max time.Duration
 
@@ -34,13 +34,15 @@ type ejectState struct {
 // maxEjectEntries bounds the executors whose failures are being counted at once.
 const maxEjectEntries = 1024
 
-func newEjector(after int, base, max time.Duration) *ejector {
-	return &ejector{after: after, base: base, max: max, m: map[string]*ejectState{}}
+// NewEjector ejects an executor after after consecutive availability failures for base,
+// doubling up to max while its probes fail; after <= 0 never ejects.
+func NewEjector(after int, base, max time.Duration) *Ejector {
+	return &Ejector{after: after, base: base, max: max, m: map[string]*ejectState{}}
 }
 
-// result records one executor request's outcome. It returns how long id is now out for (0:
+// Result records one executor request's outcome. It returns how long id is now out for (0:
 // it was not ejected by this failure) and whether a success brought it back.
-func (e *ejector) result(id string, failed bool, now time.Time) (ejectedFor time.Duration, back bool) {
+func (e *Ejector) Result(id string, failed bool, now time.Time) (ejectedFor time.Duration, back bool) {
 	if e.after <= 0 || !failed && e.tracked.Load() == 0 {
 		return 0, false
 	}
@@ -83,14 +85,14 @@ func (e *ejector) result(id string, failed bool, now time.Time) (ejectedFor time
 	return st.backoff, false
 }
 
-// available returns the executors of all that are not out at now: all itself when none is.
-func (e *ejector) available(all []Backend, now time.Time) []Backend {
+// Available returns the executors of all that are not out at now: all itself when none is.
+func (e *Ejector) Available(all []Member, now time.Time) []Member {
 	if e.out.Load() == 0 {
 		return all
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	in := make([]Backend, 0, len(all))
+	in := make([]Member, 0, len(all))
 	found := 0
 	for _, b := range all {
 		if st := e.m[b.ID]; st != nil && st.ejected {
@@ -108,7 +110,7 @@ func (e *ejector) available(all []Backend, now time.Time) []Backend {
 }
 
 // prune drops the state of executors no longer among all; called with mu held.
-func (e *ejector) prune(all []Backend) {
+func (e *Ejector) prune(all []Member) {
 	present := make(map[string]bool, len(all))
 	for _, b := range all {
 		present[b.ID] = true
@@ -124,13 +126,13 @@ func (e *ejector) prune(all []Backend) {
 }
 
 // drop forgets id; called with mu held.
-func (e *ejector) drop(id string) {
+func (e *Ejector) drop(id string) {
 	delete(e.m, id)
 	e.tracked.Store(int32(len(e.m)))
 }
 
-// outUntil returns when id's spell ends, zero when it is not out at now.
-func (e *ejector) outUntil(id string, now time.Time) time.Time {
+// OutUntil returns when id's spell ends, zero when it is not out at now.
+func (e *Ejector) OutUntil(id string, now time.Time) time.Time {
 	if e.out.Load() == 0 {
 		return time.Time{}
 	}

@@ -1,0 +1,211 @@
+package voter
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Answer is one executor's answer in a poll, or its failure.
+type Answer[V any, K comparable] struct {
+	Member  Member
+	Value   V
+	Key     K     // the equivalence class of the normalized answer: equal keys, equivalent answers
+	Err     error // no usable answer: an availability dissent
+	Elapsed time.Duration
+}
+
+// Round is a poll's answers once every executor has answered or failed.
+type Round[V any, K comparable] struct {
+	Answers []Answer[V, K] // successes and failures, in arrival order
+	Winner  int            // index in Answers of the first answer of the deciding group, -1: no quorum
+	Quorum  int
+	Cut     bool // the client went away before the decision (ctx of Poll was cancelled)
+}
+
+// Ask asks one executor and returns its answer with its key; ctx bounds it.
+type Ask[V any, K comparable] func(ctx context.Context, m Member) (V, K, error)
+
+// Poll asks every executor of picked at once and returns as soon as q answers share a key
+// (the first of them, and the group of all that share it so far),
+// or as soon as no key can reach q any more (ok false), or when every executor has answered
+// if waitAll. The answers still on their way go on, bounded by upstream (each ask's own
+// time), and done gets the whole Round once they are in (in another goroutine when Poll
+// returned first), for Account. Cancelling ctx before the decision stops the asks.
+func Poll[V any, K comparable](ctx context.Context, picked []Member, q int, waitAll bool, upstream time.Duration, ask Ask[V, K], done func(*Round[V, K])) (group []Answer[V, K], ok bool) {
+	n := len(picked)
+	ch := make(chan Answer[V, K], n)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upstream)
+	stop := context.AfterFunc(ctx, cancel)
+	for _, m := range picked {
+		go func() {
+			start := time.Now()
+			v, k, err := ask(actx, m)
+			ch <- Answer[V, K]{Member: m, Value: v, Key: k, Err: err, Elapsed: time.Since(start)}
+		}()
+	}
+	r := &Round[V, K]{Answers: make([]Answer[V, K], 0, n), Winner: -1, Quorum: q}
+	for len(r.Answers) < n {
+		a := <-ch
+		r.Answers = append(r.Answers, a)
+		if a.Err == nil && r.Winner < 0 && r.count(a.Key) >= q {
+			r.Winner = r.first(a.Key)
+			if !waitAll {
+				break
+			}
+		}
+		if r.Winner < 0 && !waitAll && r.lead()+(n-len(r.Answers)) < q {
+			break // no group can reach the quorum any more
+		}
+	}
+	for _, i := range r.Group() {
+		group, ok = append(group, r.Answers[i]), true
+	}
+	r.Cut = !stop() && r.Winner < 0
+	if len(r.Answers) == n {
+		cancel()
+		done(r)
+		return group, ok
+	}
+	got := len(r.Answers)
+	snapshot := *r
+	snapshot.Answers = append([]Answer[V, K](nil), r.Answers...)
+	go func() {
+		defer cancel()
+		for range n - got {
+			snapshot.Answers = append(snapshot.Answers, <-ch)
+		}
+		done(&snapshot)
+	}()
+	return group, ok
+}
+
+func (r *Round[V, K]) count(k K) int {
+	c := 0
+	for _, a := range r.Answers {
+		if a.Err == nil && a.Key == k {
+			c++
+		}
+	}
+	return c
+}
+
+func (r *Round[V, K]) first(k K) int {
+	for i, a := range r.Answers {
+		if a.Err == nil && a.Key == k {
+			return i
+		}
+	}
+	return -1
+}
+
+// lead is the size of the largest group so far.
+func (r *Round[V, K]) lead() int {
+	best := 0
+	for _, a := range r.Answers {
+		if a.Err == nil {
+			best = max(best, r.count(a.Key))
+		}
+	}
+	return best
+}
+
+// Group returns the indices in r.Answers of the answers equivalent to the winner's.
+func (r *Round[V, K]) Group() []int {
+	if r.Winner < 0 {
+		return nil
+	}
+	var out []int
+	for i, a := range r.Answers {
+		if a.Err == nil && a.Key == r.Answers[r.Winner].Key {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Report says how the adapter describes a round's outcomes in events.
+type Report[V any, K comparable] struct {
+	// Attrs are the request's event attributes (query, client, request ID...); each event
+	// gets a copy with its own additions.
+	Attrs map[string]any
+	// Log are the request's log line attributes.
+	Log []any
+	// Differs describes how a dissenting answer differs from the winner's, for its event's
+	// "differs" attribute and log line.
+	Differs func(a, win *Answer[V, K]) any
+	// Extra, when set, adds its attributes to a content dissent's event (an excerpt...).
+	Extra func(a, win *Answer[V, K], attrs map[string]any)
+	// Vote describes one answer in a no-consensus event ("vote" attribute).
+	Vote func(a *Answer[V, K]) any
+	// Reachable says whether a failure means the executor could not be reached or did not
+	// answer in time (what ejection counts); nil: every failure but a cancellation.
+	Reachable func(err error) bool
+}
+
+// Account turns a finished round into trust, ejection, dissent and no-consensus events:
+// every failure is an availability dissent (none when the client went away first), every
+// answer outside the deciding group a content dissent, and no deciding group a no-consensus
+// event with every vote.
+func Account[V any, K comparable](c *Core, r *Round[V, K], rep Report[V, K], now time.Time) {
+	if r.Cut {
+		return
+	}
+	attrs := func() map[string]any {
+		m := make(map[string]any, len(rep.Attrs)+8)
+		for k, v := range rep.Attrs {
+			m[k] = v
+		}
+		return m
+	}
+	unreachable := rep.Reachable
+	if unreachable == nil {
+		unreachable = func(err error) bool { return !errors.Is(err, context.Canceled) }
+	}
+	var win *Answer[V, K]
+	if r.Winner >= 0 {
+		win = &r.Answers[r.Winner]
+	}
+	for i := range r.Answers {
+		a := &r.Answers[i]
+		switch {
+		case a.Err != nil:
+			c.Dissent(Dissent{Member: a.Member, Kind: DissentAvailability, Err: a.Err, Attrs: attrs(), Log: func() []any { return rep.Log }}, now)
+			if unreachable(a.Err) {
+				c.Reached(a.Member, a.Err, now)
+			}
+			continue
+		case win == nil:
+		case a.Key == win.Key:
+			c.Agreed(a.Member, now)
+		default:
+			at := attrs()
+			var d any = "answer"
+			if rep.Differs != nil {
+				d = rep.Differs(a, win)
+			}
+			at["differs"] = d
+			if rep.Extra != nil {
+				rep.Extra(a, win, at)
+			}
+			c.Dissent(Dissent{Member: a.Member, Kind: DissentContent, Attrs: at, Log: func() []any { return append(append([]any{}, rep.Log...), "differs", d) }}, now)
+		}
+		c.Reached(a.Member, nil, now)
+	}
+	if win == nil {
+		votes := make([]any, 0, len(r.Answers))
+		for i := range r.Answers {
+			a := &r.Answers[i]
+			v := map[string]any{"executor": a.Member.ID, "variant": a.Member.Variant}
+			if a.Err != nil {
+				v["error"] = a.Err.Error()
+			} else if rep.Vote != nil {
+				v["vote"] = rep.Vote(a)
+			}
+			votes = append(votes, v)
+		}
+		at := attrs()
+		at["quorum"], at["votes"] = r.Quorum, votes
+		c.NoConsensus("", at, append(append([]any{}, rep.Log...), "quorum", r.Quorum, "executors", len(r.Answers))...)
+	}
+}

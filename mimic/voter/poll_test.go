@@ -1,0 +1,166 @@
+package voter
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/proteus-defense/proteus/bus"
+)
+
+// answers maps an executor ID to its answer; "" is a failure, "slow:X" answers X once release
+// is closed.
+type script struct {
+	answers map[string]string
+	release chan struct{}
+}
+
+func (s *script) ask(ctx context.Context, m Member) (string, string, error) {
+	a := s.answers[m.ID]
+	if len(a) > 5 && a[:5] == "slow:" {
+		select {
+		case <-s.release:
+			a = a[5:]
+		case <-ctx.Done():
+			return "", "", ctx.Err()
+		}
+	}
+	if a == "" {
+		return "", "", errors.New("refused")
+	}
+	return a, a, nil
+}
+
+func members(ids ...string) []Member {
+	var out []Member
+	for _, id := range ids {
+		out = append(out, Member{ID: id, Variant: "v-" + id})
+	}
+	return out
+}
+
+func newTestCore(t *testing.T) (*Core, <-chan bus.Event) {
+	t.Helper()
+	b := bus.New()
+	ch, cancel := b.Subscribe(64, nil)
+	t.Cleanup(cancel)
+	c, err := New(Options{Source: "test", Bus: b, RebuildThreshold: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ch
+}
+
+// poll runs one round and waits for its accounting.
+func poll(t *testing.T, c *Core, s *script, picked []Member, q int) ([]Answer[string, string], bool, *Round[string, string]) {
+	t.Helper()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var round *Round[string, string]
+	group, ok := Poll(context.Background(), picked, q, false, time.Minute, s.ask, func(r *Round[string, string]) {
+		defer wg.Done()
+		round = r
+		Account(c, r, Report[string, string]{Attrs: map[string]any{"query": "q"},
+			Differs: func(a, w *Answer[string, string]) any { return a.Value + "!=" + w.Value }}, time.Now())
+	})
+	if s.release != nil {
+		close(s.release)
+	}
+	wg.Wait()
+	return group, ok, round
+}
+
+func kinds(ch <-chan bus.Event) map[string][]bus.Event {
+	out := map[string][]bus.Event{}
+	for {
+		select {
+		case e := <-ch:
+			out[e.Kind] = append(out[e.Kind], e)
+		default:
+			return out
+		}
+	}
+}
+
+func TestPollMajorityWinsAndTheLiarIsReported(t *testing.T) {
+	c, ch := newTestCore(t)
+	// The liar answers last, after the decision: it is still reported.
+	s := &script{answers: map[string]string{"a": "true", "b": "true", "c": "slow:forged"}, release: make(chan struct{})}
+	group, ok, r := poll(t, c, s, members("a", "b", "c"), 2)
+	if !ok || len(group) != 2 || group[0].Value != "true" || group[1].Value != "true" {
+		t.Fatalf("deciding group %+v ok %v", group, ok)
+	}
+	if len(r.Answers) != 3 || len(r.Group()) != 2 {
+		t.Fatalf("round: %d answers, group %v", len(r.Answers), r.Group())
+	}
+	ev := kinds(ch)
+	d := ev[EventDissent]
+	if len(d) != 1 || d[0].Subject != "c" || d[0].Attrs["differs"] != "forged!=true" || d[0].Attrs["query"] != "q" ||
+		d[0].Attrs["kind"] != DissentContent || d[0].Source != "test" {
+		t.Fatalf("dissent events: %+v", d)
+	}
+	if c.Trust().Score("c") != 0 || c.Trust().Score("a") != 1 {
+		t.Errorf("trust c %v a %v", c.Trust().Score("c"), c.Trust().Score("a"))
+	}
+}
+
+func TestPollNoQuorumAndFailures(t *testing.T) {
+	c, ch := newTestCore(t)
+	s := &script{answers: map[string]string{"a": "x", "b": "y", "c": ""}}
+	if _, ok, r := poll(t, c, s, members("a", "b", "c"), 2); ok || r.Winner != -1 {
+		t.Fatalf("a quorum of two out of x, y and a failure: %+v", r)
+	}
+	ev := kinds(ch)
+	if n := ev[EventNoConsensus]; len(n) != 1 || len(n[0].Attrs["votes"].([]any)) != 3 || n[0].Attrs["quorum"] != 2 {
+		t.Fatalf("no-consensus events: %+v", n)
+	}
+	d := ev[EventDissent]
+	if len(d) != 1 || d[0].Subject != "c" || d[0].Attrs["kind"] != DissentAvailability || d[0].Attrs["error"] != "refused" {
+		t.Fatalf("dissent events: %+v", d)
+	}
+}
+
+func TestPollStopsWhenNoGroupCanWin(t *testing.T) {
+	c, _ := newTestCore(t)
+	// a and b disagree; c is slow: with a quorum of 3 no group can win, so Poll returns
+	// before c answers, and the accounting comes once it has.
+	s := &script{answers: map[string]string{"a": "x", "b": "y", "c": "slow:x"}, release: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	_, ok := Poll(context.Background(), members("a", "b", "c"), 3, false, time.Minute, s.ask, func(r *Round[string, string]) {
+		defer wg.Done()
+		if len(r.Answers) != 3 {
+			t.Errorf("accounted %d answers", len(r.Answers))
+		}
+		Account(c, r, Report[string, string]{}, time.Now())
+	})
+	if ok {
+		t.Fatal("decided")
+	}
+	close(s.release)
+	wg.Wait()
+}
+
+func TestChooseKeepsTheQuorum(t *testing.T) {
+	c, _ := newTestCore(t)
+	all := members("a", "b", "c")
+	now := time.Unix(1000, 0)
+	for range 3 {
+		c.Reached(all[0], errors.New("down"), now)
+	}
+	got, err := c.Choose(nil, all, 3, 2, now)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("with a ejected: %v %v", got, err)
+	}
+	for range 3 {
+		c.Reached(all[1], errors.New("down"), now)
+	}
+	if got, err := c.Choose(nil, all, 3, 2, now); err != nil || len(got) != 3 {
+		t.Fatalf("two ejected, quorum 2: all three go (%v, %v)", got, err)
+	}
+	if _, err := c.Choose(nil, all[:1], 3, 2, now); !errors.Is(err, ErrTooFew) {
+		t.Fatalf("one executor, quorum 2: %v", err)
+	}
+}
