@@ -29,6 +29,7 @@ type Config struct {
 	API     API     `yaml:"api"`
 	Pool    Pool    `yaml:"pool"`
 	Gateway Gateway `yaml:"gateway"`
+	DNS     DNS     `yaml:"dns"`
 	Enclave Enclave `yaml:"enclave"`
 	Sensors Sensors `yaml:"sensors"`
 	Engine  Engine  `yaml:"engine"`
@@ -124,6 +125,7 @@ func (c *Config) Problems() strictyaml.Problems {
 	if g := &c.Gateway; len(g.Backends) == 0 && g.Frontend == FrontendVote && g.K > c.Pool.Desired && !g.AllowWeakVote && g.VotesOnK() {
 		p.Addf("gateway.k", "k=%d is more than the pool's %d executors (pool.desired): every vote would have fewer voters than asked (set gateway.allow_weak_vote: true to run it anyway)", g.K, c.Pool.Desired)
 	}
+	c.DNS.validate("dns", &p)
 	c.Enclave.validate("enclave", &p)
 	c.Sensors.validate("sensors", &p)
 	c.Engine.validate("engine", &p, &c.Sensors)
@@ -140,6 +142,7 @@ func (c *Config) applyDefaults() {
 	c.API.applyDefaults()
 	c.Pool.applyDefaults()
 	c.Gateway.applyDefaults()
+	c.DNS.applyDefaults()
 	c.Enclave.applyDefaults()
 	c.Sensors.applyDefaults()
 	c.Engine.applyDefaults()

@@ -1,0 +1,121 @@
+package dnsgw
+
+import (
+	"bytes"
+	"hash/maphash"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/proteus-defense/proteus/mimic/voter"
+)
+
+// FuzzClientQuery: whatever a client sends, the front either refuses it (the server's header
+// check, the parser, validQuery) or asks the executors a question it built itself, which
+// packs and parses again to the same question and carries nothing of the client's message
+// but the question and its RD, CD and DO bits.
+func FuzzClientQuery(f *testing.F) {
+	f.Add(mustPack(nil))
+	f.Add(mustPack(func(m *dns.Msg) { m.SetEdns0(4096, true) }))
+	f.Add([]byte{0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1})
+	f.Add(mustPack(func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeAXFR }))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 12 {
+			return
+		}
+		var h dns.Header
+		h.Id = uint16(data[0])<<8 | uint16(data[1])
+		h.Bits = uint16(data[2])<<8 | uint16(data[3])
+		h.Qdcount, h.Ancount = uint16(data[4])<<8|uint16(data[5]), uint16(data[6])<<8|uint16(data[7])
+		h.Nscount, h.Arcount = uint16(data[8])<<8|uint16(data[9]), uint16(data[10])<<8|uint16(data[11])
+		if acceptQuery(h) != dns.MsgAccept {
+			return
+		}
+		m := new(dns.Msg)
+		if m.Unpack(data) != nil {
+			return
+		}
+		if rcode, _ := validQuery(m); rcode != dns.RcodeSuccess {
+			return
+		}
+		up := upstreamQuery(m, 1232)
+		wire, err := up.Pack()
+		if err != nil {
+			t.Fatalf("the executors' question does not pack: %v\n%v", err, up)
+		}
+		back := new(dns.Msg)
+		if err := back.Unpack(wire); err != nil {
+			t.Fatalf("the executors' question does not parse: %v", err)
+		}
+		if len(back.Question) != 1 || back.Question[0] != m.Question[0] || len(back.Answer)+len(back.Ns) != 0 || len(back.Extra) != 1 {
+			t.Fatalf("question changed or records added: %v from %v", back, m)
+		}
+		if o := back.IsEdns0(); o == nil || len(o.Option) != 0 {
+			t.Fatalf("client EDNS options forwarded: %v", back.Extra)
+		}
+	})
+}
+
+// FuzzExecutorAnswer: whatever an executor sends, it is refused with an error or it is an
+// answer to the question whose normalized form the vote compares, and the client's answer
+// built from it packs, parses, and holds only records that took part in the vote.
+func FuzzExecutorAnswer(f *testing.F) {
+	q := upstreamQuery(new(dns.Msg).SetQuestion("www.proteus.lab.", dns.TypeA), 1232)
+	q.Id = 0x1234
+	good := new(dns.Msg).SetReply(q)
+	rr, _ := dns.NewRR("www.proteus.lab. 300 IN A 192.0.2.10")
+	good.Answer = []dns.RR{rr}
+	b, _ := good.Pack()
+	f.Add(b)
+	good.Answer, good.Rcode = nil, dns.RcodeNameError
+	soa, _ := dns.NewRR("proteus.lab. 300 IN SOA ns1.proteus.lab. hostmaster.proteus.lab. 1 3600 600 86400 300")
+	good.Ns = []dns.RR{soa}
+	b, _ = good.Pack()
+	f.Add(b)
+	f.Add([]byte{0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1})
+	seed := maphash.MakeSeed()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a := new(dns.Msg)
+		if a.Unpack(data) != nil || checkAnswer(a, q) != nil || a.Truncated {
+			return
+		}
+		n, err := normalize(seed, a)
+		if err != nil {
+			return
+		}
+		client := new(dns.Msg).SetQuestion("www.proteus.lab.", dns.TypeA)
+		client.SetEdns0(1232, false)
+		g := &Gateway{o: Options{UDPSize: 1232}}
+		m := g.answer(client, []voter.Answer[*normalized, uint64]{{Value: n, Key: n.key}})
+		wire, err := m.Pack()
+		if err != nil {
+			t.Fatalf("the client's answer does not pack: %v", err)
+		}
+		back := new(dns.Msg)
+		if err := back.Unpack(wire); err != nil {
+			t.Fatalf("the client's answer does not parse: %v", err)
+		}
+		for _, rr := range append(append([]dns.RR{}, back.Answer...), back.Ns...) {
+			w, err := canonical(rr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, r := range n.recs {
+				found = found || bytes.Equal(r.wire, w)
+			}
+			if !found {
+				t.Fatalf("record %v not among the voted ones", rr)
+			}
+		}
+		for _, rr := range back.Extra {
+			if rr.Header().Rrtype != dns.TypeOPT {
+				t.Fatalf("additional record forwarded: %v", rr)
+			}
+		}
+		m.Truncate(dns.MinMsgSize) // an oversized answer to a UDP client without EDNS
+		if wire, err := m.Pack(); err != nil || len(wire) > dns.MinMsgSize {
+			t.Fatalf("truncated answer: %d bytes, %v", len(wire), err)
+		}
+	})
+}

@@ -1,0 +1,563 @@
+package dnsgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/mimic/voter"
+)
+
+// Options configure a Gateway. Zero values take the documented defaults.
+type Options struct {
+	Backends voter.Backends  // required; each Member's Addr is host:port
+	Bus      *bus.Bus        // optional
+	Logger   *slog.Logger    // optional
+	Rebuild  func(id string) // optional: called (in its own goroutine) by the dissent policy
+	Metrics  *Metrics        // optional
+
+	K         int    // executors per query, default 3
+	Quorum    int    // equivalent answers needed, default a majority of k
+	Scheduler string // random (default), round-robin, trust-weighted, max-diversity
+	WaitAll   bool   // answer only when all k answered or timed out
+
+	Timeout time.Duration // per executor query, UDP and its TCP retry together, default 2s
+	// TTLTolerance: TTLs of the deciding group that exceed its lowest by more than this make
+	// their executor a dissenter (the answer carries the lowest anyway); default 1h. A cache
+	// counts TTLs down, so an honest difference can be as large as the record's TTL.
+	TTLTolerance time.Duration
+	// UDPSize bounds a UDP answer: the client's EDNS(0) buffer size is respected up to it
+	// (512 without EDNS); a longer answer is truncated (TC set) so the client asks over TCP.
+	// Default 1232, at least 512. It is also the size the front advertises to executors.
+	UDPSize int
+	// MaxQueryBytes: a longer client message is dropped (UDP) or ends its connection (TCP)
+	// unread; default 512.
+	MaxQueryBytes int
+	// Rate and Burst bound each client's queries (per address, IPv6 per /64): over them a UDP
+	// query is dropped and a TCP one REFUSED. Defaults 200/s and 400; Rate < 0: no bound.
+	Rate  float64
+	Burst int
+	// MaxInFlight bounds the queries being voted at once, default 1024; above, a query is
+	// dropped (UDP) or answered SERVFAIL (TCP).
+	MaxInFlight int
+	// MaxTCPConns and MaxTCPPerClient bound open TCP connections (defaults 256 and 16).
+	MaxTCPConns, MaxTCPPerClient int
+	// TCPReadTimeout bounds the first query on a connection, TCPIdleTimeout the wait for the
+	// next, WriteTimeout each answer (defaults 2s, 8s, 2s).
+	TCPReadTimeout, TCPIdleTimeout, WriteTimeout time.Duration
+
+	TrustWindow        int           // queries in each executor's trust window, default 100
+	RebuildThreshold   int           // dissents within RebuildWindow that call Rebuild (0: never)
+	RebuildWindow      time.Duration // default 1m
+	EjectAfter         int           // consecutive availability failures that eject, default 3; < 0 never
+	EjectFor, EjectMax time.Duration // defaults 1s and 30s
+}
+
+func (o *Options) defaults() {
+	if o.K <= 0 {
+		o.K = 3
+	}
+	if o.Quorum == 0 {
+		o.Quorum = o.K/2 + 1
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.TTLTolerance <= 0 {
+		o.TTLTolerance = time.Hour
+	}
+	if o.UDPSize <= 0 {
+		o.UDPSize = 1232
+	}
+	o.UDPSize = min(max(o.UDPSize, dns.MinMsgSize), dns.MaxMsgSize)
+	if o.MaxQueryBytes <= 0 {
+		o.MaxQueryBytes = 512
+	}
+	if o.Rate == 0 {
+		o.Rate = 200
+	}
+	if o.Burst <= 0 {
+		o.Burst = max(int(2*o.Rate), 1)
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 1024
+	}
+	if o.MaxTCPConns <= 0 {
+		o.MaxTCPConns = 256
+	}
+	if o.MaxTCPPerClient <= 0 {
+		o.MaxTCPPerClient = 16
+	}
+	if o.TCPReadTimeout <= 0 {
+		o.TCPReadTimeout = 2 * time.Second
+	}
+	if o.TCPIdleTimeout <= 0 {
+		o.TCPIdleTimeout = 8 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Gateway is the voting DNS front. It is a dns.Handler; Listen serves it over UDP and TCP.
+type Gateway struct {
+	o        Options
+	log      *slog.Logger
+	core     *voter.Core
+	metrics  *Metrics
+	seed     maphash.Seed
+	up       upstreams
+	stat     counters
+	rate     *rateLimit
+	sem      chan struct{}
+	seq      atomic.Uint64
+	idPrefix string
+	pending  pending // rounds whose accounting is not done
+
+	mu      sync.Mutex
+	servers []*dns.Server
+}
+
+// New builds a gateway; it does not listen (see Listen).
+func New(o Options) (*Gateway, error) {
+	o.defaults()
+	if o.Backends == nil {
+		return nil, errors.New("dnsgw: no backends")
+	}
+	if o.Quorum < 1 || o.Quorum > o.K {
+		return nil, fmt.Errorf("dnsgw: quorum %d outside 1..k=%d", o.Quorum, o.K)
+	}
+	g := &Gateway{
+		o:        o,
+		log:      o.Logger.With("component", "dnsgw"),
+		metrics:  o.Metrics,
+		seed:     maphash.MakeSeed(),
+		sem:      make(chan struct{}, o.MaxInFlight),
+		idPrefix: "dns-" + strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
+	}
+	if g.metrics == nil {
+		g.metrics = NewMetrics(nil)
+	}
+	g.up = upstreams{m: map[string]*udpMux{}, stat: &g.stat}
+	if o.Rate > 0 {
+		g.rate = newRateLimit(o.Rate, o.Burst)
+	}
+	if o.Quorum <= o.K/2 {
+		g.log.Warn("weak vote: fewer than a majority of k executors decide each query", "k", o.K, "quorum", o.Quorum)
+	}
+	var err error
+	g.core, err = voter.New(voter.Options{Source: "dns", Bus: o.Bus, Logger: g.log, Rebuild: o.Rebuild, Metrics: g.metrics.core,
+		Scheduler: o.Scheduler, TrustWindow: o.TrustWindow, RebuildThreshold: o.RebuildThreshold, RebuildWindow: o.RebuildWindow,
+		EjectAfter: o.EjectAfter, EjectFor: o.EjectFor, EjectMax: o.EjectMax})
+	if err != nil {
+		return nil, fmt.Errorf("dnsgw: %w", err)
+	}
+	return g, nil
+}
+
+// Trust exposes the per-executor trust scores.
+func (g *Gateway) Trust() *voter.Trust { return g.core.Trust() }
+
+// Wait blocks until the accounting of answered queries (dissent, trust) is done.
+func (g *Gateway) Wait() { g.pending.Wait() }
+
+// Malformed is the number of client messages that could not be parsed.
+func (g *Gateway) Malformed() uint64 { return g.stat.malformed.Load() }
+
+// query is one client query on its way.
+type query struct {
+	id        string
+	client    netip.Addr
+	transport string
+	q         dns.Question
+	text      string // "example.org. A"
+}
+
+func (g *Gateway) count(transport, outcome string, start time.Time) {
+	g.metrics.requests.WithLabelValues(transport, outcome).Inc()
+	g.metrics.duration.WithLabelValues(transport).Observe(time.Since(start).Seconds())
+}
+
+// ServeDNS answers one client query.
+func (g *Gateway) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	start := time.Now()
+	transport := "udp"
+	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		transport = "tcp"
+	}
+	client := addrOf(w.RemoteAddr())
+	if g.rate != nil && !g.rate.allow(client, start) {
+		g.count(transport, "rate-limited", start)
+		if transport == "tcp" {
+			g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeRefused))
+		}
+		return // UDP: dropped, so a spoofed source gains no reflected traffic
+	}
+	select {
+	case g.sem <- struct{}{}:
+		defer func() { <-g.sem }()
+	default:
+		g.count(transport, "overloaded", start)
+		if transport == "tcp" {
+			g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
+		}
+		return
+	}
+	if rcode, why := validQuery(r); rcode != dns.RcodeSuccess {
+		g.metrics.invalid.WithLabelValues("client", why).Inc()
+		g.count(transport, "refused", start)
+		m := new(dns.Msg).SetRcode(r, rcode)
+		if rcode == dns.RcodeBadVers {
+			m.SetEdns0(uint16(g.o.UDPSize), false)
+			m.Rcode = dns.RcodeBadVers
+		}
+		g.reply(w, r, m)
+		return
+	}
+	qu := &query{id: g.idPrefix + strconv.FormatUint(g.seq.Add(1), 16), client: client, transport: transport, q: r.Question[0]}
+	qu.text = qu.q.Name + " " + dns.Type(qu.q.Qtype).String()
+	picked, err := g.core.Choose(nil, g.o.Backends.Backends(), g.o.K, g.o.Quorum, start)
+	if err != nil {
+		g.core.NoConsensus(qu.text, g.attrs(qu, map[string]any{"reason": "too few executors", "quorum": g.o.Quorum}))
+		g.count(transport, "no-consensus", start)
+		g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
+		return
+	}
+	up := upstreamQuery(r, g.o.UDPSize)
+	g.pending.Add(1)
+	group, ok := voter.Poll(context.Background(), picked, g.o.Quorum, g.o.WaitAll, g.o.Timeout,
+		func(ctx context.Context, m voter.Member) (*normalized, uint64, error) { return g.ask(ctx, m, up) },
+		func(round *voter.Round[*normalized, uint64]) {
+			defer g.pending.Done()
+			g.account(qu, round)
+		})
+	if !ok {
+		g.count(transport, "no-consensus", start)
+		g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
+		return
+	}
+	m := g.answer(r, group)
+	outcome := "ok"
+	if transport == "udp" {
+		limit := dns.MinMsgSize
+		if opt := r.IsEdns0(); opt != nil {
+			limit = min(max(int(opt.UDPSize()), dns.MinMsgSize), g.o.UDPSize)
+		}
+		if m.Len() > limit {
+			m.Truncate(limit)
+			outcome = "truncated"
+		}
+	}
+	g.reply(w, r, m)
+	g.count(transport, outcome, start)
+}
+
+func (g *Gateway) reply(w dns.ResponseWriter, r, m *dns.Msg) {
+	if err := w.WriteMsg(m); err != nil {
+		g.log.Debug("write answer", "client", w.RemoteAddr().String(), "error", err)
+	}
+}
+
+// validQuery returns the rcode a query is refused with (success: it may be asked) and why.
+// miekg/dns has already refused messages that are not single-question queries (see
+// acceptQuery) or that do not parse.
+func validQuery(r *dns.Msg) (int, string) {
+	if r.Response || r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 {
+		return dns.RcodeFormatError, "not-a-query"
+	}
+	if len(r.Answer) > 0 || len(r.Ns) > 0 {
+		return dns.RcodeFormatError, "records-in-query"
+	}
+	for _, rr := range r.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			return dns.RcodeRefused, "additional-records" // TSIG and the like: not supported
+		}
+	}
+	if opt := r.IsEdns0(); opt != nil && opt.Version() != 0 {
+		return dns.RcodeBadVers, "edns-version"
+	}
+	q := r.Question[0]
+	if q.Qclass != dns.ClassINET {
+		return dns.RcodeRefused, "class"
+	}
+	switch q.Qtype {
+	case dns.TypeAXFR, dns.TypeIXFR, dns.TypeMAILA, dns.TypeMAILB, dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeNone:
+		return dns.RcodeRefused, "qtype" // zone transfers and meta types are not voted on
+	}
+	return dns.RcodeSuccess, ""
+}
+
+// acceptQuery is the miekg/dns server's first check, on the header alone: responses are
+// ignored, other opcodes NOTIMP, anything but one question and at most one additional
+// record (OPT) FORMERR.
+func acceptQuery(h dns.Header) dns.MsgAcceptAction {
+	if h.Bits&(1<<15) != 0 {
+		return dns.MsgIgnore
+	}
+	if opcode := int(h.Bits>>11) & 0xF; opcode != dns.OpcodeQuery {
+		return dns.MsgRejectNotImplemented
+	}
+	if h.Qdcount != 1 || h.Ancount != 0 || h.Nscount != 0 || h.Arcount > 1 {
+		return dns.MsgReject
+	}
+	return dns.MsgAccept
+}
+
+// upstreamQuery is the question the executors get: the client's question and its RD, CD and
+// DO bits, in a message the gateway builds itself (its ID is set per executor), with the
+// gateway's own EDNS buffer size and no options.
+func upstreamQuery(r *dns.Msg, udpSize int) *dns.Msg {
+	q := new(dns.Msg)
+	q.Question = []dns.Question{r.Question[0]}
+	q.Opcode = dns.OpcodeQuery
+	q.RecursionDesired = r.RecursionDesired
+	q.CheckingDisabled = r.CheckingDisabled
+	do := false
+	if opt := r.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	q.SetEdns0(uint16(udpSize), do)
+	return q
+}
+
+// ask puts the question to one executor: over UDP, and again over TCP when the answer is
+// truncated. A timeout, an unreadable answer or an answer to another question is a failure.
+func (g *Gateway) ask(ctx context.Context, m voter.Member, up *dns.Msg) (*normalized, uint64, error) {
+	q := up.Copy()
+	mux, err := g.up.get(m.Addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	var buf [512]byte
+	raw, err := mux.exchange(ctx, q, buf[:0])
+	if err != nil {
+		return nil, 0, err
+	}
+	a := new(dns.Msg)
+	if err := a.Unpack(raw); err != nil {
+		g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
+		return nil, 0, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := checkAnswer(a, q); err != nil {
+		g.metrics.invalid.WithLabelValues("executor", "mismatched").Inc()
+		return nil, 0, err
+	}
+	if a.Truncated {
+		if a, err = exchangeTCP(ctx, up.Copy(), m.Addr); err != nil {
+			return nil, 0, err
+		}
+		if a.Truncated {
+			return nil, 0, fmt.Errorf("%w: truncated over tcp", ErrMalformed)
+		}
+	}
+	n, err := normalize(g.seed, a)
+	if err != nil {
+		g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
+		return nil, 0, err
+	}
+	return n, n.key, nil
+}
+
+// answer builds the client's answer from the deciding group: the first member's rcode and
+// voted records in its order (each record once), every TTL the group's lowest for that
+// record, flags AA, RA and AD only when every member of the group set them (AD only when the
+// client asked with DO or AD), no additional records but the gateway's own OPT.
+func (g *Gateway) answer(r *dns.Msg, group []voter.Answer[*normalized, uint64]) *dns.Msg {
+	win := group[0].Value
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Compress = true
+	m.Rcode = win.rcode
+	m.RecursionDesired = r.RecursionDesired
+	m.CheckingDisabled = r.CheckingDisabled
+	aa, ra, ad := true, true, true
+	for _, a := range group {
+		aa = aa && a.Value.msg.Authoritative
+		ra = ra && a.Value.msg.RecursionAvailable
+		ad = ad && a.Value.msg.AuthenticatedData
+	}
+	opt := r.IsEdns0()
+	m.Authoritative, m.RecursionAvailable = aa, ra
+	m.AuthenticatedData = ad && (r.AuthenticatedData || opt != nil && opt.Do())
+	lowest := make([]uint32, len(win.recs))
+	for i, rec := range win.recs {
+		lowest[i] = rec.ttl
+		for _, a := range group[1:] {
+			if i < len(a.Value.recs) {
+				lowest[i] = min(lowest[i], a.Value.recs[i].ttl)
+			}
+		}
+	}
+	// the records in the first member's order, once each
+	sections := votedSections(win.msg)
+	pos := map[[2]int]int{}
+	for i, rec := range win.recs {
+		pos[[2]int{rec.sec, rec.idx}] = i
+	}
+	for sec, rrs := range sections {
+		var out []dns.RR
+		for idx, rr := range rrs {
+			i, ok := pos[[2]int{sec, idx}]
+			if !ok {
+				continue // a duplicate
+			}
+			c := dns.Copy(rr)
+			c.Header().Ttl = lowest[i]
+			out = append(out, c)
+		}
+		if sec == 0 {
+			m.Answer = out
+		} else {
+			m.Ns = out
+		}
+	}
+	if opt != nil {
+		m.SetEdns0(uint16(g.o.UDPSize), opt.Do())
+	}
+	return m
+}
+
+// ttlMark sets apart the key of an answer whose TTLs exceed the deciding group's lowest by
+// more than the tolerance, so the accounting counts it as a content dissent.
+const ttlMark = 0x9e3779b97f4a7c15
+
+// account marks TTL outliers of the deciding group and hands the round to the voter core.
+func (g *Gateway) account(qu *query, round *voter.Round[*normalized, uint64]) {
+	now := time.Now()
+	if round.Winner >= 0 {
+		g.markTTL(round)
+	}
+	voter.Account(g.core, round, voter.Report[*normalized, uint64]{
+		Attrs: g.attrs(qu, nil),
+		Log:   []any{"request", qu.id, "client", clientText(qu.client), "query", qu.text, "transport", qu.transport},
+		Differs: func(a, win *voter.Answer[*normalized, uint64]) any {
+			if a.Value.ttlExcess != "" {
+				return Differs{TTL: a.Value.ttlExcess}
+			}
+			return differs(a.Value, win.Value)
+		},
+		Vote: func(a *voter.Answer[*normalized, uint64]) any {
+			return dns.RcodeToString[a.Value.rcode] + " " + strconv.FormatUint(a.Key, 16)
+		},
+		Reachable: func(err error) bool {
+			return !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrMismatch) && !errors.Is(err, context.Canceled)
+		},
+	}, now)
+}
+
+func (g *Gateway) markTTL(round *voter.Round[*normalized, uint64]) {
+	idx := round.Group()
+	win := round.Answers[round.Winner].Value
+	lowest := make([]uint32, len(win.recs))
+	for i := range win.recs {
+		lowest[i] = win.recs[i].ttl
+		for _, j := range idx {
+			if recs := round.Answers[j].Value.recs; i < len(recs) {
+				lowest[i] = min(lowest[i], recs[i].ttl)
+			}
+		}
+	}
+	tol := uint64(g.o.TTLTolerance / time.Second)
+	var marked []int
+	for _, j := range idx {
+		a := &round.Answers[j]
+		for i, rec := range a.Value.recs {
+			if i < len(lowest) && uint64(rec.ttl) > uint64(lowest[i])+tol {
+				a.Value.ttlExcess = fmt.Sprintf("%d, want at most %d+%d", rec.ttl, lowest[i], tol)
+				marked = append(marked, j)
+				break
+			}
+		}
+	}
+	if len(marked) == 0 {
+		return
+	}
+	key := round.Answers[round.Winner].Key
+	for _, j := range marked {
+		round.Answers[j].Key ^= ttlMark
+	}
+	for _, j := range idx { // the winner must be one that kept its key
+		if round.Answers[j].Key == key {
+			round.Winner = j
+			return
+		}
+	}
+}
+
+func (g *Gateway) attrs(qu *query, extra map[string]any) map[string]any {
+	m := map[string]any{
+		"request": qu.id, "query": qu.text, "qname": qu.q.Name, "qtype": dns.Type(qu.q.Qtype).String(),
+		"client": clientText(qu.client), "transport": qu.transport, "protocol": "dns",
+		// what the engine reads of a gateway event
+		"path": qu.text, "method": "QUERY",
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+func clientText(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	switch x := a.(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(x.IP)
+		return ip.Unmap()
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(x.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// pending counts rounds whose accounting is not done. Unlike a sync.WaitGroup it may be
+// waited on while new rounds start (each query starts one, whenever a client asks).
+type pending struct {
+	mu   sync.Mutex
+	cond sync.Cond
+	n    int
+}
+
+func (p *pending) Add(n int) {
+	p.mu.Lock()
+	p.n += n
+	if p.n == 0 && p.cond.L != nil {
+		p.cond.Broadcast()
+	}
+	p.mu.Unlock()
+}
+
+func (p *pending) Done() { p.Add(-1) }
+
+// Wait blocks until no round is pending.
+func (p *pending) Wait() {
+	p.mu.Lock()
+	if p.cond.L == nil {
+		p.cond.L = &p.mu
+	}
+	for p.n > 0 {
+		p.cond.Wait()
+	}
+	p.mu.Unlock()
+}

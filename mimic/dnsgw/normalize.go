@@ -1,0 +1,187 @@
+package dnsgw
+
+import (
+	"bytes"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// normalized is one executor's answer as the vote sees it: the records that take part, in a
+// canonical form (owner and names in the data in lower case, TTL zero, packed without
+// compression), sorted, so message ID, record order, name case, TTLs, EDNS options, the
+// additional section and the flags that differ between a resolver and an authoritative
+// server (AA, RA, AD) play no part. What takes part: the rcode, the answer section and, when
+// the answer section is empty (NXDOMAIN, NODATA, a referral), the authority section.
+type normalized struct {
+	msg   *dns.Msg
+	rcode int
+	recs  []canonRR // sorted
+	key   uint64
+	// ttlExcess, set after the vote, says how a TTL of this answer exceeded the deciding
+	// group's lowest by more than the tolerance.
+	ttlExcess string
+}
+
+type canonRR struct {
+	wire []byte // canonical form, TTL zero
+	ttl  uint32
+	sec  int // 0 answer, 1 authority
+	idx  int // position in its section of msg
+}
+
+// voted returns the sections that take part for m.
+func votedSections(m *dns.Msg) [][]dns.RR {
+	if len(m.Answer) > 0 {
+		return [][]dns.RR{m.Answer}
+	}
+	return [][]dns.RR{nil, m.Ns}
+}
+
+func normalize(seed maphash.Seed, m *dns.Msg) (*normalized, error) {
+	n := &normalized{msg: m, rcode: m.Rcode}
+	for sec, rrs := range votedSections(m) {
+		for i, rr := range rrs {
+			if rr.Header().Rrtype == dns.TypeOPT {
+				return nil, fmt.Errorf("%w: OPT record outside the additional section", ErrMalformed)
+			}
+			w, err := canonical(rr)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s record: %v", ErrMalformed, dns.TypeToString[rr.Header().Rrtype], err)
+			}
+			n.recs = append(n.recs, canonRR{wire: w, ttl: rr.Header().Ttl, sec: sec, idx: i})
+		}
+	}
+	slices.SortFunc(n.recs, func(a, b canonRR) int {
+		if a.sec != b.sec {
+			return a.sec - b.sec
+		}
+		return bytes.Compare(a.wire, b.wire)
+	})
+	n.recs = slices.CompactFunc(n.recs, func(a, b canonRR) bool { return a.sec == b.sec && bytes.Equal(a.wire, b.wire) })
+	var h maphash.Hash
+	h.SetSeed(seed)
+	h.WriteByte(byte(n.rcode))
+	h.WriteByte(byte(n.rcode >> 8))
+	for _, r := range n.recs {
+		h.WriteByte(byte(r.sec))
+		h.WriteByte(byte(len(r.wire) >> 8))
+		h.WriteByte(byte(len(r.wire)))
+		h.Write(r.wire)
+	}
+	n.key = h.Sum64()
+	return n, nil
+}
+
+// canonical packs a copy of rr with its owner and the names in its data in lower case and
+// TTL zero, uncompressed.
+func canonical(rr dns.RR) ([]byte, error) {
+	c := dns.Copy(rr)
+	h := c.Header()
+	h.Name, h.Ttl = strings.ToLower(h.Name), 0
+	switch x := c.(type) {
+	case *dns.NS:
+		x.Ns = strings.ToLower(x.Ns)
+	case *dns.CNAME:
+		x.Target = strings.ToLower(x.Target)
+	case *dns.DNAME:
+		x.Target = strings.ToLower(x.Target)
+	case *dns.PTR:
+		x.Ptr = strings.ToLower(x.Ptr)
+	case *dns.MX:
+		x.Mx = strings.ToLower(x.Mx)
+	case *dns.SOA:
+		x.Ns, x.Mbox = strings.ToLower(x.Ns), strings.ToLower(x.Mbox)
+	case *dns.SRV:
+		x.Target = strings.ToLower(x.Target)
+	case *dns.NAPTR:
+		x.Replacement = strings.ToLower(x.Replacement)
+	case *dns.RRSIG:
+		x.SignerName = strings.ToLower(x.SignerName)
+	case *dns.NSEC:
+		x.NextDomain = strings.ToLower(x.NextDomain)
+	case *dns.SVCB:
+		x.Target = strings.ToLower(x.Target)
+	case *dns.HTTPS:
+		x.Target = strings.ToLower(x.Target)
+	}
+	buf := make([]byte, dns.Len(c)+1)
+	off, err := dns.PackRR(c, buf, 0, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:off], nil
+}
+
+// Differs says what set a dissenting answer apart from the decision.
+type Differs struct {
+	Rcode   string   `json:"rcode,omitempty"`   // "NXDOMAIN, want NOERROR"
+	Extra   []string `json:"extra,omitempty"`   // records only the dissenter sent (at most 8)
+	Missing []string `json:"missing,omitempty"` // records of the decision it did not send (at most 8)
+	TTL     string   `json:"ttl,omitempty"`     // a TTL beyond the tolerance: "604800, want at most 300+3600"
+}
+
+// String reads as text in log lines.
+func (d Differs) String() string {
+	var parts []string
+	if d.Rcode != "" {
+		parts = append(parts, "rcode "+d.Rcode)
+	}
+	if len(d.Extra) > 0 {
+		parts = append(parts, "extra ["+strings.Join(d.Extra, "; ")+"]")
+	}
+	if len(d.Missing) > 0 {
+		parts = append(parts, "missing ["+strings.Join(d.Missing, "; ")+"]")
+	}
+	if d.TTL != "" {
+		parts = append(parts, "ttl "+d.TTL)
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
+}
+
+const maxDiffRecords = 8
+
+func differs(a, win *normalized) Differs {
+	var d Differs
+	if a.rcode != win.rcode {
+		d.Rcode = dns.RcodeToString[a.rcode] + ", want " + dns.RcodeToString[win.rcode]
+	}
+	in := func(r canonRR, set []canonRR) bool {
+		return slices.ContainsFunc(set, func(o canonRR) bool { return o.sec == r.sec && bytes.Equal(o.wire, r.wire) })
+	}
+	text := func(n *normalized, r canonRR) string {
+		rr := votedSections(n.msg)[r.sec][r.idx]
+		return excerpt(rr.String())
+	}
+	for _, r := range a.recs {
+		if !in(r, win.recs) && len(d.Extra) < maxDiffRecords {
+			d.Extra = append(d.Extra, text(a, r))
+		}
+	}
+	for _, r := range win.recs {
+		if !in(r, a.recs) && len(d.Missing) < maxDiffRecords {
+			d.Missing = append(d.Missing, text(win, r))
+		}
+	}
+	return d
+}
+
+// excerpt bounds a record's text and keeps it printable.
+func excerpt(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
