@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/mimic"
 )
 
 // attackContainer asks the test server in inst to try what (see testdata/httpserver); it
@@ -85,7 +87,9 @@ func TestCompromisedContainer(t *testing.T) {
 	ctx := context.Background()
 	start := func(variant string) *executor.Instance {
 		t.Helper()
-		inst, err := d.Start(ctx, serverSpec(variant, pin))
+		spec := serverSpec(variant, pin)
+		spec.Command = []string{"-addr", "{{.Addr}}", "-variant", "shop"} // one answer for the vote
+		inst, err := d.Start(ctx, spec)
 		if err != nil {
 			t.Fatalf("Start: %v", err)
 		}
@@ -95,6 +99,7 @@ func TestCompromisedContainer(t *testing.T) {
 		return inst
 	}
 	sibling := start("sibling")
+	sibling2 := start("sibling2")
 	sinfo, err := cli.ContainerInspect(ctx, sibling.Handle)
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +114,26 @@ func TestCompromisedContainer(t *testing.T) {
 	if hinfo.Config.User != NobodyUser && hinfo.Config.User != "65534:65534" {
 		t.Errorf("container user %q, want a non-root user", hinfo.Config.User)
 	}
+	// The voting gateway over the two siblings and the hostile one (k=3): it must answer
+	// with the majority after every attempt, while the hostile container is refused, frozen
+	// or killed.
+	var backends staticBackends
+	for _, inst := range []*executor.Instance{sibling, sibling2, hostile} {
+		backends = append(backends, mimic.Backend{ID: inst.ID, Variant: inst.Variant, URL: "http://" + inst.Address})
+	}
+	gw, err := mimic.New(mimic.Options{Backends: backends, Bus: b, K: 3, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(gw)
+	defer front.Close()
+	voted := func(t *testing.T) {
+		t.Helper()
+		if got := get(t, front.URL+"/"); got != "hello from shop\n" {
+			t.Fatalf("the gateway answered %q", got)
+		}
+	}
+	voted(t)
 
 	cases := []struct {
 		name, what string
@@ -137,12 +162,13 @@ func TestCompromisedContainer(t *testing.T) {
 			if !strings.HasPrefix(report, "refused: ") {
 				t.Fatalf("report %q, want a refusal", report)
 			}
+			voted(t)
 		})
 	}
 	if _, err := os.Stat(siblingFile); err == nil {
 		t.Errorf("the hostile container wrote %s", siblingFile)
 	}
-	if got := get(t, "http://"+sibling.Address+"/"); !strings.Contains(got, "sibling") {
+	if got := get(t, "http://"+sibling.Address+"/"); got != "hello from shop\n" {
 		t.Errorf("sibling answers %q", got)
 	}
 
@@ -163,6 +189,7 @@ func TestCompromisedContainer(t *testing.T) {
 			t.Fatalf("evidence %+v", e)
 		}
 		waitQuarantined(t, d, hostile)
+		voted(t) // two of three
 	})
 
 	t.Run("fork without bound", func(t *testing.T) {
@@ -179,6 +206,7 @@ func TestCompromisedContainer(t *testing.T) {
 			t.Fatalf("evidence %+v", e)
 		}
 		waitQuarantined(t, d, forker)
+		voted(t)
 	})
 
 	t.Run("allocate without bound", func(t *testing.T) {
@@ -190,8 +218,14 @@ func TestCompromisedContainer(t *testing.T) {
 		if e := evidenceFor(t, denied, greedy); e.Attrs["reason"] != "memory" {
 			t.Fatalf("evidence %+v", e)
 		}
+		voted(t)
 	})
 }
+
+// staticBackends shows the voting gateway a fixed set of containers.
+type staticBackends []mimic.Backend
+
+func (s staticBackends) Backends() []mimic.Backend { return s }
 
 // evidenceFor waits for the executor.denied event about inst (the bound turns a missing
 // event into a failure that says so).
