@@ -382,10 +382,10 @@ func (d *Driver) watchSignals(p *proc, inst *executor.Instance, listener *os.Fil
 			return // closed once the executor has exited
 		}
 		if ierr != nil {
-			if ierr == unix.ENOENT {
+			if ierr == unix.ENOENT && !hungUp(rc) {
 				continue // the caller was interrupted before we read it
 			}
-			return
+			return // no task uses the filter any more (the executor has exited)
 		}
 		// Read the target before answering: the caller's /proc view is only certain while
 		// it waits.
@@ -416,6 +416,18 @@ func (d *Driver) watchSignals(p *proc, inst *executor.Instance, listener *os.Fil
 			RefusedBy: "pid namespace (ESRCH), seen by seccomp user notification",
 			Extra:     map[string]any{"target_pid": int(target), "syscall": name, "pid": int(n.Pid)}})
 	}
+}
+
+// hungUp reports whether the listener says that no task uses its filter any more.
+func hungUp(rc syscall.RawConn) bool {
+	hup := false
+	_ = rc.Control(func(fd uintptr) {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(pfd, 0); err == nil && n > 0 {
+			hup = pfd[0].Revents&unix.POLLHUP != 0
+		}
+	})
+	return hup
 }
 
 // outsideNamespace reports whether pid names no process of the PID namespace of the
