@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,8 +49,13 @@ import (
 // just before it execs the command, and closes its own copies: the executor never holds
 // them.
 
-// maxDecoys bounds the decoys made for each hidden directory (files and directories).
-const maxDecoys = 256
+// maxDecoys bounds the decoys made for each hidden directory (files and directories), and
+// maxDecoysPerDir the entries taken from any one directory of it: another executor's work
+// dir is that executor's to fill, and it must not crowd its siblings out of the decoys.
+const (
+	maxDecoys       = 256
+	maxDecoysPerDir = 32
+)
 
 // decoy is one entry of a hidden directory, relative to it.
 type decoy struct {
@@ -59,7 +65,7 @@ type decoy struct {
 }
 
 // planDecoys lists dir breadth first (so the top level, where api.token lives, always
-// fits), skipping skip (the executor's own work dir, which is bound back) and anything
+// fits), at most maxDecoysPerDir entries of each directory, skipping skip (the executor's own work dir, which is bound back) and anything
 // neither a directory nor a regular file. It must run before dir is covered.
 func planDecoys(dir, skip string) []decoy {
 	var out []decoy
@@ -67,10 +73,14 @@ func planDecoys(dir, skip string) []decoy {
 	for len(queue) > 0 && len(out) < maxDecoys {
 		rel := queue[0]
 		queue = queue[1:]
-		ents, err := os.ReadDir(filepath.Join(dir, rel))
+		// A bounded read: one of the other executors' work dirs may hold a million names.
+		f, err := os.Open(filepath.Join(dir, rel))
 		if err != nil {
 			continue
 		}
+		ents, _ := f.ReadDir(maxDecoysPerDir)
+		f.Close()
+		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
 		for _, e := range ents {
 			if len(out) == maxDecoys {
 				break
@@ -122,8 +132,8 @@ func makeDecoys(dir string, plan []decoy) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = errors.Join(f.Chmod(0o666), f.Truncate(d.size), f.Close())
-		if err != nil {
+		_ = f.Truncate(d.size) // the size is a sibling's to choose: a refusal is no reason to fail
+		if err := errors.Join(f.Chmod(0o666), f.Close()); err != nil {
 			return nil, err
 		}
 		files = append(files, p)
