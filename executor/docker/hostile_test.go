@@ -119,7 +119,7 @@ func TestCompromisedContainer(t *testing.T) {
 	// or killed.
 	var backends staticBackends
 	for _, inst := range []*executor.Instance{sibling, sibling2, hostile} {
-		backends = append(backends, mimic.Backend{ID: inst.ID, Variant: inst.Variant, URL: "http://" + inst.Address})
+		backends = append(backends, mimic.Backend{ID: inst.ID, Variant: inst.Variant, Addr: "http://" + inst.Address})
 	}
 	gw, err := mimic.New(mimic.Options{Backends: backends, Bus: b, K: 3, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
