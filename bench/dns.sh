@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# bench/dns.sh: the voting DNS front against dnsdist, side by side, on the same servers.
+#
+# Starts three heterogeneous authoritative servers serving one zone on loopback (NSD, Knot,
+# BIND), then measures with dnsperf (UDP, 50 names of the zone, 100 queries outstanding),
+# one after the other:
+#   direct          dnsperf -> NSD
+#   dnsdist         dnsperf -> dnsdist (no packet cache) -> NSD
+#   proteus-single  dnsperf -> proteus dns-gateway --k 1 -> NSD
+#   proteus-vote3   dnsperf -> proteus dns-gateway --k 3 -> NSD, Knot, BIND (majority of 3)
+# the throughput (queries per second over DURATION) and the front's CPU time per query, then
+# the latency at a moderate, fixed rate (-Q 2000 for 5 s; p50 and p99 of every answer, and the
+# p50 a front adds over direct). Then it runs dnsdist and vote3 again, one after the other,
+# ROUNDS times, and prints the ratio of each round and their median, since this machine's
+# speed drifts. Everything listens on loopback and stops by itself; runs ~1 + ROUNDS*2*DURATION.
+#
+# Usage: bench/dns.sh [DURATION [ROUNDS]]   (default 10 and 3 (seconds, rounds); needs nsd,
+#        knotd, named, dnsdist, dnsperf and go: .ci/run installs them)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10}
+ROUNDS=${2:-3}
+case "$DUR$ROUNDS" in *[!0-9]*) echo "bench/dns.sh: DURATION (seconds) and ROUNDS must be whole numbers" >&2; exit 2 ;; esac
+for p in nsd knotd named dnsdist dnsperf go; do
+  command -v "$p" >/dev/null || { echo "bench/dns.sh: $p is not installed (.ci/run installs it)" >&2; exit 2; }
+done
+
+W=$(mktemp -d /tmp/proteus-dnsbench.XXXXXX)
+chmod 755 "$W"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${DNSBENCH_KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"
+}
+trap cleanup EXIT
+
+go build -o "$W/proteus" ./cmd/proteus
+
+# free_port: a loopback port free for UDP and TCP just now.
+free_port() {
+  python3 -c 'import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p)); print(p); break
+    except OSError: pass
+    finally: t.close(); u.close()'
+}
+
+# The zone: 50 names, one A record each, and the query file naming them.
+{
+  echo '$ORIGIN proteus.lab.'
+  echo '$TTL 300'
+  echo '@ IN SOA ns1 hostmaster 2026120201 3600 600 86400 300'
+  echo '@ IN NS ns1'
+  echo 'ns1 IN A 127.0.0.1'
+  for i in $(seq 1 50); do echo "h$i IN A 192.0.2.$i"; done
+} > "$W/zone"
+for i in $(seq 1 50); do echo "h$i.proteus.lab A"; done > "$W/queries"
+
+NSD=$(free_port); KNOT=$(free_port); BIND=$(free_port)
+mkdir -p "$W/nsd" "$W/knot" "$W/bind"
+cat > "$W/nsd/nsd.conf" <<CONF
+server:
+  ip-address: 127.0.0.1@$NSD
+  username: ""
+  zonesdir: "$W/nsd"
+  database: ""
+  pidfile: "$W/nsd/nsd.pid"
+  xfrdfile: "$W/nsd/xfrd.state"
+  zonelistfile: "$W/nsd/zone.list"
+  xfrdir: "$W/nsd"
+  chroot: ""
+  server-count: 1
+  logfile: "$W/nsd/nsd.log"
+remote-control:
+  control-enable: no
+zone:
+  name: proteus.lab
+  zonefile: $W/zone
+CONF
+cat > "$W/knot/knot.conf" <<CONF
+server:
+    listen: 127.0.0.1@$KNOT
+    rundir: $W/knot
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+control:
+    listen: $W/knot/knot.sock
+database:
+    storage: $W/knot/db
+log:
+  - target: stderr
+    any: warning
+template:
+  - id: default
+    storage: $W/knot
+    semantic-checks: off
+zone:
+  - domain: proteus.lab
+    file: $W/zone
+CONF
+cat > "$W/bind/named.conf" <<CONF
+options { directory "$W/bind"; listen-on port $BIND { 127.0.0.1; }; listen-on-v6 { none; };
+  recursion no; pid-file "$W/bind/named.pid"; dnssec-validation no; session-keyfile "$W/bind/session.key"; };
+controls { };
+zone "proteus.lab" { type primary; file "$W/zone"; };
+CONF
+nsd -d -c "$W/nsd/nsd.conf" >"$W/nsd/out" 2>&1 & pids+=($!)
+knotd -c "$W/knot/knot.conf" >"$W/knot/out" 2>&1 & pids+=($!)
+named -g -4 -n 1 -c "$W/bind/named.conf" >"$W/bind/out" 2>&1 & pids+=($!)
+
+DDIST=$(free_port)
+cat > "$W/dnsdist.conf" <<CONF
+setLocal("127.0.0.1:$DDIST")
+setACL({"127.0.0.0/8"})
+newServer({address="127.0.0.1:$NSD", checkInterval=3600})
+CONF
+dnsdist --supervised --disable-syslog -C "$W/dnsdist.conf" >"$W/dnsdist.out" 2>&1 & pids+=($!); DDIST_PID=$!
+
+SINGLE=$(free_port); VOTE=$(free_port)
+"$W/proteus" dns-gateway --listen 127.0.0.1:$SINGLE --k 1 --rate -1 --backend 127.0.0.1:$NSD >"$W/single.out" 2>&1 & pids+=($!); SINGLE_PID=$!
+"$W/proteus" dns-gateway --listen 127.0.0.1:$VOTE --k 3 --rate -1 \
+  --backend 127.0.0.1:$NSD --backend 127.0.0.1:$KNOT --backend 127.0.0.1:$BIND >"$W/vote.out" 2>&1 & pids+=($!); VOTE_PID=$!
+
+NSD_PID=${pids[0]}
+# wait until every server answers
+for port in $NSD $KNOT $BIND $DDIST $SINGLE $VOTE; do
+  for _ in $(seq 1 300); do
+    dnsperf -s 127.0.0.1 -p "$port" -d "$W/queries" -n 1 -t 1 2>/dev/null | grep -q 'Queries completed:    50 ' && break
+    sleep 0.2
+  done
+done
+
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# throughput PORT PID: queries per second, and the PID's CPU µs per answered query
+throughput() {
+  local before after out qps done
+  before=$(cpu_ticks "$2")
+  out=$(dnsperf -s 127.0.0.1 -p "$1" -d "$W/queries" -l "$DUR" -q 100 -c 4 2>/dev/null)
+  after=$(cpu_ticks "$2")
+  qps=$(awk '/Queries per second/ {print $4}' <<<"$out")
+  done=$(awk '/Queries completed/ {print $3}' <<<"$out")
+  awk -v q="$qps" -v d="$done" -v t=$((after - before)) -v hz="$HZ" 'BEGIN { printf "%.0f %.1f\n", q, (d > 0 ? t / hz * 1e6 / d : 0) }'
+}
+
+# latency PORT: p50 and p99 in ms at 2000 queries per second for 5 s
+latency() {
+  dnsperf -s 127.0.0.1 -p "$1" -d "$W/queries" -l 5 -Q 2000 -v 2>/dev/null | awk '/^> NOERROR/ {print $5}' | sort -n |
+    awk '{ a[NR] = $1 } END { if (NR == 0) { print "nan nan"; exit } printf "%.3f %.3f\n", a[int(NR * 0.5) + 1] * 1000, a[int(NR * 0.99) + 1] * 1000 }'
+}
+
+echo "bench/dns.sh $(date -u +%Y-%m-%dT%H:%MZ), ${DUR}s per run, dnsperf -c4 -q100 over UDP, $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| setup | queries/s | front CPU µs/query | p50 ms @2000/s | p99 ms @2000/s | p50 added over direct |"
+echo "|---|---:|---:|---:|---:|---:|"
+read -r dq dc < <(throughput "$NSD" "$NSD_PID")
+read -r d50 d99 < <(latency "$NSD")
+echo "| direct (NSD) | $dq | - | $d50 | $d99 | 0 |"
+for s in "dnsdist $DDIST $DDIST_PID" "proteus-single $SINGLE $SINGLE_PID" "proteus-vote3 $VOTE $VOTE_PID"; do
+  read -r name port pid <<<"$s"
+  read -r q c < <(throughput "$port" "$pid")
+  read -r p50 p99 < <(latency "$port")
+  add=$(awk -v a="$p50" -v b="$d50" 'BEGIN { printf "%.3f", a - b }')
+  echo "| $name | $q | $c | $p50 | $p99 | $add |"
+  eval "${name//-/_}_qps=$q"
+done
+echo
+echo "front CPU: CPU time of the process under test per answered query (not for direct: NSD answers in a child process); one NSD, Knot and BIND each behind vote3"
+echo
+echo "$ROUNDS more rounds, dnsdist then vote3:"
+echo
+echo "| round | dnsdist queries/s | vote3 queries/s | vote3 / dnsdist | dnsdist CPU µs/query | vote3 CPU µs/query |"
+echo "|---|---:|---:|---:|---:|---:|"
+ratios=()
+for r in $(seq 1 "$ROUNDS"); do
+  read -r aq ac < <(throughput "$DDIST" "$DDIST_PID")
+  read -r vq vc < <(throughput "$VOTE" "$VOTE_PID")
+  ratio=$(awk -v a="$vq" -v b="$aq" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+  ratios+=("$ratio")
+  echo "| $r | $aq | $vq | $ratio | $ac | $vc |"
+done
+echo
+echo "median vote3 / dnsdist throughput over $ROUNDS rounds: $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "dissent lines logged by vote3 during the run: $(grep -c 'msg=dissent' "$W/vote.out" || true)"
+grep 'msg=dissent' "$W/vote.out" | head -3 || true
