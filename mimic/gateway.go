@@ -199,23 +199,8 @@ func (o *Options) defaults() {
 	if o.FailStatus == 0 {
 		o.FailStatus = http.StatusBadGateway
 	}
-	if o.TrustWindow <= 0 {
-		o.TrustWindow = 100
-	}
-	if o.RebuildWindow <= 0 {
-		o.RebuildWindow = time.Minute
-	}
 	if o.ExcerptBytes <= 0 {
 		o.ExcerptBytes = 256
-	}
-	if o.EjectAfter == 0 {
-		o.EjectAfter = 3
-	}
-	if o.EjectFor <= 0 {
-		o.EjectFor = time.Second
-	}
-	if o.EjectMax < o.EjectFor {
-		o.EjectMax = max(30*time.Second, o.EjectFor)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -3,14 +3,21 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/proteus-defense/proteus/config"
@@ -18,7 +25,7 @@ import (
 
 // The helpers in this file are shared by the subcommands: the -o flag, JSON and table
 // output, the --api flag of the commands that talk to a running agent, and the logger and
-// the context of the long-running ones.
+// the context of the long-running ones, the metrics server of the standalone gateways.
 
 // formatFlag adds -o/--output to c, stored in p: human (the default, "table" or "text") or
 // json. checkFormat rejects any other value.
@@ -87,4 +94,32 @@ func newLogger(w io.Writer, l config.Log) *slog.Logger {
 // long-running command runs under.
 func untilSignal(parent context.Context) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+// serveMetrics serves reg's /metrics and health at /healthz on addr (and /debug/pprof/ when
+// pprof) for the standalone gateways, says so on cmd's output, and returns a close function
+// and a channel that gets the server's error if it stops by itself.
+func serveMetrics(cmd *cobra.Command, addr string, reg *prometheus.Registry, health http.Handler, pprofToo bool) (func(), <-chan error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/healthz", health)
+	if pprofToo {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("metrics: %w", err)
+		}
+	}()
+	fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics (health: /healthz)\n", ln.Addr())
+	return func() { srv.Close() }, errc, nil
 }

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/proteus-defense/proteus/config"
@@ -144,23 +140,14 @@ func runDNSGateway(cmd *cobra.Command, f dnsGatewayFlags) error {
 	defer gw.Close()
 	ctx, stop := dnsGatewayContext(cmd.Context())
 	defer stop()
-	errc := make(chan error, 1)
+	var errc <-chan error
 	if f.metrics != "" {
-		mln, err := net.Listen("tcp", f.metrics)
+		closeMetrics, merr, err := serveMetrics(cmd, f.metrics, reg, gw.HealthHandler(), false)
 		if err != nil {
-			return fmt.Errorf("dns-gateway: metrics: %w", err)
+			return fmt.Errorf("dns-gateway: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.Handle("/healthz", gw.HealthHandler())
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("dns-gateway: metrics: %w", err)
-			}
-		}()
-		defer msrv.Close()
-		fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics (health: /healthz)\n", mln.Addr())
+		defer closeMetrics()
+		errc = merr
 	}
 	addr, err := gw.Listen(cfg.DNS.Listen)
 	if err != nil {
@@ -170,6 +157,7 @@ func runDNSGateway(cmd *cobra.Command, f dnsGatewayFlags) error {
 		addr, len(bes), cfg.DNS.K, cfg.DNS.Scheduler)
 	select {
 	case err = <-errc:
+		err = fmt.Errorf("dns-gateway: %w", err)
 	case <-ctx.Done():
 	}
 	return err

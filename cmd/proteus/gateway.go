@@ -4,14 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/proteus-defense/proteus/config"
@@ -219,28 +216,19 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	}
 	errc := make(chan error, 2)
 	if f.metrics != "" {
-		mln, err := net.Listen("tcp", f.metrics)
+		closeMetrics, merr, err := serveMetrics(cmd, f.metrics, reg, gw.HealthHandler(), f.pprof)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("gateway: metrics: %w", err)
+			return fmt.Errorf("gateway: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.Handle("/healthz", gw.HealthHandler())
-		if f.pprof {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		defer closeMetrics()
 		go func() {
-			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("gateway: metrics: %w", err)
+			select {
+			case err := <-merr:
+				errc <- fmt.Errorf("gateway: %w", err)
+			case <-ctx.Done():
 			}
 		}()
-		defer msrv.Close()
-		fmt.Fprintf(cmd.OutOrStdout(), "metrics on http://%s/metrics (health: /healthz)\n", mln.Addr())
 	}
 	scheme := "http"
 	if so.TLSCert != "" {

@@ -1,9 +1,10 @@
 package dnsgw
 
 import (
-	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/proteus-defense/proteus/mimic/voter"
 )
 
 // BackendStatus is one server as the front sees it.
@@ -53,15 +54,5 @@ func (g *Gateway) Status() Status {
 
 // HealthHandler serves Status as JSON: 200 when ready, 503 when not.
 func (g *Gateway) HealthHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := g.Status()
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		if !st.Ready {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		if r.Method != http.MethodHead {
-			json.NewEncoder(w).Encode(st)
-		}
-	})
+	return voter.HealthHandler(func() (any, bool) { st := g.Status(); return st, st.Ready })
 }
