@@ -26,7 +26,7 @@ func TestTruncationAndTCPFallback(t *testing.T) {
 		edns      int
 		truncated bool
 		limit     int
-	}{{0, true, 512}, {1232, true, 1232}, {4096, true, 1232}} {
+	}{{0, true, 512}, {600, true, 600}, {1232, true, 1232}, {4096, true, 1232}} {
 		r := ask(t, "udp", addr, "big.proteus.lab.", dns.TypeTXT, tc.edns)
 		r.Compress = true // as it came: Len counts the compressed size
 		if r.Truncated != tc.truncated || r.Len() > tc.limit {
@@ -343,3 +343,30 @@ func mustPack(mutate func(*dns.Msg)) []byte {
 }
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// TTLs that differ within the tolerance are not dissent and the client gets the lowest; a TTL
+// far beyond the others (a forged record made to stay in caches for a week) is reported, and
+// its TTL never reaches the client either.
+func TestTTLToleranceAndTheLowestTTL(t *testing.T) {
+	t.Parallel()
+	nsd, knot := startNSDZone(t, testZoneTTL(trueWWW, 300)), startKnotZone(t, testZoneTTL(trueWWW, 240))
+	bind := startBINDZone(t, testZoneTTL(trueWWW, 604800))
+	g, addr, ev := gateway(t, Options{K: 3, Quorum: 3, TTLTolerance: 120 * time.Second}, nsd, knot, bind)
+	for _, network := range []string{"udp", "tcp"} {
+		r := ask(t, network, addr, "www.proteus.lab.", dns.TypeA, 0)
+		if len(r.Answer) != 1 || r.Answer[0].Header().Ttl != 240 {
+			t.Fatalf("%s: %v, want www with TTL 240, the lowest", network, r.Answer)
+		}
+	}
+	g.Wait()
+	ds := ev.of(voter.EventDissent)
+	if len(ds) != 2 {
+		t.Fatalf("%d dissent events, want 2 (bind's week-long TTL, once per query): %v", len(ds), ds)
+	}
+	for _, d := range ds {
+		diff, _ := d.Attrs["differs"].(Differs)
+		if d.Subject != bind.member().ID || !strings.HasPrefix(diff.TTL, "604800, want at most 240+120") {
+			t.Errorf("dissent: %s %v", d.Subject, d.Attrs)
+		}
+	}
+}

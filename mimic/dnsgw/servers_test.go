@@ -29,10 +29,13 @@ const (
 	bigTXTRecs = 24
 )
 
-func testZone(www string) string {
+func testZone(www string) string { return testZoneTTL(www, 300) }
+
+// testZoneTTL is the zone with www's A record and every TTL ttl.
+func testZoneTTL(www string, ttl int) string {
 	var b strings.Builder
+	fmt.Fprintf(&b, "$TTL %d\n", ttl)
 	fmt.Fprintf(&b, `$ORIGIN proteus.lab.
-$TTL 300
 @ IN SOA ns1 hostmaster 2026120201 3600 600 86400 300
 @ IN NS ns1
 ns1 IN A 127.0.0.1
@@ -149,11 +152,13 @@ func start(t *testing.T, name string, port int, dir string, argv ...string) *ser
 	return s
 }
 
-func startNSD(t *testing.T, www string) *server {
+func startNSD(t *testing.T, www string) *server { return startNSDZone(t, testZone(www)) }
+
+func startNSDZone(t *testing.T, zone string) *server {
 	need(t, "nsd")
 	dir := t.TempDir()
 	port := freePort(t)
-	writeFile(t, filepath.Join(dir, "zone"), testZone(www))
+	writeFile(t, filepath.Join(dir, "zone"), zone)
 	writeFile(t, filepath.Join(dir, "nsd.conf"), fmt.Sprintf(`server:
   ip-address: 127.0.0.1@%[2]d
   username: ""
@@ -177,11 +182,13 @@ zone:
 	return start(t, "nsd", port, dir, "nsd", "-d", "-c", filepath.Join(dir, "nsd.conf"))
 }
 
-func startKnot(t *testing.T, www string) *server {
+func startKnot(t *testing.T, www string) *server { return startKnotZone(t, testZone(www)) }
+
+func startKnotZone(t *testing.T, zone string) *server {
 	need(t, "knotd")
 	dir := t.TempDir()
 	port := freePort(t)
-	writeFile(t, filepath.Join(dir, "zone"), testZone(www))
+	writeFile(t, filepath.Join(dir, "zone"), zone)
 	writeFile(t, filepath.Join(dir, "knot.conf"), fmt.Sprintf(`server:
     listen: 127.0.0.1@%[2]d
     rundir: %[1]s
@@ -204,11 +211,13 @@ zone:
 	return start(t, "knot", port, dir, "knotd", "-c", filepath.Join(dir, "knot.conf"))
 }
 
-func startBIND(t *testing.T, www string) *server {
+func startBIND(t *testing.T, www string) *server { return startBINDZone(t, testZone(www)) }
+
+func startBINDZone(t *testing.T, zone string) *server {
 	need(t, "named")
 	dir := t.TempDir()
 	port := freePort(t)
-	writeFile(t, filepath.Join(dir, "zone"), testZone(www))
+	writeFile(t, filepath.Join(dir, "zone"), zone)
 	writeFile(t, filepath.Join(dir, "named.conf"), fmt.Sprintf(`options { directory "%[1]s"; listen-on port %[2]d { 127.0.0.1; }; listen-on-v6 { none; };
   recursion no; pid-file "%[1]s/named.pid"; dnssec-validation no; session-keyfile "%[1]s/session.key"; server-id "bind-test"; };
 controls { };
