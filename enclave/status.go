@@ -28,13 +28,14 @@ type Status struct {
 	TopicPeers int      `json:"topic_peers"`
 	MeshPeers  int      `json:"mesh_peers"` // peers this node forwards to; a report reaches a peer for sure once both sides have meshed
 	Stats      Stats    `json:"stats"`
+	Traffic    Traffic  `json:"traffic"`
 }
 
 // Status returns the node summary.
 func (n *Node) Status() Status {
 	return Status{Peer: n.self.String(), Enclave: n.cfg.Name, Topic: TopicPrefix + n.cfg.Name,
 		Addrs: n.Addrs(), Connected: len(n.host.Network().Peers()), TopicPeers: len(n.topic.ListPeers()),
-		MeshPeers: n.tracer.meshPeers(), Stats: n.Stats()}
+		MeshPeers: n.tracer.meshPeers(), Stats: n.Stats(), Traffic: n.tracer.counts()}
 }
 
 // Peers lists connected peers and every peer the trust table knows.

@@ -54,13 +54,64 @@ type benchResult struct {
 	// (the 2 s before publishing: heartbeats, peer scoring, timers).
 	IdleCPUPctPerPeer float64 `json:"idle_cpu_pct_per_peer"`
 	WallSeconds       float64 `json:"wall_s"`
+	// PerDelivery is what GossipSub moved at an honest peer per sighting delivered to it
+	// (the peers' traffic counters over the measured phase, summed, over the deliveries):
+	// RPCs read and written, messages in them, control-only RPCs written, duplicates read.
+	PerDelivery *benchTraffic `json:"per_delivery,omitempty"`
+	// CPUPerDeliveryUs is the honest peers' CPU time over their deliveries, in µs.
+	CPUPerDeliveryUs float64 `json:"cpu_us_per_delivery"`
+	// LoadBefore and LoadAfter are the machine's 1-minute load average around the run.
+	LoadBefore float64 `json:"load_before"`
+	LoadAfter  float64 `json:"load_after"`
+}
+
+type benchTraffic struct {
+	RPCIn      float64 `json:"rpc_in"`
+	RPCOut     float64 `json:"rpc_out"`
+	MsgIn      float64 `json:"msg_in"`
+	MsgOut     float64 `json:"msg_out"`
+	ControlOut float64 `json:"control_out"`
+	Duplicates float64 `json:"duplicates"`
+}
+
+// trafficOf sums the traffic counters of nodes.
+func trafficOf(ctx context.Context, nodes []*benchNode) (enclave.Traffic, error) {
+	var t enclave.Traffic
+	for _, b := range nodes {
+		st, err := b.cl.Status(ctx)
+		if err != nil {
+			return t, err
+		}
+		x := st.Traffic
+		t.RPCIn += x.RPCIn
+		t.RPCOut += x.RPCOut
+		t.MsgIn += x.MsgIn
+		t.MsgOut += x.MsgOut
+		t.ControlOut += x.ControlOut
+		t.Duplicates += x.Duplicates
+		t.Delivered += x.Delivered
+	}
+	return t, nil
+}
+
+func loadAvg() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 func newEnclaveBenchCmd() *cobra.Command {
 	var peers, messages, flood int
 	var output *string
 	var keep, verbose bool
-	var dir string
+	var dir, profDir string
 	c := &cobra.Command{
 		Use:   "bench --peers N",
 		Short: "Start N enclave nodes on loopback as separate processes and measure publish-to-countermeasure latency",
@@ -78,7 +129,7 @@ func newEnclaveBenchCmd() *cobra.Command {
 			if flood < 0 || flood > 100000 || (flood > 0 && peers < 3) {
 				return fmt.Errorf("%w: --flood must be in [0,100000] and needs --peers >= 3, got %d", errUsage, flood)
 			}
-			res, err := runEnclaveBench(cmd.Context(), peers, messages, flood, dir, keep, verbose, cmd)
+			res, err := runEnclaveBench(cmd.Context(), peers, messages, flood, dir, profDir, keep, verbose, cmd)
 			if err != nil {
 				return err
 			}
@@ -97,6 +148,7 @@ func newEnclaveBenchCmd() *cobra.Command {
 	c.Flags().IntVar(&messages, "messages", 20, "sightings to publish (from rotating peers, 100 ms apart)")
 	c.Flags().IntVar(&flood, "flood", 0, "meanwhile, the last peer publishes this many sightings as fast as it can (the others' latency and memory are measured)")
 	c.Flags().StringVar(&dir, "dir", "", "parent of the nodes' data dirs (default $TMPDIR); a tmpfs such as /dev/shm makes the journal's background fsync free")
+	c.Flags().StringVar(&profDir, "cpuprofile-dir", "", "write each node's CPU profile (pprof) to DIR/peerNNN.pprof; merge them with `go tool pprof -proto DIR/*.pprof`")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "print the slowest deliveries (peer, message, ms) to stderr")
 	c.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory with every node's data and log")
 	output = outputFlag(c)
@@ -111,7 +163,7 @@ type benchNode struct {
 	cl   *enclave.Client
 }
 
-func runEnclaveBench(ctx context.Context, n, messages, flood int, dir string, keep, verbose bool, cmd *cobra.Command) (*benchResult, error) {
+func runEnclaveBench(ctx context.Context, n, messages, flood int, dir, profDir string, keep, verbose bool, cmd *cobra.Command) (*benchResult, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -201,7 +253,11 @@ enclave:
 		if err != nil {
 			return nil, err
 		}
-		b.cmd = exec.Command(self, "--data-dir", b.dir, "enclave", "run", "-c", cfg)
+		args := []string{"--data-dir", b.dir, "enclave", "run", "-c", cfg}
+		if profDir != "" {
+			args = append(args, "--cpuprofile", filepath.Join(profDir, fmt.Sprintf("peer%03d.pprof", i)))
+		}
+		b.cmd = exec.Command(self, args...)
 		b.cmd.Stdout, b.cmd.Stderr = logf, logf
 		if err := b.cmd.Start(); err != nil {
 			logf.Close()
@@ -262,6 +318,20 @@ enclave:
 		idle += procCPUms(b.cmd.Process.Pid) - idle0[i]
 	}
 
+	if profDir != "" {
+		for _, b := range nodes {
+			_ = b.cmd.Process.Signal(syscall.SIGUSR1)
+		}
+	}
+	honest := n
+	if flood > 0 {
+		honest = n - 1
+	}
+	loadBefore := loadAvg()
+	traffic0, err := trafficOf(ctx, nodes[:honest])
+	if err != nil {
+		return nil, err
+	}
 	cpu0 := make([]float64, n)
 	for i, b := range nodes {
 		cpu0[i] = procCPUms(b.cmd.Process.Pid)
@@ -277,11 +347,9 @@ enclave:
 	}
 	var slowest []slow
 	published := map[string]pubRec{}
-	honest := n
 	floodDone := make(chan error, 1)
 	var floodWall time.Duration
 	if flood > 0 {
-		honest = n - 1
 		go func() {
 			t0 := time.Now()
 			err := benchFlood(ctx, nodes[n-1].cl, flood)
@@ -366,6 +434,18 @@ enclave:
 	}
 	if flood > 0 {
 		res.FlooderCPUms = round2(procCPUms(nodes[n-1].cmd.Process.Pid) - cpu0[n-1])
+	}
+	traffic1, err := trafficOf(ctx, nodes[:honest])
+	if err != nil {
+		return nil, err
+	}
+	res.LoadBefore, res.LoadAfter = loadBefore, loadAvg()
+	if d := float64(traffic1.Delivered - traffic0.Delivered); d > 0 {
+		per := func(a, b uint64) float64 { return round2(float64(a-b) / d) }
+		res.PerDelivery = &benchTraffic{RPCIn: per(traffic1.RPCIn, traffic0.RPCIn), RPCOut: per(traffic1.RPCOut, traffic0.RPCOut),
+			MsgIn: per(traffic1.MsgIn, traffic0.MsgIn), MsgOut: per(traffic1.MsgOut, traffic0.MsgOut),
+			ControlOut: per(traffic1.ControlOut, traffic0.ControlOut), Duplicates: per(traffic1.Duplicates, traffic0.Duplicates)}
+		res.CPUPerDeliveryUs = round2(1000 * cpu / d)
 	}
 	res.RSSAvgMB = round2(rssSum / float64(honest))
 	res.RSSMaxMB = round2(res.RSSMaxMB)

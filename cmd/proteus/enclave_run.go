@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"runtime/pprof"
+	"sync"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +20,7 @@ import (
 func init() { addEnclaveCommand(newEnclaveRunCmd) }
 
 func newEnclaveRunCmd() *cobra.Command {
-	var cfgFile, blockWith string
+	var cfgFile, blockWith, cpuProfile string
 	c := &cobra.Command{
 		Use:   "run -c FILE",
 		Short: "Run a standalone enclave node (libp2p, GossipSub, decisions, gateway blocklist) with a loopback control API",
@@ -39,6 +43,13 @@ func newEnclaveRunCmd() *cobra.Command {
 			if err := os.MkdirAll(dataDir, 0o700); err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				stopProfile, err := cpuProfileOnSignal(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			ctx, stop := untilSignal(cmd.Context())
 			defer stop()
 			return runEnclaveNode(ctx, cfg, dataDir, blockWith, cmd)
@@ -46,6 +57,7 @@ func newEnclaveRunCmd() *cobra.Command {
 	}
 	c.Flags().StringVarP(&cfgFile, "config", "c", "", "agent config file with an enabled enclave section")
 	c.Flags().StringVar(&blockWith, "block-with", "blocklist", "how act blocks: blocklist (in-process gateway blocklist, addresses only) or nftables (kernel: table inet proteus, addresses and ports; needs root)")
+	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file: it starts at SIGUSR1 and ends when the node stops")
 	return c
 }
 
@@ -91,4 +103,35 @@ func runEnclaveNode(ctx context.Context, cfg *config.Config, dataDir, blockWith 
 	<-ctx.Done()
 	log.Info("shutting down", "component", "enclave")
 	return n.Close()
+}
+
+// cpuProfileOnSignal starts a CPU profile into path when the process receives SIGUSR1 (so a
+// bench profiles its measured phase, not the start-up handshakes); the returned func stops it.
+func cpuProfileOnSignal(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	var mu sync.Mutex
+	started, done := false, false
+	go func() {
+		<-sig
+		mu.Lock()
+		defer mu.Unlock()
+		if !done && pprof.StartCPUProfile(f) == nil {
+			started = true
+		}
+	}()
+	return func() {
+		signal.Stop(sig)
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		if started {
+			pprof.StopCPUProfile()
+		}
+		f.Close()
+	}, nil
 }
