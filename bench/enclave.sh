@@ -27,13 +27,13 @@ W=$(mktemp -d /tmp/proteus-enclavebench.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 go build -o "$W/proteus" ./cmd/proteus
 
-row() { # label json
-  python3 - "$1" "$2" <<'PY'
+row() { # label json load-before
+  python3 - "$1" "$2" "$3" <<'PY'
 import json, sys
-label, r = sys.argv[1], json.loads(sys.argv[2])
+label, r, load = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 per = r.get("per_delivery") or {}
 cpu = r["cpu_ms_per_peer"] * 1000 / r["messages"]  # µs per sighting delivered to a peer
-print(f"| {label} | {r.get('load_before', '')} | {r['samples']} | {r['missing']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | "
+print(f"| {label} | {load} | {r['samples']} | {r['missing']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | "
       f"{per.get('rpc_in', '')} | {per.get('rpc_out', '')} | {cpu:.0f} | {r['rss_mb_avg']} ({r['rss_mb_max']}) | "
       f"{r.get('flood_s', '')} | {r.get('flooder_cpu_ms', '')} |")
 PY
@@ -52,8 +52,10 @@ if [ "${1:-}" = --compare ]; then
   for r in $(seq "$ROUNDS"); do
     for bin in proteus proteus-before; do
       label=after; [ "$bin" = proteus-before ] && label=before
-      row "$r $label quiet" "$("$W/$bin" enclave bench --peers 50 --messages 20 -o json)"
-      row "$r $label flood" "$("$W/$bin" enclave bench --peers 50 --messages 100 --flood 20000 -o json)"
+      l=$(cut -d' ' -f1 /proc/loadavg)
+      row "$r $label quiet" "$("$W/$bin" enclave bench --peers 50 --messages 20 -o json)" "$l"
+      l=$(cut -d' ' -f1 /proc/loadavg)
+      row "$r $label flood" "$("$W/$bin" enclave bench --peers 50 --messages 100 --flood 20000 -o json)" "$l"
     done
   done
   echo
@@ -70,7 +72,8 @@ for n in 5 20 50; do
   for where in disk tmpfs; do
     dir=${TMPDIR:-/tmp}
     [ "$where" = tmpfs ] && dir=/dev/shm
-    row "$n peers, $where" "$("$W/proteus" enclave bench --peers "$n" --messages "$MESSAGES" --dir "$dir" -o json)"
+    l=$(cut -d' ' -f1 /proc/loadavg)
+    row "$n peers, $where" "$("$W/proteus" enclave bench --peers "$n" --messages "$MESSAGES" --dir "$dir" -o json)" "$l"
   done
 done
 echo
