@@ -315,8 +315,8 @@ func (x *Enclave) validate(field string, p *strictyaml.Problems) {
 		p.Addf(field+".decision.independent_prefix6", "must be in [16,128], got %d", d.IndependentPrefix6)
 	}
 	for i, c := range x.Protect {
-		if !validAddrOrCIDR(c) {
-			p.Addf(indexed(field+".protect", i), "must be an IP address or CIDR, got %q", c)
+		if _, err := ParsePrefixOrAddr(c); err != nil {
+			p.Addf(indexed(field+".protect", i), "%v", err)
 		}
 	}
 
@@ -442,14 +442,6 @@ func checkMultiaddr(field, a string, needPeer bool, p *strictyaml.Problems) {
 	if len(parts) < 2 || parts[len(parts)-2] != "p2p" || !ValidPeerID(parts[len(parts)-1]) {
 		p.Addf(field, "must end in /p2p/PEER-ID, got %q", a)
 	}
-}
-
-func validAddrOrCIDR(s string) bool {
-	if _, err := netip.ParsePrefix(s); err == nil {
-		return true
-	}
-	_, err := netip.ParseAddr(s)
-	return err == nil
 }
 
 func indexed(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }

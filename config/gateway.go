@@ -1,9 +1,7 @@
 package config
 
 import (
-	"fmt"
 	"net/http"
-	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -382,7 +380,7 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	}
 	for i, tp := range x.TrustedProxies {
 		if _, err := ParsePrefixOrAddr(tp); err != nil {
-			p.Addf(field+".trusted_proxies["+strconv.Itoa(i)+"]", "must be an address or a CIDR, got %q", tp)
+			p.Addf(field+".trusted_proxies["+strconv.Itoa(i)+"]", "%v", err)
 		}
 	}
 	if strings.ContainsAny(x.ServerHeader, "\r\n\x00") {
@@ -442,26 +440,6 @@ func SecurityHeader(k string) bool {
 		return true
 	}
 	return strings.HasPrefix(k, "Access-Control-")
-}
-
-// ParsePrefixOrAddr reads a CIDR ("10.0.0.0/8") or a single address ("192.0.2.1", as a /32 or
-// /128), with no host bits set in a CIDR.
-func ParsePrefixOrAddr(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, err
-		}
-		if p.Masked() != p {
-			return p, fmt.Errorf("%s has host bits set (want %s)", s, p.Masked())
-		}
-		return p, nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // VotesOnK reports whether some requests are voted on by k executors: not when a catch-all

@@ -66,6 +66,39 @@ func (b *budget) allow(p string, now time.Time) bool {
 	return true
 }
 
+// spent reports whether p's bucket exists and holds less than a token now; it takes none.
+func (b *budget) spent(p string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k, ok := b.peers[p]
+	if !ok {
+		return false
+	}
+	return k.tokens+now.Sub(k.at).Seconds()*b.rate < 1
+}
+
+// overrun counts a message of p over budget that allow did not see (see Node.inspect).
+func (b *budget) overrun(p string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if k, ok := b.peers[p]; ok {
+		k.over++
+	}
+}
+
+// allowKnown is allow for a key whose bucket exists, or, when it does not, that known()
+// admits to the table (a verified member); other keys pass without taking a token or
+// adding state, so made-up keys cannot fill the table.
+func (b *budget) allowKnown(p string, now time.Time, known func() bool) bool {
+	b.mu.Lock()
+	_, ok := b.peers[p]
+	b.mu.Unlock()
+	if !ok && !known() {
+		return true
+	}
+	return b.allow(p, now)
+}
+
 // penalize reports whether p's overrun should cost it trust now (once per penalizeEvery),
 // and whether p has overrun so long (maxStrikes penalties in a row) or so much (floodFactor
 // bursts over budget before the next penalty is due) that it is cut off.

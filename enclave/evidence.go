@@ -14,6 +14,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/stix"
 )
@@ -170,13 +171,9 @@ const guardRefresh = 30 * time.Second
 func newGuard(protect []string, members func() []netip.Addr, now func() time.Time) (*guard, error) {
 	g := &guard{members: members, now: now}
 	for _, s := range protect {
-		p, err := netip.ParsePrefix(s)
+		p, err := config.ParsePrefixOrAddr(s) // the config's own rule, so New refuses what Validate refuses
 		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return nil, fmt.Errorf("enclave: protect %q: want an address or CIDR", s)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
+			return nil, fmt.Errorf("enclave: protect: %w", err)
 		}
 		g.static.add(p)
 	}

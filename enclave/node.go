@@ -99,7 +99,9 @@ type Node struct {
 	allow     map[peer.ID]bool
 	sensingFn func(stix.Target) bool
 	guard     *guard
-	budget    *budget
+	budget    *budget // per author, charged by the topic validator
+	// relayBudget is per forwarder and author, charged before validation (see inspect).
+	relayBudget *budget
 
 	memMu       sync.Mutex
 	verified    map[peer.ID]time.Time // peer -> certificate expiry
@@ -289,6 +291,8 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		// The peer gater throttles, before signature checks, a peer whose messages keep
 		// being ignored (over budget) or rejected, when validation is under pressure.
 		pubsub.WithPeerGater(pubsub.DefaultPeerGaterParams()),
+		// Messages beyond their author's budget are dropped before the validation queue.
+		pubsub.WithAppSpecificRpcInspector(n.inspect),
 		pubsub.WithPeerScore(scoreParams, &pubsub.PeerScoreThresholds{GossipThreshold: s.Gossip, PublishThreshold: s.Publish,
 			GraylistThreshold: s.Graylist, AcceptPXThreshold: s.AcceptPX, OpportunisticGraftThreshold: s.Opportune}),
 		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second),
@@ -569,6 +573,7 @@ func (n *Node) initState() {
 	n.state, n.until, n.deferred = map[string]Decision{}, map[string]time.Time{}, map[string]time.Time{}
 	n.replay = stix.NewReplayGuard(stix.DefaultReplayCapacity)
 	n.budget = newBudget(n.cfg.Limits.Rate, n.cfg.Limits.Burst)
+	n.relayBudget = newBudget(n.cfg.Limits.Rate, n.cfg.Limits.Burst)
 }
 
 // peerScoreParams is GossipSub's peer score for the enclave: the application-specific

@@ -16,10 +16,6 @@ import (
 // validate is the topic validator. It runs before a message is delivered or forwarded:
 //
 //   - from a non-member (author or forwarder)        → reject
-//   - an author over its rate budget (limits.rate)   → ignore, and an invalid-message
-//     penalty at most once a second, so a flooder is soon graylisted; three seconds of it
-//     in a row, or five bursts over within a second, and a directly connected flooder is
-//     disconnected and refused for a minute
 //   - a bad envelope, wrong enclave, bad STIX bundle,
 //     a report attributed to another peer, a reserved
 //     target, a new version of an indicator that
@@ -27,6 +23,10 @@ import (
 //     for the (signature-authenticated) author
 //   - stale (expired, clock skew) or a replay, or an
 //     author holding limits.reports keys              → ignore
+//   - an author over its rate budget (limits.rate)   → ignore, and an invalid-message
+//     penalty at most once a second, so a flooder is soon graylisted; three seconds of it
+//     in a row, or five bursts over within a second, and a directly connected flooder is
+//     disconnected and refused for a minute (most of a flood never gets here: see inspect)
 //   - otherwise                                       → accept; the decoded message rides
 //     along in ValidatorData
 func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
@@ -54,20 +54,7 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 		n.stats.nonMember.Add(1)
 		return pubsub.ValidationReject
 	}
-	// The author is a verified member from here on: its budget is bounded state.
-	if author != n.self && !n.budget.allow(name, n.now()) {
-		n.stats.limited.Add(1)
-		penalty, cut := n.budget.penalize(name, n.now())
-		if penalty {
-			score := n.trust.Invalid(name)
-			n.log.Warn("member over its message budget", "author", author, "trust", score)
-		}
-		if cut && from == author && !n.isDenied(author) {
-			// Flooding: drop the connection, refuse it for a while.
-			go n.deny(author, fmt.Errorf("%w: flooding past its message budget", ErrNotMember), denyNoAnswer)
-		}
-		return pubsub.ValidationIgnore
-	}
+	// The author is a verified member from here on.
 	var m stix.Message
 	if err == nil {
 		now := n.now()
@@ -105,9 +92,75 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 		}
 		return pubsub.ValidationReject
 	}
+	// A fresh, valid message: now it costs its author a token (its budget is bounded state,
+	// and neither a replay nor a stale copy, which anyone holding one may resend, spends it).
+	if author != n.self && !n.budget.allow(name, n.now()) {
+		n.stats.limited.Add(1)
+		n.overBudget(author, from)
+		return pubsub.ValidationIgnore
+	}
 	msg.ValidatorData = m
 	n.stats.accepted.Add(1)
 	return pubsub.ValidationAccept
+}
+
+// overBudget accounts for a message of author (received from from) over author's budget: a
+// trust penalty at most once per second, and a directly connected author that floods is
+// disconnected and refused for a while.
+func (n *Node) overBudget(author, from peer.ID) {
+	name := n.peerName(author)
+	penalty, cut := n.budget.penalize(name, n.now())
+	if penalty {
+		score := n.trust.Invalid(name)
+		n.log.Warn("member over its message budget", "author", author, "trust", score)
+	}
+	if cut && from == author && !n.isDenied(author) {
+		go n.deny(author, fmt.Errorf("%w: flooding past its message budget", ErrNotMember), denyNoAnswer)
+	}
+}
+
+// inspect sees every RPC GossipSub reads from a member before anything in it is queued for
+// validation, and drops the messages of an author who is over its budget (limits.rate and
+// limits.burst). Without it a flood waits in the validation queue, ahead of every honest
+// message, and each flood message costs a signature check before the topic validator can
+// ignore it; and since every forwarder accepts (and relays) a different first burst of the
+// flooder's messages, every member in the enclave, not only the flooder's neighbours, would
+// verify several bursts. With it, a flood costs a map lookup per message past the first burst.
+//
+// Two budgets are read, and neither can be spent by a forger:
+//   - the author's own budget, which only the topic validator charges, for fresh messages
+//     with a valid signature (so only the author's real messages spend it); inspect only reads it;
+//   - a budget per forwarder (authenticated by the connection) and claimed author, charged
+//     here, which bounds what one forwarder can queue before the validator has caught up; a
+//     member that forges messages in another's name spends only its own allowance for that
+//     author. A message in the name of a peer that is not (yet) a verified member passes to
+//     validation, which checks its signature and certificate. An honest forwarder relays each
+//     message once, so it never exceeds an honest author's rate.
+func (n *Node) inspect(from peer.ID, rpc *pubsub.RPC) error {
+	msgs := rpc.GetPublish()
+	if len(msgs) == 0 {
+		return nil
+	}
+	now := n.now()
+	kept := msgs[:0]
+	for _, m := range msgs {
+		author := peer.ID(m.GetFrom())
+		if author == n.self || (!n.budget.spent(n.peerName(author), now) &&
+			n.relayBudget.allowKnown(string(from)+"\x00"+string(author), now, func() bool { return n.isMember(author) })) {
+			kept = append(kept, m)
+			continue
+		}
+		n.stats.limited.Add(1)
+		if author == from {
+			// The connection vouches that the author itself sent this: it counts toward
+			// cutting a flooder off (budget.penalize).
+			n.budget.overrun(n.peerName(author))
+			n.overBudget(author, from)
+		}
+	}
+	clear(msgs[len(kept):])
+	rpc.Publish = kept
+	return nil
 }
 
 // ErrImmutable marks a new version of an indicator that changes what it is about.
