@@ -23,7 +23,7 @@ func ParsePrefixOrAddr(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("want an address or a CIDR, got %q", s)
+			return netip.Prefix{}, fmt.Errorf("must be an address or a CIDR, got %q", s)
 		}
 		if p.Masked() != p {
 			return netip.Prefix{}, fmt.Errorf("%s has host bits set (want %s)", s, p.Masked())
@@ -35,10 +35,10 @@ func ParsePrefixOrAddr(s string) (netip.Prefix, error) {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("want an address or a CIDR, got %q", s)
+		return netip.Prefix{}, fmt.Errorf("must be an address or a CIDR, got %q", s)
 	}
 	if a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%q: want an address without a zone", s)
+		return netip.Prefix{}, fmt.Errorf("must be an address without a zone, got %q", s)
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil

@@ -21,12 +21,12 @@ func TestParsePrefixOrAddr(t *testing.T) {
 		{in: "10.1.2.3/24", err: "10.1.2.3/24 has host bits set (want 10.1.2.0/24)"},
 		{in: "2001:db8::1/64", err: "2001:db8::1/64 has host bits set (want 2001:db8::/64)"},
 		{in: "::ffff:10.1.2.3/120", err: "::ffff:10.1.2.3/120 has host bits set (want ::ffff:10.1.2.0/120)"},
-		{in: "fe80::1%eth0", err: `"fe80::1%eth0": want an address without a zone`},
-		{in: "10.0.0.0/33", err: `want an address or a CIDR, got "10.0.0.0/33"`},
-		{in: "10.0.0/8", err: `want an address or a CIDR, got "10.0.0/8"`},
-		{in: "example.com", err: `want an address or a CIDR, got "example.com"`},
-		{in: "", err: `want an address or a CIDR, got ""`},
-		{in: " 10.0.0.1", err: `want an address or a CIDR, got " 10.0.0.1"`},
+		{in: "fe80::1%eth0", err: `must be an address without a zone, got "fe80::1%eth0"`},
+		{in: "10.0.0.0/33", err: `must be an address or a CIDR, got "10.0.0.0/33"`},
+		{in: "10.0.0/8", err: `must be an address or a CIDR, got "10.0.0/8"`},
+		{in: "example.com", err: `must be an address or a CIDR, got "example.com"`},
+		{in: "", err: `must be an address or a CIDR, got ""`},
+		{in: " 10.0.0.1", err: `must be an address or a CIDR, got " 10.0.0.1"`},
 	} {
 		p, err := ParsePrefixOrAddr(c.in)
 		switch {
