@@ -48,6 +48,11 @@ type Enclave struct {
 	// always protected (this host's addresses, members' addresses, loopback, link-local,
 	// unspecified, multicast and their NAT64 and IPv4-mapped forms).
 	Protect []string `yaml:"protect"`
+	// SealKeys are seal key files (`proteus enclave seal-key`; relative to the data dir),
+	// one per epoch. With any, every payload this node sends is sealed with the newest epoch's
+	// key, payloads sealed with any listed epoch are read, and unsealed payloads are ignored:
+	// a peer in the mesh without the key reads nothing.
+	SealKeys []string `yaml:"seal_keys"`
 
 	Decision  EnclaveDecision `yaml:"decision"`
 	Trust     EnclaveTrust    `yaml:"trust"`
@@ -313,6 +318,11 @@ func (x *Enclave) validate(field string, p *strictyaml.Problems) {
 	}
 	if d.IndependentPrefix6 < 16 || d.IndependentPrefix6 > 128 {
 		p.Addf(field+".decision.independent_prefix6", "must be in [16,128], got %d", d.IndependentPrefix6)
+	}
+	for i, k := range x.SealKeys {
+		if strings.TrimSpace(k) == "" {
+			p.Addf(indexed(field+".seal_keys", i), "must be a file name, got %q", k)
+		}
 	}
 	for i, c := range x.Protect {
 		if _, err := ParsePrefixOrAddr(c); err != nil {

@@ -61,3 +61,13 @@ func TestEnclaveValidateInCode(t *testing.T) {
 		t.Errorf("allowlist-only: %v", err)
 	}
 }
+
+func TestEnclaveSealKeysValidated(t *testing.T) {
+	c, err := ParseStandaloneEnclave("enclave.yaml", []byte(goodEnclave+"  seal_keys: [seal-2.key, seal-1.key]\n"))
+	if err != nil || len(c.Enclave.SealKeys) != 2 {
+		t.Fatalf("seal_keys: %+v %v", c, err)
+	}
+	if _, err := ParseStandaloneEnclave("enclave.yaml", []byte(goodEnclave+"  seal_keys: [\" \"]\n")); err == nil || !strings.Contains(err.Error(), "enclave.seal_keys[0]: must be a file name") {
+		t.Errorf("blank seal key file: %v", err)
+	}
+}

@@ -17,6 +17,9 @@ const (
 	KindSighting   Kind = 1
 	KindRevocation Kind = 2
 	KindMembers    Kind = 3 // a member revocation list signed by the enclave key
+	// KindSealed holds another kind and its bundle, sealed with the enclave's seal key
+	// (see seal.go); only enclaves with enclave.seal_keys send and read it.
+	KindSealed Kind = 4
 )
 
 func (k Kind) String() string {
@@ -27,6 +30,8 @@ func (k Kind) String() string {
 		return "revocation"
 	case KindMembers:
 		return "members"
+	case KindSealed:
+		return "sealed"
 	default:
 		return fmt.Sprintf("kind(%d)", uint8(k))
 	}
@@ -79,7 +84,7 @@ func DecodeEnvelope(data []byte, maxSize int) (*Envelope, error) {
 	if e.Version != EnvelopeVersion {
 		return nil, fmt.Errorf("%w: version %d, want %d", ErrEnvelope, e.Version, EnvelopeVersion)
 	}
-	if e.Kind != KindSighting && e.Kind != KindRevocation && e.Kind != KindMembers {
+	if e.Kind != KindSighting && e.Kind != KindRevocation && e.Kind != KindMembers && e.Kind != KindSealed {
 		return nil, fmt.Errorf("%w: unknown kind %d", ErrEnvelope, uint8(e.Kind))
 	}
 	rest := data[4:]

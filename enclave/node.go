@@ -71,6 +71,9 @@ type Stats struct {
 	Ignored   uint64 `json:"ignored"`    // replays, stale messages
 	Denied    uint64 `json:"denied"`     // peers refused after a failed certificate exchange
 	Limited   uint64 `json:"limited"`    // messages over their author's budget (limits.rate)
+	// Unreadable counts payloads ignored because of sealing: unsealed in a sealed enclave,
+	// sealed in one that is not, or sealed with an epoch's key this node does not hold.
+	Unreadable uint64 `json:"unreadable"`
 }
 
 // Node is one enclave member: the libp2p host, the topic and the decision state.
@@ -99,6 +102,7 @@ type Node struct {
 	allow     map[peer.ID]bool
 	sensingFn func(stix.Target) bool
 	guard     *guard
+	sealer    *sealer // nil: payloads are not sealed
 	budget    *budget // per author, charged by the topic validator
 	// relayBudget is per forwarder and author, charged before validation (see inspect).
 	relayBudget *budget
@@ -133,7 +137,9 @@ type Node struct {
 	saveMu     sync.Mutex
 	lastSave   time.Time
 
-	stats struct{ accepted, rejected, nonMember, ignored, denied, limited atomic.Uint64 }
+	stats struct {
+		accepted, rejected, nonMember, ignored, denied, limited, unreadable atomic.Uint64
+	}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -236,6 +242,22 @@ func New(ctx context.Context, o Options) (*Node, error) {
 			return nil, fmt.Errorf("enclave: trust.pretrusted %q: %w", p, err)
 		}
 		prior[p] = cfg.Trust.PretrustedWeight
+	}
+	if len(cfg.SealKeys) > 0 {
+		var keys []*SealKey
+		for _, f := range cfg.SealKeys {
+			if !filepath.IsAbs(f) {
+				f = filepath.Join(o.DataDir, f)
+			}
+			k, err := ReadSealKey(f)
+			if err != nil {
+				return nil, err
+			}
+			keys = append(keys, k)
+		}
+		if n.sealer, err = newSealer(cfg.Name, keys); err != nil {
+			return nil, err
+		}
 	}
 	if n.guard, err = newGuard(cfg.Protect, n.memberAddrs, n.now); err != nil {
 		return nil, err
@@ -560,7 +582,7 @@ func (n *Node) publishEvent(kind, subject string, attrs map[string]any) {
 func (n *Node) Stats() Stats {
 	return Stats{Accepted: n.stats.accepted.Load(), Rejected: n.stats.rejected.Load(),
 		NonMember: n.stats.nonMember.Load(), Ignored: n.stats.ignored.Load(), Denied: n.stats.denied.Load(),
-		Limited: n.stats.limited.Load()}
+		Limited: n.stats.limited.Load(), Unreadable: n.stats.unreadable.Load()}
 }
 
 // initState makes the empty tables of a node.

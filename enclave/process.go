@@ -41,6 +41,20 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 	if err == nil && env.Enclave != n.cfg.Name {
 		err = fmt.Errorf("%w: for enclave %q", ErrEnvelope, env.Enclave)
 	}
+	if err == nil {
+		if ignore := n.unseal(author, env); ignore != nil {
+			if n.admitCert(author, env.Cert) != nil {
+				n.stats.nonMember.Add(1)
+				return pubsub.ValidationReject
+			}
+			n.stats.unreadable.Add(1)
+			n.log.Debug("unreadable message", "author", author, "via", from, "err", ignore)
+			return pubsub.ValidationIgnore
+		}
+		if env.Kind == KindSealed { // opened, but wrong
+			err = fmt.Errorf("%w: %s", ErrEnvelope, "sealed payload does not open")
+		}
+	}
 	if err == nil && env.Kind == KindMembers {
 		return n.validateMembers(author, env, msg)
 	}
@@ -160,6 +174,30 @@ func (n *Node) inspect(from peer.ID, rpc *pubsub.RPC) error {
 	}
 	clear(msgs[len(kept):])
 	rpc.Publish = kept
+	return nil
+}
+
+// unseal replaces a sealed envelope's kind and bundle by what it holds. It returns a reason
+// to ignore the message (no fault of its author: a payload this node cannot read by its
+// configuration) or nil; a sealed payload that does not open with a key this node holds is
+// left sealed, for the caller to reject (only the author, whose signature the message bears,
+// could have sealed it). With seal keys, unsealed payloads are ignored; without, sealed ones.
+func (n *Node) unseal(author peer.ID, env *Envelope) error {
+	switch {
+	case n.sealer == nil && env.Kind == KindSealed:
+		return errors.New("sealed, and this node holds no seal key")
+	case n.sealer == nil:
+		return nil
+	case env.Kind != KindSealed:
+		return fmt.Errorf("unsealed %v in a sealed enclave", env.Kind)
+	}
+	k, bundle, err := n.sealer.open([]byte(author), env.Bundle)
+	if errors.Is(err, errUnknownEpoch) {
+		return err
+	}
+	if err == nil {
+		env.Kind, env.Bundle = k, bundle
+	}
 	return nil
 }
 

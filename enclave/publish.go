@@ -113,6 +113,13 @@ func (n *Node) Revoke(ctx context.Context, indicator, reason string) error {
 }
 
 func (n *Node) send(ctx context.Context, k Kind, bundle []byte) error {
+	if n.sealer != nil {
+		sealed, err := n.sealer.seal([]byte(n.self), k, bundle)
+		if err != nil {
+			return err
+		}
+		k, bundle = KindSealed, sealed
+	}
 	env := &Envelope{Version: EnvelopeVersion, Enclave: n.cfg.Name, Kind: k, Cert: n.certBytes, Bundle: bundle}
 	data := env.Encode()
 	if len(data) > n.cfg.MaxMessageBytes {

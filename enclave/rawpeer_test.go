@@ -34,6 +34,9 @@ type rawPeer struct {
 	topic    string
 	received atomic.Int64 // messages on the topic delivered to it
 
+	dataMu sync.Mutex
+	data   [][]byte // their payloads
+
 	mu  sync.Mutex
 	out map[peer.ID]network.Stream
 }
@@ -76,7 +79,7 @@ func (e *testEnclave) rawPeer(admitted bool) *rawPeer {
 	return r
 }
 
-// readRPCs counts the topic messages a member sends this peer.
+// readRPCs counts (and keeps the payloads of) the topic messages a member sends this peer.
 func (r *rawPeer) readRPCs(s network.Stream) {
 	defer s.Close()
 	br := bufio.NewReader(s)
@@ -96,6 +99,9 @@ func (r *rawPeer) readRPCs(s network.Stream) {
 		for _, m := range rpc.Publish {
 			if m.GetTopic() == r.topic {
 				r.received.Add(1)
+				r.dataMu.Lock()
+				r.data = append(r.data, m.GetData())
+				r.dataMu.Unlock()
 			}
 		}
 	}
@@ -187,4 +193,11 @@ func (r *rawPeer) send(n *testNode, ms ...*pb.Message) error {
 // envelope wraps a bundle as this raw peer (its certificate).
 func (r *rawPeer) envelope(k Kind, bundle []byte) []byte {
 	return (&Envelope{Version: EnvelopeVersion, Enclave: r.topic[len(TopicPrefix):], Kind: k, Cert: r.cert, Bundle: bundle}).Encode()
+}
+
+// payloads are the topic payloads this peer has been sent so far.
+func (r *rawPeer) payloads() [][]byte {
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
+	return append([][]byte(nil), r.data...)
 }

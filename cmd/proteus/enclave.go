@@ -33,6 +33,7 @@ func init() {
 	addEnclaveCommand(newEnclaveKeygenCmd)
 	addEnclaveCommand(newEnclaveIDCmd)
 	addEnclaveCommand(newEnclaveAdmitCmd)
+	addEnclaveCommand(newEnclaveSealKeyCmd)
 }
 
 func newEnclaveKeygenCmd() *cobra.Command {
@@ -134,5 +135,52 @@ func newEnclaveAdmitCmd() *cobra.Command {
 	c.Flags().StringVar(&name, "enclave", "", "enclave name (enclave.name)")
 	c.Flags().StringVar(&out, "out", "", "write the certificate here instead of stdout")
 	c.Flags().DurationVar(&valid, "valid", 365*24*time.Hour, "how long the membership lasts")
+	return c
+}
+
+func newEnclaveSealKeyCmd() *cobra.Command {
+	var keyFile, name, out string
+	var epoch uint32
+	c := &cobra.Command{
+		Use:   "seal-key --key FILE --enclave NAME --epoch N --out FILE",
+		Short: "Derive the enclave's seal key of an epoch from the enclave key; members list it in enclave.seal_keys",
+		Long: "Derive the seal key of epoch N (HKDF-SHA256 of the enclave key) and write it as a key file (mode 0600).\n" +
+			"Every member that lists it in enclave.seal_keys seals what it sends with its newest key and reads\n" +
+			"what is sealed with any listed key. To cut a member out, give the others the key of the next epoch.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if keyFile == "" || name == "" || out == "" {
+				return fmt.Errorf("%w: --key, --enclave and --out are required", errUsage)
+			}
+			if epoch == 0 {
+				return fmt.Errorf("%w: --epoch must be >= 1", errUsage)
+			}
+			k, err := enclave.ReadEnclaveKey(keyFile)
+			if err != nil {
+				return err
+			}
+			sk, err := enclave.DeriveSealKey(k, name, epoch)
+			if err != nil {
+				return err
+			}
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return err
+			}
+			if _, err := f.Write(sk.Marshal()); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "seal key of epoch %d for enclave %q written to %s (give it to members with their certificate; add it to enclave.seal_keys)\n", epoch, name, out)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&keyFile, "key", "", "enclave private key file (from keygen)")
+	c.Flags().StringVar(&name, "enclave", "", "enclave name (enclave.name)")
+	c.Flags().Uint32Var(&epoch, "epoch", 1, "key epoch (raise it to rotate)")
+	c.Flags().StringVar(&out, "out", "", "file to write the key to (must not exist)")
 	return c
 }

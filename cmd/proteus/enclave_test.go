@@ -418,6 +418,27 @@ func TestEnclaveKeygenAdmitRoundTrip(t *testing.T) {
 	if err != nil || c.Peer != id || c.Enclave != "lab" {
 		t.Fatalf("certificate %+v: %v", c, err)
 	}
+	// The seal key: derived again from the same enclave key, the same bytes; another epoch differs.
+	sk := filepath.Join(dir, "seal-1.key")
+	if code, out, errs := runCLI(t, "enclave", "seal-key", "--key", key, "--enclave", "lab", "--epoch", "1", "--out", sk); code != 0 || !strings.Contains(out, "epoch 1") {
+		t.Fatalf("seal-key: %d %s %s", code, out, errs)
+	}
+	if fi, err := os.Stat(sk); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("seal key mode: %v %v", fi, err)
+	}
+	if code, _, _ := runCLI(t, "enclave", "seal-key", "--key", key, "--enclave", "lab", "--out", sk); code != 1 {
+		t.Errorf("seal-key overwrote an existing file (exit %d)", code)
+	}
+	got, err := enclave.ReadSealKey(sk)
+	ek, _ := enclave.ReadEnclaveKey(key)
+	want, _ := enclave.DeriveSealKey(ek, "lab", 1)
+	next, _ := enclave.DeriveSealKey(ek, "lab", 2)
+	if err != nil || !bytes.Equal(got.Key, want.Key) || bytes.Equal(got.Key, next.Key) {
+		t.Fatalf("seal key %+v, %v", got, err)
+	}
+	if code, _, errs := runCLI(t, "enclave", "seal-key", "--key", key, "--enclave", "lab", "--epoch", "0", "--out", sk+"0"); code != 2 || !strings.Contains(errs, "--epoch") {
+		t.Errorf("epoch 0: %d %s", code, errs)
+	}
 }
 
 // The agent runs the enclave node when enclave.enabled: `proteus enclave publish` against
