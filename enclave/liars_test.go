@@ -3,12 +3,15 @@ package enclave
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -372,4 +375,126 @@ func (ps peerIDers) ids() []peer.ID {
 		out[i] = p.ID()
 	}
 	return out
+}
+
+// Liars with all the power a coalition can have (established trust at every honest member,
+// independent, and as many as the quorum) make every honest member block a clean address,
+// which is what the quorum allows by design; but they cannot make one harm itself: not its
+// own host's address, not an address on enclave.protect, not link-local or loopback in any
+// IPv6 spelling, not a port (without decision.peer_ports).
+func TestEstablishedQuorumNeverSelfHarms(t *testing.T) {
+	e := newTestEnclave(t, "lab")
+	cfg := e.baseConfig()
+	cfg.Protect = []string{"198.18.0.0/15"}
+	var liarKeys []crypto.PrivKey
+	for i := 0; i < 2; i++ {
+		k, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := PeerIDOf(k)
+		liarKeys = append(liarKeys, k)
+		cfg.Trust.Pretrusted = append(cfg.Trust.Pretrusted, id.String())
+	}
+	var nodes []*testNode
+	for i := 0; i < 3; i++ {
+		nodes = append(nodes, e.start(t.TempDir(), nil, cfg))
+	}
+	for _, k := range liarKeys {
+		nodes = append(nodes, e.start(t.TempDir(), k, cfg))
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.close(t)
+		}
+	})
+	connectAll(t, nodes)
+	honest, liars := nodes[:3], nodes[3:]
+	if q := honest[0].quorum(); q != 2 {
+		t.Fatalf("quorum %d at 5 members, want 2", q)
+	}
+
+	// The control: a clean address both liars report is blocked everywhere.
+	var last *stix.Sighting
+	for _, l := range liars {
+		last = publish(t, l, "192.0.2.77", 100)
+	}
+	for _, h := range honest {
+		eventually(t, "the established quorum's report is decided", func() bool { _, ok := decisionFor(h, last.ID); return ok })
+	}
+	if b := blockedAnywhere(honest, "192.0.2.77"); len(b) != len(honest) {
+		t.Fatalf("the control target was blocked by %d of %d honest members: the liars lack the power this test needs", len(b), len(honest))
+	}
+
+	protected := []string{"198.18.7.7", "port/443"}
+	if a, ok := nonLoopbackAddr(); ok {
+		protected = append(protected, a) // this host's own address (every node here shares the host)
+	} else {
+		t.Log("no non-loopback address on this host: its-own-address case skipped")
+	}
+	lie := func(targets []string) {
+		for _, target := range targets {
+			for _, l := range liars {
+				if _, _, err := l.Publish(context.Background(), PublishRequest{Target: target, Confidence: 100, TTL: time.Hour}); err != nil {
+					t.Fatalf("%s: %v", target, err)
+				}
+			}
+		}
+	}
+	// Protected targets first (while the liars are still established: a reserved target is
+	// an invalid message, which costs its author trust).
+	lie(protected)
+	for _, h := range honest {
+		for _, target := range protected {
+			eventually(t, "both reports on protected target "+target+" decided", func() bool {
+				seen := 0
+				for _, d := range h.Decisions("") {
+					if d.Target == target && d.Event == "sighting" {
+						seen++
+					}
+				}
+				return seen == len(liars)
+			})
+		}
+	}
+	rejectedBefore := honest[0].Stats().Rejected
+	reserved := []string{"169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "fe80::1"}
+	lie(reserved)
+	for _, h := range honest {
+		eventually(t, "reserved targets refused as invalid", func() bool {
+			return h.Stats().Rejected >= rejectedBefore+uint64(len(reserved)*len(liars))
+		})
+	}
+	for _, target := range append(protected, reserved...) {
+		if b := blockedAnywhere(honest, target); len(b) > 0 {
+			t.Errorf("%s blocked by %v", target, b)
+		}
+
+	}
+	for _, h := range honest {
+		for _, d := range h.Decisions("") {
+			for _, target := range reserved {
+				if d.Target == target {
+					t.Errorf("%s: reserved target decided: %+v", h.ID(), d)
+				}
+			}
+		}
+	}
+}
+
+// nonLoopbackAddr is one of this host's own unicast addresses that is not loopback or
+// link-local, if it has one.
+func nonLoopbackAddr() (string, bool) {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+				ip = ip.Unmap()
+				if !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && ip.IsGlobalUnicast() {
+					return ip.String(), true
+				}
+			}
+		}
+	}
+	return "", false
 }
