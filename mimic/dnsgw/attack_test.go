@@ -47,7 +47,7 @@ func TestTruncationAndTCPFallback(t *testing.T) {
 func TestTimeoutIsAvailabilityDissent(t *testing.T) {
 	t.Parallel()
 	nsd, knot, bind := startNSD(t, trueWWW), startKnot(t, trueWWW), startBIND(t, trueWWW)
-	g, addr, ev := gateway(t, Options{K: 3, Quorum: 2, Timeout: 300 * time.Millisecond, EjectAfter: 3, EjectFor: time.Hour}, nsd, knot, bind)
+	g, addr, ev := gateway(t, Options{K: 3, Quorum: 2, Timeout: 3 * time.Second, EjectAfter: 3, EjectFor: time.Hour}, nsd, knot, bind)
 	if err := syscall.Kill(-knot.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -58,14 +58,19 @@ func TestTimeoutIsAvailabilityDissent(t *testing.T) {
 		g.Wait() // the stopped server's timeout is counted before the next query
 	}
 	syscall.Kill(-knot.cmd.Process.Pid, syscall.SIGCONT)
-	ds := ev.of(voter.EventDissent)
-	if len(ds) != 3 {
-		t.Fatalf("%d dissent events, want 3 (then ejected): %v", len(ds), ds)
-	}
-	for _, d := range ds {
-		if d.Subject != knot.member().ID || d.Attrs["kind"] != voter.DissentAvailability || !strings.Contains(d.Attrs["error"].(string), "deadline") {
+	var fromKnot int
+	for _, d := range ev.of(voter.EventDissent) {
+		if d.Subject != knot.member().ID {
+			t.Errorf("dissent from a server that was not stopped (slower than 3 s?): %s %v", d.Subject, d.Attrs)
+			continue
+		}
+		fromKnot++
+		if d.Attrs["kind"] != voter.DissentAvailability || !strings.Contains(d.Attrs["error"].(string), "deadline") {
 			t.Errorf("dissent: %s %v", d.Subject, d.Attrs)
 		}
+	}
+	if fromKnot != 3 {
+		t.Errorf("%d dissent events from the stopped server, want 3 (then it is ejected)", fromKnot)
 	}
 	if ej := ev.of(voter.EventEjected); len(ej) != 1 || ej[0].Subject != knot.member().ID {
 		t.Errorf("ejection events: %v", ej)
@@ -174,7 +179,7 @@ func TestHostileExecutorAnswersNeverReachClient(t *testing.T) {
 	for name, reply := range cases {
 		t.Run(name, func(t *testing.T) {
 			h := hostile(t, reply)
-			g, addr, ev := gateway(t, Options{K: 3, Quorum: 2, Timeout: 2 * time.Second, EjectAfter: -1}, nsd, knot, h)
+			g, addr, ev := gateway(t, Options{K: 3, Quorum: 2, Timeout: 5 * time.Second, EjectAfter: -1}, nsd, knot, h)
 			for _, network := range []string{"udp", "tcp"} {
 				r := ask(t, network, addr, "www.proteus.lab.", dns.TypeA, 1232)
 				if !slices.Equal(aRecords(r), []string{trueWWW}) || strings.Contains(r.String(), forgedWWW) {
@@ -235,20 +240,22 @@ func TestAbusiveClients(t *testing.T) {
 	defer uc.Close()
 	q, _ := new(dns.Msg).SetQuestion("www.proteus.lab.", dns.TypeA).Pack()
 	const flood = 2000
+	began := time.Now()
 	for range flood {
 		uc.Write(q)
 	}
-	answered := 0
-	uc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	answered, last := 0, began
 	buf := make([]byte, 4096)
 	for {
+		uc.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := uc.Read(buf); err != nil {
 			break
 		}
-		answered++
+		answered, last = answered+1, time.Now()
 	}
-	if answered == 0 || answered > 50+20 { // the burst, and what the rate refills while the flood is read
-		t.Errorf("flood of %d: %d answered, want about the burst of 50", flood, answered)
+	// At most the burst and what the rate (50/s) refilled while the flood was being handled.
+	if allowed := 50 + int(50*last.Sub(began).Seconds()) + 1; answered == 0 || answered > allowed {
+		t.Errorf("flood of %d: %d answered, want 1..%d", flood, answered, allowed)
 	}
 	goodAsk("during a flood")
 
@@ -276,7 +283,11 @@ func TestAbusiveClients(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Write(b.msg)
-		c.SetReadDeadline(time.Now().Add(time.Second))
+		wait := 20 * time.Second // an answer is due: generous on a loaded machine
+		if b.rcode < 0 {
+			wait = time.Second // silence is due: a late answer would go unseen, not fail
+		}
+		c.SetReadDeadline(time.Now().Add(wait))
 		n, err := c.Read(buf)
 		c.Close()
 		switch {

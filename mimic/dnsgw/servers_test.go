@@ -3,6 +3,7 @@ package dnsgw
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -78,24 +79,30 @@ func need(t *testing.T, progs ...string) {
 	}
 }
 
-// freePort returns a loopback port free for both UDP and TCP just now.
-func freePort(t *testing.T) int {
+// freeAddr returns an address free for both UDP and TCP just now, on a random 127/8 address
+// unless fixed (BIND and dnsmasq listen only on addresses of an interface: 127.0.0.1), so
+// that the servers of tests running at once hardly ever meet on one address.
+func freeAddr(t *testing.T, fixed bool) (string, int) {
 	t.Helper()
 	for range 50 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		ip := "127.0.0.1"
+		if !fixed {
+			ip = fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254))
+		}
+		pc, err := net.ListenPacket("udp", ip+":0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		port := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 		pc.Close()
 		if err == nil {
 			ln.Close()
-			return port
+			return ip, port
 		}
 	}
 	t.Fatal("no free port")
-	return 0
+	return "", 0
 }
 
 func writeFile(t *testing.T, path, body string) {
@@ -107,9 +114,9 @@ func writeFile(t *testing.T, path, body string) {
 
 // start runs the server's command, stops it at the end of the test and waits until it
 // answers www over UDP and TCP.
-func start(t *testing.T, name string, port int, dir string, argv ...string) *server {
+func start(t *testing.T, name, ip string, port int, dir string, argv ...string) *server {
 	t.Helper()
-	s := &server{name: name, addr: "127.0.0.1:" + strconv.Itoa(port), log: filepath.Join(dir, name+".out")}
+	s := &server{name: name, addr: net.JoinHostPort(ip, strconv.Itoa(port)), log: filepath.Join(dir, name+".out")}
 	out, err := os.Create(s.log)
 	if err != nil {
 		t.Fatal(err)
@@ -121,11 +128,12 @@ func start(t *testing.T, name string, port int, dir string, argv ...string) *ser
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
+	exited := make(chan struct{})
+	go func() { s.cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGCONT)
 		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { s.cmd.Wait(); close(done) }()
+		done := exited
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -139,7 +147,14 @@ func start(t *testing.T, name string, port int, dir string, argv ...string) *ser
 		for {
 			c := dns.Client{Net: network, Timeout: time.Second}
 			m := new(dns.Msg).SetQuestion("www."+zoneName, dns.TypeA)
-			if r, _, err := c.Exchange(m, s.addr); err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
+			r, _, err := c.Exchange(m, s.addr)
+			select {
+			case <-exited: // e.g. its address was taken after all: what answered is not it
+				b, _ := os.ReadFile(s.log)
+				t.Fatalf("%s on %s exited at start; its output:\n%s", name, s.addr, b)
+			default:
+			}
+			if err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -157,10 +172,10 @@ func startNSD(t *testing.T, www string) *server { return startNSDZone(t, testZon
 func startNSDZone(t *testing.T, zone string) *server {
 	need(t, "nsd")
 	dir := t.TempDir()
-	port := freePort(t)
+	ip, port := freeAddr(t, false)
 	writeFile(t, filepath.Join(dir, "zone"), zone)
 	writeFile(t, filepath.Join(dir, "nsd.conf"), fmt.Sprintf(`server:
-  ip-address: 127.0.0.1@%[2]d
+  ip-address: %[3]s@%[2]d
   username: ""
   zonesdir: "%[1]s"
   database: ""
@@ -178,8 +193,8 @@ remote-control:
 zone:
   name: proteus.lab
   zonefile: %[1]s/zone
-`, dir, port))
-	return start(t, "nsd", port, dir, "nsd", "-d", "-c", filepath.Join(dir, "nsd.conf"))
+`, dir, port, ip))
+	return start(t, "nsd", ip, port, dir, "nsd", "-d", "-c", filepath.Join(dir, "nsd.conf"))
 }
 
 func startKnot(t *testing.T, www string) *server { return startKnotZone(t, testZone(www)) }
@@ -187,10 +202,10 @@ func startKnot(t *testing.T, www string) *server { return startKnotZone(t, testZ
 func startKnotZone(t *testing.T, zone string) *server {
 	need(t, "knotd")
 	dir := t.TempDir()
-	port := freePort(t)
+	ip, port := freeAddr(t, false)
 	writeFile(t, filepath.Join(dir, "zone"), zone)
 	writeFile(t, filepath.Join(dir, "knot.conf"), fmt.Sprintf(`server:
-    listen: 127.0.0.1@%[2]d
+    listen: %[3]s@%[2]d
     rundir: %[1]s
     nsid: knot-test
 control:
@@ -207,8 +222,8 @@ template:
 zone:
   - domain: proteus.lab
     file: %[1]s/zone
-`, dir, port))
-	return start(t, "knot", port, dir, "knotd", "-c", filepath.Join(dir, "knot.conf"))
+`, dir, port, ip))
+	return start(t, "knot", ip, port, dir, "knotd", "-c", filepath.Join(dir, "knot.conf"))
 }
 
 func startBIND(t *testing.T, www string) *server { return startBINDZone(t, testZone(www)) }
@@ -216,14 +231,14 @@ func startBIND(t *testing.T, www string) *server { return startBINDZone(t, testZ
 func startBINDZone(t *testing.T, zone string) *server {
 	need(t, "named")
 	dir := t.TempDir()
-	port := freePort(t)
+	ip, port := freeAddr(t, true)
 	writeFile(t, filepath.Join(dir, "zone"), zone)
 	writeFile(t, filepath.Join(dir, "named.conf"), fmt.Sprintf(`options { directory "%[1]s"; listen-on port %[2]d { 127.0.0.1; }; listen-on-v6 { none; };
   recursion no; pid-file "%[1]s/named.pid"; dnssec-validation no; session-keyfile "%[1]s/session.key"; server-id "bind-test"; };
 controls { };
 zone "proteus.lab" { type primary; file "%[1]s/zone"; };
 `, dir, port))
-	return start(t, "bind", port, dir, "named", "-g", "-4", "-c", filepath.Join(dir, "named.conf"))
+	return start(t, "bind", ip, port, dir, "named", "-g", "-4", "-c", filepath.Join(dir, "named.conf"))
 }
 
 // startUnbound resolves the zone from auth; forged, when set, is a local-data A record for
@@ -231,13 +246,13 @@ zone "proteus.lab" { type primary; file "%[1]s/zone"; };
 func startUnbound(t *testing.T, auth *server, forged string) *server {
 	need(t, "unbound")
 	dir := t.TempDir()
-	port := freePort(t)
+	ip, port := freeAddr(t, false)
 	poison := ""
 	if forged != "" {
 		poison = fmt.Sprintf("  local-zone: \"www.proteus.lab.\" redirect\n  local-data: \"www.proteus.lab. 300 IN A %s\"\n", forged)
 	}
 	writeFile(t, filepath.Join(dir, "unbound.conf"), fmt.Sprintf(`server:
-  interface: 127.0.0.1@%[2]d
+  interface: %[5]s@%[2]d
   do-ip6: no
   username: ""
   chroot: ""
@@ -254,28 +269,28 @@ func startUnbound(t *testing.T, auth *server, forged string) *server {
 stub-zone:
   name: "proteus.lab"
   stub-addr: %[3]s
-`, dir, port, strings.Replace(auth.addr, ":", "@", 1), poison))
-	return start(t, "unbound", port, dir, "unbound", "-d", "-c", filepath.Join(dir, "unbound.conf"))
+`, dir, port, strings.Replace(auth.addr, ":", "@", 1), poison, ip))
+	return start(t, "unbound", ip, port, dir, "unbound", "-d", "-c", filepath.Join(dir, "unbound.conf"))
 }
 
 func startKresd(t *testing.T, auth *server) *server {
 	need(t, "kresd")
 	dir := t.TempDir()
-	port := freePort(t)
-	writeFile(t, filepath.Join(dir, "kresd.lua"), fmt.Sprintf(`net.listen('127.0.0.1', %[2]d, { kind = 'dns' })
+	ip, port := freeAddr(t, false)
+	writeFile(t, filepath.Join(dir, "kresd.lua"), fmt.Sprintf(`net.listen('%[4]s', %[2]d, { kind = 'dns' })
 trust_anchors.remove('.')
 cache.open(10*MB, 'lmdb://%[1]s/cache')
 policy.add(policy.suffix(policy.STUB({'%[3]s'}), {todname('proteus.lab.')}))
-`, dir, port, strings.Replace(auth.addr, ":", "@", 1)))
-	return start(t, "kresd", port, dir, "kresd", "-n", "-c", filepath.Join(dir, "kresd.lua"), dir)
+`, dir, port, strings.Replace(auth.addr, ":", "@", 1), ip))
+	return start(t, "kresd", ip, port, dir, "kresd", "-n", "-c", filepath.Join(dir, "kresd.lua"), dir)
 }
 
 func startDnsmasq(t *testing.T, auth *server) *server {
 	need(t, "dnsmasq")
 	dir := t.TempDir()
-	port := freePort(t)
-	return start(t, "dnsmasq", port, dir, "dnsmasq", "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-		"--port="+strconv.Itoa(port), "--listen-address=127.0.0.1", "--bind-interfaces",
+	ip, port := freeAddr(t, true)
+	return start(t, "dnsmasq", ip, port, dir, "dnsmasq", "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+		"--port="+strconv.Itoa(port), "--listen-address="+ip, "--bind-interfaces",
 		"--server=/proteus.lab/"+strings.Replace(auth.addr, ":", "#", 1), "--pid-file="+filepath.Join(dir, "pid"), "-u", "root")
 }
 
