@@ -93,23 +93,7 @@ func sendSegment(spec string) error {
 // the raw socket, nothing else); it reports whether the send went through.
 func sendAs(t *testing.T, uid, port, flags int) bool {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(copyExe(t, self))
-	cmd.Env = []string{fmt.Sprintf("%s=%d %d", rawEnv, port, flags)}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)},
-		AmbientCaps: []uintptr{unix.CAP_NET_RAW}}
-	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 3 {
-		t.Logf("uid %d, flags %#x: %s", uid, flags, out)
-		return false
-	}
-	if err != nil {
-		t.Fatalf("sender: %v %s", err, out)
-	}
-	return true
+	return runAs(t, uid, fmt.Sprintf("%s=%d %d", rawEnv, port, flags), unix.CAP_NET_RAW)
 }
 
 // A late packet of a connection conntrack has forgotten (a retransmitted FIN, an RST, a
@@ -153,23 +137,29 @@ func TestLatePacketsAreNotAttempts(t *testing.T) {
 // dialAs connects to addr as uid; it reports whether the connection was made.
 func dialAs(t *testing.T, uid int, addr string) bool {
 	t.Helper()
+	return runAs(t, uid, dialEnv+"="+addr)
+}
+
+// runAs runs the test binary in the role env names as uid with only the ambient
+// capabilities caps; it reports whether the role succeeded (false: exit 3, refused).
+func runAs(t *testing.T, uid int, env string, caps ...uintptr) bool {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The test binary sits in a directory only root may enter: run it through a copy
 	// anyone may execute.
-	exe := copyExe(t, self)
-	cmd := exec.Command(exe)
-	cmd.Env = []string{dialEnv + "=" + addr}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	cmd := exec.Command(copyExe(t, self))
+	cmd.Env = []string{env}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}, AmbientCaps: caps}
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 3 {
-		t.Logf("uid %d: %s", uid, out)
+		t.Logf("uid %d, %s: %s", uid, env, out)
 		return false
 	}
 	if err != nil {
-		t.Fatalf("dialer: %v %s", err, out)
+		t.Fatalf("%s as uid %d: %v %s", env, uid, err, out)
 	}
 	return true
 }
