@@ -21,8 +21,8 @@ type Denial struct {
 	Attempted string // what the executor tried, in words: "open /var/lib/proteus/api.token for read"
 	RefusedBy string // what refused it: "fanotify", "pid namespace", "seccomp", "nftables", "cgroup memory", ...
 	// Category is the security attribute the attempt went for: confidentiality (reading
-	// what is not its own, connecting out), integrity (writing, signalling, forbidden
-	// calls) or availability (a resource limit: the executor stops answering, which the
+	// what is not its own, connecting out), integrity (writing, or an open whose mode is
+	// unknown, Extra["access"] other than "read"; signalling, forbidden calls) or availability (a resource limit: the executor stops answering, which the
 	// gateway sees as an availability dissent). Empty: the reason's usual one.
 	Category string
 	Extra    map[string]any
@@ -35,6 +35,9 @@ func (d Denial) Attrs() map[string]any {
 		a[k] = v
 	}
 	cat := d.Category
+	if access, _ := d.Extra["access"].(string); cat == "" && d.Reason == DeniedFile && access != "read" {
+		cat = "integrity" // a write, or an open whose mode is unknown
+	}
 	if cat == "" {
 		cat = map[string]string{DeniedFile: "confidentiality", DeniedNetwork: "confidentiality", DeniedSignal: "integrity",
 			DeniedSeccomp: "integrity", DeniedMemory: "availability", DeniedProcesses: "availability"}[d.Reason]

@@ -23,6 +23,7 @@ import (
 	seccomp "github.com/elastic/go-seccomp-bpf"
 
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/internal/decoy"
 	"github.com/proteus-defense/proteus/executor/netguard"
 )
 
@@ -92,7 +93,7 @@ func (d *Driver) setupIsolation(cfg executor.Isolation) error {
 			iso.degraded = fmt.Sprintf("namespaces or own uid refused: %v", err)
 		}
 		if iso.full {
-			iso.tripwires = fanotifyUsable()
+			iso.tripwires = decoy.Usable()
 			iso.signals = iso.seccomp && notifyUsable()
 			if !iso.tripwires || !iso.signals {
 				d.log.Warn("refused reads, writes or signals of executors leave no evidence here", "fanotify", iso.tripwires, "seccomp_notify", iso.signals)

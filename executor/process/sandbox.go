@@ -6,11 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/proteus-defense/proteus/executor/internal/decoy"
 )
 
 // The sandbox helper. Start runs the driver's own binary as
@@ -103,7 +104,7 @@ func (sb *sandbox) enter(argv []string) error {
 	}
 	fan := -1
 	if sb.Tripwires && len(decoys) > 0 {
-		if fan, err = armTripwires(decoys); err != nil {
+		if fan, err = decoy.Arm(decoys); err != nil {
 			return fmt.Errorf("tripwires: %w", err)
 		}
 	} else {
@@ -169,17 +170,17 @@ func (sb *sandbox) mount() ([]string, error) {
 	}
 	// What the covers will hide, listed while it is still visible (a Hide dir may be below
 	// a Private one: the image in /tmp).
-	plans := map[string][]decoy{}
+	plans := map[string][]decoy.Entry{}
 	if sb.Tripwires {
 		for _, dir := range sb.Hide {
-			plans[dir] = planDecoys(dir, sb.WorkDir)
+			plans[dir] = decoy.Plan(dir, sb.WorkDir)
 		}
 	}
 	defer unix.Close(work)
 	var covered []string
 	cover := func(dir, opts string) error {
 		for _, c := range covered {
-			if within(dir, c) {
+			if decoy.Within(dir, c) {
 				return nil // already hidden under an earlier cover
 			}
 		}
@@ -204,7 +205,7 @@ func (sb *sandbox) mount() ([]string, error) {
 	}
 	var decoys []string
 	for _, dir := range sb.Hide {
-		files, err := makeDecoys(dir, plans[dir])
+		files, err := decoy.Make(dir, plans[dir])
 		if err != nil {
 			return nil, fmt.Errorf("decoys in %s: %w", dir, err)
 		}
@@ -224,11 +225,6 @@ func (sb *sandbox) mount() ([]string, error) {
 		return nil, fmt.Errorf("hostname: %w", err)
 	}
 	return decoys, nil
-}
-
-// within reports whether path is dir or below it (both clean and absolute).
-func within(path, dir string) bool {
-	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }
 
 // dropTo sets the calling thread's groups, gid and uid. Raw syscalls on purpose: the C

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/internal/decoy"
 )
 
 // Tripwires turn the attempts that the executor's confinement refuses without telling
@@ -48,116 +48,6 @@ import (
 // The helper hands both file descriptors to the agent over a socket (Sandbox.Report)
 // just before it execs the command, and closes its own copies: the executor never holds
 // them.
-
-// maxDecoys bounds the decoys made for each hidden directory (files and directories), and
-// maxDecoysPerDir the entries taken from any one directory of it: another executor's work
-// dir is that executor's to fill, and it must not crowd its siblings out of the decoys.
-const (
-	maxDecoys       = 256
-	maxDecoysPerDir = 32
-)
-
-// decoy is one entry of a hidden directory, relative to it.
-type decoy struct {
-	rel  string
-	dir  bool
-	size int64
-}
-
-// planDecoys lists dir breadth first (so the top level, where api.token lives, always
-// fits), at most maxDecoysPerDir entries of each directory, skipping skip (the executor's own work dir, which is bound back) and anything
-// neither a directory nor a regular file. It must run before dir is covered.
-func planDecoys(dir, skip string) []decoy {
-	var out []decoy
-	queue := []string{""}
-	for len(queue) > 0 && len(out) < maxDecoys {
-		rel := queue[0]
-		queue = queue[1:]
-		// A bounded read: one of the other executors' work dirs may hold a million names.
-		f, err := os.Open(filepath.Join(dir, rel))
-		if err != nil {
-			continue
-		}
-		ents, _ := f.ReadDir(maxDecoysPerDir)
-		f.Close()
-		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
-		for _, e := range ents {
-			if len(out) == maxDecoys {
-				break
-			}
-			r := filepath.Join(rel, e.Name())
-			full := filepath.Join(dir, r)
-			switch {
-			case within(full, skip): // the own work dir: bound back, not a decoy
-			case within(skip, full): // a parent of it: made for the bind anyway
-				if e.IsDir() {
-					queue = append(queue, r)
-				}
-			case e.IsDir():
-				out = append(out, decoy{rel: r, dir: true})
-				queue = append(queue, r)
-			case e.Type().IsRegular():
-				var size int64
-				if info, err := e.Info(); err == nil {
-					size = info.Size()
-				}
-				out = append(out, decoy{rel: r, size: size})
-			}
-		}
-	}
-	return out
-}
-
-// makeDecoys creates plan below dir (now covered) and returns the decoy files' paths.
-func makeDecoys(dir string, plan []decoy) ([]string, error) {
-	var files []string
-	for _, d := range plan {
-		p := filepath.Join(dir, d.rel)
-		if d.dir {
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return nil, err
-			}
-			if err := os.Chmod(p, 0o755); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o666)
-		if errors.Is(err, fs.ErrExist) {
-			continue // made already for an enclosing hidden directory
-		}
-		if err != nil {
-			return nil, err
-		}
-		_ = f.Truncate(d.size) // the size is a sibling's to choose: a refusal is no reason to fail
-		if err := errors.Join(f.Chmod(0o666), f.Close()); err != nil {
-			return nil, err
-		}
-		files = append(files, p)
-	}
-	return files, nil
-}
-
-// armTripwires makes the fanotify group watching files (nothing else has been opened
-// through it yet). It needs CAP_SYS_ADMIN: the helper calls it before dropping to the
-// executor's uid.
-func armTripwires(files []string) (int, error) {
-	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_REPORT_TID,
-		unix.O_RDONLY|unix.O_CLOEXEC|unix.O_LARGEFILE)
-	if err != nil {
-		return -1, fmt.Errorf("fanotify_init: %w", err)
-	}
-	for _, f := range files {
-		if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD, unix.FAN_OPEN_PERM, unix.AT_FDCWD, f); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("fanotify_mark %s: %w", f, err)
-		}
-	}
-	return fd, nil
-}
 
 // handover is the header the helper sends with the descriptors, in this order.
 type handover struct {
@@ -263,81 +153,13 @@ func (d *Driver) watchTripwires(p *proc, inst *executor.Instance, conn *net.Unix
 
 // watchFiles denies every open of a decoy and reports the first as evidence.
 func (d *Driver) watchFiles(p *proc, inst *executor.Instance, fan *os.File) {
-	buf := make([]byte, 4096)
-	const metaLen = int(unsafe.Sizeof(unix.FanotifyEventMetadata{}))
-	for {
-		n, err := fan.Read(buf)
-		if err != nil {
-			return // closed once the executor has exited
-		}
-		for off := 0; off+metaLen <= n; {
-			m := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[off]))
-			if m.Event_len < uint32(metaLen) || off+int(m.Event_len) > n {
-				break
-			}
-			off += int(m.Event_len)
-			if m.Fd < 0 {
-				continue // queue overflow: nothing to answer
-			}
-			path, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(m.Fd)))
-			access := openAccess(int(m.Pid))
-			resp := unix.FanotifyResponse{Fd: m.Fd, Response: unix.FAN_DENY}
-			_, werr := fan.Write((*[unsafe.Sizeof(resp)]byte)(unsafe.Pointer(&resp))[:])
-			unix.Close(int(m.Fd))
-			if werr != nil {
-				d.log.Warn("decoy open not answered", "id", inst.ID, "err", werr)
-			}
-			category := "confidentiality"
-			if access != "read" {
-				category = "integrity"
-			}
-			d.deny(p, inst, executor.Denial{Reason: executor.DeniedFile, Category: category,
-				Attempted: fmt.Sprintf("open %s for %s", path, access),
-				RefusedBy: "fanotify (EPERM: a decoy in its private view of a hidden directory)",
-				Extra:     map[string]any{"path": path, "access": access, "pid": int(m.Pid)}})
-		}
-	}
-}
-
-// openAccess tells from a thread blocked in open(2) how it opens the file: "read",
-// "write" or "read-write" ("open" when the call cannot be read).
-func openAccess(tid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/syscall")
-	if err != nil {
-		return "open"
-	}
-	f := strings.Fields(string(b))
-	arg := func(i int) (uint64, bool) {
-		if len(f) <= i+1 {
-			return 0, false
-		}
-		v, err := strconv.ParseUint(strings.TrimPrefix(f[i+1], "0x"), 16, 64)
-		return v, err == nil
-	}
-	nr, err := strconv.Atoi(f[0])
-	if err != nil {
-		return "open"
-	}
-	var flags uint64
-	var ok bool
-	switch nr {
-	case unix.SYS_OPEN:
-		flags, ok = arg(1)
-	case unix.SYS_OPENAT:
-		flags, ok = arg(2)
-	case unix.SYS_CREAT:
-		return "write"
-	}
-	if !ok {
-		return "open"
-	}
-	switch {
-	case flags&unix.O_ACCMODE == unix.O_RDWR:
-		return "read-write"
-	case flags&unix.O_ACCMODE == unix.O_WRONLY || flags&(unix.O_TRUNC|unix.O_CREAT) != 0:
-		return "write"
-	}
-	return "read"
+	decoy.Watch(fan, func(o decoy.Open) bool {
+		d.deny(p, inst, executor.Denial{Reason: executor.DeniedFile,
+			Attempted: fmt.Sprintf("open %s for %s", o.Path, o.Access),
+			RefusedBy: "fanotify (EPERM: a decoy in its private view of a hidden directory)",
+			Extra:     map[string]any{"path": o.Path, "access": o.Access, "pid": o.Pid}})
+		return true
+	})
 }
 
 // seccompNotif and seccompNotifResp are struct seccomp_notif and seccomp_notif_resp.
@@ -484,16 +306,6 @@ func (p *pacer) wait() {
 	if d := p.next.Sub(now); d > 0 {
 		time.Sleep(d)
 	}
-}
-
-// fanotifyUsable reports whether this kernel gives permission events to the agent.
-func fanotifyUsable() bool {
-	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC, unix.O_RDONLY)
-	if err != nil {
-		return false
-	}
-	unix.Close(fd)
-	return true
 }
 
 // notifyUsable reports whether the kernel has seccomp user notification with "continue"

@@ -1,4 +1,4 @@
-package process
+package decoy
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 // The decoy plan mirrors what matters (api.token, a sibling's files, the image) and nothing
 // of the executor's own work dir, skips links, FIFOs and sockets, and stays bounded when
 // another executor fills its work dir with names.
-func TestPlanDecoys(t *testing.T) {
+func TestPlanAndMake(t *testing.T) {
 	data := t.TempDir()
 	mk := func(rel string, size int) {
 		p := filepath.Join(data, rel)
@@ -37,22 +37,22 @@ func TestPlanDecoys(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(data, "fifo"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	plan := planDecoys(data, own)
-	if len(plan) > maxDecoys {
-		t.Fatalf("%d decoys, bound %d", len(plan), maxDecoys)
+	plan := Plan(data, own)
+	if len(plan) > Max {
+		t.Fatalf("%d decoys, bound %d", len(plan), Max)
 	}
-	byRel := map[string]decoy{}
+	byRel := map[string]Entry{}
 	for _, d := range plan {
-		byRel[d.rel] = d
+		byRel[d.Rel] = d
 	}
 	for rel, size := range map[string]int64{"api.token": 33, "executor/process/work/sib-2/site/index.html": 1234, "executor/process/run/sib-2.json": 5} {
-		if d, ok := byRel[rel]; !ok || d.dir || d.size != size {
+		if d, ok := byRel[rel]; !ok || d.Dir || d.Size != size {
 			t.Errorf("decoy %s: %+v %v", rel, d, ok)
 		}
 	}
 	junk := 0
 	for rel := range byRel {
-		if within(filepath.Join(data, rel), own) {
+		if Within(filepath.Join(data, rel), own) {
 			t.Errorf("decoy of the executor's own work dir: %s", rel)
 		}
 		if slices.Contains([]string{"link", "fifo"}, rel) {
@@ -62,13 +62,13 @@ func TestPlanDecoys(t *testing.T) {
 			junk++
 		}
 	}
-	if junk > maxDecoysPerDir {
-		t.Errorf("%d decoys from one directory, bound %d", junk, maxDecoysPerDir)
+	if junk > MaxPerDir {
+		t.Errorf("%d decoys from one directory, bound %d", junk, MaxPerDir)
 	}
 
 	// Made in a fresh directory (the cover): root's dirs, files anyone may open, sized.
 	cover := t.TempDir()
-	files, err := makeDecoys(cover, plan)
+	files, err := Make(cover, plan)
 	if err != nil {
 		t.Fatal(err)
 	}
