@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/netguard"
 )
@@ -152,13 +151,9 @@ func (d *Driver) watchLimits(inst *executor.Instance) {
 			default:
 				continue
 			}
-			den.Variant = inst.Variant
-			den.Extra = map[string]any{"refused_packets": packets, "refused_forks": forks, "container": inst.Handle}
-			d.log.Warn("container refused by its confinement: quarantining", "instance", inst.ID, "variant", inst.Variant,
-				"reason", den.Reason, "attempted", den.Attempted)
-			d.bus.Publish(bus.Event{Kind: executor.EventDenied, Source: "executor/docker", Subject: inst.ID, Attrs: den.Attrs()})
-			if err := d.Quarantine(d.life, inst); err != nil {
-				d.log.Error("quarantine after a refusal", "instance", inst.ID, "err", err)
+			den.Extra = map[string]any{"refused_packets": packets, "refused_forks": forks}
+			if d.denied(inst, den) {
+				d.quarantineDenied(inst)
 			}
 			return
 		}

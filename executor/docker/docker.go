@@ -122,6 +122,11 @@ type Driver struct {
 	exits    map[string]chan struct{} // instance ID -> closed when its container stops running
 	watchers sync.WaitGroup
 	guard    *netguard.Guard // nil: no firewall (not root, no nftables, or NoFirewall)
+	// withDecoys: containers get decoys of the data dir (decoys.go); decoys holds the
+	// fanotify group of each running container's, refused the instances already reported.
+	withDecoys bool
+	decoys     map[string]*os.File
+	refused    sync.Map
 }
 
 var (
@@ -194,6 +199,7 @@ func New(o Options) (*Driver, error) {
 		life:     life,
 		shutdown: shutdown,
 		exits:    map[string]chan struct{}{},
+		decoys:   map[string]*os.File{},
 		cli:      cli,
 		host:     o.Host,
 		agent:    AgentID(o.DataDir),
@@ -206,6 +212,7 @@ func New(o Options) (*Driver, error) {
 			d.log.Warn("no firewall for containers: they can reach this host's services bound beyond loopback and, through Docker's NAT, the network", "err", err)
 		}
 	}
+	d.withDecoys = d.decoysUsable()
 	return d, nil
 }
 
@@ -446,19 +453,37 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 			NanoCPUs:   d.opts.NanoCPUs,
 		},
 	}
+	var fan *os.File
+	if d.withDecoys {
+		m, f, err := d.makeDecoys(name)
+		if err != nil {
+			return nil, d.wrap("start", spec.Variant, err)
+		}
+		if f != nil {
+			hc.Mounts, fan = append(hc.Mounts, m), f
+		}
+	}
+	fail := func(id string, err error) (*executor.Instance, error) {
+		if id != "" {
+			d.removeQuietly(id)
+		}
+		if fan != nil {
+			fan.Close()
+			os.RemoveAll(d.decoyDir(name))
+		}
+		return nil, d.wrap("start", spec.Variant, err)
+	}
 	cctx, cancel := d.opCtx(ctx)
 	defer cancel()
 	created, err := d.cli.ContainerCreate(cctx, cfg, hc, nil, nil, name)
 	if err != nil {
-		return nil, d.wrap("start", spec.Variant, fmt.Errorf("create container: %w", err))
+		return fail("", fmt.Errorf("create container: %w", err))
 	}
 	if err := d.cli.ContainerStart(cctx, created.ID, container.StartOptions{}); err != nil {
-		d.removeQuietly(created.ID)
-		return nil, d.wrap("start", spec.Variant, fmt.Errorf("start container %s: %w", name, err))
+		return fail(created.ID, fmt.Errorf("start container %s: %w", name, err))
 	}
 	if err := d.confine(cctx, name, created.ID, spec.AllowOutbound); err != nil {
-		d.removeQuietly(created.ID)
-		return nil, d.wrap("start", spec.Variant, err)
+		return fail(created.ID, err)
 	}
 	inst := &executor.Instance{
 		ID:          name,
@@ -472,6 +497,9 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 	}
 	d.log.Info("container started", "variant", spec.Variant, "instance", name, "container", shortID(created.ID), "address", inst.Address, "image", shortID(imageID))
 	d.watchExit(inst)
+	if fan != nil {
+		d.watchDecoys(inst, fan)
+	}
 	d.watchLimits(inst)
 	d.bus.Publish(bus.Event{Kind: executor.EventStarted, Source: "executor/docker", Subject: name,
 		Attrs: map[string]any{"variant": spec.Variant, "address": inst.Address, "image": imageID, "container": created.ID}})

@@ -434,6 +434,7 @@ func unguardAgentContainers(t testing.TB, cli *client.Client, d *Driver) {
 func removeAgentContainers(t testing.TB, cli *client.Client, agent string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	defer os.RemoveAll(filepath.Join(decoyRoot, agent)) // the containers' decoys, removed behind the driver too
 	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelAgent+"="+agent))})
 	if err != nil {
 		t.Errorf("cleanup list: %v", err)

@@ -8,7 +8,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 
-	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
 )
 
@@ -83,15 +82,16 @@ func (d *Driver) limitEvidence(inst *executor.Instance, code int64) {
 		return
 	}
 	d.log.Warn("container killed by its memory limit", "instance", inst.ID, "variant", inst.Variant)
-	den := executor.Denial{Variant: inst.Variant, Reason: executor.DeniedMemory, RefusedBy: "cgroup memory (OOM kill)",
+	d.denied(inst, executor.Denial{Reason: executor.DeniedMemory, RefusedBy: "cgroup memory (OOM kill)",
 		Attempted: fmt.Sprintf("allocate beyond its memory limit (%d bytes)", d.opts.Memory),
-		Extra:     map[string]any{"exit_code": code, "container": inst.Handle}}
-	d.bus.Publish(bus.Event{Kind: executor.EventDenied, Source: "executor/docker", Subject: inst.ID, Attrs: den.Attrs()})
+		Extra:     map[string]any{"exit_code": code}}) // the container has ended: nothing to quarantine
 }
 
-// forget drops the exit channel of a removed instance.
+// forget drops the exit channel, the decoys and the refusal mark of a removed instance.
 func (d *Driver) forget(inst *executor.Instance) {
 	d.mu.Lock()
 	delete(d.exits, inst.ID)
 	d.mu.Unlock()
+	d.refused.Delete(inst.ID)
+	d.closeDecoys(inst, true)
 }

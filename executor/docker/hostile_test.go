@@ -139,7 +139,6 @@ func TestCompromisedContainer(t *testing.T) {
 		name, what string
 		args       []string
 	}{
-		{"read api.token", "read", []string{"path", token}},
 		{"read the Docker socket", "read", []string{"path", "/var/run/docker.sock"}},
 		{"write a sibling's files", "write", []string{"path", siblingFile}},
 		{"write its own image", "write", []string{"path", "/httpserver"}},
@@ -191,6 +190,40 @@ func TestCompromisedContainer(t *testing.T) {
 		waitQuarantined(t, d, hostile)
 		voted(t) // two of three
 	})
+
+	// The data dir's path holds decoys in every container (as root, with fanotify): reading
+	// or writing api.token there is refused and is evidence. Without them the path is
+	// simply not there.
+	for _, c := range []struct{ name, what string }{{"read api.token", "read"}, {"write api.token", "write"}} {
+		t.Run(c.name, func(t *testing.T) {
+			snoop := start("snoop-" + c.what)
+			if d.withDecoys {
+				// This host's own processes (a backup walking /run, say) open the decoys
+				// freely and are no evidence: the next evidence must be the container's.
+				if _, err := os.ReadFile(filepath.Join(d.decoyDir(snoop.ID), filepath.Base(token))); err != nil {
+					t.Fatalf("the agent's side cannot read a decoy: %v", err)
+				}
+			}
+			report := attackContainer(snoop, c.what, "path", token)
+			t.Logf("%q", report)
+			if !strings.HasPrefix(report, "refused: ") {
+				t.Fatalf("report %q, want a refusal", report)
+			}
+			if !d.withDecoys {
+				t.Skip("no decoys here (needs root, a local engine and fanotify): the refusal leaves no evidence")
+			}
+			e := evidenceFor(t, denied, snoop)
+			t.Logf("evidence %v", e.Attrs)
+			if e.Attrs["reason"] != executor.DeniedFile || e.Attrs["path"] != token || e.Attrs["access"] != c.what || e.Attrs["pid"] == os.Getpid() {
+				t.Fatalf("evidence %+v", e)
+			}
+			waitQuarantined(t, d, snoop)
+			if b, err := os.ReadFile(token); err != nil || string(b) != "agent-secret\n" {
+				t.Errorf("the token file: %q %v", b, err)
+			}
+			voted(t)
+		})
+	}
 
 	t.Run("fork without bound", func(t *testing.T) {
 		forker := start("forker")

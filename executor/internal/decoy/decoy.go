@@ -39,7 +39,7 @@ type Entry struct {
 }
 
 // Plan lists dir breadth first (so the top level, where api.token lives, always
-// fits), at most MaxPerDir entries of each directory, skipping skip (the executor's own work dir, which is bound back) and anything
+// fits), at most MaxPerDir entries of each directory, skipping skip (when not empty) (the executor's own work dir, which is bound back) and anything
 // neither a directory nor a regular file. It must run before dir is covered.
 func Plan(dir, skip string) []Entry {
 	var out []Entry
@@ -62,8 +62,8 @@ func Plan(dir, skip string) []Entry {
 			r := filepath.Join(rel, e.Name())
 			full := filepath.Join(dir, r)
 			switch {
-			case Within(full, skip): // the own work dir: bound back, not a decoy
-			case Within(skip, full): // a parent of it: made for the bind anyway
+			case skip != "" && Within(full, skip): // the own work dir: bound back, not a decoy
+			case skip != "" && Within(skip, full): // a parent of it: made for the bind anyway
 				if e.IsDir() {
 					queue = append(queue, r)
 				}
