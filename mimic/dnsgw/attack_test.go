@@ -160,6 +160,14 @@ func TestHostileExecutorAnswersNeverReachClient(t *testing.T) {
 		"other-id":         func(q []byte) []byte { b := forge(q, nil); b[0] ^= 0xff; return b },
 		"other-question":   func(q []byte) []byte { return forge(q, func(m *dns.Msg) { m.Question[0].Name = "evil.proteus.lab." }) },
 		"not-a-response":   func(q []byte) []byte { return forge(q, func(m *dns.Msg) { m.Response = false }) },
+		"other-cookie": func(q []byte) []byte { // the true record, but not an answer to our query
+			return forge(q, func(m *dns.Msg) {
+				rr, _ := dns.NewRR("www.proteus.lab. 300 IN A 192.0.2.10")
+				m.Answer = []dns.RR{rr}
+				m.SetEdns0(1232, false)
+				m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "00112233445566778899aabbccddeeff"}}
+			})
+		},
 		"glue-in-additional": func(q []byte) []byte {
 			return forge(q, func(m *dns.Msg) {
 				rr, _ := dns.NewRR("www.proteus.lab. 300 IN A 192.0.2.10")

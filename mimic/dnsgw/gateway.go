@@ -2,6 +2,7 @@ package dnsgw
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -127,6 +128,7 @@ type Gateway struct {
 	sem      chan struct{}
 	seq      atomic.Uint64
 	idPrefix string
+	cookie   string  // the gateway's client cookie for the executors (hex, 8 bytes)
 	pending  pending // rounds whose accounting is not done
 
 	mu      sync.Mutex
@@ -149,6 +151,7 @@ func New(o Options) (*Gateway, error) {
 		seed:     maphash.MakeSeed(),
 		sem:      make(chan struct{}, o.MaxInFlight),
 		idPrefix: "dns-" + strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
+		cookie:   fmt.Sprintf("%016x", rand.Uint64()),
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
@@ -238,7 +241,7 @@ func (g *Gateway) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
 		return
 	}
-	up := upstreamQuery(r, g.o.UDPSize)
+	up := upstreamQuery(r, g.o.UDPSize, g.cookie)
 	g.pending.Add(1)
 	group, ok := voter.Poll(context.Background(), picked, g.o.Quorum, g.o.WaitAll, g.o.Timeout,
 		func(ctx context.Context, m voter.Member) (*normalized, uint64, error) { return g.ask(ctx, m, up) },
@@ -320,8 +323,10 @@ func acceptQuery(h dns.Header) dns.MsgAcceptAction {
 
 // upstreamQuery is the question the executors get: the client's question and its RD, CD and
 // DO bits, in a message the gateway builds itself (its ID is set per executor), with the
-// gateway's own EDNS buffer size and no options.
-func upstreamQuery(r *dns.Msg, udpSize int) *dns.Msg {
+// gateway's own EDNS buffer size and options: an NSID request (each server names itself in
+// its answer, which dissent events report) and the gateway's client cookie (RFC 7873: an
+// answer must echo it), never the client's.
+func upstreamQuery(r *dns.Msg, udpSize int, cookie string) *dns.Msg {
 	q := new(dns.Msg)
 	q.Question = []dns.Question{r.Question[0]}
 	q.Opcode = dns.OpcodeQuery
@@ -332,7 +337,27 @@ func upstreamQuery(r *dns.Msg, udpSize int) *dns.Msg {
 		do = opt.Do()
 	}
 	q.SetEdns0(uint16(udpSize), do)
+	opt := q.IsEdns0()
+	opt.Option = append(opt.Option, &dns.EDNS0_NSID{Code: dns.EDNS0NSID}, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: cookie})
 	return q
+}
+
+// nsidOf returns the NSID an answer carries, as text ("" without).
+func nsidOf(m *dns.Msg) string {
+	opt := m.IsEdns0()
+	if opt == nil {
+		return ""
+	}
+	for _, o := range opt.Option {
+		if n, ok := o.(*dns.EDNS0_NSID); ok {
+			b, err := hex.DecodeString(n.Nsid)
+			if err != nil {
+				return ""
+			}
+			return excerpt(string(b))
+		}
+	}
+	return ""
 }
 
 // ask puts the question to one executor: over UDP, and again over TCP when the answer is
@@ -450,6 +475,11 @@ func (g *Gateway) account(qu *query, round *voter.Round[*normalized, uint64]) {
 				return Differs{TTL: a.Value.ttlExcess}
 			}
 			return differs(a.Value, win.Value)
+		},
+		Extra: func(a, _ *voter.Answer[*normalized, uint64], attrs map[string]any) {
+			if id := nsidOf(a.Value.msg); id != "" {
+				attrs["nsid"] = id // the server's own name for itself
+			}
 		},
 		Vote: func(a *voter.Answer[*normalized, uint64]) any {
 			return dns.RcodeToString[a.Value.rcode] + " " + strconv.FormatUint(a.Key, 16)

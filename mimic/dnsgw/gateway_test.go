@@ -90,7 +90,7 @@ func aRecords(r *dns.Msg) []string {
 
 // checkPoisonNeverReachesClient asks www over UDP and TCP, in varied case, and checks that
 // every answer is the true record and that every query made the poisoned executor dissent.
-func checkPoisonNeverReachesClient(t *testing.T, poisoned string, servers ...*server) {
+func checkPoisonNeverReachesClient(t *testing.T, poisoned, nsid string, servers ...*server) {
 	g, addr, ev := gateway(t, Options{K: 3, Quorum: 2}, servers...)
 	const rounds = 10
 	names := []string{"www.proteus.lab.", "WWW.Proteus.Lab.", "wWw.pRoTeUs.lAb."}
@@ -121,6 +121,9 @@ func checkPoisonNeverReachesClient(t *testing.T, poisoned string, servers ...*se
 			!strings.Contains(fmt.Sprint(diff.Missing), trueWWW) || !strings.HasPrefix(strings.ToLower(d.Attrs["query"].(string)), "www.proteus.lab. a") {
 			t.Errorf("dissent event does not say what differed: %v", d.Attrs)
 		}
+		if nsid != "" && d.Attrs["nsid"] != nsid {
+			t.Errorf("dissent event without the server's NSID %q: %v", nsid, d.Attrs)
+		}
 	}
 	if fromPoisoned != n {
 		t.Errorf("%d dissent events from the poisoned %s for %d queries", fromPoisoned, poisoned, n)
@@ -133,14 +136,14 @@ func checkPoisonNeverReachesClient(t *testing.T, poisoned string, servers ...*se
 func TestPoisonedAuthoritativeNeverReachesClient(t *testing.T) {
 	t.Parallel()
 	nsd, knot, bind := startNSD(t, trueWWW), startKnot(t, forgedWWW), startBIND(t, trueWWW)
-	checkPoisonNeverReachesClient(t, knot.member().ID, nsd, knot, bind)
+	checkPoisonNeverReachesClient(t, knot.member().ID, "knot-test", nsd, knot, bind)
 }
 
 func TestPoisonedResolverNeverReachesClient(t *testing.T) {
 	t.Parallel()
 	auth := startNSD(t, trueWWW)
 	ub, kr, dm := startUnbound(t, auth, forgedWWW), startKresd(t, auth), startDnsmasq(t, auth)
-	checkPoisonNeverReachesClient(t, ub.member().ID, ub, kr, dm)
+	checkPoisonNeverReachesClient(t, ub.member().ID, "", ub, kr, dm)
 }
 
 // Three authoritative servers and three resolvers (caching, so their TTLs count down) answer

@@ -200,5 +200,20 @@ func checkAnswer(r, q *dns.Msg) error {
 	if a.Qtype != b.Qtype || a.Qclass != b.Qclass || !strings.EqualFold(a.Name, b.Name) {
 		return ErrMismatch
 	}
+	if want, got := cookieOf(q), cookieOf(r); got != "" && (len(got) < 16 || !strings.EqualFold(got[:16], want)) {
+		return fmt.Errorf("%w: its cookie does not echo ours", ErrMismatch)
+	}
 	return nil
+}
+
+// cookieOf returns the COOKIE option of m (hex), "" without.
+func cookieOf(m *dns.Msg) string {
+	if opt := m.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if c, ok := o.(*dns.EDNS0_COOKIE); ok {
+				return c.Cookie
+			}
+		}
+	}
+	return ""
 }
