@@ -43,7 +43,8 @@ type DNS struct {
 	// no bound.
 	Rate  float64 `yaml:"rate"`
 	Burst int     `yaml:"burst"`
-	// MaxInFlight bounds the queries voted at once (default 1024).
+	// MaxInFlight bounds the queries voted at once (default 1024), and as many answered
+	// queries may still wait for slow servers; beyond, those servers' asks are cancelled.
 	MaxInFlight int `yaml:"max_in_flight"`
 	// MaxTCPConns and MaxTCPPerClient bound open TCP connections (defaults 256 and 16).
 	MaxTCPConns     int `yaml:"max_tcp_conns"`

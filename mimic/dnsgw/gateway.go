@@ -51,7 +51,9 @@ type Options struct {
 	Rate  float64
 	Burst int
 	// MaxInFlight bounds the queries being voted at once, default 1024; above, a query is
-	// dropped (UDP) or answered SERVFAIL (TCP).
+	// dropped (UDP) or answered SERVFAIL (TCP). As many answered queries may still wait for
+	// slow servers (for their dissent); beyond that their asks are cancelled, an availability
+	// dissent.
 	MaxInFlight int
 	// MaxTCPConns and MaxTCPPerClient bound open TCP connections (defaults 256 and 16).
 	MaxTCPConns, MaxTCPPerClient int
@@ -126,6 +128,7 @@ type Gateway struct {
 	stat     counters
 	rate     *rateLimit
 	sem      chan struct{}
+	straggle chan struct{} // rounds answered and still waiting for slow executors
 	seq      atomic.Uint64
 	idPrefix string
 	cookie   string  // the gateway's client cookie for the executors (hex, 8 bytes)
@@ -150,6 +153,7 @@ func New(o Options) (*Gateway, error) {
 		metrics:  o.Metrics,
 		seed:     maphash.MakeSeed(),
 		sem:      make(chan struct{}, o.MaxInFlight),
+		straggle: make(chan struct{}, o.MaxInFlight),
 		idPrefix: "dns-" + strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
 		cookie:   fmt.Sprintf("%016x", rand.Uint64()),
 	}
@@ -243,7 +247,7 @@ func (g *Gateway) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	up := upstreamQuery(r, g.o.UDPSize, g.cookie)
 	g.pending.Add(1)
-	group, ok := voter.Poll(context.Background(), picked, g.o.Quorum, g.o.WaitAll, g.o.Timeout,
+	group, ok := voter.Poll(context.Background(), picked, voter.PollOptions{Quorum: g.o.Quorum, WaitAll: g.o.WaitAll, Timeout: g.o.Timeout, Stragglers: g.straggle},
 		func(ctx context.Context, m voter.Member) (*normalized, uint64, error) { return g.ask(ctx, m, up) },
 		func(round *voter.Round[*normalized, uint64]) {
 			defer g.pending.Done()

@@ -26,16 +26,27 @@ type Round[V any, K comparable] struct {
 // Ask asks one executor and returns its answer with its key; ctx bounds it.
 type Ask[V any, K comparable] func(ctx context.Context, m Member) (V, K, error)
 
-// Poll asks every executor of picked at once and returns as soon as q answers share a key
-// (the first of them, and the group of all that share it so far),
-// or as soon as no key can reach q any more (ok false), or when every executor has answered
-// if waitAll. The answers still on their way go on, bounded by upstream (each ask's own
-// time), and done gets the whole Round once they are in (in another goroutine when Poll
-// returned first), for Account. Cancelling ctx before the decision stops the asks.
-func Poll[V any, K comparable](ctx context.Context, picked []Member, q int, waitAll bool, upstream time.Duration, ask Ask[V, K], done func(*Round[V, K])) (group []Answer[V, K], ok bool) {
-	n := len(picked)
+// PollOptions say when a poll is decided and how long its asks may take.
+type PollOptions struct {
+	Quorum  int           // equivalent answers that decide
+	WaitAll bool          // decide only once every executor answered or failed
+	Timeout time.Duration // bounds every ask, stragglers included
+	// Stragglers, when set, is a semaphore of the rounds still waiting for executors after
+	// their decision: a round that finds it full cancels its asks at once (they fail with
+	// context.Canceled, availability dissents), so slow executors cannot pile up waiting asks.
+	Stragglers chan struct{}
+}
+
+// Poll asks every executor of picked at once and returns as soon as o.Quorum answers share a
+// key (the group of all that share it so far), or as soon as no key can reach the quorum any
+// more (ok false), or when every executor has answered if o.WaitAll. The answers still on
+// their way go on (see PollOptions.Stragglers), and done gets the whole Round once they are
+// in (in another goroutine when Poll returned first), for Account. Cancelling ctx before the
+// decision stops the asks.
+func Poll[V any, K comparable](ctx context.Context, picked []Member, o PollOptions, ask Ask[V, K], done func(*Round[V, K])) (group []Answer[V, K], ok bool) {
+	n, q := len(picked), o.Quorum
 	ch := make(chan Answer[V, K], n)
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upstream)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.Timeout)
 	stop := context.AfterFunc(ctx, cancel)
 	for _, m := range picked {
 		go func() {
@@ -50,11 +61,11 @@ func Poll[V any, K comparable](ctx context.Context, picked []Member, q int, wait
 		r.Answers = append(r.Answers, a)
 		if a.Err == nil && r.Winner < 0 && r.count(a.Key) >= q {
 			r.Winner = r.first(a.Key)
-			if !waitAll {
+			if !o.WaitAll {
 				break
 			}
 		}
-		if r.Winner < 0 && !waitAll && r.lead()+(n-len(r.Answers)) < q {
+		if r.Winner < 0 && !o.WaitAll && r.lead()+(n-len(r.Answers)) < q {
 			break // no group can reach the quorum any more
 		}
 	}
@@ -67,6 +78,15 @@ func Poll[V any, K comparable](ctx context.Context, picked []Member, q int, wait
 		done(r)
 		return group, ok
 	}
+	held := false
+	if o.Stragglers != nil {
+		select {
+		case o.Stragglers <- struct{}{}:
+			held = true
+		default:
+			cancel() // as many rounds already wait for stragglers: these count as unavailable
+		}
+	}
 	got := len(r.Answers)
 	snapshot := *r
 	snapshot.Answers = append([]Answer[V, K](nil), r.Answers...)
@@ -76,6 +96,9 @@ func Poll[V any, K comparable](ctx context.Context, picked []Member, q int, wait
 			snapshot.Answers = append(snapshot.Answers, <-ch)
 		}
 		done(&snapshot)
+		if held {
+			<-o.Stragglers
+		}
 	}()
 	return group, ok
 }

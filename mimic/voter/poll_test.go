@@ -59,7 +59,7 @@ func poll(t *testing.T, c *Core, s *script, picked []Member, q int) ([]Answer[st
 	var wg sync.WaitGroup
 	wg.Add(1)
 	var round *Round[string, string]
-	group, ok := Poll(context.Background(), picked, q, false, time.Minute, s.ask, func(r *Round[string, string]) {
+	group, ok := Poll(context.Background(), picked, PollOptions{Quorum: q, Timeout: time.Minute}, s.ask, func(r *Round[string, string]) {
 		defer wg.Done()
 		round = r
 		Account(c, r, Report[string, string]{Attrs: map[string]any{"query": "q"},
@@ -129,7 +129,7 @@ func TestPollStopsWhenNoGroupCanWin(t *testing.T) {
 	s := &script{answers: map[string]string{"a": "x", "b": "y", "c": "slow:x"}, release: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	_, ok := Poll(context.Background(), members("a", "b", "c"), 3, false, time.Minute, s.ask, func(r *Round[string, string]) {
+	_, ok := Poll(context.Background(), members("a", "b", "c"), PollOptions{Quorum: 3, Timeout: time.Minute}, s.ask, func(r *Round[string, string]) {
 		defer wg.Done()
 		if len(r.Answers) != 3 {
 			t.Errorf("accounted %d answers", len(r.Answers))
@@ -162,5 +162,29 @@ func TestChooseKeepsTheQuorum(t *testing.T) {
 	}
 	if _, err := c.Choose(nil, all[:1], 3, 2, now); !errors.Is(err, ErrTooFew) {
 		t.Fatalf("one executor, quorum 2: %v", err)
+	}
+}
+
+// A round that finds the stragglers' semaphore full stops waiting for its slow executor: the
+// ask is cancelled and counted, instead of piling up.
+func TestPollStragglersBounded(t *testing.T) {
+	c, ch := newTestCore(t)
+	full := make(chan struct{}, 1)
+	full <- struct{}{}
+	s := &script{answers: map[string]string{"a": "x", "b": "x", "c": "slow:x"}, release: make(chan struct{})} // never released
+	var wg sync.WaitGroup
+	wg.Add(1)
+	group, ok := Poll(context.Background(), members("a", "b", "c"), PollOptions{Quorum: 2, Timeout: time.Hour, Stragglers: full}, s.ask,
+		func(r *Round[string, string]) {
+			defer wg.Done()
+			Account(c, r, Report[string, string]{}, time.Now())
+		})
+	if !ok || len(group) != 2 {
+		t.Fatalf("decided %v with %d", ok, len(group))
+	}
+	wg.Wait() // returns although c never answers: its ask was cancelled
+	d := kinds(ch)[EventDissent]
+	if len(d) != 1 || d[0].Subject != "c" || d[0].Attrs["kind"] != DissentAvailability {
+		t.Fatalf("dissent events: %+v", d)
 	}
 }
