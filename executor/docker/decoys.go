@@ -2,12 +2,14 @@ package docker
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/docker/docker/api/types/mount"
+	"golang.org/x/sys/unix"
 
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
@@ -24,6 +26,10 @@ import (
 // evidence (executor.denied, reason "file"), and the container is quarantined; an open by
 // anything outside it (a host process walking /run) is let through and not counted.
 
+// dockerSockets are where a container looks for the Docker Engine's socket: each gets a
+// decoy socket of the agent's, and a connection to it from inside the container is evidence.
+var dockerSockets = []string{"/var/run/docker.sock", "/run/docker.sock"}
+
 // decoyRoot holds the decoy directories (a tmpfs on most machines: gone at reboot, as the
 // containers are).
 var decoyRoot = "/run/proteus/decoys"
@@ -36,42 +42,76 @@ func (d *Driver) decoysUsable() bool {
 
 func (d *Driver) decoyDir(name string) string { return filepath.Join(decoyRoot, d.agent, name) }
 
-// makeDecoys builds the decoys for the container name and returns the bind mount that puts
-// them at the data dir's path, and the fanotify group watching them (nil, and no mount,
-// when the data dir holds no file yet).
-func (d *Driver) makeDecoys(name string) (mount.Mount, *os.File, error) {
+// decoySet is what one container's decoys hold open: the fanotify group watching the
+// files and the listener of the decoy Docker socket.
+type decoySet struct {
+	fan  *os.File
+	sock *net.UnixListener
+}
+
+func (s *decoySet) close() {
+	if s.fan != nil {
+		s.fan.Close()
+	}
+	if s.sock != nil {
+		s.sock.Close()
+	}
+}
+
+// makeDecoys builds the decoys for the container name and returns the bind mounts that put
+// them in place (the data dir's copy at its path, when it holds any file yet; the decoy
+// socket at dockerSockets).
+func (d *Driver) makeDecoys(name string) ([]mount.Mount, *decoySet, error) {
 	dir := d.decoyDir(name)
 	data, err := filepath.Abs(d.opts.DataDir)
 	if err != nil {
-		return mount.Mount{}, nil, err
+		return nil, nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return mount.Mount{}, nil, fmt.Errorf("decoys: %w", err)
-	}
-	files, err := decoy.Make(dir, decoy.Plan(data, ""))
-	if err == nil && len(files) == 0 {
+	set := &decoySet{}
+	fail := func(err error) ([]mount.Mount, *decoySet, error) {
+		set.close()
 		os.RemoveAll(dir)
-		return mount.Mount{}, nil, nil // nothing to copy: nothing to protect there yet
+		return nil, nil, fmt.Errorf("decoys: %w", err)
 	}
-	var fd int
-	if err == nil {
-		fd, err = decoy.Arm(files)
+	files := filepath.Join(dir, "data")
+	if err := os.MkdirAll(files, 0o755); err != nil {
+		return fail(err)
 	}
+	var mounts []mount.Mount
+	made, err := decoy.Make(files, decoy.Plan(data, ""))
 	if err != nil {
-		os.RemoveAll(dir)
-		return mount.Mount{}, nil, fmt.Errorf("decoys: %w", err)
+		return fail(err)
 	}
-	return mount.Mount{Type: mount.TypeBind, Source: dir, Target: data}, os.NewFile(uintptr(fd), "decoys-"+name), nil
+	if len(made) > 0 {
+		fd, err := decoy.Arm(made)
+		if err != nil {
+			return fail(err)
+		}
+		set.fan = os.NewFile(uintptr(fd), "decoys-"+name)
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: files, Target: data})
+	}
+	sock := filepath.Join(dir, "docker.sock")
+	if set.sock, err = net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"}); err != nil {
+		return fail(err)
+	}
+	if err := os.Chmod(sock, 0o666); err != nil { // any user of the container may try it
+		return fail(err)
+	}
+	for _, target := range dockerSockets {
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: sock, Target: target})
+	}
+	return mounts, set, nil
 }
 
-// watchDecoys answers the opens of inst's decoys until its container exits or is removed;
-// the first open from inside the container is evidence and quarantines it.
-func (d *Driver) watchDecoys(inst *executor.Instance, fan *os.File) {
+// watchDecoys answers the opens of inst's decoys and its decoy socket's connections until
+// its container exits or is removed; the first from inside the container is evidence and
+// quarantines it.
+func (d *Driver) watchDecoys(inst *executor.Instance, set *decoySet) {
 	d.mu.Lock()
-	d.decoys[inst.ID] = fan
+	d.decoys[inst.ID] = set
 	d.mu.Unlock()
 	exited := d.Exited(inst)
-	d.watchers.Add(2)
+	d.watchers.Add(1)
 	go func() {
 		defer d.watchers.Done()
 		select {
@@ -80,37 +120,77 @@ func (d *Driver) watchDecoys(inst *executor.Instance, fan *os.File) {
 		}
 		d.closeDecoys(inst, false)
 	}()
+	refuse := func(den executor.Denial) {
+		if d.denied(inst, den) {
+			d.watchers.Add(1) // the calling watcher holds one: the count is not zero
+			go func() {       // not on the reader: an open waits for its answer
+				defer d.watchers.Done()
+				d.quarantineDenied(inst)
+			}()
+		}
+	}
+	if set.fan != nil {
+		d.watchers.Add(1)
+		go func() {
+			defer d.watchers.Done()
+			decoy.Watch(set.fan, func(o decoy.Open) bool {
+				if !inContainer(o.Pid, inst.Handle) {
+					return false
+				}
+				refuse(executor.Denial{Reason: executor.DeniedFile,
+					Attempted: fmt.Sprintf("open %s for %s", o.Path, o.Access),
+					RefusedBy: "fanotify (EPERM: a decoy bound at the agent's data dir)",
+					Extra:     map[string]any{"path": o.Path, "access": o.Access, "pid": o.Pid}})
+				return true
+			})
+		}()
+	}
+	d.watchers.Add(1)
 	go func() {
 		defer d.watchers.Done()
-		decoy.Watch(fan, func(o decoy.Open) bool {
-			if !inContainer(o.Pid, inst.Handle) {
-				return false
+		for {
+			c, err := set.sock.AcceptUnix()
+			if err != nil {
+				return // closed with the container
 			}
-			first := d.denied(inst, executor.Denial{Reason: executor.DeniedFile,
-				Attempted: fmt.Sprintf("open %s for %s", o.Path, o.Access),
-				RefusedBy: "fanotify (EPERM: a decoy bound at the agent's data dir)",
-				Extra:     map[string]any{"path": o.Path, "access": o.Access, "pid": o.Pid}})
-			if first {
-				d.watchers.Add(1) // this goroutine holds one: the count is not zero
-				go func() {       // not on the reader: the open waits for its answer
-					defer d.watchers.Done()
-					d.quarantineDenied(inst)
-				}()
+			pid := peerPID(c)
+			c.Close() // nothing is ever answered
+			if !inContainer(pid, inst.Handle) {
+				continue
 			}
-			return true
-		})
+			refuse(executor.Denial{Reason: executor.DeniedFile, Category: "integrity",
+				Attempted: "connect to the Docker Engine's socket (" + strings.Join(dockerSockets, " or ") + ")",
+				RefusedBy: "a decoy socket of the agent's, closed at once",
+				Extra:     map[string]any{"path": dockerSockets[0], "access": "connect", "pid": pid}})
+		}
 	}()
+}
+
+// peerPID is the pid (this host's namespace) of the process at the other end of c, 0 when
+// unknown.
+func peerPID(c *net.UnixConn) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	pid := 0
+	_ = rc.Control(func(fd uintptr) {
+		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
+	})
+	return pid
 }
 
 // closeDecoys stops watching inst's decoys and, with remove, deletes them (the container is
 // gone; a quarantined one keeps its own until it is removed).
 func (d *Driver) closeDecoys(inst *executor.Instance, remove bool) {
 	d.mu.Lock()
-	fan := d.decoys[inst.ID]
+	set := d.decoys[inst.ID]
 	delete(d.decoys, inst.ID)
 	d.mu.Unlock()
-	if fan != nil {
-		fan.Close()
+	if set != nil {
+		set.close()
 	}
 	if remove {
 		os.RemoveAll(d.decoyDir(inst.ID))

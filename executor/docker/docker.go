@@ -125,7 +125,7 @@ type Driver struct {
 	// withDecoys: containers get decoys of the data dir (decoys.go); decoys holds the
 	// fanotify group of each running container's, refused the instances already reported.
 	withDecoys bool
-	decoys     map[string]*os.File
+	decoys     map[string]*decoySet
 	refused    sync.Map
 }
 
@@ -199,7 +199,7 @@ func New(o Options) (*Driver, error) {
 		life:     life,
 		shutdown: shutdown,
 		exits:    map[string]chan struct{}{},
-		decoys:   map[string]*os.File{},
+		decoys:   map[string]*decoySet{},
 		cli:      cli,
 		host:     o.Host,
 		agent:    AgentID(o.DataDir),
@@ -453,22 +453,20 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 			NanoCPUs:   d.opts.NanoCPUs,
 		},
 	}
-	var fan *os.File
+	var decoys *decoySet
 	if d.withDecoys {
-		m, f, err := d.makeDecoys(name)
+		ms, set, err := d.makeDecoys(name)
 		if err != nil {
 			return nil, d.wrap("start", spec.Variant, err)
 		}
-		if f != nil {
-			hc.Mounts, fan = append(hc.Mounts, m), f
-		}
+		hc.Mounts, decoys = append(hc.Mounts, ms...), set
 	}
 	fail := func(id string, err error) (*executor.Instance, error) {
 		if id != "" {
 			d.removeQuietly(id)
 		}
-		if fan != nil {
-			fan.Close()
+		if decoys != nil {
+			decoys.close()
 			os.RemoveAll(d.decoyDir(name))
 		}
 		return nil, d.wrap("start", spec.Variant, err)
@@ -497,8 +495,8 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 	}
 	d.log.Info("container started", "variant", spec.Variant, "instance", name, "container", shortID(created.ID), "address", inst.Address, "image", shortID(imageID))
 	d.watchExit(inst)
-	if fan != nil {
-		d.watchDecoys(inst, fan)
+	if decoys != nil {
+		d.watchDecoys(inst, decoys)
 	}
 	d.watchLimits(inst)
 	d.bus.Publish(bus.Event{Kind: executor.EventStarted, Source: "executor/docker", Subject: name,

@@ -194,17 +194,27 @@ func TestCompromisedContainer(t *testing.T) {
 	// The data dir's path holds decoys in every container (as root, with fanotify): reading
 	// or writing api.token there is refused and is evidence. Without them the path is
 	// simply not there.
-	for _, c := range []struct{ name, what string }{{"read api.token", "read"}, {"write api.token", "write"}} {
+	for _, c := range []struct{ name, what, arg, path, access string }{
+		{"read api.token", "read", "path", token, "read"},
+		{"write api.token", "write", "path", token, "write"},
+		{"connect to the Docker socket", "connect", "addr", "/var/run/docker.sock", "connect"},
+	} {
 		t.Run(c.name, func(t *testing.T) {
 			snoop := start("snoop-" + c.what)
 			if d.withDecoys {
 				// This host's own processes (a backup walking /run, say) open the decoys
-				// freely and are no evidence: the next evidence must be the container's.
-				if _, err := os.ReadFile(filepath.Join(d.decoyDir(snoop.ID), filepath.Base(token))); err != nil {
-					t.Fatalf("the agent's side cannot read a decoy: %v", err)
+				// and connect to them freely and are no evidence: the next evidence must
+				// be the container's.
+				if _, err := os.ReadFile(filepath.Join(d.decoyDir(snoop.ID), "data", filepath.Base(token))); err != nil {
+					t.Fatalf("this host cannot read a decoy: %v", err)
+				}
+				if c, err := net.Dial("unix", filepath.Join(d.decoyDir(snoop.ID), "docker.sock")); err != nil {
+					t.Fatalf("this host cannot connect to the decoy socket: %v", err)
+				} else {
+					c.Close()
 				}
 			}
-			report := attackContainer(snoop, c.what, "path", token)
+			report := attackContainer(snoop, c.what, c.arg, c.path)
 			t.Logf("%q", report)
 			if !strings.HasPrefix(report, "refused: ") {
 				t.Fatalf("report %q, want a refusal", report)
@@ -214,7 +224,7 @@ func TestCompromisedContainer(t *testing.T) {
 			}
 			e := evidenceFor(t, denied, snoop)
 			t.Logf("evidence %v", e.Attrs)
-			if e.Attrs["reason"] != executor.DeniedFile || e.Attrs["path"] != token || e.Attrs["access"] != c.what || e.Attrs["pid"] == os.Getpid() {
+			if e.Attrs["reason"] != executor.DeniedFile || e.Attrs["path"] != c.path || e.Attrs["access"] != c.access || e.Attrs["pid"] == os.Getpid() {
 				t.Fatalf("evidence %+v", e)
 			}
 			waitQuarantined(t, d, snoop)

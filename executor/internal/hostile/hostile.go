@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -20,7 +21,8 @@ import (
 //
 //	read    path=P  read the file P (the agent's api.token, say)
 //	write   path=P  create or overwrite the file P (a sibling's work dir, the image)
-//	connect addr=A  open a TCP connection to A and send an HTTP request
+//	connect addr=A  open a TCP connection to A (a Unix socket when A is a path) and send an
+//	                HTTP request
 //	signal  pid=N   check it may signal process N (signal 0: nothing is delivered)
 //	fork            start idle children (idle is their argv) until the system refuses
 //	alloc           allocate and touch memory without bound
@@ -48,7 +50,11 @@ func Attack(q url.Values, idle []string) string {
 		}
 		return "SUCCEEDED: wrote " + q.Get("path")
 	case "connect":
-		c, err := net.DialTimeout("tcp", q.Get("addr"), 5*time.Second)
+		network := "tcp"
+		if strings.HasPrefix(q.Get("addr"), "/") {
+			network = "unix" // a socket file: the Docker Engine's, say
+		}
+		c, err := net.DialTimeout(network, q.Get("addr"), 5*time.Second)
 		if err != nil {
 			return refused(err)
 		}
