@@ -98,6 +98,40 @@ type Status struct {
 	DefenseSuccess  float64          `json:"defense_success"`
 	// LearnedNoise is what the voting gateway learned not to compare, per route prefix.
 	LearnedNoise map[string][]string `json:"learned_noise,omitempty"`
+	// Vigilance is the agent's vigilance level and what it tightens now.
+	Vigilance *VigilanceStatus `json:"vigilance,omitempty"`
+	// Sensors are the engine's evidence sources (absent when the engine does not run).
+	Sensors []SensorStatus `json:"sensors,omitempty"`
+}
+
+// VigilanceStatus is the vigilance level and its effect on the data path (level 0: the
+// configured behaviour).
+type VigilanceStatus struct {
+	Level            int     `json:"level"`
+	K                int     `json:"k"`                 // executors per voted request
+	RebuildThreshold int     `json:"rebuild_threshold"` // dissents that rebuild an executor (0: never)
+	RotationScale    float64 `json:"rotation_scale"`    // factor on the rotation interval
+	// Rotation is the rotation policy the scheduler follows now (e.g. "every 7.5s-22.5s").
+	Rotation string `json:"rotation"`
+}
+
+// SensorStatus is one sensor as the engine's supervisor sees it.
+type SensorStatus struct {
+	Name      string    `json:"name"`
+	State     string    `json:"state"` // running, restarting, stopped
+	Restarts  int       `json:"restarts"`
+	LastError string    `json:"last_error,omitempty"`
+	Since     time.Time `json:"since"`
+	// Counters are what the sensor read, by outcome (e.g. lines, events, malformed, partial),
+	// for sensors that count.
+	Counters map[string]uint64 `json:"counters,omitempty"`
+}
+
+// AgentState is the part of the status the agent's composition supplies (engine/agent
+// implements it; this package must not import the engine).
+type AgentState interface {
+	Vigilance() *VigilanceStatus
+	Sensors() []SensorStatus
 }
 
 // DefaultAttackIntensity is the attack intensity π the status uses unless the agent or the
@@ -127,6 +161,9 @@ func WithCountermeasures(cm Countermeasures, blockActuator string) Option {
 	return func(s *Server) { s.cm, s.blockActuator = cm, blockActuator }
 }
 
+// WithAgentState adds the vigilance level and the sensors to the status.
+func WithAgentState(a AgentState) Option { return func(s *Server) { s.agent = a } }
+
 // WithVoting adds the voting gateway's view of each executor to the status.
 func WithVoting(v Voting) Option { return func(s *Server) { s.voting = v } }
 
@@ -146,6 +183,7 @@ type Server struct {
 	blockActuator string
 	intensity     float64
 	voting        Voting
+	agent         AgentState
 	now           func() time.Time
 }
 
@@ -197,6 +235,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if s.voting != nil {
 		votes = s.voting.Votes()
 		st.LearnedNoise = s.voting.Learned()
+	}
+	if s.agent != nil {
+		st.Vigilance, st.Sensors = s.agent.Vigilance(), s.agent.Sensors()
 	}
 	for _, m := range s.ctl.Members() {
 		e := ExecutorStatus{

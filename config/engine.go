@@ -57,6 +57,30 @@ type Engine struct {
 	// runs as root and nftables works, on requires it (the agent refuses to start without),
 	// off blocks at the gateway only. The gateway blocklist always blocks.
 	NFTables string `yaml:"nftables"`
+	// Vigilance is how the data path tightens while the vigilance level is raised (by the
+	// engine's defer decisions, by an act on an unmapped strategy, by the enclave); it applies
+	// with or without engine.model.
+	Vigilance Vigilance `yaml:"vigilance"`
+}
+
+// Vigilance bounds what a raised vigilance level L changes, and everything returns to the
+// configured behaviour when the level decays to 0 (its actions expire):
+//
+//   - the gateway asks k = min(max_k, gateway.k + L) executors per voted request (a majority
+//     of those asked is the quorum);
+//   - an executor is rebuilt after max(min_rebuild_threshold, ⌈t / 2^L⌉) dissents, t being
+//     gateway's rebuild threshold (a gateway that never rebuilds still never does);
+//   - the rotation interval (pool.rotation.every) is multiplied by rotation_factor^L, never
+//     below min_interval.
+type Vigilance struct {
+	// MaxK bounds k; 0 means gateway.k + 2. Set it to gateway.k to keep k fixed.
+	MaxK int `yaml:"max_k"`
+	// RotationFactor in (0, 1] per level (default 0.5); 1 keeps the interval.
+	RotationFactor float64 `yaml:"rotation_factor"`
+	// MinInterval is the floor of a shortened rotation interval (default 10s).
+	MinInterval time.Duration `yaml:"min_interval"`
+	// MinRebuildThreshold is the fewest dissents that rebuild an executor (default 1).
+	MinRebuildThreshold int `yaml:"min_rebuild_threshold"`
 }
 
 // Asset is one protected asset: a model device (its security-attribute values give the
@@ -137,12 +161,33 @@ func (x *Engine) applyDefaults() {
 	if x.MaxBlocks == 0 {
 		x.MaxBlocks = 4096
 	}
+	setF(&x.Vigilance.RotationFactor, 0.5)
+	setD(&x.Vigilance.MinInterval, 10*time.Second)
+	if x.Vigilance.MinRebuildThreshold == 0 {
+		x.Vigilance.MinRebuildThreshold = 1
+	}
+}
+
+func (v *Vigilance) validate(field string, p *strictyaml.Problems) {
+	if v.MaxK < 0 || v.MaxK > 64 {
+		p.Addf(field+".max_k", "must be in [1, 64] (0: gateway.k + 2), got %d", v.MaxK)
+	}
+	if !(v.RotationFactor > 0 && v.RotationFactor <= 1) {
+		p.Addf(field+".rotation_factor", "must be in (0, 1], got %v", v.RotationFactor)
+	}
+	if v.MinInterval <= 0 || v.MinInterval > 24*time.Hour {
+		p.Addf(field+".min_interval", "must be in (0, 24h], got %s", v.MinInterval)
+	}
+	if v.MinRebuildThreshold < 1 || v.MinRebuildThreshold > 1000 {
+		p.Addf(field+".min_rebuild_threshold", "must be in [1, 1000], got %d", v.MinRebuildThreshold)
+	}
 }
 
 // MaxCountermeasureTTL bounds every countermeasure lifetime the engine sets.
 const MaxCountermeasureTTL = 7 * 24 * time.Hour
 
 func (x *Engine) validate(field string, p *strictyaml.Problems, sensors *Sensors) {
+	x.Vigilance.validate(field+".vigilance", p)
 	if !x.Enabled() {
 		if sensors.EVE != nil || sensors.FIM != nil {
 			p.Addf("sensors", "need engine.model: (an MTTEGDM model file): the engine decides on their evidence")

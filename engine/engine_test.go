@@ -516,3 +516,23 @@ func TestBlocksBounded(t *testing.T) {
 		t.Fatalf("after expiry: %+v", c)
 	}
 }
+
+func TestTightenFor(t *testing.T) {
+	v := config.Vigilance{RotationFactor: 0.5, MinInterval: 10 * time.Second, MinRebuildThreshold: 2}
+	for _, c := range []struct {
+		level, maxK, k, thr int
+		want                Tightening
+	}{
+		{0, 0, 3, 5, Tightening{0, 3, 5, 1}},
+		{1, 0, 3, 5, Tightening{1, 4, 3, 0.5}},
+		{2, 0, 3, 5, Tightening{2, 5, 2, 0.25}},
+		{5, 0, 3, 5, Tightening{5, 5, 2, 0.03125}}, // k capped at k+2, threshold at the minimum
+		{3, 4, 3, 0, Tightening{3, 4, 0, 0.125}},  // never rebuilds stays never
+		{2, 2, 3, 1, Tightening{2, 3, 1, 0.25}},   // max_k below k: k stays
+	} {
+		v.MaxK = c.maxK
+		if got := TightenFor(c.level, v, c.k, c.thr); got != c.want {
+			t.Errorf("level %d max_k %d k %d t %d: %+v, want %+v", c.level, c.maxK, c.k, c.thr, got, c.want)
+		}
+	}
+}

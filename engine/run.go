@@ -43,6 +43,7 @@ type AgentOptions struct {
 type Running struct {
 	Engine     *Engine
 	Supervisor *sensor.Supervisor
+	sources    []sensor.Source
 	store      *store.Store
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -83,7 +84,7 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 		}
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	r := &Running{Engine: e, Supervisor: sup, store: st, cancel: cancel}
+	r := &Running{Engine: e, Supervisor: sup, sources: srcs, store: st, cancel: cancel}
 	if fims := fimSensors(srcs); len(fims) > 0 && o.Members != nil {
 		w := &executorWatcher{pool: o.Members, sensors: fims, manifests: map[string]map[string]string{}}
 		r.wg.Add(1)
@@ -100,6 +101,28 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 	}()
 	go func() { defer r.wg.Done(); e.FollowBus(rctx, o.Bus) }()
 	return r, nil
+}
+
+// SensorState is one sensor's supervisor state with what it counted (for sensors that count:
+// lines, events, malformed, partial, ...).
+type SensorState struct {
+	sensor.State
+	Counters map[string]uint64 `json:"counters,omitempty"`
+}
+
+// Sensors returns every sensor's state, in configuration order.
+func (r *Running) Sensors() []SensorState {
+	states := r.Supervisor.States()
+	out := make([]SensorState, len(states))
+	for i, st := range states {
+		out[i].State = st
+		if i < len(r.sources) {
+			if c, ok := r.sources[i].(counterSource); ok {
+				out[i].Counters = c.Counters()
+			}
+		}
+	}
+	return out
 }
 
 // Stop stops the sensors and the engine, writes the queued decisions and closes the store.

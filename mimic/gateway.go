@@ -238,6 +238,7 @@ type Gateway struct {
 	saverDone    chan struct{}
 	closeOnce    sync.Once
 	workers      workers // goroutines that run executor requests (see workers.go)
+	vigilantK    atomic.Int32 // Tighten's k; 0: Options.K (see vigilance.go)
 }
 
 type route struct {
@@ -680,7 +681,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { <-g.sem }()
 
 	all := g.o.Backends.Backends()
-	k, q := g.o.K, g.o.Quorum
+	k, q := g.voters(len(all))
 	switch policy {
 	case PolicySingle:
 		k, q = 1, 1

@@ -196,3 +196,53 @@ func TestMaxLifetimeReason(t *testing.T) {
 		t.Fatalf("reason %v", e.Attrs["reason"])
 	}
 }
+
+// Policy.Scaled shortens the interval within its floor; SetPolicy makes a scheduler that
+// would rotate in an hour rotate within the scaled interval, with deadlines drawn again.
+func TestSetPolicyScaledRotatesSooner(t *testing.T) {
+	base := mtd.Policy{EveryMin: time.Hour, EveryMax: 2 * time.Hour, MaxLifetime: 5 * time.Hour}
+	for _, c := range []struct {
+		f          float64
+		floor      time.Duration
+		lo, hi, ml time.Duration
+	}{
+		{1, time.Second, time.Hour, 2 * time.Hour, 5 * time.Hour},
+		{0.5, time.Second, 30 * time.Minute, time.Hour, 5 * time.Hour},
+		{0.25, 45 * time.Minute, 45 * time.Minute, 45 * time.Minute, 5 * time.Hour},
+		{0, time.Second, time.Hour, 2 * time.Hour, 5 * time.Hour}, // not a factor: unchanged
+	} {
+		got := base.Scaled(c.f, c.floor)
+		if got.EveryMin != c.lo || got.EveryMax != c.hi || got.MaxLifetime != c.ml {
+			t.Errorf("Scaled(%v, %v) = %v", c.f, c.floor, got)
+		}
+	}
+	if got := (mtd.Policy{EveryMin: time.Second, EveryMax: time.Second}).Scaled(0.5, time.Minute); got.EveryMin != time.Second {
+		t.Errorf("an interval already below the floor was lengthened: %v", got)
+	}
+
+	pool, b := newPool(t, 2)
+	rotations, unsub := b.Subscribe(64, bus.KindPrefix(executor.EventRotation))
+	defer unsub()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := mtd.NewScheduler(base, pool, nil, 3)
+	if s.Policy() != base {
+		t.Errorf("policy before Run %v", s.Policy())
+	}
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	s.SetPolicy(base.Scaled(1e-4, 100*time.Millisecond)) // 0.36-0.72 s
+	for n := 0; n < 2; n++ {
+		select {
+		case e := <-rotations:
+			if p := s.Policy(); p.EveryMax != 720*time.Millisecond {
+				t.Errorf("policy in effect after a rotation %v", p)
+			}
+			if e.Attrs["reason"] != "interval" {
+				t.Errorf("reason %v", e.Attrs["reason"])
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatal("no rotation after the interval was scaled down from an hour")
+		}
+	}
+}

@@ -61,6 +61,20 @@ func PolicyFromConfig(file string, r config.Rotation) (Policy, error) {
 	return p, nil
 }
 
+// Scaled is p with its interval (EveryMin, EveryMax) multiplied by f in (0, 1], neither
+// below floor (nor below what it was, when that was shorter than floor already); cron and
+// the maximum lifetime are kept. f ≥ 1 returns p.
+func (p Policy) Scaled(f float64, floor time.Duration) Policy {
+	if f >= 1 || !(f > 0) || p.EveryMax == 0 {
+		return p
+	}
+	scale := func(d time.Duration) time.Duration {
+		return max(time.Duration(float64(d)*f), min(floor, d))
+	}
+	p.EveryMin, p.EveryMax = scale(p.EveryMin), scale(p.EveryMax)
+	return p
+}
+
 // Enabled reports whether the policy ever rotates on its own.
 func (p Policy) Enabled() bool { return p.EveryMax > 0 || p.MaxLifetime > 0 || p.Cron != nil }
 

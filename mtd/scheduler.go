@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/proteus-defense/proteus/executor"
@@ -20,7 +21,11 @@ type Rotator interface {
 // gets its own deadline, drawn when the scheduler first sees it, so rotations spread out
 // instead of happening in lockstep.
 type Scheduler struct {
-	policy Policy
+	policy Policy // Run's own copy
+	first  Policy
+	// next is a policy SetPolicy handed in, taken up at the next tick; cur is the one in
+	// effect (for Policy).
+	next, cur atomic.Pointer[Policy]
 	pool   Rotator
 	log    *slog.Logger
 	rng    *rand.Rand
@@ -38,8 +43,43 @@ func NewScheduler(p Policy, pool Rotator, logger *slog.Logger, seed uint64) *Sch
 	if p.EveryMin > 0 {
 		tick = min(tick, max(p.EveryMin/20, 10*time.Millisecond))
 	}
-	return &Scheduler{policy: p, pool: pool, log: logger.With("component", "mtd"), rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+	return &Scheduler{policy: p, first: p, pool: pool, log: logger.With("component", "mtd"), rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		now: time.Now, tick: tick}
+}
+
+// SetPolicy replaces the policy from the next tick on (the agent's vigilance shortens the
+// interval with Policy.Scaled and restores it): every instance's deadline is drawn again
+// from its start under p, and one that is then already past is spread over the next
+// EveryMin instead of all rotating at once. A scheduler whose first policy never rotates
+// keeps never rotating.
+func (s *Scheduler) SetPolicy(p Policy) { s.next.Store(&p) }
+
+// Policy is the policy in effect: the first one, until Run has taken up one SetPolicy gave.
+func (s *Scheduler) Policy() Policy {
+	if p := s.cur.Load(); p != nil {
+		return *p
+	}
+	return s.first
+}
+
+// redraw draws every known deadline again under the current policy.
+func (s *Scheduler) redraw(deadline map[string]time.Time, busy map[string]bool, now time.Time) {
+	started := map[string]time.Time{}
+	for _, inst := range s.pool.Healthy() {
+		started[inst.ID] = inst.Started
+	}
+	for id := range deadline {
+		st, ok := started[id]
+		if !ok || busy[id] {
+			continue
+		}
+		due := s.policy.Deadline(st, s.rng)
+		if !due.IsZero() && due.Before(now) && s.policy.EveryMin > 0 {
+			due = now.Add(time.Duration(s.rng.Int64N(int64(s.policy.EveryMin) + 1)))
+		}
+		deadline[id] = due
+	}
+	s.log.Info("rotation schedule changed", "policy", s.policy.String())
 }
 
 // Run checks deadlines until ctx ends; rotations it started are waited for before it returns.
@@ -95,6 +135,11 @@ func (s *Scheduler) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		now := s.now()
+		if p := s.next.Swap(nil); p != nil {
+			s.policy = *p
+			s.cur.Store(p)
+			s.redraw(deadline, busy, now)
+		}
 		healthy := s.pool.Healthy()
 		seen := make(map[string]bool, len(healthy))
 		cronDue := !nextCron.IsZero() && !now.Before(nextCron)

@@ -186,4 +186,3 @@ func TestBlockCommandUsage(t *testing.T) {
 		}
 	}
 }
-

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -68,6 +70,7 @@ func init() {
 				}
 				fmt.Fprintf(out, "c* = %d, reconfiguration rate a = %.4f/s\n", st.CStar, st.RotationRate)
 				fmt.Fprintf(out, "defense success β_y = tanh(c*·a/(2π)) = %.4f at attack intensity π = %.2f\n", st.DefenseSuccess, st.AttackIntensity)
+				printAgentState(out, st)
 				return nil
 			},
 		}
@@ -83,3 +86,36 @@ var isolationUID = regexp.MustCompile(`uid\+gid [0-9]+`)
 // isolationGeneral is an executor's isolation summary without what is its own (its uid), so
 // executors confined alike share one line.
 func isolationGeneral(s string) string { return isolationUID.ReplaceAllString(s, "own uid+gid") }
+
+// printAgentState prints the vigilance level with what it tightens, and the sensors.
+func printAgentState(out io.Writer, st *api.Status) {
+	if v := st.Vigilance; v != nil {
+		rebuild := "never rebuilds"
+		if v.RebuildThreshold > 0 {
+			rebuild = fmt.Sprintf("rebuild after %d dissents", v.RebuildThreshold)
+		}
+		fmt.Fprintf(out, "vigilance level %d: k = %d per vote, %s, rotation interval ×%.3g (now %s)\n", v.Level, v.K, rebuild, v.RotationScale, v.Rotation)
+	}
+	if len(st.Sensors) == 0 {
+		return
+	}
+	tw := newTable(out)
+	fmt.Fprintln(tw, "SENSOR\tSTATE\tSINCE\tRESTARTS\tCOUNTS\tLAST-ERROR")
+	for _, s := range st.Sensors {
+		keys := slices.Sorted(maps.Keys(s.Counters))
+		counts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			counts = append(counts, fmt.Sprintf("%s=%d", k, s.Counters[k]))
+		}
+		c := strings.Join(counts, " ")
+		if c == "" {
+			c = "-"
+		}
+		lastErr := s.LastError
+		if lastErr == "" {
+			lastErr = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", printable(s.Name), s.State, s.Since.UTC().Format(time.RFC3339), s.Restarts, c, printable(lastErr))
+	}
+	_ = tw.Flush()
+}

@@ -95,6 +95,7 @@ type agent struct {
 	reg  *prometheus.Registry
 	// isolate, once the engine runs, takes a dissenting executor out of service (quarantine).
 	isolate atomic.Pointer[func(id string)]
+	state agentState // for the API's status
 	// stops run in reverse order at shutdown, after the frontend and the API stopped serving
 	// and before the pool closes.
 	stops []func()
@@ -182,7 +183,18 @@ func Run(ctx context.Context, o Options) error {
 	if err := a.startEnclave(ctx); err != nil {
 		return err
 	}
-	apiOpts := []api.Option{api.WithCountermeasures(a.cms.Manager, countermeasure.BlocklistID), api.WithAttackIntensity(o.AttackIntensity)}
+	sched := mtd.NewScheduler(policy, a.pool, log, rand.Uint64())
+	vig := &vigilance{level: a.cms.Vigilance, cfg: cfg.Engine.Vigilance, k: cfg.Gateway.K, thr: cfg.Gateway.RebuildThreshold(),
+		sched: sched, policy: policy, log: log}
+	if vf, ok := front.(votingFrontend); ok {
+		vig.gw = vf.g
+	}
+	vigDone := make(chan struct{})
+	go func() { vig.run(ctx, a.bus); close(vigDone) }()
+	defer func() { stop(); <-vigDone }()
+	a.state.vig = vig
+	apiOpts := []api.Option{api.WithCountermeasures(a.cms.Manager, countermeasure.BlocklistID), api.WithAttackIntensity(o.AttackIntensity),
+		api.WithAgentState(&a.state)}
 	if v, ok := front.(api.Voting); ok {
 		apiOpts = append(apiOpts, api.WithVoting(v))
 	}
@@ -200,7 +212,7 @@ func Run(ctx context.Context, o Options) error {
 
 	schedDone := make(chan struct{})
 	go func() {
-		mtd.NewScheduler(policy, a.pool, log, rand.Uint64()).Run(ctx)
+		sched.Run(ctx)
 		close(schedDone)
 	}()
 	voting := cfg.Gateway.Frontend == config.FrontendVote
@@ -316,6 +328,7 @@ func (a *agent) startEngine(ctx context.Context) error {
 		}
 	}
 	a.isolate.Store(&isolate)
+	a.state.engine.Store(r)
 	a.log.Info("engine running", "component", "engine", "sensors", len(r.Supervisor.States()), "block", a.cms.BlockActuators)
 	a.stops = append(a.stops, func() { a.isolate.Store(nil); r.Stop() })
 	return nil

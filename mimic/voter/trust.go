@@ -3,6 +3,7 @@ package voter
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +16,8 @@ type Trust struct {
 	window    int
 	threshold int
 	period    time.Duration
+	// strict, when positive and below threshold, replaces it (Gateway.Tighten).
+	strict atomic.Int32
 
 	mu sync.Mutex
 	m  map[string]*trustEntry
@@ -61,7 +64,11 @@ func (t *Trust) Record(id string, dissent bool, now time.Time) (rebuild bool) {
 		e.errs++
 	}
 	e.pos = (e.pos + 1) % len(e.ring)
-	if !dissent || t.threshold <= 0 || !e.rebuilt.IsZero() && now.Sub(e.rebuilt) < t.period {
+	threshold := t.threshold
+	if st := int(t.strict.Load()); st > 0 && st < threshold {
+		threshold = st
+	}
+	if !dissent || threshold <= 0 || !e.rebuilt.IsZero() && now.Sub(e.rebuilt) < t.period {
 		return false
 	}
 	cut := 0
@@ -69,7 +76,7 @@ func (t *Trust) Record(id string, dissent bool, now time.Time) (rebuild bool) {
 		cut++
 	}
 	e.recent = append(e.recent[cut:], now)
-	if len(e.recent) >= t.threshold {
+	if len(e.recent) >= threshold {
 		e.recent = e.recent[:0]
 		e.rebuilt = now
 		return true

@@ -276,3 +276,9 @@ func (s *AIDESource) read(ctx context.Context, out chan<- sensor.Event) {
 		}
 	}
 }
+
+// Counters are what the source counted (reports read, reports rejected as malformed), for
+// status and metrics.
+func (s *AIDESource) Counters() map[string]uint64 {
+	return map[string]uint64{"reports": s.reports.Load(), "rejected": s.rejected.Load()}
+}

@@ -399,3 +399,9 @@ func init() {
 		return srcs, nil
 	})
 }
+
+// Counters are what the sensor counted (changes reported, watch errors), for status and
+// metrics.
+func (s *Sensor) Counters() map[string]uint64 {
+	return map[string]uint64{"events": s.events.Load(), "errors": s.errors.Load()}
+}
