@@ -18,7 +18,7 @@ import (
 // engine.strategies lists for it (vigilance alone when it lists none, reported as
 // unmapped). Evidence from the gateway (a client whose requests make a variant dissent)
 // always blocks that client too: the attacker is on the data path.
-func (e *Engine) act(ctx context.Context, a *asset, ev sensor.Event, id, def string, now time.Time) ([]store.Countermeasure, bool) {
+func (e *Engine) act(ctx context.Context, a *asset, ev sensor.Event, id, def string, p float64, now time.Time) ([]store.Countermeasure, bool) {
 	cms, mapped := e.cfg.Strategies[def]
 	if !mapped {
 		cms = []config.Countermeasure{{Kind: config.CMVigilance}}
@@ -35,7 +35,11 @@ func (e *Engine) act(ctx context.Context, a *asset, ev sensor.Event, id, def str
 	for _, c := range cms {
 		switch c.Kind {
 		case config.CMBlock:
-			out = append(out, e.block(ctx, a, ev, id, orDefault(c.TTL, e.cfg.BlockTTL), now)...)
+			ttl := orDefault(c.TTL, e.cfg.BlockTTL)
+			out = append(out, e.block(ctx, a, ev, id, ttl, now)...)
+			if sh, ok := e.share(ev, id, p, ttl, now); ok {
+				out = append(out, sh)
+			}
 		case config.CMVigilance:
 			out = append(out, e.vigilance(ctx, a, id, max(c.Level, 1), orDefault(c.TTL, e.cfg.VigilanceTTL), now))
 		case config.CMRotate:
@@ -146,6 +150,45 @@ func (e *Engine) block(ctx context.Context, a *asset, ev sensor.Event, id string
 		out = append(out, c)
 	}
 	return out
+}
+
+// share publishes a block on this agent's own evidence to the enclave (Options.Share) in the
+// background, once per source within half the TTL; evidence from the enclave is never shared
+// back, nor an address no member may report (loopback, link-local, multicast, unspecified).
+func (e *Engine) share(ev sensor.Event, id string, p float64, ttl time.Duration, now time.Time) (store.Countermeasure, bool) {
+	src := ev.Source
+	if e.o.Share == nil || ev.Sensor == "enclave" || !src.IsValid() || src.IsLoopback() || src.IsLinkLocalUnicast() ||
+		src.IsMulticast() || src.IsUnspecified() || src.IsInterfaceLocalMulticast() {
+		return store.Countermeasure{}, false
+	}
+	c := store.Countermeasure{Kind: "share", Target: countermeasure.AddrTarget(src).Prefix.String(), Expires: now.Add(ttl)}
+	if until, ok := e.shared[src]; ok && now.Before(until) {
+		return store.Countermeasure{}, false // shared recently: the sighting still holds
+	}
+	if len(e.shared) >= e.cfg.MaxBlocks {
+		for a, until := range e.shared {
+			if !now.Before(until) {
+				delete(e.shared, a)
+			}
+		}
+		if len(e.shared) >= e.cfg.MaxBlocks {
+			c.Error = "refused: too many sightings shared at once (engine.max_blocks)"
+			return c, true
+		}
+	}
+	e.shared[src] = now.Add(ttl / 2)
+	s := Sighting{Source: src, Confidence: max(1, min(100, int(p*100+0.5))), TTL: ttl,
+		Description: fmt.Sprintf("proteus engine: decision %s (%s %s)", id, ev.Sensor, ev.Kind)}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.o.Share(ctx, s); err != nil {
+			e.log.Warn("sharing a detection with the enclave", "source", src, "decision", id, "err", err)
+		}
+	}()
+	return c, true
 }
 
 // vigilance raises the vigilance level for the asset.

@@ -78,6 +78,19 @@ type Options struct {
 	Now               func() time.Time
 	// Exec runs an exec countermeasure; nil means run the program with a 30 s timeout.
 	Exec func(ctx context.Context, argv []string) error
+	// Share publishes a confident local detection (an act on this agent's own evidence that
+	// blocks source) to the enclave as a signed sighting; nil: no enclave. It runs in the
+	// background, at most once per source within half the block's TTL.
+	Share func(ctx context.Context, s Sighting) error
+}
+
+// Sighting is a local detection the engine shares with the enclave.
+type Sighting struct {
+	Source     netip.Addr
+	Confidence int // 1..100: Pr(attack) in percent
+	TTL        time.Duration
+	// Description says what was seen (rule, stage, decision ID).
+	Description string
 }
 
 // Stats are the engine's counters.
@@ -117,7 +130,10 @@ type Engine struct {
 	// blocked holds the expiry of every address this engine blocks (bounded by
 	// engine.max_blocks).
 	blocked map[netip.Addr]time.Time
-	wg      sync.WaitGroup
+	// shared holds, per source shared with the enclave, until when it is not shared again
+	// (bounded like blocked).
+	shared map[netip.Addr]time.Time
+	wg     sync.WaitGroup
 }
 
 type asset struct {
@@ -170,7 +186,7 @@ func New(o Options) (*Engine, error) {
 	e := &Engine{o: o, cfg: o.Config, log: o.Logger.With("component", "engine"), now: o.Now, rules: rules,
 		chain: newChain(o.Model), solver: newSolver(o.Model), assets: map[string]*asset{}, byPort: map[uint16]string{},
 		queue: make(chan sensor.Event, o.Config.Queue), intents: map[pairKey]*intent{},
-		blocked: map[netip.Addr]time.Time{}}
+		blocked: map[netip.Addr]time.Time{}, shared: map[netip.Addr]time.Time{}}
 	devices := map[string]game.Device{}
 	for _, d := range o.Model.Devices {
 		devices[d.ID] = d
@@ -304,6 +320,9 @@ type Detail struct {
 	Discounted   map[string]float64 `json:"discounted,omitempty"`
 	Unmapped     bool               `json:"unmapped_strategy,omitempty"`
 	ObservedRate float64            `json:"observed_rate_per_minute"`
+	// PeerOnly: Pr(attack) reached α on peer sightings without the enclave's quorum and
+	// without enough own evidence, so the act became a defer.
+	PeerOnly bool `json:"peer_only,omitempty"`
 }
 
 // Transition is a stage change a decision made, with the η-path probability behind it.
@@ -342,7 +361,15 @@ func (e *Engine) Handle(ctx context.Context, ev sensor.Event) *Decision {
 		in = &intent{}
 		e.intents[key] = in
 	}
-	in.add(now, r.Weight, e.cfg.HalfLife)
+	w := r.Weight
+	if ev.Strength > 0 {
+		w *= min(ev.Strength, 1)
+	}
+	peer := ev.Sensor == "enclave"
+	in.add(now, w, e.cfg.HalfLife, !peer)
+	if peer {
+		in.peerAct = ev.Category == enclaveAct
+	}
 	in.pending = append(in.pending, evidence{ev: ev, rule: r.name})
 	if len(in.pending) > maxPending {
 		in.pending = in.pending[len(in.pending)-maxPending:]
@@ -354,6 +381,14 @@ func (e *Engine) Handle(ctx context.Context, ev sensor.Event) *Decision {
 		verdict = Act
 	case game.WeightBND:
 		verdict = Defer
+	}
+	// Peer reports alone act only when the enclave's own rule let them (a quorum of
+	// independent established reporters: its act); otherwise this agent's own evidence must
+	// be more than ignorable too. A coalition of liars below the quorum raises vigilance here,
+	// it does not block.
+	peerOnly := false
+	if verdict == Act && !in.peerAct && in.localProbability(now, e.cfg.HalfLife) <= a.beta {
+		verdict, peerOnly = Defer, true
 	}
 
 	// Stage: an ignored event does not move the asset (it is not believed).
@@ -382,7 +417,7 @@ func (e *Engine) Handle(ctx context.Context, ev sensor.Event) *Decision {
 		live.CStar = e.o.Pool.CStar()
 		live.Rate = e.o.Pool.RotationRate() * e.cfg.RateUnit.Seconds()
 	}
-	det := Detail{Rule: r.name, Events: in.events, Transition: tr, ObservedRate: in.rate}
+	det := Detail{Rule: r.name, Events: in.events, Transition: tr, ObservedRate: in.rate, PeerOnly: peerOnly}
 	var ch Choice
 	sol, used, err := e.solver.solve(live)
 	det.Live = used
@@ -418,7 +453,7 @@ func (e *Engine) Handle(ctx context.Context, ev sensor.Event) *Decision {
 
 	switch verdict {
 	case Act:
-		d.Countermeasures, det.Unmapped = e.act(ctx, a, ev, d.ID, ch.Defense, now)
+		d.Countermeasures, det.Unmapped = e.act(ctx, a, ev, d.ID, ch.Defense, p, now)
 	case Defer:
 		d.Countermeasures = append(d.Countermeasures, e.vigilance(ctx, a, d.ID, 1, e.cfg.VigilanceTTL, now))
 	}

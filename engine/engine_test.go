@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -324,17 +325,20 @@ func TestIntentMath(t *testing.T) {
 	h := 10 * time.Minute
 	t0 := time.Unix(0, 0)
 	var in intent
-	in.add(t0, 0.5, h)
-	in.add(t0, 0.5, h)
-	if math.Abs(in.p-0.75) > 1e-12 {
+	in.add(t0, 0.5, h, true)
+	in.add(t0, 0.5, h, false) // a peer's: in p, not in local
+	if math.Abs(in.p-0.75) > 1e-12 || math.Abs(in.local-0.5) > 1e-12 {
 		t.Fatalf("noisy-OR of two 0.5: %v", in.p)
 	}
 	if got := in.probability(t0.Add(h), h); math.Abs(got-0.375) > 1e-12 {
 		t.Fatalf("after one half-life: %v", got)
 	}
-	in.add(t0.Add(h), 0.5, h)
-	if math.Abs(in.p-(1-(1-0.375)*0.5)) > 1e-12 {
-		t.Fatalf("faded then combined: %v", in.p)
+	if got := in.localProbability(t0.Add(h), h); math.Abs(got-0.25) > 1e-12 {
+		t.Fatalf("own evidence after one half-life: %v", got)
+	}
+	in.add(t0.Add(h), 0.5, h, true)
+	if math.Abs(in.p-(1-(1-0.375)*0.5)) > 1e-12 || math.Abs(in.local-(1-(1-0.25)*0.5)) > 1e-12 {
+		t.Fatalf("faded then combined: %v %v", in.p, in.local)
 	}
 	if pi := in.intensity(60); pi < minIntensity || pi > 1 {
 		t.Fatalf("intensity %v", pi)
@@ -411,7 +415,7 @@ func TestFromEnclave(t *testing.T) {
 	ev, ok := FromEnclave(bus.Event{Kind: "enclave.decision", Subject: "203.0.113.9/32", Attrs: map[string]any{
 		"decision": "act", "evidence": 0.91, "reporter": "12D3KooWpeer", "indicator": "indicator--1"}})
 	if !ok || ev.Sensor != "enclave" || ev.Kind != "sighting" || ev.Category != "act" || ev.Source.String() != "203.0.113.9" ||
-		!strings.Contains(ev.Summary, "0.910") {
+		!strings.Contains(ev.Summary, "0.910") || ev.Strength != 0.91 {
 		t.Fatalf("%+v", ev)
 	}
 	if ev, _ := FromEnclave(bus.Event{Kind: "enclave.decision", Subject: "198.51.100.0/24"}); ev.Source.IsValid() {
@@ -422,7 +426,7 @@ func TestFromEnclave(t *testing.T) {
 	}
 	// Through the bus into a decision.
 	cfg := engineConfig(t, strings.Replace(testConfig, "  strategies:\n",
-		"    - {name: peer, sensor: enclave, kind: sighting, category: act, stage: S1, attack: a1, weight: 0.9}\n  strategies:\n", 1))
+		"    - {name: peer, sensor: enclave, kind: sighting, category: act, stage: S1, attack: a1, weight: 0.99}\n  strategies:\n", 1))
 	b := bus.New()
 	e, err := New(Options{Config: cfg, Model: paperModel(t), Bus: b})
 	if err != nil {
@@ -534,5 +538,111 @@ func TestTightenFor(t *testing.T) {
 		if got := TightenFor(c.level, v, c.k, c.thr); got != c.want {
 			t.Errorf("level %d max_k %d k %d t %d: %+v, want %+v", c.level, c.maxK, c.k, c.thr, got, c.want)
 		}
+	}
+}
+
+// Peer sightings are evidence weighted by the reporters' reputation (the enclave's combined
+// evidence scales the rule's weight); without the enclave's quorum (its verdict defer) they
+// alone never make an act, however many arrive, but with this agent's own evidence they do.
+// A block on own evidence is shared with the enclave, once per source within half its TTL,
+// and the enclave's echo of that sighting is not taken for new evidence.
+func TestEnclaveEvidenceAndSharing(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cfg := engineConfig(t, strings.Replace(testConfig, "  strategies:\n",
+		"    - {name: peer, sensor: enclave, kind: sighting, stage: S1, attack: a1, weight: 0.99}\n  strategies:\n", 1))
+	var mu sync.Mutex
+	var shared []Sighting
+	bl := countermeasure.NewBlocklist()
+	mgr, err := countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: t.TempDir(), Actuators: []countermeasure.Actuator{bl},
+		Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mgr.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{Config: cfg, Model: paperModel(t), Manager: mgr, BlockActuators: []string{countermeasure.BlocklistID},
+		Now: func() time.Time { return now }, Share: func(_ context.Context, s Sighting) error {
+			mu.Lock()
+			defer mu.Unlock()
+			shared = append(shared, s)
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := func(src, verdict string, evidence float64) sensor.Event {
+		ev, ok := FromEnclave(bus.Event{Kind: "enclave.decision", Subject: src + "/32", Attrs: map[string]any{
+			"decision": verdict, "evidence": evidence, "reporter": "12D3KooWliar", "event": "sighting"}})
+		if !ok {
+			t.Fatal("not evidence")
+		}
+		return ev
+	}
+	ctx := context.Background()
+	// A low-trust reporter: evidence 0.3 counts 0.297.
+	d := e.Handle(ctx, peer("203.0.113.40", "defer", 0.3))
+	if d == nil || d.Verdict != Defer || math.Abs(d.Probability-0.297) > 1e-9 {
+		t.Fatalf("low-trust sighting: %+v", d)
+	}
+	// Colluders below the quorum: Pr(attack) passes α on their reports alone, still defer.
+	for i := 0; i < 10; i++ {
+		now = now.Add(time.Second)
+		d = e.Handle(ctx, peer("203.0.113.40", "defer", 0.9))
+		if d != nil && d.Verdict == Act {
+			t.Fatalf("peer reports without the quorum acted: %+v", d)
+		}
+	}
+	if bl.Blocked(netip.MustParseAddr("203.0.113.40")) {
+		t.Fatal("blocked on peer reports alone")
+	}
+	// This agent's own alert on the same source: now it acts, and shares the detection (the
+	// evidence that triggered the block is its own).
+	now = now.Add(time.Second)
+	d = e.Handle(ctx, parse(t, eveLine("203.0.113.40", "ET MALWARE C2 beacon", "A Network Trojan was detected", 1)))
+	if d == nil || d.Verdict != Act || !bl.Blocked(netip.MustParseAddr("203.0.113.40")) {
+		t.Fatalf("own evidence with the peers': %+v", d)
+	}
+	// The enclave's quorum (its act) lets peer reports act alone.
+	now = now.Add(time.Second)
+	d = e.Handle(ctx, peer("203.0.113.41", "act", 0.95))
+	if d == nil || d.Verdict != Act || !bl.Blocked(netip.MustParseAddr("203.0.113.41")) {
+		t.Fatalf("quorum sighting: %+v", d)
+	}
+	e.wg.Wait()
+	mu.Lock()
+	if len(shared) != 1 || shared[0].Source.String() != "203.0.113.40" || shared[0].Confidence < 86 || shared[0].TTL != 10*time.Minute {
+		t.Fatalf("shared %+v, want one sighting of 203.0.113.40 (never the peers' 203.0.113.41)", shared)
+	}
+	mu.Unlock()
+	var kinds []string
+	for _, c := range d.Countermeasures {
+		kinds = append(kinds, c.Kind)
+	}
+	if slices.Contains(kinds, "share") {
+		t.Fatalf("a block on peer evidence was shared: %v", kinds)
+	}
+	// The enclave's echo of our own sighting is not new evidence; an operator's own
+	// publish (not shared by the engine) is.
+	echo := peer("203.0.113.40", "act", 1)
+	echo.Attrs["event"] = "local"
+	if !e.ownSighting(echo) {
+		t.Fatal("the echo of a shared sighting counts as evidence")
+	}
+	op := peer("203.0.113.99", "act", 1)
+	op.Attrs["event"] = "local"
+	if e.ownSighting(op) {
+		t.Fatal("an operator's publish was taken for the engine's own")
+	}
+	// Half the block's TTL later, a new own act on the source renews the sighting.
+	now = now.Add(6 * time.Minute)
+	if d := e.Handle(ctx, parse(t, eveLine("203.0.113.40", "ET MALWARE C2 beacon", "A Network Trojan was detected", 1))); d == nil || d.Verdict != Act {
+		t.Fatalf("renewed act: %+v", d)
+	}
+	e.wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(shared) != 2 || shared[1].Source.String() != "203.0.113.40" {
+		t.Fatalf("not shared again after half the TTL: %+v", shared)
 	}
 }

@@ -72,14 +72,19 @@ func FromGateway(be bus.Event) (sensor.Event, bool) {
 	return e, true
 }
 
-// enclaveDecision is the enclave node's bus event for a peer sighting it decided on (published
-// by enclave; the engine must not import it).
-const enclaveDecision = "enclave.decision"
+// enclaveDecision is the enclave node's bus event for a sighting it decided on (published by
+// enclave; the engine must not import it); enclaveAct is its act verdict.
+const (
+	enclaveDecision = "enclave.decision"
+	enclaveAct      = "act"
+)
 
-// FromEnclave turns the enclave's decision on a peer sighting into evidence: sensor
-// "enclave", kind "sighting", the sighted address as source (subject; an address or a
-// single-address prefix), the enclave's own verdict (act, defer, ignore) as category. A
-// sighting of a wider prefix or a port names no source. ok is false for other events.
+// FromEnclave turns the enclave's decision on a sighting into evidence: sensor "enclave", kind
+// "sighting", the sighted address as source (subject; an address or a single-address prefix),
+// the enclave's verdict (act, defer, ignore, ...) as category, and its combined evidence (each
+// live report's confidence times its reporter's trust, noisy-OR over reporters) as the
+// event's Strength, so a peer's sighting counts by the reputation it earned. A sighting of a
+// wider prefix or a port names no source. ok is false for other events.
 func FromEnclave(be bus.Event) (sensor.Event, bool) {
 	if be.Kind != enclaveDecision {
 		return sensor.Event{}, false
@@ -95,9 +100,14 @@ func FromEnclave(be bus.Event) (sensor.Event, bool) {
 		e.Source = a.Unmap()
 	}
 	ev, _ := be.Attrs["evidence"].(float64)
-	e.Summary = sensor.Excerpt(fmt.Sprintf("peer sighting of %s (indicator %s, reporter %s): enclave decided %s on evidence %.3f",
+	if ev > 0 && ev <= 1 {
+		e.Strength = ev
+	} else {
+		e.Strength = 1e-9 // no evidence: the rule's weight must not count
+	}
+	e.Summary = sensor.Excerpt(fmt.Sprintf("peer sighting of %s (indicator %s, reporter %s): enclave decided %s on reputation-weighted evidence %.3f",
 		be.Subject, str("indicator"), str("reporter"), e.Category, ev))
-	e.Attrs = map[string]string{"indicator": str("indicator"), "reporter": str("reporter"), "target": be.Subject}
+	e.Attrs = map[string]string{"indicator": str("indicator"), "reporter": str("reporter"), "target": be.Subject, "event": str("event")}
 	return e, true
 }
 
@@ -118,9 +128,21 @@ func (e *Engine) FollowBus(ctx context.Context, b *bus.Bus) {
 			}
 			if ev, ok := FromGateway(be); ok {
 				e.Submit(ev)
-			} else if ev, ok := FromEnclave(be); ok {
+			} else if ev, ok := FromEnclave(be); ok && !e.ownSighting(ev) {
 				e.Submit(ev)
 			}
 		}
 	}
+}
+
+// ownSighting reports whether ev is the enclave's decision on a sighting this engine shared
+// (it comes back on the bus as the enclave's "local" event): not new evidence.
+func (e *Engine) ownSighting(ev sensor.Event) bool {
+	if ev.Attrs["event"] != "local" || !ev.Source.IsValid() {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	until, ok := e.shared[ev.Source]
+	return ok && e.now().Before(until)
 }

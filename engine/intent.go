@@ -18,6 +18,11 @@ import (
 // configured engine.intensity_rate (docs/architecture.md, "Engine").
 type intent struct {
 	p       float64
+	// local is the same fading noisy-OR over this agent's own evidence only (every sensor but
+	// the enclave); peerAct is whether the enclave's latest decision on a peer sighting for
+	// this pair was act (its quorum of independent established reporters was met).
+	local   float64
+	peerAct bool
 	rate    float64 // events per minute, exponentially windowed
 	last    time.Time
 	events  int
@@ -33,13 +38,18 @@ type intent struct {
 // maxPending bounds the evidence an intent keeps for its next decision.
 const maxPending = 16
 
-func (in *intent) add(now time.Time, w float64, halfLife time.Duration) {
+func (in *intent) add(now time.Time, w float64, halfLife time.Duration, local bool) {
 	if !in.last.IsZero() && now.After(in.last) {
 		dt := now.Sub(in.last)
-		in.p *= math.Exp2(-dt.Seconds() / halfLife.Seconds())
+		f := math.Exp2(-dt.Seconds() / halfLife.Seconds())
+		in.p *= f
+		in.local *= f
 		in.rate *= math.Exp(-dt.Minutes())
 	}
 	in.p = 1 - (1-in.p)*(1-w)
+	if local {
+		in.local = 1 - (1-in.local)*(1-w)
+	}
 	in.rate++
 	in.last = now
 	in.events++
@@ -51,6 +61,14 @@ func (in *intent) probability(now time.Time, halfLife time.Duration) float64 {
 		return in.p
 	}
 	return in.p * math.Exp2(-now.Sub(in.last).Seconds()/halfLife.Seconds())
+}
+
+// localProbability is the own-evidence part of P faded to now.
+func (in *intent) localProbability(now time.Time, halfLife time.Duration) float64 {
+	if in.last.IsZero() || !now.After(in.last) {
+		return in.local
+	}
+	return in.local * math.Exp2(-now.Sub(in.last).Seconds()/halfLife.Seconds())
 }
 
 // intensity is π = min(1, r/R), at least minIntensity.

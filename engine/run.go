@@ -33,6 +33,8 @@ type AgentOptions struct {
 	Pool              Pool
 	// Members lets the file-integrity sensor watch the running executors; nil: host paths only.
 	Members Members
+	// Share publishes confident local detections to the enclave (Options.Share); nil: none.
+	Share func(ctx context.Context, s Sighting) error
 	Bus     *bus.Bus
 	// Metrics receives the engine's and the sensors' counters (nil: none).
 	Metrics prometheus.Registerer
@@ -62,7 +64,7 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 		return nil, err
 	}
 	e, err := New(Options{Config: o.Config.Engine, Model: m, Manager: o.Manager, BlockActuators: o.BlockActuators,
-		VigilanceActuator: o.VigilanceActuator, Pool: o.Pool, Store: st, Bus: o.Bus, Logger: o.Logger})
+		VigilanceActuator: o.VigilanceActuator, Pool: o.Pool, Store: st, Bus: o.Bus, Logger: o.Logger, Share: o.Share})
 	if err != nil {
 		st.Close()
 		return nil, locate(err, o.ConfigFile)

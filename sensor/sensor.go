@@ -52,6 +52,9 @@ type Event struct {
 	// Excerpt is the raw evidence, at most MaxExcerpt bytes.
 	Excerpt string            `json:"excerpt,omitempty"`
 	Attrs   map[string]string `json:"attrs,omitempty"`
+	// Strength in (0, 1] scales the matching rule's weight, for evidence that carries its own
+	// confidence (a peer sighting: the enclave's reputation-weighted evidence); 0 means 1.
+	Strength float64 `json:"strength,omitempty"`
 }
 
 // Excerpt returns s cut to MaxExcerpt bytes (on a UTF-8 boundary), marked when cut.

@@ -32,6 +32,7 @@ import (
 	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/demo"
+	"github.com/proteus-defense/proteus/enclave"
 	"github.com/proteus-defense/proteus/engine"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/process"
@@ -96,6 +97,8 @@ type agent struct {
 	// isolate, once the engine runs, takes a dissenting executor out of service (quarantine).
 	isolate atomic.Pointer[func(id string)]
 	state agentState // for the API's status
+	// node is the enclave node once it runs (the engine shares its detections through it).
+	node atomic.Pointer[enclave.Node]
 	// stops run in reverse order at shutdown, after the frontend and the API stopped serving
 	// and before the pool closes.
 	stops []func()
@@ -318,7 +321,7 @@ func (a *agent) startEngine(ctx context.Context) error {
 	}
 	r, err := engine.Start(ctx, engine.AgentOptions{Config: a.cfg, ConfigFile: a.o.ConfigFile, DataDir: a.o.DataDir,
 		Manager: a.cms.Manager, BlockActuators: a.cms.BlockActuators, VigilanceActuator: countermeasure.VigilanceID,
-		Pool: a.pool, Members: a.pool, Bus: a.bus, Logger: a.log, Metrics: a.reg})
+		Pool: a.pool, Members: a.pool, Bus: a.bus, Logger: a.log, Metrics: a.reg, Share: a.share})
 	if err != nil {
 		return err
 	}
