@@ -531,8 +531,8 @@ func TestTightenFor(t *testing.T) {
 		{1, 0, 3, 5, Tightening{1, 4, 3, 0.5}},
 		{2, 0, 3, 5, Tightening{2, 5, 2, 0.25}},
 		{5, 0, 3, 5, Tightening{5, 5, 2, 0.03125}}, // k capped at k+2, threshold at the minimum
-		{3, 4, 3, 0, Tightening{3, 4, 0, 0.125}},  // never rebuilds stays never
-		{2, 2, 3, 1, Tightening{2, 3, 1, 0.25}},   // max_k below k: k stays
+		{3, 4, 3, 0, Tightening{3, 4, 0, 0.125}},   // never rebuilds stays never
+		{2, 2, 3, 1, Tightening{2, 3, 1, 0.25}},    // max_k below k: k stays
 	} {
 		v.MaxK = c.maxK
 		if got := TightenFor(c.level, v, c.k, c.thr); got != c.want {

@@ -17,7 +17,7 @@ import (
 // r(t) = r(t⁻)·e^(−Δt/1min) + 1; the live attack intensity is π = min(1, r / R) with R the
 // configured engine.intensity_rate (docs/architecture.md, "Engine").
 type intent struct {
-	p       float64
+	p float64
 	// local is the same fading noisy-OR over this agent's own evidence only (every sensor but
 	// the enclave); peerAct is whether the enclave's latest decision on a peer sighting for
 	// this pair was act (its quorum of independent established reporters was met).

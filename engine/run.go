@@ -35,7 +35,7 @@ type AgentOptions struct {
 	Members Members
 	// Share publishes confident local detections to the enclave (Options.Share); nil: none.
 	Share func(ctx context.Context, s Sighting) error
-	Bus     *bus.Bus
+	Bus   *bus.Bus
 	// Metrics receives the engine's and the sensors' counters (nil: none).
 	Metrics prometheus.Registerer
 	Logger  *slog.Logger

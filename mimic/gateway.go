@@ -237,7 +237,7 @@ type Gateway struct {
 	saverStop    chan struct{}
 	saverDone    chan struct{}
 	closeOnce    sync.Once
-	workers      workers // goroutines that run executor requests (see workers.go)
+	workers      workers      // goroutines that run executor requests (see workers.go)
 	vigilantK    atomic.Int32 // Tighten's k; 0: Options.K (see vigilance.go)
 }
 

@@ -26,11 +26,11 @@ type Scheduler struct {
 	// next is a policy SetPolicy handed in, taken up at the next tick; cur is the one in
 	// effect (for Policy).
 	next, cur atomic.Pointer[Policy]
-	pool   Rotator
-	log    *slog.Logger
-	rng    *rand.Rand
-	now    func() time.Time
-	tick   time.Duration
+	pool      Rotator
+	log       *slog.Logger
+	rng       *rand.Rand
+	now       func() time.Time
+	tick      time.Duration
 }
 
 // NewScheduler returns a scheduler for pool; seed makes the jitter reproducible (use a

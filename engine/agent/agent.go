@@ -96,7 +96,7 @@ type agent struct {
 	reg  *prometheus.Registry
 	// isolate, once the engine runs, takes a dissenting executor out of service (quarantine).
 	isolate atomic.Pointer[func(id string)]
-	state agentState // for the API's status
+	state   agentState // for the API's status
 	// node is the enclave node once it runs (the engine shares its detections through it).
 	node atomic.Pointer[enclave.Node]
 	// stops run in reverse order at shutdown, after the frontend and the API stopped serving

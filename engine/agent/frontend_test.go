@@ -39,4 +39,3 @@ func TestBlockingFrontend(t *testing.T) {
 		}
 	}
 }
-

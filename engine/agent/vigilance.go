@@ -22,7 +22,7 @@ import (
 type vigilance struct {
 	level  *countermeasure.Vigilance
 	cfg    config.Vigilance
-	k, thr int           // the gateway's configured k and rebuild threshold
+	k, thr int            // the gateway's configured k and rebuild threshold
 	gw     *mimic.Gateway // nil with the proxy frontend
 	sched  *mtd.Scheduler
 	policy mtd.Policy // the configured rotation policy
