@@ -97,7 +97,7 @@ type Asset struct {
 // attack strategy Attack of stage Stage with strength Weight in (0, 1).
 type Rule struct {
 	Name   string `yaml:"name"`
-	Sensor string `yaml:"sensor"` // eve, fim, aide, gateway, enclave
+	Sensor string `yaml:"sensor"` // eve, fim, aide, gateway, enclave, executor
 	Kind   string `yaml:"kind"`   // event kind, e.g. alert, anomaly, dissent
 	// Signature is a regular expression matched against the EVE signature.
 	Signature   string `yaml:"signature"`
@@ -128,7 +128,7 @@ const (
 )
 
 // Sensor names a rule can match.
-var ruleSensors = map[string]bool{"eve": true, "fim": true, "aide": true, "gateway": true, "enclave": true}
+var ruleSensors = map[string]bool{"eve": true, "fim": true, "aide": true, "gateway": true, "enclave": true, "executor": true}
 
 var assetNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
@@ -257,7 +257,7 @@ func (x *Engine) validate(field string, p *strictyaml.Problems, sensors *Sensors
 	for i, r := range x.Rules {
 		f := indexed(field+".rules", i)
 		if !ruleSensors[r.Sensor] {
-			p.Addf(f+".sensor", "must be eve, fim, aide, gateway or enclave, got %q", r.Sensor)
+			p.Addf(f+".sensor", "must be eve, fim, aide, gateway, enclave or executor, got %q", r.Sensor)
 		}
 		if r.Signature != "" {
 			if _, err := regexp.Compile(r.Signature); err != nil {

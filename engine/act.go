@@ -29,8 +29,14 @@ func (e *Engine) act(ctx context.Context, a *asset, ev sensor.Event, id, def str
 	var out []store.Countermeasure
 	// A changed file in a running executor: that executor is quarantined (kept for
 	// forensics, taken out of service) and the pool replaces it from the known-good image.
-	if id := ev.Attrs["executor"]; ev.Sensor == "fim" && id != "" {
-		out = append(out, e.quarantine(ctx, id))
+	// An executor its confinement refused something is quarantined the same way (the
+	// process driver has already killed it and kept its work dir; the record says so).
+	if executorEvidence(ev) {
+		reason := "tampering"
+		if ev.Sensor == "executor" {
+			reason = "denied"
+		}
+		out = append(out, e.isolateLocked(ctx, ev.Attrs["executor"], reason))
 	}
 	for _, c := range cms {
 		switch c.Kind {
@@ -82,13 +88,15 @@ func (e *Engine) Isolate(ctx context.Context, id, reason string) store.Counterme
 	return e.isolateLocked(ctx, id, reason)
 }
 
-// quarantine takes executor id out of service now: quarantined (frozen, kept for forensics)
-// while fewer than engine.max_quarantined are, else rotated (destroyed and rebuilt). Either
-// way the pool replaces it from the known-good image.
-func (e *Engine) quarantine(ctx context.Context, id string) store.Countermeasure {
-	return e.isolateLocked(ctx, id, "tampering")
+// executorEvidence reports whether ev accuses one running executor (a changed file in it, or
+// a refusal by its confinement): acting on it takes that executor out of service.
+func executorEvidence(ev sensor.Event) bool {
+	return (ev.Sensor == "fim" || ev.Sensor == "executor") && ev.Attrs["executor"] != ""
 }
 
+// isolateLocked takes executor id out of service now: quarantined (frozen, kept for
+// forensics) while fewer than engine.max_quarantined are, else rotated (destroyed and
+// rebuilt). Either way the pool replaces it from the known-good image.
 func (e *Engine) isolateLocked(ctx context.Context, id, reason string) store.Countermeasure {
 	c := store.Countermeasure{Kind: "quarantine", Target: id}
 	if e.o.Pool == nil {

@@ -434,7 +434,7 @@ func (e *Engine) Handle(ctx context.Context, ev sensor.Event) *Decision {
 	// Coalesce: nothing new since this pair's last decision (same verdict, stage and
 	// strategy, within the half-life) adds evidence for the next one instead.
 	// A tampered executor is its own target: its act is never coalesced into another's.
-	ownTarget := verdict == Act && ev.Sensor == "fim" && ev.Attrs["executor"] != ""
+	ownTarget := verdict == Act && executorEvidence(ev)
 	if !ownTarget && in.decided && in.verdict == verdict && in.stage == stage && in.strategy == ch.Defense && now.Sub(in.decidedAt) < e.cfg.HalfLife/2 {
 		e.coalesced.Add(1)
 		return nil

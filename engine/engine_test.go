@@ -646,3 +646,53 @@ func TestEnclaveEvidenceAndSharing(t *testing.T) {
 		t.Fatalf("not shared again after half the TTL: %+v", shared)
 	}
 }
+
+// An executor.denied event (as the process driver publishes it) is evidence about that
+// executor: with a rule for it, the engine acts and quarantines exactly that executor, and
+// the decision records the refusal.
+func TestExecutorDeniedIsEvidence(t *testing.T) {
+	cfg := engineConfig(t, strings.Replace(testConfig, "  strategies:\n",
+		"    - {name: refused, sensor: executor, kind: denied, stage: S2, attack: a3, weight: 0.95}\n  strategies:\n", 1))
+	pool := &fakePool{cstar: 2, rate: 0.05, rotated: make(chan struct{}, 16)}
+	b := bus.New()
+	e, err := New(Options{Config: cfg, Model: paperModel(t), Pool: pool, Bus: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := bus.Event{Kind: "executor.denied", Source: "executor/process", Subject: "go-raw-0123456789ab",
+		Attrs: map[string]any{"variant": "go-raw", "reason": "seccomp", "signal": "SIGSYS", "work_dir": "/var/lib/proteus/executor/process/work/go-raw-0123456789ab"}}
+	ev, ok := FromExecutor(be)
+	if !ok || ev.Sensor != "executor" || ev.Kind != "denied" || ev.Category != "seccomp" || ev.Attrs["executor"] != "go-raw-0123456789ab" ||
+		!strings.Contains(ev.Summary, "signal=SIGSYS") || !strings.Contains(ev.Excerpt, "work_dir=/var/lib/proteus") {
+		t.Fatalf("%+v", ev)
+	}
+	if _, ok := FromExecutor(bus.Event{Kind: "executor.denied"}); ok {
+		t.Fatal("an event naming no executor is evidence")
+	}
+	decided, cancelSub := b.Subscribe(4, bus.KindPrefix(EventDecision))
+	defer cancelSub()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { e.Run(ctx); done <- struct{}{} }()
+	go func() { e.FollowBus(ctx, b); done <- struct{}{} }()
+	defer func() { cancel(); <-done; <-done }()
+	for n := 0; ; n++ {
+		if n == 500 {
+			t.Fatalf("no decision on the refusal; stats %+v", e.Stats())
+		}
+		b.Publish(be)
+		select {
+		case d := <-decided:
+			if d.Attrs["verdict"] != Act {
+				t.Fatalf("%+v", d)
+			}
+			pool.mu.Lock()
+			defer pool.mu.Unlock()
+			if len(pool.log) == 0 || pool.log[0] != "quarantine go-raw-0123456789ab" {
+				t.Fatalf("pool calls %v", pool.log)
+			}
+			return
+		case <-time.After(20 * time.Millisecond): // FollowBus may not have subscribed yet
+		}
+	}
+}

@@ -111,12 +111,44 @@ func FromEnclave(be bus.Event) (sensor.Event, bool) {
 	return e, true
 }
 
-// FollowBus feeds the gateway's dissent and no-consensus events and the enclave's decisions on
-// peer sightings from b to the engine without blocking their publishers (a full queue drops
-// and counts) until ctx ends.
+// executorDenied is the drivers' bus event for an executor its confinement refused something
+// (executor.EventDenied).
+const executorDenied = "executor.denied"
+
+// FromExecutor turns an executor.denied bus event into evidence about that executor: sensor
+// "executor", kind "denied", the refusal's reason (seccomp, memory, processes, network) as
+// category, the variant as asset hint, and the executor's ID in attr "executor" (acting on it
+// quarantines that executor, as for a changed file). ok is false for other events.
+func FromExecutor(be bus.Event) (sensor.Event, bool) {
+	if be.Kind != executorDenied || be.Subject == "" {
+		return sensor.Event{}, false
+	}
+	str := func(k string) string {
+		v, _ := be.Attrs[k].(string)
+		return v
+	}
+	e := sensor.Event{Time: be.Time, Sensor: "executor", Kind: "denied", Category: str("reason"), Asset: str("variant"),
+		Path: str("work_dir"), Attrs: map[string]string{"executor": be.Subject, "variant": str("variant"), "driver": be.Source}}
+	var extra []string
+	for _, k := range []string{"signal", "oom_kills", "refused_forks", "refused_packets", "exit_code", "container"} {
+		if v, ok := be.Attrs[k]; ok && fmt.Sprint(v) != "0" && fmt.Sprint(v) != "" {
+			extra = append(extra, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	e.Summary = sensor.Excerpt(fmt.Sprintf("executor %s (%s) refused by its confinement: %s %s", be.Subject, e.Attrs["variant"],
+		e.Category, strings.Join(extra, " ")))
+	e.Excerpt = sensor.Excerpt(fmt.Sprintf("driver=%s work_dir=%s %s", be.Source, e.Path, strings.Join(extra, " ")))
+	return e, true
+}
+
+// FollowBus feeds the gateway's dissent and no-consensus events, the enclave's decisions on
+// sightings and the drivers' executor.denied events from b to the engine without blocking
+// their publishers (a full queue drops and counts) until ctx ends.
 func (e *Engine) FollowBus(ctx context.Context, b *bus.Bus) {
 	gw := bus.KindPrefix("gateway.")
-	ch, cancel := b.Subscribe(e.cfg.Queue, func(ev bus.Event) bool { return gw(ev) || ev.Kind == enclaveDecision })
+	ch, cancel := b.Subscribe(e.cfg.Queue, func(ev bus.Event) bool {
+		return gw(ev) || ev.Kind == enclaveDecision || ev.Kind == executorDenied
+	})
 	defer cancel()
 	for {
 		select {
@@ -129,6 +161,8 @@ func (e *Engine) FollowBus(ctx context.Context, b *bus.Bus) {
 			if ev, ok := FromGateway(be); ok {
 				e.Submit(ev)
 			} else if ev, ok := FromEnclave(be); ok && !e.ownSighting(ev) {
+				e.Submit(ev)
+			} else if ev, ok := FromExecutor(be); ok {
 				e.Submit(ev)
 			}
 		}
