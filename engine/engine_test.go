@@ -17,6 +17,7 @@ import (
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/countermeasure"
+	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/game"
 	"github.com/proteus-defense/proteus/sensor"
 	"github.com/proteus-defense/proteus/sensor/eve"
@@ -659,11 +660,13 @@ func TestExecutorDeniedIsEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := bus.Event{Kind: "executor.denied", Source: "executor/process", Subject: "go-raw-0123456789ab",
-		Attrs: map[string]any{"variant": "go-raw", "reason": "seccomp", "signal": "SIGSYS", "work_dir": "/var/lib/proteus/executor/process/work/go-raw-0123456789ab"}}
+	be := bus.Event{Kind: executor.EventDenied, Source: "executor/process", Subject: "go-raw-0123456789ab",
+		Attrs: executor.Denial{Variant: "go-raw", Reason: executor.DeniedFile, Attempted: "open /var/lib/proteus/api.token for read",
+			RefusedBy: "fanotify", Extra: map[string]any{"path": "/var/lib/proteus/api.token", "access": "read"}}.Attrs()}
 	ev, ok := FromExecutor(be)
-	if !ok || ev.Sensor != "executor" || ev.Kind != "denied" || ev.Category != "seccomp" || ev.Attrs["executor"] != "go-raw-0123456789ab" ||
-		!strings.Contains(ev.Summary, "signal=SIGSYS") || !strings.Contains(ev.Excerpt, "work_dir=/var/lib/proteus") {
+	if !ok || ev.Sensor != "executor" || ev.Kind != "denied" || ev.Category != "file" || ev.Attrs["executor"] != "go-raw-0123456789ab" ||
+		ev.Path != "/var/lib/proteus/api.token" || !strings.Contains(ev.Summary, "open /var/lib/proteus/api.token for read (refused by fanotify; confidentiality)") ||
+		!strings.Contains(ev.Excerpt, "access=read") {
 		t.Fatalf("%+v", ev)
 	}
 	if _, ok := FromExecutor(bus.Event{Kind: "executor.denied"}); ok {

@@ -3,10 +3,13 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"net/netip"
 	"strings"
 
 	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/sensor"
 )
 
@@ -111,14 +114,15 @@ func FromEnclave(be bus.Event) (sensor.Event, bool) {
 	return e, true
 }
 
-// executorDenied is the drivers' bus event for an executor its confinement refused something
-// (executor.EventDenied).
-const executorDenied = "executor.denied"
+// executorDenied is the drivers' bus event for an executor its confinement refused something.
+const executorDenied = executor.EventDenied
 
-// FromExecutor turns an executor.denied bus event into evidence about that executor: sensor
-// "executor", kind "denied", the refusal's reason (seccomp, memory, processes, network) as
-// category, the variant as asset hint, and the executor's ID in attr "executor" (acting on it
-// quarantines that executor, as for a changed file). ok is false for other events.
+// FromExecutor turns an executor.denied bus event (executor.Denial's attrs) into evidence
+// about that executor: sensor "executor", kind "denied", the refusal's reason (file, signal,
+// seccomp, network, memory, processes) as category, the variant as asset hint, the executor's
+// ID in attr "executor" (acting on it quarantines that executor, as for a changed file), what
+// it attempted and what refused it in the summary, the rest of the event's attrs in the
+// excerpt. ok is false for other events.
 func FromExecutor(be bus.Event) (sensor.Event, bool) {
 	if be.Kind != executorDenied || be.Subject == "" {
 		return sensor.Event{}, false
@@ -128,16 +132,19 @@ func FromExecutor(be bus.Event) (sensor.Event, bool) {
 		return v
 	}
 	e := sensor.Event{Time: be.Time, Sensor: "executor", Kind: "denied", Category: str("reason"), Asset: str("variant"),
-		Path: str("work_dir"), Attrs: map[string]string{"executor": be.Subject, "variant": str("variant"), "driver": be.Source}}
+		Path: str("path"), Attrs: map[string]string{"executor": be.Subject, "variant": str("variant"), "driver": be.Source,
+			"attempted": str("attempted"), "refused_by": str("refused_by"), "attribute": str("category")}}
+	e.Summary = sensor.Excerpt(fmt.Sprintf("executor %s (%s) refused by its confinement: %s: %s (refused by %s; %s)", be.Subject,
+		e.Attrs["variant"], e.Category, e.Attrs["attempted"], e.Attrs["refused_by"], e.Attrs["attribute"]))
 	var extra []string
-	for _, k := range []string{"signal", "oom_kills", "refused_forks", "refused_packets", "exit_code", "container"} {
-		if v, ok := be.Attrs[k]; ok && fmt.Sprint(v) != "0" && fmt.Sprint(v) != "" {
-			extra = append(extra, fmt.Sprintf("%s=%v", k, v))
+	for _, k := range slices.Sorted(maps.Keys(be.Attrs)) {
+		switch k {
+		case "variant", "reason", "attempted", "refused_by", "category":
+			continue
 		}
+		extra = append(extra, fmt.Sprintf("%s=%v", k, be.Attrs[k]))
 	}
-	e.Summary = sensor.Excerpt(fmt.Sprintf("executor %s (%s) refused by its confinement: %s %s", be.Subject, e.Attrs["variant"],
-		e.Category, strings.Join(extra, " ")))
-	e.Excerpt = sensor.Excerpt(fmt.Sprintf("driver=%s work_dir=%s %s", be.Source, e.Path, strings.Join(extra, " ")))
+	e.Excerpt = sensor.Excerpt(fmt.Sprintf("driver=%s %s", be.Source, strings.Join(extra, " ")))
 	return e, true
 }
 

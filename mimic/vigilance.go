@@ -13,7 +13,7 @@ package mimic
 // It is safe to call while requests are served; each request reads it once.
 func (g *Gateway) Tighten(k, threshold int) {
 	g.vigilantK.Store(int32(max(k, 0)))
-	g.trust.strict.Store(int32(max(threshold, 0)))
+	g.core.Trust().Tighten(threshold)
 }
 
 // Voters returns how many executors a voted request with n executors in service is sent to,

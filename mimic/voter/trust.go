@@ -16,7 +16,7 @@ type Trust struct {
 	window    int
 	threshold int
 	period    time.Duration
-	// strict, when positive and below threshold, replaces it (Gateway.Tighten).
+	// strict, when positive and below threshold, replaces it (Tighten).
 	strict atomic.Int32
 
 	mu sync.Mutex
@@ -37,6 +37,11 @@ type trustEntry struct {
 func NewTrust(window, threshold int, period time.Duration) *Trust {
 	return &Trust{window: max(window, 1), threshold: threshold, period: period, m: map[string]*trustEntry{}}
 }
+
+// Tighten makes an executor due for a rebuild after threshold dissents within the period
+// when that is fewer than the configured threshold (the agent's vigilance); 0 returns to the
+// configured one. A Trust configured never to rebuild still never does.
+func (t *Trust) Tighten(threshold int) { t.strict.Store(int32(max(threshold, 0))) }
 
 // Record adds one outcome for id and reports whether id is now due for a rebuild; its
 // dissent history is then cleared so one burst triggers one rebuild.
