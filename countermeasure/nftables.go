@@ -49,11 +49,16 @@ type NFTablesOptions struct {
 // carrying a timeout (so a crashed agent's blocks still lapse), and drop rules in an
 // input and a forward base chain. Apply adds, Revert removes, Close deletes the table.
 //
-// The kernel does not merge overlapping intervals, so every change rewrites the sets
-// from the wanted state in one atomic transaction (flush set + add elements): overlapping
-// prefixes are merged and a merged range times out at the latest expiry among its parts.
+// The kernel does not merge overlapping intervals, so a change that touches an existing
+// range rewrites the set from the wanted state in one atomic transaction (flush set + add
+// elements): overlapping prefixes are merged and a merged range times out at the latest
+// expiry among its parts. A new block whose range neither overlaps nor touches any wanted
+// range of its family (the common case: one more attacker address) only adds its own
+// elements, so its cost does not grow with the number of blocks. One netlink socket is kept
+// open for all of it (reopened after an error).
 type NFTables struct {
 	mu    sync.Mutex
+	c     *nftables.Conn // lasting; nil until first used or after an error
 	opts  NFTablesOptions
 	table *nftables.Table
 	set4  *nftables.Set
@@ -87,8 +92,12 @@ func NewNFTables(o NFTablesOptions) (*NFTables, error) {
 	return n, nil
 }
 
+// conn returns the lasting netlink connection, opening it when needed.
 func (n *NFTables) conn() (*nftables.Conn, error) {
-	var opts []nftables.ConnOption
+	if n.c != nil {
+		return n.c, nil
+	}
+	opts := []nftables.ConnOption{nftables.AsLasting()}
 	if n.opts.NetNS != 0 {
 		opts = append(opts, nftables.WithNetNSFd(n.opts.NetNS))
 	}
@@ -96,7 +105,26 @@ func (n *NFTables) conn() (*nftables.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("countermeasure/nftables: netlink: %w", err)
 	}
+	n.c = c
 	return c, nil
+}
+
+// drop closes the lasting connection after a failed transaction, so the next one starts on
+// a fresh socket (no half-read replies left behind).
+func (n *NFTables) drop() {
+	if n.c != nil {
+		_ = n.c.CloseLasting()
+		n.c = nil
+	}
+}
+
+// flush sends c's queued messages; on failure the connection is dropped.
+func (n *NFTables) flush(c *nftables.Conn) error {
+	if err := c.Flush(); err != nil {
+		n.drop()
+		return err
+	}
+	return nil
 }
 
 // install replaces any existing table inet proteus with an empty one, in one transaction.
@@ -110,6 +138,7 @@ func (n *NFTables) install() error {
 	c.AddTable(n.table)
 	for _, s := range []*nftables.Set{n.set4, n.set6, n.ports} {
 		if err := c.AddSet(s, nil); err != nil {
+			n.drop()
 			return fmt.Errorf("countermeasure/nftables: add set %s: %w", s.Name, err)
 		}
 	}
@@ -126,7 +155,7 @@ func (n *NFTables) install() error {
 	for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
 		c.AddRule(&nftables.Rule{Table: n.table, Chain: in, Exprs: dportRule(proto, n.ports)})
 	}
-	if err := c.Flush(); err != nil {
+	if err := n.flush(c); err != nil {
 		return fmt.Errorf("countermeasure/nftables: create table inet %s: %w", NFTable, err)
 	}
 	return nil
@@ -166,7 +195,11 @@ func (n *NFTables) Apply(_ context.Context, a Action) error {
 	defer n.mu.Unlock()
 	old, had := n.want[a.ID]
 	n.want[a.ID] = a
-	if err := n.syncLocked(a.Target); err != nil {
+	sync := n.syncLocked
+	if !had && a.Target.Prefix.IsValid() && n.aloneLocked(a) {
+		sync = func(Target) error { return n.addLocked(a) }
+	}
+	if err := sync(a.Target); err != nil {
 		if had {
 			n.want[a.ID] = old
 		} else {
@@ -202,10 +235,58 @@ func (n *NFTables) Close() error {
 		return err
 	}
 	c.DelTable(n.table)
-	if err := c.Flush(); err != nil {
+	if err := n.flush(c); err != nil {
 		return fmt.Errorf("countermeasure/nftables: delete table inet %s: %w", NFTable, err)
 	}
 	n.want = map[string]Action{}
+	n.drop()
+	return nil
+}
+
+// aloneLocked reports whether a's range neither overlaps nor touches the range of any other
+// wanted action of its family: its elements can then be added without rewriting the set.
+func (n *NFTables) aloneLocked(a Action) bool {
+	p := a.Target.Prefix.Masked()
+	lo, hi := p.Addr(), lastAddr(p)
+	for id, o := range n.want {
+		q := o.Target.Prefix
+		if id == a.ID || !q.IsValid() || q.Addr().Is4() != lo.Is4() {
+			continue
+		}
+		q = q.Masked()
+		qlo, qhi := q.Addr(), lastAddr(q)
+		// Apart only with a gap between them: else overlapping or adjacent (the merge in
+		// rangeElements would join them).
+		gapBefore := func(hi, lo netip.Addr) bool { e := hi.Next(); return e.IsValid() && e.Less(lo) }
+		if !gapBefore(hi, qlo) && !gapBefore(qhi, lo) {
+			return false
+		}
+	}
+	return true
+}
+
+// addLocked adds the elements of a's range alone (see aloneLocked).
+func (n *NFTables) addLocked(a Action) error {
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	p := a.Target.Prefix.Masked()
+	set := n.set6
+	if p.Addr().Is4() {
+		set = n.set4
+	}
+	elems := []nftables.SetElement{{Key: p.Addr().AsSlice(), Timeout: timeout(a.Expires, n.opts.Now())}}
+	if end := lastAddr(p).Next(); end.IsValid() {
+		elems = append(elems, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+	}
+	if err := c.SetAddElements(set, elems); err != nil {
+		n.drop()
+		return fmt.Errorf("countermeasure/nftables: set %s: %w", set.Name, err)
+	}
+	if err := n.flush(c); err != nil {
+		return fmt.Errorf("countermeasure/nftables: add to set %s: %w", set.Name, err)
+	}
 	return nil
 }
 
@@ -232,10 +313,11 @@ func (n *NFTables) syncLocked(t Target) error {
 	c.FlushSet(set)
 	if len(elems) > 0 {
 		if err := c.SetAddElements(set, elems); err != nil {
+			n.drop() // the queued flush of the set must not go out with the next transaction
 			return fmt.Errorf("countermeasure/nftables: set %s: %w", set.Name, err)
 		}
 	}
-	if err := c.Flush(); err != nil {
+	if err := n.flush(c); err != nil {
 		return fmt.Errorf("countermeasure/nftables: update set %s: %w", set.Name, err)
 	}
 	return nil

@@ -139,6 +139,40 @@ func TestNFTablesInNetNS(t *testing.T) {
 		}
 	}
 
+	// A new range alone is added without rewriting the set; an adjacent one is merged with its
+	// neighbour (the set rewritten), and reverting it splits them again.
+	x := Action{ID: "b1", Actuator: NFTablesID, Kind: KindBlock, Target: PrefixTarget(netip.MustParsePrefix("192.0.2.0/24")), Expires: now.Add(time.Hour)}
+	y := Action{ID: "b2", Actuator: NFTablesID, Kind: KindBlock, Target: PrefixTarget(netip.MustParsePrefix("192.0.3.0/24")), Expires: now.Add(time.Hour)}
+	z := Action{ID: "b3", Actuator: NFTablesID, Kind: KindBlock, Target: AddrTarget(netip.MustParseAddr("10.9.0.1")), Expires: now.Add(time.Hour)}
+	for _, a := range []Action{x, z} {
+		if !n.aloneLocked(a) {
+			t.Fatalf("%s not alone", a.Target)
+		}
+		if err := n.Apply(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n.aloneLocked(y) {
+		t.Fatal("an adjacent range counted as alone")
+	}
+	if err := n.Apply(ctx, y); err != nil {
+		t.Fatal(err)
+	}
+	if e4 := setElements(nftList(t, ns), NFSet4); !strings.Contains(e4, "192.0.2.0/23") || !strings.Contains(e4, "10.9.0.1") {
+		t.Errorf("adjacent /24s not merged, or the lone address lost: %s", e4)
+	}
+	if err := n.Revert(ctx, y); err != nil {
+		t.Fatal(err)
+	}
+	if e4 := setElements(nftList(t, ns), NFSet4); !strings.Contains(e4, "192.0.2.0/24") || strings.Contains(e4, "192.0.3") {
+		t.Errorf("after reverting the adjacent /24: %s", e4)
+	}
+	for _, a := range []Action{x, z} {
+		if err := n.Revert(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// A new actuator replaces a leftover table with an empty one (the Manager re-applies).
 	if err := n.Apply(ctx, ip); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/proteus-defense/proteus/countermeasure/nfttest"
 	"github.com/proteus-defense/proteus/sensor"
 	"github.com/proteus-defense/proteus/sensor/eve"
+	"github.com/proteus-defense/proteus/sensor/fim"
 	"github.com/proteus-defense/proteus/store"
 )
 
@@ -225,4 +226,156 @@ func BenchmarkHandle(b *testing.B) {
 			b.Fatalf("event %d: %+v", i, d)
 		}
 	}
+}
+
+// integrityConfig acts on every file-integrity event (weight above every α of the model) at
+// S2; half_life 1ms keeps evidence from one iteration from coalescing with the next (the
+// AIDE events name no source, so they are one pair).
+const integrityConfig = `version: 1
+pool:
+  variants: [{name: a, driver: process, image: builtin:demo, command: [x]}]
+engine:
+  model: m.yaml
+  half_life: 1ms
+  assets: [{name: web, device: web}]
+  rules:
+    - {name: tamper, sensor: fim, stage: S2, attack: a3, weight: 0.95}
+    - {name: aide, sensor: aide, stage: S2, attack: a3, weight: 0.95}
+  strategies:
+    d3: [{kind: vigilance}]
+    d4: [{kind: vigilance}]
+`
+
+// integrityRig runs the engine over real file-integrity sources: the FIM sensor watching one
+// executor work dir against its manifest, and the AIDE report source.
+func integrityRig(b *testing.B, src sensor.Source) (*Engine, <-chan bus.Event) {
+	bs := bus.New()
+	e, err := New(Options{Config: engineConfig(b, integrityConfig), Model: paperModel(b), Bus: bs,
+		Pool: &fakePool{cstar: 2, rate: 0.05, rotated: make(chan struct{}, 1)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	decided, cancelSub := bs.Subscribe(1024, bus.KindPrefix(EventDecision))
+	sup := sensor.NewSupervisor([]sensor.Source{src}, 256, sensor.Backoff{}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 3)
+	go func() { e.Run(ctx); done <- struct{}{} }()
+	go func() { sup.Run(ctx); done <- struct{}{} }()
+	go func() {
+		for ev := range sup.Events() {
+			e.Push(ctx, ev)
+		}
+		done <- struct{}{}
+	}()
+	b.Cleanup(func() {
+		cancel()
+		for range 3 {
+			<-done
+		}
+		cancelSub()
+	})
+	time.Sleep(100 * time.Millisecond) // the sources open their watches
+	return e, decided
+}
+
+func waitDecision(b *testing.B, decided <-chan bus.Event) {
+	select {
+	case <-decided:
+	case <-time.After(10 * time.Second):
+		b.Fatal("no decision")
+	}
+}
+
+// settle waits until the engine has handled n events in all, then drops the decisions
+// published meanwhile, so the next iteration waits for its own.
+func settle(b *testing.B, e *Engine, decided <-chan bus.Event, n uint64) {
+	for i := 0; e.Stats().Events < n; i++ {
+		if i == 10000 {
+			b.Fatalf("engine handled %d events, want %d", e.Stats().Events, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for len(decided) > 0 {
+		<-decided
+	}
+}
+
+// BenchmarkIntegrityDetection measures the time from the evidence being on disk to the
+// engine's decision on it (engine.decision on the bus; for an executor's file the quarantine
+// call has been made by then): fim, a file of a running executor's work dir rewritten (the
+// sensor waits fim.Settle, 20 ms, for the write to finish before it hashes); aide, a new
+// AIDE report (the real aide 0.18.3 format of sensor/fim/testdata) renamed into place
+// (the source also waits Settle). How soon aide --check runs after a change is the
+// operator's schedule, not measured here.
+//
+//	go test -run '^$' -bench IntegrityDetection -benchtime 200x ./engine/
+func BenchmarkIntegrityDetection(b *testing.B) {
+	b.Run("fim", func(b *testing.B) {
+		dir := b.TempDir()
+		page := filepath.Join(dir, "site", "index.html")
+		if err := os.MkdirAll(filepath.Dir(page), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(page, []byte("hello\n"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		f := fim.New(fim.Options{})
+		f.SetExecutors([]fim.Executor{{ID: "e1", Variant: "a", Dir: dir, Manifest: map[string]string{
+			"site/index.html": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}}})
+		e, decided := integrityRig(b, f)
+		stage := b.TempDir() // the same file system, outside the watched tree
+		lat := make([]time.Duration, 0, b.N)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			// The new content is renamed into place, as a deployment (or an intruder's
+			// tool) would: one state of the file, one event.
+			tmp := filepath.Join(stage, "index.html")
+			if err := os.WriteFile(tmp, []byte(fmt.Sprintf("defaced %d\n", i)), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			if err := os.Rename(tmp, page); err != nil {
+				b.Fatal(err)
+			}
+			waitDecision(b, decided)
+			lat = append(lat, time.Since(t0))
+			b.StopTimer()
+			settle(b, e, decided, uint64(i+1))
+			b.StartTimer()
+		}
+		b.StopTimer()
+		report(b, lat)
+	})
+	b.Run("aide", func(b *testing.B) {
+		tmpl, err := os.ReadFile("../sensor/fim/testdata/aide-0.18.3-report.txt")
+		if err != nil {
+			b.Fatal(err)
+		}
+		dir := b.TempDir()
+		reportFile := filepath.Join(dir, "report.txt")
+		e, decided := integrityRig(b, fim.NewAIDE(fim.AIDEOptions{Report: reportFile, Poll: time.Hour}))
+		lat := make([]time.Duration, 0, b.N)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			// A distinct report each time (its paths name the iteration): one change, one
+			// addition and one removal, three events (the later two may be coalesced into
+			// the first decision's pair).
+			rep := strings.ReplaceAll(string(tmpl), "/tmp/aidet/w/", fmt.Sprintf("/srv/www/%d/", i))
+			tmp := reportFile + ".tmp"
+			if err := os.WriteFile(tmp, []byte(rep), 0o600); err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			if err := os.Rename(tmp, reportFile); err != nil {
+				b.Fatal(err)
+			}
+			waitDecision(b, decided) // on the first of the report's entries
+			lat = append(lat, time.Since(t0))
+			b.StopTimer()
+			settle(b, e, decided, uint64(3*(i+1)))
+			b.StartTimer()
+		}
+		b.StopTimer()
+		report(b, lat)
+	})
 }

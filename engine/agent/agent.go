@@ -319,9 +319,13 @@ func (a *agent) startEngine(ctx context.Context) error {
 	if !a.cfg.Engine.Enabled() {
 		return nil
 	}
-	r, err := engine.Start(ctx, engine.AgentOptions{Config: a.cfg, ConfigFile: a.o.ConfigFile, DataDir: a.o.DataDir,
+	o := engine.AgentOptions{Config: a.cfg, ConfigFile: a.o.ConfigFile, DataDir: a.o.DataDir,
 		Manager: a.cms.Manager, BlockActuators: a.cms.BlockActuators, VigilanceActuator: countermeasure.VigilanceID,
-		Pool: a.pool, Members: a.pool, Bus: a.bus, Logger: a.log, Metrics: a.reg, Share: a.share})
+		Pool: a.pool, Members: a.pool, Bus: a.bus, Logger: a.log, Metrics: a.reg}
+	if a.cfg.Enclave.Enabled {
+		o.Share = a.share // the node starts right after the engine
+	}
+	r, err := engine.Start(ctx, o)
 	if err != nil {
 		return err
 	}
