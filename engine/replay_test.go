@@ -33,7 +33,7 @@ type stageScore struct {
 // 0.05 rebuilds/s) and scores each decision's defense, and the two fixed defenses, with
 // game.Payoffs on the model the engine solved (the live one), for the defender type and signal
 // the engine chose.
-func replayScores(t testing.TB) []stageScore {
+func replayScores(t *testing.T) []stageScore {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	r := newRig(t, t.TempDir(), &now)
 	defer r.close()
