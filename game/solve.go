@@ -458,36 +458,10 @@ type Trajectory struct {
 // Time is in units of the game normalised by normalizeGame (payoff range 1). The attacker's belief is the one of
 // the solved stage (its prior carried from the earlier stages).
 func StageEvolution(m *Model, k int, typeID, signal string, mixes [][]float64) (attacks, defenses []string, out []Trajectory, err error) {
-	c, err := compile(m)
+	c, s, t, sig, belief, err := solvedStage(m, k, typeID, signal)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if k < 1 || k > len(c.stages) {
-		return nil, nil, nil, fmt.Errorf("game: stage %d out of range 1..%d", k, len(c.stages))
-	}
-	t, sig := -1, -1
-	for i, tp := range m.Types {
-		if tp.ID == typeID {
-			t = i
-		}
-		if tp.Signal == signal {
-			sig = i
-		}
-	}
-	if t < 0 || sig < 0 {
-		return nil, nil, nil, fmt.Errorf("game: unknown defender type %q or signal %q", typeID, signal)
-	}
-	sol, err := c.solve()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	s := &c.stages[k-1]
-	st := sol.Stages[k-1]
-	prior := make([]float64, len(m.Types))
-	for i, tp := range m.Types {
-		prior[i] = st.Prior[tp.ID]
-	}
-	belief := Posterior(prior, sig, m.Signaling.Credibility, st.Delta)
 	g := c.stageGame(s, t, sig, belief)
 	gs := normalizeGame(g)
 	for _, mix := range mixes {
@@ -507,6 +481,41 @@ func StageEvolution(m *Model, k int, typeID, signal string, mixes [][]float64) (
 		out = append(out, tr)
 	}
 	return s.st.Attacks, s.st.Defenses, out, nil
+}
+
+// solvedStage compiles and solves m and returns stage k (1-based), the indexes of defender
+// type typeID and of signal, and the attacker's belief after that signal at that stage (its
+// prior carried from the earlier stages of the solution).
+func solvedStage(m *Model, k int, typeID, signal string) (c *compiled, s *stageData, t, sig int, belief []float64, err error) {
+	if c, err = compile(m); err != nil {
+		return nil, nil, 0, 0, nil, err
+	}
+	if k < 1 || k > len(c.stages) {
+		return nil, nil, 0, 0, nil, fmt.Errorf("game: stage %d out of range 1..%d", k, len(c.stages))
+	}
+	t, sig = -1, -1
+	for i, tp := range m.Types {
+		if tp.ID == typeID {
+			t = i
+		}
+		if tp.Signal == signal {
+			sig = i
+		}
+	}
+	if t < 0 || sig < 0 {
+		return nil, nil, 0, 0, nil, fmt.Errorf("game: unknown defender type %q or signal %q", typeID, signal)
+	}
+	sol, err := c.solve()
+	if err != nil {
+		return nil, nil, 0, 0, nil, err
+	}
+	s = &c.stages[k-1]
+	st := sol.Stages[k-1]
+	prior := make([]float64, len(m.Types))
+	for i, tp := range m.Types {
+		prior[i] = st.Prior[tp.ID]
+	}
+	return c, s, t, sig, Posterior(prior, sig, m.Signaling.Credibility, st.Delta), nil
 }
 
 // Agreement counts where a solution agrees with the paper's published result (the stages'

@@ -1,7 +1,5 @@
 package game
 
-import "fmt"
-
 // StagePayoffs are one stage's payoffs for every (attack, defense) pair, for a defender of one
 // type sending one signal, with the attacker's belief of the solved stage (its prior carried
 // from the earlier stages, updated by the signal): the matrices the stage's solution is
@@ -41,36 +39,10 @@ func (p *StagePayoffs) Payoff(attack, defense string) (ua, ud float64, ok bool) 
 // Payoffs returns stage k's (1-based) payoffs for defender type typeID sending signal. It
 // solves the model for the attacker's belief, as StageEvolution does.
 func Payoffs(m *Model, k int, typeID, signal string) (*StagePayoffs, error) {
-	c, err := compile(m)
+	c, s, t, sig, belief, err := solvedStage(m, k, typeID, signal)
 	if err != nil {
 		return nil, err
 	}
-	if k < 1 || k > len(c.stages) {
-		return nil, fmt.Errorf("game: stage %d out of range 1..%d", k, len(c.stages))
-	}
-	t, sig := -1, -1
-	for i, tp := range m.Types {
-		if tp.ID == typeID {
-			t = i
-		}
-		if tp.Signal == signal {
-			sig = i
-		}
-	}
-	if t < 0 || sig < 0 {
-		return nil, fmt.Errorf("game: unknown defender type %q or signal %q", typeID, signal)
-	}
-	sol, err := c.solve()
-	if err != nil {
-		return nil, err
-	}
-	s := &c.stages[k-1]
-	st := sol.Stages[k-1]
-	prior := make([]float64, len(m.Types))
-	for i, tp := range m.Types {
-		prior[i] = st.Prior[tp.ID]
-	}
-	belief := Posterior(prior, sig, m.Signaling.Credibility, st.Delta)
 	g := c.stageGame(s, t, sig, belief)
 	return &StagePayoffs{Stage: s.st.ID, DefenderType: typeID, Signal: signal, Attacks: s.st.Attacks, Defenses: s.st.Defenses,
 		Belief: belief, Attacker: c.trueAttackerPayoffs(s, t, sig, belief), Defender: g.D}, nil
