@@ -23,14 +23,18 @@ var (
 
 // upstreams keeps one multiplexed UDP exchanger per executor address.
 type upstreams struct {
-	mu   sync.Mutex
-	m    map[string]*udpMux
-	stat *counters
+	mu     sync.Mutex
+	m      map[string]*udpMux
+	stat   *counters
+	closed bool
 }
 
 func (u *upstreams) get(addr string) (*udpMux, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.closed {
+		return nil, errClosed
+	}
 	if x := u.m[addr]; x != nil {
 		return x, nil
 	}
@@ -51,6 +55,7 @@ func (u *upstreams) get(addr string) (*udpMux, error) {
 func (u *upstreams) closeAll() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.closed = true
 	for _, x := range u.m {
 		x.close()
 	}
