@@ -191,6 +191,25 @@ func TestCompromisedContainer(t *testing.T) {
 		voted(t) // two of three
 	})
 
+	t.Run("connect to a sibling container", func(t *testing.T) {
+		if d.guard == nil {
+			t.Skip("no firewall (needs root and nftables): containers on one bridge reach each other")
+		}
+		// Straight to the sibling's own address on the bridge, past the gateway's vote.
+		addr := net.JoinHostPort(sinfo.NetworkSettings.Networks[d.opts.Network].IPAddress, "8080")
+		lateral := start("lateral")
+		report := attackContainer(lateral, "connect", "addr", addr)
+		t.Logf("%s: %q", addr, report)
+		if strings.HasPrefix(report, "SUCCEEDED") {
+			t.Fatalf("reached the sibling at %s: %s", addr, report)
+		}
+		if e := evidenceFor(t, denied, lateral); e.Attrs["reason"] != executor.DeniedNetwork {
+			t.Fatalf("evidence %+v", e)
+		}
+		waitQuarantined(t, d, lateral)
+		voted(t)
+	})
+
 	// The data dir's path holds decoys in every container (as root, with fanotify): reading
 	// or writing api.token there is refused and is evidence. Without them the path is
 	// simply not there.

@@ -218,6 +218,7 @@ func TestCompromisedExecutor(t *testing.T) {
 		{"signal the agent", "signal", []string{"pid", strconv.Itoa(os.Getpid())}, "signal"},
 		{"call the agent's API", "connect", []string{"addr", f.api}, "network"},
 		{"outbound connection", "connect", []string{"addr", f.outside}, "network"},
+		{"connect to a sibling, past the vote", "connect", []string{"addr", sibling.Address}, "network"},
 		{"ptrace", "ptrace", nil, "seccomp"},
 		{"mount", "mount", nil, "seccomp"},
 		{"fork without bound", "fork", nil, "processes"},
