@@ -42,42 +42,61 @@ type Entry struct {
 // fits), at most MaxPerDir entries of each directory, skipping skip (when not empty) (the executor's own work dir, which is bound back) and anything
 // neither a directory nor a regular file. It must run before dir is covered.
 func Plan(dir, skip string) []Entry {
+	// Walked through descriptors, each directory opened below its parent's without following
+	// a link: the other executors' work dirs are theirs to change while this runs (a
+	// directory swapped for a link to /etc is not listed).
+	type item struct {
+		rel string
+		fd  int
+	}
+	root, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
 	var out []Entry
-	queue := []string{""}
-	for len(queue) > 0 && len(out) < Max {
-		rel := queue[0]
-		queue = queue[1:]
-		// A bounded read: one of the other executors' work dirs may hold a million names.
-		f, err := os.Open(filepath.Join(dir, rel))
-		if err != nil {
-			continue
+	queue := []item{{"", root}}
+	defer func() {
+		for _, it := range queue {
+			unix.Close(it.fd)
 		}
+	}()
+	for len(queue) > 0 && len(out) < Max {
+		it := queue[0]
+		queue = queue[1:]
+		f := os.NewFile(uintptr(it.fd), filepath.Join(dir, it.rel))
+		// A bounded read: one of the other executors' work dirs may hold a million names.
 		ents, _ := f.ReadDir(MaxPerDir)
-		f.Close()
 		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+		descend := func(r, name string) {
+			if fd, err := unix.Openat(it.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+				queue = append(queue, item{r, fd})
+			}
+		}
 		for _, e := range ents {
 			if len(out) == Max {
 				break
 			}
-			r := filepath.Join(rel, e.Name())
+			r := filepath.Join(it.rel, e.Name())
 			full := filepath.Join(dir, r)
 			switch {
 			case skip != "" && Within(full, skip): // the own work dir: bound back, not a decoy
 			case skip != "" && Within(skip, full): // a parent of it: made for the bind anyway
 				if e.IsDir() {
-					queue = append(queue, r)
+					descend(r, e.Name())
 				}
 			case e.IsDir():
 				out = append(out, Entry{Rel: r, Dir: true})
-				queue = append(queue, r)
+				descend(r, e.Name())
 			case e.Type().IsRegular():
+				var st unix.Stat_t
 				var size int64
-				if info, err := e.Info(); err == nil {
-					size = info.Size()
+				if unix.Fstatat(it.fd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+					size = st.Size
 				}
 				out = append(out, Entry{Rel: r, Size: size})
 			}
 		}
+		f.Close()
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -34,6 +35,9 @@ func TestPlanAndMake(t *testing.T) {
 	if err := os.Symlink("/etc/shadow", filepath.Join(data, "link")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Symlink("/etc", filepath.Join(data, "etcdir")); err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Mkfifo(filepath.Join(data, "fifo"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +59,7 @@ func TestPlanAndMake(t *testing.T) {
 		if Within(filepath.Join(data, rel), own) {
 			t.Errorf("decoy of the executor's own work dir: %s", rel)
 		}
-		if slices.Contains([]string{"link", "fifo"}, rel) {
+		if slices.Contains([]string{"link", "fifo", "etcdir"}, rel) || strings.HasPrefix(rel, "etcdir/") {
 			t.Errorf("decoy of a %s", rel)
 		}
 		if filepath.Dir(rel) == "executor/process/work/hostile-3" {
