@@ -652,8 +652,8 @@ func peerScoreParams(cfg config.Enclave, topic string, app func(peer.ID) float64
 //     (IHAVE to Dlazy=6 other peers every heartbeat) repairs a missed delivery, so a mesh of 4
 //     still reaches every member in a few hops.
 //
-// At 50 peers on one machine this took a node from 16.9 RPCs written per sighting to 3.9 and
-// its CPU per sighting to less than half (docs/benchmarks.md, "enclave: propagation").
+// At 50 peers on one machine this took a node from 16.9 RPCs written per sighting to about 4,
+// and its CPU per sighting down by about a third (docs/benchmarks.md, "enclave: propagation").
 func gossipParams(cfg config.Enclave) pubsub.GossipSubParams {
 	p := pubsub.DefaultGossipSubParams()
 	p.IDontWantMessageThreshold = cfg.MaxMessageBytes + 4096 + 1 // above the largest message
