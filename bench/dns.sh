@@ -16,6 +16,10 @@
 #
 # Usage: bench/dns.sh [DURATION [ROUNDS]]   (default 10 and 3 (seconds, rounds); needs nsd,
 #        knotd, named, dnsdist, dnsperf and go: .ci/run installs them)
+#
+#        BEFORE=REV bench/dns.sh [DURATION [ROUNDS]]
+#   also builds the front of git revision REV and measures its vote3 beside this tree's, in the
+#   main table (proteus-vote3-before) and in every round, so a change is judged in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
@@ -36,6 +40,11 @@ cleanup() {
 trap cleanup EXIT
 
 go build -o "$W/proteus" ./cmd/proteus
+if [ -n "${BEFORE:-}" ]; then
+  mkdir -p "$W/before-src"
+  git archive "$BEFORE" | tar -x -C "$W/before-src"
+  (cd "$W/before-src" && go build -o "$W/proteus-before" ./cmd/proteus)
+fi
 
 # free_port: a loopback port free for UDP and TCP just now.
 free_port() {
@@ -126,9 +135,17 @@ SINGLE=$(free_port); VOTE=$(free_port)
 "$W/proteus" dns-gateway --listen 127.0.0.1:$VOTE --k 3 --rate -1 \
   --backend 127.0.0.1:$NSD --backend 127.0.0.1:$KNOT --backend 127.0.0.1:$BIND >"$W/vote.out" 2>&1 & pids+=($!); VOTE_PID=$!
 
+PORTS="$NSD $KNOT $BIND $DDIST $SINGLE $VOTE"
+if [ -n "${BEFORE:-}" ]; then
+  OLD=$(free_port)
+  "$W/proteus-before" dns-gateway --listen 127.0.0.1:$OLD --k 3 --rate -1 \
+    --backend 127.0.0.1:$NSD --backend 127.0.0.1:$KNOT --backend 127.0.0.1:$BIND >"$W/before.out" 2>&1 & pids+=($!); OLD_PID=$!
+  PORTS="$PORTS $OLD"
+fi
+
 NSD_PID=${pids[0]}
 # wait until every server answers
-for port in $NSD $KNOT $BIND $DDIST $SINGLE $VOTE; do
+for port in $PORTS; do
   for _ in $(seq 1 300); do
     dnsperf -s 127.0.0.1 -p "$port" -d "$W/queries" -n 1 -t 1 2>/dev/null | grep -q 'Queries completed:    50 ' && break
     sleep 0.2
@@ -162,7 +179,9 @@ echo "|---|---:|---:|---:|---:|---:|"
 read -r dq dc < <(throughput "$NSD" "$NSD_PID")
 read -r d50 d99 < <(latency "$NSD")
 echo "| direct (NSD) | $dq | - | $d50 | $d99 | 0 |"
-for s in "dnsdist $DDIST $DDIST_PID" "proteus-single $SINGLE $SINGLE_PID" "proteus-vote3 $VOTE $VOTE_PID"; do
+setups=("dnsdist $DDIST $DDIST_PID" "proteus-single $SINGLE $SINGLE_PID" "proteus-vote3 $VOTE $VOTE_PID")
+[ -n "${BEFORE:-}" ] && setups+=("proteus-vote3-before $OLD $OLD_PID")
+for s in "${setups[@]}"; do
   read -r name port pid <<<"$s"
   read -r q c < <(throughput "$port" "$pid")
   read -r p50 p99 < <(latency "$port")
@@ -175,18 +194,32 @@ echo "front CPU: CPU time of the process under test per answered query (not for 
 echo
 echo "$ROUNDS more rounds, dnsdist then vote3:"
 echo
-echo "| round | dnsdist queries/s | vote3 queries/s | vote3 / dnsdist | dnsdist CPU µs/query | vote3 CPU µs/query |"
-echo "|---|---:|---:|---:|---:|---:|"
-ratios=()
+if [ -n "${BEFORE:-}" ]; then
+  echo "| round | dnsdist queries/s | vote3 queries/s | vote3 / dnsdist | dnsdist CPU µs/query | vote3 CPU µs/query | before: queries/s | before: CPU µs/query |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+else
+  echo "| round | dnsdist queries/s | vote3 queries/s | vote3 / dnsdist | dnsdist CPU µs/query | vote3 CPU µs/query |"
+  echo "|---|---:|---:|---:|---:|---:|"
+fi
+ratios=(); cpus=()
 for r in $(seq 1 "$ROUNDS"); do
   read -r aq ac < <(throughput "$DDIST" "$DDIST_PID")
   read -r vq vc < <(throughput "$VOTE" "$VOTE_PID")
   ratio=$(awk -v a="$vq" -v b="$aq" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
   ratios+=("$ratio")
-  echo "| $r | $aq | $vq | $ratio | $ac | $vc |"
+  if [ -n "${BEFORE:-}" ]; then
+    read -r bq bc < <(throughput "$OLD" "$OLD_PID")
+    cpus+=("$(awk -v a="$vc" -v b="$bc" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')")
+    echo "| $r | $aq | $vq | $ratio | $ac | $vc | $bq | $bc |"
+  else
+    echo "| $r | $aq | $vq | $ratio | $ac | $vc |"
+  fi
 done
 echo
 echo "median vote3 / dnsdist throughput over $ROUNDS rounds: $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')"
+if [ -n "${BEFORE:-}" ]; then
+  echo "median vote3 CPU per query, this tree / $BEFORE: $(printf '%s\n' "${cpus[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')"
+fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "dissent lines logged by vote3 during the run: $(grep -c 'msg=dissent' "$W/vote.out" || true)"
 grep 'msg=dissent' "$W/vote.out" | head -3 || true
