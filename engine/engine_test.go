@@ -562,6 +562,7 @@ func TestEnclaveEvidenceAndSharing(t *testing.T) {
 	if err := mgr.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	defer mgr.Close() // its journal writes end before the temporary dir goes
 	e, err := New(Options{Config: cfg, Model: paperModel(t), Manager: mgr, BlockActuators: []string{countermeasure.BlocklistID},
 		Now: func() time.Time { return now }, Share: func(_ context.Context, s Sighting) error {
 			mu.Lock()

@@ -217,6 +217,10 @@ engine:
   model: %q
   nftables: off
   block_ttl: 3s
+  # The defaced page stands for a variant's bug that a rebuild would not remove: vigilance
+  # must not rebuild the executor (after 3 dissents at level 1) before the client's third
+  # dissent acts, or the test would race the two.
+  vigilance: {min_rebuild_threshold: 5}
   assets: [{name: shop, device: web}]
   rules:
     - {name: dissent, sensor: gateway, kind: dissent, category: content, stage: S1, attack: a2, weight: 0.6}
