@@ -2,7 +2,8 @@
 # bench/dns.sh: the voting DNS front against dnsdist, side by side, on the same servers.
 #
 # Starts three heterogeneous authoritative servers serving one zone on loopback (NSD, Knot,
-# BIND), then measures with dnsperf (UDP, 50 names of the zone, 100 queries outstanding),
+# BIND; NSD's response rate limiting off, as the others have none by default), then measures
+# with dnsperf (UDP, 50 names of the zone, 100 queries outstanding),
 # one after the other:
 #   direct          dnsperf -> NSD
 #   dnsdist         dnsperf -> dnsdist (no packet cache) -> NSD
@@ -83,6 +84,8 @@ server:
   xfrdir: "$W/nsd"
   chroot: ""
   server-count: 1
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
   logfile: "$W/nsd/nsd.log"
 remote-control:
   control-enable: no

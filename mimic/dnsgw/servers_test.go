@@ -187,6 +187,7 @@ func startNSDZone(t *testing.T, zone string) *server {
   server-count: 1
   verbosity: 1
   nsid: "ascii_nsd-test"
+  rrl-ratelimit: 0
   logfile: "%[1]s/nsd.log"
 remote-control:
   control-enable: no
