@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -9,11 +10,15 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
@@ -322,4 +327,117 @@ func waitQuarantined(t *testing.T, d *Driver, inst *executor.Instance) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s not quarantined", inst.ID)
+}
+
+// Outbound traffic is off unless the variant allows it: a container connecting to a host
+// that is not this one (a network namespace of the test's, routed through this host,
+// standing in for the Internet) is refused and that is evidence; a variant with
+// allow_outbound reaches it.
+func TestContainerOutboundRefused(t *testing.T) {
+	_, pin := fixture(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace and the firewall")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs the ip command (iproute2)")
+	}
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	// 10.235.<n>.0/30: host end .1, the outside's end .2 (no other test uses 10.235/16).
+	n := os.Getpid() % 250
+	ns, host, far := fmt.Sprintf("pxo%d", os.Getpid()), fmt.Sprintf("pxo%dh", os.Getpid()), fmt.Sprintf("pxo%dn", os.Getpid())
+	hostAddr, farAddr := fmt.Sprintf("10.235.%d.1", n), fmt.Sprintf("10.235.%d.2", n)
+	ip("netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	ip("link", "add", host, "type", "veth", "peer", "name", far)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", host).Run() })
+	ip("link", "set", far, "netns", ns)
+	ip("addr", "add", hostAddr+"/30", "dev", host)
+	ip("link", "set", host, "up")
+	ip("-n", ns, "addr", "add", farAddr+"/30", "dev", far)
+	ip("-n", ns, "link", "set", far, "up")
+	ip("-n", ns, "link", "set", "lo", "up")
+	ip("-n", ns, "route", "add", "default", "via", hostAddr)
+	ln := listenIn(t, ns, net.JoinHostPort(farAddr, "0"))
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nfar")
+			c.Close()
+		}
+	}()
+	target := ln.Addr().String()
+
+	b := bus.New()
+	denied, cancel := b.Subscribe(16, bus.KindPrefix(executor.EventDenied))
+	defer cancel()
+	d := newTestDriver(t, t.TempDir(), b)
+	if d.guard == nil {
+		t.Skip("no firewall (nftables): outbound traffic is Docker's to allow")
+	}
+	ctx := context.Background()
+	start := func(variant string, outbound bool) *executor.Instance {
+		t.Helper()
+		spec := serverSpec(variant, pin)
+		spec.AllowOutbound = outbound
+		inst, err := d.Start(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := waitHealthy("http://"+inst.Address+"/healthz", 500); err != nil {
+			t.Fatal(err)
+		}
+		return inst
+	}
+	allowed := start("allowed", true)
+	if report := attackContainer(allowed, "connect", "addr", target); !strings.HasPrefix(report, "SUCCEEDED") {
+		t.Skipf("a variant allowed outbound traffic cannot reach %s either (this host does not forward for containers): %q", target, report)
+	}
+	closed := start("closed", false)
+	report := attackContainer(closed, "connect", "addr", target)
+	t.Logf("%s: %q", target, report)
+	if strings.HasPrefix(report, "SUCCEEDED") {
+		t.Fatalf("reached %s without allow_outbound: %s", target, report)
+	}
+	if e := evidenceFor(t, denied, closed); e.Attrs["reason"] != executor.DeniedNetwork {
+		t.Fatalf("evidence %+v", e)
+	}
+	waitQuarantined(t, d, closed)
+}
+
+// listenIn opens a TCP listener on addr inside the network namespace ns (the socket stays
+// there once this thread is back in its own).
+func listenIn(t *testing.T, ns, addr string) net.Listener {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	own, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	target, err := os.Open("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	ln, lerr := net.Listen("tcp", addr)
+	if err := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); err != nil {
+		panic(err) // this thread must not go back to the scheduler in the other namespace
+	}
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	return ln
 }
