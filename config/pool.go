@@ -34,6 +34,8 @@ type Pool struct {
 	Rotation     Rotation      `yaml:"rotation"`
 	Isolation    Isolation     `yaml:"isolation"`
 	Variants     []Variant     `yaml:"variants"`
+	// Kubernetes configures the kubernetes driver (config/kubernetes.go).
+	Kubernetes Kubernetes `yaml:"kubernetes"`
 }
 
 // Isolation is how the process driver confines each executor (docs/operations.md,
@@ -140,6 +142,7 @@ func (x *Pool) applyDefaults() {
 	if x.Health.Failures == 0 {
 		x.Health.Failures = 3
 	}
+	x.Kubernetes.applyDefaults()
 	iso := &x.Isolation
 	if iso.Mode == "" {
 		iso.Mode = "auto"
@@ -202,6 +205,7 @@ func (x *Pool) validate(field string, p *strictyaml.Problems) {
 	checkPath(field+".health.path", x.Health.Path, p)
 	x.Rotation.validate(field+".rotation", p)
 	x.Isolation.validate(field+".isolation", x.Desired+x.MaxConcurrent+1, p)
+	x.Kubernetes.validate(field, x.Variants, p)
 	if len(x.Variants) == 0 {
 		p.Addf(field, "variants: at least one variant is required")
 	}

@@ -2,7 +2,7 @@
 // protected service), the Driver interface that starts and stops executors on some substrate
 // (local processes, Docker, Kubernetes), and the registry of drivers by name.
 //
-// Drivers live in sub-packages (executor/process, executor/docker) and register themselves
+// Drivers live in sub-packages (executor/process, executor/docker, executor/kubernetes) and register themselves
 // from init(). The pool that keeps the desired set of healthy executors also lives in this
 // package (pool.go). It must not import mimic, engine, enclave or cmd.
 package executor
@@ -111,6 +111,10 @@ type Env struct {
 	// Isolation confines executors; the zero value is IsolationOff (the agent's config
 	// defaults to IsolationAuto).
 	Isolation Isolation
+	// Options is where a driver reads its own settings: the agent passes its config.Pool (the
+	// kubernetes driver reads pool.kubernetes and pool.min from it); drivers without settings
+	// ignore it.
+	Options any
 }
 
 // Isolation modes.

@@ -632,6 +632,10 @@ func WithReason(ctx context.Context, reason string) context.Context {
 	return context.WithValue(ctx, reasonKey{}, reason)
 }
 
+// Reason is why the action on ctx was asked for (WithReason), "request" when unsaid; drivers
+// record it (the kubernetes driver labels a quarantined pod with it).
+func Reason(ctx context.Context) string { return reasonOf(ctx) }
+
 func reasonOf(ctx context.Context) string {
 	if r, ok := ctx.Value(reasonKey{}).(string); ok {
 		return r

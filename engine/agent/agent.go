@@ -265,7 +265,7 @@ func newPool(cfg *config.Config, configFile, dataDir string, log *slog.Logger, b
 			continue
 		}
 		d, err := executor.New(s.Driver, executor.Env{DataDir: dataDir, Logger: log, Bus: b, StopGrace: cfg.Pool.Grace,
-			Isolation: executorIsolation(cfg.Pool.Isolation)})
+			Isolation: executorIsolation(cfg.Pool.Isolation), Options: cfg.Pool})
 		if errors.Is(err, executor.ErrUnknownDriver) {
 			return nil, strictyaml.Problems{{Field: fmt.Sprintf("pool.variants[%d].driver", i), Msg: err.Error()}}.Err(ConfigName(configFile))
 		}
