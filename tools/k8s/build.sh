@@ -13,11 +13,10 @@ for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing=1; done
 if [ "$missing" = 1 ]; then
   mkdir -p "$out.tmp"
   start=$(date +%s)
-  # -trimpath keeps the cache independent of where the repository is checked out.
-  go build -trimpath -o "$out.tmp/" \
+  go build -o "$out.tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-scheduler \
     k8s.io/kubernetes/cmd/kube-controller-manager sigs.k8s.io/kwok/cmd/kwok >&2
-  go build -trimpath -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3 >&2
+  go build -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3 >&2
   mkdir -p "$out" && mv "$out.tmp"/* "$out/" && rmdir "$out.tmp"
   echo "tools/k8s: built ${bins[*]} in $(( $(date +%s) - start ))s into $out" >&2
 fi
