@@ -387,10 +387,18 @@ func testQuarantine(t *testing.T, c *k8stest.Cluster) {
 	if !d.waitFor(ctx, 2*time.Minute, func() bool { return d.podByID(victim.ID) == nil }) {
 		t.Fatalf("quarantined pod %s not deleted after its retention", victim.Handle)
 	}
-	if _, err := c.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, np.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Fatalf("quarantine policy outlived its pod: %v", err)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := c.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, np.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("quarantine policy outlived its pod by a minute: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline = time.Now().Add(2 * time.Minute)
 	for len(pool.Healthy()) < 2 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}

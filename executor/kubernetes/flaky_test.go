@@ -55,7 +55,7 @@ func startFlakyProxy(t *testing.T, c *k8stest.Cluster) (*flakyProxy, *rest.Confi
 		if q := f.faults[k]; len(q) > 0 {
 			code, f.faults[k] = q[0], q[1:]
 		}
-		lose := f.lost[k] > 0
+		lose := code == 0 && f.lost[k] > 0
 		if lose {
 			f.lost[k]--
 		}

@@ -482,16 +482,18 @@ func (d *Driver) ownPod(inst *executor.Instance) (*corev1.Pod, error) {
 // once the watch has seen it go. A quarantined pod is left for forensics, as the other drivers
 // leave theirs: the retention sweep (or the deletion of the agent's Pod, its owner) deletes it.
 func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
-	p, err := d.ownPod(inst)
-	if err != nil {
-		return err
-	}
-	if p != nil && p.Labels[LabelRole] == RoleQuarantined {
-		d.log.Info("quarantined pod kept until its retention ends", "pod", p.Name, "quarantined_at", p.Annotations[AnnotQuarantined])
-		return nil
-	}
 	if err := d.synced(ctx); err != nil {
 		return err
+	}
+	p, err := d.ownPod(inst)
+	switch {
+	case err != nil:
+		return err
+	case p == nil: // not among the pool's pods: gone already (a pod of that name without the pool's labels is not touched)
+		return nil
+	case p.Labels[LabelRole] == RoleQuarantined:
+		d.log.Info("quarantined pod kept until its retention ends", "pod", p.Name, "quarantined_at", p.Annotations[AnnotQuarantined])
+		return nil
 	}
 	name := inst.Handle
 	grace := int64(d.opts.StopGrace / time.Second)

@@ -10,6 +10,7 @@ out="${PROTEUS_K8S_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/proteus-k8s/$hash}"
 bins=(etcd kube-apiserver kube-scheduler kube-controller-manager kwok)
 missing=0
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing=1; done
+[ -f "$out/kwok-stages.yaml" ] || missing=1
 if [ "$missing" = 1 ]; then
   mkdir -p "$out.tmp"
   start=$(date +%s)
@@ -17,6 +18,11 @@ if [ "$missing" = 1 ]; then
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-scheduler \
     k8s.io/kubernetes/cmd/kube-controller-manager sigs.k8s.io/kwok/cmd/kwok >&2
   go build -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3 >&2
+  # kwok's own "fast" stages: nodes become Ready, pods Running and Ready at once, deleted pods go.
+  stages="$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage"
+  for f in node/fast/node-initialize.yaml pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo "---"; cat "$stages/$f"
+  done > "$out.tmp/kwok-stages.yaml"
   mkdir -p "$out" && mv "$out.tmp"/* "$out/" && rmdir "$out.tmp"
   echo "tools/k8s: built ${bins[*]} in $(( $(date +%s) - start ))s into $out" >&2
 fi

@@ -35,6 +35,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,9 @@ import (
 
 // Binaries the harness needs, as tools/k8s/build.sh names them.
 var Binaries = []string{"etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "kwok"}
+
+// StagesFile is kwok's "fast" pod and node stages, copied next to the binaries by build.sh.
+const StagesFile = "kwok-stages.yaml"
 
 // PodCIDR is where kwok's fake pods get their IPs: loopback, so tests reach them locally.
 const PodCIDR = "127.77.0.0/16"
@@ -124,6 +128,7 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	procs   map[string]*exec.Cmd
+	exited  map[string]chan struct{} // closed when that process has exited
 	apiArgs []string
 }
 
@@ -132,7 +137,7 @@ func Start(t testing.TB) *Cluster {
 	t.Helper()
 	bin, err := BinDir()
 	if err == nil {
-		for _, b := range Binaries {
+		for _, b := range append(slices.Clone(Binaries), StagesFile) {
 			if _, serr := os.Stat(filepath.Join(bin, b)); serr != nil {
 				err = serr
 				break
@@ -146,10 +151,9 @@ func Start(t testing.TB) *Cluster {
 		}
 		t.Skip(msg)
 	}
-	c := &Cluster{t: t, dir: t.TempDir(), bin: bin, procs: map[string]*exec.Cmd{}}
+	c := &Cluster{t: t, dir: t.TempDir(), bin: bin, procs: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{}}
 	t.Cleanup(c.stopAll)
 	if err := c.start(); err != nil {
-		c.dumpLogs()
 		t.Fatalf("k8stest: %v", err)
 	}
 	return c
@@ -176,9 +180,9 @@ func (c *Cluster) start() error {
 	}
 	c.etcdURL = "http://127.0.0.1:" + strconv.Itoa(clientPort)
 	peer := "http://127.0.0.1:" + strconv.Itoa(peerPort)
-	if err := c.spawn("etcd", "--name=default", "--data-dir="+filepath.Join(c.dir, "etcd"),
+	if err := c.spawn("etcd", "--name=proteus-test", "--data-dir="+filepath.Join(c.dir, "etcd"),
 		"--listen-client-urls="+c.etcdURL, "--advertise-client-urls="+c.etcdURL,
-		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster=default="+peer,
+		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster=proteus-test="+peer,
 		"--unsafe-no-fsync", "--log-level=warn"); err != nil {
 		return err
 	}
@@ -193,6 +197,8 @@ func (c *Cluster) start() error {
 		"--service-account-key-file=" + c.path("sa.pub"), "--service-account-signing-key-file=" + c.path("sa.key"),
 		// Only allocated from, never routed: nothing here sends traffic to service IPs.
 		"--service-cluster-ip-range=10.96.0.0/24",
+		// The kubernetes Service's endpoints may not be loopback; nothing here uses it.
+		"--endpoint-reconciler-type=none",
 		"--allow-privileged=false", "--profiling=false", "--v=0",
 	}
 	if err := c.spawn("kube-apiserver", c.apiArgs...); err != nil {
@@ -219,7 +225,7 @@ func (c *Cluster) start() error {
 		"--use-service-account-credentials=false", "--v=0"); err != nil {
 		return err
 	}
-	if err := c.spawn("kwok", "--kubeconfig="+kc, "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+	if err := c.spawn("kwok", "--kubeconfig="+kc, "--config="+filepath.Join(c.bin, StagesFile), "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--cidr="+PodCIDR, "--node-ip=127.0.0.1"); err != nil {
 		return err
 	}
@@ -243,32 +249,24 @@ func (c *Cluster) spawn(name string, args ...string) error {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { _ = cmd.Wait(); logf.Close() }()
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
 	c.mu.Lock()
 	c.procs[name] = cmd
+	c.exited[name] = done
 	c.mu.Unlock()
 	return nil
 }
 
 func (c *Cluster) stop(name string) {
 	c.mu.Lock()
-	cmd := c.procs[name]
+	cmd, done := c.procs[name], c.exited[name]
 	delete(c.procs, name)
 	c.mu.Unlock()
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		for cmd.ProcessState == nil {
-			if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		close(done)
-	}()
 	select {
 	case <-done:
 	case <-time.After(20 * time.Second):
@@ -306,8 +304,16 @@ func (c *Cluster) waitReady(timeout time.Duration) error {
 	pool.AppendCertsFromPEM(c.ca)
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	deadline := time.Now().Add(timeout)
+	c.mu.Lock()
+	exited := c.exited["kube-apiserver"]
+	c.mu.Unlock()
 	var last error
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("kube-apiserver exited (see its log below): %v", last)
+		default:
+		}
 		req, _ := http.NewRequest(http.MethodGet, c.Config.Host+"/readyz", nil)
 		req.Header.Set("Authorization", "Bearer "+adminToken)
 		resp, err := hc.Do(req)
@@ -354,7 +360,8 @@ func (c *Cluster) addNode(name, cidr string) error {
 			Labels:      map[string]string{"kubernetes.io/hostname": name, "type": "kwok"}},
 		Spec: corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
 		Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{
-			corev1.ResourceCPU: resource.MustParse("64"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("500")}},
+			corev1.ResourceCPU: resource.MustParse("64"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("500"),
+			corev1.ResourceEphemeralStorage: resource.MustParse("1Ti")}},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -366,6 +373,15 @@ func (c *Cluster) addNode(name, cidr string) error {
 		if err == nil {
 			for _, cond := range got.Status.Conditions {
 				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					// The API server taints new nodes not-ready, and the node lifecycle
+					// controller (not run here: kwok's nodes send no heartbeats) would lift it.
+					got.Spec.Taints = slices.DeleteFunc(got.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
+					if _, err := c.Client.CoreV1().Nodes().Update(ctx, got, metav1.UpdateOptions{}); err != nil {
+						if apierrors.IsConflict(err) {
+							break
+						}
+						return fmt.Errorf("untaint node %s: %w", name, err)
+					}
 					return nil
 				}
 			}
