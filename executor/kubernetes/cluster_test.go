@@ -209,8 +209,16 @@ func testStartStop(t *testing.T, c *k8stest.Cluster) {
 	if !strings.HasPrefix(inst.Address, "127.77.") || !strings.HasSuffix(inst.Address, ":8080") || inst.ImageDigest != testDigest || inst.Variant != "nginx" {
 		t.Fatalf("instance %+v", inst)
 	}
-	if err := executor.NewHealthChecker(5*time.Second).Check(ctx, inst, "/healthz"); err != nil {
-		t.Fatalf("the pod's address does not answer: %v", err)
+	// The harness's stand-in container listens once its own watch sees the pod: wait for it.
+	hc := executor.NewHealthChecker(5 * time.Second)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		err := hc.Check(ctx, inst, "/healthz")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pod's address does not answer: %v", err)
+		}
 	}
 	p, err := c.Client.CoreV1().Pods(ns).Get(ctx, inst.Handle, metav1.GetOptions{})
 	if err != nil {
