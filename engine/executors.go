@@ -21,12 +21,13 @@ type Members interface {
 }
 
 // executorWatcher keeps the FIM sensors' set of watched executors equal to the pool's running
-// process executors, each with the manifest of the image it was copied from.
+// executors: process executors with the manifest of the image they were copied from,
+// containers whose root file system is readable here with their image's (see rootManifest).
 type executorWatcher struct {
 	pool      Members
 	sensors   []*fim.Sensor
 	mu        sync.Mutex
-	manifests map[string]map[string]string // image dir -> manifest
+	manifests map[string]map[string]string // image dir, or "image " + digest for containers -> manifest
 }
 
 func fimSensors(srcs []sensor.Source) []*fim.Sensor {
@@ -48,7 +49,13 @@ func (w *executorWatcher) sync() {
 	var list []fim.Executor
 	for _, m := range w.pool.Members() {
 		in := m.Instance
-		if in.WorkDir == "" || (m.State != executor.StateHealthy && m.State != executor.StateStarting) {
+		if m.State != executor.StateHealthy && m.State != executor.StateStarting {
+			continue
+		}
+		if in.WorkDir == "" {
+			if mf := w.rootManifest(in); mf != nil {
+				list = append(list, fim.Executor{ID: in.ID, Variant: in.Variant, Dir: in.RootDir, Manifest: mf})
+			}
 			continue
 		}
 		mf := w.manifest(images[in.Variant])
@@ -79,6 +86,27 @@ func (w *executorWatcher) manifest(image string) map[string]string {
 		m, _ = fim.ParseManifest(data)
 	}
 	w.manifests[image] = m
+	return m
+}
+
+// rootManifest is the manifest of a container's image: its first container's root file system
+// hashed from the host (fim.ManifestOf), once per image; nil when the container's root is not
+// readable here (a remote engine, an agent that is not root).
+func (w *executorWatcher) rootManifest(in *executor.Instance) map[string]string {
+	if in.RootDir == "" || in.ImageDigest == "" {
+		return nil
+	}
+	key := "image " + in.ImageDigest
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m, ok := w.manifests[key]; ok {
+		return m
+	}
+	m, err := fim.ManifestOf(in.RootDir)
+	if err != nil {
+		return nil // not kept: the next container of the image tries again
+	}
+	w.manifests[key] = m
 	return m
 }
 

@@ -73,6 +73,10 @@ type Instance struct {
 	Handle string `json:"handle,omitempty"`
 	// WorkDir is the private directory of a process executor (kept on quarantine for forensics).
 	WorkDir string `json:"work_dir,omitempty"`
+	// RootDir is, for a container whose engine is on this host and readable by the agent, the
+	// host path of its root file system (the overlay's merged directory), which the
+	// file-integrity sensor watches; empty otherwise.
+	RootDir string `json:"root_dir,omitempty"`
 	// Isolation says how the driver confines the instance, e.g. "full isolation: uid+gid
 	// 600123, ns mnt+pid+ipc+uts, no_new_privs, seccomp, landlock v7, nftables, cgroup v1
 	// memory+pids+cpu, rlimit nofile+nproc" or "degraded isolation (why): ...".

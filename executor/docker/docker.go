@@ -492,6 +492,7 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 		Started:     started,
 		Traits:      cloneMap(spec.Traits),
 		Handle:      created.ID,
+		RootDir:     d.rootDir(cctx, created.ID),
 	}
 	d.log.Info("container started", "variant", spec.Variant, "instance", name, "container", shortID(created.ID), "address", inst.Address, "image", shortID(imageID))
 	d.watchExit(inst)
@@ -502,6 +503,23 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 	d.bus.Publish(bus.Event{Kind: executor.EventStarted, Source: "executor/docker", Subject: name,
 		Attrs: map[string]any{"variant": spec.Variant, "address": inst.Address, "image": imageID, "container": created.ID}})
 	return inst, nil
+}
+
+// rootDir is the host path of the container's root file system (its overlay's merged
+// directory) when the agent can read it (a local engine, the agent root); "" otherwise.
+func (d *Driver) rootDir(ctx context.Context, id string) string {
+	info, err := d.cli.ContainerInspect(ctx, id)
+	if err != nil || info.GraphDriver.Data == nil {
+		return ""
+	}
+	dir := info.GraphDriver.Data["MergedDir"]
+	if dir == "" || !filepath.IsAbs(dir) {
+		return ""
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return ""
+	}
+	return dir
 }
 
 // NobodyUser is the user a container runs as when its image would run it as root.

@@ -1,8 +1,10 @@
 // Package fim is the file-integrity sensor (ID "sensor.fim"): it watches, through inotify
-// (github.com/fsnotify/fsnotify), the work directory of every running process executor and
-// the host paths the config lists. A file of an executor is checked by SHA-256 against the
-// manifest of the known-good image it was copied from (MANIFEST.sha256, the one the pool
-// verifies at start); a host path against the hash it had when the sensor started. A changed,
+// (github.com/fsnotify/fsnotify), the work directory of every running process executor, the
+// root file system of every container the agent can read from the host, and the host paths
+// the config lists. A file of a process executor is checked by SHA-256 against the manifest
+// of the known-good image it was copied from (MANIFEST.sha256, the one the pool verifies at
+// start), a container's against the manifest of its image's first container (ManifestOf),
+// a host path against the hash it had when the sensor started. A changed,
 // added or removed file is an event with the path and both hashes: in a running executor it
 // is high-confidence tampering.
 //
@@ -338,6 +340,42 @@ func hashFile(p string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// MaxManifestFiles bounds the files ManifestOf hashes.
+const MaxManifestFiles = 100_000
+
+// ManifestOf hashes every file below dir, as the manifest of a known-good tree: for a
+// container, its root file system seen from the host right after it started from its
+// verified image (its root is read-only, so nothing of its own is in it yet). Symbolic links
+// and other non-regular files are recorded by their type, as check compares them.
+func ManifestOf(dir string) (map[string]string, error) {
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if len(out) >= MaxManifestFiles {
+			return fmt.Errorf("more than %d files", MaxManifestFiles)
+		}
+		h, err := hashFile(p)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		out[filepath.ToSlash(rel)] = h
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fim: manifest of %s: %w", dir, err)
+	}
+	return out, nil
 }
 
 // ParseManifest reads a MANIFEST.sha256 ("<64 hex>  <relative path>" per line, as
