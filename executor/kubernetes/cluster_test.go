@@ -191,6 +191,7 @@ func TestAgainstAPIServer(t *testing.T) {
 	t.Run("Budget", func(t *testing.T) { testBudget(t, c) })
 	t.Run("FlakyAPI", func(t *testing.T) { testFlakyAPI(t, c) })
 	t.Run("Registered", func(t *testing.T) { testRegistered(t, c) })
+	t.Run("Manifests", func(t *testing.T) { testManifests(t, c) })
 	t.Run("APIServerRestart", func(t *testing.T) { testAPIServerRestart(t, c) })
 }
 
