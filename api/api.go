@@ -6,8 +6,9 @@
 // package also holds the client the CLI uses.
 //
 // It imports executor (for the pool's types), countermeasure (for its Action), game (for the
-// defense success β_y shown in the status), bearer (the token), bus, atomicfile and the
-// Prometheus client;
+// defense success β_y shown in the status), store (the audit store's decisions), bearer (the
+// token), dashboard (its login-link path, for the client), bus, atomicfile and the Prometheus
+// client;
 // it must not import mimic, engine, enclave or cmd.
 package api
 
@@ -34,6 +35,7 @@ import (
 	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/game"
+	"github.com/proteus-defense/proteus/store"
 )
 
 // File names in the data directory.
@@ -161,6 +163,15 @@ func WithCountermeasures(cm Countermeasures, blockActuator string) Option {
 	return func(s *Server) { s.cm, s.blockActuator = cm, blockActuator }
 }
 
+// Decisions is the audit store the decision endpoints read: *store.Store implements it.
+type Decisions interface {
+	List(ctx context.Context, f store.Filter) ([]store.Decision, error)
+	Get(ctx context.Context, id string) (store.Decision, error)
+}
+
+// WithDecisions enables GET /v1/decisions and GET /v1/decisions/{id} over the audit store.
+func WithDecisions(d Decisions) Option { return func(s *Server) { s.decisions = d } }
+
 // WithAgentState adds the vigilance level and the sensors to the status.
 func WithAgentState(a AgentState) Option { return func(s *Server) { s.agent = a } }
 
@@ -184,6 +195,7 @@ type Server struct {
 	intensity     float64
 	voting        Voting
 	agent         AgentState
+	decisions     Decisions
 	now           func() time.Time
 }
 
@@ -204,6 +216,8 @@ func NewServer(ctl Controller, b *bus.Bus, token string, reg *prometheus.Registr
 	s.mux.HandleFunc("POST /v1/block", s.block)
 	s.mux.HandleFunc("POST /v1/unblock", s.unblock)
 	s.mux.HandleFunc("POST /v1/gateway/learned/reset", s.resetLearned)
+	s.mux.HandleFunc("GET /v1/decisions", s.listDecisions)
+	s.mux.HandleFunc("GET /v1/decisions/{id}", s.getDecision)
 	s.mux.HandleFunc("GET /events", s.events)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return s

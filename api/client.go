@@ -16,6 +16,7 @@ import (
 
 	"github.com/proteus-defense/proteus/bearer"
 	"github.com/proteus-defense/proteus/countermeasure"
+	"github.com/proteus-defense/proteus/dashboard"
 )
 
 // ErrNoAgent is returned by NewClient when the data directory holds no token: no agent has
@@ -153,4 +154,12 @@ func (c *Client) Unblock(ctx context.Context, target string) ([]countermeasure.A
 	var r UnblockResult
 	err := c.do(ctx, http.MethodPost, "/v1/unblock", url.Values{"target": {target}}, &r)
 	return r.Reverted, err
+}
+
+// LoginLink asks the agent for a one-time dashboard login link (the dashboard package serves
+// it in front of the API).
+func (c *Client) LoginLink(ctx context.Context) (dashboard.LinkAnswer, error) {
+	var a dashboard.LinkAnswer
+	err := c.do(ctx, http.MethodPost, dashboard.LinkPath, nil, &a)
+	return a, err
 }

@@ -180,3 +180,6 @@ func Check(cfg *config.Config, configFile string) error {
 	}
 	return nil
 }
+
+// Store is the audit store the engine writes its decisions to (the API reads it).
+func (r *Running) Store() *store.Store { return r.store }

@@ -272,10 +272,11 @@ func nonNil[T any](s []T) []T {
 
 // Filter selects decisions for List. Zero fields select everything.
 type Filter struct {
-	Since  time.Time
-	Source string
-	Asset  string
-	Limit  int // default 1000
+	Since   time.Time
+	Source  string
+	Asset   string
+	Verdict string // act, defer or ignore
+	Limit   int    // default 1000
 }
 
 const columns = `id, time_ns, asset, source, verdict, probability, alpha, beta, stage, stage_id, attack, strategy, signal, countermeasures, evidence, detail`
@@ -292,6 +293,9 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Decision, error) {
 	}
 	if f.Asset != "" {
 		where, args = append(where, "asset = ?"), append(args, f.Asset)
+	}
+	if f.Verdict != "" {
+		where, args = append(where, "verdict = ?"), append(args, f.Verdict)
 	}
 	if f.Limit <= 0 {
 		f.Limit = 1000

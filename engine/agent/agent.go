@@ -31,6 +31,7 @@ import (
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/countermeasure"
+	"github.com/proteus-defense/proteus/dashboard"
 	"github.com/proteus-defense/proteus/demo"
 	"github.com/proteus-defense/proteus/enclave"
 	"github.com/proteus-defense/proteus/engine"
@@ -201,7 +202,13 @@ func Run(ctx context.Context, o Options) error {
 	if v, ok := front.(api.Voting); ok {
 		apiOpts = append(apiOpts, api.WithVoting(v))
 	}
-	apiSrv := &http.Server{Handler: api.NewServer(a.pool, a.bus, token, a.reg, log, apiOpts...), ReadHeaderTimeout: 10 * time.Second}
+	if r := a.state.engine.Load(); r != nil {
+		apiOpts = append(apiOpts, api.WithDecisions(r.Store()))
+	}
+	// The dashboard sits in front of the API: its pages and login, then the API by token or
+	// by the dashboard's session cookie.
+	apiSrv := &http.Server{Handler: dashboard.New(api.NewServer(a.pool, a.bus, token, a.reg, log, apiOpts...), token, log),
+		ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	gwDone := make(chan struct{})
 	go func() { errc <- gwServe(); close(gwDone) }()

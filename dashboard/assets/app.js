@@ -1,0 +1,187 @@
+// Proteus dashboard. Every value shown comes from the agent's API, and much of it from
+// attackers (paths, headers, EVE signatures, file names): it is only ever put on the page as
+// text (textContent, createTextNode), never as markup.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const FEED_MAX = 200;
+
+// el builds an element whose content is text only.
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+
+function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+
+async function api(path) {
+  const r = await fetch(path, { credentials: "same-origin", headers: { "Accept": "application/json" } });
+  if (r.status === 401) { document.title = "Proteus: not logged in"; throw new Error("not logged in (run `proteus dashboard` for a login link)"); }
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error || ("HTTP " + r.status));
+  return body;
+}
+
+function age(s) {
+  if (s < 90) return Math.round(s) + "s";
+  if (s < 5400) return Math.round(s / 60) + "m";
+  return (s / 3600).toFixed(1) + "h";
+}
+
+function fmtTime(t) { return t ? new Date(t).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "-"; }
+function dash(v) { return v === undefined || v === null || v === "" ? "-" : v; }
+function num(v, d) { return typeof v === "number" ? v.toFixed(d) : "-"; }
+
+// Executors.
+async function refreshStatus() {
+  let st;
+  try { st = await api("/v1/status"); } catch (e) { $("summary").textContent = e.message; return; }
+  $("summary").textContent = st.executors.length + " executors, c* = " + st.cstar +
+    ", defense success β = " + num(st.defense_success, 3) + (st.vigilance ? ", vigilance " + st.vigilance.level : "");
+  const tb = $("executors").tBodies[0];
+  clear(tb);
+  for (const x of st.executors) {
+    const tr = el("tr");
+    tr.dataset.id = x.id;
+    const q = x.state === "quarantined";
+    if (q) tr.className = "quarantined";
+    const v = x.vote || null;
+    for (const c of [x.id, x.variant, x.address, age(x.age_s), x.state, v ? num(v.trust, 3) : "-",
+      v ? v.requests : "-", v ? v.dissents : "-", q ? "yes" : "no"]) tr.appendChild(el("td", c));
+    tb.appendChild(tr);
+  }
+}
+
+// Decisions list.
+function filterQuery() {
+  const p = new URLSearchParams();
+  for (const [k, v] of new FormData($("filters"))) if (v) p.set(k, v);
+  p.set("limit", "200");
+  return p.toString();
+}
+
+async function refreshDecisions() {
+  let ds;
+  try { ds = (await api("/v1/decisions?" + filterQuery())).decisions; $("filter-error").textContent = ""; }
+  catch (e) { $("filter-error").textContent = e.message; return; }
+  const tb = $("decisions").tBodies[0];
+  clear(tb);
+  for (const d of ds.slice().reverse()) {
+    const tr = el("tr");
+    tr.dataset.id = d.id;
+    const t = el("td");
+    const a = el("a", fmtTime(d.time));
+    a.href = "#/decision/" + encodeURIComponent(d.id);
+    t.appendChild(a);
+    tr.appendChild(t);
+    tr.appendChild(el("td", d.asset));
+    tr.appendChild(el("td", dash(d.source)));
+    tr.appendChild(el("td", d.verdict, "verdict-" + d.verdict));
+    for (const c of [num(d.probability, 3), d.stage_id ? d.stage + " (" + d.stage_id + ")" : "-", dash(d.strategy), dash(d.signal),
+      (d.countermeasures || []).map((c) => c.kind + (c.target ? " " + c.target : "") + (c.error ? " (failed)" : "")).join(", ") || "-",
+      (d.evidence || []).length]) tr.appendChild(el("td", c));
+    tb.appendChild(tr);
+  }
+}
+
+// One decision: the same story as `proteus decisions show ID`.
+function fact(dl, k, v) { dl.appendChild(el("dt", k)); dl.appendChild(el("dd", v)); }
+
+async function showDecision(id) {
+  $("overview").hidden = true;
+  $("decision").hidden = false;
+  const facts = $("decision-facts"), cms = $("decision-countermeasures"), evs = $("decision-evidence"), sol = $("decision-solution");
+  for (const n of [facts, cms, evs]) clear(n);
+  sol.textContent = "";
+  let d;
+  try { d = await api("/v1/decisions/" + encodeURIComponent(id)); }
+  catch (e) { $("decision-title").textContent = "decision " + id + ": " + e.message; return; }
+  $("decision-title").textContent = "decision " + d.id + " at " + fmtTime(d.time);
+  fact(facts, "asset", d.asset);
+  fact(facts, "source", dash(d.source));
+  fact(facts, "verdict", "Pr(attack) = " + num(d.probability, 4) + "; thresholds α = " + num(d.alpha, 4) + ", β = " + num(d.beta, 4) + " → " + d.verdict);
+  fact(facts, "stage", d.stage + " (" + dash(d.stage_id) + "), observed attack " + dash(d.attack));
+  fact(facts, "strategy", dash(d.strategy) + ", signal " + dash(d.signal));
+  const det = d.detail || {};
+  if (d.detail) {
+    fact(facts, "rule", dash(det.rule) + " (event " + det.events + " of this source and asset; " + num(det.observed_rate_per_minute, 2) + " events/min)");
+    if (det.transition) fact(facts, "stage change", dash(det.transition.from) + " → " + det.transition.to + " (η-path probability " + num(det.transition.path_probability, 3) + ")");
+    const l = det.live || {};
+    fact(facts, "live parameters", l.cstar > 0 ? "c* = " + l.cstar + ", reconfiguration rate a = " + num(l.rate, 2) + ", attack intensity π = " + num(l.intensity, 2) : "none (the model's own)");
+    if (det.reading) fact(facts, "model reading", "signal cost " + dash(det.reading.signal_cost) + ", deception cost " + dash(det.reading.deception_cost));
+    const c = det.choice;
+    if (c) fact(facts, "game", "defender type " + c.defender_type + " plays " + c.defense + " with signal " + c.signal + " against " +
+      c.predicted_attack + "; gains defense " + num(c.defense_gain, 1) + ", attack " + num(c.attack_gain, 1));
+    if (det.unmapped_strategy) fact(facts, "note", "the strategy has no countermeasures in engine.strategies: vigilance raised instead");
+    if (det.peer_only) fact(facts, "note", "Pr(attack) reached α on peer sightings only: the act became a defer");
+  }
+  if (!(d.countermeasures || []).length) cms.appendChild(el("li", "none"));
+  for (const c of d.countermeasures || []) {
+    cms.appendChild(el("li", c.kind + " " + dash(c.target) + (c.expires ? " until " + fmtTime(c.expires) : "") + (c.error ? " FAILED: " + c.error : "")));
+  }
+  for (const e of d.evidence || []) {
+    const li = el("li");
+    li.appendChild(el("div", fmtTime(e.time) + " " + e.sensor + " " + dash(e.kind) + ": " + e.summary));
+    if (e.excerpt) li.appendChild(el("div", e.excerpt, "excerpt"));
+    evs.appendChild(li);
+  }
+  sol.textContent = det.solution ? JSON.stringify(det.solution, null, 2) : "none";
+}
+
+function route() {
+  const m = location.hash.match(/^#\/decision\/(.+)$/);
+  if (m) { showDecision(decodeURIComponent(m[1])); return; }
+  $("decision").hidden = true;
+  $("overview").hidden = false;
+  refreshDecisions();
+}
+
+// Live feed through the agent's event stream.
+function feedLine(ev) {
+  const a = ev.attrs || {};
+  const parts = [];
+  for (const k of Object.keys(a).slice(0, 8)) {
+    let v = a[k];
+    if (typeof v === "object") v = JSON.stringify(v);
+    parts.push(k + "=" + String(v).slice(0, 160));
+  }
+  return fmtTime(ev.time) + " " + ev.kind + " " + (ev.subject || "") + " " + parts.join(" ");
+}
+
+let pending = null;
+function soon(fn) { if (!pending) pending = setTimeout(() => { pending = null; fn(); }, 300); }
+
+function follow() {
+  const es = new EventSource("/events");
+  es.onopen = () => { $("stream").textContent = "stream: live"; $("stream").className = "badge up"; };
+  es.onerror = () => { $("stream").textContent = "stream: reconnecting"; $("stream").className = "badge"; };
+  es.onmessage = null;
+  const handle = (msg) => {
+    let ev;
+    try { ev = JSON.parse(msg.data); } catch (e) { return; }
+    const feed = $("feed");
+    const li = el("li", feedLine(ev));
+    li.dataset.kind = String(ev.kind);
+    feed.insertBefore(li, feed.firstChild);
+    while (feed.childNodes.length > FEED_MAX) feed.removeChild(feed.lastChild);
+    const k = String(ev.kind);
+    if (k.startsWith("executor.") || k.startsWith("gateway.")) soon(refreshStatus);
+    if (k === "engine.decision" && !$("overview").hidden) refreshDecisions();
+  };
+  for (const k of ["executor.transition", "executor.started", "executor.healthy", "executor.stopped", "executor.failed",
+    "executor.quarantined", "executor.tampered-image", "executor.rotation", "executor.rotation-failed", "executor.denied",
+    "gateway.dissent", "gateway.no-consensus", "gateway.rebuild", "gateway.ejected", "gateway.back", "gateway.noise-learned",
+    "countermeasure.applied", "countermeasure.reverted", "countermeasure.failed", "countermeasure.vigilance",
+    "engine.decision", "engine.signal", "sensor.state"]) es.addEventListener(k, handle);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("filters").addEventListener("submit", (e) => { e.preventDefault(); refreshDecisions(); });
+  window.addEventListener("hashchange", route);
+  refreshStatus();
+  setInterval(refreshStatus, 5000);
+  route();
+  follow();
+});

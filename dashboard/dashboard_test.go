@@ -1,0 +1,316 @@
+package dashboard_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proteus-defense/proteus/api"
+	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/dashboard"
+	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/process"
+	"github.com/proteus-defense/proteus/executor/process/processtest"
+	"github.com/proteus-defense/proteus/store"
+)
+
+func TestMain(m *testing.M) { processtest.Main(m) }
+
+// hostile is markup an attacker can put into evidence (a request path, an EVE signature).
+const hostile = `<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">`
+
+// syncBuffer is a log sink the test reads while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type env struct {
+	srv    *httptest.Server
+	client *api.Client
+	token  string
+	bus    *bus.Bus
+	pool   *executor.Pool
+	logs   *syncBuffer
+}
+
+// setup runs the real agent API (a process pool of two demo executors, the audit store with one
+// decision whose evidence carries markup) behind the dashboard, on loopback.
+func setup(t *testing.T) *env {
+	t.Helper()
+	b := bus.New()
+	data := t.TempDir()
+	d, err := process.New(executor.Env{DataDir: data, Bus: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := processtest.Image(t)
+	pool, err := executor.NewPool(executor.PoolConfig{
+		Variants: []executor.Spec{processtest.DemoSpec("go-nethttp", img, "nethttp"), processtest.DemoSpec("go-raw", img, "raw")},
+		Desired:  2, MaxConcurrent: 1, Redraw: true, StartTimeout: 60 * time.Second,
+	}, map[string]executor.Driver{process.ID: d}, nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close(context.Background()) })
+	if err := pool.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	detail, _ := json.Marshal(map[string]any{"rule": "eve-exploit", "events": 3, "live": map[string]any{"cstar": 2, "rate": 1.5, "intensity": 0.6},
+		"choice": map[string]any{"defender_type": "high", "defense": "block", "signal": "honeypot", "predicted_attack": hostile,
+			"attack_gain": 1.5, "defense_gain": 4}})
+	if err := st.Put(context.Background(), store.Decision{ID: "d-xss", Time: time.Now().UTC(), Asset: "shop", Source: "192.0.2.7",
+		Verdict: "act", Probability: 0.93, Alpha: 0.8, Beta: 0.3, Stage: 2, StageID: "exploit", Attack: "sqli", Strategy: "block",
+		Signal: "honeypot", Countermeasures: []store.Countermeasure{{Kind: "block", Target: hostile, Expires: time.Now().Add(time.Hour)}},
+		Evidence: []store.Evidence{{Sensor: "eve", Time: time.Now().UTC(), Kind: "alert", Summary: "ET " + hostile, Excerpt: hostile}},
+		Detail:   detail}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := api.NewToken(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := httptest.NewServer(dashboard.New(api.NewServer(pool, b, tok, prometheus.NewRegistry(), log, api.WithDecisions(st)), tok, log))
+	t.Cleanup(srv.Close)
+	if err := api.WriteAddr(data, srv.Listener.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := api.NewClient(data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{srv: srv, client: c, token: tok, bus: b, pool: pool, logs: logs}
+}
+
+// browser is an HTTP client with a cookie jar that does not follow redirects.
+func browser(t *testing.T) *http.Client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Jar: jar, Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func do(t *testing.T, c *http.Client, method, u string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// login spends a fresh one-time link in c's jar and returns the link.
+func (e *env) login(t *testing.T, c *http.Client) string {
+	t.Helper()
+	l, err := e.client.LoginLink(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := do(t, c, http.MethodGet, l.URL, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("login link: %d %s", resp.StatusCode, body)
+	}
+	return l.URL
+}
+
+func TestSecurityHeadersOnEveryResponse(t *testing.T) {
+	e := setup(t)
+	c := browser(t)
+	e.login(t, c)
+	for _, p := range []string{"/", "/ui/app.js", "/ui/style.css", "/v1/status", "/v1/decisions", "/v1/decisions/d-xss", "/login?code=nope", "/nothing"} {
+		resp, _ := do(t, c, http.MethodGet, e.srv.URL+p, nil)
+		h := resp.Header
+		if got := h.Get("Content-Security-Policy"); got != dashboard.ContentSecurityPolicy {
+			t.Errorf("%s: Content-Security-Policy %q", p, got)
+		}
+		for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+			"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"} {
+			if got := h.Get(k); got != want {
+				t.Errorf("%s: %s = %q, want %q", p, k, got, want)
+			}
+		}
+	}
+	csp := dashboard.ContentSecurityPolicy
+	if strings.Contains(csp, "unsafe-") || !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "script-src 'self';") ||
+		!strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("CSP %q is not strict", csp)
+	}
+	resp, _ := do(t, c, http.MethodGet, e.srv.URL+"/ui/app.js", nil)
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/javascript") {
+		t.Errorf("app.js Content-Type %q", ct)
+	}
+	resp, body := do(t, c, http.MethodGet, e.srv.URL+"/", nil)
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" || !strings.Contains(body, `src="/ui/app.js"`) {
+		t.Errorf("/: %s %q", ct, body)
+	}
+}
+
+func TestRefusedWithoutLogin(t *testing.T) {
+	e := setup(t)
+	c := browser(t)
+	forged := map[string]string{"Cookie": dashboard.CookieName + "=" + strings.Repeat("a", 64)}
+	for _, p := range []string{"/", "/ui/app.js", "/v1/status", "/v1/decisions", "/v1/decisions/d-xss", "/events", "/metrics"} {
+		for _, hdr := range []map[string]string{nil, forged, {"Authorization": "Bearer " + strings.Repeat("0", 64)}} {
+			if resp, body := do(t, c, http.MethodGet, e.srv.URL+p, hdr); resp.StatusCode != http.StatusUnauthorized || strings.Contains(body, "d-xss") {
+				t.Errorf("GET %s with %v: %d %q, want 401", p, hdr, resp.StatusCode, body)
+			}
+		}
+	}
+	// The bearer token still works as it did.
+	if resp, body := do(t, c, http.MethodGet, e.srv.URL+"/v1/decisions", map[string]string{"Authorization": "Bearer " + e.token}); resp.StatusCode != http.StatusOK || !strings.Contains(body, "d-xss") {
+		t.Errorf("GET /v1/decisions with the token: %d %s", resp.StatusCode, body)
+	}
+	// Only a token holder gets a link.
+	if resp, _ := do(t, c, http.MethodPost, e.srv.URL+dashboard.LinkPath, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("login link without the token: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, c, http.MethodGet, e.srv.URL+dashboard.LinkPath, map[string]string{"Authorization": "Bearer " + e.token}); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET login link: %d, want 405", resp.StatusCode)
+	}
+}
+
+func TestOneTimeLinkGivesAStrictHttpOnlyCookie(t *testing.T) {
+	e := setup(t)
+	l, err := e.client.LoginLink(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(l.URL, e.token) {
+		t.Fatalf("the link %s carries the bearer token", l.URL)
+	}
+	if u, err := url.Parse(l.URL); err != nil || u.Path != dashboard.LoginPath || len(u.Query().Get("code")) != 64 {
+		t.Fatalf("link %q", l.URL)
+	}
+	c := browser(t)
+	resp, body := do(t, c, http.MethodGet, l.URL, nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `url=/`) {
+		t.Fatalf("login: %d %s", resp.StatusCode, body)
+	}
+	var sess *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == dashboard.CookieName {
+			sess = ck
+		}
+	}
+	if sess == nil || !sess.HttpOnly || sess.SameSite != http.SameSiteStrictMode || sess.Path != "/" || sess.Value == e.token || len(sess.Value) != 64 {
+		t.Fatalf("session cookie %+v", sess)
+	}
+	for _, p := range []string{"/", "/v1/status", "/v1/decisions/d-xss"} {
+		if resp, body := do(t, c, http.MethodGet, e.srv.URL+p, nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s logged in: %d %s", p, resp.StatusCode, body)
+		}
+	}
+	// Spent: a second browser (someone who found the link in a history) gets nothing.
+	other := browser(t)
+	if resp, _ := do(t, other, http.MethodGet, l.URL, nil); resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 {
+		t.Errorf("second use of the link: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	if resp, _ := do(t, other, http.MethodGet, e.srv.URL+"/v1/status", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("status after a spent link: %d", resp.StatusCode)
+	}
+	// Logout ends the session (from the dashboard's origin only).
+	if resp, _ := do(t, c, http.MethodPost, e.srv.URL+dashboard.LogoutPath, map[string]string{"Origin": "http://evil.example"}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site logout: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, c, http.MethodPost, e.srv.URL+dashboard.LogoutPath, map[string]string{"Origin": e.srv.URL, dashboard.CSRFHeader: "1"}); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("logout: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, c, http.MethodGet, e.srv.URL+"/v1/status", map[string]string{"Cookie": dashboard.CookieName + "=" + sess.Value}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("status after logout: %d", resp.StatusCode)
+	}
+	for _, secret := range []string{e.token, sess.Value, l.URL[strings.Index(l.URL, "code=")+5:]} {
+		if strings.Contains(e.logs.String(), secret) {
+			t.Errorf("a secret is in the logs:\n%s", e.logs.String())
+		}
+	}
+}
+
+func TestCrossSiteStateChangeRefused(t *testing.T) {
+	e := setup(t)
+	c := browser(t)
+	e.login(t, c)
+	before := map[string]bool{}
+	for _, m := range e.pool.Members() {
+		before[m.Instance.ID] = true
+	}
+	rotate := e.srv.URL + "/v1/rotate?all=true"
+	for name, hdr := range map[string]map[string]string{
+		"no origin":             nil,
+		"cross-site origin":     {"Origin": "http://evil.example", dashboard.CSRFHeader: "1"},
+		"same origin no header": {"Origin": e.srv.URL},
+		"null origin":           {"Origin": "null", dashboard.CSRFHeader: "1"},
+	} {
+		if resp, body := do(t, c, http.MethodPost, rotate, hdr); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: POST rotate with the cookie: %d %s, want 403", name, resp.StatusCode, body)
+		}
+	}
+	for _, m := range e.pool.Members() {
+		if !before[m.Instance.ID] {
+			t.Fatalf("a refused request rotated %s", m.Instance.ID)
+		}
+	}
+	// From the dashboard's own page the same call goes through to the API.
+	if resp, body := do(t, c, http.MethodPost, rotate, map[string]string{"Origin": e.srv.URL, dashboard.CSRFHeader: "1"}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("same-origin rotate: %d %s", resp.StatusCode, body)
+	}
+	rotated := false
+	for _, m := range e.pool.Members() {
+		rotated = rotated || !before[m.Instance.ID]
+	}
+	if !rotated {
+		t.Error("the same-origin rotate did not rotate")
+	}
+}
+
+func TestDecisionFilterValidated(t *testing.T) {
+	e := setup(t)
+	c := browser(t)
+	e.login(t, c)
+	for _, q := range []string{"source=not-an-ip", "verdict=pwn", "since=-1h", "limit=0", "limit=100000"} {
+		if resp, body := do(t, c, http.MethodGet, e.srv.URL+"/v1/decisions?"+q, nil); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("?%s: %d %s, want 400", q, resp.StatusCode, body)
+		}
+	}
+	for q, n := range map[string]int{"verdict=act": 1, "verdict=defer": 0, "source=192.0.2.7": 1, "asset=other": 0, "since=1h": 1} {
+		_, body := do(t, c, http.MethodGet, e.srv.URL+"/v1/decisions?"+q, nil)
+		var l api.DecisionList
+		if err := json.Unmarshal([]byte(body), &l); err != nil || len(l.Decisions) != n {
+			t.Errorf("?%s: %s, want %d decisions", q, body, n)
+		}
+	}
+	if resp, _ := do(t, c, http.MethodGet, e.srv.URL+"/v1/decisions/nope", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown decision: %d", resp.StatusCode)
+	}
+}
