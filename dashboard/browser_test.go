@@ -1,0 +1,148 @@
+package dashboard_test
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/proteus-defense/proteus/bus"
+)
+
+// chromium finds Debian's chromium (.ci/run installs it).
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no chromium on PATH (apt-get install chromium; .ci/run does)")
+	return ""
+}
+
+// TestBrowserShowsExecutorsDecisionsAndRunsNoMarkup drives headless Chromium through the
+// one-time link to the dashboard: it must show the executors, a live event and the decision,
+// and the decision's attacker-made markup (in its evidence, its countermeasure target and its
+// game choice) must be shown as text and run nothing.
+func TestBrowserShowsExecutorsDecisionsAndRunsNoMarkup(t *testing.T) {
+	exe := chromium(t)
+	e := setup(t)
+	link := e.login(t, browser(t)) // spend one link in another client: it must not work in the browser
+	l, err := e.client.LoginLink(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelA()
+	ctx, cancelB := chromedp.NewContext(actx)
+	defer cancelB()
+	ctx, cancelT := context.WithTimeout(ctx, 3*time.Minute) // generous: CI shares 2 cores
+	defer cancelT()
+
+	text := func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return v
+	}
+	wait := func(sel string) {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
+			t.Fatalf("waiting for %s: %v", sel, err)
+		}
+	}
+	eval := func(js string) bool {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
+		if err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		return v
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(link)); err != nil {
+		t.Fatal(err)
+	}
+	if spent := text("body"); !strings.Contains(spent, "spent or expired") {
+		t.Fatalf("a spent link in the browser shows %q", spent)
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(l.URL)); err != nil {
+		t.Fatal(err)
+	}
+	wait(`#executors tbody tr`)
+	if url, err := chromedp.Run(ctx, chromedp.Location()); err != nil || strings.Contains(url, "code=") {
+		t.Errorf("the browser stayed on the login URL %s (%v)", url, err)
+	}
+	execText := text(`#executors tbody`)
+	for _, v := range []string{"go-nethttp", "go-raw", "127.0.0.1:"} {
+		if !strings.Contains(execText, v) {
+			t.Errorf("executors table %q lacks %s", execText, v)
+		}
+	}
+
+	// Live feed: an event published on the bus shows up, as text.
+	wait(`#stream.up`)
+	e.bus.Publish(bus.Event{Kind: "gateway.dissent", Source: "gateway", Subject: "exec-1", Attrs: map[string]any{"path": hostile}})
+	wait(`#feed li[data-kind="gateway.dissent"]`)
+	if feed := text(`#feed`); !strings.Contains(feed, hostile) {
+		t.Errorf("feed %q does not show the dissent's path as text", feed)
+	}
+
+	// The decision's page.
+	wait(`#decisions tbody tr[data-id="d-xss"]`)
+	if list := text(`#decisions tbody`); !strings.Contains(list, "192.0.2.7") || !strings.Contains(list, "act") {
+		t.Errorf("decisions table %q", list)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#decisions tbody tr[data-id="d-xss"] a`))); err != nil {
+		t.Fatal(err)
+	}
+	wait(`#decision-evidence .excerpt`)
+	if excerpt := text(`#decision-evidence .excerpt`); excerpt != hostile {
+		t.Errorf("excerpt shown as %q, want the markup as text %q", excerpt, hostile)
+	}
+	cms, facts := text(`#decision-countermeasures`), text(`#decision-facts`)
+	if !strings.Contains(cms, hostile) || !strings.Contains(facts, hostile) || !strings.Contains(facts, "0.9300") {
+		t.Errorf("countermeasures %q, facts %q: want the markup as text and Pr(attack)", cms, facts)
+	}
+	if eval(`window.__pwned !== undefined`) || eval(`document.querySelectorAll("main script, main img, main [onerror]").length > 0`) {
+		t.Fatal("markup from a decision ran or became elements")
+	}
+
+	// A screenshot, saved for people and checked not to be blank.
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	colors := map[uint32]bool{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y += 7 {
+		for x := b.Min.X; x < b.Max.X; x += 7 {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			colors[r>>12<<8|g>>12<<4|bl>>12] = true
+		}
+	}
+	if len(colors) < 4 {
+		t.Errorf("the screenshot has %d colours: blank", len(colors))
+	}
+	if dir := os.Getenv("PROTEUS_SCREENSHOTS"); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, "dashboard-decision.png"), shot, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
