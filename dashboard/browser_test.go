@@ -113,8 +113,15 @@ func TestBrowserShowsExecutorsDecisionsAndRunsNoMarkup(t *testing.T) {
 		t.Errorf("excerpt shown as %q, want the markup as text %q", excerpt, hostile)
 	}
 	cms, facts := text(`#decision-countermeasures`), text(`#decision-facts`)
-	if !strings.Contains(cms, hostile) || !strings.Contains(facts, hostile) || !strings.Contains(facts, "0.9300") {
+	if !strings.Contains(cms, hostile) || !strings.Contains(facts, hostile) {
 		t.Errorf("countermeasures %q, facts %q: want the markup as text and Pr(attack)", cms, facts)
+	}
+	for _, want := range []string{"Pr(attack) = 0.9300; thresholds α = 0.8000, β = 0.3000 → act", "1.25 events/min",
+		"recon → exploit (η-path probability 0.420)", "c* = 2, reconfiguration rate a = 1.50, attack intensity π = 0.60",
+		"defender type high plays block with signal honeypot"} {
+		if !strings.Contains(facts, want) {
+			t.Errorf("decision facts %q lack %q", facts, want)
+		}
 	}
 	if eval(`window.__pwned !== undefined`) || eval(`document.querySelectorAll("main script, main img, main [onerror]").length > 0`) {
 		t.Fatal("markup from a decision ran or became elements")

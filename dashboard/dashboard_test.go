@@ -20,6 +20,7 @@ import (
 	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/dashboard"
+	"github.com/proteus-defense/proteus/engine"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/process"
 	"github.com/proteus-defense/proteus/executor/process/processtest"
@@ -76,9 +77,15 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	detail, _ := json.Marshal(map[string]any{"rule": "eve-exploit", "events": 3, "live": map[string]any{"cstar": 2, "rate": 1.5, "intensity": 0.6},
-		"choice": map[string]any{"defender_type": "high", "defense": "block", "signal": "honeypot", "predicted_attack": hostile,
-			"attack_gain": 1.5, "defense_gain": 4}})
+	// The engine's own detail type, so the page is checked against the field names it writes.
+	detail, err := json.Marshal(engine.Detail{Rule: "eve-exploit", Events: 3, ObservedRate: 1.25,
+		Live:       engine.Live{CStar: 2, Rate: 1.5, Intensity: 0.6},
+		Transition: &engine.Transition{From: "recon", To: "exploit", Path: 0.42},
+		Choice: &engine.Choice{DefenderType: "high", Defense: "block", Signal: "honeypot", Attack: hostile,
+			AttackGain: 1.5, DefenseGain: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := st.Put(context.Background(), store.Decision{ID: "d-xss", Time: time.Now().UTC(), Asset: "shop", Source: "192.0.2.7",
 		Verdict: "act", Probability: 0.93, Alpha: 0.8, Beta: 0.3, Stage: 2, StageID: "exploit", Attack: "sqli", Strategy: "block",
 		Signal: "honeypot", Countermeasures: []store.Countermeasure{{Kind: "block", Target: hostile, Expires: time.Now().Add(time.Hour)}},

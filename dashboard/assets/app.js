@@ -39,7 +39,7 @@ async function refreshStatus() {
   let st;
   try { st = await api("/v1/status"); } catch (e) { $("summary").textContent = e.message; return; }
   $("summary").textContent = st.executors.length + " executors, c* = " + st.cstar +
-    ", defense success β = " + num(st.defense_success, 3) + (st.vigilance ? ", vigilance " + st.vigilance.level : "");
+    ", defense success β_y = " + num(st.defense_success, 3) + (st.vigilance ? ", vigilance " + st.vigilance.level : "");
   const tb = $("executors").tBodies[0];
   clear(tb);
   for (const x of st.executors) {
