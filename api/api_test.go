@@ -11,14 +11,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
-	"github.com/proteus-defense/proteus/executor/process"
 	"github.com/proteus-defense/proteus/executor/process/processtest"
 	"github.com/proteus-defense/proteus/mtd"
 )
@@ -37,22 +35,7 @@ func setup(t *testing.T) *env {
 	t.Helper()
 	b := bus.New()
 	data := t.TempDir()
-	d, err := process.New(executor.Env{DataDir: data, Bus: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := processtest.Image(t)
-	pool, err := executor.NewPool(executor.PoolConfig{
-		Variants: []executor.Spec{processtest.DemoSpec("go-nethttp", img, "nethttp"), processtest.DemoSpec("go-raw", img, "raw")},
-		Desired:  2, MaxConcurrent: 1, Redraw: true, StartTimeout: 30 * time.Second,
-	}, map[string]executor.Driver{process.ID: d}, nil, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close(context.Background()) })
-	if err := pool.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	pool := processtest.DemoPool(t, data, b)
 	reg := prometheus.NewRegistry()
 	if _, err := mtd.NewMetrics(pool, reg); err != nil {
 		t.Fatal(err)

@@ -84,12 +84,7 @@ func (s *Server) listDecisions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	for i := range ds {
-		ds[i].Detail = nil
-		for j := range ds[i].Evidence {
-			ds[i].Evidence[j].Excerpt = ""
-		}
-	}
+	store.Brief(ds)
 	writeJSON(w, http.StatusOK, DecisionList{Decisions: ds})
 }
 

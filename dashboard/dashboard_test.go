@@ -22,7 +22,6 @@ import (
 	"github.com/proteus-defense/proteus/dashboard"
 	"github.com/proteus-defense/proteus/engine"
 	"github.com/proteus-defense/proteus/executor"
-	"github.com/proteus-defense/proteus/executor/process"
 	"github.com/proteus-defense/proteus/executor/process/processtest"
 	"github.com/proteus-defense/proteus/store"
 )
@@ -38,8 +37,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 type env struct {
 	srv    *httptest.Server
@@ -56,22 +59,7 @@ func setup(t *testing.T) *env {
 	t.Helper()
 	b := bus.New()
 	data := t.TempDir()
-	d, err := process.New(executor.Env{DataDir: data, Bus: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := processtest.Image(t)
-	pool, err := executor.NewPool(executor.PoolConfig{
-		Variants: []executor.Spec{processtest.DemoSpec("go-nethttp", img, "nethttp"), processtest.DemoSpec("go-raw", img, "raw")},
-		Desired:  2, MaxConcurrent: 1, Redraw: true, StartTimeout: 60 * time.Second,
-	}, map[string]executor.Driver{process.ID: d}, nil, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close(context.Background()) })
-	if err := pool.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	pool := processtest.DemoPool(t, data, b)
 	st, err := store.Open(data)
 	if err != nil {
 		t.Fatal(err)

@@ -270,6 +270,17 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
+// Brief drops the detail and the evidence excerpts of ds in place: what the lists show (the
+// API's and `proteus decisions`), where one decision's page has the whole story.
+func Brief(ds []Decision) {
+	for i := range ds {
+		ds[i].Detail = nil
+		for j := range ds[i].Evidence {
+			ds[i].Evidence[j].Excerpt = ""
+		}
+	}
+}
+
 // Filter selects decisions for List. Zero fields select everything.
 type Filter struct {
 	Since   time.Time

@@ -4,12 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/engine"
 	"github.com/proteus-defense/proteus/store"
 )
@@ -42,12 +43,7 @@ func init() {
 				}
 				out := cmd.OutOrStdout()
 				if output == "json" {
-					for i := range ds {
-						ds[i].Detail = nil // `decisions show ID` has the whole story
-						for j := range ds[i].Evidence {
-							ds[i].Evidence[j].Excerpt = ""
-						}
-					}
+					store.Brief(ds) // `decisions show ID` has the whole story
 					return printJSON(out, struct {
 						Decisions []store.Decision `json:"decisions"`
 					}{ds})
@@ -100,29 +96,12 @@ func newDecisionsShowCmd() *cobra.Command {
 	return c
 }
 
-// decisionFilter parses the list flags.
+// decisionFilter parses the list flags, as the API parses the same query parameters.
 func decisionFilter(since, source, asset string, now time.Time) (store.Filter, error) {
-	var f store.Filter
-	if since != "" {
-		if d, err := time.ParseDuration(since); err == nil {
-			if d <= 0 {
-				return f, fmt.Errorf("%w: --since %s: a duration must be positive", errUsage, since)
-			}
-			f.Since = now.Add(-d)
-		} else if t, err := time.Parse(time.RFC3339, since); err == nil {
-			f.Since = t
-		} else {
-			return f, fmt.Errorf("%w: --since %q: give a duration such as 2h or an RFC 3339 time such as 2026-01-02T15:04:05Z", errUsage, since)
-		}
+	f, err := api.ParseDecisionFilter(url.Values{"since": {since}, "source": {source}, "asset": {asset}}, now)
+	if err != nil {
+		return f, fmt.Errorf("%w: --%v", errUsage, err)
 	}
-	if source != "" {
-		a, err := netip.ParseAddr(source)
-		if err != nil {
-			return f, fmt.Errorf("%w: --source %q is not an IP address", errUsage, source)
-		}
-		f.Source = a.Unmap().String()
-	}
-	f.Asset = asset
 	return f, nil
 }
 

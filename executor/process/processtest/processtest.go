@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/demo"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/internal/hostile"
@@ -168,4 +169,28 @@ func DemoSpec(variant, image, impl string) executor.Spec {
 	s.Command = append(s.Command, "-impl", impl)
 	s.Traits = map[string]string{"impl": impl}
 	return s
+}
+
+// DemoPool starts a pool of two demo executors of different HTTP implementations (variants
+// go-nethttp and go-raw) under the process driver, with data as the driver's data dir and b as
+// the bus; it closes when the test ends.
+func DemoPool(t testing.TB, data string, b *bus.Bus) *executor.Pool {
+	t.Helper()
+	d, err := process.New(executor.Env{DataDir: data, Bus: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := Image(t)
+	pool, err := executor.NewPool(executor.PoolConfig{
+		Variants: []executor.Spec{DemoSpec("go-nethttp", img, "nethttp"), DemoSpec("go-raw", img, "raw")},
+		Desired:  2, MaxConcurrent: 1, Redraw: true, StartTimeout: 60 * time.Second,
+	}, map[string]executor.Driver{process.ID: d}, nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close(context.Background()) })
+	if err := pool.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }
