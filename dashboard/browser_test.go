@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/proteus-defense/proteus/bus"
@@ -151,5 +152,24 @@ func TestBrowserShowsExecutorsDecisionsAndRunsNoMarkup(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "dashboard-decision.png"), shot, 0o644); err != nil {
 			t.Error(err)
 		}
+	}
+
+	// Logging out from the page passes the CSRF check (a real browser's same-origin POST) and
+	// ends the session: the API refuses the cookie afterwards.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#logout`))); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitNotPresent(chromedp.CSS(`#logout`))); err != nil {
+		t.Fatal(err)
+	}
+	if body := text("body"); !strings.Contains(body, "Logged out") {
+		t.Fatalf("after logout the page shows %q", body)
+	}
+	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/v1/status").then(r => r.status)`, func(p *runtime.EvaluateParams) {
+		await := true
+		p.AwaitPromise = &await
+	}))
+	if err != nil || status != 401 {
+		t.Fatalf("status after logout: %d %v", status, err)
 	}
 }

@@ -177,7 +177,16 @@ function follow() {
     "engine.decision", "engine.signal", "sensor.state"]) es.addEventListener(k, handle);
 }
 
+// Logging out is a state change: it carries the header the agent's CSRF check asks for (the
+// browser adds the Origin).
+async function logout() {
+  const r = await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-Proteus-Dashboard": "1" } });
+  if (!r.ok) { $("summary").textContent = "log out failed: HTTP " + r.status; return; }
+  document.body.textContent = "Logged out. Run `proteus dashboard` for a new login link.";
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  $("logout").addEventListener("click", logout);
   $("filters").addEventListener("submit", (e) => { e.preventDefault(); refreshDecisions(); });
   window.addEventListener("hashchange", route);
   refreshStatus();
