@@ -116,14 +116,23 @@ func voteRequests(t *testing.T, a *inProcessAgent, n int) int {
 			t.Fatalf("gateway answered %d", resp.StatusCode)
 		}
 	}
-	for range 1000 { // until the stragglers are done; the bound only guards a hang
+	// Until the stragglers are done and the count has stood still for 20 readings: an executor
+	// request leaves the in-flight count before its call's accounting records it (the bound
+	// only guards a hang).
+	last, still := -1, 0
+	for range 3000 {
 		after, inFlight, ids := sum(agentStatus(t, a))
 		if ids != idsBefore {
 			t.Fatalf("executors changed during the count: %s -> %s", idsBefore, ids)
 		}
-		if inFlight == 0 {
-			return after - before
+		if inFlight == 0 && after == last {
+			if still++; still == 20 {
+				return after - before
+			}
+		} else {
+			still = 0
 		}
+		last = after
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("executor requests still in flight")
