@@ -128,7 +128,7 @@ const (
 )
 
 // Sensor names a rule can match.
-var ruleSensors = map[string]bool{"eve": true, "fim": true, "aide": true, "gateway": true, "enclave": true, "executor": true}
+var ruleSensors = map[string]bool{"eve": true, "fim": true, "aide": true, "gateway": true, "enclave": true, "executor": true, "decoy": true}
 
 var assetNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
@@ -189,7 +189,7 @@ const MaxCountermeasureTTL = 7 * 24 * time.Hour
 func (x *Engine) validate(field string, p *strictyaml.Problems, sensors *Sensors) {
 	x.Vigilance.validate(field+".vigilance", p)
 	if !x.Enabled() {
-		if sensors.EVE != nil || sensors.FIM != nil {
+		if sensors.EVE != nil || sensors.FIM != nil || sensors.Decoy != nil {
 			p.Addf("sensors", "need engine.model: (an MTTEGDM model file): the engine decides on their evidence")
 		}
 		if len(x.Rules) > 0 || len(x.Assets) > 0 || len(x.Strategies) > 0 {
@@ -257,7 +257,7 @@ func (x *Engine) validate(field string, p *strictyaml.Problems, sensors *Sensors
 	for i, r := range x.Rules {
 		f := indexed(field+".rules", i)
 		if !ruleSensors[r.Sensor] {
-			p.Addf(f+".sensor", "must be eve, fim, aide, gateway, enclave or executor, got %q", r.Sensor)
+			p.Addf(f+".sensor", "must be eve, fim, aide, gateway, enclave, executor or decoy, got %q", r.Sensor)
 		}
 		if r.Signature != "" {
 			if _, err := regexp.Compile(r.Signature); err != nil {

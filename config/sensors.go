@@ -9,6 +9,9 @@ import (
 type Sensors struct {
 	EVE *EVE `yaml:"eve"`
 	FIM *FIM `yaml:"fim"`
+	// Decoy runs listeners that present service banners following the game's signal; see
+	// Decoy.
+	Decoy *Decoy `yaml:"decoy"`
 }
 
 // EVE reads Suricata's EVE JSON log: a file it tails (path:) or a unix stream socket that
@@ -43,6 +46,9 @@ func (s *Sensors) applyDefaults() {
 	if s.EVE != nil && s.EVE.MaxLine == 0 {
 		s.EVE.MaxLine = DefaultEVEMaxLine
 	}
+	if s.Decoy != nil {
+		s.Decoy.applyDefaults()
+	}
 }
 
 func (s *Sensors) validate(field string, p *strictyaml.Problems) {
@@ -60,6 +66,9 @@ func (s *Sensors) validate(field string, p *strictyaml.Problems) {
 		if e.MaxLine < 1024 || e.MaxLine > maxEVEMaxLine {
 			p.Addf(f+".max_line", "must be in [1024, %d] bytes, got %d", maxEVEMaxLine, e.MaxLine)
 		}
+	}
+	if d := s.Decoy; d != nil {
+		d.validate(field+".decoy", p)
 	}
 	if x := s.FIM; x != nil {
 		for i, path := range x.Paths {

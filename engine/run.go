@@ -14,6 +14,7 @@ import (
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/countermeasure"
+	_ "github.com/proteus-defense/proteus/deception/decoy" // sensor.decoy
 	"github.com/proteus-defense/proteus/game"
 	"github.com/proteus-defense/proteus/sensor"
 	_ "github.com/proteus-defense/proteus/sensor/eve" // sensor.eve
@@ -92,6 +93,12 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); w.run(rctx, o.Bus) }()
 	}
+	if fs := signalFollowers(srcs); len(fs) > 0 {
+		// Subscribed before the engine runs, so no signal change is missed.
+		ch, unsub := o.Bus.Subscribe(64, func(e bus.Event) bool { return e.Kind == EventSignal })
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); defer unsub(); followSignal(rctx, ch, fs) }()
+	}
 	r.wg.Add(4)
 	go func() { defer r.wg.Done(); e.Run(rctx) }()
 	go func() { defer r.wg.Done(); sup.Run(rctx) }()
@@ -103,6 +110,38 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 	}()
 	go func() { defer r.wg.Done(); e.FollowBus(rctx, o.Bus) }()
 	return r, nil
+}
+
+// signalFollower is a sensor whose behaviour follows the game's deception signal (the
+// decoys' banners).
+type signalFollower interface {
+	SetSignal(asset, signal string)
+}
+
+func signalFollowers(srcs []sensor.Source) []signalFollower {
+	var out []signalFollower
+	for _, s := range srcs {
+		if f, ok := s.(signalFollower); ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// followSignal hands every signal change the engine publishes to fs until ctx ends.
+func followSignal(ctx context.Context, ch <-chan bus.Event, fs []signalFollower) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case be := <-ch:
+			asset, _ := be.Attrs["asset"].(string)
+			sig, _ := be.Attrs["signal"].(string)
+			for _, f := range fs {
+				f.SetSignal(asset, sig)
+			}
+		}
+	}
 }
 
 // SensorState is one sensor's supervisor state with what it counted (for sensors that count:
