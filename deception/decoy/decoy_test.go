@@ -28,7 +28,7 @@ var allServices = []string{"ssh", "smtp", "mysql", "http", "redis"}
 
 // start runs decoys for services on loopback ports and returns the sensor, its events and
 // the address of each service.
-func start(t *testing.T, c config.Decoy, services ...string) (*Sensor, chan sensor.Event, map[string]string) {
+func start(t testing.TB, c config.Decoy, services ...string) (*Sensor, chan sensor.Event, map[string]string) {
 	t.Helper()
 	for _, svc := range services {
 		c.Listen = append(c.Listen, config.DecoyListener{Addr: "127.0.0.1:0", Service: svc})
