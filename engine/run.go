@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +23,7 @@ import (
 	_ "github.com/proteus-defense/proteus/sensor/eve" // sensor.eve
 	_ "github.com/proteus-defense/proteus/sensor/fim" // sensor.fim
 	"github.com/proteus-defense/proteus/store"
+	"github.com/proteus-defense/proteus/strictyaml"
 )
 
 // AgentOptions is what the running agent hands the engine.
@@ -214,10 +218,41 @@ func Check(cfg *config.Config, configFile string) error {
 	if err != nil {
 		return err
 	}
-	if _, probs := compileRules(cfg.Engine, m); len(probs) > 0 {
+	_, probs := compileRules(cfg.Engine, m)
+	probs = append(probs, decoySignals(cfg.Sensors.Decoy, m)...)
+	if len(probs) > 0 {
 		return locate(&ConfigError{Problems: probs}, configFile)
 	}
 	return nil
+}
+
+// decoySignals checks the decoys' banner sets against the model's signals: each signal a type
+// can send needs a set (else the decoys would keep presenting the old one), and a set for a
+// signal the model does not have is a typo.
+func decoySignals(d *config.Decoy, m *game.Model) strictyaml.Problems {
+	var p strictyaml.Problems
+	if d == nil {
+		return p
+	}
+	signals := map[string]bool{}
+	var names []string
+	for _, t := range m.Types {
+		if t.Signal != "" {
+			signals[t.Signal] = true
+			names = append(names, t.Signal)
+		}
+	}
+	for _, sig := range names {
+		if _, ok := d.Banners[sig]; !ok {
+			p.Addf("sensors.decoy.banners", "no banner set for signal %q, which the model's types can send", sig)
+		}
+	}
+	for _, sig := range slices.Sorted(maps.Keys(d.Banners)) {
+		if !signals[sig] {
+			p.Addf("sensors.decoy.banners."+sig, "the model has no signal %q; its signals are %s", sig, strings.Join(names, ", "))
+		}
+	}
+	return p
 }
 
 // Store is the audit store the engine writes its decisions to (the API reads it).
