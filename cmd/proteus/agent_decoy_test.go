@@ -35,14 +35,7 @@ func decoyBanner(t *testing.T, addr string) string {
 // a decision (in `proteus decisions`, with the decoy's event as evidence), and the decoy then
 // switches from the configured signal's banners to those of the signal the game chose.
 func TestAgentDecoyConnectionIsDecidedAndBannersFollowSignal(t *testing.T) {
-	model, err := filepath.Abs("../../examples/mttegdm-paper.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	def, err := os.ReadFile("../../config/default.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	model, def := paperModelAndDefaults(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the decoy
 	if err != nil {
 		t.Fatal(err)

@@ -46,14 +46,7 @@ func TestAgentEngineBlocksDissentingClientWithNFTables(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", hostIf).Run() })
 
-	model, err := filepath.Abs("../../examples/mttegdm-paper.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	def, err := os.ReadFile("../../config/default.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	model, def := paperModelAndDefaults(t)
 	data := t.TempDir()
 	cfg := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(cfg, append(def, fmt.Sprintf(`

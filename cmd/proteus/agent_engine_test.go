@@ -24,14 +24,7 @@ import (
 // rotate, S3 (d6, d7) block.
 func engineAgentConfig(t *testing.T, eve string) string {
 	t.Helper()
-	model, err := filepath.Abs("../../examples/mttegdm-paper.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	def, err := os.ReadFile("../../config/default.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	model, def := paperModelAndDefaults(t)
 	cfg := string(def) + fmt.Sprintf(`
 sensors:
   eve: {path: %q, from_start: true}
@@ -203,14 +196,7 @@ func TestAgentEngineMultiStageAttackFromEVE(t *testing.T) {
 // (403 before any executor sees the request), and the block is reverted after its TTL.
 func TestAgentEngineBlocksClientThatKeepsCausingDissent(t *testing.T) {
 	src := localNonLoopback(t)
-	model, err := filepath.Abs("../../examples/mttegdm-paper.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	def, err := os.ReadFile("../../config/default.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	model, def := paperModelAndDefaults(t)
 	cfg := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(cfg, append(def, fmt.Sprintf(`
 engine:
@@ -294,14 +280,7 @@ engine:
 // and replaced from the known-good image, with the changed file's path and hashes in the
 // decision.
 func TestAgentEngineQuarantinesTamperedExecutor(t *testing.T) {
-	model, err := filepath.Abs("../../examples/mttegdm-paper.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	def, err := os.ReadFile("../../config/default.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	model, def := paperModelAndDefaults(t)
 	cfg := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(cfg, append(def, fmt.Sprintf(`
 sensors:
@@ -452,14 +431,7 @@ func agentMetrics(t *testing.T, data string) string {
 // With the engine running, an executor the gateway rebuilds for dissent is quarantined (kept
 // for forensics) rather than destroyed, and replaced.
 func TestAgentEngineQuarantinesDissentingExecutor(t *testing.T) {
-	model, err := filepath.Abs("../../examples/mttegdm-paper.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	def, err := os.ReadFile("../../config/default.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	model, def := paperModelAndDefaults(t)
 	cfg := filepath.Join(t.TempDir(), "agent.yaml")
 	// A weak dissent rule: the client is never blocked, so the gateway's own rebuild
 	// threshold (5 dissents a minute) is what acts.
@@ -506,4 +478,18 @@ engine:
 	if _, err := os.Stat(page); err != nil {
 		t.Fatalf("quarantined work dir not kept: %v", err)
 	}
+}
+
+// paperModelAndDefaults returns the absolute path of the paper's model and the embedded
+// default config's text, which the engine tests' agent configs extend.
+func paperModelAndDefaults(t *testing.T) (model string, def []byte) {
+	t.Helper()
+	model, err := filepath.Abs("../../examples/mttegdm-paper.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def, err = os.ReadFile("../../config/default.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	return model, def
 }
