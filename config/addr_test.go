@@ -40,7 +40,7 @@ func TestParsePrefixOrAddr(t *testing.T) {
 	}
 }
 
-// Both lists that take "an address or a CIDR" refuse host bits with the same message, located
+// The lists that take "an address or a CIDR" refuse host bits with the same message, located
 // by file, line and field.
 func TestAddressListsShareOnePolicy(t *testing.T) {
 	dir := t.TempDir()
@@ -50,6 +50,7 @@ func TestAddressListsShareOnePolicy(t *testing.T) {
 	}
 	_, gerr := LoadStandaloneGateway(gw)
 	_, eerr := ParseStandaloneEnclave("enclave.yaml", []byte(goodEnclave+"  protect: [10.1.2.3/24]\n"))
+	_, cerr := ParseStandaloneEnclave("enclave.yaml", []byte(goodEnclave+"  peer_score: {colocation_whitelist: [127.0.0.1/8]}\n"))
 	for _, c := range []struct {
 		name string
 		err  error
@@ -57,6 +58,7 @@ func TestAddressListsShareOnePolicy(t *testing.T) {
 	}{
 		{"trusted_proxies", gerr, "gateway.trusted_proxies[0]: 10.1.2.3/24 has host bits set (want 10.1.2.0/24)"},
 		{"protect", eerr, "enclave.protect[0]: 10.1.2.3/24 has host bits set (want 10.1.2.0/24)"},
+		{"colocation_whitelist", cerr, "enclave.peer_score.colocation_whitelist[0]: 127.0.0.1/8 has host bits set (want 127.0.0.0/8)"},
 	} {
 		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error saying %q", c.name, c.err, c.want)
@@ -64,5 +66,8 @@ func TestAddressListsShareOnePolicy(t *testing.T) {
 	}
 	if _, err := ParseStandaloneEnclave("enclave.yaml", []byte(goodEnclave+"  protect: [10.1.2.0/24, 2001:db8::1, \"::ffff:192.0.2.0/120\"]\n")); err != nil {
 		t.Errorf("good protect list refused: %v", err)
+	}
+	if _, err := ParseStandaloneEnclave("enclave.yaml", []byte(goodEnclave+"  peer_score: {colocation_whitelist: [127.0.0.0/8, 2001:db8::1, \"::ffff:10.0.0.0/104\"]}\n")); err != nil {
+		t.Errorf("good colocation_whitelist refused: %v", err)
 	}
 }

@@ -3,7 +3,6 @@ package config
 import (
 	"encoding/base64"
 	"net"
-	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -377,8 +376,8 @@ func (x *Enclave) validate(field string, p *strictyaml.Problems) {
 		p.Addf(f+".colocation_threshold", "must be >= 1, got %d", s.ColocationThreshold)
 	}
 	for i, c := range s.ColocationWhitelist {
-		if _, err := netip.ParsePrefix(c); err != nil {
-			p.Addf(indexed(f+".colocation_whitelist", i), "must be a CIDR, got %q", c)
+		if _, err := ParsePrefixOrAddr(c); err != nil {
+			p.Addf(indexed(f+".colocation_whitelist", i), "%v", err)
 		}
 	}
 	if p.Finite(f+".weight", s.Weight) && s.Weight <= 0 {

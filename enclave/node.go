@@ -606,11 +606,11 @@ func (n *Node) initState() {
 func peerScoreParams(cfg config.Enclave, topic string, app func(peer.ID) float64) (*pubsub.PeerScoreParams, error) {
 	var white []*net.IPNet
 	for _, c := range cfg.PeerScore.ColocationWhitelist {
-		_, ipn, err := net.ParseCIDR(c)
+		p, err := config.ParsePrefixOrAddr(c) // the config's own rule: host bits are refused, not masked
 		if err != nil {
-			return nil, fmt.Errorf("enclave: peer_score.colocation_whitelist %q: %w", c, err)
+			return nil, fmt.Errorf("enclave: peer_score.colocation_whitelist: %w", err)
 		}
-		white = append(white, ipn)
+		white = append(white, &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
 	}
 	return &pubsub.PeerScoreParams{
 		AppSpecificScore:            app,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -321,6 +323,21 @@ func TestPeerScoreParams(t *testing.T) {
 	}
 	if len(p.IPColocationFactorWhitelist) != 1 {
 		t.Errorf("whitelist %v", p.IPColocationFactorWhitelist)
+	}
+	if w := p.IPColocationFactorWhitelist[0]; w.String() != "127.0.0.0/8" {
+		t.Errorf("whitelist %v, want 127.0.0.0/8", w)
+	}
+	// One parser for every address list: host bits are refused, not masked into a wider
+	// range that would exempt more peers than written; a single address is itself.
+	cfg.PeerScore.ColocationWhitelist = []string{"10.1.2.3/8"}
+	if _, err := peerScoreParams(cfg, "t", nil); err == nil || !strings.Contains(err.Error(), "host bits set (want 10.0.0.0/8)") {
+		t.Errorf("whitelist with host bits: %v", err)
+	}
+	cfg.PeerScore.ColocationWhitelist = []string{"192.0.2.7", "::ffff:198.51.100.0/120"}
+	if p, err := peerScoreParams(cfg, "t", nil); err != nil || len(p.IPColocationFactorWhitelist) != 2 ||
+		p.IPColocationFactorWhitelist[0].String() != "192.0.2.7/32" || p.IPColocationFactorWhitelist[1].String() != "198.51.100.0/24" ||
+		!p.IPColocationFactorWhitelist[1].Contains(net.ParseIP("198.51.100.9")) {
+		t.Errorf("whitelist %v, %v", p, err)
 	}
 	cfg.PeerScore.ColocationWhitelist = []string{"nope"}
 	if _, err := peerScoreParams(cfg, "t", nil); err == nil {
