@@ -121,11 +121,18 @@ type EnclaveTrust struct {
 	PretrustedWeight float64  `yaml:"pretrusted_weight"`
 }
 
+// DefaultReportConfidence is the confidence (percent) of a sighting published without one.
+const DefaultReportConfidence = 90
+
 // EnclaveLimits are per-peer budgets.
 type EnclaveLimits struct {
-	Rate    float64 `yaml:"rate"`    // messages per second one member may author
-	Burst   int     `yaml:"burst"`   // messages above Rate allowed at once
-	Reports int     `yaml:"reports"` // live reports (and replay-guard keys) kept per member
+	Rate float64 `yaml:"rate"` // messages per second one member may author
+	// Burst is how many messages a member may author at once (above Rate). Every member
+	// accepts and relays a flooder's first Burst messages before it is cut off, so the
+	// default is small (4); a node paces its own messages at Rate and half of Burst, keeping
+	// the other half as slack for delivery jitter, so at least 2.
+	Burst   int `yaml:"burst"`
+	Reports int `yaml:"reports"` // live reports (and replay-guard keys) kept per member
 }
 
 // EnclaveScore maps trust into GossipSub's application-specific peer score:
@@ -184,7 +191,7 @@ func (x *Enclave) applyDefaults() {
 	l := &x.Limits
 	setF(&l.Rate, 2)
 	if l.Burst == 0 {
-		l.Burst = 20
+		l.Burst = 4
 	}
 	if l.Reports == 0 {
 		l.Reports = 1024
@@ -331,6 +338,12 @@ func (x *Enclave) validate(field string, p *strictyaml.Problems) {
 
 	t := x.Trust
 	f := field + ".trust"
+	// One member's report must reach every relevant member's defer region (vigilance): a
+	// report at the default confidence from a member of neutral trust weighs neutral·0.9.
+	if lone := t.Neutral * DefaultReportConfidence / 100; d.Defer >= lone && t.Neutral > 0 && t.Neutral < 1 {
+		p.Addf(field+".decision.defer", "must be below trust.neutral × %d %% (%.3g): otherwise every other member ignores an attack one member's sensors saw and reported, got %v",
+			DefaultReportConfidence, lone, d.Defer)
+	}
 	if t.Neutral <= 0 || t.Neutral >= 1 {
 		p.Addf(f+".neutral", "must be in (0,1), got %v", t.Neutral)
 	}
@@ -363,8 +376,8 @@ func (x *Enclave) validate(field string, p *strictyaml.Problems) {
 	if p.Finite(field+".limits.rate", l.Rate) && (l.Rate <= 0 || l.Rate > 10000) {
 		p.Addf(field+".limits.rate", "must be in (0,10000], got %v", l.Rate)
 	}
-	if l.Burst < 1 || l.Burst > 100000 {
-		p.Addf(field+".limits.burst", "must be in [1,100000], got %d", l.Burst)
+	if l.Burst < 2 || l.Burst > 100000 {
+		p.Addf(field+".limits.burst", "must be in [2,100000] (own messages are paced at half of it), got %d", l.Burst)
 	}
 	if l.Reports < 1 || l.Reports > 1000000 {
 		p.Addf(field+".limits.reports", "must be in [1,1000000], got %d", l.Reports)

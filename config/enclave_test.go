@@ -71,3 +71,21 @@ func TestEnclaveSealKeysValidated(t *testing.T) {
 		t.Errorf("blank seal key file: %v", err)
 	}
 }
+
+// A configuration in which every other member ignores what one member's sensors saw is
+// refused; so is a burst too small to pace within.
+func TestEnclaveLoneReportMustDefer(t *testing.T) {
+	baseEnclave := strings.Replace(strings.Replace(goodEnclave, "  decision: {act: 0.8, defer: 0.2}\n", "", 1), "  trust: {window: 2m}\n", "", 1)
+	for _, c := range []struct{ extra, want string }{
+		{"  decision: {act: 0.8, defer: 0.45}\n", "enclave.decision.defer: must be below trust.neutral × 90 % (0.45)"},
+		{"  decision: {act: 0.8, defer: 0.35}\n  trust: {neutral: 0.35, established: 0.8}\n", "enclave.decision.defer: must be below trust.neutral × 90 % (0.315)"},
+		{"  limits: {burst: 1}\n", "enclave.limits.burst: must be in [2,100000]"},
+	} {
+		if _, err := ParseStandaloneEnclave("enclave.yaml", []byte(baseEnclave+c.extra)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.extra, err, c.want)
+		}
+	}
+	if _, err := ParseStandaloneEnclave("enclave.yaml", []byte(baseEnclave+"  decision: {act: 0.8, defer: 0.44}\n  limits: {burst: 2}\n")); err != nil {
+		t.Errorf("defer 0.44 at neutral 0.5: %v", err)
+	}
+}

@@ -143,3 +143,56 @@ func (b *budget) struck(now time.Time) []string {
 	}
 	return out
 }
+
+// pacer spaces this node's own messages so that they stay within what its peers allow it
+// (limits.rate and limits.burst, charged at every receiver): at most half the burst at once,
+// then limits.rate a second. The other half of the burst is the slack for delivery jitter:
+// a receiver's bucket starts full at the first arrival, so messages that reach it bunched
+// together by up to (burst − ⌈burst/2⌉)/rate seconds still fit. Without pacing, an honest
+// burst larger than a receiver allows would be ignored there, and lost: GossipSub marks a
+// message seen before the topic validator runs.
+type pacer struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	at     time.Time
+}
+
+// maxPaceWait bounds the queue of own messages: one that would wait longer is refused.
+const maxPaceWait = time.Minute
+
+func newPacer(rate float64, burst int) *pacer {
+	b := float64((burst + 1) / 2)
+	return &pacer{rate: rate, burst: b, tokens: b}
+}
+
+// reserve takes a token (going into debt) and returns how long to wait before sending, or
+// ok false, taking nothing, when that would be longer than maxWait.
+func (p *pacer) reserve(now time.Time, maxWait time.Duration) (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.at.IsZero() {
+		p.at = now
+	}
+	if dt := now.Sub(p.at).Seconds(); dt > 0 {
+		p.tokens = min(p.burst, p.tokens+dt*p.rate)
+		p.at = now
+	}
+	var wait time.Duration
+	if p.tokens < 1 {
+		wait = time.Duration((1 - p.tokens) / p.rate * float64(time.Second))
+	}
+	if wait > maxWait {
+		return 0, false
+	}
+	p.tokens--
+	return wait, true
+}
+
+// refund gives back a token reserved for a message that was not sent.
+func (p *pacer) refund() {
+	p.mu.Lock()
+	p.tokens = min(p.burst, p.tokens+1)
+	p.mu.Unlock()
+}

@@ -280,7 +280,12 @@ func (n *Node) republishMembers() {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 	defer cancel()
-	if err := n.send(ctx, KindMembers, l.Marshal()); err != nil {
+	// Never wait for the budget here (the sweep would stall): when own messages use it
+	// all, the list goes out on a later sweep.
+	if err := n.sendWithin(ctx, KindMembers, l.Marshal(), 0); err != nil {
+		n.memMu.Lock()
+		n.membersSent = time.Time{}
+		n.memMu.Unlock()
 		n.log.Debug("republish member revocation list", "err", err)
 	}
 }

@@ -61,6 +61,10 @@ type Options struct {
 	Bus     *bus.Bus
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// Unpaced sends this node's own messages as fast as they are asked for, instead of
+	// pacing them within limits.rate and limits.burst: what a flooding member does (its
+	// peers ignore what is over its budget). Only for tests and `proteus enclave bench`.
+	Unpaced bool
 }
 
 // Stats count what the topic validator did.
@@ -106,6 +110,7 @@ type Node struct {
 	budget    *budget // per author, charged by the topic validator
 	// relayBudget is per forwarder and author, charged before validation (see inspect).
 	relayBudget *budget
+	pace        *pacer // this node's own messages; nil: unpaced
 
 	memMu       sync.Mutex
 	verified    map[peer.ID]time.Time // peer -> certificate expiry
@@ -188,6 +193,9 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		n.now = time.Now
 	}
 	n.initState()
+	if !o.Unpaced {
+		n.pace = newPacer(cfg.Limits.Rate, cfg.Limits.Burst)
+	}
 	n.log = o.Logger
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)

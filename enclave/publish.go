@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/stix"
 )
 
@@ -46,7 +47,7 @@ func (n *Node) Publish(ctx context.Context, req PublishRequest) (*stix.Sighting,
 		return nil, DecisionRecord{}, err
 	}
 	if req.Confidence == 0 {
-		req.Confidence = 90
+		req.Confidence = config.DefaultReportConfidence
 	}
 	if req.Confidence < 0 || req.Confidence > 100 {
 		return nil, DecisionRecord{}, fmt.Errorf("%w: confidence %d: want 1..100", ErrInvalidRequest, req.Confidence)
@@ -112,7 +113,33 @@ func (n *Node) Revoke(ctx context.Context, indicator, reason string) error {
 	return nil
 }
 
+// ErrOwnBudget marks an own message refused because this node's queue of paced messages
+// already holds more than maxPaceWait of its budget (limits.rate).
+var ErrOwnBudget = errors.New("enclave: own message budget exhausted")
+
+// send publishes one of this node's messages on the topic, paced within the budget its
+// peers allow it (see pacer); it waits at most until ctx ends and maxWait.
 func (n *Node) send(ctx context.Context, k Kind, bundle []byte) error {
+	return n.sendWithin(ctx, k, bundle, maxPaceWait)
+}
+
+func (n *Node) sendWithin(ctx context.Context, k Kind, bundle []byte, maxWait time.Duration) error {
+	if n.pace != nil {
+		wait, ok := n.pace.reserve(n.now(), maxWait)
+		if !ok {
+			return fmt.Errorf("%w: more than %v of messages queued at limits.rate %v/s", ErrOwnBudget, maxWait, n.cfg.Limits.Rate)
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				n.pace.refund()
+				return fmt.Errorf("enclave: publish: waiting for this node's own budget: %w", ctx.Err())
+			}
+		}
+	}
 	if n.sealer != nil {
 		sealed, err := n.sealer.seal([]byte(n.self), k, bundle)
 		if err != nil {

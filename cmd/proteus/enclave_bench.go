@@ -269,6 +269,9 @@ enclave:
 		if profDir != "" {
 			args = append(args, "--cpuprofile", filepath.Join(profDir, fmt.Sprintf("peer%03d.pprof", i)))
 		}
+		if flood > 0 && i == n-1 {
+			args = append(args, "--unpaced") // a flooder does not pace itself
+		}
 		b.cmd = exec.Command(self, args...)
 		b.cmd.Stdout, b.cmd.Stderr = logf, logf
 		if err := b.cmd.Start(); err != nil {

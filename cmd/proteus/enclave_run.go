@@ -21,6 +21,7 @@ func init() { addEnclaveCommand(newEnclaveRunCmd) }
 
 func newEnclaveRunCmd() *cobra.Command {
 	var cfgFile, blockWith, cpuProfile string
+	var unpaced bool
 	c := &cobra.Command{
 		Use:   "run -c FILE",
 		Short: "Run a standalone enclave node (libp2p, GossipSub, decisions, gateway blocklist) with a loopback control API",
@@ -52,16 +53,18 @@ func newEnclaveRunCmd() *cobra.Command {
 			}
 			ctx, stop := untilSignal(cmd.Context())
 			defer stop()
-			return runEnclaveNode(ctx, cfg, dataDir, blockWith, cmd)
+			return runEnclaveNode(ctx, cfg, dataDir, blockWith, unpaced, cmd)
 		},
 	}
 	c.Flags().StringVarP(&cfgFile, "config", "c", "", "agent config file with an enabled enclave section")
 	c.Flags().StringVar(&blockWith, "block-with", "blocklist", "how act blocks: blocklist (in-process gateway blocklist, addresses only) or nftables (kernel: table inet proteus, addresses and ports; needs root)")
 	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file: it starts at SIGUSR1 and ends when the node stops")
+	c.Flags().BoolVar(&unpaced, "unpaced", false, "send own messages as fast as asked, not paced within limits.rate (what a flooder does; for proteus enclave bench)")
+	_ = c.Flags().MarkHidden("unpaced")
 	return c
 }
 
-func runEnclaveNode(ctx context.Context, cfg *config.Config, dataDir, blockWith string, cmd *cobra.Command) error {
+func runEnclaveNode(ctx context.Context, cfg *config.Config, dataDir, blockWith string, unpaced bool, cmd *cobra.Command) error {
 	log := newLogger(os.Stderr, cfg.Log)
 	b := bus.New()
 	var block countermeasure.Actuator = countermeasure.NewBlocklist()
@@ -87,7 +90,7 @@ func runEnclaveNode(ctx context.Context, cfg *config.Config, dataDir, blockWith 
 	go func() { _ = mgr.Run(mctx) }()
 
 	n, err := enclave.New(ctx, enclave.Options{Config: cfg.Enclave, DataDir: dataDir, Manager: mgr,
-		BlockActuator: block.ID(), VigilanceActuator: countermeasure.VigilanceID, Bus: b, Logger: log})
+		BlockActuator: block.ID(), VigilanceActuator: countermeasure.VigilanceID, Bus: b, Logger: log, Unpaced: unpaced})
 	if err != nil {
 		return err
 	}
