@@ -154,7 +154,9 @@ func studyOne(t *testing.T, size int, share float64) string {
 		d := h.Decisions(s.ID)[0]
 		switch d.Decision {
 		case Defer:
-			deferring++
+			if vigilant(h) { // the decision is a countermeasure applied, not only a record
+				deferring++
+			}
 		case Act:
 			blocking++
 		}
