@@ -106,13 +106,18 @@ func etagMatches(inm, etag string) bool {
 // in the vote, never the volatile, ignored or learned ones, never hop-by-hop ones.
 type answerHeader struct{ noise *noiseSet }
 
-func (a answerHeader) keep(k string) bool { return !a.noise.ignoresHeader(k) && !isHopByHop(k) }
+func (a answerHeader) keep(k string) bool {
+	return !a.noise.ignoresHeader(k) && !isHopByHop(k) && !identifying(k)
+}
 
-// identifying reports whether an executor header names the software that answered; single
-// routes, whose heads are not voted, drop these too.
+// identifying reports whether an executor header names the software that answered, or is
+// in its own format (an ETag: nginx's, lighttpd's and others' are told apart at a glance);
+// single routes, whose heads are not voted, drop these too, and the executor's Date.
 func identifying(k string) bool {
 	switch k {
-	case "Server", "X-Powered-By", "Via", "X-Aspnet-Version", "X-Aspnetmvc-Version", "X-Runtime", "X-Generator":
+	case "Server", "X-Powered-By", "Via", "X-Aspnet-Version", "X-Aspnetmvc-Version", "X-Runtime", "X-Generator",
+		"Etag", "Date", "X-Backend-Server", "X-Served-By", "X-Server", "X-Varnish", "X-Cache", "X-Drupal-Cache",
+		"X-Litespeed-Cache", "X-Turbo-Charged-By", "X-Powered-Cms", "X-Mod-Pagespeed", "X-Page-Speed":
 		return true
 	}
 	return false
@@ -126,21 +131,10 @@ func keepStreamed(k string) bool { return !isHopByHop(k) && !identifying(k) }
 func (g *Gateway) writeVoted(w http.ResponseWriter, r *http.Request, c *call) {
 	win := c.win
 	if win.statusOnly {
-		h := w.Header()
-		if g.o.ServerHeader != "" {
-			h["Server"] = []string{g.o.ServerHeader}
-		}
 		if win.location != "" {
-			h["Location"] = []string{win.location}
+			w.Header()["Location"] = []string{win.location}
 		}
-		page := gatewayPage(win.status)
-		h["Content-Type"] = []string{"text/plain; charset=utf-8"}
-		h["X-Content-Type-Options"] = []string{"nosniff"}
-		h["Content-Length"] = []string{strconv.Itoa(len(page))}
-		w.WriteHeader(win.status)
-		if r.Method != http.MethodHead {
-			w.Write([]byte(page))
-		}
+		g.writePage(w, c.pages, win.status)
 		return
 	}
 	win, body, normalized := c.ballot.answer(win)
@@ -160,7 +154,7 @@ func (g *Gateway) writeVoted(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	keep := answerHeader{c.ballot.noise}
 	if fw, ok := w.(*fastWriter); ok && len(fw.h) == 0 {
-		fw.startAnswer(status, win.header, keep.keep, etag, g.o.ServerHeader, length)
+		fw.startAnswer(status, win.header, keep.keep, etag, g.identity().id.Server, length)
 	} else {
 		out := w.Header()
 		for k, vs := range win.header {
@@ -169,8 +163,13 @@ func (g *Gateway) writeVoted(w http.ResponseWriter, r *http.Request, c *call) {
 			}
 		}
 		out["Etag"] = []string{etag}
-		if g.o.ServerHeader != "" {
-			out["Server"] = []string{g.o.ServerHeader}
+		if s := g.identity().id.Server; s != "" {
+			out["Server"] = []string{s}
+		}
+		// Set here, not by net/http after the other fields, so the order is the fast path's.
+		out["Date"] = []string{httpDate()}
+		if _, ok := out["Content-Type"]; !ok && len(body) > 0 && bodyAllowed(status) && r.Method != http.MethodHead {
+			out["Content-Type"] = []string{http.DetectContentType(body)}
 		}
 		if bodyAllowed(status) {
 			out["Content-Length"] = []string{strconv.FormatInt(length, 10)}

@@ -11,9 +11,9 @@ import (
 	"testing"
 )
 
-// writeAnswer runs writeVoted for win into a fastWriter, directly or through the generic
-// ResponseWriter path, and parses what a client would read.
-func writeAnswer(t *testing.T, g *Gateway, method string, win *response, direct bool) (*http.Response, []byte) {
+// writeAnswerRaw runs writeVoted for win into a fastWriter, directly or through the generic
+// ResponseWriter path, and parses what a client would read; with the head's bytes as they went out.
+func writeAnswerRaw(t *testing.T, g *Gateway, method string, win *response, direct bool) (*http.Response, []byte, string) {
 	t.Helper()
 	var w fastWriter
 	var b bytes.Buffer
@@ -28,12 +28,43 @@ func writeAnswer(t *testing.T, g *Gateway, method string, win *response, direct 
 	if err := w.finish(); err != nil {
 		t.Fatal(err)
 	}
+	raw, _, _ := strings.Cut(b.String(), "\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(&b), &http.Request{Method: method})
 	if err != nil {
 		t.Fatalf("unreadable answer %q: %v", b.String(), err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	return resp, body
+	return resp, body, raw
+}
+
+// checkHeadOrder fails unless the fields of a raw head are in the gateway's one order: by name,
+// then Connection: close and Transfer-Encoding: chunked when net/http would add them.
+func checkHeadOrder(t *testing.T, raw string) {
+	t.Helper()
+	var names []string
+	for _, line := range strings.Split(raw, "\r\n")[1:] {
+		k, _, _ := strings.Cut(line, ":")
+		names = append(names, k)
+	}
+	for len(names) > 0 && (names[len(names)-1] == "Transfer-Encoding" || names[len(names)-1] == "Connection") {
+		names = names[:len(names)-1]
+	}
+	if !slices.IsSorted(names) {
+		t.Fatalf("fields not in the gateway's order: %q", raw)
+	}
+}
+
+// withoutDate is a raw head with its Date value blanked.
+func withoutDate(raw string) string {
+	i := strings.Index(raw, "\r\nDate: ")
+	if i < 0 {
+		return raw
+	}
+	j := strings.Index(raw[i+2:], "\r\n")
+	if j < 0 {
+		return raw[:i]
+	}
+	return raw[:i] + "\r\nDate: -" + raw[i+2+j:]
 }
 
 // The head builder: whatever an executor's header holds, the client gets only fields that
@@ -70,8 +101,13 @@ func FuzzAnswerHead(f *testing.F) {
 			}
 		}
 		g := &Gateway{o: Options{ServerHeader: "proteus"}}
-		a, abody := writeAnswer(t, g, method, win, true)
-		b, bbody := writeAnswer(t, g, method, win, false)
+		g.initIdentity()
+		a, abody, araw := writeAnswerRaw(t, g, method, win, true)
+		b, bbody, braw := writeAnswerRaw(t, g, method, win, false)
+		checkHeadOrder(t, araw)
+		if withoutDate(araw) != withoutDate(braw) {
+			t.Fatalf("direct head %q, generic %q", araw, braw)
+		}
 		a.Header.Del("Date")
 		b.Header.Del("Date")
 		if a.StatusCode != b.StatusCode || !reflect.DeepEqual(a.Header, b.Header) || !bytes.Equal(abody, bbody) {
@@ -80,7 +116,7 @@ func FuzzAnswerHead(f *testing.F) {
 		keep := answerHeader{newNoiseSet(nil, nil)}
 		own := []string{"Etag", "Server", "Content-Length"}
 		if win.statusOnly {
-			own = []string{"Server", "Content-Length", "Content-Type", "X-Content-Type-Options", "Location"}
+			own = []string{"Server", "Content-Length", "Content-Type", "X-Content-Type-Options", "Location", "Date"}
 		}
 		for k, vs := range a.Header {
 			if slices.Contains(own, k) || k == "Content-Type" && h[k] == nil { // sniffed from the voted body, as net/http does

@@ -77,7 +77,7 @@ func (l *clientLimit) release(k netip.Addr) {
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, policy Policy) (buf *bytes.Buffer, held int64, ok bool) {
 	if r.ContentLength > g.o.BodyLimit {
 		w.Header().Set("Connection", "close")
-		g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge, "request body too large")
+		g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge)
 		return nil, 0, false
 	}
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
@@ -106,14 +106,14 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, policy Policy
 	w.Header().Set("Connection", "close")
 	switch {
 	case errors.As(err, &mbe):
-		g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge, "request body too large")
+		g.reject(w, policy, "rejected", http.StatusRequestEntityTooLarge)
 	case errors.As(err, &ne) && ne.Timeout():
-		g.reject(w, policy, "rejected", http.StatusRequestTimeout, "request body not sent in time")
+		g.reject(w, policy, "rejected", http.StatusRequestTimeout)
 	case errors.Is(err, errBudget):
 		w.Header().Set("Retry-After", "1")
-		g.reject(w, policy, "unavailable", http.StatusServiceUnavailable, "overloaded")
+		g.reject(w, policy, "unavailable", http.StatusServiceUnavailable)
 	default:
-		g.reject(w, policy, "rejected", http.StatusBadRequest, "bad request body")
+		g.reject(w, policy, "rejected", http.StatusBadRequest)
 	}
 	return nil, 0, false
 }

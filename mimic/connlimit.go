@@ -2,6 +2,7 @@ package mimic
 
 import (
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -18,14 +19,12 @@ import (
 type connLimit struct {
 	per    *clientLimit
 	exempt []netip.Prefix
-	plain  bool // cleartext: an over-limit connection gets a 429
+	plain  bool     // cleartext: an over-limit connection gets a 429
+	gw     *Gateway // ServerOptions.Gateway: whose pages refusals present
 }
 
 // serverConnLimits maps a server made by NewServer to its connection limit, which Serve applies.
 var serverConnLimits sync.Map // *http.Server -> *connLimit
-
-var tooManyConns = []byte("HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n" +
-	"Connection: close\r\nContent-Length: 37\r\n\r\ntoo many connections from this client\n")
 
 type connLimitListener struct {
 	net.Listener
@@ -50,7 +49,11 @@ func (ln *connLimitListener) Accept() (net.Conn, error) {
 		}
 		if ln.l.plain {
 			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write(tooManyConns)
+			id := defaultIdentity
+			if ln.l.gw != nil {
+				id = ln.l.gw.identity()
+			}
+			c.Write(id.rawPage(http.StatusTooManyRequests))
 		}
 		c.Close()
 	}

@@ -30,6 +30,7 @@ type fastServer struct {
 	s       *http.Server
 	ln      net.Listener
 	handoff *chanListener
+	gw      *Gateway // ServerOptions.Gateway
 
 	mu      sync.Mutex
 	conns   map[*fastConn]bool // -> idle
@@ -186,7 +187,7 @@ func (f *fastServer) serveConn(fc *framingConn) {
 		}
 		if !ok || fc.ambiguous.Load() {
 			prefix, _ := c.br.Peek(c.br.Buffered())
-			hc := &handoffConn{framingConn: fc, prefix: bytes.Clone(prefix)}
+			hc := &handoffConn{framingConn: fc, prefix: bytes.Clone(prefix), gw: f.gw}
 			fc.SetDeadline(time.Time{})
 			if f.handoff.give(hc) {
 				handedOff = true
@@ -434,7 +435,10 @@ type fastWriter struct {
 	conn       *fastConn     // nil in tests: no write deadline to move
 	head       bool
 	closeAfter bool
+	connInHead bool // Connection: close is among the serialized fields
 	hasType    bool
+	clOff      int   // where in hdr a Content-Length goes (by name, see snapshotOf)
+	ctOff      int   // ... and a sniffed Content-Type
 	length     int64 // the handler's Content-Length; -1: none (or not a number)
 
 	streaming bool  // the head was written: body bytes go straight to bw
@@ -514,20 +518,8 @@ func (w *fastWriter) startStream(first []byte) {
 	if len(sniff) == 0 {
 		sniff = first
 	}
-	b := w.appendType(w.hdr, sniff)
-	if w.length >= 0 {
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, w.length, 10)
-		b = append(b, "\r\n"...)
-	} else {
-		w.chunked = true
-		b = append(b, "Transfer-Encoding: chunked\r\n"...)
-	}
-	b = w.appendEnd(b)
-	w.hdr = b
-	if _, err := w.bw.Write(b); err != nil {
-		w.err = err
-	}
+	w.chunked = w.length < 0
+	w.writeHead(w.length, sniff, w.chunked)
 	if len(w.body) > 0 {
 		w.writeThrough(w.body)
 		w.body = w.body[:0]
@@ -576,7 +568,7 @@ func bodyAllowed(status int) bool {
 // bytes (-1: unknown), is written next. For HEAD the executor's own Content-Length stays.
 func (w *fastWriter) startProxied(status int, h http.Header, length int64) {
 	w.status = status
-	w.snapshotOf(h, keepStreamed)
+	w.snapshotOf(h, keepStreamed, "", "")
 	if !w.head {
 		w.length = length
 	}
@@ -587,29 +579,20 @@ func (w *fastWriter) startProxied(status int, h http.Header, length int64) {
 // (for HEAD too: its Content-Length is the voted body's).
 func (w *fastWriter) startAnswer(status int, h http.Header, keep func(string) bool, etag, server string, length int64) {
 	w.status = status
-	w.snapshotOf(h, keep)
-	b := w.hdr
-	if etag != "" {
-		b = append(b, "Etag: "...)
-		b = append(b, etag...)
-		b = append(b, "\r\n"...)
-	}
-	if server != "" {
-		b = append(b, "Server: "...)
-		b = append(b, server...)
-		b = append(b, "\r\n"...)
-	}
-	w.hdr = b
+	w.snapshotOf(h, keep, etag, server)
 	w.length = length
 }
 
 // snapshot serializes the status line and the handler's header.
-func (w *fastWriter) snapshot() { w.snapshotOf(w.h, nil) }
+func (w *fastWriter) snapshot() { w.snapshotOf(w.h, nil, "", "") }
 
-// snapshotOf serializes the status line and h; keep, when not nil, says which of an
-// executor's fields go out (its Connection header is about its connection to the gateway,
-// not the client's, and its Content-Length is the gateway's business).
-func (w *fastWriter) snapshotOf(h http.Header, keep func(string) bool) {
+// snapshotOf serializes the status line and the fields of h, in the gateway's one order (by
+// name, see headOrder in answer.go), with the gateway's Date and, when not empty, its etag and
+// server among them; the framing fields (Content-Length, a sniffed Content-Type) are added in
+// their places when the head is written (see writeHead). keep, when not nil, says which of an
+// executor's fields go out (its Connection header is about its connection to the gateway, not
+// the client's; its Date and Content-Length are the gateway's business).
+func (w *fastWriter) snapshotOf(h http.Header, keep func(string) bool, etag, server string) {
 	b := append(w.hdr[:0], "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(w.status), 10)
 	b = append(b, ' ')
@@ -620,6 +603,7 @@ func (w *fastWriter) snapshotOf(h http.Header, keep func(string) bool) {
 		b = strconv.AppendInt(b, int64(w.status), 10)
 	}
 	b = append(b, "\r\n"...)
+	var names headOrder
 	hasDate := false
 	for k, vs := range h {
 		if keep != nil && k != "Content-Length" && !keep(k) {
@@ -641,52 +625,119 @@ func (w *fastWriter) snapshotOf(h http.Header, keep func(string) bool) {
 					w.closeAfter = true
 				}
 			}
-			continue
+			if !w.closeAfter {
+				continue
+			}
+			w.connInHead = true // written as "close", in its place (as net/http writes the handler's)
 		case "Date":
+			if keep != nil {
+				continue
+			}
 			hasDate = true
+		case "Etag":
+			if etag != "" {
+				continue
+			}
+		case "Server":
+			if server != "" {
+				continue
+			}
 		case "Content-Type":
 			w.hasType = true
 		}
 		if !validName(k) {
 			continue
 		}
-		for _, v := range vs {
-			b = append(b, k...)
-			b = append(b, ": "...)
-			for i := 0; i < len(v); i++ {
-				c := v[i]
-				if c == '\r' || c == '\n' {
-					c = ' '
-				}
-				b = append(b, c)
-			}
-			b = append(b, "\r\n"...)
-		}
+		names.add(k)
 	}
 	if !hasDate {
-		b = append(b, "Date: "...)
-		b = append(b, httpDate()...)
-		b = append(b, "\r\n"...)
+		names.add("Date")
+	}
+	if etag != "" {
+		names.add("Etag")
+	}
+	if server != "" {
+		names.add("Server")
+	}
+	names.sort()
+	w.clOff, w.ctOff = -1, -1
+	for _, k := range names.list() {
+		if w.clOff < 0 && k > "Content-Length" {
+			w.clOff = len(b)
+		}
+		if w.ctOff < 0 && k > "Content-Type" {
+			w.ctOff = len(b)
+		}
+		switch {
+		case k == "Date" && !hasDate:
+			b = appendField(b, k, httpDate())
+			continue
+		case k == "Etag" && etag != "":
+			b = appendField(b, k, etag)
+			continue
+		case k == "Server" && server != "":
+			b = appendField(b, k, server)
+			continue
+		case k == "Connection":
+			b = appendField(b, k, "close")
+			continue
+		}
+		for _, v := range h[k] {
+			b = appendField(b, k, v)
+		}
+	}
+	if w.clOff < 0 {
+		w.clOff = len(b)
+	}
+	if w.ctOff < 0 {
+		w.ctOff = len(b)
 	}
 	w.hdr = b
 }
 
-// appendType adds a Content-Type sniffed from body when the handler set none, like net/http.
-func (w *fastWriter) appendType(b, body []byte) []byte {
-	if w.hasType || len(body) == 0 {
-		return b
+// appendField appends one header field, a line break in its value written as a space.
+func appendField(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, ": "...)
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b = append(b, c)
 	}
-	b = append(b, "Content-Type: "...)
-	b = append(b, http.DetectContentType(body)...)
 	return append(b, "\r\n"...)
 }
 
-// appendEnd ends the head.
-func (w *fastWriter) appendEnd(b []byte) []byte {
-	if w.closeAfter {
-		b = append(b, "Connection: close\r\n"...)
+// writeHead writes the serialized head with its framing fields in their places: the
+// Content-Length (length >= 0) and a Content-Type sniffed from body when the handler set none
+// where they sort, then Connection: close when the connection closes and Transfer-Encoding:
+// chunked when chunked, as net/http adds them after the handler's fields.
+func (w *fastWriter) writeHead(length int64, body []byte, chunked bool) {
+	bw, b := w.bw, w.hdr
+	bw.Write(b[:w.clOff])
+	if length >= 0 {
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), length, 10))
+		bw.WriteString("\r\n")
 	}
-	return append(b, "\r\n"...)
+	bw.Write(b[w.clOff:w.ctOff])
+	if !w.hasType && len(body) > 0 {
+		bw.WriteString("Content-Type: ")
+		bw.WriteString(http.DetectContentType(body))
+		bw.WriteString("\r\n")
+	}
+	bw.Write(b[w.ctOff:])
+	if w.closeAfter && !w.connInHead {
+		bw.WriteString("Connection: close\r\n")
+	}
+	if chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	_, err := bw.WriteString("\r\n")
+	if err != nil && w.err == nil {
+		w.err = err
+	}
 }
 
 // finish writes the response like net/http would: a Date when none is set, a sniffed
@@ -709,23 +760,15 @@ func (w *fastWriter) finish() error {
 		return w.err
 	}
 	allowed := bodyAllowed(w.status)
-	b := w.hdr
-	if allowed {
-		b = w.appendType(b, w.body)
-	}
+	var length int64 = -1
+	var sniff []byte
 	switch {
 	case allowed && !w.head:
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, int64(len(w.body)), 10)
-		b = append(b, "\r\n"...)
+		length, sniff = int64(len(w.body)), w.body
 	case allowed && w.length >= 0:
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, w.length, 10)
-		b = append(b, "\r\n"...)
+		length = w.length
 	}
-	b = w.appendEnd(b)
-	w.hdr = b
-	w.bw.Write(b)
+	w.writeHead(length, sniff, false)
 	w.bw.Write(w.body)
 	return w.bw.Flush()
 }
@@ -763,6 +806,7 @@ func httpDate() string {
 type handoffConn struct {
 	*framingConn
 	prefix []byte
+	gw     *Gateway // whose identity net/http's own refusals present (nil: the default)
 }
 
 func (c *handoffConn) Read(p []byte) (int, error) {

@@ -243,6 +243,7 @@ func TestWriteVotedDirectLikeGeneric(t *testing.T) {
 		"Server": {"nginx/1.22.1"}, "X-Powered-By": {"PHP/8.2"}, "Last-Modified": {"Tue, 01 Dec 2026 05:00:00 GMT"},
 	}}
 	g := &Gateway{o: Options{ServerHeader: "proteus"}}
+	g.initIdentity()
 	answer := func(method string, direct bool) *http.Response {
 		var w fastWriter
 		var b bytes.Buffer

@@ -66,6 +66,9 @@ type Route struct {
 	// for an application whose error bodies are equivalent and must be compared; nil: the
 	// gateway's Options.CompareErrorBodies.
 	CompareErrorBodies *bool
+	// Pages are this route's own pages per status (a site's own 404, say), in place of the
+	// identity's for the boilerplate answers of its requests.
+	Pages map[int]Page
 }
 
 // Options configure a Gateway. Zero values take the documented defaults.
@@ -109,8 +112,15 @@ type Options struct {
 	// error pages its own way, and the client gets the gateway's own page for that status.
 	CompareErrorBodies bool
 	// ServerHeader is the Server value of every answer (empty: none); an executor's own never
-	// reaches the client.
-	ServerHeader    string
+	// reaches the client. Pages are the gateway's own pages per status (default: a plain
+	// "404 Not Found" and the like). Both are the identity the gateway presents unless
+	// Identities has one for Signal.
+	ServerHeader string
+	Pages        map[int]Page
+	// Identities are the identities the gateway can present, per deception signal (see
+	// SetSignal); Signal is the one presented at the start.
+	Identities      map[string]Identity
+	Signal          string
 	Learn           bool // learn noise online
 	LearnMinSamples int  // distinct paths on which a field differed everywhere before it is noise; default 20
 
@@ -237,8 +247,9 @@ type Gateway struct {
 	saverStop    chan struct{}
 	saverDone    chan struct{}
 	closeOnce    sync.Once
-	workers      workers      // goroutines that run executor requests (see workers.go)
-	vigilantK    atomic.Int32 // Tighten's k; 0: Options.K (see vigilance.go)
+	workers      workers                   // goroutines that run executor requests (see workers.go)
+	vigilantK    atomic.Int32              // Tighten's k; 0: Options.K (see vigilance.go)
+	ident        atomic.Pointer[presented] // what the gateway presents (see identity.go)
 }
 
 type route struct {
@@ -265,6 +276,9 @@ func New(o Options) (*Gateway, error) {
 	if o.FailStatus < 400 || o.FailStatus > 599 {
 		return nil, fmt.Errorf("mimic: fail status %d is not an error status", o.FailStatus)
 	}
+	if err := checkIdentities(o); err != nil {
+		return nil, err
+	}
 	g := &Gateway{
 		o:         o,
 		log:       o.Logger.With("component", "mimic"),
@@ -280,6 +294,7 @@ func New(o Options) (*Gateway, error) {
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
 	}
+	g.initIdentity()
 	if o.MemoryBudget < o.SpoolThreshold {
 		return nil, fmt.Errorf("mimic: memory budget %d below the spool threshold %d: no body over it could be read", o.MemoryBudget, o.SpoolThreshold)
 	}
@@ -585,7 +600,8 @@ type call struct {
 	alts       []Backend // executors asked instead of one that refused the connection
 	hosts      []string  // per picked executor: host:port for the h1 client, or "" (see fetchJob)
 	reqBody    *bytes.Buffer
-	filter     outFilter // which client headers go to the executors
+	pages      map[int]Page // the route's own pages (see writePage)
+	filter     outFilter    // which client headers go to the executors
 	// stream: a single route's answer, copied to the client by the executor request through
 	// sink as it arrives, instead of buffered and written once decided.
 	stream bool
@@ -621,9 +637,10 @@ func (c *call) abort() {
 
 var callPool = sync.Pool{New: func() any { return &call{} }}
 
-func (g *Gateway) reject(w http.ResponseWriter, policy Policy, outcome string, status int, msg string) {
+// reject answers a request the gateway refuses with its own page for status.
+func (g *Gateway) reject(w http.ResponseWriter, policy Policy, outcome string, status int) {
 	g.metrics.requests.WithLabelValues(string(policy), outcome).Inc()
-	http.Error(w, msg, status)
+	g.writePage(w, nil, status)
 }
 
 // ServeHTTP votes on one request.
@@ -631,24 +648,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	client, _ := g.clientOf(r)
 	if g.o.Blocklist != nil && client.IsValid() && g.o.Blocklist.Blocked(client) {
-		g.reject(w, "", "blocked", http.StatusForbidden, "forbidden")
+		g.reject(w, "", "blocked", http.StatusForbidden)
 		return
 	}
 	if key, ok := g.perClient.acquire(client); ok {
 		defer g.perClient.release(key)
 	} else {
 		w.Header().Set("Connection", "close")
-		g.reject(w, "", "client-limit", http.StatusTooManyRequests, "too many requests from this client")
+		g.reject(w, "", "client-limit", http.StatusTooManyRequests)
 		return
 	}
 	// Ambiguous framing is refused even where net/http would pick one reading.
-	if status, why := framingFault(r, g.o.MaxHeaderBytes); status != 0 {
+	if status, _ := framingFault(r, g.o.MaxHeaderBytes); status != 0 {
 		w.Header().Set("Connection", "close")
-		g.reject(w, "", "rejected", status, why)
+		g.reject(w, "", "rejected", status)
 		return
 	}
 	if err := canonicalizeRequest(r); err != nil {
-		g.reject(w, "", "rejected", http.StatusBadRequest, err.Error())
+		g.reject(w, "", "rejected", http.StatusBadRequest)
 		return
 	}
 	rt, refused := g.routeFor(r.Method, r.URL.Path)
@@ -656,8 +673,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if refused == http.StatusMethodNotAllowed {
 			w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 		}
-		g.reject(w, "", "rejected", refused, http.StatusText(refused))
+		g.reject(w, "", "rejected", refused)
 		return
+	}
+	if r.Method == http.MethodOptions && rt.methods == nil {
+		// Every server answers OPTIONS its own way: the gateway answers it, unless a route
+		// names OPTIONS (a CORS preflight the application answers).
+		g.metrics.requests.WithLabelValues(string(rt.Policy), "ok").Inc()
+		g.writeOptions(w, r.URL.Path)
+		return
+	}
+	if r.Host == "" {
+		// HTTP/1.0 without Host: executors would each answer their own way (400 here, the
+		// default site there); they get the address the client reached.
+		r.Host = localHost(r)
 	}
 	policy, learn := rt.Policy, rt.learn
 	if policy == PolicySingle && isUpgrade(r) {
@@ -675,7 +704,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case g.sem <- struct{}{}:
 	default:
 		putBuf(reqBody)
-		g.reject(w, "", "unavailable", http.StatusServiceUnavailable, "overloaded")
+		g.reject(w, "", "unavailable", http.StatusServiceUnavailable)
 		return
 	}
 	defer func() { <-g.sem }()
@@ -724,6 +753,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.ch = make(chan *response, n)
 	}
 	c.ballot.reset(g.seed, learn.noise(), g.o.FoldHTML, rt.compareErrors, r.Host, c.path)
+	c.pages = rt.Pages
 
 	c.filter.reset(r, policy != PolicySingle)
 	filter := &c.filter
@@ -806,18 +836,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		outcome = "unavailable"
 		c.busy = true
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, "overloaded", http.StatusServiceUnavailable)
+		g.writePage(w, nil, http.StatusServiceUnavailable)
 	case c.stream && c.sink.started:
 		// The executor failed after its head went to the client: all that is left is to cut
 		// the connection, so the client sees an incomplete response rather than a short one.
 		outcome, aborted = "aborted", true
 	default:
 		outcome = "no-consensus"
-		h := w.Header()
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		h.Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(g.o.FailStatus)
-		io.WriteString(w, "no consensus among executors\n")
+		g.writePage(w, c.pages, g.o.FailStatus)
 	}
 	g.metrics.requests.WithLabelValues(string(policy), outcome).Inc()
 	g.metrics.duration.WithLabelValues(string(policy)).Observe(time.Since(start).Seconds())
@@ -945,7 +971,7 @@ func (g *Gateway) tooFewExecutors(w http.ResponseWriter, r *http.Request, policy
 	g.core.NoConsensus("", map[string]any{
 		"route": r.URL.Path, "path": r.URL.Path, "method": r.Method, "client": cl,
 		"reason": "too few executors", "executors": executors, "quorum": q})
-	g.reject(w, policy, "no-consensus", http.StatusServiceUnavailable, "not enough executors")
+	g.reject(w, policy, "no-consensus", http.StatusServiceUnavailable)
 }
 
 func (c *call) noConsensus() {
@@ -1309,6 +1335,7 @@ func writeHead(w http.ResponseWriter, method string, status int, h http.Header, 
 			out[k] = vs
 		}
 	}
+	out["Date"] = []string{httpDate()} // the gateway's, among the fields as on the fast path
 	// The executor's own value, when it is one plain number equal to the body's length (as
 	// parseHead checked on the fast path), saves formatting a new one.
 	if cl := h["Content-Length"]; method != http.MethodHead && (len(cl) != 1 || length < 0 || parseLength(cl[0]) != length) {

@@ -193,6 +193,7 @@ func TestPoliciesAndRoutes(t *testing.T) {
 		{Prefix: "/static", Policy: PolicySingle},
 		{Prefix: "/static/voted", Policy: PolicyVote},
 		{Prefix: "/upload/", Methods: []string{"PUT", "FOO"}, Policy: PolicySingle},
+		{Prefix: "/api/", Methods: []string{"GET", "OPTIONS"}, Policy: PolicyVote},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -229,8 +230,11 @@ func TestPoliciesAndRoutes(t *testing.T) {
 		{"GET", "/static/%2e%2e/x", 200, 3},
 		{"GET", "/static//a", 200, 1},
 		{"GET", "/./static/a", 200, 1},
-		{"OPTIONS", "/", 200, 3},
+		{"OPTIONS", "/", 200, 0}, // the gateway answers OPTIONS itself...
+		{"OPTIONS", "/upload/x", 200, 0},
+		{"OPTIONS", "/api/x", 200, 3}, // ... unless a route names it
 	}
+	allowAt := map[string]string{"/": "GET, HEAD, OPTIONS", "/upload/x": "GET, HEAD, OPTIONS, PUT, FOO"}
 	for _, tc := range tests {
 		req, _ := http.NewRequest(tc.method, url, strings.NewReader("body"))
 		req.URL.Opaque = tc.path // sent as written, dot segments and all
@@ -241,6 +245,9 @@ func TestPoliciesAndRoutes(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.status {
 			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.status)
+		}
+		if allow, want := resp.Header.Get("Allow"), allowAt[tc.path]; tc.method == "OPTIONS" && tc.want == 0 && allow != want {
+			t.Errorf("OPTIONS %s: Allow %q, want %q", tc.path, allow, want)
 		}
 		if n := total(); n != tc.want {
 			t.Errorf("%s %s reached %d executors, want %d", tc.method, tc.path, n, tc.want)

@@ -24,6 +24,10 @@ type ServerOptions struct {
 	// once, default 512; connections from TrustedProxies are not counted (see connlimit.go).
 	MaxConnsPerClient int
 	TrustedProxies    []netip.Prefix
+	// Gateway, when set, is the gateway whose identity (Server value and pages) answers the
+	// requests net/http refuses before any handler sees them, in cleartext; nil: the default
+	// plain pages. Either way net/http's own answers never reach a client (see identity.go).
+	Gateway *Gateway
 }
 
 func (o *ServerOptions) defaults() {
@@ -80,7 +84,7 @@ func NewServer(h http.Handler, o ServerOptions) (*http.Server, error) {
 			NextProtos:   []string{"h2", "http/1.1"},
 		}
 	}
-	serverConnLimits.Store(s, &connLimit{per: newClientLimit(o.MaxConnsPerClient), exempt: o.TrustedProxies, plain: s.TLSConfig == nil})
+	serverConnLimits.Store(s, &connLimit{per: newClientLimit(o.MaxConnsPerClient), exempt: o.TrustedProxies, plain: s.TLSConfig == nil, gw: o.Gateway})
 	return s, nil
 }
 
@@ -88,8 +92,10 @@ func NewServer(h http.Handler, o ServerOptions) (*http.Server, error) {
 // it is s.ServeTLS; in cleartext the plainest HTTP/1.1 requests are served by a lean loop and
 // every other connection by s (see fastServer), all through framingConn's checks.
 func Serve(ctx context.Context, s *http.Server, ln net.Listener) error {
+	var gw *Gateway
 	if l, ok := serverConnLimits.LoadAndDelete(s); ok {
 		ln = l.(*connLimit).wrap(ln)
+		gw = l.(*connLimit).gw
 	}
 	errc := make(chan error, 2)
 	var fast *fastServer
@@ -97,6 +103,7 @@ func Serve(ctx context.Context, s *http.Server, ln net.Listener) error {
 		go func() { errc <- s.ServeTLS(ln, "", "") }()
 	} else {
 		fast = newFastServer(s, ln)
+		fast.gw = gw
 		go func() { errc <- s.Serve(fast.handoff) }()
 		go func() { errc <- fast.serve() }()
 	}

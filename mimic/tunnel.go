@@ -65,17 +65,17 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 	case g.tunnels.slots <- struct{}{}:
 		defer func() { <-g.tunnels.slots }()
 	default:
-		g.reject(w, PolicySingle, "unavailable", http.StatusServiceUnavailable, "too many open tunnels")
+		g.reject(w, PolicySingle, "unavailable", http.StatusServiceUnavailable)
 		return
 	}
 	if r.ContentLength != 0 {
-		g.reject(w, PolicySingle, "rejected", http.StatusBadRequest, "an upgrade request must not have a body")
+		g.reject(w, PolicySingle, "rejected", http.StatusBadRequest)
 		return
 	}
 	all := g.o.Backends.Backends()
 	picked := g.core.Pick(nil, g.core.Eligible(all, 1, start), 1)
 	if len(picked) == 0 {
-		g.reject(w, PolicySingle, "no-consensus", http.StatusServiceUnavailable, "not enough executors")
+		g.reject(w, PolicySingle, "no-consensus", http.StatusServiceUnavailable)
 		return
 	}
 	b := picked[0]
@@ -84,7 +84,7 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 		err = fmt.Errorf("mimic: %s: upgrade: %w", b.ID, err)
 		g.dissent(c, &response{backend: b, err: err}, DissentAvailability, diff{}, time.Now())
 		g.ejectResult(b, err, time.Now())
-		g.reject(w, PolicySingle, "failed", http.StatusBadGateway, "upgrade failed")
+		g.reject(w, PolicySingle, "failed", http.StatusBadGateway)
 	}
 	base, err := g.baseURL(b.Addr)
 	if err != nil {
@@ -142,7 +142,7 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, start tim
 	}
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		g.reject(w, PolicySingle, "rejected", http.StatusHTTPVersionNotSupported, "upgrade needs HTTP/1.1")
+		g.reject(w, PolicySingle, "rejected", http.StatusHTTPVersionNotSupported)
 		return
 	}
 	g.answered(b)

@@ -204,6 +204,7 @@ func runGateway(cmd *cobra.Command, f gatewayFlags) error {
 	if f.forget {
 		gw.ResetLearned()
 	}
+	so.Gateway = gw
 	srv, err := mimic.NewServer(gw, so)
 	if err != nil {
 		return err

@@ -311,6 +311,7 @@ func (a *agent) newFrontend(ctx context.Context, ln net.Listener) (frontend, *ht
 		return nil, nil, nil, fmt.Errorf("agent: %w", err)
 	}
 	front := votingFrontend{g}
+	so.Gateway = g
 	srv, err := mimic.NewServer(front, so)
 	if err != nil {
 		g.Close()
