@@ -63,11 +63,24 @@ const netPoll = 250 * time.Millisecond
 // pidsEvents finds the pids.events file of the container's cgroup (v1 pids hierarchy or v2)
 // through its first process; "" when the engine does not say or the file is not there.
 func (d *Driver) pidsEvents(ctx context.Context, id string) string {
+	return pidsEventsOf(d.firstPid(ctx, id))
+}
+
+// firstPid is this host's pid of the container's first process (0 when the engine does not
+// say).
+func (d *Driver) firstPid(ctx context.Context, id string) int {
 	info, err := d.cli.ContainerInspect(ctx, id)
 	if err != nil || info.State == nil || info.State.Pid <= 0 {
+		return 0
+	}
+	return info.State.Pid
+}
+
+func pidsEventsOf(pid int) string {
+	if pid <= 0 {
 		return ""
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", info.State.Pid))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return ""
 	}
@@ -108,13 +121,21 @@ func refusedForks(path string) int64 {
 }
 
 // watchLimits reads the container's counters until it exits: the first refused connection
-// (firewall) or refused fork (pids limit) is evidence (executor.denied, reason "network" or
-// "processes") and the container is quarantined (frozen, disconnected, kept); the pool's
-// health checks then replace it.
+// (firewall, or its own loopback's rules) or refused fork (pids limit) is evidence
+// (executor.denied, reason "network" or "processes") and the container is quarantined
+// (frozen, disconnected, kept); the pool's health checks then replace it.
 func (d *Driver) watchLimits(inst *executor.Instance) {
 	ctx, cancel := d.opCtx(d.life)
-	pids := d.pidsEvents(ctx, inst.Handle)
+	pid := d.firstPid(ctx, inst.Handle)
 	cancel()
+	pids := pidsEventsOf(pid)
+	var lo *netguard.Loopback
+	if d.guard != nil && pid > 0 {
+		var err error
+		if lo, err = netguard.GuardLoopback(pid); err != nil {
+			d.log.Warn("no rules on the container's own loopback: a connection there to a port nothing serves leaves no evidence", "instance", inst.ID, "err", err)
+		}
+	}
 	if d.guard == nil && pids == "" {
 		return
 	}
@@ -122,6 +143,9 @@ func (d *Driver) watchLimits(inst *executor.Instance) {
 	d.watchers.Add(1)
 	go func() {
 		defer d.watchers.Done()
+		if lo != nil {
+			defer lo.Close()
+		}
 		t := time.NewTicker(netPoll)
 		defer t.Stop()
 		for {
@@ -140,8 +164,16 @@ func (d *Driver) watchLimits(inst *executor.Instance) {
 			if pids != "" {
 				forks = refusedForks(pids)
 			}
+			var local uint64
+			if lo != nil {
+				local = lo.Refused()
+			}
 			var den executor.Denial
 			switch {
+			case local > 0:
+				den = executor.Denial{Reason: executor.DeniedNetwork,
+					RefusedBy: "nftables (table inet " + netguard.Table + " in its own network namespace)",
+					Attempted: fmt.Sprintf("connect on its own loopback to a port nothing serves there (%d packets refused)", local)}
 			case packets > 0:
 				den = executor.Denial{Reason: executor.DeniedNetwork, RefusedBy: "nftables (table inet " + netguard.Table + ")",
 					Attempted: fmt.Sprintf("open a connection it may not (%d packets refused)", packets)}
@@ -151,7 +183,7 @@ func (d *Driver) watchLimits(inst *executor.Instance) {
 			default:
 				continue
 			}
-			den.Extra = map[string]any{"refused_packets": packets, "refused_forks": forks}
+			den.Extra = map[string]any{"refused_packets": packets + local, "refused_forks": forks}
 			if d.denied(inst, den) {
 				d.quarantineDenied(inst)
 			}

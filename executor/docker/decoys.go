@@ -83,12 +83,20 @@ func (d *Driver) makeDecoys(name string) ([]mount.Mount, *decoySet, error) {
 		return fail(err)
 	}
 	if len(made) > 0 {
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: files, Target: data})
+	}
+	if sib, sibFiles, err := d.siblingDecoys(dir, data); err != nil {
+		return fail(err)
+	} else if sib != nil {
+		mounts = append(mounts, *sib)
+		made = append(made, sibFiles...)
+	}
+	if len(made) > 0 {
 		fd, err := decoy.Arm(made)
 		if err != nil {
 			return fail(err)
 		}
 		set.fan = os.NewFile(uintptr(fd), "decoys-"+name)
-		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: files, Target: data})
 	}
 	sock := filepath.Join(dir, "docker.sock")
 	if set.sock, err = net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"}); err != nil {
@@ -137,9 +145,13 @@ func (d *Driver) watchDecoys(inst *executor.Instance, set *decoySet) {
 				if !inContainer(o.Pid, inst.Handle) {
 					return false
 				}
+				what, by := "", "fanotify (EPERM: a decoy bound at the agent's data dir)"
+				if root := d.siblingsRoot(); root != "" && within(o.Path, root) {
+					what, by = ", another container's files", "fanotify (EPERM: a decoy of another container's files)"
+				}
 				refuse(executor.Denial{Reason: executor.DeniedFile,
-					Attempted: fmt.Sprintf("open %s for %s", o.Path, o.Access),
-					RefusedBy: "fanotify (EPERM: a decoy bound at the agent's data dir)",
+					Attempted: fmt.Sprintf("open %s for %s%s", o.Path, o.Access, what),
+					RefusedBy: by,
 					Extra:     map[string]any{"path": o.Path, "access": o.Access, "pid": o.Pid}})
 				return true
 			})
@@ -195,6 +207,61 @@ func (d *Driver) closeDecoys(inst *executor.Instance, remove bool) {
 	if remove {
 		os.RemoveAll(d.decoyDir(inst.ID))
 	}
+}
+
+// siblingDecoys makes, in dir/siblings, decoys of the running siblings' root file systems
+// as this host holds them below the engine's data root (each one's merged directory: a
+// bounded copy of its names, decoy.Plan), and returns the read-only bind that puts them at
+// the data root's path in the new container: a write there is refused by the read-only
+// file system (EROFS, evidence through audit.go), an open for reading by fanotify. None
+// when no sibling runs, the data root is unknown, or it overlaps the agent's data dir.
+func (d *Driver) siblingDecoys(dir, data string) (*mount.Mount, []string, error) {
+	root := d.siblingsRoot()
+	if root == "" || within(data, root) || within(root, data) {
+		return nil, nil, nil
+	}
+	d.mu.Lock()
+	var roots []string
+	for _, inst := range d.running {
+		if inst.RootDir != "" && within(inst.RootDir, root) && inst.RootDir != root {
+			roots = append(roots, inst.RootDir)
+		}
+	}
+	d.mu.Unlock()
+	if len(roots) == 0 {
+		return nil, nil, nil
+	}
+	top := filepath.Join(dir, "siblings")
+	var files []string
+	for _, r := range roots {
+		rel, err := filepath.Rel(root, r)
+		if err != nil {
+			continue
+		}
+		at := filepath.Join(top, rel)
+		if err := os.MkdirAll(at, 0o755); err != nil {
+			return nil, nil, err
+		}
+		made, err := decoy.Make(at, decoy.Plan(r, ""))
+		if err != nil {
+			return nil, nil, err
+		}
+		files = append(files, made...)
+	}
+	return &mount.Mount{Type: mount.TypeBind, Source: top, Target: root, ReadOnly: true}, files, nil
+}
+
+// siblingsRoot is the engine's data root (where it keeps containers' file systems), read
+// once; "" when the engine does not say.
+func (d *Driver) siblingsRoot() string {
+	d.rootOnce.Do(func() {
+		ctx, cancel := d.opCtx(d.life)
+		defer cancel()
+		if info, err := d.cli.Info(ctx); err == nil && filepath.IsAbs(info.DockerRootDir) {
+			d.dataRoot = filepath.Clean(info.DockerRootDir)
+		}
+	})
+	return d.dataRoot
 }
 
 // inContainer reports whether pid runs in the container id (its cgroup path names it, with

@@ -5,7 +5,8 @@
 // before every start (a mismatch is executor.ErrTamperedImage and an
 // executor.tampered-image bus event), creating hardened containers (read-only root file
 // system, a tmpfs scratch at /tmp, no-new-privileges, every capability dropped, memory and
-// pids limits, one fresh random 127.0.0.1 host port), labelling what it owns, stopping and
+// pids limits, one fresh random 127.0.0.1 host port), turning what their confinement refuses
+// into executor.denied evidence (decoys.go, audit.go, confine.go), labelling what it owns, stopping and
 // removing, quarantining (pause, disconnect, keep for forensics), listing what a previous
 // run left behind, and building FROM-scratch images from a static binary
 // (BuildScratchImage).
@@ -44,6 +45,7 @@ import (
 
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/internal/kaudit"
 	"github.com/proteus-defense/proteus/executor/netguard"
 )
 
@@ -102,6 +104,10 @@ type Options struct {
 	// driver refuses (and counts, as evidence) every connection a container starts to this
 	// host, and to anywhere else unless its variant allows outbound traffic (netguard).
 	NoFirewall bool
+	// NoAudit leaves the kernel's audit alone. By default, as root with a local engine, the
+	// driver installs audit rules for the signals and writes a container's confinement
+	// refuses silently, and takes their records as evidence (audit.go).
+	NoAudit bool
 }
 
 // Driver runs executors as Docker containers. It is safe for concurrent use.
@@ -127,6 +133,13 @@ type Driver struct {
 	withDecoys bool
 	decoys     map[string]*decoySet
 	refused    sync.Map
+	// running holds the instances started and not yet removed, by ID; audit is the kernel
+	// audit watch (nil: none), dataRoot the engine's data root once read (for the decoys of
+	// the siblings' files).
+	running  map[string]*executor.Instance
+	audit    *kaudit.Watch
+	rootOnce sync.Once
+	dataRoot string
 }
 
 var (
@@ -200,6 +213,7 @@ func New(o Options) (*Driver, error) {
 		shutdown: shutdown,
 		exits:    map[string]chan struct{}{},
 		decoys:   map[string]*decoySet{},
+		running:  map[string]*executor.Instance{},
 		cli:      cli,
 		host:     o.Host,
 		agent:    AgentID(o.DataDir),
@@ -213,6 +227,9 @@ func New(o Options) (*Driver, error) {
 		}
 	}
 	d.withDecoys = d.decoysUsable()
+	if d.auditUsable() {
+		d.startAudit()
+	}
 	return d, nil
 }
 
@@ -233,11 +250,15 @@ func (d *Driver) Client() *client.Client { return d.cli }
 // Host is the engine address the driver talks to.
 func (d *Driver) Host() string { return d.host }
 
-// Close releases the client's connections.
 // Close stops watching for exits and releases the client's connections. Containers keep
 // running: a restarted agent finds them with List.
 func (d *Driver) Close() error {
 	d.shutdown()
+	if d.audit != nil {
+		if err := d.audit.Close(); err != nil {
+			d.log.Warn("audit rules left", "err", err)
+		}
+	}
 	d.watchers.Wait()
 	return d.cli.Close()
 }

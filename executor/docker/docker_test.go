@@ -2,6 +2,8 @@ package docker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -28,7 +30,10 @@ import (
 	"github.com/proteus-defense/proteus/executor"
 )
 
-const testImageTag = "proteus-test/httpserver:test"
+// testImageRepo is the test server's image; its tag is the binary's SHA-256 (the first 16
+// hex digits), so two test runs sharing an engine (CI and a developer, two worktrees) never
+// move each other's tag: a moved tag is a tampered pin to the driver.
+const testImageRepo = "proteus-test/httpserver"
 
 var hex64 = strings.Repeat("ab", 32)
 
@@ -324,7 +329,7 @@ var (
 	fixtureOnce sync.Once
 	fixtureCli  *client.Client
 	fixtureBin  string // static test server binary
-	fixturePin  string // testImageTag@sha256:<id>
+	fixturePin  string // testImageRepo:<binary hash>@sha256:<id>
 	fixtureErr  error
 	fixtureSkip string
 )
@@ -385,7 +390,13 @@ func fixture(t testing.TB) (*client.Client, string) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		fixturePin, fixtureErr = BuildScratchImage(ctx, cli, fixtureBin, testImageTag)
+		bin, err := os.ReadFile(fixtureBin)
+		if err != nil {
+			fixtureErr = err
+			return
+		}
+		sum := sha256.Sum256(bin)
+		fixturePin, fixtureErr = BuildScratchImage(ctx, cli, fixtureBin, testImageRepo+":"+hex.EncodeToString(sum[:8]))
 	})
 	if fixtureSkip != "" {
 		t.Skip(fixtureSkip)

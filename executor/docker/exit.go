@@ -30,6 +30,7 @@ func (d *Driver) watchExit(inst *executor.Instance) {
 	done := make(chan struct{})
 	d.mu.Lock()
 	d.exits[inst.ID] = done
+	d.running[inst.ID] = inst
 	d.mu.Unlock()
 	d.watchers.Add(1)
 	go func() {
@@ -91,6 +92,7 @@ func (d *Driver) limitEvidence(inst *executor.Instance, code int64) {
 func (d *Driver) forget(inst *executor.Instance) {
 	d.mu.Lock()
 	delete(d.exits, inst.ID)
+	delete(d.running, inst.ID)
 	d.mu.Unlock()
 	d.refused.Delete(inst.ID)
 	d.closeDecoys(inst, true)

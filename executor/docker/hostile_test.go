@@ -12,16 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/internal/netnstest"
 	"github.com/proteus-defense/proteus/mimic"
 )
 
@@ -80,6 +78,8 @@ func TestCompromisedContainer(t *testing.T) {
 	b := bus.New()
 	denied, cancel := b.Subscribe(16, bus.KindPrefix(executor.EventDenied))
 	defer cancel()
+	all, cancelAll := b.Subscribe(256, bus.KindPrefix(executor.EventDenied))
+	defer cancelAll()
 	d, err := New(Options{DataDir: dataDir, Bus: b, StopGrace: 2 * time.Second, Memory: 64 << 20, PidsLimit: 64})
 	if err != nil {
 		t.Fatal(err)
@@ -139,16 +139,29 @@ func TestCompromisedContainer(t *testing.T) {
 		}
 	}
 	voted(t)
+	// What a healthy server does (read its own files, write /tmp, start a child, signal
+	// and reap it) trips nothing: checked at the end, after every attempt.
+	if report := attackContainer(sibling, "benign", "path", "/httpserver"); !strings.HasPrefix(report, "ok: ") {
+		t.Fatalf("benign work in a sibling: %q", report)
+	}
+	defer func() {
+		for {
+			select {
+			case e := <-all:
+				if e.Subject == sibling.ID || e.Subject == sibling2.ID {
+					t.Errorf("evidence against a benign sibling: %+v", e)
+				}
+			default:
+				return
+			}
+		}
+	}()
 
 	cases := []struct {
 		name, what string
 		args       []string
 	}{
 		{"read the Docker socket", "read", []string{"path", "/var/run/docker.sock"}},
-		{"write a sibling's files", "write", []string{"path", siblingFile}},
-		{"write its own image", "write", []string{"path", "/httpserver"}},
-		{"signal the agent", "signal", []string{"pid", strconv.Itoa(os.Getpid())}},
-		{"call the agent's API on loopback", "connect", []string{"addr", api.Listener.Addr().String()}},
 	}
 	apiOnBridge := net.JoinHostPort(gateway, strconv.Itoa(api.Listener.Addr().(*net.TCPAddr).Port))
 	if d.guard == nil {
@@ -174,6 +187,54 @@ func TestCompromisedContainer(t *testing.T) {
 	}
 	if got := get(t, "http://"+sibling.Address+"/"); got != "hello from shop\n" {
 		t.Errorf("sibling answers %q", got)
+	}
+
+	// What the kernel refuses without telling anyone (a read-only file system, a PID
+	// namespace, a loopback where nothing listens) is evidence all the same: through the
+	// kernel's audit records, the sibling decoys and the rules on the container's own
+	// loopback. Each attempt from a container of its own, started after the siblings.
+	for _, c := range []struct {
+		name, what, arg, val string
+		reason               string
+		usable               bool   // the mechanism that sees it is there
+		path                 string // the evidence's path, for a write
+	}{
+		{"write a sibling's files", "write", "path", siblingFile, executor.DeniedFile, d.audit != nil && d.withDecoys, siblingFile},
+		{"write its own image", "write", "path", "/httpserver", executor.DeniedFile, d.audit != nil, "/httpserver"},
+		{"signal the agent", "signal", "pid", strconv.Itoa(os.Getpid()), executor.DeniedSignal, d.audit != nil, ""},
+		{"call the agent's API on its own loopback", "connect", "addr", api.Listener.Addr().String(), executor.DeniedNetwork, d.guard != nil, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			quiet := start("quiet-" + c.what)
+			report := attackContainer(quiet, c.what, c.arg, c.val)
+			t.Logf("%q", report)
+			if !strings.HasPrefix(report, "refused: ") {
+				t.Fatalf("report %q, want a refusal", report)
+			}
+			voted(t)
+			if !c.usable {
+				t.Skip("the refusal leaves no evidence here (needs root, a local engine, kernel audit, fanotify and nftables)")
+			}
+			e := evidenceFor(t, denied, quiet)
+			t.Logf("evidence %v", e.Attrs)
+			if e.Attrs["reason"] != c.reason {
+				t.Fatalf("evidence %+v, want reason %s", e.Attrs, c.reason)
+			}
+			switch c.reason {
+			case executor.DeniedFile:
+				// A create that failed is recorded with its directory.
+				path, _ := e.Attrs["path"].(string)
+				if (path != c.path && !(strings.HasSuffix(path, "/") && strings.HasPrefix(c.path, path))) || e.Attrs["access"] != "write" || e.Attrs["category"] != "integrity" {
+					t.Fatalf("evidence %+v", e.Attrs)
+				}
+			case executor.DeniedSignal:
+				if e.Attrs["target_pid"] != os.Getpid() {
+					t.Fatalf("evidence %+v", e.Attrs)
+				}
+			}
+			waitQuarantined(t, d, quiet)
+			voted(t)
+		})
 	}
 
 	t.Run("reach this host on the bridge", func(t *testing.T) {
@@ -417,27 +478,11 @@ func TestContainerOutboundRefused(t *testing.T) {
 // there once this thread is back in its own).
 func listenIn(t *testing.T, ns, addr string) net.Listener {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	own, err := os.Open("/proc/thread-self/ns/net")
+	var ln net.Listener
+	var err error
+	netnstest.In(t, ns, func() { ln, err = net.Listen("tcp", addr) })
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer own.Close()
-	target, err := os.Open("/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	ln, lerr := net.Listen("tcp", addr)
-	if err := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); err != nil {
-		panic(err) // this thread must not go back to the scheduler in the other namespace
-	}
-	if lerr != nil {
-		t.Fatal(lerr)
 	}
 	return ln
 }

@@ -2,12 +2,9 @@ package process
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/internal/decoy"
+	"github.com/proteus-defense/proteus/executor/internal/pidns"
 )
 
 // Tripwires turn the attempts that the executor's confinement refuses without telling
@@ -222,7 +220,7 @@ func (d *Driver) watchSignals(p *proc, inst *executor.Instance, listener *os.Fil
 		// Read the target before answering: the caller's /proc view is only certain while
 		// it waits.
 		target := int32(n.Args[0])
-		outside := target > 1 && outsideNamespace(int(n.Pid), target)
+		outside := target > 1 && pidns.Outside(int(n.Pid), target)
 		lim.wait()
 		resp := seccompNotifResp{ID: n.ID, Flags: unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE}
 		_ = rc.Control(func(fd uintptr) {
@@ -260,29 +258,6 @@ func hungUp(rc syscall.RawConn) bool {
 		}
 	})
 	return hup
-}
-
-// outsideNamespace reports whether pid names no process of the PID namespace of the
-// process tid, and is above every pid in it: the executor's own /proc, reached through
-// tid's root, lists exactly its namespace's processes. Above them, because pids are handed
-// out in increasing order: a pid below the highest present may be a child that has just
-// exited, which a benign server can still signal by mistake; one above all is a pid the
-// namespace has (almost certainly) never given out, so it names something outside.
-func outsideNamespace(tid int, pid int32) bool {
-	dir := filepath.Join("/proc", strconv.Itoa(tid), "root", "proc")
-	if _, err := os.Lstat(filepath.Join(dir, strconv.Itoa(int(pid)))); !errors.Is(err, fs.ErrNotExist) {
-		return false
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil && n >= int(pid) {
-			return false
-		}
-	}
-	return true
 }
 
 // maxSignalCalls bounds how many handed signal calls of one executor the agent answers per
