@@ -66,6 +66,7 @@ func (n *Node) confirmLocked(key string, by *report) {
 			continue
 		}
 		q.settled, q.confirmed = true, true
+		n.dirtyReportLocked(q)
 		score := n.trust.Confirmed(q.reporter)
 		n.log.Info("report confirmed by local evidence", "reporter", q.reporter, "target", key, "trust", score)
 	}

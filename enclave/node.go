@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -138,9 +139,18 @@ type Node struct {
 	vigApplied  int                  // how often it was applied or extended
 	decisions   []DecisionRecord
 
-	stateDirty atomic.Bool
-	saveMu     sync.Mutex
-	lastSave   time.Time
+	// The state journal (state.go): what changed since the last flush, and the log file.
+	dirtyReports map[*report]struct{} // under mu
+	dirtyTargets map[string]struct{}  // under mu
+	replayMu     sync.Mutex
+	newReplay    []stix.ReplayEntry // under replayMu
+	saveMu       sync.Mutex         // guards the rest
+	lastSave     time.Time
+	stateLog     *os.File // nil: the next flush writes a snapshot and a new log
+	stateGen     int64
+	snapBytes    int64
+	logBytes     int64
+	loggedVig    time.Time
 
 	stats struct {
 		accepted, rejected, nonMember, ignored, denied, limited, unreadable atomic.Uint64
@@ -385,7 +395,7 @@ func (n *Node) Close() error {
 	}
 	err := n.host.Close()
 	n.wg.Wait()
-	err = errors.Join(err, n.saveState(true))
+	err = errors.Join(err, n.closeState())
 	var serr error
 	if n.manager != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), closeSyncTimeout)
@@ -600,6 +610,7 @@ func (n *Node) initState() {
 	n.revoked, n.memberCh = map[peer.ID]bool{}, make(chan struct{})
 	n.scores = map[peer.ID]float64{}
 	n.targets, n.byID, n.perReporter = map[string][]*report{}, map[string]*report{}, map[string]int{}
+	n.dirtyReports, n.dirtyTargets = map[*report]struct{}{}, map[string]struct{}{}
 	n.state, n.until, n.deferred = map[string]Decision{}, map[string]time.Time{}, map[string]time.Time{}
 	n.replay = stix.NewReplayGuard(stix.DefaultReplayCapacity)
 	n.budget = newBudget(n.cfg.Limits.Rate, n.cfg.Limits.Burst)

@@ -101,7 +101,8 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 				n.stats.ignored.Add(1)
 				return pubsub.ValidationIgnore
 			default:
-				n.dirtyReplay()
+				n.dirtyReplay(stix.ReplayEntry{Owner: name, ID: m.ObjectID(), Binding: targetKey(messageTarget(m)),
+					Modified: m.Version(), Expiry: m.Expiry()})
 			}
 		}
 	}

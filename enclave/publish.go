@@ -108,7 +108,7 @@ func (n *Node) Revoke(ctx context.Context, indicator, reason string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	r.revoked = true
-	n.dirtyLocked()
+	n.dirtyReportLocked(r)
 	n.decideLocked(targetKey(r.s.Target), r, "revocation")
 	return nil
 }

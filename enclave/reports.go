@@ -75,7 +75,7 @@ func (n *Node) onSighting(reporter, group string, local bool, s *stix.Sighting) 
 		event = "local"
 		n.confirmLocked(key, r)
 	}
-	n.dirtyLocked()
+	n.dirtyReportLocked(r)
 	return n.decideLocked(key, r, event)
 }
 
@@ -89,7 +89,7 @@ func (n *Node) onRevocation(reporter string, v *stix.Revocation) {
 		return
 	}
 	r.revoked = true
-	n.dirtyLocked()
+	n.dirtyReportLocked(r)
 	n.decideLocked(targetKey(r.s.Target), r, "revocation")
 }
 
@@ -101,14 +101,13 @@ func (n *Node) settleDue() {
 	now := n.now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	changedAny := false
 	for key, rs := range n.targets {
 		var last *report
 		keep := rs[:0]
 		for _, r := range rs {
 			if !r.settled && !r.revoked && !now.Before(r.deadline) {
 				r.settled = true
-				changedAny = true
+				n.dirtyReportLocked(r)
 				if r.relevant && !r.local && now.Before(r.s.ValidUntil) && n.sensing(r.s.Target) {
 					r.contradicted = true
 					score := n.trust.Contradicted(r.reporter)
@@ -121,7 +120,7 @@ func (n *Node) settleDue() {
 				if n.perReporter[r.reporter]--; n.perReporter[r.reporter] <= 0 {
 					delete(n.perReporter, r.reporter)
 				}
-				changedAny = true
+				delete(n.dirtyReports, r) // expired: a restart drops it anyway
 				continue
 			}
 			keep = append(keep, r)
@@ -137,10 +136,8 @@ func (n *Node) settleDue() {
 			}
 			delete(n.state, key)
 			delete(n.until, key)
+			delete(n.dirtyTargets, key) // a restart drops a target without reports
 		}
-	}
-	if changedAny {
-		n.dirtyLocked()
 	}
 	if len(n.deferred) > 0 {
 		if _, err := n.vigilanceLocked(); err != nil {
@@ -277,6 +274,7 @@ func (n *Node) enforceLocked(key string, target stix.Target, d Decision, until t
 	if prev == d && d == Act && !until.After(n.until[key]) {
 		return false, nil // already in force at least that long: no journal write
 	}
+	n.dirtyTargetLocked(key)
 	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 	defer cancel()
 	if prev == Act && d != Act && n.manager != nil {
