@@ -13,6 +13,7 @@ package config
 import (
 	_ "embed"
 	"fmt"
+	"net/netip"
 	"os"
 
 	"github.com/proteus-defense/proteus/strictyaml"
@@ -129,6 +130,13 @@ func (c *Config) Problems() strictyaml.Problems {
 	c.Enclave.validate("enclave", &p)
 	c.Sensors.validate("sensors", &p)
 	c.Engine.validate("engine", &p, &c.Sensors)
+	for i, a := range c.Engine.BlockableLoopback {
+		for _, l := range [][2]string{{"gateway.listen", c.Gateway.Listen}, {"api.listen", c.API.Listen}} {
+			if ap, err := netip.ParseAddrPort(l[1]); err == nil && ap.Addr().String() == a {
+				p.Addf(indexed("engine.blockable_loopback", i), "%s is %s's address: blocking it would cut off every client", a, l[0])
+			}
+		}
+	}
 	return p
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"time"
 
@@ -53,6 +54,12 @@ type Engine struct {
 	// names its source, and a flood of alerts from spoofed sources must not grow the block
 	// sets without bound. Past it a new block is refused and the refusal recorded.
 	MaxBlocks int `yaml:"max_blocks"`
+	// BlockableLoopback are loopback addresses a block may name although the countermeasure
+	// manager otherwise never blocks 127.0.0.0/8: single IPv4 addresses in 127.0.0.0/8 other
+	// than 127.0.0.1 (the gateway reaches its executors from there), none the gateway or the
+	// API listens on. A one-host demonstration's attacker connects from one (proteus demo uses
+	// 127.0.0.66), so a block can be seen to take effect.
+	BlockableLoopback []string `yaml:"blockable_loopback"`
 	// NFTables: auto (default) blocks in the kernel too (table inet proteus) when the agent
 	// runs as root and nftables works, on requires it (the agent refuses to start without),
 	// off blocks at the gateway only. The gateway blocklist always blocks.
@@ -227,6 +234,18 @@ func (x *Engine) validate(field string, p *strictyaml.Problems, sensors *Sensors
 	case "auto", "on", "off":
 	default:
 		p.Addf(field+".nftables", "must be auto, on or off, got %q", x.NFTables)
+	}
+	for i, a := range x.BlockableLoopback {
+		f := indexed(field+".blockable_loopback", i)
+		ip, err := netip.ParseAddr(a)
+		switch {
+		case err != nil:
+			p.Addf(f, "must be an IPv4 address in 127.0.0.0/8, got %q", a)
+		case !ip.Is4() || !ip.IsLoopback():
+			p.Addf(f, "must be an IPv4 address in 127.0.0.0/8, got %s (other addresses need no exception)", ip)
+		case ip == netip.AddrFrom4([4]byte{127, 0, 0, 1}):
+			p.Addf(f, "must not be 127.0.0.1: the gateway reaches its executors from it")
+		}
 	}
 	if len(x.Assets) == 0 {
 		p.Addf(field, "assets: at least one asset is required")

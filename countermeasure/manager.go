@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -32,6 +33,10 @@ type ManagerOptions struct {
 	// JournalInterval is the least time between two journal writes (see persist.go);
 	// 0 means DefaultJournalInterval, negative means write after every change.
 	JournalInterval time.Duration
+	// BlockableLoopback are single addresses of the never-blocked ranges that a block may
+	// name exactly (config engine.blockable_loopback; the caller validated them): a one-host
+	// demonstration's attacker.
+	BlockableLoopback []netip.Addr
 }
 
 // Manager applies actions through actuators, remembers them in a journal, and reverts
@@ -45,6 +50,7 @@ type Manager struct {
 	bus       *bus.Bus
 	log       *slog.Logger
 	now       func() time.Time
+	blockable []netip.Addr
 	wake      chan struct{}
 	loadErr   error
 
@@ -72,7 +78,7 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 	m := &Manager{actuators: map[string]Actuator{}, active: map[string]Action{}, bus: o.Bus,
 		log: o.Logger, now: o.Now, wake: make(chan struct{}, 1),
 		flushed: make(chan struct{}), kick: make(chan struct{}, 1), flushNow: make(chan struct{}, 1),
-		stop: make(chan struct{}), writerEnd: make(chan struct{}), interval: o.JournalInterval}
+		stop: make(chan struct{}), writerEnd: make(chan struct{}), interval: o.JournalInterval, blockable: o.BlockableLoopback}
 	if m.interval == 0 {
 		m.interval = DefaultJournalInterval
 	}
@@ -187,7 +193,7 @@ func (m *Manager) Apply(ctx context.Context, a Action) (Action, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	if err := checkAction(a, now); err != nil {
+	if err := checkAction(a, now, m.blockable); err != nil {
 		return Action{}, err
 	}
 	act, ok := m.actuators[a.Actuator]
@@ -215,7 +221,7 @@ func (m *Manager) Apply(ctx context.Context, a Action) (Action, error) {
 	return a, nil
 }
 
-func checkAction(a Action, now time.Time) error {
+func checkAction(a Action, now time.Time, blockable []netip.Addr) error {
 	switch {
 	case a.Actuator == "":
 		return fmt.Errorf("%w: %s: no actuator", ErrInvalidAction, a.ID)
@@ -231,6 +237,9 @@ func checkAction(a Action, now time.Time) error {
 		return fmt.Errorf("%w: %s: negative level", ErrInvalidAction, a.ID)
 	}
 	if a.Kind == KindBlock && a.Target.IsPrefix() {
+		if p := a.Target.Prefix; p.IsSingleIP() && slices.Contains(blockable, p.Addr()) {
+			return nil
+		}
 		for _, r := range neverBlock {
 			if r.Overlaps(a.Target.Prefix) {
 				return fmt.Errorf("%w: %s: refusing to block %s, it overlaps %s", ErrInvalidAction, a.ID, a.Target, r)

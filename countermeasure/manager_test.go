@@ -215,6 +215,35 @@ func TestManagerRejects(t *testing.T) {
 	}
 }
 
+// A loopback address the config lets be blocked (proteus demo's attacker) is blocked exactly;
+// its neighbours, a prefix around it and 127.0.0.1 are still refused.
+func TestManagerBlockableLoopback(t *testing.T) {
+	c := &clock{t: t0}
+	m, err := NewManager(ManagerOptions{Actuators: []Actuator{newRecorder("rec")}, Now: c.Now,
+		BlockableLoopback: []netip.Addr{netip.MustParseAddr("127.0.0.66")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	if _, err := m.Apply(context.Background(), blockAction("s", "127.0.0.66", time.Hour)); err != nil {
+		t.Fatalf("blockable loopback address refused: %v", err)
+	}
+	for _, target := range []Target{AddrTarget(netip.MustParseAddr("127.0.0.67")), AddrTarget(netip.MustParseAddr("127.0.0.1")),
+		PrefixTarget(netip.MustParsePrefix("127.0.0.64/30")), PrefixTarget(netip.MustParsePrefix("127.0.0.0/8"))} {
+		a := blockAction("s", "192.0.2.1", time.Hour)
+		a.Target = target
+		if _, err := m.Apply(context.Background(), a); !errors.Is(err, ErrInvalidAction) {
+			t.Errorf("block %s: %v, want ErrInvalidAction", target, err)
+		}
+	}
+	if n := len(m.Active()); n != 1 {
+		t.Fatalf("%d actions active, want the one block", n)
+	}
+}
+
 func TestManagerFailuresAreRetried(t *testing.T) {
 	ctx := context.Background()
 	c := &clock{t: t0}

@@ -3,6 +3,7 @@ package demo
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -55,13 +56,18 @@ func fetch(t *testing.T, c *http.Client, method, url string) answer {
 
 func startInProcess(t *testing.T, impl, root string) string {
 	t.Helper()
+	return startWeakened(t, impl, root, "")
+}
+
+func startWeakened(t *testing.T, impl, root, weakness string) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, Options{Impl: impl, Root: root, Listener: ln}) }()
+	go func() { done <- Serve(ctx, Options{Impl: impl, Root: root, Listener: ln, Weakness: weakness}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -239,4 +245,38 @@ func FuzzReadRawRequest(f *testing.F) {
 			t.Fatalf("accepted path %q", r.path)
 		}
 	})
+}
+
+// The deliberately weakened nethttp variant reads a file outside the site for ?file=, the
+// honest implementations serve the page and ignore the query, and a weakness is refused for
+// an implementation that has none.
+func TestFileIncludeWeakness(t *testing.T) {
+	work := t.TempDir()
+	root := filepath.Join(work, "site")
+	if err := WriteSite(root); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "outside the site\n"
+	if err := os.WriteFile(filepath.Join(work, "secret.txt"), []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	page := fetch(t, http.DefaultClient, "GET", "http://"+startInProcess(t, "nethttp", root)+"/about.html")
+	weak := startWeakened(t, "nethttp", root, WeaknessFileInclude)
+	if got := fetch(t, http.DefaultClient, "GET", "http://"+weak+"/about.html?file=../secret.txt"); got.status != 200 || got.body != secret {
+		t.Fatalf("weakened nethttp: %+v, want the file outside the site", got)
+	}
+	if got := fetch(t, http.DefaultClient, "GET", "http://"+weak+"/about.html"); got != page {
+		t.Fatalf("weakened nethttp without ?file=: %+v, want the page", got)
+	}
+	for _, impl := range []string{"nethttp", "fasthttp", "raw"} {
+		if got := fetch(t, http.DefaultClient, "GET", "http://"+startInProcess(t, impl, root)+"/about.html?file=../secret.txt"); got != page {
+			t.Errorf("%s: %+v, want the page", impl, got)
+		}
+	}
+	for _, o := range []Options{{Impl: "raw", Weakness: WeaknessFileInclude}, {Impl: "nethttp", Weakness: "sqli"}} {
+		o.Root, o.Listen = root, "127.0.0.1:0"
+		if err := Serve(context.Background(), o); !errors.Is(err, ErrUnknownWeakness) {
+			t.Errorf("%+v: %v, want ErrUnknownWeakness", o, err)
+		}
+	}
 }

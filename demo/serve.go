@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -26,7 +27,23 @@ type Options struct {
 	// Listener, when set, is used by the Go implementations instead of listening on Listen
 	// (tests pass a listener on port 0). Serve closes it.
 	Listener net.Listener
+	// Weakness, when set, deliberately weakens the implementation for `proteus demo`: one of
+	// Weaknesses. Only nethttp has them.
+	Weakness string
 }
+
+// WeaknessFileInclude is a local-file-inclusion bug: a request with ?file=NAME is answered
+// with the file NAME relative to the site's root, unchecked, so ?file=../MANIFEST.sha256 or
+// ?file=../../../../etc/hostname reads outside the site. The other implementations ignore the
+// query and serve the page, so the voting gateway sees this variant dissent and masks it.
+const WeaknessFileInclude = "file-include"
+
+// Weaknesses lists the values of Options.Weakness (and demo-server --weak).
+func Weaknesses() []string { return []string{WeaknessFileInclude} }
+
+// ErrUnknownWeakness is returned by Serve for a weakness it does not know or an
+// implementation that has none.
+var ErrUnknownWeakness = errors.New("demo: unknown weakness")
 
 // ErrUnknownImpl is returned by Serve for an implementation name it does not know.
 var ErrUnknownImpl = errors.New("demo: unknown implementation")
@@ -44,6 +61,9 @@ func Serve(ctx context.Context, o Options) error {
 	if st, err := os.Stat(o.Root); err != nil || !st.IsDir() {
 		return fmt.Errorf("demo: root %q is not a directory", o.Root)
 	}
+	if o.Weakness != "" && (o.Weakness != WeaknessFileInclude || o.Impl != "nethttp") {
+		return fmt.Errorf("%w %q for %q (nethttp has: %v)", ErrUnknownWeakness, o.Weakness, o.Impl, Weaknesses())
+	}
 	switch o.Impl {
 	case "nginx", "lighttpd":
 		return execExternal(o)
@@ -58,10 +78,10 @@ func Serve(ctx context.Context, o Options) error {
 			return fmt.Errorf("demo: listen: %w", err)
 		}
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "root", o.Root)
+	log.Info("serving", "addr", ln.Addr().String(), "root", o.Root, "weakness", o.Weakness)
 	switch o.Impl {
 	case "nethttp":
-		return serveNetHTTP(ctx, ln, o.Root)
+		return serveNetHTTP(ctx, ln, o.Root, o.Weakness == WeaknessFileInclude)
 	case "fasthttp":
 		return serveFastHTTP(ctx, ln, o.Root)
 	default:
@@ -71,7 +91,7 @@ func Serve(ctx context.Context, o Options) error {
 
 // --- net/http -------------------------------------------------------------------------------
 
-func serveNetHTTP(ctx context.Context, ln net.Listener, root string) error {
+func serveNetHTTP(ctx context.Context, ln net.Listener, root string, fileInclude bool) error {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -81,6 +101,12 @@ func serveNetHTTP(ctx context.Context, ln net.Listener, root string) error {
 			return
 		}
 		status, ctype, body := respond(root, r.URL.Path)
+		if name := r.URL.Query().Get("file"); fileInclude && name != "" {
+			// The deliberate bug (WeaknessFileInclude): no containment check.
+			if data, err := os.ReadFile(filepath.Join(root, name)); err == nil {
+				status, ctype, body = http.StatusOK, "text/plain; charset=utf-8", data
+			}
+		}
 		w.Header().Set("Content-Type", ctype)
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(status)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 
 	"github.com/proteus-defense/proteus/bus"
@@ -43,7 +44,14 @@ func StartCountermeasures(ctx context.Context, cfg *config.Config, dataDir strin
 		actuators = append(actuators, kernel)
 		c.BlockActuators = append(c.BlockActuators, kernel.ID())
 	}
-	c.Manager, err = countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: dataDir, Bus: b, Logger: log, Actuators: actuators})
+	var blockable []netip.Addr
+	for _, a := range cfg.Engine.BlockableLoopback {
+		if ip, err := netip.ParseAddr(a); err == nil { // validated with the config
+			blockable = append(blockable, ip)
+		}
+	}
+	c.Manager, err = countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: dataDir, Bus: b, Logger: log, Actuators: actuators,
+		BlockableLoopback: blockable})
 	if err == nil {
 		err = c.Manager.Start(ctx)
 	}

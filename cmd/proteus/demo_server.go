@@ -26,7 +26,7 @@ func init() {
 				defer stop()
 				o.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 				err := demo.Serve(ctx, o)
-				if errors.Is(err, demo.ErrUnknownImpl) {
+				if errors.Is(err, demo.ErrUnknownImpl) || errors.Is(err, demo.ErrUnknownWeakness) {
 					return fmt.Errorf("%w: %v", errUsage, err)
 				}
 				return err
@@ -35,6 +35,7 @@ func init() {
 		c.Flags().StringVar(&o.Impl, "impl", "nethttp", "implementation: nethttp, fasthttp, raw, nginx or lighttpd")
 		c.Flags().StringVar(&o.Listen, "listen", "", "host:port to listen on")
 		c.Flags().StringVar(&o.Root, "root", "", "directory holding the site")
+		c.Flags().StringVar(&o.Weakness, "weak", "", "deliberately weaken the implementation (proteus demo): file-include (nethttp only)")
 		c.Flags().StringVar(&o.Dir, "dir", "", "directory for generated server configs (nginx, lighttpd); default the current directory")
 		return c
 	})
