@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,8 +16,10 @@ import (
 	"time"
 
 	"github.com/proteus-defense/proteus/bearer"
+	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/dashboard"
+	"github.com/proteus-defense/proteus/store"
 )
 
 // ErrNoAgent is returned by NewClient when the data directory holds no token: no agent has
@@ -154,6 +157,74 @@ func (c *Client) Unblock(ctx context.Context, target string) ([]countermeasure.A
 	var r UnblockResult
 	err := c.do(ctx, http.MethodPost, "/v1/unblock", url.Values{"target": {target}}, &r)
 	return r.Reverted, err
+}
+
+// Decisions lists the engine's decisions matching q (the filters of GET /v1/decisions:
+// since, source, asset, verdict, limit), oldest first, without their detail and excerpts.
+func (c *Client) Decisions(ctx context.Context, q url.Values) ([]store.Decision, error) {
+	var l DecisionList
+	return l.Decisions, c.do(ctx, http.MethodGet, "/v1/decisions", q, &l)
+}
+
+// Decision fetches one decision with its whole story.
+func (c *Client) Decision(ctx context.Context, id string) (store.Decision, error) {
+	var d store.Decision
+	return d, c.do(ctx, http.MethodGet, "/v1/decisions/"+url.PathEscape(id), nil, &d)
+}
+
+// MaxEventBytes bounds one event of the stream Events reads.
+const MaxEventBytes = 1 << 20
+
+// Events subscribes to the agent's event stream (GET /events, server-sent events), the
+// events whose kind starts with kind ("" for all), and delivers them on the channel until ctx
+// ends or the stream does; then the channel is closed. The subscription is in place when
+// Events returns. A line longer than MaxEventBytes ends the stream.
+func (c *Client) Events(ctx context.Context, kind string) (<-chan bus.Event, error) {
+	u := c.base + "/events"
+	if kind != "" {
+		u += "?" + url.Values{"kind": {kind}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	bearer.Set(req, c.token)
+	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req) // no timeout: a stream
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, &APIError{Status: resp.StatusCode, Msg: "event stream refused"}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxEventBytes)
+	// The server writes a comment line first, once it has subscribed.
+	if !sc.Scan() {
+		resp.Body.Close()
+		return nil, fmt.Errorf("api: event stream ended at once: %v", sc.Err())
+	}
+	ch := make(chan bus.Event, 256)
+	go func() {
+		defer close(ch)
+		defer resp.Body.Close()
+		for sc.Scan() {
+			data, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok {
+				continue
+			}
+			var e bus.Event
+			if json.Unmarshal([]byte(data), &e) != nil {
+				continue
+			}
+			select {
+			case ch <- e:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch, nil
 }
 
 // LoginLink asks the agent for a one-time dashboard login link (the dashboard package serves

@@ -33,7 +33,7 @@ type Options struct {
 }
 
 // WeaknessFileInclude is a local-file-inclusion bug: a request with ?file=NAME is answered
-// with the file NAME relative to the site's root, unchecked, so ?file=../MANIFEST.sha256 or
+// with the file NAME relative to the site's root, unchecked, so ?file=../proteus-output.log or
 // ?file=../../../../etc/hostname reads outside the site. The other implementations ignore the
 // query and serve the page, so the voting gateway sees this variant dissent and masks it.
 const WeaknessFileInclude = "file-include"

@@ -111,6 +111,10 @@ type record struct {
 	Cgroups     []string           `json:"cgroups,omitempty"`
 }
 
+// WorkDir is the work directory of the process executor id of the agent with dataDir: a
+// copy of its image, its command's current directory (kept for forensics when quarantined).
+func WorkDir(dataDir, id string) string { return filepath.Join(dataDir, "executor", ID, "work", id) }
+
 // New builds a driver keeping its state below env.DataDir/executor/process. With
 // env.Isolation on, it finds out (and proves, with one confined probe) how far this machine
 // and the agent's privileges let it confine executors; see isolation.go.
