@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"regexp"
 
 	"github.com/proteus-defense/proteus/strictyaml"
 )
@@ -9,6 +10,10 @@ import (
 // API is the agent's local control API (status, rotate, quarantine, metrics).
 type API struct {
 	Listen string `yaml:"listen"` // host:port; default 127.0.0.1:9090
+	// AllowedHosts are host names a request's Host header may name besides IP literals and
+	// localhost (a reverse proxy's name); any other name is refused (421), which defeats DNS
+	// rebinding.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 func (a *API) applyDefaults() {
@@ -19,7 +24,14 @@ func (a *API) applyDefaults() {
 
 func (a *API) validate(field string, p *strictyaml.Problems) {
 	checkListen(field+".listen", a.Listen, p)
+	for i, h := range a.AllowedHosts {
+		if !hostNameRe.MatchString(h) {
+			p.Addf(indexed(field+".allowed_hosts", i), "must be a DNS name (letters, digits, '-', '.'), got %q", h)
+		}
+	}
 }
+
+var hostNameRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$`)
 
 // checkListen records a problem unless addr is a host:port with a numeric port.
 func checkListen(field, addr string, p *strictyaml.Problems) {

@@ -24,8 +24,11 @@ import (
 	"encoding/json"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -71,13 +74,30 @@ type Handler struct {
 	now    func() time.Time
 	static http.Handler
 
+	// hosts are the host names (lower case) a request's Host may name besides an IP literal
+	// and localhost.
+	hosts map[string]bool
+
 	mu       sync.Mutex
 	links    map[string]time.Time // sha256(code) → expiry
 	sessions map[string]time.Time // sha256(session) → expiry
 }
 
+// Option configures a Handler.
+type Option func(*Handler)
+
+// WithAllowedHosts lets requests name these host names in Host (a reverse proxy's name, say)
+// besides IP literals and localhost.
+func WithAllowedHosts(names ...string) Option {
+	return func(h *Handler) {
+		for _, n := range names {
+			h.hosts[strings.ToLower(n)] = true
+		}
+	}
+}
+
 // New returns the handler in front of api (the agent's API handler, which checks token).
-func New(api http.Handler, token string, logger *slog.Logger) *Handler {
+func New(api http.Handler, token string, logger *slog.Logger, opts ...Option) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -85,8 +105,28 @@ func New(api http.Handler, token string, logger *slog.Logger) *Handler {
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
-	return &Handler{api: api, token: token, log: logger.With("component", "dashboard"), now: time.Now,
+	h := &Handler{api: api, token: token, log: logger.With("component", "dashboard"), now: time.Now, hosts: map[string]bool{},
 		static: http.StripPrefix(AssetsPath, http.FileServerFS(sub)), links: map[string]time.Time{}, sessions: map[string]time.Time{}}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
+}
+
+// hostAllowed reports whether a request's Host names this agent: an IP literal, localhost,
+// or an allowed name. A DNS rebinding attack makes a browser send its own domain name here
+// (its page's origin), so a page on that domain cannot read the API's answers even if it
+// came by a token or a session some other way.
+func (h *Handler) hostAllowed(host string) bool {
+	name := host
+	if hn, _, err := net.SplitHostPort(host); err == nil {
+		name = hn
+	}
+	name = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(name, "["), "]"))
+	if _, err := netip.ParseAddr(name); err == nil {
+		return true
+	}
+	return name == "localhost" || h.hosts[name]
 }
 
 // ServeHTTP routes: the dashboard's own paths, then the API behind either the bearer token or
@@ -100,6 +140,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
 	hd.Set("Cross-Origin-Resource-Policy", "same-origin")
 	hd.Set("Cache-Control", "no-store")
+	if !h.hostAllowed(r.Host) {
+		h.log.Warn("request for another host refused (DNS rebinding?)", "host", r.Host, "remote", r.RemoteAddr, "path", r.URL.Path)
+		http.Error(w, "this agent does not answer for host "+strconv.Quote(r.Host)+": use its address, or list the name in api.allowed_hosts",
+			http.StatusMisdirectedRequest)
+		return
+	}
 	switch {
 	case r.URL.Path == LinkPath:
 		h.link(w, r)

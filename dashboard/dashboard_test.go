@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -307,5 +308,87 @@ func TestDecisionFilterValidated(t *testing.T) {
 	}
 	if resp, _ := do(t, c, http.MethodGet, e.srv.URL+"/v1/decisions/nope", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown decision: %d", resp.StatusCode)
+	}
+}
+
+// DNS rebinding: a page on the attacker's domain, resolved to the agent's address, makes the
+// browser send the attacker's name as Host (and as Origin, so the same-origin check alone
+// would pass). Every such request is refused before the API, with the token, with a session
+// cookie and on the login path; IP literals and localhost are served, and a name only when
+// allowed.
+func TestForeignHostRefused(t *testing.T) {
+	e := setup(t)
+	c := browser(t)
+	e.login(t, c)
+	before := len(e.pool.Members())
+	ids := map[string]bool{}
+	for _, m := range e.pool.Members() {
+		ids[m.Instance.ID] = true
+	}
+	_, port, _ := net.SplitHostPort(e.srv.Listener.Addr().String())
+	evil := "rebind.evil.example:" + port
+	send := func(c *http.Client, method, path, host string, hdr map[string]string) int {
+		t.Helper()
+		req, err := http.NewRequest(method, e.srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	auth := map[string]string{"Authorization": "Bearer " + e.token}
+	for name, tc := range map[string]struct {
+		method, path string
+		hdr          map[string]string
+	}{
+		"token status":      {http.MethodGet, "/v1/status", auth},
+		"token login link":  {http.MethodPost, dashboard.LinkPath, auth},
+		"cookie page":       {http.MethodGet, "/", nil},
+		"cookie rotate":     {http.MethodPost, "/v1/rotate?all=true", map[string]string{"Origin": "http://" + evil, dashboard.CSRFHeader: "1"}},
+		"login with a code": {http.MethodGet, dashboard.LoginPath + "?code=" + strings.Repeat("a", 64), nil},
+	} {
+		if code := send(c, tc.method, tc.path, evil, tc.hdr); code != http.StatusMisdirectedRequest {
+			t.Errorf("%s with Host %s: %d, want 421", name, evil, code)
+		}
+	}
+	for _, m := range e.pool.Members() {
+		if !ids[m.Instance.ID] {
+			t.Fatalf("a refused request rotated %s", m.Instance.ID)
+		}
+	}
+	if n := len(e.pool.Members()); n != before {
+		t.Fatalf("members %d, before %d", n, before)
+	}
+	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port, "LOCALHOST", "[::1]:" + port} {
+		if code := send(http.DefaultClient, http.MethodGet, "/v1/status", host, auth); code != http.StatusOK {
+			t.Errorf("Host %s: %d, want 200", host, code)
+		}
+	}
+	if !strings.Contains(e.logs.String(), "DNS rebinding") {
+		t.Error("refused hosts are not logged")
+	}
+	// A name the operator allows (a reverse proxy's) is served; others still are not.
+	named := httptest.NewServer(dashboard.New(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) }),
+		e.token, nil, dashboard.WithAllowedHosts("Proteus.Internal")))
+	t.Cleanup(named.Close)
+	for host, want := range map[string]int{"proteus.internal": http.StatusTeapot, "proteus.internal.evil.example": http.StatusMisdirectedRequest} {
+		req, _ := http.NewRequest(http.MethodGet, named.URL+"/v1/status", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("allowed-hosts server, Host %s: %d, want %d", host, resp.StatusCode, want)
+		}
 	}
 }

@@ -207,7 +207,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// The dashboard sits in front of the API: its pages and login, then the API by token or
 	// by the dashboard's session cookie.
-	apiSrv := &http.Server{Handler: dashboard.New(api.NewServer(a.pool, a.bus, token, a.reg, log, apiOpts...), token, log),
+	apiSrv := &http.Server{Handler: dashboard.New(api.NewServer(a.pool, a.bus, token, a.reg, log, apiOpts...), token, log,
+		dashboard.WithAllowedHosts(cfg.API.AllowedHosts...)),
 		ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	gwDone := make(chan struct{})
