@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -909,8 +910,10 @@ func (p *Pool) leastUsedVariant() Spec {
 }
 
 // Close stops supervising and stops every instance, quarantined ones included (their work
-// directories are kept by the driver). It is safe to call more than once and concurrently;
-// every call returns once everything is stopped.
+// directories are kept by the driver), then closes each driver that has a Close method
+// (io.Closer: what a driver set up on the machine for all its executors, such as the docker
+// driver's kernel audit rules). It is safe to call more than once and concurrently; every
+// call returns once everything is stopped.
 func (p *Pool) Close(ctx context.Context) {
 	p.closeOnce.Do(func() {
 		p.close(ctx)
@@ -934,6 +937,13 @@ func (p *Pool) close(ctx context.Context) {
 	}
 	wg.Wait()
 	p.retryStops(ctx)
+	for name, d := range p.drivers {
+		if c, ok := d.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				p.log.Warn("closing the driver", "driver", name, "err", err)
+			}
+		}
+	}
 }
 
 // retryStops tries again to stop instances whose Stop failed earlier (say the Docker engine

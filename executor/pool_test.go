@@ -445,3 +445,43 @@ func TestRedrawChangesVariant(t *testing.T) {
 		f.pool.Close(ctx)
 	}
 }
+
+// closingDriver counts the calls of its Close.
+type closingDriver struct {
+	executor.Driver
+	closed atomic.Int32
+}
+
+func (c *closingDriver) Close() error { c.closed.Add(1); return nil }
+
+// The pool closes its drivers once, after every instance has stopped: what a driver set up
+// for all its executors (the docker driver's audit rules) goes with the agent.
+func TestPoolClosesDrivers(t *testing.T) {
+	d, err := process.New(executor.Env{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &closingDriver{Driver: d}
+	img := processtest.Image(t)
+	p, err := executor.NewPool(executor.PoolConfig{Variants: []executor.Spec{processtest.DemoSpec("go-nethttp", img, "nethttp")},
+		Desired: 1, Min: 1, MaxConcurrent: 1, HealthInterval: 50 * time.Millisecond, HealthTimeout: 500 * time.Millisecond,
+		StartTimeout: 30 * time.Second}, map[string]executor.Driver{process.ID: c}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.closed.Load(); n != 0 {
+		t.Fatalf("closed %d times while running", n)
+	}
+	p.Close(ctx)
+	p.Close(ctx)
+	if n := c.closed.Load(); n != 1 {
+		t.Fatalf("closed %d times, want once", n)
+	}
+	if left, _ := d.List(ctx); len(left) != 0 {
+		t.Fatalf("instances left after Close: %v", left)
+	}
+}

@@ -179,6 +179,9 @@ func fileSum(t *testing.T, p string) []byte {
 var evidenceNeeds = map[string]string{"network": "nftables", "seccomp": "seccomp", "processes": "pids", "memory": "memory",
 	"file": "fanotify tripwires", "signal": "signal watch"}
 
+// seenByAudit are the cases whose evidence comes from the kernel's audit records.
+var seenByAudit = map[string]bool{"write a world-writable dir": true, "write /etc": true}
+
 // TestCompromisedExecutor is the must-show: an executor that behaves as a
 // compromised one tries, one case at a time, what an intruder would. Every attempt fails,
 // the voting gateway keeps answering throughout, and each attempt the kernel can see ends
@@ -213,8 +216,8 @@ func TestCompromisedExecutor(t *testing.T) {
 		{"write a sibling's work dir", "write", []string{"path", siblingPage}, "file"},
 		{"write the image manifest", "write", []string{"path", filepath.Join(f.img, process.ManifestName)}, "file"},
 		{"write the image", "write", []string{"path", filepath.Join(f.img, "site", "index.html")}, "file"},
-		{"write a world-writable dir", "write", []string{"path", filepath.Join(open, "x")}, ""},
-		{"write /etc", "write", []string{"path", "/etc/proteus-hostile"}, ""},
+		{"write a world-writable dir", "write", []string{"path", filepath.Join(open, "x")}, "file"},
+		{"write /etc", "write", []string{"path", "/etc/proteus-hostile"}, "file"},
 		{"signal the agent", "signal", []string{"pid", strconv.Itoa(os.Getpid())}, "signal"},
 		{"call the agent's API", "connect", []string{"addr", f.api}, "network"},
 		{"outbound connection", "connect", []string{"addr", f.outside}, "network"},
@@ -239,7 +242,11 @@ func TestCompromisedExecutor(t *testing.T) {
 				f.voted(t)
 				return
 			}
-			if need := evidenceNeeds[c.reason]; !strings.Contains(f.isolation, need) {
+			need := evidenceNeeds[c.reason]
+			if seenByAudit[c.name] {
+				need = "audit" // Landlock's refusals outside the hidden directories
+			}
+			if !strings.Contains(f.isolation, need) {
 				if c.reason == "seccomp" || c.reason == "file" || c.reason == "signal" {
 					if !strings.HasPrefix(report, "refused: ") {
 						t.Fatalf("report %q, want a refusal", report)
@@ -260,7 +267,9 @@ func TestCompromisedExecutor(t *testing.T) {
 				t.Errorf("evidence %+v, want reason %q", e, c.reason)
 			}
 			checkEvidenceShape(t, e)
-			if c.reason == "file" && e.Attrs["path"] != c.args[1] {
+			// A create that failed is recorded with its directory.
+			if path, _ := e.Attrs["path"].(string); c.reason == "file" && path != c.args[1] &&
+				!(seenByAudit[c.name] && strings.HasSuffix(path, "/") && strings.HasPrefix(c.args[1], path)) {
 				t.Errorf("evidence names path %v, want %s", e.Attrs["path"], c.args[1])
 			}
 			if want := map[string]string{"read": "read", "write": "write"}[c.what]; c.reason == "file" && e.Attrs["access"] != want {

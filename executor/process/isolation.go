@@ -24,6 +24,7 @@ import (
 
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/internal/decoy"
+	"github.com/proteus-defense/proteus/executor/internal/kaudit"
 	"github.com/proteus-defense/proteus/executor/netguard"
 )
 
@@ -55,6 +56,7 @@ type isolation struct {
 	tripwires, signals bool
 	cg                 *cgroups
 	fw                 *netguard.Guard // nil: no nftables; Landlock then refuses TCP connects
+	audit              *kaudit.Watch   // nil: no audit evidence (audit.go)
 	summary            string          // for Instance.Isolation, without the uid
 }
 
@@ -103,6 +105,7 @@ func (d *Driver) setupIsolation(cfg executor.Isolation) error {
 				d.log.Warn("no nftables: executors' TCP connects are refused by Landlock alone, UDP is not filtered, and attempts leave no evidence", "err", err)
 			}
 			iso.fw = fw
+			d.startAudit(cfg.UIDFirst, cfg.UIDFirst+cfg.UIDCount-1)
 		}
 	} else {
 		iso.degraded = fmt.Sprintf("agent runs as uid %d, not root: executors share its uid, no namespaces, no cgroups", os.Geteuid())
@@ -149,6 +152,9 @@ func (iso *isolation) describe() string {
 	}
 	if iso.fw != nil {
 		parts = append(parts, "nftables")
+	}
+	if iso.audit != nil {
+		parts = append(parts, "audit")
 	}
 	if n := iso.cg.names(); len(n) > 0 {
 		v := "v1"

@@ -91,13 +91,14 @@ type proc struct {
 	quarantined bool
 	stopping    atomic.Bool // Stop has begun: an exit is expected
 	out         *capWriter
-	uid         int           // the executor's own uid (0: the agent's)
-	cgroups     []string      // its cgroup directories
-	fwID        string        // set when firewall rules were installed for it
-	report      *net.UnixConn // the agent's end of the helper's tripwire socket
-	reportChild *os.File      // the helper's end, closed once it has started
-	denied      atomic.Bool   // EventDenied was published
-	keep        atomic.Bool   // ended by a denied action: keep the work dir like a quarantine
+	uid         int                // the executor's own uid (0: the agent's)
+	cgroups     []string           // its cgroup directories
+	fwID        string             // set when firewall rules were installed for it
+	report      *net.UnixConn      // the agent's end of the helper's tripwire socket
+	reportChild *os.File           // the helper's end, closed once it has started
+	inst        *executor.Instance // set once started
+	denied      atomic.Bool        // EventDenied was published
+	keep        atomic.Bool        // ended by a denied action: keep the work dir like a quarantine
 }
 
 // record is what run/<id>.json holds: enough to find and kill the process group after an
@@ -312,7 +313,7 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 		Started: time.Now(), Traits: spec.Traits, Handle: strconv.Itoa(cmd.Process.Pid), WorkDir: work,
 		Isolation: isolation,
 	}
-	p.cmd, p.out = cmd, out
+	p.cmd, p.out, p.inst = cmd, out, inst
 	go func() {
 		err := cmd.Wait()
 		out.Close()

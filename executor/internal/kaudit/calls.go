@@ -50,10 +50,15 @@ func (e Event) IsWrite() bool {
 }
 
 // RefusalRules are the rules for what a confinement refuses silently: a signal to a process
-// outside the caller's PID namespace (ESRCH) and a write refused by a read-only file system
-// (EROFS), by file permissions (EACCES) or by ownership (EPERM); extra narrows every rule
-// (to the executors' uids, say).
+// outside the caller's PID namespace (ESRCH) and the writes of WriteRules; extra narrows
+// every rule (to the executors' uids, say).
 func RefusalRules(extra ...Field) []Rule {
+	return append([]Rule{{Syscalls: SignalCalls, Exit: unix.ESRCH, Fields: extra}}, WriteRules(extra...)...)
+}
+
+// WriteRules are the rules for a write refused by a read-only file system (EROFS), by file
+// permissions or Landlock (EACCES) or by ownership (EPERM).
+func WriteRules(extra ...Field) []Rule {
 	var opens, eaccesOpens []Rule
 	all := append([]int(nil), WriteCalls...)
 	for _, nr := range slices.Sorted(maps.Keys(OpenCalls)) {
@@ -70,7 +75,6 @@ func RefusalRules(extra ...Field) []Rule {
 	}
 	opens = append(opens, Rule{Syscalls: all, Exit: unix.EROFS, Fields: extra})
 	return append(append([]Rule{
-		{Syscalls: SignalCalls, Exit: unix.ESRCH, Fields: extra},
 		{Syscalls: WriteCalls, Exit: unix.EACCES, Fields: extra},
 		{Syscalls: WriteCalls, Exit: unix.EPERM, Fields: extra},
 	}, opens...), eaccesOpens...)

@@ -177,7 +177,8 @@ func Open(owner string, rules []Rule) (*Watch, error) {
 	w.mc = os.NewFile(uintptr(mc), "audit-multicast")
 	for i, b := range w.rules {
 		_ = request(ctl, unix.AUDIT_DEL_RULE, b, nil) // a crashed predecessor's
-		if err := request(ctl, unix.AUDIT_ADD_RULE, b, nil); err != nil {
+		// EEXIST: another owner of the same key added it meanwhile.
+		if err := request(ctl, unix.AUDIT_ADD_RULE, b, nil); err != nil && !errors.Is(err, unix.EEXIST) {
 			w.rules = w.rules[:i]
 			w.Close()
 			return nil, fmt.Errorf("kaudit: add rule %d: %w", i, err)
@@ -188,6 +189,12 @@ func Open(owner string, rules []Rule) (*Watch, error) {
 
 // Key is the key the watch's rules carry.
 func (w *Watch) Key() string { return w.key }
+
+// Stop stops Read and leaves the rules in place (for rules several owners share).
+func (w *Watch) Stop() error {
+	w.rules = nil
+	return w.Close()
+}
 
 // Close removes the rules and stops Read.
 func (w *Watch) Close() error {
