@@ -248,7 +248,6 @@ type Gateway struct {
 	saverDone    chan struct{}
 	closeOnce    sync.Once
 	workers      workers                   // goroutines that run executor requests (see workers.go)
-	vigilantK    atomic.Int32              // Tighten's k; 0: Options.K (see vigilance.go)
 	ident        atomic.Pointer[presented] // what the gateway presents (see identity.go)
 }
 

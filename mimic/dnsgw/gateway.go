@@ -28,6 +28,9 @@ type Options struct {
 	Logger   *slog.Logger    // optional
 	Rebuild  func(id string) // optional: called (in its own goroutine) by the dissent policy
 	Metrics  *Metrics        // optional
+	// Blocklist, when set, is asked for every client before anything else: a blocked client's
+	// UDP query is dropped (no reflection), its TCP query REFUSED.
+	Blocklist Blocklist
 
 	K         int    // executors per query, default 3
 	Quorum    int    // equivalent answers needed, default a majority of k
@@ -117,6 +120,11 @@ func (o *Options) defaults() {
 	}
 }
 
+// Blocklist says whether a client address is blocked (countermeasure.Blocklist fits).
+type Blocklist interface {
+	Blocked(netip.Addr) bool
+}
+
 // Gateway is the voting DNS front. It is a dns.Handler; Listen serves it over UDP and TCP.
 type Gateway struct {
 	o        Options
@@ -180,6 +188,15 @@ func New(o Options) (*Gateway, error) {
 // Trust exposes the per-executor trust scores.
 func (g *Gateway) Trust() *voter.Trust { return g.core.Trust() }
 
+// Tighten applies the agent's vigilance (voter.Core.Tighten): at least k servers answer each
+// query, the quorum a majority of those asked but never below Options.Quorum, and a server
+// is rebuilt after threshold dissents when that is fewer than Options.RebuildThreshold; k ≤
+// Options.K and threshold ≤ 0 restore the configured behaviour.
+func (g *Gateway) Tighten(k, threshold int) { g.core.Tighten(k, threshold) }
+
+// Voters returns how many servers a query is asked of with n in service, and its quorum.
+func (g *Gateway) Voters(n int) (k, quorum int) { return g.core.Voters(g.o.K, g.o.Quorum, n) }
+
 // Wait blocks until the accounting of answered queries (dissent, trust) is done.
 func (g *Gateway) Wait() { g.pending.Wait() }
 
@@ -208,6 +225,13 @@ func (g *Gateway) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		transport = "tcp"
 	}
 	client := addrOf(w.RemoteAddr())
+	if g.o.Blocklist != nil && g.o.Blocklist.Blocked(client) {
+		g.count(transport, "blocked", start)
+		if transport == "tcp" {
+			g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeRefused))
+		}
+		return
+	}
 	if g.rate != nil && !g.rate.allow(client, start) {
 		g.count(transport, "rate-limited", start)
 		if transport == "tcp" {
@@ -238,16 +262,19 @@ func (g *Gateway) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	qu := &query{id: g.idPrefix + strconv.FormatUint(g.seq.Add(1), 16), client: client, transport: transport, q: r.Question[0]}
 	qu.text = qu.q.Name + " " + dns.Type(qu.q.Qtype).String()
-	picked, err := g.core.Choose(nil, g.o.Backends.Backends(), g.o.K, g.o.Quorum, start)
+	all := g.o.Backends.Backends()
+	g.up.prune(all, start)
+	k, quorum := g.core.Voters(g.o.K, g.o.Quorum, len(all))
+	picked, err := g.core.Choose(nil, all, k, quorum, start)
 	if err != nil {
-		g.core.NoConsensus(qu.text, g.attrs(qu, map[string]any{"reason": "too few executors", "quorum": g.o.Quorum}))
+		g.core.NoConsensus(qu.text, g.attrs(qu, map[string]any{"reason": "too few executors", "quorum": quorum}))
 		g.count(transport, "no-consensus", start)
 		g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
 		return
 	}
 	up := upstreamQuery(r, g.o.UDPSize, g.cookie)
 	g.pending.Add(1)
-	group, ok := voter.Poll(context.Background(), picked, voter.PollOptions{Quorum: g.o.Quorum, WaitAll: g.o.WaitAll, Timeout: g.o.Timeout, Stragglers: g.straggle},
+	group, ok := voter.Poll(context.Background(), picked, voter.PollOptions{Quorum: quorum, WaitAll: g.o.WaitAll, Timeout: g.o.Timeout, Stragglers: g.straggle},
 		func(ctx context.Context, m voter.Member) (*normalized, uint64, error) { return g.ask(ctx, m, up) },
 		func(round *voter.Round[*normalized, uint64]) {
 			defer g.pending.Done()
@@ -367,6 +394,10 @@ func nsidOf(m *dns.Msg) string {
 // ask puts the question to one executor: over UDP, and again over TCP when the answer is
 // truncated. A timeout, an unreadable answer or an answer to another question is a failure.
 func (g *Gateway) ask(ctx context.Context, m voter.Member, up *dns.Msg) (*normalized, uint64, error) {
+	if f, ok := g.o.Backends.(voter.InFlight); ok { // the pool drains an executor before it stops it
+		f.OnAcquire(m.ID)
+		defer f.OnRelease(m.ID)
+	}
 	q := up.Copy()
 	mux, err := g.up.get(m.Addr)
 	if err != nil {
@@ -374,6 +405,12 @@ func (g *Gateway) ask(ctx context.Context, m voter.Member, up *dns.Msg) (*normal
 	}
 	var buf [512]byte
 	raw, err := mux.exchange(ctx, q, buf[:0])
+	if errors.Is(err, errClosed) { // pruned just now (the executor left the set): a fresh one
+		if mux, err = g.up.get(m.Addr); err != nil {
+			return nil, 0, err
+		}
+		raw, err = mux.exchange(ctx, q, buf[:0])
+	}
 	if err != nil {
 		return nil, 0, err
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/proteus-defense/proteus/mimic/voter"
 )
 
 // Upstream errors.
@@ -27,7 +29,48 @@ type upstreams struct {
 	m      map[string]*udpMux
 	stat   *counters
 	closed bool
+	// last is the first member of the executor set prune saw last (a new snapshot of a
+	// rotating pool is a new slice); nextPrune (Unix ns) when it may prune again.
+	last      atomic.Pointer[voter.Member]
+	nextPrune atomic.Int64
 }
+
+// prune closes the exchangers of executors no longer in all (rotated away) that have no
+// query in flight. It does the work only when all is a new snapshot (a rotating pool's new
+// snapshot is a new slice), at most once per pruneEvery: a query holding an older snapshot
+// may prune too, which only costs a live executor's exchanger being made anew.
+func (u *upstreams) prune(all []voter.Member, now time.Time) {
+	var first *voter.Member
+	if len(all) > 0 {
+		first = &all[0]
+	}
+	if u.last.Load() == first || now.UnixNano() < u.nextPrune.Load() {
+		return
+	}
+	live := make(map[string]bool, len(all))
+	for _, m := range all {
+		live[m.Addr] = true
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.nextPrune.Store(now.Add(pruneEvery).UnixNano())
+	busy := false
+	for addr, x := range u.m {
+		if live[addr] {
+			continue
+		}
+		if x.closeIfIdle() {
+			delete(u.m, addr)
+		} else {
+			busy = true
+		}
+	}
+	if !busy { // else a later query looks again
+		u.last.Store(first)
+	}
+}
+
+const pruneEvery = time.Second
 
 func (u *upstreams) get(addr string) (*udpMux, error) {
 	u.mu.Lock()
@@ -100,10 +143,39 @@ func newUDPMux(addr string, stat *counters) (*udpMux, error) {
 	return x, nil
 }
 
+// closeIfIdle closes x if no query is in flight on it, atomically with that check (no query
+// can start on a socket between the two), and says whether it did.
+func (x *udpMux) closeIfIdle() bool {
+	for _, s := range x.socks {
+		s.mu.Lock()
+	}
+	idle := true
+	for _, s := range x.socks {
+		idle = idle && len(s.waiting) == 0
+	}
+	for _, s := range x.socks {
+		if idle {
+			s.closed = true
+		}
+		s.mu.Unlock()
+	}
+	if idle {
+		for _, s := range x.socks {
+			s.c.Close()
+		}
+	}
+	return idle
+}
+
+// close closes x; queries in flight on it fail at once with errClosed.
 func (x *udpMux) close() {
 	for _, s := range x.socks {
 		s.mu.Lock()
 		s.closed = true
+		for id, ch := range s.waiting {
+			ch <- nil // buffered: never blocks
+			delete(s.waiting, id)
+		}
 		s.mu.Unlock()
 		s.c.Close()
 	}
@@ -165,6 +237,9 @@ func (x *udpMux) exchange(ctx context.Context, q *dns.Msg, buf []byte) ([]byte, 
 	}
 	select {
 	case b := <-ch:
+		if b == nil {
+			return nil, errClosed
+		}
 		return b, nil
 	case <-ctx.Done():
 		s.forget(id)

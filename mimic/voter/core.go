@@ -3,6 +3,7 @@ package voter
 import (
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/proteus-defense/proteus/bus"
@@ -61,6 +62,7 @@ type Core struct {
 	eject      *Ejector
 	sched      Scheduler
 	dissentLog *logLimiter
+	vigilantK  atomic.Int32 // Tighten's k; 0: the adapter's own (vigilance.go)
 }
 
 // New builds a Core.
