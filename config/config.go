@@ -123,10 +123,18 @@ func (c *Config) Problems() strictyaml.Problems {
 	c.API.validate("api", &p)
 	c.Pool.validate("pool", &p)
 	c.Gateway.validate("gateway", &p)
-	if g := &c.Gateway; len(g.Backends) == 0 && g.Frontend == FrontendVote && g.K > c.Pool.Desired && !g.AllowWeakVote && g.VotesOnK() {
+	if g := &c.Gateway; c.Pool.Protocol == ProtocolHTTP && len(g.Backends) == 0 && g.Frontend == FrontendVote && g.K > c.Pool.Desired && !g.AllowWeakVote && g.VotesOnK() {
 		p.Addf("gateway.k", "k=%d is more than the pool's %d executors (pool.desired): every vote would have fewer voters than asked (set gateway.allow_weak_vote: true to run it anyway)", g.K, c.Pool.Desired)
 	}
 	c.DNS.validate("dns", &p)
+	if d := &c.DNS; c.Pool.Protocol == ProtocolDNS {
+		if len(d.Backends) > 0 {
+			p.Addf("dns.backends", "with pool.protocol dns the agent's DNS front votes over the pool's executors; dns.backends are for proteus dns-gateway (remove them)")
+		}
+		if d.K > c.Pool.Desired && !d.AllowWeakVote {
+			p.Addf("dns.k", "k=%d is more than the pool's %d executors (pool.desired): every vote would have fewer voters than asked (set dns.allow_weak_vote: true to run it anyway)", d.K, c.Pool.Desired)
+		}
+	}
 	c.Enclave.validate("enclave", &p)
 	c.Sensors.validate("sensors", &p)
 	c.Engine.validate("engine", &p, &c.Sensors)

@@ -2,10 +2,15 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/proteus-defense/proteus/strictyaml"
 )
@@ -30,10 +35,14 @@ type Pool struct {
 	StartTimeout time.Duration `yaml:"start_timeout"`
 	// DrainTimeout bounds the wait for in-flight requests of a retired executor (default 10s).
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
-	Health       Health        `yaml:"health"`
-	Rotation     Rotation      `yaml:"rotation"`
-	Isolation    Isolation     `yaml:"isolation"`
-	Variants     []Variant     `yaml:"variants"`
+	// Protocol is what the executors serve: http (default), behind the voting HTTP gateway
+	// (the gateway section), or dns: DNS servers behind the voting DNS front (the dns section),
+	// health-checked by a DNS query (health.query).
+	Protocol  string    `yaml:"protocol"`
+	Health    Health    `yaml:"health"`
+	Rotation  Rotation  `yaml:"rotation"`
+	Isolation Isolation `yaml:"isolation"`
+	Variants  []Variant `yaml:"variants"`
 	// Kubernetes configures the kubernetes driver (config/kubernetes.go).
 	Kubernetes Kubernetes `yaml:"kubernetes"`
 }
@@ -66,9 +75,13 @@ const (
 	minIsolationMemory   = 16 << 20
 )
 
-// Health configures HTTP health checks.
+// Health configures health checks: HTTP GETs of path, or with protocol dns the query.
 type Health struct {
-	Path     string        `yaml:"path"`     // default /healthz; a variant may override it
+	Path string `yaml:"path"` // default /healthz; a variant may override it
+	// Query is the DNS health probe of protocol dns, "NAME TYPE" such as "www.example.org. A":
+	// healthy is an answer over UDP and TCP with NOERROR and at least one record. A variant
+	// may override it (health_query).
+	Query    string        `yaml:"query"`
 	Interval time.Duration `yaml:"interval"` // default 1s
 	Timeout  time.Duration `yaml:"timeout"`  // default 1s
 	Failures int           `yaml:"failures"` // consecutive failures before replacement; default 3
@@ -103,6 +116,13 @@ type Variant struct {
 	Traits map[string]string `yaml:"traits"`
 	// HealthPath overrides health.path for this variant.
 	HealthPath string `yaml:"health_path"`
+	// HealthQuery overrides health.query for this variant (protocol dns).
+	HealthQuery string `yaml:"health_query"`
+	// Files are written into each executor's work directory before it starts (process
+	// driver only): relative path -> template with the fields of command ({{.Port}},
+	// {{.IP}}, {{.Addr}}, {{.Dir}}, {{.State}}, {{.Self}}), e.g. a DNS server's config with
+	// its own port. A path may not name a file of the image.
+	Files map[string]string `yaml:"files"`
 	// ContainerPort is the port the service listens on inside its container (docker only).
 	ContainerPort int `yaml:"container_port"`
 	// AllowOutbound lets the executor connect to other hosts (an upstream, a database); by
@@ -139,6 +159,9 @@ func (x *Pool) applyDefaults() {
 	if x.Health.Path == "" {
 		x.Health.Path = "/healthz"
 	}
+	if x.Protocol == "" {
+		x.Protocol = ProtocolHTTP
+	}
 	if x.Health.Failures == 0 {
 		x.Health.Failures = 3
 	}
@@ -170,7 +193,37 @@ func (x *Pool) applyDefaults() {
 		if v.HealthPath == "" {
 			v.HealthPath = x.Health.Path
 		}
+		if v.HealthQuery == "" {
+			v.HealthQuery = x.Health.Query
+		}
 	}
+}
+
+// Pool protocols.
+const (
+	ProtocolHTTP = "http"
+	ProtocolDNS  = "dns"
+)
+
+// ParseDNSQuery parses a DNS health query, "NAME TYPE" (the name fully qualified, the type a
+// mnemonic such as A, AAAA, SOA, TXT), into the name and the type code.
+func ParseDNSQuery(s string) (string, uint16, error) {
+	f := strings.Fields(s)
+	if len(f) != 2 {
+		return "", 0, fmt.Errorf("want NAME TYPE such as \"www.example.org. A\", got %q", s)
+	}
+	name, typ := f[0], strings.ToUpper(f[1])
+	if _, ok := dns.IsDomainName(name); !ok || !dns.IsFqdn(name) {
+		return "", 0, fmt.Errorf("%q is not a fully qualified domain name (it ends with a dot)", name)
+	}
+	code, ok := dns.StringToType[typ]
+	switch {
+	case !ok:
+		return "", 0, fmt.Errorf("unknown record type %q", f[1])
+	case code == dns.TypeAXFR || code == dns.TypeIXFR || code == dns.TypeANY || code == dns.TypeOPT || code == dns.TypeNone:
+		return "", 0, fmt.Errorf("record type %s cannot be a health query", typ)
+	}
+	return name, code, nil
 }
 
 var (
@@ -203,6 +256,20 @@ func (x *Pool) validate(field string, p *strictyaml.Problems) {
 		p.Addf(field+".health.failures", "must be >= 1, got %d", x.Health.Failures)
 	}
 	checkPath(field+".health.path", x.Health.Path, p)
+	switch x.Protocol {
+	case ProtocolHTTP:
+		if x.Health.Query != "" {
+			p.Addf(field+".health.query", "is for protocol dns; this pool's protocol is http (set pool.protocol: dns for DNS servers)")
+		}
+	case ProtocolDNS:
+		if x.Health.Query != "" {
+			if _, _, err := ParseDNSQuery(x.Health.Query); err != nil {
+				p.Addf(field+".health.query", "%v", err)
+			}
+		}
+	default:
+		p.Addf(field+".protocol", "must be http or dns, got %q", x.Protocol)
+	}
 	x.Rotation.validate(field+".rotation", p)
 	x.Isolation.validate(field+".isolation", x.Desired+x.MaxConcurrent+1, p)
 	x.Kubernetes.validate(field, x.Variants, p)
@@ -241,6 +308,29 @@ func (x *Pool) validate(field string, p *strictyaml.Problems) {
 			}
 		}
 		checkPath(vf+".health_path", v.HealthPath, p)
+		if x.Protocol == ProtocolDNS {
+			switch {
+			case v.HealthQuery == "":
+				p.Addf(vf, "health_query: protocol dns needs a DNS health query (pool.health.query or the variant's health_query), such as \"www.example.org. A\"")
+			case v.HealthQuery != x.Health.Query:
+				if _, _, err := ParseDNSQuery(v.HealthQuery); err != nil {
+					p.Addf(vf+".health_query", "%v", err)
+				}
+			}
+			if v.Driver != "process" {
+				p.Addf(vf+".driver", "protocol dns runs on the process driver only (it renders each server's files and gives it a port for UDP and TCP), got %q", v.Driver)
+			}
+		} else if v.HealthQuery != "" && v.HealthQuery != x.Health.Query {
+			p.Addf(vf+".health_query", "is for protocol dns; this pool's protocol is %s", x.Protocol)
+		}
+		if len(v.Files) > 0 && v.Driver != "process" {
+			p.Addf(vf+".files", "only the process driver writes files into an executor's work directory, this variant's driver is %q", v.Driver)
+		}
+		for _, name := range slices.Sorted(maps.Keys(v.Files)) {
+			if msg := checkFileName(name); msg != "" {
+				p.Addf(vf+".files", "%q: %s", name, msg)
+			}
+		}
 		if v.ContainerPort < 0 || v.ContainerPort > 65535 {
 			p.Addf(vf+".container_port", "must be a port number, got %d", v.ContainerPort)
 		}
@@ -368,4 +458,18 @@ func checkCron(s string) error {
 		}
 	}
 	return nil
+}
+
+// checkFileName says what is wrong with a variant's files entry ("" when nothing): it must be
+// a clean relative slash path inside the work directory, not one of the process driver's own
+// names (MANIFEST.sha256, proteus-output.log, proteus-record.json, state/).
+func checkFileName(name string) string {
+	switch {
+	case name == "" || strings.HasPrefix(name, "/") || path.Clean(name) != name || name == ".." || strings.HasPrefix(name, "../") ||
+		strings.ContainsAny(name, "\x00\\"):
+		return "want a clean relative path inside the work directory, such as nsd.conf or etc/unbound.conf"
+	case name == "MANIFEST.sha256" || name == "proteus-output.log" || name == "proteus-record.json" || name == "state" || strings.HasPrefix(name, "state/"):
+		return "the process driver's own file or directory"
+	}
+	return ""
 }

@@ -700,3 +700,47 @@ func TestExecutorDeniedIsEvidence(t *testing.T) {
 		}
 	}
 }
+
+// The DNS front's dissent is evidence about the executor, never about the client who asked:
+// a poisoned resolver dissents on every client's query, and blocking those clients would
+// punish the victims. However many such dissents arrive, no client is blocked.
+func TestDNSDissentBlocksNoClient(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := newRig(t, t.TempDir(), &now)
+	defer r.close()
+	ctx := context.Background()
+	acted := false
+	for i := range 8 {
+		advance(&now, time.Second)
+		client := netip.MustParseAddr(fmt.Sprintf("198.51.100.%d", 10+i%2))
+		ev, ok := FromGateway(bus.Event{Time: now, Kind: "gateway.dissent", Source: "dns", Attrs: map[string]any{
+			"client": client.String(), "method": "QUERY", "path": "www.proteus.lab. A", "request": fmt.Sprintf("dns-%d", i),
+			"kind": "content", "executor": "unbound-1", "variant": "unbound"}})
+		if !ok {
+			t.Fatal("not a gateway event")
+		}
+		if ev.Source.IsValid() {
+			t.Fatalf("DNS dissent names the client %s as its source", ev.Source)
+		}
+		if ev.Attrs["executor"] != "unbound-1" || ev.Attrs["client"] != client.String() || !strings.Contains(ev.Summary, "by unbound-1") {
+			t.Fatalf("evidence does not name the executor and the asking client: %+v", ev)
+		}
+		d := r.e.Handle(ctx, ev)
+		if d != nil && d.Verdict == Act {
+			acted = true
+		}
+		for _, c := range []string{"198.51.100.10", "198.51.100.11"} {
+			if r.bl.Blocked(netip.MustParseAddr(c)) {
+				t.Fatalf("client %s blocked for a DNS executor's dissent (decision %+v)", c, d)
+			}
+		}
+	}
+	if !acted {
+		t.Fatal("no act decision: the dissents stayed below α, so the test shows nothing")
+	}
+	// The HTTP gateway's dissent still names its client.
+	ev, _ := FromGateway(bus.Event{Kind: "gateway.dissent", Source: "gateway", Attrs: map[string]any{"client": "198.51.100.7"}})
+	if ev.Source != netip.MustParseAddr("198.51.100.7") {
+		t.Fatalf("HTTP dissent's source %v", ev.Source)
+	}
+}

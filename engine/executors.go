@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -62,8 +63,12 @@ func (w *executorWatcher) sync() {
 		if mf == nil {
 			continue
 		}
+		if len(in.Rendered) > 0 { // the files the driver rendered from the variant's templates
+			mf = maps.Clone(mf)
+			maps.Copy(mf, in.Rendered)
+		}
 		list = append(list, fim.Executor{ID: in.ID, Variant: in.Variant, Dir: in.WorkDir, Manifest: mf,
-			Ignore: []string{process.OutputFile, process.RecordFile}})
+			Ignore: []string{process.OutputFile, process.RecordFile, process.StateDir + "/"}})
 	}
 	for _, s := range w.sensors {
 		s.SetExecutors(list)

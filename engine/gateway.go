@@ -18,12 +18,14 @@ import (
 const (
 	gatewayDissent     = "gateway.dissent"
 	gatewayNoConsensus = "gateway.no-consensus"
+	dnsSource          = "dns" // the voting DNS front's events' Source
 )
 
 // FromGateway turns a gateway dissent or no-consensus bus event into evidence: sensor
-// "gateway", kind "dissent" or "no-consensus", the client address (attr "client") as source,
-// the dissent kind (content, availability, ...) as category, and method, path and request ID
-// in the summary and excerpt. ok is false for other events.
+// "gateway", kind "dissent" or "no-consensus", the client address (attr "client") as source
+// for the HTTP gateway's events (none for the DNS front's, Source "dns": evidence about the
+// executor), the dissent kind (content, availability, ...) as category, and method, path and
+// request ID in the summary and excerpt. ok is false for other events.
 func FromGateway(be bus.Event) (sensor.Event, bool) {
 	var kind string
 	switch be.Kind {
@@ -39,7 +41,12 @@ func FromGateway(be bus.Event) (sensor.Event, bool) {
 		return v
 	}
 	e := sensor.Event{Time: be.Time, Sensor: "gateway", Kind: kind, Category: str("kind"), Asset: str("variant")}
-	if a, err := netip.ParseAddr(str("client")); err == nil {
+	// An HTTP client whose requests make an executor dissent is on the data path of the
+	// attack (an exploit of one implementation): the client is the source. A DNS answer
+	// comes from the server's cache or zone, which the client does not write: a poisoned
+	// resolver dissents on every client's query, so DNS dissent is evidence about the
+	// executor (attr executor), and names no source to block.
+	if a, err := netip.ParseAddr(str("client")); err == nil && be.Source != dnsSource {
 		e.Source = a.Unmap()
 	}
 	path := str("path")
@@ -59,6 +66,8 @@ func FromGateway(be bus.Event) (sensor.Event, bool) {
 	fmt.Fprintf(&b, " on %s %s", method, path)
 	if e.Source.IsValid() {
 		fmt.Fprintf(&b, " from %s", e.Source)
+	} else if c := str("client"); c != "" {
+		fmt.Fprintf(&b, " (asked by %s)", c)
 	}
 	if req != "" {
 		fmt.Fprintf(&b, " request %s", req)
@@ -67,7 +76,7 @@ func FromGateway(be bus.Event) (sensor.Event, bool) {
 	excerpt := str("excerpt")
 	e.Excerpt = sensor.Excerpt(strings.TrimSpace(fmt.Sprintf("%s %s request=%s %s", method, path, req, excerpt)))
 	e.Attrs = map[string]string{}
-	for _, k := range []string{"executor", "variant", "method", "request"} {
+	for _, k := range []string{"executor", "variant", "method", "request", "client", "nsid"} {
 		if v := str(k); v != "" {
 			e.Attrs[k] = v
 		}

@@ -36,6 +36,14 @@ type Spec struct {
 	ContainerPort int
 	// HealthPath is the HTTP path probed for health, e.g. "/healthz"; default "/".
 	HealthPath string
+	// HealthQuery, when set, makes the health probe a DNS query instead (the executor is a DNS
+	// server): healthy is an answer to it over UDP and over TCP with rcode NOERROR and at least
+	// one answer record.
+	HealthQuery *DNSQuery
+	// Files are written into the executor's private work directory before it starts (process
+	// driver): relative path -> text/template with the fields Command has, e.g. a DNS server's
+	// configuration with its own address and port. A path may not name a file of the image.
+	Files map[string]string
 	// Traits are declared properties used by the gateway's diversity scheduler and by
 	// relevance filtering: server: nginx, lang: go, os: debian, ...
 	Traits map[string]string
@@ -44,6 +52,12 @@ type Spec struct {
 	// this host (the agent's API, gateway, metrics and enclave ports, sibling executors) stay
 	// closed to it either way.
 	AllowOutbound bool
+}
+
+// DNSQuery is the question of a DNS health probe.
+type DNSQuery struct {
+	Name string // fully qualified, "www.example.org."
+	Type uint16 // a DNS RR type code (miekg/dns Type* constants), e.g. 1 for A
 }
 
 // State is where an executor is in its life.
@@ -77,6 +91,9 @@ type Instance struct {
 	// host path of its root file system (the overlay's merged directory), which the
 	// file-integrity sensor watches; empty otherwise.
 	RootDir string `json:"root_dir,omitempty"`
+	// Rendered lists the files the driver wrote into WorkDir from Spec.Files (relative slash
+	// path -> lowercase hex SHA-256), which the file-integrity sensor checks beside the image's.
+	Rendered map[string]string `json:"rendered,omitempty"`
 	// Isolation says how the driver confines the instance, e.g. "full isolation: uid+gid
 	// 600123, ns mnt+pid+ipc+uts, no_new_privs, seccomp, landlock v7, nftables, cgroup v1
 	// memory+pids+cpu, rlimit nofile+nproc" or "degraded isolation (why): ...".

@@ -504,7 +504,7 @@ func (p *Pool) waitHealthy(ctx context.Context, m *member, exited <-chan struct{
 	delay := 5 * time.Millisecond
 	var last error
 	for {
-		if last = p.health.Check(ctx, m.inst, m.spec.HealthPath); last == nil {
+		if last = p.health.Probe(ctx, m.inst, m.spec); last == nil {
 			return nil
 		}
 		t := time.NewTimer(delay)
@@ -596,18 +596,32 @@ func (p *Pool) refreshLocked() {
 	p.healthy.Store(&list)
 }
 
+// drainSettle is how long a retired instance stays up after it left the healthy snapshot
+// before its in-flight count is trusted: a voting front that read the snapshot just before
+// holds the instance (Hold) a moment later, and would otherwise send to a stopped executor.
+const drainSettle = 250 * time.Millisecond
+
 // stopMember drains (when drain is set) and stops m, then forgets it.
 func (p *Pool) stopMember(ctx context.Context, m *member, drain bool) {
 	m.draining.Store(true)
-	if drain && m.inflight.Load() > 0 {
+	if drain {
 		t := time.NewTimer(p.cfg.DrainTimeout)
-		select {
-		case <-m.drained:
-		case <-t.C:
-			p.log.Warn("drain timeout; stopping with requests in flight", "id", m.inst.ID, "in_flight", m.inflight.Load())
-		case <-ctx.Done():
+		settle := time.NewTimer(min(drainSettle, p.cfg.DrainTimeout))
+	wait:
+		for settling := true; settling || m.inflight.Load() > 0; {
+			select {
+			case <-settle.C:
+				settling = false
+			case <-m.drained: // the count reached zero; look again
+			case <-t.C:
+				p.log.Warn("drain timeout; stopping with requests in flight", "id", m.inst.ID, "in_flight", m.inflight.Load())
+				break wait
+			case <-ctx.Done():
+				break wait
+			}
 		}
 		t.Stop()
+		settle.Stop()
 	}
 	if err := m.driver.Stop(ctx, m.inst); err != nil {
 		p.log.Error("stop failed; will retry", "id", m.inst.ID, "err", err)
@@ -775,7 +789,7 @@ func (p *Pool) probeAll(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, m := range ms {
 		wg.Go(func() {
-			err := p.health.Check(ctx, m.inst, m.spec.HealthPath)
+			err := p.health.Probe(ctx, m.inst, m.spec)
 			if ctx.Err() != nil {
 				return
 			}

@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -23,11 +24,14 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,13 +181,20 @@ func (d *Driver) publish(kind, subject string, attrs map[string]any) {
 	d.bus.Publish(bus.Event{Kind: kind, Source: "executor/process", Subject: subject, Attrs: attrs})
 }
 
-// TemplateData is what every element of Spec.Command may use.
+// TemplateData is what every element of Spec.Command and every Spec.Files template may use.
 type TemplateData struct {
-	Port int    // the fresh loopback port the executor must listen on
-	Addr string // 127.0.0.1:Port
+	Port int    // the fresh loopback port the executor must listen on (TCP and UDP)
+	IP   string // the address it listens on: 127.0.0.1
+	Addr string // IP:Port
 	Dir  string // the private work directory (holding the image copy); also the process's cwd
-	Self string // path of the running proteus binary (for the built-in demo servers)
+	// State is Dir/state, an empty directory for what the executor writes itself (a DNS
+	// server's pid file, cache or journal); the file-integrity sensor does not check it.
+	State string
+	Self  string // path of the running proteus binary (for the built-in demo servers)
 }
+
+// StateDir is the name of TemplateData.State inside the work directory.
+const StateDir = "state"
 
 var variantRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
@@ -201,6 +212,14 @@ func (d *Driver) ValidateSpec(spec executor.Spec) error {
 	if _, err := render(spec.Command, TemplateData{}); err != nil {
 		return fmt.Errorf("executor/process: variant %s: %w", spec.Variant, err)
 	}
+	for name, body := range spec.Files {
+		if err := checkFileName(name); err != nil {
+			return fmt.Errorf("executor/process: variant %s: files: %w", spec.Variant, err)
+		}
+		if _, err := renderOne("files["+name+"]", body, TemplateData{}); err != nil {
+			return fmt.Errorf("executor/process: variant %s: %w", spec.Variant, err)
+		}
+	}
 	for k := range spec.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return fmt.Errorf("executor/process: variant %s: bad env name %q", spec.Variant, k)
@@ -212,17 +231,75 @@ func (d *Driver) ValidateSpec(spec executor.Spec) error {
 func render(argv []string, data TemplateData) ([]string, error) {
 	out := make([]string, len(argv))
 	for i, a := range argv {
-		t, err := template.New("arg").Option("missingkey=error").Parse(a)
+		s, err := renderOne(fmt.Sprintf("command[%d]", i), a, data)
 		if err != nil {
-			return nil, fmt.Errorf("command[%d]: %w", i, err)
+			return nil, err
 		}
-		var b strings.Builder
-		if err := t.Execute(&b, data); err != nil {
-			return nil, fmt.Errorf("command[%d]: %w", i, err)
-		}
-		out[i] = b.String()
+		out[i] = s
 	}
 	return out, nil
+}
+
+func renderOne(name, text string, data TemplateData) (string, error) {
+	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return b.String(), nil
+}
+
+// checkFileName accepts a clean relative slash path that stays in the work directory and
+// names none of the driver's own files.
+func checkFileName(name string) error {
+	switch {
+	case name == "" || strings.HasPrefix(name, "/") || path.Clean(name) != name || name == ".." || strings.HasPrefix(name, "../") ||
+		strings.ContainsAny(name, "\x00\\"):
+		return fmt.Errorf("%q: want a clean relative path inside the work directory", name)
+	case name == ManifestName || name == OutputFile || name == RecordFile || name == StateDir || strings.HasPrefix(name, StateDir+"/"):
+		return fmt.Errorf("%q: the driver's own file or directory", name)
+	}
+	return nil
+}
+
+// writeFiles renders spec.Files into work (after the image was copied there) and returns
+// each file's SHA-256, so the file-integrity sensor checks them like image files. A file of
+// the image is never overwritten: the image is what was verified.
+func writeFiles(files map[string]string, work string, data TemplateData) (map[string]string, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	sums := make(map[string]string, len(files))
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		body, err := renderOne("files["+name+"]", files[name], data)
+		if err != nil {
+			return nil, err
+		}
+		p := filepath.Join(work, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return nil, fmt.Errorf("files[%s]: %w", name, err)
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("files[%s]: the image has a file of that name", name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("files[%s]: %w", name, err)
+		}
+		_, err = f.WriteString(body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("files[%s]: %w", name, err)
+		}
+		sum := sha256.Sum256([]byte(body))
+		sums[name] = hex.EncodeToString(sum[:])
+	}
+	return sums, nil
 }
 
 func newID(variant string) string {
@@ -270,8 +347,16 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 			d.releasePort(port)
 		}
 	}()
-	data := TemplateData{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: work, Self: d.self}
+	data := TemplateData{Port: port, IP: "127.0.0.1", Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: work,
+		State: filepath.Join(work, StateDir), Self: d.self}
 	argv, err := render(spec.Command, data)
+	if err != nil {
+		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
+	}
+	if err := os.Mkdir(data.State, 0o700); err != nil {
+		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
+	}
+	rendered, err := writeFiles(spec.Files, work, data)
 	if err != nil {
 		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
 	}
@@ -311,7 +396,7 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 	inst := &executor.Instance{
 		ID: id, Variant: spec.Variant, Driver: ID, Address: data.Addr, ImageDigest: digest,
 		Started: time.Now(), Traits: spec.Traits, Handle: strconv.Itoa(cmd.Process.Pid), WorkDir: work,
-		Isolation: isolation,
+		Isolation: isolation, Rendered: rendered,
 	}
 	p.cmd, p.out, p.inst = cmd, out, inst
 	go func() {
@@ -426,7 +511,8 @@ func childEnv(extra map[string]string, id string, port int, ownUID bool, work st
 	return env
 }
 
-// pickPort draws a random free loopback port that no live instance of this driver uses.
+// pickPort draws a random loopback port, free for TCP and UDP, that no live instance of this
+// driver uses.
 func (d *Driver) pickPort() (int, error) {
 	for range 64 {
 		var b [2]byte
@@ -441,12 +527,19 @@ func (d *Driver) pickPort() (int, error) {
 		if taken {
 			continue
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			d.releasePort(port)
 			continue
 		}
+		pc, err := net.ListenPacket("udp", addr) // free for UDP too: a DNS server takes both
 		ln.Close()
+		if err != nil {
+			d.releasePort(port)
+			continue
+		}
+		pc.Close()
 		return port, nil
 	}
 	return 0, errors.New("no free loopback port found")

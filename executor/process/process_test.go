@@ -2,6 +2,8 @@ package process_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -425,5 +427,60 @@ func TestStartFailureLeavesNothing(t *testing.T) {
 	run, _ := os.ReadDir(filepath.Join(data, "executor", "process", "run"))
 	if len(work)+len(run) != 0 {
 		t.Fatalf("left %v %v", work, run)
+	}
+}
+
+// A variant's files are rendered into each executor's work directory with its own port and
+// state directory, and their hashes recorded for the file-integrity sensor; a file of the
+// image is never overwritten and a name leaving the work directory is refused.
+func TestFilesAreRenderedPerExecutor(t *testing.T) {
+	data := t.TempDir()
+	d := newDriver(t, data, nil, 0)
+	img := processtest.Image(t)
+	s := processtest.DemoSpec("files", img, "raw")
+	s.Files = map[string]string{"etc/server.conf": "listen {{.IP}}@{{.Port}} ({{.Addr}})\nstate {{.State}}\n"}
+	var seen []string
+	for range 2 {
+		inst, err := d.Start(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Stop(context.Background(), inst)
+		body, err := os.ReadFile(filepath.Join(inst.WorkDir, "etc", "server.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := strings.TrimPrefix(inst.Address, "127.0.0.1:")
+		want := "listen 127.0.0.1@" + port + " (" + inst.Address + ")\nstate " + filepath.Join(inst.WorkDir, process.StateDir) + "\n"
+		if string(body) != want {
+			t.Fatalf("rendered %q, want %q", body, want)
+		}
+		sum := sha256.Sum256(body)
+		if got := inst.Rendered["etc/server.conf"]; got != hex.EncodeToString(sum[:]) {
+			t.Fatalf("recorded hash %q, want %x", got, sum)
+		}
+		if fi, err := os.Stat(filepath.Join(inst.WorkDir, process.StateDir)); err != nil || !fi.IsDir() {
+			t.Fatalf("no state directory: %v", err)
+		}
+		seen = append(seen, string(body))
+	}
+	if seen[0] == seen[1] {
+		t.Fatalf("two executors got the same rendering %q", seen[0])
+	}
+
+	over := s
+	over.Files = map[string]string{"site/index.html": "<h1>defaced</h1>"}
+	if inst, err := d.Start(context.Background(), over); err == nil || !strings.Contains(err.Error(), "the image has a file of that name") {
+		if inst != nil {
+			d.Stop(context.Background(), inst)
+		}
+		t.Fatalf("a file over the image's: %v", err)
+	}
+	for _, name := range []string{"../out.conf", "/etc/passwd", "a/../../b", "state/x", process.OutputFile, process.ManifestName, ""} {
+		bad := s
+		bad.Files = map[string]string{name: "x"}
+		if err := d.ValidateSpec(bad); err == nil {
+			t.Errorf("files[%q] accepted", name)
+		}
 	}
 }

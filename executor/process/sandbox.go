@@ -221,7 +221,10 @@ func (sb *sandbox) mount() ([]string, error) {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return nil, fmt.Errorf("proc: %w", err)
 	}
-	if err := unix.Sethostname([]byte("proteus-executor")); err != nil {
+	// localhost: a name every /etc/hosts resolves, so a server that looks up its own host
+	// name (Knot does at start) finds it without a DNS query, which its firewall refuses
+	// (and counts as evidence against it) unless it may connect out.
+	if err := unix.Sethostname([]byte("localhost")); err != nil {
 		return nil, fmt.Errorf("hostname: %w", err)
 	}
 	return decoys, nil

@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,7 +51,9 @@ type Executor struct {
 	Variant  string
 	Dir      string            // its work dir, a copy of the image
 	Manifest map[string]string // slash-separated relative path -> lowercase hex SHA-256
-	// Ignore lists relative paths the driver itself writes there (the executor's output log).
+	// Ignore lists relative paths the driver itself writes there (the executor's output log);
+	// one ending in "/" is a directory whose whole tree is ignored (what the executor writes
+	// itself, a DNS server's state).
 	Ignore []string
 }
 
@@ -249,7 +250,7 @@ func (s *Sensor) check(ctx context.Context, out chan<- sensor.Event, path string
 	var ok bool
 	switch {
 	case ex != nil:
-		if slices.Contains(ex.Ignore, rel) {
+		if ignored(ex.Ignore, rel) {
 			return
 		}
 		want, ok = ex.Manifest[rel]
@@ -442,4 +443,14 @@ func init() {
 // metrics.
 func (s *Sensor) Counters() map[string]uint64 {
 	return map[string]uint64{"events": s.events.Load(), "errors": s.errors.Load()}
+}
+
+// ignored says whether rel is one of ignore's paths or below one of its directories.
+func ignored(ignore []string, rel string) bool {
+	for _, p := range ignore {
+		if p == rel || strings.HasSuffix(p, "/") && (strings.HasPrefix(rel, p) || rel+"/" == p) {
+			return true
+		}
+	}
+	return false
 }

@@ -174,3 +174,13 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+func TestIgnoredDirectory(t *testing.T) {
+	ig := []string{"out.log", "state/"}
+	for rel, want := range map[string]bool{"out.log": true, "state/x.pid": true, "state/db/data.mdb": true, "state": true,
+		"statex": false, "site/out.log": false, "zone": false, "x/state/y": false} {
+		if got := ignored(ig, rel); got != want {
+			t.Errorf("ignored(%q) = %v, want %v", rel, got, want)
+		}
+	}
+}
