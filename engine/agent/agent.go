@@ -63,9 +63,10 @@ type Options struct {
 
 // Ready describes a serving agent.
 type Ready struct {
-	Gateway, API net.Addr
-	Voting       bool   // the voting gateway (else the round-robin proxy)
-	TokenFile    string // the API token's path
+	Gateway, API net.Addr // Gateway: the voting DNS front's (UDP and TCP) when DNS is set
+	Voting       bool     // the voting gateway (else the round-robin proxy)
+	DNS          bool     // the pool serves DNS behind the voting DNS front
+	TokenFile    string   // the API token's path
 }
 
 // Check validates what Run would refuse before starting anything: the engine's model and
@@ -134,12 +135,16 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	// Bind both sockets before starting executors, so a taken port fails fast and clean.
-	gwLn, err := net.Listen("tcp", cfg.Gateway.Listen)
-	if err != nil {
-		return fmt.Errorf("agent: gateway listen: %w", err)
+	// Bind the sockets before starting executors, so a taken port fails fast and clean (the
+	// DNS front binds its UDP and TCP sockets once its executors run).
+	dnsPool := cfg.Pool.Protocol == config.ProtocolDNS
+	var gwLn net.Listener
+	if !dnsPool {
+		if gwLn, err = net.Listen("tcp", cfg.Gateway.Listen); err != nil {
+			return fmt.Errorf("agent: gateway listen: %w", err)
+		}
+		defer gwLn.Close()
 	}
-	defer gwLn.Close()
 	apiLn, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("agent: api listen: %w", err)
@@ -175,9 +180,21 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer a.cms.Stop()
 
-	front, gwSrv, gwServe, err := a.newFrontend(ctx, gwLn)
-	if err != nil {
-		return err
+	var front frontend
+	var gwSrv *http.Server
+	var gwServe func() error
+	var gwAddr net.Addr
+	if dnsPool {
+		var dns *dnsFrontend
+		if dns, err = a.newDNSFrontend(ctx); err != nil {
+			return err
+		}
+		front, gwAddr, gwServe = dns, dns.addr, dns.serve(ctx)
+	} else {
+		if front, gwSrv, gwServe, err = a.newFrontend(ctx, gwLn); err != nil {
+			return err
+		}
+		gwAddr = gwLn.Addr()
 	}
 	defer front.Close()
 	defer a.stopAll()
@@ -190,8 +207,11 @@ func Run(ctx context.Context, o Options) error {
 	sched := mtd.NewScheduler(policy, a.pool, log, rand.Uint64())
 	vig := &vigilance{level: a.cms.Vigilance, cfg: cfg.Engine.Vigilance, k: cfg.Gateway.K, thr: cfg.Gateway.RebuildThreshold(),
 		sched: sched, policy: policy, log: log}
-	if vf, ok := front.(votingFrontend); ok {
-		vig.gw = vf.g
+	switch f := front.(type) {
+	case votingFrontend:
+		vig.gw = f.g
+	case *dnsFrontend:
+		vig.gw, vig.k, vig.thr = f.g, cfg.DNS.K, cfg.DNS.RebuildThreshold()
 	}
 	vigDone := make(chan struct{})
 	go func() { vig.run(ctx, a.bus); close(vigDone) }()
@@ -214,7 +234,7 @@ func Run(ctx context.Context, o Options) error {
 	gwDone := make(chan struct{})
 	go func() { errc <- gwServe(); close(gwDone) }()
 	go func() { errc <- apiSrv.Serve(apiLn) }()
-	for name, addr := range map[string]string{api.AddrFile: apiLn.Addr().String(), GatewayAddrFile: gwLn.Addr().String()} {
+	for name, addr := range map[string]string{api.AddrFile: apiLn.Addr().String(), GatewayAddrFile: gwAddr.String()} {
 		if err := writeAddr(o.DataDir, name, addr); err != nil {
 			return err
 		}
@@ -226,12 +246,16 @@ func Run(ctx context.Context, o Options) error {
 		sched.Run(ctx)
 		close(schedDone)
 	}()
-	voting := cfg.Gateway.Frontend == config.FrontendVote
-	log.Info("agent ready", "component", "agent", "gateway", "http://"+gwLn.Addr().String(), "api", "http://"+apiLn.Addr().String(),
+	voting := cfg.Gateway.Frontend == config.FrontendVote || dnsPool
+	gwURL := "http://" + gwAddr.String()
+	if dnsPool {
+		gwURL = "dns://" + gwAddr.String()
+	}
+	log.Info("agent ready", "component", "agent", "gateway", gwURL, "api", "http://"+apiLn.Addr().String(),
 		"executors", len(a.pool.Healthy()), "frontend", cfg.Gateway.Frontend, "voting", voting, "cstar", a.pool.CStar(),
 		"rotation", policy.String(), "data_dir", o.DataDir)
 	if o.Ready != nil {
-		o.Ready(Ready{Gateway: gwLn.Addr(), API: apiLn.Addr(), Voting: voting, TokenFile: filepath.Join(o.DataDir, api.TokenFile)})
+		o.Ready(Ready{Gateway: gwAddr, API: apiLn.Addr(), Voting: voting, DNS: dnsPool, TokenFile: filepath.Join(o.DataDir, api.TokenFile)})
 	}
 
 	var runErr error
@@ -244,7 +268,9 @@ func Run(ctx context.Context, o Options) error {
 	log.Info("shutting down", "component", "agent")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = gwSrv.Shutdown(sctx)
+	if gwSrv != nil {
+		_ = gwSrv.Shutdown(sctx)
+	}
 	<-gwDone // in-flight client requests end before the pool goes away
 	_ = apiSrv.Shutdown(sctx)
 	<-schedDone
@@ -370,10 +396,18 @@ func Specs(cfg *config.Config, configFile, dataDir string) ([]executor.Spec, err
 		case !filepath.IsAbs(img):
 			img = filepath.Join(baseDir, img)
 		}
-		specs = append(specs, executor.Spec{
-			Variant: v.Name, Driver: v.Driver, Image: img, Command: v.Command, Env: v.Env,
+		spec := executor.Spec{
+			Variant: v.Name, Driver: v.Driver, Image: img, Command: v.Command, Env: v.Env, Files: v.Files,
 			ContainerPort: v.ContainerPort, HealthPath: v.HealthPath, Traits: v.Traits, AllowOutbound: v.AllowOutbound,
-		})
+		}
+		if cfg.Pool.Protocol == config.ProtocolDNS {
+			name, qtype, err := config.ParseDNSQuery(v.HealthQuery)
+			if err != nil { // validation refused it already
+				return nil, fmt.Errorf("agent: variant %s: health query: %w", v.Name, err)
+			}
+			spec.HealthQuery = &executor.DNSQuery{Name: name, Type: qtype}
+		}
+		specs = append(specs, spec)
 	}
 	return specs, nil
 }

@@ -41,12 +41,31 @@ func (b blockingFrontend) Close() { b.next.Close() }
 // and a pointer comparison) and its in-flight accounting as mimic.InFlight.
 type poolBackends struct {
 	pool  *executor.Pool
-	cache atomic.Pointer[backendSnapshot]
+	cache snapshotCache[mimic.Backend]
 }
 
-type backendSnapshot struct {
+// snapshotCache keeps the pool's healthy snapshot converted for a front: conversion runs once
+// per snapshot (a new snapshot is a new slice, so is its conversion).
+type snapshotCache[T any] struct {
+	p atomic.Pointer[converted[T]]
+}
+
+type converted[T any] struct {
 	src []*executor.Instance
-	out []mimic.Backend
+	out []T
+}
+
+// get returns src converted by conv, from the cache when src is the snapshot it holds.
+func (c *snapshotCache[T]) get(src []*executor.Instance, conv func(*executor.Instance) T) []T {
+	if x := c.p.Load(); x != nil && sameSnapshot(x.src, src) {
+		return x.out
+	}
+	out := make([]T, len(src))
+	for i, inst := range src {
+		out[i] = conv(inst)
+	}
+	c.p.Store(&converted[T]{src: src, out: out})
+	return out
 }
 
 var (
@@ -60,16 +79,9 @@ func sameSnapshot(a, b []*executor.Instance) bool {
 
 // Backends returns the executors in service.
 func (p *poolBackends) Backends() []mimic.Backend {
-	src := p.pool.Healthy()
-	if c := p.cache.Load(); c != nil && sameSnapshot(c.src, src) {
-		return c.out
-	}
-	out := make([]mimic.Backend, len(src))
-	for i, inst := range src {
-		out[i] = mimic.Backend{ID: inst.ID, Variant: inst.Variant, Addr: "http://" + inst.Address, Traits: inst.Traits}
-	}
-	p.cache.Store(&backendSnapshot{src: src, out: out})
-	return out
+	return p.cache.get(p.pool.Healthy(), func(inst *executor.Instance) mimic.Backend {
+		return mimic.Backend{ID: inst.ID, Variant: inst.Variant, Addr: "http://" + inst.Address, Traits: inst.Traits}
+	})
 }
 
 // OnAcquire counts a request the gateway is about to send; the gateway has already chosen

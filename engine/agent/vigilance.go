@@ -10,7 +10,6 @@ import (
 	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/engine"
-	"github.com/proteus-defense/proteus/mimic"
 	"github.com/proteus-defense/proteus/mtd"
 )
 
@@ -22,13 +21,16 @@ import (
 type vigilance struct {
 	level  *countermeasure.Vigilance
 	cfg    config.Vigilance
-	k, thr int            // the gateway's configured k and rebuild threshold
-	gw     *mimic.Gateway // nil with the proxy frontend
+	k, thr int       // the voting front's configured k and rebuild threshold
+	gw     tightener // the voting front (HTTP gateway or DNS front); nil with the proxy frontend
 	sched  *mtd.Scheduler
 	policy mtd.Policy // the configured rotation policy
 	log    *slog.Logger
 	now    atomic.Pointer[engine.Tightening]
 }
+
+// tightener is a voting front the vigilance level tightens (mimic.Gateway, dnsgw.Gateway).
+type tightener interface{ Tighten(k, threshold int) }
 
 // current is what the level asks now.
 func (v *vigilance) current() engine.Tightening {
