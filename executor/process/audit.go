@@ -2,6 +2,7 @@ package process
 
 import (
 	"fmt"
+	"regexp"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -67,6 +68,9 @@ func (d *Driver) audited(e kaudit.Event) {
 		d.deny(p, p.inst, executor.Denial{Reason: executor.DeniedNetwork, RefusedBy: "Landlock (EACCES), seen by kernel audit",
 			Attempted: "connect(2) a TCP socket, which Landlock refuses without nftables",
 			Extra:     map[string]any{"pid": e.PID, "syscall": call}})
+	case e.IsWrite() && ownThreadName(e.Path()):
+		// pthread_setname_np: a server naming its own threads (BIND does), which Landlock
+		// refuses on /proc; nothing an attacker gains, so no evidence.
 	case e.IsWrite():
 		path := e.Path()
 		what := "write " + path
@@ -78,3 +82,8 @@ func (d *Driver) audited(e kaudit.Event) {
 			Extra: map[string]any{"path": path, "access": "write", "pid": e.PID, "syscall": call}})
 	}
 }
+
+// ownThreadNameRe matches the files a process names its own threads through.
+var ownThreadNameRe = regexp.MustCompile(`^/proc/(self|thread-self|[0-9]+)/(task/[0-9]+/)?comm$`)
+
+func ownThreadName(path string) bool { return ownThreadNameRe.MatchString(path) }
