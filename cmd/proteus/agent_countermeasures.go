@@ -23,6 +23,9 @@ func init() {
 				if err := checkTargetArg("block", args); err != nil {
 					return err
 				}
+				if !cmd.Flags().Changed("ttl") {
+					return fmt.Errorf("%w: --ttl is required (how long the block lasts, e.g. --ttl 10m)", errUsage)
+				}
 				if ttl <= 0 || ttl > api.MaxBlockTTL {
 					return fmt.Errorf("%w: --ttl must be in (0, %s], got %s", errUsage, api.MaxBlockTTL, ttl)
 				}

@@ -169,7 +169,7 @@ func TestBlockCommandUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"block", "203.0.113.7"}, "--ttl"},
+		{[]string{"block", "203.0.113.7"}, "--ttl is required"},
 		{[]string{"block", "nonsense", "--ttl", "1m"}, "address or a CIDR"},
 		{[]string{"block", "--ttl", "1m"}, "exactly one"},
 		{[]string{"unblock"}, "exactly one"},

@@ -225,3 +225,13 @@ func TestDemoAttackFailsWhenAStepDrawsNoDefense(t *testing.T) {
 		t.Fatalf("attack: %v, want ErrNoDefense at step 1", err)
 	}
 }
+
+// First-run defect: a relative --data-dir used to name the executors' site relative to their
+// own work dirs ("root … is not a directory"); the agent makes it absolute.
+func TestAgentRelativeDataDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	a := startAgent(t, "reldata", "--listen", "127.0.0.1:0")
+	if code, body := httpGet(t, "http://"+a.gw+"/"); code != 200 || !strings.Contains(body, "Proteus demo shop") {
+		t.Fatalf("shop with a relative data dir: %d %q", code, body)
+	}
+}

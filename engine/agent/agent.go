@@ -121,6 +121,11 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	log := o.Logger
+	// Executors run in their own directories: a relative data dir would name the wrong place
+	// in their commands (--root DIR/site).
+	if o.DataDir, err = filepath.Abs(o.DataDir); err != nil {
+		return fmt.Errorf("agent: data dir: %w", err)
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("agent: data dir: %w", err)
 	}
