@@ -76,7 +76,7 @@ func FuzzExecutorAnswer(f *testing.F) {
 	seed := maphash.MakeSeed()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a := new(dns.Msg)
-		if a.Unpack(data) != nil || checkAnswer(a, q) != nil || a.Truncated {
+		if a.Unpack(data) != nil || checkAnswer(a, q, q.Id) != nil || a.Truncated {
 			return
 		}
 		n, err := normalize(seed, a)

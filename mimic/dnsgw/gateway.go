@@ -203,18 +203,21 @@ func (g *Gateway) Wait() { g.pending.Wait() }
 // Malformed is the number of client messages that could not be parsed.
 func (g *Gateway) Malformed() uint64 { return g.stat.malformed.Load() }
 
-// query is one client query on its way.
+// query is one client query on its way. Its ID and text are made only for an event or a
+// log line (most queries have neither).
 type query struct {
-	id        string
+	prefix    string
+	seq       uint64
 	client    netip.Addr
 	transport string
 	q         dns.Question
-	text      string // "example.org. A"
 }
 
+func (qu *query) id() string   { return qu.prefix + strconv.FormatUint(qu.seq, 16) }
+func (qu *query) text() string { return qu.q.Name + " " + dns.Type(qu.q.Qtype).String() } // "example.org. A"
+
 func (g *Gateway) count(transport, outcome string, start time.Time) {
-	g.metrics.requests.WithLabelValues(transport, outcome).Inc()
-	g.metrics.duration.WithLabelValues(transport).Observe(time.Since(start).Seconds())
+	g.metrics.count(transport, outcome, time.Since(start))
 }
 
 // ServeDNS answers one client query.
@@ -260,19 +263,23 @@ func (g *Gateway) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		g.reply(w, r, m)
 		return
 	}
-	qu := &query{id: g.idPrefix + strconv.FormatUint(g.seq.Add(1), 16), client: client, transport: transport, q: r.Question[0]}
-	qu.text = qu.q.Name + " " + dns.Type(qu.q.Qtype).String()
+	qu := &query{prefix: g.idPrefix, seq: g.seq.Add(1), client: client, transport: transport, q: r.Question[0]}
 	all := g.o.Backends.Backends()
 	g.up.prune(all, start)
 	k, quorum := g.core.Voters(g.o.K, g.o.Quorum, len(all))
 	picked, err := g.core.Choose(nil, all, k, quorum, start)
 	if err != nil {
-		g.core.NoConsensus(qu.text, g.attrs(qu, map[string]any{"reason": "too few executors", "quorum": quorum}))
+		g.core.NoConsensus(qu.text(), g.attrs(qu, map[string]any{"reason": "too few executors", "quorum": quorum}))
 		g.count(transport, "no-consensus", start)
 		g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
 		return
 	}
-	up := upstreamQuery(r, g.o.UDPSize, g.cookie)
+	up, err := pack(upstreamQuery(r, g.o.UDPSize, g.cookie))
+	if err != nil { // the question parsed, so it packs; a bug if not
+		g.count(transport, "refused", start)
+		g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
+		return
+	}
 	g.pending.Add(1)
 	group, ok := voter.Poll(context.Background(), picked, voter.PollOptions{Quorum: quorum, WaitAll: g.o.WaitAll, Timeout: g.o.Timeout, Stragglers: g.straggle},
 		func(ctx context.Context, m voter.Member) (*normalized, uint64, error) { return g.ask(ctx, m, up) },
@@ -373,6 +380,23 @@ func upstreamQuery(r *dns.Msg, udpSize int, cookie string) *dns.Msg {
 	return q
 }
 
+// packedQuery is the executors' question, packed once (ID 0; each ask sets its own).
+type packedQuery struct {
+	msg  *dns.Msg
+	wire []byte
+}
+
+func pack(q *dns.Msg) (*packedQuery, error) {
+	wire, err := q.Pack()
+	if err != nil {
+		return nil, err
+	}
+	if len(wire) > dns.MinMsgSize {
+		return nil, fmt.Errorf("dnsgw: question of %d bytes", len(wire))
+	}
+	return &packedQuery{msg: q, wire: wire}, nil
+}
+
 // nsidOf returns the NSID an answer carries, as text ("" without).
 func nsidOf(m *dns.Msg) string {
 	opt := m.IsEdns0()
@@ -393,23 +417,21 @@ func nsidOf(m *dns.Msg) string {
 
 // ask puts the question to one executor: over UDP, and again over TCP when the answer is
 // truncated. A timeout, an unreadable answer or an answer to another question is a failure.
-func (g *Gateway) ask(ctx context.Context, m voter.Member, up *dns.Msg) (*normalized, uint64, error) {
+func (g *Gateway) ask(ctx context.Context, m voter.Member, up *packedQuery) (*normalized, uint64, error) {
 	if f, ok := g.o.Backends.(voter.InFlight); ok { // the pool drains an executor before it stops it
 		f.OnAcquire(m.ID)
 		defer f.OnRelease(m.ID)
 	}
-	q := up.Copy()
 	mux, err := g.up.get(m.Addr)
 	if err != nil {
 		return nil, 0, err
 	}
-	var buf [512]byte
-	raw, err := mux.exchange(ctx, q, buf[:0])
+	raw, id, err := mux.exchange(ctx, up.wire)
 	if errors.Is(err, errClosed) { // pruned just now (the executor left the set): a fresh one
 		if mux, err = g.up.get(m.Addr); err != nil {
 			return nil, 0, err
 		}
-		raw, err = mux.exchange(ctx, q, buf[:0])
+		raw, id, err = mux.exchange(ctx, up.wire)
 	}
 	if err != nil {
 		return nil, 0, err
@@ -419,12 +441,12 @@ func (g *Gateway) ask(ctx context.Context, m voter.Member, up *dns.Msg) (*normal
 		g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
 		return nil, 0, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if err := checkAnswer(a, q); err != nil {
+	if err := checkAnswer(a, up.msg, id); err != nil {
 		g.metrics.invalid.WithLabelValues("executor", "mismatched").Inc()
 		return nil, 0, err
 	}
 	if a.Truncated {
-		if a, err = exchangeTCP(ctx, up.Copy(), m.Addr); err != nil {
+		if a, err = exchangeTCP(ctx, up.msg.Copy(), m.Addr); err != nil {
 			return nil, 0, err
 		}
 		if a.Truncated {
@@ -509,8 +531,9 @@ func (g *Gateway) account(qu *query, round *voter.Round[*normalized, uint64]) {
 		g.markTTL(round)
 	}
 	voter.Account(g.core, round, voter.Report[*normalized, uint64]{
-		Attrs: g.attrs(qu, nil),
-		Log:   []any{"request", qu.id, "client", clientText(qu.client), "query", qu.text, "transport", qu.transport},
+		Describe: func() (map[string]any, []any) {
+			return g.attrs(qu, nil), []any{"request", qu.id(), "client", clientText(qu.client), "query", qu.text(), "transport", qu.transport}
+		},
 		Differs: func(a, win *voter.Answer[*normalized, uint64]) any {
 			if a.Value.ttlExcess != "" {
 				return Differs{TTL: a.Value.ttlExcess}
@@ -572,10 +595,10 @@ func (g *Gateway) markTTL(round *voter.Round[*normalized, uint64]) {
 
 func (g *Gateway) attrs(qu *query, extra map[string]any) map[string]any {
 	m := map[string]any{
-		"request": qu.id, "query": qu.text, "qname": qu.q.Name, "qtype": dns.Type(qu.q.Qtype).String(),
+		"request": qu.id(), "query": qu.text(), "qname": qu.q.Name, "qtype": dns.Type(qu.q.Qtype).String(),
 		"client": clientText(qu.client), "transport": qu.transport, "protocol": "dns",
 		// what the engine reads of a gateway event
-		"path": qu.text, "method": "QUERY",
+		"path": qu.text(), "method": "QUERY",
 	}
 	for k, v := range extra {
 		m[k] = v

@@ -208,14 +208,15 @@ func (s *muxSock) read() {
 	}
 }
 
-// exchange sends q (its ID replaced) and returns the raw answer.
-func (x *udpMux) exchange(ctx context.Context, q *dns.Msg, buf []byte) ([]byte, error) {
+// exchange sends the packed query wire (its first two bytes, the ID, replaced by one not in
+// flight on the socket) and returns the raw answer and the ID it was asked with.
+func (x *udpMux) exchange(ctx context.Context, wire []byte) ([]byte, uint16, error) {
 	s := x.socks[x.next.Add(1)%uint32(len(x.socks))]
 	ch := make(chan []byte, 1)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, errClosed
+		return nil, 0, errClosed
 	}
 	var id uint16
 	for {
@@ -226,24 +227,22 @@ func (x *udpMux) exchange(ctx context.Context, q *dns.Msg, buf []byte) ([]byte, 
 	}
 	s.waiting[id] = ch
 	s.mu.Unlock()
-	q.Id = id
-	wire, err := q.PackBuffer(buf)
-	if err == nil {
-		_, err = s.c.Write(wire)
-	}
-	if err != nil {
+	var buf [512]byte
+	out := append(buf[:0], wire...)
+	out[0], out[1] = byte(id>>8), byte(id)
+	if _, err := s.c.Write(out); err != nil {
 		s.forget(id)
-		return nil, fmt.Errorf("dnsgw: send: %w", err)
+		return nil, 0, fmt.Errorf("dnsgw: send: %w", err)
 	}
 	select {
 	case b := <-ch:
 		if b == nil {
-			return nil, errClosed
+			return nil, 0, errClosed
 		}
-		return b, nil
+		return b, id, nil
 	case <-ctx.Done():
 		s.forget(id)
-		return nil, fmt.Errorf("dnsgw: no answer over udp: %w", ctx.Err())
+		return nil, 0, fmt.Errorf("dnsgw: no answer over udp: %w", ctx.Err())
 	}
 }
 
@@ -264,10 +263,10 @@ func exchangeTCP(ctx context.Context, q *dns.Msg, addr string) (*dns.Msg, error)
 	return r, nil
 }
 
-// checkAnswer says whether r answers q: a response with q's ID, opcode and question (names
-// compared without case).
-func checkAnswer(r, q *dns.Msg) error {
-	if !r.Response || r.Id != q.Id || r.Opcode != q.Opcode {
+// checkAnswer says whether r answers q asked with ID id: a response with that ID and q's
+// opcode and question (names compared without case).
+func checkAnswer(r, q *dns.Msg, id uint16) error {
+	if !r.Response || r.Id != id || r.Opcode != q.Opcode {
 		return ErrMismatch
 	}
 	if len(r.Question) != 1 {

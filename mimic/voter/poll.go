@@ -149,11 +149,11 @@ func (r *Round[V, K]) Group() []int {
 
 // Report says how the adapter describes a round's outcomes in events.
 type Report[V any, K comparable] struct {
-	// Attrs are the request's event attributes (query, client, request ID...); each event
-	// gets a copy with its own additions.
-	Attrs map[string]any
-	// Log are the request's log line attributes.
-	Log []any
+	// Describe returns the request's event attributes (query, client, request ID...; each
+	// event gets a copy with its own additions) and its log line attributes. It is called
+	// only for a round that has an event to publish, at most once, so a round every executor
+	// agreed on builds neither.
+	Describe func() (attrs map[string]any, log []any)
 	// Differs describes how a dissenting answer differs from the winner's, for its event's
 	// "differs" attribute and log line.
 	Differs func(a, win *Answer[V, K]) any
@@ -174,12 +174,26 @@ func Account[V any, K comparable](c *Core, r *Round[V, K], rep Report[V, K], now
 	if r.Cut {
 		return
 	}
+	var base map[string]any
+	var baseLog []any
+	described := false
+	describe := func() {
+		if !described && rep.Describe != nil {
+			base, baseLog = rep.Describe()
+		}
+		described = true
+	}
 	attrs := func() map[string]any {
-		m := make(map[string]any, len(rep.Attrs)+8)
-		for k, v := range rep.Attrs {
+		describe()
+		m := make(map[string]any, len(base)+8)
+		for k, v := range base {
 			m[k] = v
 		}
 		return m
+	}
+	logAttrs := func(extra ...any) []any {
+		describe()
+		return append(append([]any{}, baseLog...), extra...)
 	}
 	unreachable := rep.Reachable
 	if unreachable == nil {
@@ -193,7 +207,7 @@ func Account[V any, K comparable](c *Core, r *Round[V, K], rep Report[V, K], now
 		a := &r.Answers[i]
 		switch {
 		case a.Err != nil:
-			c.Dissent(Dissent{Member: a.Member, Kind: DissentAvailability, Err: a.Err, Attrs: attrs(), Log: func() []any { return rep.Log }}, now)
+			c.Dissent(Dissent{Member: a.Member, Kind: DissentAvailability, Err: a.Err, Attrs: attrs(), Log: func() []any { return logAttrs() }}, now)
 			if unreachable(a.Err) {
 				c.Reached(a.Member, a.Err, now)
 			}
@@ -211,7 +225,7 @@ func Account[V any, K comparable](c *Core, r *Round[V, K], rep Report[V, K], now
 			if rep.Extra != nil {
 				rep.Extra(a, win, at)
 			}
-			c.Dissent(Dissent{Member: a.Member, Kind: DissentContent, Attrs: at, Log: func() []any { return append(append([]any{}, rep.Log...), "differs", d) }}, now)
+			c.Dissent(Dissent{Member: a.Member, Kind: DissentContent, Attrs: at, Log: func() []any { return logAttrs("differs", d) }}, now)
 		}
 		c.Reached(a.Member, nil, now)
 	}
@@ -229,6 +243,6 @@ func Account[V any, K comparable](c *Core, r *Round[V, K], rep Report[V, K], now
 		}
 		at := attrs()
 		at["quorum"], at["votes"] = r.Quorum, votes
-		c.NoConsensus("", at, append(append([]any{}, rep.Log...), "quorum", r.Quorum, "executors", len(r.Answers))...)
+		c.NoConsensus("", at, logAttrs("quorum", r.Quorum, "executors", len(r.Answers))...)
 	}
 }

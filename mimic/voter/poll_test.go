@@ -62,7 +62,7 @@ func poll(t *testing.T, c *Core, s *script, picked []Member, q int) ([]Answer[st
 	group, ok := Poll(context.Background(), picked, PollOptions{Quorum: q, Timeout: time.Minute}, s.ask, func(r *Round[string, string]) {
 		defer wg.Done()
 		round = r
-		Account(c, r, Report[string, string]{Attrs: map[string]any{"query": "q"},
+		Account(c, r, Report[string, string]{Describe: func() (map[string]any, []any) { return map[string]any{"query": "q"}, nil },
 			Differs: func(a, w *Answer[string, string]) any { return a.Value + "!=" + w.Value }}, time.Now())
 	})
 	if s.release != nil {
