@@ -499,8 +499,32 @@ func testManifestRoleSuffices(t *testing.T, c *k8stest.Cluster) {
 	if err := pool.Quarantine(ctx, pool.Healthy()[0].ID); err != nil {
 		t.Fatal(err)
 	}
+	// The retention sweep deletes the quarantined pod (the Role lets it) while the driver runs:
+	// closing the pool closes the driver and its sweeper, and the pods it kept stay by design.
+	waitQuarantineSwept(t, c, ns)
 	pool.Close(ctx)
 	waitNoPods(t, c, ns)
+}
+
+// waitQuarantineSwept waits (generously) until no pod in the namespace is a quarantined one.
+func waitQuarantineSwept(t *testing.T, c *k8stest.Cluster, ns string) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		ps, err := c.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := false
+		for _, p := range ps.Items {
+			if _, q := p.Annotations[AnnotQuarantined]; q && p.DeletionTimestamp == nil {
+				kept = true
+			}
+		}
+		if !kept {
+			return
+		}
+	}
+	t.Fatalf("the quarantined pod in %s was not deleted after its retention: %v", ns, podsLeft(t, c, ns))
 }
 
 // A pod deleted by someone else (kubectl, an eviction) is seen gone through the watch and
