@@ -45,13 +45,8 @@ func TestScannersCannotNameTheExecutors(t *testing.T) {
 			t.Skipf("%s is not installed (.ci/run installs it)", tool)
 		}
 	}
-	goDir, ngDir, ltDir := t.TempDir(), t.TempDir(), t.TempDir()
-	for _, d := range []string{goDir, ngDir, ltDir} {
-		writeSite(t, d)
-	}
-	ng, _ := startNginx(t, ngDir)
-	lt, _ := startLighttpd(t, ltDir)
-	gob, _ := startGoServerWrapped(t, goDir, leaky)
+	trio := startServerTrio(t, leaky)
+	gob, ng, lt := trio.bes[0], trio.bes[1], trio.bes[2]
 	targets := map[string]string{ // name -> host:port
 		"nginx": strings.TrimPrefix(ng.Addr, "http://"), "lighttpd": strings.TrimPrefix(lt.Addr, "http://"),
 		"go": strings.TrimPrefix(gob.Addr, "http://"),

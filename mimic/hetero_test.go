@@ -30,20 +30,37 @@ func newHetero(t *testing.T, o Options) *hetero {
 	return newHeteroWrapped(t, o, nil)
 }
 
+// serverTrio is net/http, nginx and lighttpd (in that order) serving copies of one site each.
+type serverTrio struct {
+	bes             Static
+	dirs            [3]string // each server's site dir
+	nginx, lighttpd *proc
+}
+
+// startServerTrio starts the three servers, the Go one's handler wrapped by wrap (nil: honest).
+func startServerTrio(t *testing.T, wrap func(http.Handler) http.Handler) serverTrio {
+	t.Helper()
+	var tr serverTrio
+	for i := range tr.dirs {
+		tr.dirs[i] = t.TempDir()
+		writeSite(t, tr.dirs[i])
+	}
+	ng, ngp := startNginx(t, tr.dirs[1])
+	lt, ltp := startLighttpd(t, tr.dirs[2])
+	gob, _ := startGoServerWrapped(t, tr.dirs[0], wrap)
+	tr.bes, tr.nginx, tr.lighttpd = Static{gob, ng, lt}, ngp, ltp
+	return tr
+}
+
 // newHeteroWrapped is newHetero with the Go executor's handler wrapped by wrap (nil: honest).
 func newHeteroWrapped(t *testing.T, o Options, wrap func(http.Handler) http.Handler) *hetero {
 	t.Helper()
 	h := &hetero{sites: map[string]string{}, procs: map[string]*proc{}}
-	goDir, ngDir, ltDir := t.TempDir(), t.TempDir(), t.TempDir()
-	for _, d := range []string{goDir, ngDir, ltDir} {
-		writeSite(t, d)
-	}
-	ng, ngp := startNginx(t, ngDir)
-	lt, ltp := startLighttpd(t, ltDir)
-	gob, _ := startGoServerWrapped(t, goDir, wrap)
-	h.sites[gob.ID], h.sites[ng.ID], h.sites[lt.ID] = goDir, ngDir, ltDir
-	h.procs[ng.ID], h.procs[lt.ID] = ngp, ltp
-	h.bes = Static{gob, ng, lt}
+	trio := startServerTrio(t, wrap)
+	gob, ng, lt := trio.bes[0], trio.bes[1], trio.bes[2]
+	h.sites[gob.ID], h.sites[ng.ID], h.sites[lt.ID] = trio.dirs[0], trio.dirs[1], trio.dirs[2]
+	h.procs[ng.ID], h.procs[lt.ID] = trio.nginx, trio.lighttpd
+	h.bes = trio.bes
 	b := bus.New()
 	ch, cancel := b.Subscribe(1024, bus.KindPrefix("gateway."))
 	t.Cleanup(cancel)
