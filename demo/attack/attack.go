@@ -31,6 +31,7 @@ import (
 
 	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/engine"
 	"github.com/proteus-defense/proteus/executor/process"
 	"github.com/proteus-defense/proteus/store"
 )
@@ -114,6 +115,9 @@ func Play(ctx context.Context, t Target, report func(Step)) error {
 		if err := s.run(ctx, &st); err != nil {
 			return fmt.Errorf("attack: step %d (%s): %w", st.N, s.name, err)
 		}
+		// The decision is read through the API as soon as it is stored; its events come over
+		// the stream a moment later: wait for them (briefly) so the step's line counts them.
+		p.awaitDecisionEvent(ctx, mark)
 		p.mu.Lock()
 		st.Events = map[string]int{}
 		for _, e := range p.events[mark:] {
@@ -123,6 +127,19 @@ func Play(ctx context.Context, t Target, report func(Step)) error {
 		report(st)
 	}
 	return nil
+}
+
+// awaitDecisionEvent waits, at most two seconds, until the event stream has delivered an
+// engine.decision event after the first mark events.
+func (p *player) awaitDecisionEvent(ctx context.Context, mark int) {
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end) && ctx.Err() == nil; time.Sleep(10 * time.Millisecond) {
+		p.mu.Lock()
+		seen := slices.ContainsFunc(p.events[mark:], func(e bus.Event) bool { return e.Kind == engine.EventDecision })
+		p.mu.Unlock()
+		if seen {
+			return
+		}
+	}
 }
 
 // clientFrom is an HTTP client whose connections leave from addr (any when invalid), one
