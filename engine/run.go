@@ -257,3 +257,21 @@ func decoySignals(d *config.Decoy, m *game.Model) strictyaml.Problems {
 
 // Store is the audit store the engine writes its decisions to (the API reads it).
 func (r *Running) Store() *store.Store { return r.store }
+
+// WaitListening waits until every sensor that listens (one with a Ready channel, such as the
+// decoys) is listening, or ctx ends; false then. An agent reports itself ready only after
+// this, so a connection to a decoy right after start finds it there.
+func (r *Running) WaitListening(ctx context.Context) bool {
+	for _, s := range r.sources {
+		l, ok := s.(interface{ Ready() <-chan struct{} })
+		if !ok {
+			continue
+		}
+		select {
+		case <-l.Ready():
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}

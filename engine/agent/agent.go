@@ -376,6 +376,13 @@ func (a *agent) startEngine(ctx context.Context) error {
 	}
 	a.isolate.Store(&isolate)
 	a.state.engine.Store(r)
+	// A listening sensor that cannot listen is restarted by the supervisor and shown in
+	// status; the agent does not wait for it forever.
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	if !r.WaitListening(wctx) {
+		a.log.Warn("a listening sensor is not listening yet", "component", "engine")
+	}
+	wcancel()
 	a.log.Info("engine running", "component", "engine", "sensors", len(r.Supervisor.States()), "block", a.cms.BlockActuators)
 	a.stops = append(a.stops, func() { a.isolate.Store(nil); r.Stop() })
 	return nil
