@@ -8,6 +8,9 @@
 #   nginx mirror3 wrk -> nginx proxy -> backend 1, mirrored to backends 2 and 3
 #   proteus single   wrk -> proteus gateway --policy single (k=1)
 #   proteus vote3    wrk -> proteus gateway --policy vote --k 3 (majority of 3)
+#   vote floor    wrk -> bench/votefloor (C, one thread, epoll): the request written unchanged to
+#                 the three backends, their bodies compared, the first answer written back;
+#                 the least CPU any voting front can spend on three exchanges over loopback
 # at high load (wrk -t1 -c32 -d10s) and moderate load (-c4, for latency), and prints a
 # Markdown table. Then it runs nginx proxy, nginx mirror3 and vote3 again at -c32, one after
 # the other, ROUNDS times, and prints the ratios of each round and their medians: this
@@ -33,7 +36,7 @@ case "$ROUNDS" in ''|*[!0-9]*) echo "bench/gateway.sh: ROUNDS must be a whole nu
 if [ "$DUR" = --instructions ]; then
   command -v valgrind >/dev/null || { echo "bench/gateway.sh: --instructions needs valgrind" >&2; exit 2; }
 fi
-for p in nginx lighttpd wrk go; do
+for p in nginx lighttpd wrk go cc; do
   command -v "$p" >/dev/null || { echo "bench/gateway.sh: $p is not installed (.ci/run installs it)" >&2; exit 2; }
 done
 
@@ -49,6 +52,7 @@ trap cleanup EXIT
 [ -n "${GWBENCH_DEBUG:-}" ] && set -x
 
 go build -o "$W/proteus" ./cmd/proteus
+cc -O2 -o "$W/votefloor" bench/votefloor.c
 if [ -n "${BEFORE:-}" ]; then
   mkdir -p "$W/before-src"
   git archive "$BEFORE" | tar -x -C "$W/before-src"
@@ -156,7 +160,7 @@ UP="upstream b1 { server 127.0.0.1:$B1; keepalive 64; }
   upstream b2 { server 127.0.0.1:$B2; keepalive 64; }
   upstream b3 { server 127.0.0.1:$B3; keepalive 64; }"
 PX="proxy_http_version 1.1; proxy_set_header Connection \"\";"
-NP=$(port); NM=$(port); PS=$(port); PV=$(port)
+NP=$(port); NM=$(port); PS=$(port); PV=$(port); PF=$(port)
 nginx_conf proxy "$NP" "  $UP
   server { listen 127.0.0.1:$NP; location / { $PX proxy_pass http://b1; } }"
 nginx_conf mirror "$NM" "  $UP
@@ -176,6 +180,9 @@ FRONT[single]=$!
 VOTEPID=$!
 pids+=($VOTEPID)
 FRONT[vote]=$VOTEPID
+"$W/votefloor" "$PF" "$B1" "$B2" "$B3" 2>"$W/floor.log" &
+pids+=($!)
+FRONT[floor]=$!
 BACKENDS=(--backend "http://127.0.0.1:$B1" --backend "http://127.0.0.1:$B2" --backend "http://127.0.0.1:$B3")
 PB=""
 if [ -n "${BEFORE:-}" ]; then
@@ -184,7 +191,7 @@ if [ -n "${BEFORE:-}" ]; then
   pids+=($!)
   FRONT[before]=$!
 fi
-for p in $NP $NM $PS $PV $PB; do wait_up "$p"; done
+for p in $NP $NM $PS $PV $PF $PB; do wait_up "$p"; done
 
 # Sanity: the voter must answer the page, and must not report dissent on it.
 curl -fsS "http://127.0.0.1:$PV/index.html" | cmp -s - "$W/site/index.html" || { echo "bench/gateway.sh: vote3 answered a different page" >&2; exit 1; }
@@ -238,9 +245,9 @@ ms() { # wrk latency (e.g. 512.00us, 1.20ms, 2.00s) -> milliseconds
 }
 
 declare -A R
-names=(direct nginx-proxy nginx-mirror3 proteus-single proteus-vote3)
-ports=($B1 $NP $NM $PS $PV)
-fronts=(${FRONT[backend1]} ${FRONT[proxy]} ${FRONT[mirror]} ${FRONT[single]} ${FRONT[vote]})
+names=(direct nginx-proxy nginx-mirror3 proteus-single proteus-vote3 vote-floor)
+ports=($B1 $NP $NM $PS $PV $PF)
+fronts=(${FRONT[backend1]} ${FRONT[proxy]} ${FRONT[mirror]} ${FRONT[single]} ${FRONT[vote]} ${FRONT[floor]})
 if [ -n "$PB" ]; then
   names+=(proteus-vote3-before); ports+=($PB); fronts+=(${FRONT[before]})
 fi
@@ -261,8 +268,9 @@ for r in $(seq 1 "$ROUNDS"); do
   rv=$(run round-vote3 "$PV" 32 "${FRONT[vote]}")
   rb="- -"
   [ -n "$PB" ] && rb=$(run round-before "$PB" 32 "${FRONT[before]}" | awk '{print $1, $4}')
-  # proxy req/s, mirror3 req/s, vote3 req/s, vote3 CPU, before req/s, before CPU, proxy CPU
-  rounds+=("$(awk '{print $1}' <<<"$rp") $rm3 $(awk '{print $1, $4}' <<<"$rv") $rb $(awk '{print $4}' <<<"$rp")")
+  rf=$(run round-floor "$PF" 32 "${FRONT[floor]}" | awk '{print $4}')
+  # proxy req/s, mirror3 req/s, vote3 req/s, vote3 CPU, before req/s, before CPU, proxy CPU, floor CPU
+  rounds+=("$(awk '{print $1}' <<<"$rp") $rm3 $(awk '{print $1, $4}' <<<"$rv") $rb $(awk '{print $4}' <<<"$rp") $rf")
 done
 dissent=$(grep -c 'msg=dissent' "$W/vote.log" || true)
 
@@ -296,12 +304,13 @@ printf 'proteus vote3 peak RSS %s KiB after the -c32 runs, %s KiB after -c256 (%
   "$rss" "$rss256" "$(awk -v a="$rss" -v b="$rss256" 'BEGIN { printf "%.1f", (b - a) / 224 }')" "$dissent"
 if [ "$ROUNDS" -gt 0 ]; then
   printf '\n%s more rounds at -c32, one setup after the other:\n\n' "$ROUNDS"
-  printf '| round | nginx proxy req/s | nginx mirror3 req/s | proteus vote3 req/s | vote3 / proxy | vote3 / mirror3 | vote3 front CPU µs/req | nginx proxy front CPU µs/req | vote3 / proxy CPU | before: req/s | before: front CPU µs/req |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+  printf '| round | nginx proxy req/s | nginx mirror3 req/s | proteus vote3 req/s | vote3 / proxy | vote3 / mirror3 | vote3 front CPU µs/req | nginx proxy front CPU µs/req | vote3 / proxy CPU | vote floor CPU µs/req | floor / proxy CPU | vote3 / floor CPU | before: req/s | before: front CPU µs/req |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
   for i in "${!rounds[@]}"; do
-    read -r rp rm3 rv cv rb cb cp <<<"${rounds[$i]}"
-    printf '| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' $((i + 1)) "$rp" "$rm3" "$rv" \
+    read -r rp rm3 rv cv rb cb cp cf <<<"${rounds[$i]}"
+    printf '| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' $((i + 1)) "$rp" "$rm3" "$rv" \
       "$(awk -v a="$rv" -v b="$rp" 'BEGIN{printf "%.2f", a/b}')" "$(awk -v a="$rv" -v b="$rm3" 'BEGIN{printf "%.2f", a/b}')" \
-      "$cv" "$cp" "$(awk -v a="$cv" -v b="$cp" 'BEGIN{printf "%.2f", a/b}')" "$rb" "$cb"
+      "$cv" "$cp" "$(awk -v a="$cv" -v b="$cp" 'BEGIN{printf "%.2f", a/b}')" \
+      "$cf" "$(awk -v a="$cf" -v b="$cp" 'BEGIN{printf "%.2f", a/b}')" "$(awk -v a="$cv" -v b="$cf" 'BEGIN{printf "%.2f", a/b}')" "$rb" "$cb"
   done
   median() { sort -g | awk '{v[NR]=$1} END { if (NR % 2) printf "%.2f", v[(NR+1)/2]; else printf "%.2f", (v[NR/2]+v[NR/2+1])/2 }'; }
   printf '\nmedian over the %s rounds: vote3 / nginx proxy = %s, vote3 / nginx mirror3 = %s\n' "$ROUNDS" \
@@ -309,6 +318,9 @@ if [ "$ROUNDS" -gt 0 ]; then
     "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $3/$2}' <<<"$x"; done | median)"
   printf 'median vote3 front CPU / nginx proxy front CPU per request = %s\n' \
     "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $4/$7}' <<<"$x"; done | median)"
+  printf 'median vote floor CPU / nginx proxy front CPU per request = %s; vote3 / vote floor = %s\n' \
+    "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $8/$7}' <<<"$x"; done | median)" \
+    "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $4/$8}' <<<"$x"; done | median)"
   if [ -n "$PB" ]; then
     printf 'median vote3 (this tree) / vote3 (%s): req/s %s, front CPU per request %s\n' "$BEFORE" \
       "$(for x in "${rounds[@]}"; do awk '{printf "%.4f\n", $3/$5}' <<<"$x"; done | median)" \
