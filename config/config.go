@@ -81,9 +81,11 @@ func Parse(file string, data []byte) (*Config, error) {
 func parse(file string, data []byte, keep func(strictyaml.Problem) bool) (*Config, error) {
 	c := &Config{}
 	doc, err := strictyaml.Decode(file, data, c)
-	if err != nil {
+	if doc == nil {
 		return nil, err
 	}
+	// Unknown fields and wrong types do not stop here: what decoded is validated too, so one
+	// run reports every problem of the file.
 	c.applyDefaults()
 	var kept strictyaml.Problems
 	for _, p := range c.Problems() {
@@ -91,7 +93,7 @@ func parse(file string, data []byte, keep func(strictyaml.Problem) bool) (*Confi
 			kept = append(kept, p)
 		}
 	}
-	if err := doc.Locate(kept); err != nil {
+	if err := doc.Report(err, kept); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -41,3 +41,27 @@ func TestValidateWithoutDocument(t *testing.T) {
 		t.Fatalf("want api.listen problem, got %v", err)
 	}
 }
+
+// One run reports every problem: unknown fields do not hide the invalid values after them.
+func TestParseReportsEveryProblem(t *testing.T) {
+	src := "version: 1\nlog:\n  level: loud\n  colour: red\napi:\n  listen: nowhere\n  bogus: 1\npool:\n  desired: abc\n  extra: x\n"
+	_, err := Parse("a.yaml", []byte(src))
+	if !errors.Is(err, strictyaml.ErrInvalid) {
+		t.Fatalf("want ErrInvalid, got %v", err)
+	}
+	for _, want := range []string{
+		"a.yaml:3:10: log.level: must be debug",
+		"a.yaml:4:3: log.colour: unknown field",
+		"a.yaml:6:11: api.listen: must be host:port",
+		"a.yaml:7:3: api.bogus: unknown field",
+		"a.yaml:9:12: pool.desired: cannot unmarshal",
+		"a.yaml:10:3: pool.extra: unknown field",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%s\nlacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "pool.desired: must be") {
+		t.Errorf("a validation problem about the value that did not decode:\n%s", err)
+	}
+}

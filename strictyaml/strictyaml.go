@@ -7,10 +7,13 @@ package strictyaml
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -84,7 +87,9 @@ var lineRe = regexp.MustCompile(`^line (\d+): (.*)$`)
 var unknownFieldRe = regexp.MustCompile(`^field (\S+) not found in type (\S+)$`)
 
 // Decode parses data strictly into v. Unknown fields, wrong types, several documents and empty
-// input are errors naming file, line and field.
+// input are errors naming file, line and field. Unknown fields and wrong types come back with
+// the document too (v filled as far as it could be), so the caller can validate the rest and
+// report every problem at once with Document.Report; any other error has a nil document.
 func Decode(file string, data []byte, v any) (*Document, error) {
 	if len(data) > MaxSize {
 		return nil, &FieldError{File: file, Msg: fmt.Sprintf("document is %d bytes, limit is %d", len(data), MaxSize)}
@@ -102,7 +107,7 @@ func Decode(file string, data []byte, v any) (*Document, error) {
 	if err := dec.Decode(v); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			return nil, doc.typeErrors(te)
+			return doc, doc.typeErrors(te)
 		}
 		return nil, syntaxError(file, err)
 	}
@@ -158,6 +163,56 @@ func (d *Document) Locate(probs Problems) error {
 		out = append(out, fe)
 	}
 	return out
+}
+
+// Report is Locate plus the decode errors Decode returned with d (nil when there were none),
+// in the order of their lines: one run shows every unknown field, wrong type and invalid value.
+// A validation problem on a field that failed to decode, or inside one, is left out (the field
+// holds its zero value, so the finding would be about a value the file does not have).
+func (d *Document) Report(decodeErr error, probs Problems) error {
+	var out Errors
+	if decodeErr != nil && !errors.As(decodeErr, &out) {
+		return decodeErr
+	}
+	var kept Problems
+	for _, p := range probs {
+		if !undecoded(out, p.Field) {
+			kept = append(kept, p)
+		}
+	}
+	var located Errors
+	if err := d.Locate(kept); err != nil {
+		located = err.(Errors)
+	}
+	out = append(append(Errors(nil), out...), located...)
+	if len(out) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(out, func(a, b *FieldError) int {
+		// problems without a line (absent fields) go last
+		la, lb := a.Line, b.Line
+		if la == 0 {
+			la = math.MaxInt
+		}
+		if lb == 0 {
+			lb = math.MaxInt
+		}
+		return cmp.Or(cmp.Compare(la, lb), cmp.Compare(a.Column, b.Column))
+	})
+	return out
+}
+
+// undecoded reports whether field is, or lies inside, a field of a decode error in es.
+func undecoded(es Errors, field string) bool {
+	for _, e := range es {
+		if e.Field == "" {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(field, e.Field); ok && (rest == "" || rest[0] == '.' || rest[0] == '[') {
+			return true
+		}
+	}
+	return false
 }
 
 // lookup finds the value node of a dotted path like "a.b[3].c"; nil when absent.

@@ -92,3 +92,44 @@ func FuzzDecode(f *testing.F) {
 		_ = doc.Locate(p)
 	})
 }
+
+// Report gives the decode errors and the validation problems together, by line, and leaves
+// out a validation problem about a field that did not decode (its value is not the file's).
+func TestReportEveryProblem(t *testing.T) {
+	src := "name: x\nbogus: 1\nitems:\n  - p: hello\n  - p: 1.5\nextra: 2\n"
+	var o outer
+	doc, err := Decode("t.yaml", []byte(src), &o)
+	if doc == nil || err == nil {
+		t.Fatalf("want a document and decode errors, got %v, %v", doc, err)
+	}
+	var p Problems
+	for i, it := range o.Items {
+		p.Probability(fmt.Sprintf("items[%d].p", i), it.P)
+		p.Addf(fmt.Sprintf("items[%d].p", i), "always")
+	}
+	p.Addf("missing", "absent field")
+	got := doc.Report(err, p)
+	if !errors.Is(got, ErrInvalid) {
+		t.Fatalf("not ErrInvalid: %v", got)
+	}
+	want := []string{
+		"t.yaml:2:1: bogus: unknown field",
+		"t.yaml:4:8: items[0].p: cannot unmarshal",
+		"t.yaml:5:8: items[1].p: must be a probability",
+		"t.yaml:5:8: items[1].p: always",
+		"t.yaml:6:1: extra: unknown field",
+		"t.yaml: missing: absent field",
+	}
+	lines := strings.Split(got.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%s", len(lines), len(want), got)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d: %q, want %q", i, lines[i], w)
+		}
+	}
+	if doc.Report(nil, nil) != nil {
+		t.Error("no problems, yet an error")
+	}
+}

@@ -145,14 +145,16 @@ func TestAgentDefaultConfigEndToEnd(t *testing.T) {
 		}
 	}
 	if c, out := cli("status"); c != 0 || !strings.Contains(out, "VARIANT") || !strings.Contains(out, "TRUST") || !strings.Contains(out, "c* = 1") ||
-		!strings.Contains(out, "defense success β_y = tanh(c*·a/(2π)) = 0.0000 at attack intensity π = 0.50") {
+		!strings.Contains(out, "defense success β_y = 0.0000: the game model's odds") ||
+		!strings.Contains(out, "tanh(c*·a/(2π)) with c* = 1, a = 0.0000 reconfigurations/s measured, attack intensity π = 0.50") ||
+		!strings.Contains(out, "0 because no executor was rebuilt") {
 		t.Errorf("status table: %d %s", c, out)
 	}
 	first := status.Executors[0].ID
 	if c, out := cli("rotate", first); c != 0 || !strings.Contains(out, "rotated "+first) {
 		t.Fatalf("rotate: %d %s", c, out)
 	}
-	if c, out := cli("status", "--attack-intensity", "0.25"); c != 0 || !strings.Contains(out, "π = 0.25") || strings.Contains(out, "β_y = tanh(c*·a/(2π)) = 0.0000") {
+	if c, out := cli("status", "--attack-intensity", "0.25"); c != 0 || !strings.Contains(out, "π = 0.25") || strings.Contains(out, "β_y = 0.0000") {
 		t.Errorf("status after a rotation, π = 0.25: %d %s", c, out)
 	}
 	if c, out := cli("rotate", first); c != 1 || !strings.Contains(out, "404") {
@@ -238,6 +240,12 @@ func TestControlCommandUsage(t *testing.T) {
 		{[]string{"rotate", "--all"}, 1, "no agent token"},
 		{[]string{"demo-server", "--impl", "iis", "--listen", "127.0.0.1:0", "--root", data}, 2, "unknown implementation"},
 		{[]string{"demo-server"}, 2, "--listen and --root"},
+		{[]string{"validate"}, 2, "accepts 1 arg(s), received 0"},
+		{[]string{"nosuch"}, 2, `unknown command "nosuch" for "proteus"`},
+		{[]string{"enclave", "nosuch"}, 2, `unknown command "nosuch" for "proteus enclave"`},
+		{[]string{"status", "extra"}, 2, `unknown command "extra"`},
+		{[]string{"status", "--bogus"}, 2, "unknown flag"},
+		{[]string{"block"}, 2, "exactly one address"},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer

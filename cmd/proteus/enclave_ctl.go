@@ -141,18 +141,42 @@ func newEnclavePublishCmd() *cobra.Command {
 			if *output == "json" {
 				return printJSON(cmd.OutOrStdout(), res)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "published %s about %s until %s; here: %s (evidence %.3f)\n",
-				res.Indicator, res.Target, res.Expires.Format(time.RFC3339), res.Decision.Decision, res.Decision.Evidence)
+			fmt.Fprintf(cmd.OutOrStdout(), "published %s about %s until %s; %s\n",
+				res.Indicator, res.Target, res.Expires.Format(time.RFC3339), publishedOutcome(res.Decision))
 			return nil
 		},
 	}
 	c.Flags().StringVar(&target, "target", "", "what was seen: an address, a CIDR or port/N")
 	c.Flags().IntVar(&confidence, "confidence", 90, "confidence 1..100")
-	c.Flags().DurationVar(&ttl, "ttl", 10*time.Minute, "how long peers should act")
+	c.Flags().DurationVar(&ttl, "ttl", 10*time.Minute, "how long the sighting is valid (each peer decides for itself whether to act)")
 	c.Flags().StringVar(&action, "action", "block", "recommended action: block or watch")
 	c.Flags().StringVar(&desc, "description", "", "free text")
 	output = outputFlag(c)
 	return c
+}
+
+// publishedOutcome says what a published sighting's decision did here: whether a block took
+// effect, and why not when the countermeasure refused it.
+func publishedOutcome(rec enclave.DecisionRecord) string {
+	var what string
+	switch {
+	case rec.Decision == enclave.Act && rec.Error != "":
+		what = "here: act decided but NOT applied: " + printable(rec.Error)
+	case rec.Decision == enclave.Act && rec.Applied:
+		what = "here: act, countermeasure applied"
+	case rec.Decision == enclave.Act:
+		what = "here: act decided but NOT applied (a block on it is already in force at least that long)"
+	default:
+		what = "here: " + string(rec.Decision)
+		if rec.Why != "" {
+			what += " (" + printable(rec.Why) + ")"
+		}
+		what += ", no block applied"
+		if rec.Error != "" {
+			what += "; error: " + printable(rec.Error)
+		}
+	}
+	return fmt.Sprintf("%s (evidence %.3f)", what, rec.Evidence)
 }
 
 func newEnclaveRevokeCmd() *cobra.Command {

@@ -48,7 +48,35 @@ func newRootCmd() *cobra.Command {
 	for _, f := range commandFactories {
 		root.AddCommand(f())
 	}
+	markUsageErrors(root)
 	return root
+}
+
+// markUsageErrors makes cobra's own argument errors usage errors (exit 2) in c and every
+// command below it: a wrong number of arguments, and an unknown subcommand (cobra prints
+// the help of a command group and exits 0 when it gets an argument it does not know).
+func markUsageErrors(c *cobra.Command) {
+	if !c.Runnable() && c.HasSubCommands() {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("%w: unknown command %q for %q (see %s --help)", errUsage, args[0], cmd.CommandPath(), cmd.CommandPath())
+			}
+			return cmd.Help()
+		}
+	} else if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil && !errors.Is(err, errUsage) {
+				return fmt.Errorf("%w: %v (see %s --help)", errUsage, err, cmd.CommandPath())
+			} else if err != nil {
+				return err
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		markUsageErrors(sub)
+	}
 }
 
 // defaultDataDir is $PROTEUS_DATA_DIR, else $XDG_STATE_HOME/proteus, else ~/.local/state/proteus.

@@ -69,7 +69,7 @@ func init() {
 					fmt.Fprintf(out, "executor isolation: %s\n", iso)
 				}
 				fmt.Fprintf(out, "c* = %d, reconfiguration rate a = %.4f/s\n", st.CStar, st.RotationRate)
-				fmt.Fprintf(out, "defense success β_y = tanh(c*·a/(2π)) = %.4f at attack intensity π = %.2f\n", st.DefenseSuccess, st.AttackIntensity)
+				printDefenseSuccess(out, st)
 				printAgentState(out, st)
 				return nil
 			},
@@ -79,6 +79,20 @@ func init() {
 		apiFlag(c, &addr)
 		return c
 	})
+}
+
+// printDefenseSuccess prints β_y with what it means, its inputs and, when it is low, why.
+func printDefenseSuccess(out io.Writer, st *api.Status) {
+	fmt.Fprintf(out, "defense success β_y = %.4f: the game model's odds that moving the target defeats an attack\n", st.DefenseSuccess)
+	fmt.Fprintln(out, `  (a gauge for comparing settings; docs/operations.md, "How the MTD knobs feed the game model"):`)
+	fmt.Fprintf(out, "  tanh(c*·a/(2π)) with c* = %d, a = %.4f reconfigurations/s measured, attack intensity π = %.2f\n", st.CStar, st.RotationRate, st.AttackIntensity)
+	switch n := len(st.Executors); {
+	case st.RotationRate <= 0:
+		fmt.Fprintln(out, "  0 because no executor was rebuilt in the measuring window yet; it rises as they rotate")
+	case st.DefenseSuccess < 0.5 && n > 0:
+		every := time.Duration(float64(n) / st.RotationRate * float64(time.Second)).Round(time.Second)
+		fmt.Fprintf(out, "  low because each executor is rebuilt only about every %s; a higher pool.max_concurrent (c*) or a shorter pool.rotation raises it\n", every)
+	}
 }
 
 var isolationUID = regexp.MustCompile(`uid\+gid [0-9]+`)
