@@ -445,7 +445,9 @@ func (s *Server) unblock(w http.ResponseWriter, r *http.Request) {
 const heartbeat = 15 * time.Second
 
 // events streams bus events as server-sent events: "event: <kind>" and "data: <json>".
-// ?kind=PREFIX filters by kind prefix.
+// ?kind=PREFIX filters by kind prefix. With ?unnamed=1 the "event:" line is left out, so a
+// browser's EventSource delivers every kind to its onmessage (a named event reaches only a
+// listener for that name, and kinds are open-ended); the kind is in the data either way.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
@@ -456,6 +458,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if k := r.URL.Query().Get("kind"); k != "" {
 		filter = bus.KindPrefix(k)
 	}
+	named := r.URL.Query().Get("unnamed") != "1"
 	ch, cancel := s.bus.Subscribe(256, filter)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -479,11 +482,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				continue
 			}
-			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", e.Kind, data)
+			if named {
+				fmt.Fprintf(w, "event: %s\n", sseField(e.Kind))
+			}
+			fmt.Fprintf(w, "data: %s\n\n", data)
 		}
 		fl.Flush()
 	}
 }
+
+// sseField keeps a field on its one line: a kind with a line break (none the agent makes)
+// would otherwise end the field early and start another.
+func sseField(v string) string { return strings.NewReplacer("\r", " ", "\n", " ").Replace(v) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -29,6 +30,7 @@ type env struct {
 	client *api.Client
 	data   string
 	token  string
+	bus    *bus.Bus
 }
 
 func setup(t *testing.T) *env {
@@ -53,7 +55,7 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{pool: pool, srv: srv, client: c, data: data, token: tok}
+	return &env{pool: pool, srv: srv, client: c, data: data, token: tok, bus: b}
 }
 
 func TestTokenFileIsPrivate(t *testing.T) {
@@ -202,4 +204,43 @@ func TestEventsStreamRotation(t *testing.T) {
 		}
 	}
 	t.Fatalf("stream ended: %v", sc.Err())
+}
+
+// readEvent reads one event of an SSE stream: its "event:" value ("" without one) and data.
+func readEvent(t *testing.T, sc *bufio.Scanner) (name, data string) {
+	t.Helper()
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			name = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			data = strings.TrimPrefix(line, "data: ")
+		case line == "" && data != "":
+			return name, data
+		}
+	}
+	t.Fatalf("stream ended: %v", sc.Err())
+	return "", ""
+}
+
+// ?unnamed=1 leaves out the event line (a browser's EventSource then hands every kind to
+// onmessage); a kind with a line break cannot start a field of its own in the named stream.
+func TestEventsUnnamedAndKindOnOneLine(t *testing.T) {
+	e := setup(t)
+	for _, c := range []struct{ query, kind, name string }{
+		{"?unnamed=1", "sensor.never-heard-of", ""},
+		{"", "evil\ndata: {\"kind\":\"forged\"}", `evil data: {"kind":"forged"}`},
+	} {
+		resp := authGet(t, e, "/events"+c.query)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Scan() // the comment the server writes once it has subscribed
+		e.bus.Publish(bus.Event{Kind: c.kind, Source: "test"})
+		name, data := readEvent(t, sc)
+		resp.Body.Close()
+		var ev bus.Event
+		if err := json.Unmarshal([]byte(data), &ev); err != nil || ev.Kind != c.kind || name != c.name {
+			t.Errorf("%s: event %q data %q (%v); want event %q and kind %q", c.query, name, data, err, c.name, c.kind)
+		}
+	}
 }

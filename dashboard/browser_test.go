@@ -100,6 +100,15 @@ func TestBrowserShowsExecutorsDecisionsAndRunsNoMarkup(t *testing.T) {
 	if feed := text(`#feed`); !strings.Contains(feed, hostile) {
 		t.Errorf("feed %q does not show the dissent's path as text", feed)
 	}
+	// Every kind is shown, not only those app.js names: the enclave's, and one that no code
+	// emits today (a kind added tomorrow).
+	for _, k := range []string{"enclave.decision", "enclave.rejected", "sensor.future-kind"} {
+		e.bus.Publish(bus.Event{Kind: k, Source: "test", Subject: "s-" + k, Attrs: map[string]any{"note": hostile}})
+		wait(`#feed li[data-kind="` + k + `"]`)
+		if line := text(`#feed li[data-kind="` + k + `"]`); !strings.Contains(line, "s-"+k) || !strings.Contains(line, hostile) {
+			t.Errorf("feed line of %s: %q", k, line)
+		}
+	}
 
 	// The decision's page.
 	wait(`#decisions tbody tr[data-id="d-xss"]`)

@@ -147,34 +147,31 @@ function feedLine(ev) {
     if (typeof v === "object") v = JSON.stringify(v);
     parts.push(k + "=" + String(v).slice(0, 160));
   }
-  return fmtTime(ev.time) + " " + ev.kind + " " + (ev.subject || "") + " " + parts.join(" ");
+  return fmtTime(ev.time) + " " + dash(ev.kind) + " " + (ev.subject || "") + " " + parts.join(" ");
 }
 
 let pending = null;
 function soon(fn) { if (!pending) pending = setTimeout(() => { pending = null; fn(); }, 300); }
 
+// The stream is asked for unnamed events (?unnamed=1), so every kind the agent emits, today's
+// and tomorrow's, arrives at onmessage and is shown; the kind is in the event's data.
 function follow() {
-  const es = new EventSource("/events");
+  const es = new EventSource("/events?unnamed=1");
   es.onopen = () => { $("stream").textContent = "stream: live"; $("stream").className = "badge up"; };
   es.onerror = () => { $("stream").textContent = "stream: reconnecting"; $("stream").className = "badge"; };
-  es.onmessage = null;
-  const handle = (msg) => {
+  es.onmessage = (msg) => {
     let ev;
     try { ev = JSON.parse(msg.data); } catch (e) { return; }
+    if (!ev || typeof ev !== "object") return;
+    const k = String(ev.kind || "unknown");
     const feed = $("feed");
-    const li = el("li", feedLine(ev));
-    li.dataset.kind = String(ev.kind);
+    const li = el("li", feedLine(ev), "kind-" + k.split(".")[0].replace(/[^a-z0-9-]/gi, ""));
+    li.dataset.kind = k;
     feed.insertBefore(li, feed.firstChild);
     while (feed.childNodes.length > FEED_MAX) feed.removeChild(feed.lastChild);
-    const k = String(ev.kind);
     if (k.startsWith("executor.") || k.startsWith("gateway.")) soon(refreshStatus);
     if (k === "engine.decision" && !$("overview").hidden) refreshDecisions();
   };
-  for (const k of ["executor.transition", "executor.started", "executor.healthy", "executor.stopped", "executor.failed",
-    "executor.quarantined", "executor.tampered-image", "executor.rotation", "executor.rotation-failed", "executor.denied",
-    "gateway.dissent", "gateway.no-consensus", "gateway.rebuild", "gateway.ejected", "gateway.back", "gateway.noise-learned",
-    "countermeasure.applied", "countermeasure.reverted", "countermeasure.failed", "countermeasure.vigilance",
-    "engine.decision", "engine.signal", "sensor.state"]) es.addEventListener(k, handle);
 }
 
 // Logging out is a state change: it carries the header the agent's CSRF check asks for (the
