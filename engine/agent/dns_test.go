@@ -56,6 +56,34 @@ v6 IN AAAA 2001:db8::1
 `, serial, www)
 }
 
+// nsdConfTemplate is NSD's configuration as a pool variant's template (see config/pool.go):
+// the zone file is the image's, the state under {{.State}}, response rate limiting off.
+const nsdConfTemplate = `server:
+  ip-address: {{.IP}}@{{.Port}}
+  username: ""
+  zonesdir: "{{.Dir}}"
+  database: ""
+  pidfile: "{{.State}}/nsd.pid"
+  xfrdfile: "{{.State}}/xfrd.state"
+  zonelistfile: "{{.State}}/zone.list"
+  xfrdir: "{{.State}}"
+  chroot: ""
+  server-count: 1
+  verbosity: 1
+  rrl-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: proteus.lab
+  zonefile: {{.Dir}}/zone
+`
+
+// indent puts n spaces before every line of s.
+func indent(s string, n int) string {
+	pad := strings.Repeat(" ", n)
+	return pad + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n"+pad) + "\n"
+}
+
 // dnsPoolConfig is an agent config whose pool is four DNS server variants over image (a
 // directory with the zone file and its manifest); extra is appended to the pool section.
 func dnsPoolConfig(image, rotation string) string {
@@ -86,25 +114,7 @@ pool:
       traits: {server: nsd}
       files:
         nsd.conf: |
-          server:
-            ip-address: {{.IP}}@{{.Port}}
-            username: ""
-            zonesdir: "{{.Dir}}"
-            database: ""
-            pidfile: "{{.State}}/nsd.pid"
-            xfrdfile: "{{.State}}/xfrd.state"
-            zonelistfile: "{{.State}}/zone.list"
-            xfrdir: "{{.State}}"
-            chroot: ""
-            server-count: 1
-            verbosity: 1
-            rrl-ratelimit: 0
-          remote-control:
-            control-enable: no
-          zone:
-            name: proteus.lab
-            zonefile: {{.Dir}}/zone
-    - name: knot
+` + indent(nsdConfTemplate, 10) + `    - name: knot
       image: ` + image + `
       command: [knotd, -c, "{{.Dir}}/knot.conf"]
       traits: {server: knot}
@@ -395,10 +405,10 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
-// poison makes a running Knot executor serve a forged www record: its zone file in its work
-// directory rewritten and reloaded through its control socket (what an attacker who got
+// poisonKnot makes a running Knot executor serve a forged www record: its zone file in its
+// work directory rewritten and reloaded through its control socket (what an attacker who got
 // into the server's data would do).
-func poison(dataDir, id string) error {
+func poisonKnot(dataDir, id string) error {
 	work := filepath.Join(dataDir, "executor", "process", "work", id)
 	if err := os.WriteFile(filepath.Join(work, "zone"), []byte(dnsZoneFile(dnsForged)), 0o644); err != nil {
 		return err
@@ -419,7 +429,16 @@ func TestDNSPoolRotatesUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real DNS servers for half a minute")
 	}
-	ra := startDNSAgent(t, dnsPoolConfig(dnsImage(t), "1s-2s"))
+	rotateUnderLoadAndPoison(t, startDNSAgent(t, dnsPoolConfig(dnsImage(t), "1s-2s")), "knot", poisonKnot)
+}
+
+// rotateUnderLoadAndPoison runs query load over UDP and TCP against ra's DNS front while the
+// pool rotates on its schedule, poisons a young healthy executor of the variant named (after
+// 6 s, with poison), and checks: no failed, wrong or forged answer, at least six scheduled
+// rotations, the poisoned executor reported for the forged name and rebuilt, and no honest
+// executor ever dissenting on content.
+func rotateUnderLoadAndPoison(t *testing.T, ra *runningAgent, variant string, poison func(dataDir, id string) error) {
+	t.Helper()
 	front := ra.ready.Gateway.String()
 
 	var load dnsLoad
@@ -466,7 +485,7 @@ func TestDNSPoolRotatesUnderLoad(t *testing.T) {
 				continue
 			}
 			for _, ex := range ra.status(t).Executors {
-				if ex.Variant == "knot" && ex.State == "healthy" && ex.AgeSeconds < 0.7 {
+				if ex.Variant == variant && ex.State == "healthy" && ex.AgeSeconds < 0.7 {
 					// a young one, so the schedule does not retire it before the vote does
 					if err := poison(ra.dataDir, ex.ID); err != nil {
 						t.Logf("poisoning %s: %v", ex.ID, err)
