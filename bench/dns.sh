@@ -9,10 +9,12 @@
 #   dnsdist         dnsperf -> dnsdist (no packet cache) -> NSD
 #   proteus-single  dnsperf -> proteus dns-gateway --k 1 -> NSD
 #   proteus-vote3   dnsperf -> proteus dns-gateway --k 3 -> NSD, Knot, BIND (majority of 3)
+#   vote-floor      dnsperf -> bench/dnsfloor (C, one thread, epoll, no DNS parsing) -> the same
+#                   three: the least a voting front can spend on three exchanges over loopback
 # the throughput (queries per second over DURATION) and the front's CPU time per query, then
 # the latency at a moderate, fixed rate (-Q 2000 for 5 s; p50 and p99 of every answer, and the
 # p50 a front adds over direct). Then it runs dnsdist and vote3 again, one after the other,
-# ROUNDS times, and prints the ratio of each round and their median, since this machine's
+# ROUNDS times (with the floor), and prints the ratio of each round and their median, since this machine's
 # speed drifts. Everything listens on loopback and stops by itself; runs ~1 + ROUNDS*2*DURATION.
 #
 # Usage: bench/dns.sh [DURATION [ROUNDS]]   (default 10 and 3 (seconds, rounds); needs nsd,
@@ -26,7 +28,7 @@ cd "$(dirname "$0")/.."
 DUR=${1:-10}
 ROUNDS=${2:-3}
 case "$DUR$ROUNDS" in *[!0-9]*) echo "bench/dns.sh: DURATION (seconds) and ROUNDS must be whole numbers" >&2; exit 2 ;; esac
-for p in nsd knotd named dnsdist dnsperf go; do
+for p in nsd knotd named dnsdist dnsperf go cc; do
   command -v "$p" >/dev/null || { echo "bench/dns.sh: $p is not installed (.ci/run installs it)" >&2; exit 2; }
 done
 
@@ -41,6 +43,7 @@ cleanup() {
 trap cleanup EXIT
 
 go build -o "$W/proteus" ./cmd/proteus
+cc -O2 -o "$W/dnsfloor" bench/dnsfloor.c
 if [ -n "${BEFORE:-}" ]; then
   mkdir -p "$W/before-src"
   git archive "$BEFORE" | tar -x -C "$W/before-src"
@@ -138,7 +141,10 @@ SINGLE=$(free_port); VOTE=$(free_port)
 "$W/proteus" dns-gateway --listen 127.0.0.1:$VOTE --k 3 --rate -1 \
   --backend 127.0.0.1:$NSD --backend 127.0.0.1:$KNOT --backend 127.0.0.1:$BIND >"$W/vote.out" 2>&1 & pids+=($!); VOTE_PID=$!
 
-PORTS="$NSD $KNOT $BIND $DDIST $SINGLE $VOTE"
+FLOOR=$(free_port)
+"$W/dnsfloor" "$FLOOR" "$NSD" "$KNOT" "$BIND" 2>"$W/floor.out" & pids+=($!); FLOOR_PID=$!
+
+PORTS="$NSD $KNOT $BIND $DDIST $SINGLE $VOTE $FLOOR"
 if [ -n "${BEFORE:-}" ]; then
   OLD=$(free_port)
   "$W/proteus-before" dns-gateway --listen 127.0.0.1:$OLD --k 3 --rate -1 \
@@ -182,7 +188,7 @@ echo "|---|---:|---:|---:|---:|---:|"
 read -r dq dc < <(throughput "$NSD" "$NSD_PID")
 read -r d50 d99 < <(latency "$NSD")
 echo "| direct (NSD) | $dq | - | $d50 | $d99 | 0 |"
-setups=("dnsdist $DDIST $DDIST_PID" "proteus-single $SINGLE $SINGLE_PID" "proteus-vote3 $VOTE $VOTE_PID")
+setups=("dnsdist $DDIST $DDIST_PID" "proteus-single $SINGLE $SINGLE_PID" "proteus-vote3 $VOTE $VOTE_PID" "vote-floor $FLOOR $FLOOR_PID")
 [ -n "${BEFORE:-}" ] && setups+=("proteus-vote3-before $OLD $OLD_PID")
 for s in "${setups[@]}"; do
   read -r name port pid <<<"$s"
@@ -195,33 +201,34 @@ done
 echo
 echo "front CPU: CPU time of the process under test per answered query (not for direct: NSD answers in a child process); one NSD, Knot and BIND each behind vote3"
 echo
-echo "$ROUNDS more rounds, dnsdist then vote3:"
+echo "$ROUNDS more rounds, dnsdist, vote3, then the floor:"
 echo
-if [ -n "${BEFORE:-}" ]; then
-  echo "| round | dnsdist queries/s | vote3 queries/s | vote3 / dnsdist | dnsdist CPU µs/query | vote3 CPU µs/query | before: queries/s | before: CPU µs/query |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-else
-  echo "| round | dnsdist queries/s | vote3 queries/s | vote3 / dnsdist | dnsdist CPU µs/query | vote3 CPU µs/query |"
-  echo "|---|---:|---:|---:|---:|---:|"
-fi
-ratios=(); cpus=()
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+head="| round | dnsdist queries/s | vote3 queries/s | vote3 / dnsdist | floor queries/s | floor / dnsdist | dnsdist CPU µs/query | vote3 CPU µs/query | floor CPU µs/query | vote3 / floor CPU |"
+rule="|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+[ -n "${BEFORE:-}" ] && head+=" before: queries/s | before: CPU µs/query |" && rule+="---:|---:|"
+echo "$head"; echo "$rule"
+ratios=(); cpus=(); fratios=(); fcpus=()
 for r in $(seq 1 "$ROUNDS"); do
   read -r aq ac < <(throughput "$DDIST" "$DDIST_PID")
   read -r vq vc < <(throughput "$VOTE" "$VOTE_PID")
-  ratio=$(awk -v a="$vq" -v b="$aq" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-  ratios+=("$ratio")
+  read -r fq fc < <(throughput "$FLOOR" "$FLOOR_PID")
+  ratio=$(div "$vq" "$aq")
+  ratios+=("$ratio"); fratios+=("$(div "$fq" "$aq")"); fcpus+=("$(div "$vc" "$fc")")
+  line="| $r | $aq | $vq | $ratio | $fq | $(div "$fq" "$aq") | $ac | $vc | $fc | $(div "$vc" "$fc") |"
   if [ -n "${BEFORE:-}" ]; then
     read -r bq bc < <(throughput "$OLD" "$OLD_PID")
-    cpus+=("$(awk -v a="$vc" -v b="$bc" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')")
-    echo "| $r | $aq | $vq | $ratio | $ac | $vc | $bq | $bc |"
-  else
-    echo "| $r | $aq | $vq | $ratio | $ac | $vc |"
+    cpus+=("$(div "$vc" "$bc")")
+    line+=" $bq | $bc |"
   fi
+  echo "$line"
 done
 echo
-echo "median vote3 / dnsdist throughput over $ROUNDS rounds: $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')"
+echo "median vote3 / dnsdist throughput over $ROUNDS rounds: $(printf '%s\n' "${ratios[@]}" | median)"
+echo "median floor / dnsdist throughput: $(printf '%s\n' "${fratios[@]}" | median); median vote3 / floor CPU per query: $(printf '%s\n' "${fcpus[@]}" | median)"
 if [ -n "${BEFORE:-}" ]; then
-  echo "median vote3 CPU per query, this tree / $BEFORE: $(printf '%s\n' "${cpus[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')"
+  echo "median vote3 CPU per query, this tree / $BEFORE: $(printf '%s\n' "${cpus[@]}" | median)"
 fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "dissent lines logged by vote3 during the run: $(grep -c 'msg=dissent' "$W/vote.out" || true)"
