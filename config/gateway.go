@@ -1,8 +1,10 @@
 package config
 
 import (
+	"maps"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -79,6 +81,15 @@ type Gateway struct {
 	// ServerHeader is the Server value of every answer (default empty: none); an executor's
 	// own Server header never reaches a client.
 	ServerHeader string `yaml:"server_header"`
+	// Identities make what the gateway presents of itself follow the game's deception signal
+	// (see docs/model.md, "What each signal shows an attacker"): one identity per signal ID
+	// of the model, switched live when the engine changes the signal of SignalAsset (any
+	// asset's when empty). Signal is the one presented until the engine sends one, or the one
+	// restored from the audit store (default: the first key in sorted order). Exclusive with
+	// server_header, which is the one identity when the gateway has no signals.
+	Identities  map[string]GatewayIdentity `yaml:"identities"`
+	Signal      string                     `yaml:"signal"`
+	SignalAsset string                     `yaml:"signal_asset"`
 
 	// FailStatus answers requests without a quorum (default 502).
 	FailStatus int `yaml:"fail_status"`
@@ -251,6 +262,9 @@ func (x *Gateway) applyDefaults() {
 	def(&x.Rebuild.Window, time.Minute)
 	def(&x.Eject.For, time.Second)
 	def(&x.Eject.Max, 30*time.Second)
+	if x.Signal == "" && len(x.Identities) > 0 {
+		x.Signal = slices.Sorted(maps.Keys(x.Identities))[0]
+	}
 }
 
 func (x *Gateway) validate(field string, p *strictyaml.Problems) {
@@ -386,6 +400,7 @@ func (x *Gateway) validate(field string, p *strictyaml.Problems) {
 	if strings.ContainsAny(x.ServerHeader, "\r\n\x00") {
 		p.Addf(field+".server_header", "must be one line, got %q", x.ServerHeader)
 	}
+	x.validateIdentities(field, p)
 	if (x.TLS.Cert == "") != (x.TLS.Key == "") {
 		p.Addf(field+".tls", "needs both cert and key")
 	}

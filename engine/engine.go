@@ -209,6 +209,7 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.Store != nil {
 		e.restore() // before the writer's first retention sweep
+		e.restoreSignals()
 		e.writer = store.NewWriter(o.Store, store.WriterOptions{Retention: o.Config.Retention, Logger: o.Logger, Now: o.Now})
 	}
 	return e, nil
@@ -229,12 +230,43 @@ func (e *Engine) restore() {
 			continue
 		}
 		if a.stage < d.Stage-1 || d.Time.After(a.stageAt) {
-			a.stage, a.stageAt, a.signal = d.Stage-1, d.Time, d.Signal
+			a.stage, a.stageAt = d.Stage-1, d.Time
 		}
 		if n, err := strconv.ParseUint(d.ID[lastDash(d.ID)+1:], 10, 64); err == nil && n > e.seq {
 			e.seq = n
 		}
 	}
+}
+
+// restoreSignals takes each asset's signal from its latest decision that sent one (act or
+// defer: an ignore sends none), however old, so a restart does not switch what the decoys
+// and the gateway present back to the config's start signal: an attacker who fingerprinted
+// the agent before the restart sees the same stack after it.
+func (e *Engine) restoreSignals() {
+	for _, a := range e.assets {
+		var at time.Time
+		for _, v := range []string{Act, Defer} {
+			ds, err := e.o.Store.List(context.Background(), store.Filter{Asset: a.Name, Verdict: v, Limit: 1})
+			if err != nil {
+				e.log.Error("restore signals from the audit store", "err", err)
+				return
+			}
+			if len(ds) == 1 && ds[0].Signal != "" && ds[0].Time.After(at) {
+				a.signal, at = ds[0].Signal, ds[0].Time
+			}
+		}
+	}
+}
+
+// signals returns each asset's signal in force ("" for none yet); call it before Run.
+func (e *Engine) signals() map[string]string {
+	out := map[string]string{}
+	for name, a := range e.assets {
+		if a.signal != "" {
+			out[name] = a.signal
+		}
+	}
+	return out
 }
 
 func lastDash(s string) int {

@@ -44,6 +44,9 @@ type AgentOptions struct {
 	// Metrics receives the engine's and the sensors' counters (nil: none).
 	Metrics prometheus.Registerer
 	Logger  *slog.Logger
+	// SignalFollowers follow the game's deception signal besides the sensors that do (the
+	// gateway's identity); each gets the signals restored from the audit store at start.
+	SignalFollowers []SignalFollower
 }
 
 // Running is a started engine with its sensors.
@@ -97,7 +100,14 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); w.run(rctx, o.Bus) }()
 	}
-	if fs := signalFollowers(srcs); len(fs) > 0 {
+	if fs := append(signalFollowers(srcs), o.SignalFollowers...); len(fs) > 0 {
+		// What was in force before a restart is presented again before the engine runs.
+		restored := e.signals()
+		for _, asset := range slices.Sorted(maps.Keys(restored)) {
+			for _, f := range fs {
+				f.SetSignal(asset, restored[asset])
+			}
+		}
 		// Subscribed before the engine runs, so no signal change is missed.
 		ch, unsub := o.Bus.Subscribe(64, func(e bus.Event) bool { return e.Kind == EventSignal })
 		r.wg.Add(1)
@@ -116,16 +126,16 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 	return r, nil
 }
 
-// signalFollower is a sensor whose behaviour follows the game's deception signal (the
-// decoys' banners).
-type signalFollower interface {
+// SignalFollower is what follows the game's deception signal (the decoys' banners, the
+// gateway's identity): SetSignal gets every change of an asset's signal.
+type SignalFollower interface {
 	SetSignal(asset, signal string)
 }
 
-func signalFollowers(srcs []sensor.Source) []signalFollower {
-	var out []signalFollower
+func signalFollowers(srcs []sensor.Source) []SignalFollower {
+	var out []SignalFollower
 	for _, s := range srcs {
-		if f, ok := s.(signalFollower); ok {
+		if f, ok := s.(SignalFollower); ok {
 			out = append(out, f)
 		}
 	}
@@ -133,7 +143,7 @@ func signalFollowers(srcs []sensor.Source) []signalFollower {
 }
 
 // followSignal hands every signal change the engine publishes to fs until ctx ends.
-func followSignal(ctx context.Context, ch <-chan bus.Event, fs []signalFollower) {
+func followSignal(ctx context.Context, ch <-chan bus.Event, fs []SignalFollower) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -220,20 +230,40 @@ func Check(cfg *config.Config, configFile string) error {
 	}
 	_, probs := compileRules(cfg.Engine, m)
 	probs = append(probs, decoySignals(cfg.Sensors.Decoy, m)...)
+	probs = append(probs, gatewaySignals(cfg, m)...)
 	if len(probs) > 0 {
 		return locate(&ConfigError{Problems: probs}, configFile)
 	}
 	return nil
 }
 
-// decoySignals checks the decoys' banner sets against the model's signals: each signal a type
-// can send needs a set (else the decoys would keep presenting the old one), and a set for a
-// signal the model does not have is a typo.
+// decoySignals checks the decoys' banner sets against the model's signals (signalSets).
 func decoySignals(d *config.Decoy, m *game.Model) strictyaml.Problems {
-	var p strictyaml.Problems
 	if d == nil {
-		return p
+		return nil
 	}
+	return signalSets("sensors.decoy.banners", "banner set", slices.Collect(maps.Keys(d.Banners)), m)
+}
+
+// gatewaySignals checks the gateway's identities against the model's signals (signalSets)
+// and the asset whose signal it follows against the engine's assets (else it never would).
+func gatewaySignals(cfg *config.Config, m *game.Model) strictyaml.Problems {
+	g := cfg.Gateway
+	if len(g.Identities) == 0 {
+		return nil
+	}
+	p := signalSets("gateway.identities", "identity", slices.Collect(maps.Keys(g.Identities)), m)
+	if g.SignalAsset != "" && !slices.ContainsFunc(cfg.Engine.Assets, func(a config.Asset) bool { return a.Name == g.SignalAsset }) {
+		p.Addf("gateway.signal_asset", "is not an engine asset (engine.assets[].name), got %q", g.SignalAsset)
+	}
+	return p
+}
+
+// signalSets checks what follows the signal (one set per signal ID, at field) against the
+// model's signals: each signal a type can send needs a set (else the old one would stay
+// presented), and a set for a signal the model does not have is a typo.
+func signalSets(field, what string, keys []string, m *game.Model) strictyaml.Problems {
+	var p strictyaml.Problems
 	signals := map[string]bool{}
 	var names []string
 	for _, t := range m.Types {
@@ -243,13 +273,14 @@ func decoySignals(d *config.Decoy, m *game.Model) strictyaml.Problems {
 		}
 	}
 	for _, sig := range names {
-		if _, ok := d.Banners[sig]; !ok {
-			p.Addf("sensors.decoy.banners", "no banner set for signal %q, which the model's types can send", sig)
+		if !slices.Contains(keys, sig) {
+			p.Addf(field, "no %s for signal %q, which the model's types can send", what, sig)
 		}
 	}
-	for _, sig := range slices.Sorted(maps.Keys(d.Banners)) {
+	slices.Sort(keys)
+	for _, sig := range keys {
 		if !signals[sig] {
-			p.Addf("sensors.decoy.banners."+sig, "the model has no signal %q; its signals are %s", sig, strings.Join(names, ", "))
+			p.Addf(field+"."+sig, "the model has no signal %q; its signals are %s", sig, strings.Join(names, ", "))
 		}
 	}
 	return p

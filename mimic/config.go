@@ -46,6 +46,12 @@ func FromConfig(c config.Gateway) (Options, ServerOptions) {
 		}
 	}
 	o.AccessLogFile = c.AccessLog
+	if len(c.Identities) > 0 {
+		o.Identities, o.Signal = make(map[string]Identity, len(c.Identities)), c.Signal
+		for sig, id := range c.Identities {
+			o.Identities[sig] = Identity{Server: id.Server}
+		}
+	}
 	if o.EjectAfter == 0 {
 		o.EjectAfter = -1 // never, in Options' terms
 	}

@@ -99,6 +99,8 @@ type agent struct {
 	// isolate, once the engine runs, takes a dissenting executor out of service (quarantine).
 	isolate atomic.Pointer[func(id string)]
 	state   agentState // for the API's status
+	// gw is the voting gateway, when it is the frontend.
+	gw *mimic.Gateway
 	// node is the enclave node once it runs (the engine shares its detections through it).
 	node atomic.Pointer[enclave.Node]
 	// stops run in reverse order at shutdown, after the frontend and the API stopped serving
@@ -343,7 +345,7 @@ func (a *agent) newFrontend(ctx context.Context, ln net.Listener) (frontend, *ht
 		return nil, nil, nil, fmt.Errorf("agent: %w", err)
 	}
 	front := votingFrontend{g}
-	so.Gateway = g
+	so.Gateway, a.gw = g, g
 	srv, err := mimic.NewServer(front, so)
 	if err != nil {
 		g.Close()
@@ -364,6 +366,9 @@ func (a *agent) startEngine(ctx context.Context) error {
 		Pool: a.pool, Members: a.pool, Bus: a.bus, Logger: a.log, Metrics: a.reg}
 	if a.cfg.Enclave.Enabled {
 		o.Share = a.share // the node starts right after the engine
+	}
+	if a.gw != nil && len(a.cfg.Gateway.Identities) > 0 {
+		o.SignalFollowers = append(o.SignalFollowers, gatewaySignal{g: a.gw, asset: a.cfg.Gateway.SignalAsset})
 	}
 	r, err := engine.Start(ctx, o)
 	if err != nil {
@@ -386,6 +391,19 @@ func (a *agent) startEngine(ctx context.Context) error {
 	a.log.Info("engine running", "component", "engine", "sensors", len(r.Supervisor.States()), "block", a.cms.BlockActuators)
 	a.stops = append(a.stops, func() { a.isolate.Store(nil); r.Stop() })
 	return nil
+}
+
+// gatewaySignal makes the voting gateway's identity follow the signal of asset (every
+// asset's when empty).
+type gatewaySignal struct {
+	g     *mimic.Gateway
+	asset string
+}
+
+func (f gatewaySignal) SetSignal(asset, signal string) {
+	if f.asset == "" || f.asset == asset {
+		f.g.SetSignal(signal)
+	}
 }
 
 // Specs turns the configured variants into executor specs, resolving image paths and
