@@ -163,10 +163,12 @@ func WithCountermeasures(cm Countermeasures, blockActuator string) Option {
 	return func(s *Server) { s.cm, s.blockActuator = cm, blockActuator }
 }
 
-// Decisions is the audit store the decision endpoints read: *store.Store implements it.
+// Decisions is the audit store the decision endpoints read, and where an early revert of a
+// decision's countermeasure is recorded: *store.Store implements it.
 type Decisions interface {
 	List(ctx context.Context, f store.Filter) ([]store.Decision, error)
 	Get(ctx context.Context, id string) (store.Decision, error)
+	PutRevert(ctx context.Context, id string, r store.Revert) error
 }
 
 // WithDecisions enables GET /v1/decisions and GET /v1/decisions/{id} over the audit store.
@@ -218,6 +220,7 @@ func NewServer(ctl Controller, b *bus.Bus, token string, reg *prometheus.Registr
 	s.mux.HandleFunc("POST /v1/gateway/learned/reset", s.resetLearned)
 	s.mux.HandleFunc("GET /v1/decisions", s.listDecisions)
 	s.mux.HandleFunc("GET /v1/decisions/{id}", s.getDecision)
+	s.mux.HandleFunc("POST /v1/decisions/{id}/revert", s.revertDecision)
 	s.mux.HandleFunc("GET /events", s.events)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return s

@@ -172,6 +172,14 @@ func (c *Client) Decision(ctx context.Context, id string) (store.Decision, error
 	return d, c.do(ctx, http.MethodGet, "/v1/decisions/"+url.PathEscape(id), nil, &d)
 }
 
+// RevertDecision reverts countermeasure action (its action ID) of decision id now, and the
+// agent records the revert in the decision's story.
+func (c *Client) RevertDecision(ctx context.Context, id, action string) (RevertResult, error) {
+	var r RevertResult
+	err := c.do(ctx, http.MethodPost, "/v1/decisions/"+url.PathEscape(id)+"/revert", url.Values{"action": {action}}, &r)
+	return r, err
+}
+
 // MaxEventBytes bounds one event of the stream Events reads.
 const MaxEventBytes = 1 << 20
 

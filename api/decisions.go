@@ -3,11 +3,13 @@ package api
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
 
+	"github.com/proteus-defense/proteus/dashboard"
 	"github.com/proteus-defense/proteus/store"
 )
 
@@ -93,12 +95,90 @@ func (s *Server) getDecision(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d, err := s.decisions.Get(r.Context(), r.PathValue("id"))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, err)
-	case err != nil:
-		writeError(w, http.StatusInternalServerError, err)
-	default:
-		writeJSON(w, http.StatusOK, d)
+	if err != nil {
+		s.storeError(w, err)
+		return
 	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// RevertResult is the answer of POST /v1/decisions/{id}/revert: the revert as recorded in the
+// audit store.
+type RevertResult struct {
+	Decision string       `json:"decision"`
+	Revert   store.Revert `json:"revert"`
+}
+
+// revertDecision reverts one countermeasure of a decision before it expires (?action= its
+// action ID) and records who asked in the audit store, so the decision's story says who
+// reverted what and when. 404: no such decision or countermeasure; 409: it is no longer
+// active (expired, or reverted already).
+func (s *Server) revertDecision(w http.ResponseWriter, r *http.Request) {
+	if !s.decisionsEnabled(w) || !s.countermeasuresEnabled(w) {
+		return
+	}
+	id, action := r.PathValue("id"), r.URL.Query().Get("action")
+	if action == "" {
+		writeError(w, http.StatusBadRequest, errors.New("action=ID (the countermeasure's action ID) is required"))
+		return
+	}
+	d, err := s.decisions.Get(r.Context(), id)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	var cm *store.Countermeasure
+	for i := range d.Countermeasures {
+		if c := &d.Countermeasures[i]; c.ID != "" && c.ID == action {
+			cm = c
+		}
+	}
+	if cm == nil {
+		writeError(w, http.StatusNotFound, fmt.Errorf("decision %s took no countermeasure %q", id, action))
+		return
+	}
+	active := false
+	for _, a := range s.cm.Active() {
+		active = active || a.ID == action
+	}
+	if !active {
+		writeError(w, http.StatusConflict, fmt.Errorf("countermeasure %s of decision %s is not active (it expired or was reverted)", action, id))
+		return
+	}
+	rev := store.Revert{Time: s.now().UTC(), Action: action, By: requester(r)}
+	if err := s.cm.Revert(r.Context(), action); err != nil {
+		s.log.Error("revert requested", "decision", id, "action", action, "by", rev.By, "err", err)
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	s.log.Warn("countermeasure reverted early", "decision", id, "action", action, "kind", cm.Kind, "target", cm.Target, "by", rev.By)
+	if err := s.decisions.PutRevert(r.Context(), id, rev); err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("reverted, but not recorded in the audit store: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, RevertResult{Decision: id, Revert: rev})
+}
+
+// requester says who made r, as far as the API can tell: a dashboard session (by the first
+// digits of its hash, never the cookie) or a holder of the bearer token, and from where.
+func requester(r *http.Request) string {
+	from := r.RemoteAddr
+	if h, _, err := net.SplitHostPort(from); err == nil {
+		from = h
+	}
+	if from == "" || from == "@" {
+		from = "the unix socket"
+	}
+	if sess := dashboard.SessionOf(r.Context()); sess != "" {
+		return "dashboard session " + sess + " from " + from
+	}
+	return "API token from " + from
+}
+
+func (s *Server) storeError(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	writeError(w, http.StatusInternalServerError, err)
 }

@@ -3,6 +3,11 @@ package dashboard_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"html"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"image/png"
 	"os"
 	"os/exec"
@@ -110,6 +115,45 @@ func TestBrowserShowsExecutorsDecisionsAndRunsNoMarkup(t *testing.T) {
 		}
 	}
 
+	// A forged cross-site POST: a page of another origin (same site: 127.0.0.1 on another
+	// port, so the SameSite=Strict cookie goes along) submits a form to the revert endpoint.
+	// The dashboard's origin check refuses it, and the block stays.
+	revertURL := e.srv.URL + "/v1/decisions/d-xss/revert?action=" + url.QueryEscape(e.action)
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><form id="f" method="POST" action="%s"></form><script>document.getElementById("f").submit()</script>`,
+			html.EscapeString(revertURL))
+	}))
+	defer evil.Close()
+	if err := chromedp.Do(ctx, chromedp.Navigate(evil.URL)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`body`))); err != nil {
+		t.Fatal(err)
+	}
+	for { // until the form has submitted (ctx bounds the wait)
+		loc, err := chromedp.Run(ctx, chromedp.Location())
+		if err != nil {
+			t.Fatalf("the forged form did not submit: %v", err)
+		}
+		if strings.HasPrefix(loc, e.srv.URL) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitReady(chromedp.CSS(`body`))); err != nil {
+		t.Fatal(err)
+	}
+	if body := text("body"); !strings.Contains(body, "must come from the dashboard") {
+		t.Errorf("the forged cross-site POST got %q", body)
+	}
+	if !e.active(e.action) {
+		t.Fatal("a forged cross-site POST reverted the block")
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+
 	// The decision's page.
 	wait(`#decisions tbody tr[data-id="d-xss"]`)
 	if list := text(`#decisions tbody`); !strings.Contains(list, "192.0.2.7") || !strings.Contains(list, "act") {
@@ -135,6 +179,26 @@ func TestBrowserShowsExecutorsDecisionsAndRunsNoMarkup(t *testing.T) {
 	}
 	if eval(`window.__pwned !== undefined`) || eval(`document.querySelectorAll("main script, main img, main [onerror]").length > 0`) {
 		t.Fatal("markup from a decision ran or became elements")
+	}
+
+	// The revert button of the active block: a same-origin POST through the page, recorded in
+	// the decision's story with the session that asked.
+	if eval(`document.querySelectorAll("#decision-countermeasures button.revert").length !== 1`) {
+		t.Fatalf("want one revert button (for the one active countermeasure): %q", text(`#decision-countermeasures`))
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#decision-countermeasures button.revert`))); err != nil {
+		t.Fatal(err)
+	}
+	wait(`#decision-countermeasures .reverted`)
+	if rv := text(`#decision-countermeasures .reverted`); !strings.Contains(rv, "reverted early at ") || !strings.Contains(rv, "by dashboard session ") ||
+		!strings.Contains(rv, " from 127.0.0.1") {
+		t.Errorf("the revert is shown as %q", rv)
+	}
+	if e.active(e.action) {
+		t.Error("the block is still active after the page's revert")
+	}
+	if eval(`document.querySelectorAll("#decision-countermeasures button.revert").length !== 0`) {
+		t.Error("a revert button is left for a countermeasure that is no longer active")
 	}
 
 	// A screenshot, saved for people and checked not to be blank.

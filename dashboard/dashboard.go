@@ -17,6 +17,7 @@
 package dashboard
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"embed"
@@ -204,10 +205,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "a state-changing request with the session cookie must come from the dashboard (Origin and "+CSRFHeader+")", http.StatusForbidden)
 			return
 		}
-		r = r.Clone(r.Context())
+		r = r.Clone(context.WithValue(r.Context(), sessionKey{}, session[:8]))
 		bearer.Set(r, h.token)
 	}
 	h.api.ServeHTTP(w, r)
+}
+
+type sessionKey struct{}
+
+// SessionOf names the dashboard session a request the dashboard handed to the API came with
+// (the first digits of the session's hash, never the cookie itself), or "" for a request
+// that came with the bearer token. A client cannot set it: it lives in the request's context.
+func SessionOf(ctx context.Context) string {
+	s, _ := ctx.Value(sessionKey{}).(string)
+	return s
 }
 
 func safeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/dashboard"
 	"github.com/proteus-defense/proteus/engine"
 	"github.com/proteus-defense/proteus/executor"
@@ -52,6 +55,8 @@ type env struct {
 	bus    *bus.Bus
 	pool   *executor.Pool
 	logs   *syncBuffer
+	cm     *countermeasure.Manager
+	action string // the active block of decision d-xss, which its page can revert
 }
 
 // setup runs the real agent API (a process pool of two demo executors, the audit store with one
@@ -75,9 +80,23 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cm, err := countermeasure.NewManager(countermeasure.ManagerOptions{DataDir: data, Actuators: []countermeasure.Actuator{countermeasure.NewBlocklist()}, Bus: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cm.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cm.Close() })
+	act, err := cm.Apply(context.Background(), countermeasure.Action{Actuator: countermeasure.BlocklistID, Kind: countermeasure.KindBlock,
+		Target: countermeasure.AddrTarget(netip.MustParseAddr("192.0.2.7")), Source: "engine/shop", Reason: "decision d-xss", Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := st.Put(context.Background(), store.Decision{ID: "d-xss", Time: time.Now().UTC(), Asset: "shop", Source: "192.0.2.7",
 		Verdict: "act", Probability: 0.93, Alpha: 0.8, Beta: 0.3, Stage: 2, StageID: "exploit", Attack: "sqli", Strategy: "block",
-		Signal: "honeypot", Countermeasures: []store.Countermeasure{{Kind: "block", Target: hostile, Expires: time.Now().Add(time.Hour)}},
+		Signal: "honeypot", Countermeasures: []store.Countermeasure{{Kind: "block", Target: hostile, Expires: time.Now().Add(time.Hour)},
+			{Kind: "block", Target: "192.0.2.7/32", ID: act.ID, Expires: act.Expires}},
 		Evidence: []store.Evidence{{Sensor: "eve", Time: time.Now().UTC(), Kind: "alert", Summary: "ET " + hostile, Excerpt: hostile}},
 		Detail:   detail}); err != nil {
 		t.Fatal(err)
@@ -88,7 +107,8 @@ func setup(t *testing.T) *env {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := httptest.NewServer(dashboard.New(api.NewServer(pool, b, tok, prometheus.NewRegistry(), log, api.WithDecisions(st)), tok, log))
+	srv := httptest.NewServer(dashboard.New(api.NewServer(pool, b, tok, prometheus.NewRegistry(), log, api.WithDecisions(st),
+		api.WithCountermeasures(cm, countermeasure.BlocklistID)), tok, log))
 	t.Cleanup(srv.Close)
 	if err := api.WriteAddr(data, srv.Listener.Addr().String()); err != nil {
 		t.Fatal(err)
@@ -97,7 +117,7 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{srv: srv, client: c, token: tok, bus: b, pool: pool, logs: logs}
+	return &env{srv: srv, client: c, token: tok, bus: b, pool: pool, logs: logs, cm: cm, action: act.ID}
 }
 
 // browser is an HTTP client with a cookie jar that does not follow redirects.
@@ -390,5 +410,69 @@ func TestForeignHostRefused(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("allowed-hosts server, Host %s: %d, want %d", host, resp.StatusCode, want)
 		}
+	}
+}
+
+// active reports whether the countermeasure manager holds action id.
+func (e *env) active(id string) bool {
+	for _, a := range e.cm.Active() {
+		if a.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// A decision's countermeasure is reverted early through the API, and the revert is recorded in
+// its story (who, when); a forged cross-site POST with the session cookie reverts nothing.
+func TestRevertThroughTheAPI(t *testing.T) {
+	e := setup(t)
+	c := browser(t)
+	e.login(t, c)
+	revert := e.srv.URL + "/v1/decisions/d-xss/revert?action=" + url.QueryEscape(e.action)
+	for name, hdr := range map[string]map[string]string{
+		"no origin":             nil,
+		"cross-site origin":     {"Origin": "http://evil.example", dashboard.CSRFHeader: "1"},
+		"cross-site, no header": {"Origin": "http://evil.example"},
+		"same origin no header": {"Origin": e.srv.URL},
+	} {
+		if resp, body := do(t, c, http.MethodPost, revert, hdr); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: POST revert with the cookie: %d %s, want 403", name, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := do(t, &http.Client{}, http.MethodPost, revert, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("POST revert without cookie or token: %d, want 401", resp.StatusCode)
+	}
+	if !e.active(e.action) {
+		t.Fatal("a refused request reverted the block")
+	}
+	if d, err := e.client.Decision(context.Background(), "d-xss"); err != nil || len(d.Reverts) != 0 {
+		t.Fatalf("refused requests recorded reverts: %+v %v", d.Reverts, err)
+	}
+
+	var apiErr *api.APIError
+	if _, err := e.client.RevertDecision(context.Background(), "d-xss", "blocklist/nothing"); !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound {
+		t.Errorf("revert of a countermeasure the decision did not take: %v, want 404", err)
+	}
+	if _, err := e.client.RevertDecision(context.Background(), "d-none", e.action); !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound {
+		t.Errorf("revert for an unknown decision: %v, want 404", err)
+	}
+	before := time.Now().UTC()
+	r, err := e.client.RevertDecision(context.Background(), "d-xss", e.action)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.active(e.action) {
+		t.Error("still active after the revert")
+	}
+	d, err := e.client.Decision(context.Background(), "d-xss")
+	if err != nil || len(d.Reverts) != 1 {
+		t.Fatalf("reverts recorded: %+v %v", d.Reverts, err)
+	}
+	if got := d.Reverts[0]; got.Action != e.action || got.By != "API token from 127.0.0.1" || got.Time.Before(before.Add(-time.Second)) || got != r.Revert {
+		t.Errorf("revert recorded as %+v (answer %+v)", got, r.Revert)
+	}
+	if _, err := e.client.RevertDecision(context.Background(), "d-xss", e.action); !errors.As(err, &apiErr) || apiErr.Status != http.StatusConflict {
+		t.Errorf("second revert: %v, want 409", err)
 	}
 }

@@ -60,6 +60,9 @@ type Decision struct {
 	Signal          string           `json:"signal,omitempty"`
 	Countermeasures []Countermeasure `json:"countermeasures"`
 	Evidence        []Evidence       `json:"evidence"`
+	// Reverts are the countermeasures an operator reverted before they expired, oldest first
+	// (Get fills them; List leaves them out).
+	Reverts []Revert `json:"reverts,omitempty"`
 	// Detail is the rest of the story as JSON (the game's solution for the stage, the live
 	// parameters, payoffs); shown by `proteus decisions show`.
 	Detail json.RawMessage `json:"detail,omitempty"`
@@ -73,6 +76,16 @@ type Countermeasure struct {
 	ID      string    `json:"id,omitempty"` // the countermeasure manager's action ID
 	Error   string    `json:"error,omitempty"`
 }
+
+// Revert is an operator's early revert of one of a decision's countermeasures.
+type Revert struct {
+	Time   time.Time `json:"time"`
+	Action string    `json:"action"` // the countermeasure's action ID (Countermeasure.ID)
+	By     string    `json:"by"`     // who asked, as the API saw it (e.g. "dashboard session 1a2b3c4d from 127.0.0.1")
+}
+
+// MaxRevertBy bounds Revert.By.
+const MaxRevertBy = 256
 
 // Evidence is one event behind a decision.
 type Evidence struct {
@@ -139,6 +152,13 @@ var migrations = []string{
 	CREATE INDEX decisions_time ON decisions(time_ns);
 	CREATE INDEX decisions_source ON decisions(source, time_ns);
 	CREATE INDEX decisions_asset ON decisions(asset, time_ns);`,
+	`CREATE TABLE reverts (
+		decision_id TEXT NOT NULL,
+		action_id TEXT NOT NULL,
+		time_ns INTEGER NOT NULL,
+		by TEXT NOT NULL
+	);
+	CREATE INDEX reverts_decision ON reverts(decision_id, time_ns);`,
 }
 
 // SchemaVersion is the schema version this build writes.
@@ -349,7 +369,56 @@ func (s *Store) Get(ctx context.Context, id string) (Decision, error) {
 		}
 		return Decision{}, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
-	return scan(rows)
+	d, err := scan(rows)
+	if err != nil {
+		return Decision{}, err
+	}
+	rows.Close()
+	if d.Reverts, err = s.reverts(ctx, id); err != nil {
+		return Decision{}, err
+	}
+	return d, nil
+}
+
+// PutRevert records that r.Action of decision id was reverted; the decision must exist and
+// hold a countermeasure with that action ID.
+func (s *Store) PutRevert(ctx context.Context, id string, r Revert) error {
+	d, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, c := range d.Countermeasures {
+		found = found || (c.ID != "" && c.ID == r.Action)
+	}
+	if !found {
+		return fmt.Errorf("%w: decision %s has no countermeasure %q", ErrNotFound, id, r.Action)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO reverts (decision_id, action_id, time_ns, by) VALUES (?,?,?,?)`,
+		id, r.Action, r.Time.UnixNano(), cut(r.By, MaxRevertBy)); err != nil {
+		return fmt.Errorf("store: revert of %s: %w", id, err)
+	}
+	return nil
+}
+
+// reverts loads the reverts of decision id, oldest first.
+func (s *Store) reverts(ctx context.Context, id string) ([]Revert, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT action_id, time_ns, by FROM reverts WHERE decision_id = ? ORDER BY time_ns, rowid`, id)
+	if err != nil {
+		return nil, fmt.Errorf("store: reverts of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []Revert
+	for rows.Next() {
+		var r Revert
+		var ns int64
+		if err := rows.Scan(&r.Action, &ns, &r.By); err != nil {
+			return nil, fmt.Errorf("store: reverts of %s: %w", id, err)
+		}
+		r.Time = time.Unix(0, ns).UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 func scan(rows *sql.Rows) (Decision, error) {
@@ -377,6 +446,9 @@ func scan(rows *sql.Rows) (Decision, error) {
 func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	r, err := s.db.ExecContext(ctx, `DELETE FROM decisions WHERE time_ns < ?`, t.UnixNano())
 	if err != nil {
+		return 0, fmt.Errorf("store: retention: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM reverts WHERE decision_id NOT IN (SELECT id FROM decisions)`); err != nil {
 		return 0, fmt.Errorf("store: retention: %w", err)
 	}
 	return r.RowsAffected()

@@ -254,3 +254,46 @@ func TestKill9Child(t *testing.T) {
 		}
 	}
 }
+
+// A revert is recorded against a countermeasure the decision took, comes back with the
+// decision, and goes with it at retention.
+func TestRevertRecorded(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old := time.Now().Add(-48 * time.Hour).UTC()
+	d := Decision{ID: "d1", Time: old, Asset: "shop", Verdict: "act", Countermeasures: []Countermeasure{{Kind: "block", Target: "192.0.2.7/32", ID: "a1"}, {Kind: "share"}}}
+	if err := s.Put(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct{ id, action string }{{"d1", "a2"}, {"d1", ""}, {"d2", "a1"}} {
+		if err := s.PutRevert(ctx, bad.id, Revert{Time: time.Now(), Action: bad.action, By: "x"}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("revert %s of %s: %v, want ErrNotFound", bad.action, bad.id, err)
+		}
+	}
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	if err := s.PutRevert(ctx, "d1", Revert{Time: at, Action: "a1", By: strings.Repeat("b", 2*MaxRevertBy)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, "d1")
+	if err != nil || len(got.Reverts) != 1 || got.Reverts[0].Action != "a1" || !got.Reverts[0].Time.Equal(at) || len(got.Reverts[0].By) != MaxRevertBy {
+		t.Fatalf("reverts %+v %v", got.Reverts, err)
+	}
+	// Re-putting the decision (the engine extends one) keeps its reverts.
+	if err := s.Put(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, "d1"); len(got.Reverts) != 1 {
+		t.Errorf("reverts after a re-put: %+v", got.Reverts)
+	}
+	if _, err := s.DeleteBefore(ctx, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.db.QueryRow(`SELECT count(*) FROM reverts`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d reverts left after their decision went (%v)", n, err)
+	}
+}

@@ -62,7 +62,7 @@ func init() {
 		c.Flags().StringVar(&source, "source", "", "only decisions about this source address")
 		c.Flags().StringVar(&asset, "asset", "", "only decisions about this asset")
 		formatFlag(c, &output, "table")
-		c.AddCommand(newDecisionsShowCmd())
+		c.AddCommand(newDecisionsShowCmd(), newDecisionsRevertCmd())
 		return c
 	})
 }
@@ -93,6 +93,30 @@ func newDecisionsShowCmd() *cobra.Command {
 		},
 	}
 	formatFlag(c, &output, "text")
+	return c
+}
+
+func newDecisionsRevertCmd() *cobra.Command {
+	var addr string
+	c := &cobra.Command{
+		Use:   "revert ID ACTION",
+		Short: "Revert one countermeasure of a decision now (ACTION: its action ID, from decisions show); the agent records who and when",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := api.NewClient(globals.dataDir, addr)
+			if err != nil {
+				return err
+			}
+			r, err := c.RevertDecision(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "reverted %s of decision %s at %s (%s)\n", printable(r.Revert.Action), printable(r.Decision),
+				r.Revert.Time.Format(time.RFC3339), printable(r.Revert.By))
+			return nil
+		},
+	}
+	apiFlag(c, &addr)
 	return c
 }
 
@@ -175,7 +199,15 @@ func writeDecision(w io.Writer, d store.Decision) error {
 		if c.Error != "" {
 			fmt.Fprintf(w, " FAILED: %s", printable(c.Error))
 		}
+		if c.ID != "" {
+			fmt.Fprintf(w, " [action %s]", printable(c.ID))
+		}
 		fmt.Fprintln(w)
+		for _, r := range d.Reverts {
+			if r.Action == c.ID {
+				fmt.Fprintf(w, "    reverted early at %s by %s\n", r.Time.Format(time.RFC3339), printable(r.By))
+			}
+		}
 	}
 	fmt.Fprintln(w, "evidence:")
 	for _, e := range d.Evidence {

@@ -118,8 +118,22 @@ async function showDecision(id) {
     if (det.peer_only) fact(facts, "note", "Pr(attack) reached α on peer sightings only: the act became a defer");
   }
   if (!(d.countermeasures || []).length) cms.appendChild(el("li", "none"));
+  let active = null; // IDs of the active countermeasures; null when the agent runs none
+  try { active = new Set((await api("/v1/actions")).map((a) => a.id)); } catch (e) { active = null; }
   for (const c of d.countermeasures || []) {
-    cms.appendChild(el("li", c.kind + " " + dash(c.target) + (c.expires ? " until " + fmtTime(c.expires) : "") + (c.error ? " FAILED: " + c.error : "")));
+    const li = el("li");
+    li.appendChild(el("span", c.kind + " " + dash(c.target) + (c.expires ? " until " + fmtTime(c.expires) : "") + (c.error ? " FAILED: " + c.error : "")));
+    li.dataset.action = dash(c.id);
+    for (const r of d.reverts || []) {
+      if (r.action === c.id) li.appendChild(el("span", " reverted early at " + fmtTime(r.time) + " by " + r.by, "reverted"));
+    }
+    if (c.id && active && active.has(c.id)) {
+      const b = el("button", "revert now", "revert");
+      b.type = "button";
+      b.addEventListener("click", () => revert(d.id, c.id, b));
+      li.appendChild(b);
+    }
+    cms.appendChild(li);
   }
   for (const e of d.evidence || []) {
     const li = el("li");
@@ -128,6 +142,20 @@ async function showDecision(id) {
     evs.appendChild(li);
   }
   sol.textContent = det.solution ? JSON.stringify(det.solution, null, 2) : "none";
+}
+
+// revert asks the agent to revert one countermeasure of a decision now: a state change, so it
+// carries the header the agent's CSRF check asks for (the browser adds the Origin).
+async function revert(id, action, button) {
+  button.disabled = true;
+  const r = await fetch("/v1/decisions/" + encodeURIComponent(id) + "/revert?action=" + encodeURIComponent(action),
+    { method: "POST", credentials: "same-origin", headers: { "X-Proteus-Dashboard": "1", "Accept": "application/json" } });
+  if (!r.ok) {
+    const body = await r.json().catch(() => ({}));
+    button.parentNode.appendChild(el("span", " revert failed: " + (body.error || "HTTP " + r.status), "error"));
+    return;
+  }
+  showDecision(id);
 }
 
 function route() {
