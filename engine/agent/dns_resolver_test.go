@@ -114,28 +114,7 @@ func startRemoteNSD(t *testing.T, image string) string {
 // what the variants need besides their rendered configs (dnsmasq's hosts file, empty).
 func dnsResolverPoolConfig(image, auth, rotation string) string {
 	host, port, _ := net.SplitHostPort(auth)
-	return fmt.Sprintf(`version: 1
-log: {level: debug}
-api: {listen: 127.0.0.1:0}
-dns:
-  listen: 127.0.0.1:0
-  k: 3
-  rate: -1
-  timeout: 2s
-  rebuild: {threshold: 3, window: 1m}
-pool:
-  protocol: dns
-  desired: 3
-  min: 3
-  max_concurrent: 1
-  redraw: true
-  grace: 2s
-  start_timeout: 30s
-  drain_timeout: 5s
-  health: {query: "www.proteus.lab. A", interval: 500ms, timeout: 1s, failures: 3}
-  rotation: {every: "%[4]s"}
-  variants:
-    - name: unbound
+	return dnsPoolHead(rotation) + fmt.Sprintf(`    - name: unbound
       image: %[1]s
       command: [unbound, -d, -c, "{{.Dir}}/unbound.conf"]
       traits: {server: unbound}
@@ -204,7 +183,7 @@ pool:
             dnssec-validation no; session-keyfile "{{.State}}/session.key"; };
           controls { };
           zone "proteus.lab" { type forward; forward only; forwarders { %[2]s port %[3]s; }; };
-`, image, host, port, rotation)
+`, image, host, port)
 }
 
 // poisonDnsmasq makes a running dnsmasq executor answer a forged www record, as a poisoned

@@ -84,9 +84,10 @@ func indent(s string, n int) string {
 	return pad + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n"+pad) + "\n"
 }
 
-// dnsPoolConfig is an agent config whose pool is four DNS server variants over image (a
-// directory with the zone file and its manifest); extra is appended to the pool section.
-func dnsPoolConfig(image, rotation string) string {
+// dnsPoolHead is an agent config's start for the DNS pool tests: a DNS front voting 3 of the
+// pool's 3 executors, rotated on the schedule rotation, up to the pool's variants, which the
+// caller appends.
+func dnsPoolHead(rotation string) string {
 	return `version: 1
 log: {level: debug}
 api: {listen: 127.0.0.1:0}
@@ -108,7 +109,13 @@ pool:
   health: {query: "www.proteus.lab. A", interval: 500ms, timeout: 1s, failures: 3}
   rotation: {every: "` + rotation + `"}
   variants:
-    - name: nsd
+`
+}
+
+// dnsPoolConfig is an agent config whose pool is four DNS server variants over image (a
+// directory with the zone file and its manifest).
+func dnsPoolConfig(image, rotation string) string {
+	return dnsPoolHead(rotation) + `    - name: nsd
       image: ` + image + `
       command: [nsd, -d, -c, "{{.Dir}}/nsd.conf"]
       traits: {server: nsd}
