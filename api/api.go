@@ -169,6 +169,7 @@ type Decisions interface {
 	List(ctx context.Context, f store.Filter) ([]store.Decision, error)
 	Get(ctx context.Context, id string) (store.Decision, error)
 	PutRevert(ctx context.Context, id string, r store.Revert) error
+	Timeline(ctx context.Context, since, until time.Time, n, top int) (store.Timeline, error)
 }
 
 // WithDecisions enables GET /v1/decisions and GET /v1/decisions/{id} over the audit store.
@@ -221,6 +222,7 @@ func NewServer(ctl Controller, b *bus.Bus, token string, reg *prometheus.Registr
 	s.mux.HandleFunc("GET /v1/decisions", s.listDecisions)
 	s.mux.HandleFunc("GET /v1/decisions/{id}", s.getDecision)
 	s.mux.HandleFunc("POST /v1/decisions/{id}/revert", s.revertDecision)
+	s.mux.HandleFunc("GET /v1/timeline", s.timeline)
 	s.mux.HandleFunc("GET /events", s.events)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return s

@@ -180,6 +180,23 @@ func (c *Client) RevertDecision(ctx context.Context, id, action string) (RevertR
 	return r, err
 }
 
+// Timeline fetches the decisions over the last since in n buckets with the top sources (0:
+// the agent's defaults).
+func (c *Client) Timeline(ctx context.Context, since time.Duration, n, top int) (store.Timeline, error) {
+	q := url.Values{}
+	if since > 0 {
+		q.Set("since", since.String())
+	}
+	if n > 0 {
+		q.Set("buckets", strconv.Itoa(n))
+	}
+	if top > 0 {
+		q.Set("top", strconv.Itoa(top))
+	}
+	var tl store.Timeline
+	return tl, c.do(ctx, http.MethodGet, "/v1/timeline", q, &tl)
+}
+
 // MaxEventBytes bounds one event of the stream Events reads.
 const MaxEventBytes = 1 << 20
 

@@ -182,3 +182,53 @@ func (s *Server) storeError(w http.ResponseWriter, err error) {
 	}
 	writeError(w, http.StatusInternalServerError, err)
 }
+
+// Bounds of GET /v1/timeline.
+const (
+	MaxTimelineBuckets = 500
+	MaxTopSources      = 100
+	MaxTimelineSpan    = 366 * 24 * time.Hour
+)
+
+// timeline answers GET /v1/timeline?since=DURATION&buckets=N&top=N: the decisions of the last
+// since (default 24h) in N buckets (default 48) by verdict with their countermeasures, and the
+// top sources (default 10), for the dashboard's timeline.
+func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
+	if !s.decisionsEnabled(w) {
+		return
+	}
+	q := r.URL.Query()
+	span := 24 * time.Hour
+	if v := q.Get("since"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > MaxTimelineSpan {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("since must be a duration in (0, %s], got %q", MaxTimelineSpan, v))
+			return
+		}
+		span = d
+	}
+	n, top := 48, 10
+	for _, p := range []struct {
+		name string
+		v    *int
+		max  int
+	}{{"buckets", &n, MaxTimelineBuckets}, {"top", &top, MaxTopSources}} {
+		v := q.Get(p.name)
+		if v == "" {
+			continue
+		}
+		i, err := strconv.Atoi(v)
+		if err != nil || i < 1 || i > p.max {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%s must be an integer in [1, %d], got %q", p.name, p.max, v))
+			return
+		}
+		*p.v = i
+	}
+	now := s.now()
+	tl, err := s.decisions.Timeline(r.Context(), now.Add(-span), now.Add(time.Nanosecond), n, top)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tl)
+}

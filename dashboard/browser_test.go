@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/store"
 )
 
 // chromium finds Debian's chromium (.ci/run installs it).
@@ -115,6 +116,26 @@ func TestBrowserShowsExecutorsDecisionsAndRunsNoMarkup(t *testing.T) {
 		}
 	}
 
+	// The timeline and the top sources, drawn by the page's own script, and updated live when
+	// a decision is announced.
+	wait(`#timeline svg rect.bar-act`)
+	wait(`#top-sources tbody tr[data-source="192.0.2.7"]`)
+	if !eval(`[...document.querySelectorAll('#top-sources tbody tr[data-source="192.0.2.7"] td')].slice(0, 3).map((td) => td.textContent).join("|") === "192.0.2.7|1|1"`) {
+		t.Errorf("top source row %q, want 192.0.2.7 with 1 decision, 1 act", text(`#top-sources tbody`))
+	}
+	if eval(`document.querySelectorAll("#timeline svg script, #timeline svg foreignObject").length > 0`) {
+		t.Fatal("the timeline holds markup")
+	}
+	if err := e.store.Put(context.Background(), store.Decision{ID: "d-live", Time: time.Now().UTC(), Asset: "shop", Source: "198.51.100.23",
+		Verdict: "defer", Probability: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	e.bus.Publish(bus.Event{Kind: "engine.decision", Source: "engine", Subject: "d-live"})
+	wait(`#top-sources tbody tr[data-source="198.51.100.23"]`)
+	wait(`#timeline svg rect.bar-defer`)
+
+	screenshot(t, ctx, "dashboard-overview.png")
+
 	// A forged cross-site POST: a page of another origin (same site: 127.0.0.1 on another
 	// port, so the SameSite=Strict cookie goes along) submits a form to the revert endpoint.
 	// The dashboard's origin check refuses it, and the block stays.
@@ -201,31 +222,7 @@ func TestBrowserShowsExecutorsDecisionsAndRunsNoMarkup(t *testing.T) {
 		t.Error("a revert button is left for a countermeasure that is no longer active")
 	}
 
-	// A screenshot, saved for people and checked not to be blank.
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := png.Decode(bytes.NewReader(shot))
-	if err != nil {
-		t.Fatal(err)
-	}
-	colors := map[uint32]bool{}
-	b := img.Bounds()
-	for y := b.Min.Y; y < b.Max.Y; y += 7 {
-		for x := b.Min.X; x < b.Max.X; x += 7 {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			colors[r>>12<<8|g>>12<<4|bl>>12] = true
-		}
-	}
-	if len(colors) < 4 {
-		t.Errorf("the screenshot has %d colours: blank", len(colors))
-	}
-	if dir := os.Getenv("PROTEUS_SCREENSHOTS"); dir != "" {
-		if err := os.WriteFile(filepath.Join(dir, "dashboard-decision.png"), shot, 0o644); err != nil {
-			t.Error(err)
-		}
-	}
+	screenshot(t, ctx, "dashboard-decision.png")
 
 	// Logging out from the page passes the CSRF check (a real browser's same-origin POST) and
 	// ends the session: the API refuses the cookie afterwards.
@@ -244,5 +241,35 @@ func TestBrowserShowsExecutorsDecisionsAndRunsNoMarkup(t *testing.T) {
 	}))
 	if err != nil || status != 401 {
 		t.Fatalf("status after logout: %d %v", status, err)
+	}
+}
+
+// screenshot takes a full-page screenshot, checks it is not blank, and saves it as name in
+// $PROTEUS_SCREENSHOTS when that is set.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	colors := map[uint32]bool{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y += 7 {
+		for x := b.Min.X; x < b.Max.X; x += 7 {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			colors[r>>12<<8|g>>12<<4|bl>>12] = true
+		}
+	}
+	if len(colors) < 4 {
+		t.Errorf("%s has %d colours: blank", name, len(colors))
+	}
+	if dir := os.Getenv("PROTEUS_SCREENSHOTS"); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, name), shot, 0o644); err != nil {
+			t.Error(err)
+		}
 	}
 }

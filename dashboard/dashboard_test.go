@@ -56,6 +56,7 @@ type env struct {
 	pool   *executor.Pool
 	logs   *syncBuffer
 	cm     *countermeasure.Manager
+	store  *store.Store
 	action string // the active block of decision d-xss, which its page can revert
 }
 
@@ -117,7 +118,7 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{srv: srv, client: c, token: tok, bus: b, pool: pool, logs: logs, cm: cm, action: act.ID}
+	return &env{srv: srv, client: c, token: tok, bus: b, pool: pool, logs: logs, cm: cm, action: act.ID, store: st}
 }
 
 // browser is an HTTP client with a cookie jar that does not follow redirects.
@@ -474,5 +475,28 @@ func TestRevertThroughTheAPI(t *testing.T) {
 	}
 	if _, err := e.client.RevertDecision(context.Background(), "d-xss", e.action); !errors.As(err, &apiErr) || apiErr.Status != http.StatusConflict {
 		t.Errorf("second revert: %v, want 409", err)
+	}
+}
+
+// The timeline endpoint validates its parameters and counts the store's decisions.
+func TestTimelineEndpoint(t *testing.T) {
+	e := setup(t)
+	c := &http.Client{}
+	auth := map[string]string{"Authorization": "Bearer " + e.token}
+	for _, q := range []string{"since=-1h", "since=banana", "since=10000h", "buckets=0", "buckets=501", "top=0", "top=x"} {
+		if resp, body := do(t, c, http.MethodGet, e.srv.URL+"/v1/timeline?"+q, auth); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", q, resp.StatusCode, body)
+		}
+	}
+	tl, err := e.client.Timeline(context.Background(), time.Hour, 6, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := 0
+	for _, b := range tl.Buckets {
+		acts += b.Act
+	}
+	if len(tl.Buckets) != 6 || tl.Bucket != 600 || acts != 1 || len(tl.TopSources) != 1 || tl.TopSources[0].Source != "192.0.2.7" {
+		t.Errorf("timeline %+v", tl)
 	}
 }

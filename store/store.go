@@ -442,6 +442,105 @@ func scan(rows *sql.Rows) (Decision, error) {
 	return d, nil
 }
 
+// Bucket is one interval of a Timeline: the decisions in it by verdict, and the
+// countermeasures they took.
+type Bucket struct {
+	Start           time.Time `json:"start"`
+	Act             int       `json:"act"`
+	Defer           int       `json:"defer"`
+	Ignore          int       `json:"ignore"`
+	Countermeasures int       `json:"countermeasures"`
+}
+
+// SourceCount is one source address of a Timeline's top sources.
+type SourceCount struct {
+	Source    string    `json:"source"`
+	Decisions int       `json:"decisions"`
+	Acts      int       `json:"acts"`
+	Last      time.Time `json:"last"`
+}
+
+// Timeline is the decisions of [Since, Until) in n equal buckets, and the sources with the
+// most decisions in that span.
+type Timeline struct {
+	Since      time.Time     `json:"since"`
+	Until      time.Time     `json:"until"`
+	Bucket     float64       `json:"bucket_s"` // each bucket's length in seconds
+	Buckets    []Bucket      `json:"buckets"`
+	TopSources []SourceCount `json:"top_sources"`
+}
+
+// Timeline counts the decisions of [since, until) in n buckets (1 to 1000) and lists the top
+// sources (at most top of them, most decisions first).
+func (s *Store) Timeline(ctx context.Context, since, until time.Time, n, top int) (Timeline, error) {
+	if n < 1 || n > 1000 || !until.After(since) {
+		return Timeline{}, fmt.Errorf("store: timeline of %d buckets over [%s, %s)", n, since, until)
+	}
+	width := until.Sub(since).Nanoseconds() / int64(n)
+	if width < 1 {
+		width = 1
+	}
+	tl := Timeline{Since: since.UTC(), Until: since.Add(time.Duration(width * int64(n))).UTC(), Bucket: float64(width) / 1e9,
+		Buckets: make([]Bucket, n), TopSources: []SourceCount{}}
+	for i := range tl.Buckets {
+		tl.Buckets[i].Start = since.Add(time.Duration(width * int64(i))).UTC()
+	}
+	lo, hi := since.UnixNano(), tl.Until.UnixNano()
+	rows, err := s.db.QueryContext(ctx, `SELECT (time_ns - ?) / ?, verdict, count(*), sum(json_array_length(countermeasures))
+		FROM decisions WHERE time_ns >= ? AND time_ns < ? GROUP BY 1, 2`, lo, width, lo, hi)
+	if err != nil {
+		return Timeline{}, fmt.Errorf("store: timeline: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b int64
+		var verdict string
+		var count, cms int
+		if err := rows.Scan(&b, &verdict, &count, &cms); err != nil {
+			return Timeline{}, fmt.Errorf("store: timeline: %w", err)
+		}
+		if b < 0 || b >= int64(n) {
+			continue
+		}
+		k := &tl.Buckets[b]
+		switch verdict {
+		case "act":
+			k.Act += count
+		case "defer":
+			k.Defer += count
+		case "ignore":
+			k.Ignore += count
+		}
+		k.Countermeasures += cms
+	}
+	if err := rows.Err(); err != nil {
+		return Timeline{}, fmt.Errorf("store: timeline: %w", err)
+	}
+	rows.Close()
+	if top <= 0 {
+		return tl, nil
+	}
+	srcs, err := s.db.QueryContext(ctx, `SELECT source, count(*), sum(verdict = 'act'), max(time_ns) FROM decisions
+		WHERE time_ns >= ? AND time_ns < ? AND source != '' GROUP BY source ORDER BY 2 DESC, 4 DESC LIMIT ?`, lo, hi, top)
+	if err != nil {
+		return Timeline{}, fmt.Errorf("store: top sources: %w", err)
+	}
+	defer srcs.Close()
+	for srcs.Next() {
+		var c SourceCount
+		var last int64
+		if err := srcs.Scan(&c.Source, &c.Decisions, &c.Acts, &last); err != nil {
+			return Timeline{}, fmt.Errorf("store: top sources: %w", err)
+		}
+		c.Last = time.Unix(0, last).UTC()
+		tl.TopSources = append(tl.TopSources, c)
+	}
+	if err := srcs.Err(); err != nil {
+		return Timeline{}, fmt.Errorf("store: top sources: %w", err)
+	}
+	return tl, nil
+}
+
 // DeleteBefore removes decisions older than t and returns how many.
 func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	r, err := s.db.ExecContext(ctx, `DELETE FROM decisions WHERE time_ns < ?`, t.UnixNano())

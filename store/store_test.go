@@ -297,3 +297,62 @@ func TestRevertRecorded(t *testing.T) {
 		t.Errorf("%d reverts left after their decision went (%v)", n, err)
 	}
 }
+
+// The timeline counts decisions per bucket and verdict with their countermeasures, leaves out
+// those outside the span, and ranks the sources.
+func TestTimeline(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	put := func(id string, at time.Duration, src, verdict string, cms int) {
+		t.Helper()
+		d := Decision{ID: id, Time: t0.Add(at), Asset: "shop", Source: src, Verdict: verdict}
+		for range cms {
+			d.Countermeasures = append(d.Countermeasures, Countermeasure{Kind: "block"})
+		}
+		if err := s.Put(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("before", -time.Second, "192.0.2.1", "act", 1)
+	put("a", 0, "192.0.2.1", "act", 2)
+	put("b", 59*time.Minute, "192.0.2.1", "defer", 0)
+	put("c", 61*time.Minute, "192.0.2.2", "act", 1)
+	put("d", 150*time.Minute, "192.0.2.2", "ignore", 0)
+	put("e", 179*time.Minute, "192.0.2.3", "act", 3)
+	put("f", 179*time.Minute, "", "act", 1)
+	put("after", 180*time.Minute, "192.0.2.9", "act", 1)
+	tl, err := s.Timeline(ctx, t0, t0.Add(3*time.Hour), 3, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Bucket{
+		{Start: t0, Act: 1, Defer: 1, Countermeasures: 2},
+		{Start: t0.Add(time.Hour), Act: 1, Countermeasures: 1},
+		{Start: t0.Add(2 * time.Hour), Act: 2, Ignore: 1, Countermeasures: 4},
+	}
+	if len(tl.Buckets) != 3 || tl.Bucket != 3600 {
+		t.Fatalf("timeline %+v", tl)
+	}
+	for i, b := range want {
+		if tl.Buckets[i] != b {
+			t.Errorf("bucket %d: %+v, want %+v", i, tl.Buckets[i], b)
+		}
+	}
+	if len(tl.TopSources) != 2 || tl.TopSources[0].Source != "192.0.2.2" || tl.TopSources[0].Decisions != 2 || tl.TopSources[0].Acts != 1 ||
+		tl.TopSources[1].Source != "192.0.2.1" || tl.TopSources[1].Acts != 1 || !tl.TopSources[1].Last.Equal(t0.Add(59*time.Minute)) {
+		t.Errorf("top sources %+v", tl.TopSources)
+	}
+	for _, bad := range []int{0, 1001} {
+		if _, err := s.Timeline(ctx, t0, t0.Add(time.Hour), bad, 1); err == nil {
+			t.Errorf("%d buckets accepted", bad)
+		}
+	}
+	if _, err := s.Timeline(ctx, t0, t0, 10, 1); err == nil {
+		t.Error("an empty span accepted")
+	}
+}

@@ -86,6 +86,74 @@ async function refreshDecisions() {
   }
 }
 
+// Timeline of the last day's decisions by verdict (stacked bars) with their countermeasures
+// (a line), and the top sources; drawn as SVG by this script, no library.
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = String(text);
+  return e;
+}
+
+async function refreshTimeline() {
+  let tl;
+  try { tl = await api("/v1/timeline?since=24h&buckets=48&top=10"); } catch (e) { $("timeline-span").textContent = e.message; return; }
+  $("timeline-span").textContent = "last 24 h, " + Math.round(tl.bucket_s / 60) + " min per bar";
+  const W = 720, H = 150, L = 36, B = 22, T = 8, R = 8;
+  const bs = tl.buckets || [];
+  let max = 1;
+  for (const b of bs) max = Math.max(max, b.act + b.defer + b.ignore, b.countermeasures);
+  const x = (i) => L + (W - L - R) * i / Math.max(1, bs.length);
+  const y = (v) => T + (H - T - B) * (1 - v / max);
+  const bw = Math.max(1, (W - L - R) / Math.max(1, bs.length) - 1);
+  const g = svg("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img", "aria-label": "decisions over time" });
+  g.appendChild(svg("line", { x1: L, y1: y(0), x2: W - R, y2: y(0), class: "axis" }));
+  g.appendChild(svg("text", { x: L - 4, y: y(max) + 4, "text-anchor": "end", class: "tick" }, max));
+  g.appendChild(svg("text", { x: L - 4, y: y(0), "text-anchor": "end", class: "tick" }, 0));
+  if (bs.length) {
+    g.appendChild(svg("text", { x: L, y: H - 6, class: "tick" }, fmtTime(bs[0].start)));
+    g.appendChild(svg("text", { x: W - R, y: H - 6, "text-anchor": "end", class: "tick" }, fmtTime(tl.until)));
+  }
+  const line = [];
+  bs.forEach((b, i) => {
+    let base = 0;
+    for (const [k, v] of [["act", b.act], ["defer", b.defer], ["ignore", b.ignore]]) {
+      if (!v) continue;
+      const r = svg("rect", { x: x(i), y: y(base + v), width: bw, height: y(base) - y(base + v), class: "bar-" + k });
+      r.appendChild(svg("title", {}, fmtTime(b.start) + ": " + v + " " + k));
+      g.appendChild(r);
+      base += v;
+    }
+    line.push((x(i) + bw / 2).toFixed(1) + "," + y(b.countermeasures).toFixed(1));
+  });
+  if (line.length) g.appendChild(svg("polyline", { points: line.join(" "), class: "line-countermeasures" }));
+  let lx = L + 6;
+  for (const [k, label] of [["act", "act"], ["defer", "defer"], ["ignore", "ignore"], ["countermeasures", "countermeasures"]]) {
+    g.appendChild(svg("rect", { x: lx, y: T, width: 10, height: 10, class: k === "countermeasures" ? "key-countermeasures" : "bar-" + k }));
+    g.appendChild(svg("text", { x: lx + 14, y: T + 9, class: "tick" }, label));
+    lx += 24 + label.length * 7;
+  }
+  const box = $("timeline");
+  clear(box);
+  box.appendChild(g);
+  const tb = $("top-sources").tBodies[0];
+  clear(tb);
+  if (!(tl.top_sources || []).length) { const tr = el("tr"); tr.appendChild(el("td", "none in the last 24 h")); tb.appendChild(tr); }
+  for (const s of tl.top_sources || []) {
+    const tr = el("tr");
+    tr.dataset.source = s.source;
+    const td = el("td");
+    const a = el("a", s.source);
+    a.href = "#/";
+    a.addEventListener("click", (e) => { e.preventDefault(); $("filters").elements.source.value = s.source; refreshDecisions(); });
+    td.appendChild(a);
+    tr.appendChild(td);
+    for (const c of [s.decisions, s.acts, fmtTime(s.last)]) tr.appendChild(el("td", c));
+    tb.appendChild(tr);
+  }
+}
+
 // One decision: the same story as `proteus decisions show ID`.
 function fact(dl, k, v) { dl.appendChild(el("dt", k)); dl.appendChild(el("dd", v)); }
 
@@ -164,6 +232,7 @@ function route() {
   $("decision").hidden = true;
   $("overview").hidden = false;
   refreshDecisions();
+  refreshTimeline();
 }
 
 // Live feed through the agent's event stream.
@@ -198,7 +267,7 @@ function follow() {
     feed.insertBefore(li, feed.firstChild);
     while (feed.childNodes.length > FEED_MAX) feed.removeChild(feed.lastChild);
     if (k.startsWith("executor.") || k.startsWith("gateway.")) soon(refreshStatus);
-    if (k === "engine.decision" && !$("overview").hidden) refreshDecisions();
+    if (k === "engine.decision" && !$("overview").hidden) { refreshDecisions(); refreshTimeline(); }
   };
 }
 
@@ -216,6 +285,7 @@ document.addEventListener("DOMContentLoaded", () => {
   window.addEventListener("hashchange", route);
   refreshStatus();
   setInterval(refreshStatus, 5000);
+  setInterval(() => { if (!$("overview").hidden) refreshTimeline(); }, 30000);
   route();
   follow();
 });
