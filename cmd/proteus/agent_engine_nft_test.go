@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -25,26 +23,7 @@ import (
 // the host's own ruleset.
 func TestAgentEngineBlocksDissentingClientWithNFTables(t *testing.T) {
 	ns, _ := nfttest.NetNS(t)
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	hostIf, nsIf := "pv"+hex.EncodeToString(b[:])+"h", "pv"+hex.EncodeToString(b[:])+"n"
-	// 10.233.0.0/16, in /30s: a range no other test here uses.
-	q := int(b[1] & 0xfc)
-	hostIP, nsIP := fmt.Sprintf("10.233.%d.%d", b[0], q+1), fmt.Sprintf("10.233.%d.%d", b[0], q+2)
-	for _, c := range [][]string{
-		{"ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf},
-		{"ip", "link", "set", nsIf, "netns", ns},
-		{"ip", "addr", "add", hostIP + "/30", "dev", hostIf},
-		{"ip", "link", "set", hostIf, "up"},
-		{"ip", "netns", "exec", ns, "ip", "addr", "add", nsIP + "/30", "dev", nsIf},
-		{"ip", "netns", "exec", ns, "ip", "link", "set", nsIf, "up"},
-		{"ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"},
-	} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Skipf("cannot set up the veth pair (%v: %v: %s)", c, err, out)
-		}
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", hostIf).Run() })
+	hostIP, nsIP := vethPair(t, "", ns, 233)
 
 	model, def := paperModelAndDefaults(t)
 	data := t.TempDir()

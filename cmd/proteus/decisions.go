@@ -196,6 +196,9 @@ func writeDecision(w io.Writer, d store.Decision) error {
 		if !c.Expires.IsZero() {
 			fmt.Fprintf(w, " until %s", c.Expires.Format(time.RFC3339))
 		}
+		if by, _, ok := strings.Cut(c.ID, "/"); ok {
+			fmt.Fprintf(w, " by %s", printable(by)) // the actuator: nftables, the gateway's blocklist, ...
+		}
 		if c.Error != "" {
 			fmt.Fprintf(w, " FAILED: %s", printable(c.Error))
 		}

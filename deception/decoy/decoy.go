@@ -212,6 +212,7 @@ func (s *Sensor) accept(ctx context.Context, ln net.Listener, service string, wg
 			return fmt.Errorf("decoy: accept on %s: %w", ln.Addr(), err)
 		}
 		backoff = 0
+		at := time.Now()
 		s.connections.Add(1)
 		select {
 		case s.sem <- struct{}{}:
@@ -219,19 +220,19 @@ func (s *Sensor) accept(ctx context.Context, ln net.Listener, service string, wg
 			go func() {
 				defer wg.Done()
 				defer func() { <-s.sem }()
-				s.serve(conn, service)
+				s.serve(conn, service, at)
 			}()
 		default:
 			s.shed.Add(1)
 			conn.Close()
-			s.report(conn, service, s.cur.Load().signal, nil, true)
+			s.report(conn, service, s.cur.Load().signal, nil, true, at)
 		}
 	}
 }
 
 // serve greets one connection, reads its first bytes (bounded in size and time), answers a
-// client-first protocol once, and reports it.
-func (s *Sensor) serve(conn net.Conn, service string) {
+// client-first protocol once, and reports it (at, when it was accepted, is the event's time).
+func (s *Sensor) serve(conn net.Conn, service string, at time.Time) {
 	defer conn.Close()
 	st := s.cur.Load()
 	g := st.banners[service]
@@ -251,7 +252,7 @@ func (s *Sensor) serve(conn net.Conn, service string) {
 	if g.reply != nil && n > 0 {
 		_, _ = conn.Write(g.reply(buf[:n]))
 	}
-	s.report(conn, service, st.signal, buf[:n], false)
+	s.report(conn, service, st.signal, buf[:n], false, at)
 }
 
 // complete reports whether b holds a whole first message of the client: a line, or an HTTP
@@ -263,11 +264,13 @@ func complete(service string, b []byte) bool {
 	return bytes.IndexByte(b, '\n') >= 0
 }
 
-// report queues the connection's event without blocking; a full queue is counted.
-func (s *Sensor) report(conn net.Conn, service, signal string, first []byte, shed bool) {
+// report queues the connection's event without blocking; a full queue is counted. The
+// event's time is when the connection was accepted (at), not when its first bytes were read,
+// so the audit record says when the source first touched the decoy.
+func (s *Sensor) report(conn net.Conn, service, signal string, first []byte, shed bool, at time.Time) {
 	src := addrPort(conn.RemoteAddr())
 	dst := addrPort(conn.LocalAddr())
-	ev := sensor.Event{Time: time.Now(), Sensor: "decoy", Kind: "connect", Source: src.Addr(), Dest: dst.Addr(), DestPort: dst.Port(),
+	ev := sensor.Event{Time: at, Sensor: "decoy", Kind: "connect", Source: src.Addr(), Dest: dst.Addr(), DestPort: dst.Port(),
 		Asset: s.c.Asset, Category: "reconnaissance", Severity: 1, Proto: "TCP", AppProto: service,
 		Attrs: map[string]string{"service": service, "signal": signal, "bytes": strconv.Itoa(len(first))}}
 	what := fmt.Sprintf("sent %d bytes", len(first))
