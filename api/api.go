@@ -212,20 +212,38 @@ func NewServer(ctl Controller, b *bus.Bus, token string, reg *prometheus.Registr
 	for _, o := range opts {
 		o(s)
 	}
-	s.mux.HandleFunc("GET /v1/status", s.status)
-	s.mux.HandleFunc("POST /v1/rotate", s.rotate)
-	s.mux.HandleFunc("POST /v1/quarantine", s.quarantine)
-	s.mux.HandleFunc("GET /v1/actions", s.actions)
-	s.mux.HandleFunc("POST /v1/block", s.block)
-	s.mux.HandleFunc("POST /v1/unblock", s.unblock)
-	s.mux.HandleFunc("POST /v1/gateway/learned/reset", s.resetLearned)
-	s.mux.HandleFunc("GET /v1/decisions", s.listDecisions)
-	s.mux.HandleFunc("GET /v1/decisions/{id}", s.getDecision)
-	s.mux.HandleFunc("POST /v1/decisions/{id}/revert", s.revertDecision)
-	s.mux.HandleFunc("GET /v1/timeline", s.timeline)
-	s.mux.HandleFunc("GET /events", s.events)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.handle("GET /status", s.status)
+	s.handle("POST /rotate", s.rotate)
+	s.handle("POST /quarantine", s.quarantine)
+	s.handle("GET /actions", s.actions)
+	s.handle("POST /block", s.block)
+	s.handle("POST /unblock", s.unblock)
+	s.handle("POST /gateway/learned/reset", s.resetLearned)
+	s.handle("GET /decisions", s.listDecisions)
+	s.handle("GET /decisions/{id}", s.getDecision)
+	s.handle("POST /decisions/{id}/revert", s.revertDecision)
+	s.handle("GET /timeline", s.timeline)
+	s.handle("GET /events", s.events)
+	s.mux.HandleFunc("GET /events", s.events) // the stream's path before the versioned prefix
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	s.mux.Handle("GET /metrics", metrics) // where Prometheus looks by default
+	s.mux.Handle("GET "+Prefix+"/metrics", metrics)
 	return s
+}
+
+// Prefix is the versioned API's path prefix. LegacyPrefix is the one the same endpoints had
+// before the API was versioned (and /events the stream's path); they stay as aliases, served
+// by the same handlers, for scripts written against them.
+const (
+	Prefix       = "/api/v1"
+	LegacyPrefix = "/v1"
+)
+
+// handle registers h for "METHOD /path" under Prefix and under LegacyPrefix.
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	s.mux.HandleFunc(method+" "+Prefix+path, h)
+	s.mux.HandleFunc(method+" "+LegacyPrefix+path, h)
 }
 
 // ServeHTTP checks the bearer token, then dispatches.

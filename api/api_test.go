@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -242,5 +243,56 @@ func TestEventsUnnamedAndKindOnOneLine(t *testing.T) {
 		if err := json.Unmarshal([]byte(data), &ev); err != nil || ev.Kind != c.kind || name != c.name {
 			t.Errorf("%s: event %q data %q (%v); want event %q and kind %q", c.query, name, data, err, c.name, c.kind)
 		}
+	}
+}
+
+// The API is under /api/v1/; the paths it had before stay as aliases; the client uses the
+// versioned ones.
+func TestVersionedPathsAndAliases(t *testing.T) {
+	e := setup(t)
+	for _, p := range []string{"/api/v1/status", "/v1/status", "/metrics", "/api/v1/metrics"} {
+		resp := authGet(t, e, p)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %d", p, resp.StatusCode)
+		}
+	}
+	for _, p := range []string{"/api/v2/status", "/api/status", "/api/v1/nothing"} {
+		resp := authGet(t, e, p)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+	var paths []string
+	var mu sync.Mutex
+	inner := e.srv.Config.Handler
+	rec := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(rec.Close)
+	c, err := api.NewClient(e.data, rec.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	ch, err := c.Events(sctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for range ch { // until the stream has ended
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(paths) != 2 || paths[0] != "/api/v1/status" || paths[1] != "/api/v1/events" {
+		t.Errorf("the client asked for %v", paths)
 	}
 }

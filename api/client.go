@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,14 +34,32 @@ type Client struct {
 	http  *http.Client
 }
 
-// NewClient reads the token (and, unless addr is given, the API address) from dataDir.
+// NewClient reads the token from dataDir and talks to the agent at addr: host:port, a URL,
+// or unix:PATH for a unix socket. With addr empty it uses the agent's socket
+// (DATA-DIR/api.sock, when the agent serves one: api.socket) or else the TCP address the agent
+// wrote to the data dir.
 func NewClient(dataDir, addr string) (*Client, error) {
+	return newClient(dataDir, addr, true)
+}
+
+// NewTCPClient is NewClient without the unix socket: for what hands out a URL a browser
+// opens (the dashboard's login link names the address it was asked on).
+func NewTCPClient(dataDir, addr string) (*Client, error) {
+	return newClient(dataDir, addr, false)
+}
+
+func newClient(dataDir, addr string, socket bool) (*Client, error) {
 	tok, err := os.ReadFile(filepath.Join(dataDir, TokenFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s", ErrNoAgent, dataDir)
 		}
 		return nil, fmt.Errorf("api: %w", err)
+	}
+	if addr == "" && socket {
+		if fi, err := os.Stat(filepath.Join(dataDir, SocketFile)); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			addr = "unix:" + filepath.Join(dataDir, SocketFile)
+		}
 	}
 	if addr == "" {
 		a, err := os.ReadFile(filepath.Join(dataDir, AddrFile))
@@ -49,11 +68,23 @@ func NewClient(dataDir, addr string) (*Client, error) {
 		}
 		addr = strings.TrimSpace(string(a))
 	}
+	c := &Client{token: strings.TrimSpace(string(tok)), http: &http.Client{Timeout: 5 * time.Minute}}
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		// The Host is localhost: the dashboard in front of the API answers only for IP
+		// literals, localhost and the allowed names.
+		c.base = "http://localhost"
+		d := net.Dialer{}
+		c.http.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		}}
+		return c, nil
+	}
 	base := addr
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	return &Client{base: strings.TrimRight(base, "/"), token: strings.TrimSpace(string(tok)), http: &http.Client{Timeout: 5 * time.Minute}}, nil
+	c.base = strings.TrimRight(base, "/")
+	return c, nil
 }
 
 // APIError is an error answer from the agent.
@@ -109,7 +140,7 @@ func (c *Client) StatusFor(ctx context.Context, pi float64) (*Status, error) {
 	if pi != 0 {
 		q = url.Values{"intensity": {strconv.FormatFloat(pi, 'g', -1, 64)}}
 	}
-	if err := c.do(ctx, http.MethodGet, "/v1/status", q, &s); err != nil {
+	if err := c.do(ctx, http.MethodGet, Prefix+"/status", q, &s); err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -117,28 +148,28 @@ func (c *Client) StatusFor(ctx context.Context, pi float64) (*Status, error) {
 
 // Rotate rotates one executor and waits until the rotation is done.
 func (c *Client) Rotate(ctx context.Context, id string) error {
-	return c.do(ctx, http.MethodPost, "/v1/rotate", url.Values{"id": {id}}, nil)
+	return c.do(ctx, http.MethodPost, Prefix+"/rotate", url.Values{"id": {id}}, nil)
 }
 
 // RotateAll rotates every executor (at most c* at a time) and waits.
 func (c *Client) RotateAll(ctx context.Context) error {
-	return c.do(ctx, http.MethodPost, "/v1/rotate", url.Values{"all": {"true"}}, nil)
+	return c.do(ctx, http.MethodPost, Prefix+"/rotate", url.Values{"all": {"true"}}, nil)
 }
 
 // ResetLearned makes the voting gateway forget the noise it learned.
 func (c *Client) ResetLearned(ctx context.Context) error {
-	return c.do(ctx, http.MethodPost, "/v1/gateway/learned/reset", nil, nil)
+	return c.do(ctx, http.MethodPost, Prefix+"/gateway/learned/reset", nil, nil)
 }
 
 // Quarantine takes one executor out of service and freezes it.
 func (c *Client) Quarantine(ctx context.Context, id string) error {
-	return c.do(ctx, http.MethodPost, "/v1/quarantine", url.Values{"id": {id}}, nil)
+	return c.do(ctx, http.MethodPost, Prefix+"/quarantine", url.Values{"id": {id}}, nil)
 }
 
 // Actions lists the active countermeasures, sorted by ID.
 func (c *Client) Actions(ctx context.Context) ([]countermeasure.Action, error) {
 	var a []countermeasure.Action
-	return a, c.do(ctx, http.MethodGet, "/v1/actions", nil, &a)
+	return a, c.do(ctx, http.MethodGet, Prefix+"/actions", nil, &a)
 }
 
 // Block blocks target (an address or a CIDR) at the gateway for ttl and returns the action
@@ -149,13 +180,13 @@ func (c *Client) Block(ctx context.Context, target string, ttl time.Duration, re
 	if reason != "" {
 		q.Set("reason", reason)
 	}
-	return a, c.do(ctx, http.MethodPost, "/v1/block", q, &a)
+	return a, c.do(ctx, http.MethodPost, Prefix+"/block", q, &a)
 }
 
 // Unblock reverts every active block on exactly target and returns what it reverted.
 func (c *Client) Unblock(ctx context.Context, target string) ([]countermeasure.Action, error) {
 	var r UnblockResult
-	err := c.do(ctx, http.MethodPost, "/v1/unblock", url.Values{"target": {target}}, &r)
+	err := c.do(ctx, http.MethodPost, Prefix+"/unblock", url.Values{"target": {target}}, &r)
 	return r.Reverted, err
 }
 
@@ -163,20 +194,20 @@ func (c *Client) Unblock(ctx context.Context, target string) ([]countermeasure.A
 // since, source, asset, verdict, limit), oldest first, without their detail and excerpts.
 func (c *Client) Decisions(ctx context.Context, q url.Values) ([]store.Decision, error) {
 	var l DecisionList
-	return l.Decisions, c.do(ctx, http.MethodGet, "/v1/decisions", q, &l)
+	return l.Decisions, c.do(ctx, http.MethodGet, Prefix+"/decisions", q, &l)
 }
 
 // Decision fetches one decision with its whole story.
 func (c *Client) Decision(ctx context.Context, id string) (store.Decision, error) {
 	var d store.Decision
-	return d, c.do(ctx, http.MethodGet, "/v1/decisions/"+url.PathEscape(id), nil, &d)
+	return d, c.do(ctx, http.MethodGet, Prefix+"/decisions/"+url.PathEscape(id), nil, &d)
 }
 
 // RevertDecision reverts countermeasure action (its action ID) of decision id now, and the
 // agent records the revert in the decision's story.
 func (c *Client) RevertDecision(ctx context.Context, id, action string) (RevertResult, error) {
 	var r RevertResult
-	err := c.do(ctx, http.MethodPost, "/v1/decisions/"+url.PathEscape(id)+"/revert", url.Values{"action": {action}}, &r)
+	err := c.do(ctx, http.MethodPost, Prefix+"/decisions/"+url.PathEscape(id)+"/revert", url.Values{"action": {action}}, &r)
 	return r, err
 }
 
@@ -194,18 +225,18 @@ func (c *Client) Timeline(ctx context.Context, since time.Duration, n, top int) 
 		q.Set("top", strconv.Itoa(top))
 	}
 	var tl store.Timeline
-	return tl, c.do(ctx, http.MethodGet, "/v1/timeline", q, &tl)
+	return tl, c.do(ctx, http.MethodGet, Prefix+"/timeline", q, &tl)
 }
 
 // MaxEventBytes bounds one event of the stream Events reads.
 const MaxEventBytes = 1 << 20
 
-// Events subscribes to the agent's event stream (GET /events, server-sent events), the
+// Events subscribes to the agent's event stream (GET /api/v1/events, server-sent events), the
 // events whose kind starts with kind ("" for all), and delivers them on the channel until ctx
 // ends or the stream does; then the channel is closed. The subscription is in place when
 // Events returns. A line longer than MaxEventBytes ends the stream.
 func (c *Client) Events(ctx context.Context, kind string) (<-chan bus.Event, error) {
-	u := c.base + "/events"
+	u := c.base + Prefix + "/events"
 	if kind != "" {
 		u += "?" + url.Values{"kind": {kind}}.Encode()
 	}

@@ -166,7 +166,9 @@ func requester(r *http.Request) string {
 	if h, _, err := net.SplitHostPort(from); err == nil {
 		from = h
 	}
-	if from == "" || from == "@" {
+	if p := peerOf(r.Context()); p != "" {
+		from = "the unix socket (" + p + ")"
+	} else if from == "" || from == "@" {
 		from = "the unix socket"
 	}
 	if sess := dashboard.SessionOf(r.Context()); sess != "" {

@@ -14,6 +14,9 @@ type API struct {
 	// localhost (a reverse proxy's name); any other name is refused (421), which defeats DNS
 	// rebinding.
 	AllowedHosts []string `yaml:"allowed_hosts"`
+	// Socket serves the API (and the dashboard) on the unix socket DATA-DIR/api.sock too, mode
+	// 0600, which the CLI then uses: only the agent's user reaches it, over no network.
+	Socket bool `yaml:"socket"`
 }
 
 func (a *API) applyDefaults() {

@@ -3,7 +3,7 @@
 // API and its event stream, and the login that lets a browser use that API without ever
 // holding the bearer token.
 //
-// Login: a holder of the bearer token asks for a one-time link (POST /v1/dashboard/login-link,
+// Login: a holder of the bearer token asks for a one-time link (POST /api/v1/dashboard/login-link,
 // what `proteus dashboard` prints). The link carries a random single-use code, never the token,
 // valid for LinkTTL; opening it spends the code and sets a session cookie (HttpOnly,
 // SameSite=Strict) that the dashboard's own requests carry. A request with a valid session
@@ -39,10 +39,11 @@ import (
 
 // Paths the dashboard owns; everything else goes to the API.
 const (
-	LinkPath   = "/v1/dashboard/login-link" // POST with the bearer token: a fresh one-time login link
-	LoginPath  = "/login"                   // GET ?code=: spend the code, set the session cookie
-	LogoutPath = "/logout"                  // POST: end the session
-	AssetsPath = "/ui/"                     // the embedded assets
+	LinkPath   = "/api/v1/dashboard/login-link" // POST with the bearer token: a fresh one-time login link
+	LegacyLink = "/v1/dashboard/login-link"     // LinkPath before the API was versioned, an alias
+	LoginPath  = "/login"                       // GET ?code=: spend the code, set the session cookie
+	LogoutPath = "/logout"                      // POST: end the session
+	AssetsPath = "/ui/"                         // the embedded assets
 )
 
 // CookieName is the session cookie.
@@ -148,7 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case r.URL.Path == LinkPath:
+	case r.URL.Path == LinkPath || r.URL.Path == LegacyLink:
 		h.link(w, r)
 		return
 	case r.URL.Path == LoginPath:
@@ -276,7 +277,7 @@ func (h *Handler) session(r *http.Request) string {
 	return k
 }
 
-// LinkAnswer is the answer of POST /v1/dashboard/login-link.
+// LinkAnswer is the answer of POST /api/v1/dashboard/login-link.
 type LinkAnswer struct {
 	URL     string    `json:"url"`
 	Expires time.Time `json:"expires"`

@@ -73,7 +73,7 @@ func dataDirFor(cmd *cobra.Command, cfg *config.Config) string {
 // apiFlag adds --api, the running agent's API address, stored in p; empty means the address
 // the agent wrote to the data dir (api.NewClient reads it).
 func apiFlag(c *cobra.Command, p *string) {
-	c.Flags().StringVar(p, "api", "", "agent API host:port (default: the address the agent wrote to the data dir)")
+	c.Flags().StringVar(p, "api", "", "agent API host:port or unix:PATH (default: the agent's socket DATA-DIR/api.sock when it serves one, else the address it wrote to the data dir)")
 }
 
 // newLogger returns the logger of a long-running command, writing to w with the config's

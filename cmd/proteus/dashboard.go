@@ -17,7 +17,7 @@ func init() {
 			Short: "Print a one-time login link to the running agent's web dashboard (valid 5 minutes, one use)",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				c, err := api.NewClient(globals.dataDir, addr)
+				c, err := api.NewTCPClient(globals.dataDir, addr) // the link names the address it was asked on
 				if err != nil {
 					return err
 				}

@@ -37,7 +37,7 @@ function num(v, d) { return typeof v === "number" ? v.toFixed(d) : "-"; }
 // Executors.
 async function refreshStatus() {
   let st;
-  try { st = await api("/v1/status"); } catch (e) { $("summary").textContent = e.message; return; }
+  try { st = await api("/api/v1/status"); } catch (e) { $("summary").textContent = e.message; return; }
   $("summary").textContent = st.executors.length + " executors, c* = " + st.cstar +
     ", defense success β_y = " + num(st.defense_success, 3) + (st.vigilance ? ", vigilance " + st.vigilance.level : "");
   const tb = $("executors").tBodies[0];
@@ -64,7 +64,7 @@ function filterQuery() {
 
 async function refreshDecisions() {
   let ds;
-  try { ds = (await api("/v1/decisions?" + filterQuery())).decisions; $("filter-error").textContent = ""; }
+  try { ds = (await api("/api/v1/decisions?" + filterQuery())).decisions; $("filter-error").textContent = ""; }
   catch (e) { $("filter-error").textContent = e.message; return; }
   const tb = $("decisions").tBodies[0];
   clear(tb);
@@ -98,7 +98,7 @@ function svg(tag, attrs, text) {
 
 async function refreshTimeline() {
   let tl;
-  try { tl = await api("/v1/timeline?since=24h&buckets=48&top=10"); } catch (e) { $("timeline-span").textContent = e.message; return; }
+  try { tl = await api("/api/v1/timeline?since=24h&buckets=48&top=10"); } catch (e) { $("timeline-span").textContent = e.message; return; }
   $("timeline-span").textContent = "last 24 h, " + Math.round(tl.bucket_s / 60) + " min per bar";
   const W = 720, H = 150, L = 36, B = 22, T = 8, R = 8;
   const bs = tl.buckets || [];
@@ -164,7 +164,7 @@ async function showDecision(id) {
   for (const n of [facts, cms, evs]) clear(n);
   sol.textContent = "";
   let d;
-  try { d = await api("/v1/decisions/" + encodeURIComponent(id)); }
+  try { d = await api("/api/v1/decisions/" + encodeURIComponent(id)); }
   catch (e) { $("decision-title").textContent = "decision " + id + ": " + e.message; return; }
   $("decision-title").textContent = "decision " + d.id + " at " + fmtTime(d.time);
   fact(facts, "asset", d.asset);
@@ -187,7 +187,7 @@ async function showDecision(id) {
   }
   if (!(d.countermeasures || []).length) cms.appendChild(el("li", "none"));
   let active = null; // IDs of the active countermeasures; null when the agent runs none
-  try { active = new Set((await api("/v1/actions")).map((a) => a.id)); } catch (e) { active = null; }
+  try { active = new Set((await api("/api/v1/actions")).map((a) => a.id)); } catch (e) { active = null; }
   for (const c of d.countermeasures || []) {
     const li = el("li");
     li.appendChild(el("span", c.kind + " " + dash(c.target) + (c.expires ? " until " + fmtTime(c.expires) : "") + (c.error ? " FAILED: " + c.error : "")));
@@ -216,7 +216,7 @@ async function showDecision(id) {
 // carries the header the agent's CSRF check asks for (the browser adds the Origin).
 async function revert(id, action, button) {
   button.disabled = true;
-  const r = await fetch("/v1/decisions/" + encodeURIComponent(id) + "/revert?action=" + encodeURIComponent(action),
+  const r = await fetch("/api/v1/decisions/" + encodeURIComponent(id) + "/revert?action=" + encodeURIComponent(action),
     { method: "POST", credentials: "same-origin", headers: { "X-Proteus-Dashboard": "1", "Accept": "application/json" } });
   if (!r.ok) {
     const body = await r.json().catch(() => ({}));
@@ -250,10 +250,10 @@ function feedLine(ev) {
 let pending = null;
 function soon(fn) { if (!pending) pending = setTimeout(() => { pending = null; fn(); }, 300); }
 
-// The stream is asked for unnamed events (?unnamed=1), so every kind the agent emits, today's
+// The stream is asked for unnamed events (/api/v1/events?unnamed=1), so every kind the agent emits, today's
 // and tomorrow's, arrives at onmessage and is shown; the kind is in the event's data.
 function follow() {
-  const es = new EventSource("/events?unnamed=1");
+  const es = new EventSource("/api/v1/events?unnamed=1");
   es.onopen = () => { $("stream").textContent = "stream: live"; $("stream").className = "badge up"; };
   es.onerror = () => { $("stream").textContent = "stream: reconnecting"; $("stream").className = "badge"; };
   es.onmessage = (msg) => {

@@ -157,6 +157,15 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("agent: api listen: %w", err)
 	}
 	defer apiLn.Close()
+	var sockLn net.Listener
+	if cfg.API.Socket {
+		if sockLn, err = api.ListenUnix(o.DataDir); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		defer sockLn.Close()
+	} else {
+		api.RemoveStaleSocket(o.DataDir)
+	}
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -236,11 +245,14 @@ func Run(ctx context.Context, o Options) error {
 	// by the dashboard's session cookie.
 	apiSrv := &http.Server{Handler: dashboard.New(api.NewServer(a.pool, a.bus, token, a.reg, log, apiOpts...), token, log,
 		dashboard.WithAllowedHosts(cfg.API.AllowedHosts...)),
-		ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
+		ReadHeaderTimeout: 10 * time.Second, ConnContext: api.ConnContext}
+	errc := make(chan error, 3)
 	gwDone := make(chan struct{})
 	go func() { errc <- gwServe(); close(gwDone) }()
 	go func() { errc <- apiSrv.Serve(apiLn) }()
+	if sockLn != nil {
+		go func() { errc <- apiSrv.Serve(sockLn) }()
+	}
 	for name, addr := range map[string]string{api.AddrFile: apiLn.Addr().String(), GatewayAddrFile: gwAddr.String()} {
 		if err := writeAddr(o.DataDir, name, addr); err != nil {
 			return err
