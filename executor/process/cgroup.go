@@ -37,9 +37,19 @@ func findCgroups(agent string) (*cgroups, []string) {
 	if err != nil {
 		return nil, []string{"no /proc/self/cgroup"}
 	}
+	return findCgroupsIn(cgroupRoot, string(own), agent)
+}
+
+// findCgroupsIn chooses the hierarchies below root (where cgroup file systems are mounted)
+// for a process whose /proc/self/cgroup is own: the v1 hierarchies of memory, pids and cpu
+// where at least one can hold the executors' groups, else the v2 hierarchy (at root on a
+// pure v2 machine, at root/unified on a hybrid one) when its controllers include one of
+// them. A controller bound to a v1 hierarchy is never in the v2 one (the kernel gives each
+// controller to one hierarchy), so on a hybrid machine v2 serves only when v1 cannot.
+func findCgroupsIn(root, own, agent string) (*cgroups, []string) {
 	v1 := map[string]string{} // controller -> own path
 	v2path := ""
-	for _, line := range strings.Split(strings.TrimSpace(string(own)), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(own), "\n") {
 		f := strings.SplitN(line, ":", 3)
 		if len(f) != 3 {
 			continue
@@ -59,7 +69,7 @@ func findCgroups(agent string) (*cgroups, []string) {
 		if !ok {
 			continue
 		}
-		base := filepath.Join(cgroupRoot, c, p, "proteus-exec", agent)
+		base := filepath.Join(root, c, p, "proteus-exec", agent)
 		if err := probeCgroupDir(base); err != nil {
 			why = append(why, fmt.Sprintf("cgroup v1 %s: %v", c, err))
 			continue
@@ -70,20 +80,13 @@ func findCgroups(agent string) (*cgroups, []string) {
 		return cg, why
 	}
 	// cgroup v2: one directory, controllers enabled for children through subtree_control.
-	mount := cgroupRoot
-	if _, err := os.Stat(filepath.Join(cgroupRoot, "unified", "cgroup.controllers")); err == nil {
-		mount = filepath.Join(cgroupRoot, "unified")
+	mount := root
+	if _, err := os.Stat(filepath.Join(root, "unified", "cgroup.controllers")); err == nil {
+		mount = filepath.Join(root, "unified")
 	}
 	parent := filepath.Join(mount, v2path)
 	avail, err := os.ReadFile(filepath.Join(parent, "cgroup.controllers"))
 	if err != nil {
-		return cg, append(why, fmt.Sprintf("cgroup v2: %v", err))
-	}
-	base := filepath.Join(parent, "proteus-exec", agent)
-	if err := probeCgroupDir(base); err != nil {
-		return cg, append(why, fmt.Sprintf("cgroup v2: %v", err))
-	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
 		return cg, append(why, fmt.Sprintf("cgroup v2: %v", err))
 	}
 	var enable []string
@@ -93,11 +96,32 @@ func findCgroups(agent string) (*cgroups, []string) {
 		}
 	}
 	if len(enable) == 0 {
-		return cg, append(why, "cgroup v2: none of memory, pids, cpu delegated")
+		return cg, append(why, fmt.Sprintf("cgroup v2 at %s: none of memory, pids, cpu among its controllers (%q): they are bound to cgroup v1 hierarchies or not delegated",
+			parent, strings.TrimSpace(string(avail))))
+	}
+	// The agent's own group must hand them down too; v2 lets it only while no process is
+	// in it (the root group excepted), so an agent in a group of its own with processes
+	// cannot, and says so.
+	enabled, _ := os.ReadFile(filepath.Join(parent, "cgroup.subtree_control"))
+	for _, c := range enable {
+		if slices.Contains(strings.Fields(string(enabled)), c[1:]) {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte(c), 0); err != nil {
+			return cg, append(why, fmt.Sprintf("cgroup v2: enable %s in the agent's own group %s: %v (a v2 group with processes cannot hand controllers to children: run the agent in a leaf of a delegated subtree)", c, parent, err))
+		}
+	}
+	base := filepath.Join(parent, "proteus-exec", agent)
+	if err := probeCgroupDir(base); err != nil {
+		return cg, append(why, fmt.Sprintf("cgroup v2: %v", err))
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return cg, append(why, fmt.Sprintf("cgroup v2: %v", err))
 	}
 	// Each level below the agent's own group hands the controllers down.
 	for _, dir := range []string{filepath.Dir(base), base} {
 		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(strings.Join(enable, " ")), 0); err != nil {
+			removeEmpty(base)
 			return cg, append(why, fmt.Sprintf("cgroup v2: enable %v in %s: %v", enable, dir, err))
 		}
 	}
