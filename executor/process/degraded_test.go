@@ -1,7 +1,9 @@
 package process_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,10 +21,13 @@ import (
 // degradedEnv runs TestDegradedIsolation's unprivileged half (set by the root half).
 const degradedEnv = "PROTEUS_TEST_DEGRADED_AGENT"
 
-// An agent that is not root keeps working with degraded isolation, says so, and still
-// confines what an unprivileged process can confine: no writes outside the work dir
-// (Landlock), no signal to the agent (Landlock scope), no ptrace (seccomp, evidence).
-// The root half re-runs this test binary as uid 65534 (nobody) for the other half.
+// An agent that is not root keeps working with degraded isolation, says so (at start in its
+// log, and in the isolation its instances report, which `proteus status` shows), and still
+// confines what an unprivileged process can confine: in a user namespace of its own uid, the
+// private mounts (the data dir and api.token hidden, a private /tmp) and a PID namespace (the
+// agent cannot be named); no writes outside the work dir (Landlock); no signal to the agent
+// (Landlock scope); no ptrace (seccomp, evidence). The root half re-runs this test binary as
+// uid 65534 (nobody) for the other half.
 func TestDegradedIsolation(t *testing.T) {
 	if os.Getenv(degradedEnv) != "" {
 		degradedAgent(t)
@@ -35,7 +40,8 @@ func TestDegradedIsolation(t *testing.T) {
 	}
 	// nobody can neither enter the go build cache nor t.TempDir's 0700 dirs: give it its
 	// own copy of the binary and a directory of its own.
-	dir, err := os.MkdirTemp("", "proteus-degraded-")
+	// Outside /tmp, which the executor's private /tmp would cover.
+	dir, err := os.MkdirTemp("/run", "proteus-degraded-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,12 +88,24 @@ func degradedAgent(t *testing.T) {
 	denied, _ := b.Subscribe(8, bus.KindPrefix(executor.EventDenied))
 	iso := testIsolation
 	iso.Memory = 0 // RLIMIT_DATA would starve a -race binary's shadow memory
-	d, err := process.New(executor.Env{DataDir: filepath.Join(home, "data"), Bus: b, Isolation: iso})
+	data := filepath.Join(home, "data")
+	token := filepath.Join(data, "api.token")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(token, []byte("agent-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	d, err := process.New(executor.Env{DataDir: data, Bus: b, Isolation: iso, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(d.Isolation(), "degraded isolation (") {
 		t.Fatalf("isolation %q, want degraded", d.Isolation())
+	}
+	if l := logged.String(); !strings.Contains(l, `level=WARN msg="degraded isolation"`) || !strings.Contains(l, `reason="agent runs as uid 65534, not root`) {
+		t.Errorf("no warning at start; the log:\n%s", logged.String())
 	}
 	ctx := context.Background()
 	inst, err := d.Start(ctx, processtest.Spec("hostile", processtest.Image(t), processtest.Hostile))
@@ -99,6 +117,14 @@ func degradedAgent(t *testing.T) {
 	if !strings.HasPrefix(inst.Isolation, "degraded isolation") {
 		t.Errorf("instance isolation %q", inst.Isolation)
 	}
+	// The helper's ambient CAP_SYS_ADMIN (for the mounts) must not reach the command: with it
+	// the executor could undo the mounts that hide the data dir.
+	pid := pidOf(t, inst)
+	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapAmb"} {
+		if v := statusField(t, pid, k); v != "0000000000000000" {
+			t.Errorf("executor %s %s, want none", k, v)
+		}
+	}
 	// What is refused depends on the kernel: Landlock for writes, its ABI 6 for signals.
 	abi := 0
 	if _, v, ok := strings.Cut(d.Isolation(), "landlock v"); ok {
@@ -107,15 +133,24 @@ func degradedAgent(t *testing.T) {
 	h := &hostileFixture{}
 	outside := filepath.Join(home, "outside")
 	attacks := []struct{ what, arg, val string }{}
+	userns := strings.Contains(d.Isolation(), "ns user+mnt+pid")
+	if userns {
+		attacks = append(attacks, struct{ what, arg, val string }{"read", "path", token},
+			struct{ what, arg, val string }{"signal", "pid", strconv.Itoa(os.Getpid())})
+	} else {
+		t.Logf("no user namespace here: the executor can read %s", token)
+	}
 	if abi >= 1 {
 		attacks = append(attacks, struct{ what, arg, val string }{"write", "path", outside})
 	}
-	if abi >= 6 {
+	if abi >= 6 && !userns {
 		attacks = append(attacks, struct{ what, arg, val string }{"signal", "pid", strconv.Itoa(os.Getpid())})
 	}
 	t.Logf("isolation %s: trying %v", d.Isolation(), attacks)
 	for _, c := range attacks {
-		if report := h.attack(t, inst, c.what, c.arg, c.val); !strings.HasPrefix(report, "refused: ") {
+		report := h.attack(t, inst, c.what, c.arg, c.val)
+		t.Logf("%s %s: %q", c.what, c.val, report)
+		if !strings.HasPrefix(report, "refused: ") {
 			t.Errorf("%s %s: %q, want a refusal", c.what, c.val, report)
 		}
 	}

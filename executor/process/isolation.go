@@ -21,6 +21,7 @@ import (
 	"time"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/internal/decoy"
@@ -43,11 +44,17 @@ func init() {
 
 // isolation is what the driver found the machine and its privileges allow, decided once in
 // New: full (root: own uid, namespaces, cgroups) or degraded (the agent's uid; what an
-// unprivileged process can still do to itself: rlimits, no_new_privs, Landlock, seccomp).
+// unprivileged process can still do: a user namespace owning new mount, PID, IPC and UTS
+// namespaces where the kernel allows it, rlimits, no_new_privs, Landlock, seccomp).
 type isolation struct {
-	cfg      executor.Isolation
-	on       bool // the helper confines every executor
-	full     bool
+	cfg  executor.Isolation
+	on   bool // the helper confines every executor
+	full bool
+	// userns: degraded, but in a user namespace of the agent's uid that owns new mount, PID,
+	// IPC and UTS namespaces, so the private mounts and the PID namespace are there as in
+	// full isolation (the helper holds CAP_SYS_ADMIN of that namespace, as an ambient
+	// capability, until it execs the command).
+	userns   bool
 	degraded string // why not full
 	landlock int
 	seccomp  bool
@@ -108,9 +115,17 @@ func (d *Driver) setupIsolation(cfg executor.Isolation) error {
 			d.startAudit(cfg.UIDFirst, cfg.UIDFirst+cfg.UIDCount-1)
 		}
 	} else {
-		iso.degraded = fmt.Sprintf("agent runs as uid %d, not root: executors share its uid, no namespaces, no cgroups", os.Geteuid())
+		iso.userns = true
+		if err := d.probe(iso); err != nil {
+			iso.userns = false
+			d.log.Warn("no user namespace for executors: no private mounts, no PID namespace", "err", err)
+		}
+		iso.degraded = fmt.Sprintf("agent runs as uid %d, not root: executors share its uid, no cgroups, no firewall", os.Geteuid())
+		if !iso.userns {
+			iso.degraded += ", no namespaces"
+		}
 	}
-	if !iso.full {
+	if !iso.full && !iso.userns {
 		iso.cg = nil
 		if err := d.probe(iso); err != nil {
 			return fmt.Errorf("%w: even degraded confinement fails: %w", ErrIsolation, err)
@@ -133,7 +148,11 @@ func (iso *isolation) describe() string {
 	if iso.full {
 		parts = append(parts, "full isolation: own uid+gid", "ns mnt+pid+ipc+uts")
 	} else {
-		parts = append(parts, "degraded isolation ("+iso.degraded+"): no_new_privs")
+		parts = append(parts, "degraded isolation ("+iso.degraded+")")
+		if iso.userns {
+			parts = append(parts, "ns user+mnt+pid+ipc+uts")
+		}
+		parts = append(parts, "no_new_privs")
 	}
 	if iso.full {
 		parts = append(parts, "no_new_privs")
@@ -218,10 +237,12 @@ func (d *Driver) sandboxFor(iso *isolation, uid int, work, exe string, cgroups [
 	if port > 0 && (iso.tripwires || iso.signals) { // not the probe: nobody would listen
 		sb.Report, sb.Tripwires, sb.Signals = reportFD, iso.tripwires, iso.signals
 	}
-	if iso.full {
-		sb.Mounts = true
+	if iso.namespaces() {
+		sb.Mounts, sb.UserNS = true, iso.userns
 		sb.Private = []string{"/tmp", "/var/tmp", "/dev/shm"}
 		sb.Hide = []string{d.dataDir}
+	}
+	if iso.full {
 		sb.NProc = uint64(iso.cfg.Processes)
 		if slices.Contains(iso.cg.names(), "pids") {
 			// The pids cgroup is the limit (its refusals are counted, so they are evidence);
@@ -256,14 +277,27 @@ func reportSocket() (*net.UnixConn, *os.File, error) {
 	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "tripwires-helper"), nil
 }
 
+// namespaces reports whether executors get their own mount, PID, IPC and UTS namespaces.
+func (iso *isolation) namespaces() bool { return iso.full || iso.userns }
+
 // helperCommand runs argv through the helper with sb, in new namespaces when isolation is
-// full.
+// full or has a user namespace.
 func (d *Driver) helperCommand(iso *isolation, sb sandbox, argv []string) *exec.Cmd {
 	spec, _ := json.Marshal(sb) // plain data: cannot fail
 	cmd := exec.Command(d.self, append([]string{helperArg, string(spec)}, argv...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if iso.full {
+	switch {
+	case iso.full:
 		cmd.SysProcAttr.Cloneflags = namespaceFlags
+	case iso.userns:
+		// The agent's own uid and gid, mapped to themselves: the executor is no one else
+		// inside than outside. Unprivileged, the gid map needs setgroups denied.
+		uid, gid := os.Geteuid(), os.Getegid()
+		cmd.SysProcAttr.Cloneflags = namespaceFlags | syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = false
+		cmd.SysProcAttr.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN} // for the mounts; dropped before the command
 	}
 	return cmd
 }

@@ -583,7 +583,7 @@ func (d *Driver) Stop(ctx context.Context, inst *executor.Instance) error {
 		// shields from every signal it has no handler for: a SIGTERM it does not catch would
 		// be dropped and cost the whole grace period. Its default action would have ended
 		// it without any cleanup, so SIGKILL at once does the same.
-		polite := !d.iso.full || catches(pid, syscall.SIGTERM)
+		polite := !d.iso.namespaces() || catches(pid, syscall.SIGTERM)
 		if !quarantined && !p.keep.Load() && polite {
 			_ = syscall.Kill(-pid, syscall.SIGTERM)
 			t := time.NewTimer(d.grace)

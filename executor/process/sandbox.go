@@ -18,7 +18,8 @@ import (
 //
 //	<self> __proteus-exec-init <sandbox JSON> <command argv...>
 //
-// in new mount, PID, IPC and UTS namespaces (when the agent is root). Before any main or
+// in new mount, PID, IPC and UTS namespaces (when the agent is root; otherwise, where the
+// kernel allows it, in a new user namespace of the agent's uid that owns them). Before any main or
 // TestMain, this package's init recognises the marker, confines the process step by step —
 // join the executor's cgroups, hide the agent's directories behind private mounts, drop to
 // the executor's uid and gid, resource limits, no_new_privs, Landlock, seccomp — and then
@@ -39,7 +40,10 @@ type sandbox struct {
 	// Mounts: in a new mount namespace, cover Hide (the agent's data dir, the image dir) and
 	// Private (/tmp, /dev/shm) with fresh tmpfs, bind the work dir back at its own path, and
 	// mount a /proc of the new PID namespace.
-	Mounts  bool     `json:"mounts,omitempty"`
+	Mounts bool `json:"mounts,omitempty"`
+	// UserNS: the namespaces belong to a user namespace of the agent's uid; the helper's
+	// ambient CAP_SYS_ADMIN (for the mounts) is dropped before the command runs.
+	UserNS  bool     `json:"userns,omitempty"`
 	Hide    []string `json:"hide,omitempty"`
 	Private []string `json:"private,omitempty"`
 	WorkDir string   `json:"work_dir"`
@@ -124,6 +128,13 @@ func (sb *sandbox) enter(argv []string) error {
 		}
 		if err := unix.Prlimit(0, l.res, &unix.Rlimit{Cur: l.v, Max: l.v}, nil); err != nil {
 			return fmt.Errorf("rlimit %d: %w", l.res, err)
+		}
+	}
+	if sb.UserNS {
+		// Without it the command (same uid, not root) would keep CAP_SYS_ADMIN of the
+		// namespace across exec and could undo the mounts.
+		if err := dropCaps(); err != nil {
+			return fmt.Errorf("drop capabilities: %w", err)
 		}
 	}
 	if _, _, e := unix.RawSyscall6(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0); e != 0 {
@@ -241,6 +252,20 @@ func dropTo(uid, gid int) error {
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
 		return fmt.Errorf("setresuid %d: %w", uid, e)
+	}
+	return nil
+}
+
+// dropCaps clears the calling thread's ambient, inheritable, permitted and effective
+// capabilities (raw syscalls: this thread only, as for dropTo).
+func dropCaps() error {
+	if _, _, e := unix.RawSyscall6(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0); e != 0 {
+		return fmt.Errorf("clear ambient: %w", e)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if _, _, e := unix.RawSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
+		return fmt.Errorf("capset: %w", e)
 	}
 	return nil
 }
