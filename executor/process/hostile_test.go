@@ -45,6 +45,7 @@ type hostileFixture struct {
 	isolation        string // the driver's description: what this machine allows
 	gw               *httptest.Server
 	denied           <-chan bus.Event
+	bus              *bus.Bus
 }
 
 func newHostileFixture(t *testing.T, outbound bool) *hostileFixture {
@@ -70,6 +71,7 @@ func newHostileFixture(t *testing.T, outbound bool) *hostileFixture {
 		*addr = srv.Listener.Addr().String()
 	}
 	b := bus.New()
+	f.bus = b
 	f.denied, _ = b.Subscribe(64, bus.KindPrefix(executor.EventDenied))
 	d := newIsolated(t, f.data, b)
 	f.isolation = d.Isolation()
@@ -220,6 +222,9 @@ func TestCompromisedExecutor(t *testing.T) {
 		{"write /etc", "write", []string{"path", "/etc/proteus-hostile"}, "file"},
 		{"signal the agent", "signal", []string{"pid", strconv.Itoa(os.Getpid())}, "signal"},
 		{"call the agent's API", "connect", []string{"addr", f.api}, "network"},
+		// The sandbox's host name is localhost (which /etc/hosts resolves): by that name the
+		// agent is no nearer.
+		{"call the agent's API by the name localhost", "connect", []string{"addr", strings.Replace(f.api, "127.0.0.1", "localhost", 1)}, "network"},
 		{"outbound connection", "connect", []string{"addr", f.outside}, "network"},
 		{"connect to a sibling, past the vote", "connect", []string{"addr", sibling.Address}, "network"},
 		{"ptrace", "ptrace", nil, "seccomp"},

@@ -57,6 +57,10 @@ func statusField(t *testing.T, pid int, key string) string {
 
 func TestIsolatedExecutorServes(t *testing.T) {
 	needRoot(t)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
 	d := newIsolated(t, t.TempDir(), nil)
 	ctx := context.Background()
 	inst, err := d.Start(ctx, processtest.DemoSpec("iso", processtest.Image(t), "nethttp"))
@@ -70,6 +74,14 @@ func TestIsolatedExecutorServes(t *testing.T) {
 	}
 	pid := pidOf(t, inst)
 	uid := strings.Fields(statusField(t, pid, "Uid"))
+	// Its host name (localhost) is its UTS namespace's, not the machine's.
+	self, _ := os.Readlink("/proc/self/ns/uts")
+	if ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/uts"); err != nil || ns == self {
+		t.Errorf("executor UTS namespace %s (%v), the agent's %s", ns, err, self)
+	}
+	if now, _ := os.Hostname(); now != host {
+		t.Errorf("the machine's host name changed from %q to %q", host, now)
+	}
 	t.Logf("isolation %s; uid %v; nnp %s seccomp %s", inst.Isolation, uid, statusField(t, pid, "NoNewPrivs"), statusField(t, pid, "Seccomp"))
 }
 

@@ -17,6 +17,9 @@ import (
 	"time"
 )
 
+// held keeps the files of the files attack open.
+var held []*os.File
+
 // Attack tries what q's "what" names:
 //
 //	read    path=P  read the file P (the agent's api.token, say)
@@ -26,6 +29,8 @@ import (
 //	signal  pid=N   check it may signal process N (signal 0: nothing is delivered)
 //	fork            start idle children (idle is their argv) until the system refuses
 //	alloc           allocate and touch memory without bound
+//	files           open files without bound and keep them open (it then cannot accept a
+//	                connection)
 //	ptrace          call ptrace
 //	mount           mount a tmpfs
 //	benign  path=P  what a healthy server does and no confinement may count against it:
@@ -93,6 +98,15 @@ func Attack(q url.Values, idle []string) string {
 			keep = append(keep, b)
 		}
 		return fmt.Sprintf("SUCCEEDED: %d chunks", len(keep))
+	case "files":
+		for n := 0; n < 1<<20; n++ {
+			f, err := os.Open(os.DevNull)
+			if err != nil {
+				return refused(fmt.Errorf("after %d files: %w", n, err))
+			}
+			held = append(held, f) // kept: a collected *os.File would close itself
+		}
+		return "SUCCEEDED: 1048576 open files"
 	case "ptrace":
 		if _, _, e := syscall.RawSyscall(syscall.SYS_PTRACE, syscall.PTRACE_TRACEME, 0, 0); e != 0 {
 			return refused(e)
