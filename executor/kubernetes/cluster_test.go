@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -373,8 +374,23 @@ func testQuarantine(t *testing.T, c *k8stest.Cluster) {
 	for _, pt := range np.Spec.PolicyTypes {
 		types[pt] = true
 	}
-	if !types[networkingv1.PolicyTypeIngress] || !types[networkingv1.PolicyTypeEgress] || len(np.Spec.Ingress) != 0 || len(np.Spec.Egress) != 0 {
+	if !types[networkingv1.PolicyTypeIngress] || !types[networkingv1.PolicyTypeEgress] || len(np.Spec.PolicyTypes) != 2 || len(np.Spec.Ingress) != 0 || len(np.Spec.Egress) != 0 {
 		t.Fatalf("policy does not deny all ingress and egress: %+v", np.Spec)
+	}
+	// Exactly this pod: its executor ID among the pool's labels, and no sibling selected (a
+	// selector on the pool alone would cut the whole pool off).
+	want := map[string]string{LabelManagedBy: ManagedBy, LabelPool: "t", LabelExecutor: victim.ID}
+	if len(np.Spec.PodSelector.MatchExpressions) != 0 || !maps.Equal(np.Spec.PodSelector.MatchLabels, want) {
+		t.Fatalf("quarantine policy selects %+v, want exactly %v", np.Spec.PodSelector, want)
+	}
+	all, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range all.Items {
+		if o.Name != victim.Handle && sel.Matches(labels.Set(o.Labels)) {
+			t.Fatalf("quarantine policy also selects pod %s", o.Name)
+		}
 	}
 	if p.Labels[LabelRole] != RoleQuarantined || p.Labels[LabelReason] != "dissent_body_differs" || p.Annotations[AnnotReason] != "dissent: body differs" {
 		t.Fatalf("quarantined pod labels %v annotations %v", p.Labels, p.Annotations)

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -22,12 +23,71 @@ import (
 
 // flakyProxy stands between the driver and the real API server and misbehaves on chosen
 // requests: it answers 429 or 409 without passing them on, or passes a request on and then
-// answers 503, as if the response was lost.
+// answers 503, as if the response was lost. holdWatches cuts the watch streams and keeps new
+// watch requests waiting (a partition of the watch alone) until releaseWatches.
 type flakyProxy struct {
 	mu     sync.Mutex
 	faults map[string][]int // "POST pods" -> status codes for the next requests; 0: pass on
 	lost   map[string]int   // "POST pods" -> how many requests to pass on and answer 503 to
 	seen   map[string]int
+
+	held     chan struct{}            // non-nil while watches are held; closed on release
+	waiting  int                      // watch requests that have waited on a hold
+	watching map[*http.Request]func() // open watch streams -> cut
+}
+
+// holdWatches cuts every open watch stream and holds new watch requests.
+func (f *flakyProxy) holdWatches() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.held == nil {
+		f.held = make(chan struct{})
+	}
+	for _, cut := range f.watching {
+		cut()
+	}
+}
+
+// releaseWatches lets held watch requests through to the API server.
+func (f *flakyProxy) releaseWatches() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.held != nil {
+		close(f.held)
+		f.held = nil
+	}
+}
+
+// watchesWaiting is how many watch requests have waited on a hold.
+func (f *flakyProxy) watchesWaiting() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.waiting
+}
+
+func (f *flakyProxy) serveWatch(w http.ResponseWriter, r *http.Request, rp http.Handler) {
+	f.mu.Lock()
+	for f.held != nil {
+		held := f.held
+		f.waiting++
+		f.mu.Unlock()
+		select {
+		case <-held:
+		case <-r.Context().Done():
+			return
+		}
+		f.mu.Lock()
+	}
+	ctx, cut := context.WithCancel(r.Context())
+	defer cut()
+	f.watching[r] = cut
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.watching, r)
+		f.mu.Unlock()
+	}()
+	rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
 func (f *flakyProxy) key(r *http.Request) string {
@@ -40,7 +100,7 @@ func (f *flakyProxy) key(r *http.Request) string {
 }
 
 func startFlakyProxy(t *testing.T, c *k8stest.Cluster) (*flakyProxy, *rest.Config) {
-	f := &flakyProxy{faults: map[string][]int{}, lost: map[string]int{}, seen: map[string]int{}}
+	f := &flakyProxy{faults: map[string][]int{}, lost: map[string]int{}, seen: map[string]int{}, watching: map[*http.Request]func(){}}
 	target, _ := url.Parse(c.Config.Host)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(c.Config.CAData)
@@ -76,6 +136,8 @@ func startFlakyProxy(t *testing.T, c *k8stest.Cluster) (*flakyProxy, *rest.Confi
 			rec := httptest.NewRecorder()
 			rp.ServeHTTP(rec, r)
 			status(http.StatusServiceUnavailable, "ServiceUnavailable")
+		case r.URL.Query().Get("watch") == "true":
+			f.serveWatch(w, r, rp)
 		default:
 			rp.ServeHTTP(w, r)
 		}

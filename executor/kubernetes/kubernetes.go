@@ -37,7 +37,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
@@ -123,19 +122,19 @@ type Driver struct {
 	calls *callCounter
 	sel   labels.Selector // this pool's objects
 
-	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
 	pods     corelisters.PodLister
 	life     context.Context
 	shutdown context.CancelFunc
 	watchErr atomic.Pointer[error] // the informer's last list/watch error
+	watch    watchCounters
 
 	mu      sync.Mutex
 	changed chan struct{}            // closed and replaced on every pod event
 	exits   map[string]chan struct{} // executor ID -> closed when its pod is gone or failed
 	pdbDone bool
 	closed  bool
-	janitor sync.WaitGroup
+	janitor sync.WaitGroup // the informer and the retention sweeper
 }
 
 var (
@@ -234,10 +233,12 @@ func newDriver(cs kubernetes.Interface, o Options, calls *callCounter) *Driver {
 	d := &Driver{cs: cs, opts: o, log: o.Logger.With("component", "executor/kubernetes", "namespace", o.Namespace, "pool", o.Pool),
 		bus: o.Bus, calls: calls, sel: sel, changed: make(chan struct{}), exits: map[string]chan struct{}{}}
 	d.life, d.shutdown = context.WithCancel(context.Background())
-	d.factory = informers.NewSharedInformerFactoryWithOptions(cs, 10*time.Minute, informers.WithNamespace(o.Namespace),
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = sel.String() }))
-	pi := d.factory.Core().V1().Pods()
-	d.informer, d.pods = pi.Informer(), pi.Lister()
+	d.watch.onExpired = func(err error) {
+		d.log.Warn("pod watch expired (410 Gone); client-go lists the pool's pods again", "err", err)
+	}
+	d.informer = cache.NewSharedIndexInformerWithOptions(podListWatch(cs, o.Namespace, sel.String(), &d.watch), &corev1.Pod{},
+		cache.SharedIndexInformerOptions{ResyncPeriod: 10 * time.Minute, Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}})
+	d.pods = corelisters.NewPodLister(d.informer.GetIndexer())
 	_ = d.informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		d.watchErr.Store(&err)
 		d.log.Warn("pod watch interrupted; client-go relists and watches again", "err", err)
@@ -247,8 +248,8 @@ func newDriver(cs kubernetes.Interface, o Options, calls *callCounter) *Driver {
 		UpdateFunc: func(_, obj any) { d.podsChanged() },
 		DeleteFunc: func(any) { d.podsChanged() },
 	})
-	d.factory.Start(d.life.Done())
-	d.janitor.Add(1)
+	d.janitor.Add(2)
+	go func() { defer d.janitor.Done(); d.informer.RunWithContext(d.life) }()
 	go d.sweepLoop()
 	return d
 }
@@ -259,7 +260,6 @@ func (d *Driver) Close() error {
 	d.closed = true
 	d.mu.Unlock()
 	d.shutdown()
-	d.factory.Shutdown()
 	d.janitor.Wait()
 	return nil
 }
@@ -270,6 +270,9 @@ func (d *Driver) Namespace() string { return d.opts.Namespace }
 // Calls returns how many API requests the driver has sent, by verb (GET, LIST, WATCH, POST,
 // PATCH, PUT, DELETE), since it was built.
 func (d *Driver) Calls() map[string]int64 { return d.calls.snapshot() }
+
+// Watch returns how the pool's pod watch has fared: full lists and expired (410) watches.
+func (d *Driver) Watch() WatchStats { return d.watch.stats() }
 
 // podsChanged wakes every waiter and fires exit channels of pods that are gone or ended.
 func (d *Driver) podsChanged() {

@@ -132,8 +132,21 @@ type Cluster struct {
 	apiArgs []string
 }
 
+// Options change how Start runs the control plane.
+type Options struct {
+	// APIServerArgs are added to kube-apiserver's flags (a later flag overrides an earlier
+	// one), e.g. --watch-cache=false to serve watches from etcd.
+	APIServerArgs []string
+}
+
 // Start starts a control plane and one fake node, and stops everything when the test ends.
 func Start(t testing.TB) *Cluster {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	bin, err := BinDir()
 	if err == nil {
@@ -153,7 +166,7 @@ func Start(t testing.TB) *Cluster {
 	}
 	c := &Cluster{t: t, dir: t.TempDir(), bin: bin, procs: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{}}
 	t.Cleanup(c.stopAll)
-	if err := c.start(); err != nil {
+	if err := c.start(o); err != nil {
 		t.Fatalf("k8stest: %v", err)
 	}
 	return c
@@ -168,7 +181,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (c *Cluster) start() error {
+func (c *Cluster) start(o Options) error {
 	if err := c.writeCerts(); err != nil {
 		return err
 	}
@@ -201,6 +214,7 @@ func (c *Cluster) start() error {
 		"--endpoint-reconciler-type=none",
 		"--allow-privileged=false", "--profiling=false", "--v=0",
 	}
+	c.apiArgs = append(c.apiArgs, o.APIServerArgs...)
 	if err := c.spawn("kube-apiserver", c.apiArgs...); err != nil {
 		return err
 	}
