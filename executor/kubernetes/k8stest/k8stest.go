@@ -2,7 +2,7 @@
 // etcd, kube-apiserver, kube-scheduler and kube-controller-manager (garbage collector,
 // disruption and service-account controllers) at the versions pinned in tools/k8s/go.mod,
 // and kwok, which plays the kubelets of fake nodes so that scheduled pods are reported
-// Running and Ready without a container runtime. Pod IPs come from 127.77.0.0/16, and
+// Running and Ready without a container runtime. Pod IPs come from a /24 of 127.77.0.0/16, and
 // Cluster.ServePods stands in for the containers by answering HTTP on each Ready pod's
 // podIP:containerPort, so nothing ever leaves loopback.
 //
@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -39,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -58,7 +60,13 @@ var Binaries = []string{"etcd", "kube-apiserver", "kube-scheduler", "kube-contro
 const StagesFile = "kwok-stages.yaml"
 
 // PodCIDR is where kwok's fake pods get their IPs: loopback, so tests reach them locally.
+// Each cluster takes a /24 of its own (Cluster.PodCIDR), so that two clusters (in one test or
+// in two test processes at once) do not hand out the same pod IP, whose stand-in container
+// only one of them could serve.
 const PodCIDR = "127.77.0.0/16"
+
+// clusterSeq numbers the clusters of this process from a random /24 of PodCIDR on.
+var clusterSeq = func() *atomic.Int64 { var n atomic.Int64; n.Store(mrand.Int64N(256)); return &n }()
 
 // AdminToken and the users below authenticate through the API server's static token file.
 const (
@@ -123,6 +131,7 @@ type Cluster struct {
 	Client kubernetes.Interface
 
 	etcdURL string
+	podCIDR string
 	apiPort int
 	ca      []byte
 
@@ -164,7 +173,8 @@ func StartWith(t testing.TB, o Options) *Cluster {
 		}
 		t.Skip(msg)
 	}
-	c := &Cluster{t: t, dir: t.TempDir(), bin: bin, procs: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{}}
+	c := &Cluster{t: t, dir: t.TempDir(), bin: bin, procs: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{},
+		podCIDR: fmt.Sprintf("127.77.%d.0/24", clusterSeq.Add(1)%256)}
 	t.Cleanup(c.stopAll)
 	if err := c.start(o); err != nil {
 		t.Fatalf("k8stest: %v", err)
@@ -240,10 +250,10 @@ func (c *Cluster) start(o Options) error {
 		return err
 	}
 	if err := c.spawn("kwok", "--kubeconfig="+kc, "--config="+filepath.Join(c.bin, StagesFile), "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-		"--cidr="+PodCIDR, "--node-ip=127.0.0.1"); err != nil {
+		"--cidr="+c.podCIDR, "--node-ip=127.0.0.1"); err != nil {
 		return err
 	}
-	return c.addNode("kwok-node-0", "127.77.0.0/20")
+	return c.addNode("kwok-node-0", c.podCIDR)
 }
 
 func (c *Cluster) path(name string) string { return filepath.Join(c.dir, name) }
@@ -506,6 +516,9 @@ func (c *Cluster) Kubeconfig() string {
 	}
 	return p
 }
+
+// PodCIDR is the /24 of the package's PodCIDR this cluster's pods get their IPs from.
+func (c *Cluster) PodCIDR() string { return c.podCIDR }
 
 // Log returns a component's log so far (for assertions on what it saw).
 func (c *Cluster) Log(name string) string {
