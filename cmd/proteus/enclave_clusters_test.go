@@ -376,6 +376,11 @@ func TestEnclaveAcrossTwoClusters(t *testing.T) {
 	if v.K <= 3 || v.RotationScale >= 1 {
 		t.Fatalf("B's vigilance %+v: want more executors per vote and a faster rotation of its pods", v)
 	}
+	// deploy/kubernetes/agent.yaml rotates every 2m-5m; the scheduler takes the scaled
+	// interval at its next tick.
+	waitLong(t, "B's scheduler on the halved interval", func() bool {
+		return strings.Contains(agentStatus(t, bAgent).Vigilance.Rotation, "every 1m0s-2m30s")
+	})
 	if code, cm := bAgent.cli("countermeasures", "-o", "json"); code != 0 || strings.Contains(cm, attacker+"/32") {
 		t.Fatalf("B blocked on a single neutral peer's report (or failed): %d %s", code, cm)
 	}
