@@ -134,9 +134,12 @@ func degradedAgent(t *testing.T) {
 	outside := filepath.Join(home, "outside")
 	attacks := []struct{ what, arg, val string }{}
 	userns := strings.Contains(d.Isolation(), "ns user+mnt+pid")
+	watched := strings.Contains(d.Isolation(), "signal watch") // then signalling is evidence: tried last
 	if userns {
-		attacks = append(attacks, struct{ what, arg, val string }{"read", "path", token},
-			struct{ what, arg, val string }{"signal", "pid", strconv.Itoa(os.Getpid())})
+		attacks = append(attacks, struct{ what, arg, val string }{"read", "path", token})
+		if !watched {
+			attacks = append(attacks, struct{ what, arg, val string }{"signal", "pid", strconv.Itoa(os.Getpid())})
+		}
 	} else {
 		t.Logf("no user namespace here: the executor can read %s", token)
 	}
@@ -165,5 +168,27 @@ func degradedAgent(t *testing.T) {
 	}
 	if e := <-denied; e.Subject != inst.ID || e.Attrs["reason"] != "seccomp" {
 		t.Errorf("evidence %+v", e)
+	}
+	if !watched {
+		t.Logf("no signal watch here (%s)", d.Isolation())
+		return
+	}
+	// The PID namespace refuses (ESRCH) and the seccomp listener shows the call to the agent.
+	next, err := d.Start(ctx, processtest.Spec("hostile", processtest.Image(t), processtest.Hostile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(ctx, next)
+	waitServing(t, next.Address, "/healthz")
+	// Signalling its own child trips nothing (the first evidence below is about the agent).
+	if report := h.attack(t, next, "benign", "path", filepath.Join(next.WorkDir, "site", "index.html")); !strings.HasPrefix(report, "ok: ") {
+		t.Errorf("benign work: %q", report)
+	}
+	// It may be killed for it before it answers.
+	if report := h.attack(t, next, "signal", "pid", strconv.Itoa(os.Getpid())); strings.HasPrefix(report, "SUCCEEDED") {
+		t.Errorf("signal the agent: %q, want a refusal", report)
+	}
+	if e := <-denied; e.Subject != next.ID || e.Attrs["reason"] != "signal" || e.Attrs["target_pid"] != os.Getpid() {
+		t.Errorf("evidence %+v, want signal naming pid %d", e, os.Getpid())
 	}
 }

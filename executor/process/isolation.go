@@ -120,6 +120,9 @@ func (d *Driver) setupIsolation(cfg executor.Isolation) error {
 			iso.userns = false
 			d.log.Warn("no user namespace for executors: no private mounts, no PID namespace", "err", err)
 		}
+		// With a PID namespace the signal watch needs no privilege (seccomp user
+		// notification under no_new_privs; the agent owns the executor's namespaces).
+		iso.signals = iso.userns && iso.seccomp && notifyUsable()
 		iso.degraded = fmt.Sprintf("agent runs as uid %d, not root: executors share its uid, no cgroups, no firewall", os.Geteuid())
 		if !iso.userns {
 			iso.degraded += ", no namespaces"
