@@ -65,8 +65,25 @@ const StagesFile = "kwok-stages.yaml"
 // only one of them could serve.
 const PodCIDR = "127.77.0.0/16"
 
-// clusterSeq numbers the clusters of this process from a random /24 of PodCIDR on.
+// clusterSeq is where this process looks for a free /24 of PodCIDR next (from a random one).
 var clusterSeq = func() *atomic.Int64 { var n atomic.Int64; n.Store(mrand.Int64N(256)); return &n }()
+
+// reservePort is the port a cluster listens on at its /24's network address (which kwok
+// never hands out) for as long as it runs: the listener is the /24's lock, across processes.
+const reservePort = "47716"
+
+// reservePodCIDR takes a /24 of PodCIDR that no other cluster on this host holds.
+func reservePodCIDR() (string, net.Listener, error) {
+	var err error
+	for range 256 {
+		n := clusterSeq.Add(1) % 256
+		var l net.Listener
+		if l, err = net.Listen("tcp", net.JoinHostPort(fmt.Sprintf("127.77.%d.0", n), reservePort)); err == nil {
+			return fmt.Sprintf("127.77.%d.0/24", n), l, nil
+		}
+	}
+	return "", nil, fmt.Errorf("no free /24 of %s for the pods: %w", PodCIDR, err)
+}
 
 // AdminToken and the users below authenticate through the API server's static token file.
 const (
@@ -173,8 +190,12 @@ func StartWith(t testing.TB, o Options) *Cluster {
 		}
 		t.Skip(msg)
 	}
-	c := &Cluster{t: t, dir: t.TempDir(), bin: bin, procs: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{},
-		podCIDR: fmt.Sprintf("127.77.%d.0/24", clusterSeq.Add(1)%256)}
+	cidr, lock, err := reservePodCIDR()
+	if err != nil {
+		t.Fatalf("k8stest: %v", err)
+	}
+	t.Cleanup(func() { lock.Close() }) // after stopAll (cleanups run last first)
+	c := &Cluster{t: t, dir: t.TempDir(), bin: bin, procs: map[string]*exec.Cmd{}, exited: map[string]chan struct{}{}, podCIDR: cidr}
 	t.Cleanup(c.stopAll)
 	if err := c.start(o); err != nil {
 		t.Fatalf("k8stest: %v", err)
