@@ -140,6 +140,17 @@ func (c *Config) Problems() strictyaml.Problems {
 	c.Enclave.validate("enclave", &p)
 	c.Sensors.validate("sensors", &p)
 	c.Engine.validate("engine", &p, &c.Sensors)
+	if c.Engine.Redirect != nil {
+		// Without a decoy executor or the vote, a redirect would silently serve the vote.
+		if c.Pool.Decoy == nil {
+			p.Addf("engine.redirect", "needs pool.decoy: the executor that serves redirected clients")
+		}
+		if c.Gateway.Frontend != FrontendVote {
+			p.Addf("engine.redirect", "needs gateway.frontend vote (the proxy frontend cannot redirect), got %s", c.Gateway.Frontend)
+		}
+	} else if c.Pool.Decoy != nil {
+		p.Addf("pool.decoy", "is served only to redirected clients: set engine.redirect (ttl:) too")
+	}
 	for i, a := range c.Engine.BlockableLoopback {
 		for _, l := range [][2]string{{"gateway.listen", c.Gateway.Listen}, {"api.listen", c.API.Listen}} {
 			if ap, err := netip.ParseAddrPort(l[1]); err == nil && ap.Addr().String() == a {

@@ -43,6 +43,11 @@ type Engine struct {
 	// BlockTTL and VigilanceTTL are the default lifetimes of those countermeasures (10m).
 	BlockTTL     time.Duration `yaml:"block_ttl"`
 	VigilanceTTL time.Duration `yaml:"vigilance_ttl"`
+	// Redirect, when set, makes a defer verdict on a source also redirect it for TTL: the
+	// voting gateway serves its requests from the decoy executor (pool.decoy) instead of the
+	// vote, and records each in the decision's evidence. Needs pool.decoy and the voting
+	// frontend.
+	Redirect *Redirect `yaml:"redirect"`
 	// Retention is how long decisions stay in the audit store (default 720h).
 	Retention time.Duration `yaml:"retention"`
 	// MaxQuarantined bounds the executors the engine keeps quarantined (frozen, for
@@ -153,6 +158,9 @@ func (x *Engine) applyDefaults() {
 	setD(&x.RateUnit, time.Minute)
 	setD(&x.BlockTTL, 10*time.Minute)
 	setD(&x.VigilanceTTL, 10*time.Minute)
+	if x.Redirect != nil {
+		setD(&x.Redirect.TTL, 10*time.Minute)
+	}
 	setD(&x.Retention, 720*time.Hour)
 	setF(&x.MinTransition, 0.3)
 	setF(&x.IntensityRate, 60)
@@ -190,6 +198,12 @@ func (v *Vigilance) validate(field string, p *strictyaml.Problems) {
 	}
 }
 
+// Redirect is engine.redirect: how long a deferred source is served by the decoy executor
+// (default 10m; a later defer extends it).
+type Redirect struct {
+	TTL time.Duration `yaml:"ttl"`
+}
+
 // MaxCountermeasureTTL bounds every countermeasure lifetime the engine sets.
 const MaxCountermeasureTTL = 7 * 24 * time.Hour
 
@@ -214,6 +228,9 @@ func (x *Engine) validate(field string, p *strictyaml.Problems, sensors *Sensors
 	pos(field+".rate_unit", x.RateUnit, 24*time.Hour)
 	pos(field+".block_ttl", x.BlockTTL, MaxCountermeasureTTL)
 	pos(field+".vigilance_ttl", x.VigilanceTTL, MaxCountermeasureTTL)
+	if x.Redirect != nil {
+		pos(field+".redirect.ttl", x.Redirect.TTL, MaxCountermeasureTTL)
+	}
 	pos(field+".retention", x.Retention, 10*365*24*time.Hour)
 	if x.MinTransition < 0 || x.MinTransition > 1 || x.MinTransition != x.MinTransition {
 		p.Addf(field+".min_transition", "must be in [0, 1], got %v", x.MinTransition)

@@ -43,6 +43,10 @@ type Pool struct {
 	Rotation  Rotation  `yaml:"rotation"`
 	Isolation Isolation `yaml:"isolation"`
 	Variants  []Variant `yaml:"variants"`
+	// Decoy is an executor outside the vote (a honeypot variant of the site, with canary
+	// content): the gateway serves it to the clients the engine redirects (engine.redirect),
+	// and no other client ever reaches it. One instance, kept healthy, never rotated.
+	Decoy *Variant `yaml:"decoy"`
 	// Kubernetes configures the kubernetes driver (config/kubernetes.go).
 	Kubernetes Kubernetes `yaml:"kubernetes"`
 }
@@ -185,8 +189,14 @@ func (x *Pool) applyDefaults() {
 	if iso.CPU == 0 {
 		iso.CPU = 1
 	}
+	vs := make([]*Variant, 0, len(x.Variants)+1)
 	for i := range x.Variants {
-		v := &x.Variants[i]
+		vs = append(vs, &x.Variants[i])
+	}
+	if x.Decoy != nil {
+		vs = append(vs, x.Decoy)
+	}
+	for _, v := range vs {
 		if v.Driver == "" {
 			v.Driver = "process"
 		}
@@ -271,7 +281,11 @@ func (x *Pool) validate(field string, p *strictyaml.Problems) {
 		p.Addf(field+".protocol", "must be http or dns, got %q", x.Protocol)
 	}
 	x.Rotation.validate(field+".rotation", p)
-	x.Isolation.validate(field+".isolation", x.Desired+x.MaxConcurrent+1, p)
+	decoys := 0
+	if x.Decoy != nil {
+		decoys = 1
+	}
+	x.Isolation.validate(field+".isolation", x.Desired+x.MaxConcurrent+1+decoys, p)
 	x.Kubernetes.validate(field, x.Variants, p)
 	if len(x.Variants) == 0 {
 		p.Addf(field, "variants: at least one variant is required")
@@ -286,54 +300,71 @@ func (x *Pool) validate(field string, p *strictyaml.Problems) {
 		} else {
 			seen[v.Name] = i
 		}
-		if !driverIDRe.MatchString(v.Driver) {
-			p.Addf(vf+".driver", "must be a driver ID such as process or docker, got %q", v.Driver)
+		x.validateVariant(vf, v, p)
+	}
+	if d := x.Decoy; d != nil {
+		vf := field + ".decoy"
+		if !variantNameRe.MatchString(d.Name) {
+			p.Addf(vf+".name", "must be 1-63 letters, digits, '.', '_' or '-' starting with a letter or digit, got %q", d.Name)
+		} else if j, dup := seen[d.Name]; dup {
+			p.Addf(vf+".name", "is the name of variants[%d]: the decoy executor must be told apart from the voting ones", j)
 		}
-		if v.Image == "" {
-			p.Addf(vf, "image: is required")
-		} else if strings.HasPrefix(v.Image, "builtin:") && v.Image != BuiltinDemoImage {
-			p.Addf(vf+".image", "unknown built-in image %q (known: %s)", v.Image, BuiltinDemoImage)
-		}
-		if v.Driver == "process" && len(v.Command) == 0 {
-			p.Addf(vf, "command: is required for the process driver")
-		}
-		for j, a := range v.Command {
-			if a == "" && j == 0 {
-				p.Addf(fmt.Sprintf("%s.command[%d]", vf, j), "must not be empty")
-			}
-		}
-		for k := range v.Env {
-			if k == "" || strings.ContainsAny(k, "=\x00") {
-				p.Addf(vf+".env", "bad variable name %q", k)
-			}
-		}
-		checkPath(vf+".health_path", v.HealthPath, p)
 		if x.Protocol == ProtocolDNS {
-			switch {
-			case v.HealthQuery == "":
-				p.Addf(vf, "health_query: protocol dns needs a DNS health query (pool.health.query or the variant's health_query), such as \"www.example.org. A\"")
-			case v.HealthQuery != x.Health.Query:
-				if _, _, err := ParseDNSQuery(v.HealthQuery); err != nil {
-					p.Addf(vf+".health_query", "%v", err)
-				}
+			p.Addf(vf, "a decoy executor is for protocol http; this pool's protocol is dns")
+		}
+		x.validateVariant(vf, *d, p)
+	}
+}
+
+// validateVariant checks one variant (at field vf) of the pool.
+func (x *Pool) validateVariant(vf string, v Variant, p *strictyaml.Problems) {
+	if !driverIDRe.MatchString(v.Driver) {
+		p.Addf(vf+".driver", "must be a driver ID such as process or docker, got %q", v.Driver)
+	}
+	if v.Image == "" {
+		p.Addf(vf, "image: is required")
+	} else if strings.HasPrefix(v.Image, "builtin:") && v.Image != BuiltinDemoImage {
+		p.Addf(vf+".image", "unknown built-in image %q (known: %s)", v.Image, BuiltinDemoImage)
+	}
+	if v.Driver == "process" && len(v.Command) == 0 {
+		p.Addf(vf, "command: is required for the process driver")
+	}
+	for j, a := range v.Command {
+		if a == "" && j == 0 {
+			p.Addf(fmt.Sprintf("%s.command[%d]", vf, j), "must not be empty")
+		}
+	}
+	for k := range v.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			p.Addf(vf+".env", "bad variable name %q", k)
+		}
+	}
+	checkPath(vf+".health_path", v.HealthPath, p)
+	if x.Protocol == ProtocolDNS {
+		switch {
+		case v.HealthQuery == "":
+			p.Addf(vf, "health_query: protocol dns needs a DNS health query (pool.health.query or the variant's health_query), such as \"www.example.org. A\"")
+		case v.HealthQuery != x.Health.Query:
+			if _, _, err := ParseDNSQuery(v.HealthQuery); err != nil {
+				p.Addf(vf+".health_query", "%v", err)
 			}
-			if v.Driver != "process" {
-				p.Addf(vf+".driver", "protocol dns runs on the process driver only (it renders each server's files and gives it a port for UDP and TCP), got %q", v.Driver)
-			}
-		} else if v.HealthQuery != "" && v.HealthQuery != x.Health.Query {
-			p.Addf(vf+".health_query", "is for protocol dns; this pool's protocol is %s", x.Protocol)
 		}
-		if len(v.Files) > 0 && v.Driver != "process" {
-			p.Addf(vf+".files", "only the process driver writes files into an executor's work directory, this variant's driver is %q", v.Driver)
+		if v.Driver != "process" {
+			p.Addf(vf+".driver", "protocol dns runs on the process driver only (it renders each server's files and gives it a port for UDP and TCP), got %q", v.Driver)
 		}
-		for _, name := range slices.Sorted(maps.Keys(v.Files)) {
-			if msg := checkFileName(name); msg != "" {
-				p.Addf(vf+".files", "%q: %s", name, msg)
-			}
+	} else if v.HealthQuery != "" && v.HealthQuery != x.Health.Query {
+		p.Addf(vf+".health_query", "is for protocol dns; this pool's protocol is %s", x.Protocol)
+	}
+	if len(v.Files) > 0 && v.Driver != "process" {
+		p.Addf(vf+".files", "only the process driver writes files into an executor's work directory, this variant's driver is %q", v.Driver)
+	}
+	for _, name := range slices.Sorted(maps.Keys(v.Files)) {
+		if msg := checkFileName(name); msg != "" {
+			p.Addf(vf+".files", "%q: %s", name, msg)
 		}
-		if v.ContainerPort < 0 || v.ContainerPort > 65535 {
-			p.Addf(vf+".container_port", "must be a port number, got %d", v.ContainerPort)
-		}
+	}
+	if v.ContainerPort < 0 || v.ContainerPort > 65535 {
+		p.Addf(vf+".container_port", "must be a port number, got %d", v.ContainerPort)
 	}
 }
 

@@ -39,6 +39,9 @@ type Kind string
 const (
 	KindBlock     Kind = "block"     // drop traffic from Target (a prefix) or to Target (a port)
 	KindVigilance Kind = "vigilance" // raise the vigilance level; Target is ignored
+	// KindRedirect serves Target (one address) from a decoy executor instead of the vote;
+	// the address is never refused, so a redirect may name any address, loopback included.
+	KindRedirect Kind = "redirect"
 )
 
 // Bus event kinds published by this package.

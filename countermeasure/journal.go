@@ -68,7 +68,7 @@ func parseJournal(data []byte) ([]Action, error) {
 			return nil, fmt.Errorf("actions[%d]: id and actuator are required", i)
 		case seen[a.ID]:
 			return nil, fmt.Errorf("actions[%d]: duplicate id %q", i, a.ID)
-		case a.Kind != KindBlock && a.Kind != KindVigilance:
+		case a.Kind != KindBlock && a.Kind != KindVigilance && a.Kind != KindRedirect:
 			return nil, fmt.Errorf("actions[%d]: kind %q", i, a.Kind)
 		case a.Expires.IsZero():
 			return nil, fmt.Errorf("actions[%d]: no expiry", i)

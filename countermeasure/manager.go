@@ -225,8 +225,10 @@ func checkAction(a Action, now time.Time, blockable []netip.Addr) error {
 	switch {
 	case a.Actuator == "":
 		return fmt.Errorf("%w: %s: no actuator", ErrInvalidAction, a.ID)
-	case a.Kind != KindBlock && a.Kind != KindVigilance:
+	case a.Kind != KindBlock && a.Kind != KindVigilance && a.Kind != KindRedirect:
 		return fmt.Errorf("%w: %s: kind %q", ErrInvalidAction, a.ID, a.Kind)
+	case a.Kind == KindRedirect && !(a.Target.IsPrefix() && a.Target.Prefix.IsSingleIP()):
+		return fmt.Errorf("%w: %s: a redirect names one address, got %s", ErrInvalidAction, a.ID, a.Target)
 	case a.Kind == KindBlock && a.Target.IsZero():
 		return fmt.Errorf("%w: %s: block without a target", ErrInvalidAction, a.ID)
 	case a.Target.Prefix.IsValid() && a.Target.Port != 0:

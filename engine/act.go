@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"time"
@@ -208,6 +209,25 @@ func (e *Engine) vigilance(ctx context.Context, a *asset, id string, level int, 
 	}
 	got, err := e.o.Manager.Apply(ctx, countermeasure.Action{Actuator: e.o.VigilanceActuator, Kind: countermeasure.KindVigilance,
 		Level: level, Source: fmt.Sprintf("engine/%s/level-%d", a.Name, level), Reason: "decision " + id, Expires: now.Add(ttl)})
+	if err != nil {
+		c.Error = err.Error()
+	} else {
+		c.ID, c.Expires = got.ID, got.Expires
+	}
+	return c
+}
+
+// redirect has the gateway serve src from the decoy executor for engine.redirect.ttl (a
+// deferred source: suspicious, not yet certain); its requests there become evidence of
+// decision id.
+func (e *Engine) redirect(ctx context.Context, a *asset, id string, src netip.Addr, now time.Time) store.Countermeasure {
+	c := store.Countermeasure{Kind: string(countermeasure.KindRedirect), Target: src.String()}
+	if e.o.Manager == nil || e.o.RedirectActuator == "" {
+		c.Error = "no redirect actuator (pool.decoy and the voting gateway)"
+		return c
+	}
+	got, err := e.o.Manager.Apply(ctx, countermeasure.Action{Actuator: e.o.RedirectActuator, Kind: countermeasure.KindRedirect,
+		Target: countermeasure.AddrTarget(src), Source: "engine/" + a.Name, Reason: "decision " + id, Expires: now.Add(e.cfg.Redirect.TTL)})
 	if err != nil {
 		c.Error = err.Error()
 	} else {

@@ -20,6 +20,8 @@ type Countermeasures struct {
 	Manager   *countermeasure.Manager
 	Blocklist *countermeasure.Blocklist
 	Vigilance *countermeasure.Vigilance
+	// Redirects are the clients the voting gateway serves from the decoy executor.
+	Redirects *countermeasure.Redirects
 	// BlockActuators are the actuator IDs a block goes to: the blocklist, and nftables when
 	// it runs.
 	BlockActuators []string
@@ -32,13 +34,13 @@ type Countermeasures struct {
 // StartCountermeasures builds the stack, restores the journal (a block made before a restart
 // holds before any client is served) and runs the Manager's revert loop until Stop.
 func StartCountermeasures(ctx context.Context, cfg *config.Config, dataDir string, b *bus.Bus, log *slog.Logger) (*Countermeasures, error) {
-	c := &Countermeasures{Blocklist: countermeasure.NewBlocklist(), Vigilance: countermeasure.NewVigilance(b),
+	c := &Countermeasures{Blocklist: countermeasure.NewBlocklist(), Vigilance: countermeasure.NewVigilance(b), Redirects: countermeasure.NewRedirects(),
 		BlockActuators: []string{countermeasure.BlocklistID}, done: make(chan struct{})}
 	kernel, err := kernelBlocker(cfg.Engine, log)
 	if err != nil {
 		return nil, err
 	}
-	actuators := []countermeasure.Actuator{c.Blocklist, c.Vigilance}
+	actuators := []countermeasure.Actuator{c.Blocklist, c.Vigilance, c.Redirects}
 	if kernel != nil {
 		c.kernel = kernel
 		actuators = append(actuators, kernel)

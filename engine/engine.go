@@ -71,6 +71,9 @@ type Options struct {
 	Manager           *countermeasure.Manager
 	BlockActuators    []string
 	VigilanceActuator string
+	// RedirectActuator, with engine.redirect, serves a deferred source from the decoy
+	// executor (countermeasure.redirect); empty: defer verdicts redirect nobody.
+	RedirectActuator string
 	Pool              Pool         // may be nil: rotate countermeasures are then skipped
 	Store             *store.Store // may be nil (no audit, tests)
 	Bus               *bus.Bus
@@ -488,6 +491,9 @@ func (e *Engine) Handle(ctx context.Context, ev sensor.Event) *Decision {
 		d.Countermeasures, det.Unmapped = e.act(ctx, a, ev, d.ID, ch.Defense, p, now)
 	case Defer:
 		d.Countermeasures = append(d.Countermeasures, e.vigilance(ctx, a, d.ID, 1, e.cfg.VigilanceTTL, now))
+		if e.cfg.Redirect != nil && ev.Source.IsValid() {
+			d.Countermeasures = append(d.Countermeasures, e.redirect(ctx, a, d.ID, ev.Source, now))
+		}
 	}
 	if raw, err := json.Marshal(det); err == nil {
 		d.Detail = raw

@@ -6,11 +6,13 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/sensor"
+	"github.com/proteus-defense/proteus/store"
 )
 
 // Gateway bus event kinds the engine reads (published by mimic; the constants live there, the
@@ -82,6 +84,34 @@ func FromGateway(be bus.Event) (sensor.Event, bool) {
 		}
 	}
 	return e, true
+}
+
+// gatewayRedirected is the gateway's event for a request it served from the decoy executor
+// (mimic.EventRedirected).
+const gatewayRedirected = "gateway.redirected"
+
+// FromRedirected turns a gateway.redirected bus event into evidence of the decision that
+// redirected the client (returned as id): sensor "gateway", kind "redirected", what the client
+// asked for and which decoy executor answered. ok is false for other events.
+func FromRedirected(be bus.Event) (id string, ev store.Evidence, ok bool) {
+	if be.Kind != gatewayRedirected {
+		return "", store.Evidence{}, false
+	}
+	str := func(k string) string {
+		v, _ := be.Attrs[k].(string)
+		return v
+	}
+	if id = str("decision"); id == "" {
+		return "", store.Evidence{}, false
+	}
+	target := str("path")
+	if q := str("query"); q != "" {
+		target += "?" + q
+	}
+	ev = store.Evidence{Sensor: "gateway", Time: be.Time, Kind: "redirected",
+		Summary: sensor.Excerpt(fmt.Sprintf("%s %s from %s served by decoy executor %s (redirected, not voted)", str("method"), target, str("client"), str("executor"))),
+		Excerpt: sensor.Excerpt("user-agent: " + strconv.QuoteToASCII(str("user_agent")))}
+	return id, ev, true
 }
 
 // enclaveDecision is the enclave node's bus event for a sighting it decided on (published by
@@ -180,6 +210,8 @@ func (e *Engine) FollowBus(ctx context.Context, b *bus.Bus) {
 				e.Submit(ev)
 			} else if ev, ok := FromExecutor(be); ok {
 				e.Submit(ev)
+			} else if id, ev, ok := FromRedirected(be); ok && e.writer != nil {
+				e.writer.Append(id, ev)
 			}
 		}
 	}

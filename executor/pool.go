@@ -62,6 +62,10 @@ type PoolConfig struct {
 	BackoffMin     time.Duration // first wait after a failed replacement (default 200ms)
 	BackoffMax     time.Duration // longest wait between replacement attempts (default 30s)
 	RateWindow     time.Duration // window of RotationRate (default 60s)
+	// SharesDrivers: the drivers are another pool's too, which started first and stopped the
+	// leftovers of an earlier run (theirs and this pool's); this pool's Start must not stop
+	// that pool's running executors as leftovers.
+	SharesDrivers bool
 }
 
 func (c *PoolConfig) defaults() {
@@ -311,8 +315,10 @@ func (p *Pool) Members() []MemberStatus {
 // Start stops whatever an earlier agent left behind, starts Desired executors and returns once
 // at least Min are healthy (or fails). The pool then supervises them until ctx ends or Close.
 func (p *Pool) Start(ctx context.Context) error {
-	if err := p.cleanupLeftovers(ctx); err != nil {
-		return err
+	if !p.cfg.SharesDrivers { // else the first pool over these drivers cleaned up
+		if err := p.cleanupLeftovers(ctx); err != nil {
+			return err
+		}
 	}
 	p.mu.Lock()
 	if p.closed || p.cancel != nil {

@@ -75,6 +75,7 @@ type Route struct {
 type Options struct {
 	Backends  Backends        // required
 	Blocklist Blocklist       // optional
+	Redirect  Redirect        // optional: clients served by a decoy executor instead of the vote
 	Bus       *bus.Bus        // optional
 	Logger    *slog.Logger    // optional
 	Rebuild   func(id string) // optional: called (in its own goroutine) by the dissent policy
@@ -688,6 +689,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Host = localHost(r)
 	}
 	policy, learn := rt.Policy, rt.learn
+	decoy, decision, redirected := g.redirectOf(client)
+	if redirected {
+		if isUpgrade(r) { // no tunnel to the decoy
+			g.reject(w, policy, "redirected", http.StatusForbidden)
+			return
+		}
+		policy = PolicySingle
+	}
 	if policy == PolicySingle && isUpgrade(r) {
 		g.serveUpgrade(w, r, start) // holds a tunnel slot, not a request slot
 		return
@@ -708,7 +717,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer func() { <-g.sem }()
 
-	all := g.o.Backends.Backends()
+	var all []Backend
+	if redirected {
+		if decoy.Addr != "" { // else no decoy is healthy: 503, never the vote
+			all = []Backend{decoy}
+		}
+		g.publishRedirected(r, client, decoy, decision)
+	} else {
+		all = g.o.Backends.Backends()
+	}
 	k, q := g.voters(len(all))
 	switch policy {
 	case PolicySingle:
@@ -716,7 +733,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case PolicyVoteAll:
 		k, q = len(all), len(all)/2+1
 	}
-	all = g.core.Eligible(all, q, start) // ejected executors sit out, unless that left too few for a quorum
+	if !redirected {
+		all = g.core.Eligible(all, q, start) // ejected executors sit out, unless that left too few for a quorum
+	}
 	n := min(k, len(all))
 	if n == 0 || n < q {
 		putBuf(reqBody)

@@ -283,6 +283,38 @@ func (s *Store) Put(ctx context.Context, ds ...Decision) error {
 	return nil
 }
 
+// AppendEvidence adds evs to decision id's evidence, in one transaction: what a redirected
+// client did after its decision. Evidence beyond MaxEvidence is left out (the first events,
+// those the decision was made on, stay).
+func (s *Store) AppendEvidence(ctx context.Context, id string, evs ...Evidence) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer tx.Rollback()
+	var raw string
+	if err := tx.QueryRowContext(ctx, `SELECT evidence FROM decisions WHERE id = ?`, id).Scan(&raw); err != nil {
+		return fmt.Errorf("store: append evidence to %s: %w", id, err)
+	}
+	d := Decision{ID: id, Verdict: "ignore"}
+	if err := json.Unmarshal([]byte(raw), &d.Evidence); err != nil {
+		return fmt.Errorf("store: decision %s: evidence: %w", id, err)
+	}
+	// The evidence the decision was made on stays: what comes after fills the room left.
+	d.Evidence = append(d.Evidence, evs[:min(len(evs), max(MaxEvidence-len(d.Evidence), 0))]...)
+	if err := bound(&d); err != nil {
+		return err
+	}
+	ev, _ := json.Marshal(nonNil(d.Evidence))
+	if _, err := tx.ExecContext(ctx, `UPDATE decisions SET evidence = ? WHERE id = ?`, string(ev), id); err != nil {
+		return fmt.Errorf("store: append evidence to %s: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
 func nonNil[T any](s []T) []T {
 	if s == nil {
 		return []T{}

@@ -21,6 +21,9 @@ type WriterOptions struct {
 type job struct {
 	d    Decision
 	done chan error
+	// appendTo, when set, makes the job an append of d.Evidence to that decision's
+	// (AppendEvidence), queued behind the decision's own write.
+	appendTo string
 }
 
 // Writer writes decisions to a Store in the background, batching them into transactions.
@@ -81,6 +84,25 @@ func (w *Writer) Submit(d Decision) (done <-chan error, ok bool) {
 	}
 }
 
+// Append queues evidence for decision id, written after every decision queued before it
+// (so the evidence of a decision just submitted finds its row). ok is false when the queue is
+// full or the writer is closed (the evidence is dropped and counted).
+func (w *Writer) Append(id string, evs ...Evidence) bool {
+	select {
+	case <-w.stop:
+		w.dropped.Add(1)
+		return false
+	default:
+	}
+	select {
+	case w.q <- job{d: Decision{Evidence: evs}, appendTo: id, done: make(chan error, 1)}:
+		return true
+	default:
+		w.dropped.Add(1)
+		return false
+	}
+}
+
 // Dropped counts decisions Submit could not queue; Failed those whose write failed;
 // Written those committed.
 func (w *Writer) Dropped() uint64 { return w.dropped.Load() }
@@ -133,6 +155,25 @@ func (w *Writer) run() {
 }
 
 func (w *Writer) write(batch []job) {
+	// Appends run in queue order, after the decisions queued before them.
+	for i, j := range batch {
+		if j.appendTo == "" {
+			continue
+		}
+		if i > 0 {
+			w.write(batch[:i])
+		}
+		err := w.s.AppendEvidence(context.Background(), j.appendTo, j.d.Evidence...)
+		if err != nil {
+			w.failed.Add(1)
+			w.log.Error("evidence not stored", "id", j.appendTo, "err", err)
+		}
+		j.done <- err
+		if rest := batch[i+1:]; len(rest) > 0 {
+			w.write(rest)
+		}
+		return
+	}
 	ds := make([]Decision, len(batch))
 	for i, j := range batch {
 		ds[i] = j.d

@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -94,8 +95,10 @@ type agent struct {
 	log  *slog.Logger
 	bus  *bus.Bus
 	pool *executor.Pool
-	cms  *engine.Countermeasures
-	reg  *prometheus.Registry
+	// decoy is the executor outside the vote that serves redirected clients (pool.decoy).
+	decoy *executor.Pool
+	cms   *engine.Countermeasures
+	reg   *prometheus.Registry
 	// isolate, once the engine runs, takes a dissenting executor out of service (quarantine).
 	isolate atomic.Pointer[func(id string)]
 	state   agentState // for the API's status
@@ -138,7 +141,7 @@ func Run(ctx context.Context, o Options) error {
 	defer unlock()
 
 	a := &agent{o: o, cfg: cfg, log: log, bus: bus.New()}
-	if a.pool, err = newPool(cfg, o.ConfigFile, o.DataDir, log, a.bus); err != nil {
+	if a.pool, a.decoy, err = newPool(cfg, o.ConfigFile, o.DataDir, log, a.bus); err != nil {
 		return err
 	}
 
@@ -173,6 +176,12 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer a.pool.Close(context.Background())
+	if a.decoy != nil { // after the pool, which stopped an earlier run's leftovers of both
+		if err := a.decoy.Start(ctx); err != nil {
+			return fmt.Errorf("agent: decoy executor: %w", err)
+		}
+		defer a.decoy.Close(context.Background())
+	}
 
 	token, err := api.NewToken(o.DataDir)
 	if err != nil {
@@ -306,37 +315,78 @@ func (a *agent) stopAll() {
 	a.stops = nil
 }
 
-// newPool builds the executor drivers the variants name and the pool over them.
-func newPool(cfg *config.Config, configFile, dataDir string, log *slog.Logger, b *bus.Bus) (*executor.Pool, error) {
+// newPool builds the executor drivers the variants name and the pool over them, and the
+// decoy executor's own pool of one (pool.decoy; nil without), on its own bus: its events are
+// not the voting pool's (rotation metrics, the engine's executor watch).
+func newPool(cfg *config.Config, configFile, dataDir string, log *slog.Logger, b *bus.Bus) (*executor.Pool, *executor.Pool, error) {
 	specs, err := Specs(cfg, configFile, dataDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var decoy []executor.Spec
+	if cfg.Pool.Decoy != nil {
+		s, err := spec(cfg, *cfg.Pool.Decoy, configFile, dataDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		decoy = []executor.Spec{s}
 	}
 	drivers := map[string]executor.Driver{}
-	for i, s := range specs {
+	for i, s := range append(append([]executor.Spec(nil), specs...), decoy...) {
 		if _, ok := drivers[s.Driver]; ok {
 			continue
 		}
 		d, err := executor.New(s.Driver, executor.Env{DataDir: dataDir, Logger: log, Bus: b, StopGrace: cfg.Pool.Grace,
 			Isolation: executorIsolation(cfg.Pool.Isolation), Options: cfg.Pool})
 		if errors.Is(err, executor.ErrUnknownDriver) {
-			return nil, strictyaml.Problems{{Field: fmt.Sprintf("pool.variants[%d].driver", i), Msg: err.Error()}}.Err(ConfigName(configFile))
+			field := fmt.Sprintf("pool.variants[%d].driver", i)
+			if i == len(specs) {
+				field = "pool.decoy.driver"
+			}
+			return nil, nil, strictyaml.Problems{{Field: field, Msg: err.Error()}}.Err(ConfigName(configFile))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("agent: %w", err)
+			return nil, nil, fmt.Errorf("agent: %w", err)
 		}
 		drivers[s.Driver] = d
 	}
-	pool, err := executor.NewPool(executor.PoolConfig{
+	pc := executor.PoolConfig{
 		Variants: specs, Desired: cfg.Pool.Desired, Min: cfg.Pool.Min, MaxConcurrent: cfg.Pool.MaxConcurrent,
 		Redraw: cfg.Pool.RedrawEnabled(), HealthInterval: cfg.Pool.Health.Interval, HealthTimeout: cfg.Pool.Health.Timeout,
 		HealthFailures: cfg.Pool.Health.Failures, StartTimeout: cfg.Pool.StartTimeout, DrainTimeout: cfg.Pool.DrainTimeout,
-	}, drivers, log, b)
+	}
+	pool, err := executor.NewPool(pc, drivers, log, b)
 	if err != nil {
 		// Spec problems (bad templates, names) are configuration errors.
-		return nil, strictyaml.Problems{{Field: "pool.variants", Msg: err.Error()}}.Err(ConfigName(configFile))
+		return nil, nil, strictyaml.Problems{{Field: "pool.variants", Msg: err.Error()}}.Err(ConfigName(configFile))
 	}
-	return pool, nil
+	if decoy == nil {
+		return pool, nil, nil
+	}
+	pc.Variants, pc.Desired, pc.Min, pc.MaxConcurrent, pc.Redraw, pc.SharesDrivers = decoy, 1, 1, 1, false, true
+	dp, err := executor.NewPool(pc, drivers, log, bus.New())
+	if err != nil {
+		return nil, nil, strictyaml.Problems{{Field: "pool.decoy", Msg: err.Error()}}.Err(ConfigName(configFile))
+	}
+	return pool, dp, nil
+}
+
+// decoyRedirect is mimic's Redirect: the clients of the redirect countermeasure, served by
+// the decoy executor (none healthy: the gateway answers 503, never the vote).
+type decoyRedirect struct {
+	set  *countermeasure.Redirects
+	pool *executor.Pool
+}
+
+func (d decoyRedirect) Redirected(client netip.Addr) (mimic.Backend, string, bool) {
+	decision, ok := d.set.Redirected(client)
+	if !ok {
+		return mimic.Backend{}, "", false
+	}
+	if h := d.pool.Healthy(); len(h) > 0 {
+		return mimic.Backend{ID: h[0].ID, Variant: h[0].Variant, Addr: "http://" + h[0].Address, Traits: h[0].Traits}, decision, true
+	}
+	return mimic.Backend{}, decision, true
 }
 
 // newFrontend builds the client-facing server over ln: the voting gateway, or the proxy
@@ -350,6 +400,9 @@ func (a *agent) newFrontend(ctx context.Context, ln net.Listener) (frontend, *ht
 	o, so := mimic.FromConfig(a.cfg.Gateway)
 	o.Backends, o.Bus, o.Logger, o.Metrics = &poolBackends{pool: a.pool}, a.bus, a.log, mimic.NewMetrics(a.reg)
 	o.Blocklist = a.cms.Blocklist
+	if a.decoy != nil {
+		o.Redirect = decoyRedirect{set: a.cms.Redirects, pool: a.decoy}
+	}
 	o.Rebuild = rebuildOnDissent(ctx, a.pool, &a.isolate)
 	o.LearnedFile = LearnedNoiseFile(a.o.DataDir)
 	g, err := mimic.New(o)
@@ -378,6 +431,9 @@ func (a *agent) startEngine(ctx context.Context) error {
 		Pool: a.pool, Members: a.pool, Bus: a.bus, Logger: a.log, Metrics: a.reg}
 	if a.cfg.Enclave.Enabled {
 		o.Share = a.share // the node starts right after the engine
+	}
+	if a.decoy != nil && a.gw != nil {
+		o.RedirectActuator = countermeasure.RedirectID
 	}
 	if a.gw != nil && len(a.cfg.Gateway.Identities) > 0 {
 		o.SignalFollowers = append(o.SignalFollowers, gatewaySignal{g: a.gw, asset: a.cfg.Gateway.SignalAsset})
@@ -421,37 +477,46 @@ func (f gatewaySignal) SetSignal(asset, signal string) {
 // Specs turns the configured variants into executor specs, resolving image paths and
 // writing the built-in demo image on first use.
 func Specs(cfg *config.Config, configFile, dataDir string) ([]executor.Spec, error) {
+	specs := make([]executor.Spec, 0, len(cfg.Pool.Variants))
+	for _, v := range cfg.Pool.Variants {
+		s, err := spec(cfg, v, configFile, dataDir)
+		if err != nil {
+			return nil, err
+		}
+		specs = append(specs, s)
+	}
+	return specs, nil
+}
+
+// spec turns one configured variant into an executor spec (see Specs).
+func spec(cfg *config.Config, v config.Variant, configFile, dataDir string) (executor.Spec, error) {
 	baseDir := "."
 	if configFile != "" {
 		baseDir = filepath.Dir(configFile)
 	}
-	specs := make([]executor.Spec, 0, len(cfg.Pool.Variants))
-	for _, v := range cfg.Pool.Variants {
-		img := v.Image
-		switch {
-		case v.Driver != process.ID:
-		case img == config.BuiltinDemoImage:
-			img = filepath.Join(dataDir, "images", "demo")
-			if err := ensureDemoImage(img); err != nil {
-				return nil, err
-			}
-		case !filepath.IsAbs(img):
-			img = filepath.Join(baseDir, img)
+	img := v.Image
+	switch {
+	case v.Driver != process.ID:
+	case img == config.BuiltinDemoImage:
+		img = filepath.Join(dataDir, "images", "demo")
+		if err := ensureDemoImage(img); err != nil {
+			return executor.Spec{}, err
 		}
-		spec := executor.Spec{
-			Variant: v.Name, Driver: v.Driver, Image: img, Command: v.Command, Env: v.Env, Files: v.Files,
-			ContainerPort: v.ContainerPort, HealthPath: v.HealthPath, Traits: v.Traits, AllowOutbound: v.AllowOutbound,
-		}
-		if cfg.Pool.Protocol == config.ProtocolDNS {
-			name, qtype, err := config.ParseDNSQuery(v.HealthQuery)
-			if err != nil { // validation refused it already
-				return nil, fmt.Errorf("agent: variant %s: health query: %w", v.Name, err)
-			}
-			spec.HealthQuery = &executor.DNSQuery{Name: name, Type: qtype}
-		}
-		specs = append(specs, spec)
+	case !filepath.IsAbs(img):
+		img = filepath.Join(baseDir, img)
 	}
-	return specs, nil
+	s := executor.Spec{
+		Variant: v.Name, Driver: v.Driver, Image: img, Command: v.Command, Env: v.Env, Files: v.Files,
+		ContainerPort: v.ContainerPort, HealthPath: v.HealthPath, Traits: v.Traits, AllowOutbound: v.AllowOutbound,
+	}
+	if cfg.Pool.Protocol == config.ProtocolDNS {
+		name, qtype, err := config.ParseDNSQuery(v.HealthQuery)
+		if err != nil { // validation refused it already
+			return executor.Spec{}, fmt.Errorf("agent: variant %s: health query: %w", v.Name, err)
+		}
+		s.HealthQuery = &executor.DNSQuery{Name: name, Type: qtype}
+	}
+	return s, nil
 }
 
 // ensureDemoImage writes the embedded demo site and its manifest to dir unless dir already
