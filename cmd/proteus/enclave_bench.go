@@ -34,6 +34,10 @@ type benchResult struct {
 	// FlooderCPUms is the CPU time the flooding member's process used (it shares the
 	// machine with the others).
 	FlooderCPUms float64 `json:"flooder_cpu_ms,omitempty"`
+	// FloodAcceptedAvg and Max are how many of the flooder's sightings an honest peer
+	// accepted (and decided on), averaged over the honest peers, and the most at one.
+	FloodAcceptedAvg float64 `json:"flood_accepted_avg,omitempty"`
+	FloodAcceptedMax int     `json:"flood_accepted_max,omitempty"`
 	Samples      int     `json:"samples"`
 	Missing      int     `json:"missing"`
 	P50          float64 `json:"p50_ms"`
@@ -366,6 +370,7 @@ enclave:
 		ms        float64
 	}
 	var slowest []slow
+	res0 := &benchResult{}
 	published := map[string]pubRec{}
 	floodDone := make(chan error, 1)
 	var floodWall time.Duration
@@ -393,7 +398,8 @@ enclave:
 		}
 	}
 	var lat, apply []float64
-	missing := 0
+	missing, floodAccepted := 0, 0
+	perMsg := make([][]float64, messages) // latencies by message, for -v
 	collectBy := time.Now().Add(10 * time.Second)
 	for i, b := range nodes[:honest] {
 		for {
@@ -402,9 +408,13 @@ enclave:
 				return nil, err
 			}
 			got := map[string]enclave.DecisionRecord{}
+			fromFlooder := 0
 			for _, r := range recs {
 				if _, ok := published[r.Indicator]; ok && r.Event == "sighting" {
 					got[r.Indicator] = r
+				}
+				if flood > 0 && r.Event == "sighting" && r.Reporter == nodes[n-1].id {
+					fromFlooder++
 				}
 			}
 			expected := 0
@@ -414,6 +424,8 @@ enclave:
 				}
 			}
 			if len(got) >= expected || time.Now().After(collectBy) {
+				floodAccepted += fromFlooder
+				res0.FloodAcceptedMax = max(res0.FloodAcceptedMax, fromFlooder)
 				for ind, p := range published {
 					if p.from == i {
 						continue
@@ -425,6 +437,7 @@ enclave:
 					}
 					lat = append(lat, float64(r.Time.Sub(p.at).Microseconds())/1000)
 					slowest = append(slowest, slow{i, p.seq, lat[len(lat)-1]})
+					perMsg[p.seq] = append(perMsg[p.seq], lat[len(lat)-1])
 					if r.Applied {
 						apply = append(apply, float64(r.AppliedAt.Sub(r.Time).Microseconds())/1000)
 					}
@@ -440,9 +453,20 @@ enclave:
 		for _, x := range slowest[:min(len(slowest), 60)] {
 			fmt.Fprintf(cmd.ErrOrStderr(), "slow: peer %d message %d %.1f ms\n", x.peer, x.seq, x.ms)
 		}
+		for m, xs := range perMsg[:min(len(perMsg), 10)] {
+			if len(xs) == 0 {
+				continue
+			}
+			sort.Float64s(xs)
+			fmt.Fprintf(cmd.ErrOrStderr(), "message %d: p50 %.1f ms, max %.1f ms over %d peers\n", m, percentile(xs, 0.5), xs[len(xs)-1], len(xs))
+		}
 	}
-	res := &benchResult{Peers: n, Messages: messages, Samples: len(lat), Missing: missing, WallSeconds: round2(wall.Seconds()),
-		Flood: flood, FloodSeconds: round2(floodWall.Seconds())}
+	res := res0
+	res.Peers, res.Messages, res.Samples, res.Missing, res.WallSeconds = n, messages, len(lat), missing, round2(wall.Seconds())
+	res.Flood, res.FloodSeconds = flood, round2(floodWall.Seconds())
+	if flood > 0 {
+		res.FloodAcceptedAvg = round2(float64(floodAccepted) / float64(honest))
+	}
 	var cpu, rssSum float64
 	for i, b := range nodes[:honest] {
 		cpu += procCPUms(b.cmd.Process.Pid) - cpu0[i]
