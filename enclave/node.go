@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -111,7 +112,8 @@ type Node struct {
 	budget    *budget // per author, charged by the topic validator
 	// relayBudget is per forwarder and author, charged before validation (see inspect).
 	relayBudget *budget
-	pace        *pacer // this node's own messages; nil: unpaced
+	pace        *pacer    // this node's own messages; nil: unpaced
+	gate        *fairGate // topic validations, in turn per author
 
 	memMu       sync.Mutex
 	verified    map[peer.ID]time.Time // peer -> certificate expiry
@@ -327,7 +329,8 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		pubsub.WithMaxMessageSize(cfg.MaxMessageBytes+4096), // room for the pubsub framing
 		// A flood waits in a deep queue instead of pushing honest messages out of a shallow
 		// one; the per-author budget then drops it cheaply.
-		pubsub.WithValidateQueueSize(4096),
+		pubsub.WithValidateQueueSize(validateQueue),
+		pubsub.WithValidateThrottle(validateQueue),
 		// The peer gater throttles, before signature checks, a peer whose messages keep
 		// being ignored (over budget) or rejected, when validation is under pressure.
 		pubsub.WithPeerGater(pubsub.DefaultPeerGaterParams()),
@@ -343,7 +346,10 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		return nil, fmt.Errorf("enclave: gossipsub: %w", err)
 	}
 	n.ps = ps
-	if err := ps.RegisterTopicValidator(topic, n.validate, pubsub.WithValidatorInline(true)); err != nil {
+	// The validator is asynchronous (a goroutine per message, after GossipSub's signature
+	// check) so that fairGate, not the order of arrival, decides which waiting message is
+	// validated, delivered and forwarded next.
+	if err := ps.RegisterTopicValidator(topic, n.validate, pubsub.WithValidatorConcurrency(validateQueue)); err != nil {
 		n.closeHost()
 		return nil, fmt.Errorf("enclave: %w", err)
 	}
@@ -615,7 +621,12 @@ func (n *Node) initState() {
 	n.replay = stix.NewReplayGuard(stix.DefaultReplayCapacity)
 	n.budget = newBudget(n.cfg.Limits.Rate, n.cfg.Limits.Burst)
 	n.relayBudget = newBudget(n.cfg.Limits.Rate, n.cfg.Limits.Burst)
+	n.gate = newFairGate(runtime.GOMAXPROCS(0), 2*n.cfg.Limits.Burst)
 }
+
+// validateQueue bounds the messages waiting for validation (GossipSub's queue before its
+// signature check, and the validations in progress or waiting their turn in fairGate).
+const validateQueue = 4096
 
 // peerScoreParams is GossipSub's peer score for the enclave: the application-specific
 // score (trust), topic scoring P1–P4 on the enclave topic and IP colocation P6. The

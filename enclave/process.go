@@ -29,7 +29,7 @@ import (
 //     disconnected and refused for a minute (most of a flood never gets here: see inspect)
 //   - otherwise                                       → accept; the decoded message rides
 //     along in ValidatorData
-func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	author := msg.GetFrom()
 	if !n.isMember(from) {
 		n.log.Debug("message via non-member", "via", from, "author", author)
@@ -37,6 +37,17 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 		return pubsub.ValidationReject
 	}
 	name := n.peerName(author)
+	// Validations run in turn per author (fairGate): another member's backlog delays this
+	// message by at most the validations already running. GossipSub has checked the
+	// message's signature, so author is who sent it. Own messages are validated where they
+	// are published and never wait.
+	if author != n.self && n.gate != nil {
+		if !n.gate.enter(ctx, name) {
+			n.stats.limited.Add(1)
+			return pubsub.ValidationIgnore
+		}
+		defer n.gate.leave()
+	}
 	env, err := DecodeEnvelope(msg.GetData(), n.cfg.MaxMessageBytes)
 	if err == nil && env.Enclave != n.cfg.Name {
 		err = fmt.Errorf("%w: for enclave %q", ErrEnvelope, env.Enclave)
