@@ -2,6 +2,7 @@ package enclave
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -29,6 +30,7 @@ func TestFairGateServesAuthorsInTurn(t *testing.T) {
 			if k == n {
 				return
 			}
+			runtime.Gosched()
 		}
 	}
 	arrive := func(author string, n int) {
@@ -42,7 +44,7 @@ func TestFairGateServesAuthorsInTurn(t *testing.T) {
 			mu.Lock()
 			order = append(order, author)
 			mu.Unlock()
-			g.leave()
+			g.leave(author)
 		}()
 		waitFor(n)
 	}
@@ -54,7 +56,7 @@ func TestFairGateServesAuthorsInTurn(t *testing.T) {
 		t.Fatal("a fourth waiting message of one author was let in (perAuthor 3)")
 	}
 	arrive("honest", 4)
-	g.leave()
+	g.leave("busy")
 	wg.Wait()
 	want := []string{"flooder", "honest", "flooder", "flooder"}
 	if len(order) != len(want) {
@@ -65,10 +67,41 @@ func TestFairGateServesAuthorsInTurn(t *testing.T) {
 			t.Fatalf("served %v, want %v: the honest message waited behind the flood", order, want)
 		}
 	}
-	// Every slot is back: two enters pass at once with two slots.
+	// Two slots: two authors pass at once, but one author's second message waits for its
+	// first (an author's messages are validated in order).
 	g2 := newFairGate(2, 1)
-	if !g2.enter(ctx, "a") || !g2.enter(ctx, "b") {
-		t.Fatal("two slots")
+	if !g2.enter(ctx, "a") {
+		t.Fatal("first slot")
+	}
+	second := make(chan bool)
+	go func() { ok := g2.enter(ctx, "a"); second <- ok; g2.leave("a") }()
+	for {
+		g2.mu.Lock()
+		k := len(g2.waiting["a"])
+		g2.mu.Unlock()
+		if k == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	if !g2.enter(ctx, "b") {
+		t.Fatal("second slot")
+	}
+	g2.leave("a")
+	if !<-second {
+		t.Fatal("a's second message refused")
+	}
+	for { // a's second has left again
+		g2.mu.Lock()
+		k := g2.free
+		g2.mu.Unlock()
+		if k == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	if !g2.enter(ctx, "a") {
+		t.Fatal("slot not back")
 	}
 	// A waiter whose context ends leaves the queue and takes nothing.
 	cctx, cancel := context.WithCancel(ctx)
@@ -81,13 +114,14 @@ func TestFairGateServesAuthorsInTurn(t *testing.T) {
 		if k == 1 {
 			break
 		}
+		runtime.Gosched()
 	}
 	cancel()
 	if <-done {
 		t.Fatal("a cancelled waiter entered")
 	}
-	g2.leave()
-	g2.leave()
+	g2.leave("a")
+	g2.leave("b")
 	if g2.free != 2 || len(g2.ring) != 0 || len(g2.waiting) != 0 {
 		t.Fatalf("gate not empty after all left: free %d ring %v waiting %v", g2.free, g2.ring, g2.waiting)
 	}

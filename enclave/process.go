@@ -46,7 +46,7 @@ func (n *Node) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) 
 			n.stats.limited.Add(1)
 			return pubsub.ValidationIgnore
 		}
-		defer n.gate.leave()
+		defer n.gate.leave(name)
 	}
 	env, err := DecodeEnvelope(msg.GetData(), n.cfg.MaxMessageBytes)
 	if err == nil && env.Enclave != n.cfg.Name {
