@@ -4,7 +4,7 @@ STATICCHECK_VERSION ?= v0.6.1
 GOBIN ?= $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(GOBIN)/staticcheck
 
-.PHONY: build test vet staticcheck unit fuzz bench tools
+.PHONY: build test vet staticcheck unit fuzz bench tools tidy-check
 
 build:
 	$(GO) build -o bin/proteus ./cmd/proteus
@@ -16,6 +16,11 @@ $(STATICCHECK):
 
 vet:
 	$(GO) vet ./...
+
+# Fails when go.mod or go.sum differ from what `go mod tidy` writes (CI runs it; fix with
+# `go mod tidy`).
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
 
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...

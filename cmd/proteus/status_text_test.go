@@ -53,3 +53,17 @@ func TestPublishedOutcome(t *testing.T) {
 		}
 	}
 }
+
+func TestPseudoCommit(t *testing.T) {
+	for v, want := range map[string]string{
+		"v0.0.0-20261202135654-01cda51d0232+dirty": "01cda51d0232",
+		"v1.2.4-0.20261202135654-01cda51d0232":     "01cda51d0232",
+		"v1.2.3":                                   "unknown",
+		"dev":                                      "unknown",
+		"v1.2.3-rc-ZZZZZZZZZZZZ":                   "unknown",
+	} {
+		if got := pseudoCommit(v); got != want {
+			t.Errorf("pseudoCommit(%q) = %q, want %q", v, got, want)
+		}
+	}
+}
