@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -28,6 +29,11 @@ type Decoy struct {
 	// Asset is the engine asset whose signal the decoys follow and whom their evidence
 	// concerns; "" follows every asset's signal changes and lets the engine pick the asset.
 	Asset string `yaml:"asset"`
+	// Hosts, when set, are fake hosts (chaff, as CyberChaff's): addresses nothing real uses,
+	// which the agent (root) puts on a dummy interface of their own while the decoys run, so
+	// decoys can listen there (listen addresses on them). An address an interface of this host
+	// already has is refused at start.
+	Hosts *DecoyHosts `yaml:"hosts"`
 	// MaxConns bounds the connections served at once over all decoys (default 64); more are
 	// closed at once and still reported.
 	MaxConns int `yaml:"max_conns"`
@@ -36,6 +42,44 @@ type Decoy struct {
 	// Timeout bounds one connection's whole life (default 2s): a slow sender holds a slot at
 	// most this long.
 	Timeout time.Duration `yaml:"timeout"`
+}
+
+// DecoyHosts are the fake hosts of sensors.decoy.hosts: Addresses on the dummy interface
+// Interface (default proteus-chaff, created at start and deleted at stop), or on the loopback
+// interface when Interface is lo (labelled lo:chaff, removed at stop) for a kernel without
+// dummy interfaces.
+type DecoyHosts struct {
+	Interface string   `yaml:"interface"`
+	Addresses []string `yaml:"addresses"`
+}
+
+var ifaceNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
+
+func (h *DecoyHosts) validate(field string, p *strictyaml.Problems) {
+	if !ifaceNameRe.MatchString(h.Interface) {
+		p.Addf(field+".interface", "must be an interface name of 1-15 letters, digits, '_', '.' or '-', got %q", h.Interface)
+	}
+	if len(h.Addresses) == 0 {
+		p.Addf(field+".addresses", "at least one address is required")
+	}
+	seen := map[netip.Addr]int{}
+	for i, a := range h.Addresses {
+		f := indexed(field+".addresses", i)
+		ip, err := netip.ParseAddr(a)
+		switch {
+		case err != nil || ip.Zone() != "":
+			p.Addf(f, "must be an IP address (no prefix, no zone), got %q", a)
+		case ip.Is4In6():
+			p.Addf(f, "write the IPv4 address as such, got %q", a)
+		case !ip.IsGlobalUnicast() || ip.IsLoopback():
+			p.Addf(f, "must be a unicast address outside loopback and link-local, got %s", ip)
+		default:
+			if j, dup := seen[ip]; dup {
+				p.Addf(f, "%s is already addresses[%d]", ip, j)
+			}
+			seen[ip] = i
+		}
+	}
 }
 
 // DecoyListener is one decoy port.
@@ -67,6 +111,9 @@ func (d *Decoy) applyDefaults() {
 	}
 	if d.Timeout == 0 {
 		d.Timeout = DefaultDecoyTimeout
+	}
+	if d.Hosts != nil && d.Hosts.Interface == "" {
+		d.Hosts.Interface = "proteus-chaff"
 	}
 	if d.Signal == "" && len(d.Banners) > 0 {
 		keys := make([]string, 0, len(d.Banners))
@@ -125,6 +172,9 @@ func (d *Decoy) validate(field string, p *strictyaml.Problems) {
 	}
 	if _, ok := d.Banners[d.Signal]; !ok && len(d.Banners) > 0 {
 		p.Addf(field+".signal", "must be a key of banners, got %q", d.Signal)
+	}
+	if d.Hosts != nil {
+		d.Hosts.validate(field+".hosts", p)
 	}
 	if d.MaxConns < 1 || d.MaxConns > maxDecoyMaxConns {
 		p.Addf(field+".max_conns", "must be in [1, %d], got %d", maxDecoyMaxConns, d.MaxConns)

@@ -17,7 +17,7 @@ import (
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/countermeasure"
-	_ "github.com/proteus-defense/proteus/deception/decoy" // sensor.decoy
+	"github.com/proteus-defense/proteus/deception/decoy" // sensor.decoy
 	"github.com/proteus-defense/proteus/game"
 	"github.com/proteus-defense/proteus/sensor"
 	_ "github.com/proteus-defense/proteus/sensor/eve" // sensor.eve
@@ -67,6 +67,11 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 	m, base, err := loadModel(o.Config, o.ConfigFile)
 	if err != nil {
 		return nil, err
+	}
+	if d := o.Config.Sensors.Decoy; d != nil && d.Hosts != nil {
+		if err := decoy.CheckHosts(*d.Hosts); err != nil {
+			return nil, err
+		}
 	}
 	st, err := store.Open(o.DataDir)
 	if err != nil {

@@ -51,6 +51,38 @@ func appliedAt(t *testing.T, log, target string) time.Time {
 	return at
 }
 
+// startAgentInNetNS runs the agent binary with config cfg and data dir data inside network
+// namespace ns, its gateway on ip, and returns the gateway's address once it serves.
+func startAgentInNetNS(t *testing.T, ns, data, cfg, ip string) (string, *syncBuffer) {
+	t.Helper()
+	bin := proteusBinary(t)
+	stderr := &syncBuffer{}
+	cmd := exec.Command("ip", "netns", "exec", ns, bin, "--data-dir", data, "agent", "-c", cfg, "--listen", ip+":0", "--api", "127.0.0.1:0")
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt) // a clean stop takes the fake hosts down
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	gw := waitFile(t, filepath.Join(data, GatewayAddrFile), exited, stderr.String)
+	for n := 0; !strings.Contains(stderr.String(), "proteus agent: serving"); n++ {
+		if n == 3000 {
+			t.Fatalf("agent never said it serves:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return gw, stderr
+}
+
 // Must show (issue 14): an nmap scan from a network namespace of its own hits the decoys of an
 // agent in another; the scanner's first decoy connection is decided on and the scanner is
 // blocked by nftables in the agent's namespace, so its later probes are dropped (nmap then
@@ -95,23 +127,7 @@ engine:
 `, agentIP, model, ttl)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bin := proteusBinary(t)
-	stderr := &syncBuffer{}
-	cmd := exec.Command("ip", "netns", "exec", agentNS, bin, "--data-dir", data, "agent", "-c", cfg, "--listen", agentIP+":0", "--api", "127.0.0.1:0")
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-	gw := waitFile(t, filepath.Join(data, GatewayAddrFile), exited, stderr.String)
-	for n := 0; !strings.Contains(stderr.String(), "proteus agent: serving"); n++ {
-		if n == 3000 {
-			t.Fatalf("agent never said it serves:\n%s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	gw, stderr := startAgentInNetNS(t, agentNS, data, cfg, agentIP)
 	_, gwPort, _ := net.SplitHostPort(gw)
 	ports := "22,3306,6379," + gwPort
 
@@ -193,4 +209,86 @@ engine:
 		}
 	}
 	t.Logf("first scan saw %v", first)
+}
+
+// Must show (issue 14, fake hosts): with sensors.decoy.hosts the agent puts addresses nothing
+// real uses on an interface (here lo, labelled lo:chaff: this machine's kernel has no dummy
+// interface type), and a scanner in another namespace that routes to them finds decoys there
+// (nmap names the SSH and MySQL decoys on two fake hosts), and the connection is evidence. A fake host address the host already has (here the agent's own veth
+// address) stops the agent at start, naming the address and the interface.
+func TestAgentFakeHostsFromNetns(t *testing.T) {
+	if _, err := exec.LookPath("nmap"); err != nil {
+		t.Skip("nmap is not installed (.ci/run installs it)")
+	}
+	agentNS, _ := nfttest.NetNS(t)
+	scanNS := netNS(t, "proteus-scan-")
+	agentIP, scanIP := vethPair(t, agentNS, scanNS, 237)
+	const fake1, fake2 = "10.238.0.10", "10.238.0.11"
+	if out, err := exec.Command("ip", "-n", scanNS, "route", "add", "10.238.0.0/24", "via", agentIP).CombinedOutput(); err != nil {
+		t.Fatalf("route to the fake hosts: %v: %s", err, out)
+	}
+	model, def := paperModelAndDefaults(t)
+	write := func(hosts string) string {
+		cfg := filepath.Join(t.TempDir(), "agent.yaml")
+		if err := os.WriteFile(cfg, append(def, fmt.Sprintf(`
+sensors:
+  decoy:
+    asset: shop
+    hosts: {interface: lo, addresses: [%[1]s]}
+    listen:
+      - {addr: "%[2]s:22", service: ssh}
+      - {addr: "%[3]s:3306", service: mysql}
+    banners:
+      mH: {ssh: OpenSSH_9.6p1 Debian-3, mysql: 8.0.36}
+      mL: {ssh: OpenSSH_7.4, mysql: 5.5.62}
+engine:
+  model: %[4]q
+  nftables: off
+  assets: [{name: shop, device: web}]
+  rules:
+    - {name: decoy, sensor: decoy, kind: connect, stage: S1, attack: a1, weight: 0.9}
+  strategies:
+    d1: [{kind: vigilance, level: 1}]
+    d2: [{kind: vigilance, level: 1}]
+`, hosts, fake1, fake2, model)...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+
+	// A fake host on the agent's own address is refused before anything runs.
+	out, err := exec.Command("ip", "netns", "exec", agentNS, proteusBinary(t), "--data-dir", t.TempDir(), "agent",
+		"-c", write(fake1+", "+fake2+", "+agentIP), "--listen", agentIP+":0", "--api", "127.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), agentIP+" is an address of interface pv") {
+		t.Fatalf("the agent took a real address as a fake host: %v\n%s", err, out)
+	}
+
+	data := t.TempDir()
+	_, stderr := startAgentInNetNS(t, agentNS, data, write(fake1+", "+fake2), agentIP)
+	if out, err := exec.Command("ip", "-n", agentNS, "addr", "show", "dev", "lo", "label", "lo:chaff").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), fake1+"/32") || !strings.Contains(string(out), fake2+"/32") {
+		t.Fatalf("fake hosts not on lo (label lo:chaff): %v\n%s\n%s", err, out, stderr.String())
+	}
+	got, nm := nmapFrom(t, scanNS, fake1, "-sV", "--version-light", "-p", "22")
+	if !strings.HasPrefix(got["22"], "open ssh") || !strings.Contains(got["22"], "OpenSSH") {
+		t.Fatalf("nmap from %s against the fake host %s: %q\n%s", scanIP, fake1, got["22"], nm)
+	}
+	got, nm = nmapFrom(t, scanNS, fake2, "-sV", "--version-light", "-p", "3306")
+	if !strings.HasPrefix(got["3306"], "open mysql") {
+		t.Fatalf("nmap against the fake host %s: %q\n%s", fake2, got["3306"], nm)
+	}
+	var ds []store.Decision
+	for n := 0; len(ds) == 0; n++ {
+		if st, err := store.OpenExisting(data); err == nil {
+			ds, _ = st.List(t.Context(), store.Filter{Source: scanIP})
+			st.Close()
+		}
+		if n == 500 {
+			t.Fatalf("no decision on the scanner %s:\n%s", scanIP, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(ds[0].Evidence[0].Summary, fake1+":22") {
+		t.Fatalf("evidence %+v, want the connection to the fake host", ds[0].Evidence)
+	}
 }

@@ -129,9 +129,17 @@ func (s *Sensor) Addrs() []net.Addr {
 	return append([]net.Addr(nil), s.addrs...)
 }
 
-// Run listens on every decoy address and reports connections until ctx ends. A port that
-// cannot be bound is an error (the supervisor retries with backoff).
+// Run puts up the fake hosts (Hosts), listens on every decoy address and reports connections
+// until ctx ends, then takes the fake hosts down. A port that cannot be bound, or a fake host
+// that cannot be put up, is an error (the supervisor retries with backoff).
 func (s *Sensor) Run(ctx context.Context, out chan<- sensor.Event) error {
+	if s.c.Hosts != nil {
+		down, err := upHosts(ctx, *s.c.Hosts)
+		if err != nil {
+			return err
+		}
+		defer down()
+	}
 	var lc net.ListenConfig
 	lns := make([]net.Listener, 0, len(s.c.Listen))
 	closeAll := func() {
