@@ -32,6 +32,10 @@ const (
 	floodDrip  = 3 * time.Second
 	// floodMaxConns is the decoys' max_conns in the flood's config (the default).
 	floodMaxConns = 64
+	// floodTimeout is the decoys' timeout in the flood's config: long enough that a slow
+	// sender holds its served connection for several drips (and that decoys without the
+	// max_conns bound would hold about floodConns / floodOpen × floodTimeout at once).
+	floodTimeout = 10 * time.Second
 	// The memory bound the test asserts, from the config: the agent's RSS before the
 	// flood, plus per served connection (at most max_conns) its goroutine's stack, its
 	// read_bytes buffer and its socket's Go state, counted at perConnCost (several times
@@ -205,6 +209,7 @@ sensors:
   decoy:
     asset: shop
     max_conns: %[3]d
+    timeout: %[4]s
     listen:
       - {addr: "%[1]s:2222", service: ssh}
       - {addr: "%[1]s:6379", service: redis}
@@ -220,7 +225,7 @@ engine:
   strategies:
     d1: [{kind: vigilance, level: 1}]
     d2: [{kind: vigilance, level: 2}]
-`, agentIP, model, floodMaxConns)...), 0o600); err != nil {
+`, agentIP, model, floodMaxConns, floodTimeout)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	bin := proteusBinary(t)
@@ -328,7 +333,7 @@ engine:
 	if want := floodSize(t); r.Attempted != int64(want) {
 		t.Fatalf("the flooding process did not finish its %d connections: %+v\n%s", want, r, out.String())
 	}
-	time.Sleep(3 * time.Second) // the decoys' timeout (2s) for the last served connections
+	time.Sleep(floodTimeout + time.Second) // the decoys' timeout for the last served connections
 	end, err := procMem(agent.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
