@@ -129,8 +129,8 @@ type EnclaveLimits struct {
 	Rate float64 `yaml:"rate"` // messages per second one member may author
 	// Burst is how many messages a member may author at once (above Rate). Every member
 	// accepts and relays a flooder's first Burst messages before it is cut off, so the
-	// default is small (4); a node paces its own messages at Rate and half of Burst, keeping
-	// the other half as slack for delivery jitter, so at least 2.
+	// default is the smallest (2); a node paces its own messages at Rate and half of Burst,
+	// keeping the other half as slack for delivery jitter, so at least 2.
 	Burst   int `yaml:"burst"`
 	Reports int `yaml:"reports"` // live reports (and replay-guard keys) kept per member
 }
@@ -191,7 +191,7 @@ func (x *Enclave) applyDefaults() {
 	l := &x.Limits
 	setF(&l.Rate, 2)
 	if l.Burst == 0 {
-		l.Burst = 4
+		l.Burst = 2
 	}
 	if l.Reports == 0 {
 		l.Reports = 1024

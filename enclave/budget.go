@@ -21,6 +21,9 @@ type bucket struct {
 	penalized time.Time
 	strikes   int // penalties in a row, each within strikeGap of the last
 	over      int // messages over budget since the last penalty
+	// refused is set when allow refused a message and cleared when it admits one: only an
+	// author that has gone over its budget is spent (see spent).
+	refused bool
 }
 
 // strikeGap is how long an author must stay within budget for its strikes to reset;
@@ -60,18 +63,25 @@ func (b *budget) allow(p string, now time.Time) bool {
 	}
 	if k.tokens < 1 {
 		k.over++
+		k.refused = true
 		return false
 	}
 	k.tokens--
+	k.refused = false
 	return true
 }
 
-// spent reports whether p's bucket exists and holds less than a token now; it takes none.
+// spent reports whether p has gone over its budget (allow refused its last message) and
+// still holds less than a token now; it takes none. A bucket merely low is not spent: an
+// author paced at the rate leaves its bucket just under a token after each message, and
+// the copies of that message still arriving from other peers (duplicates, which GossipSub
+// drops after inspect) would otherwise be counted over budget, and the author's own copy,
+// when a relayed one came first, penalized.
 func (b *budget) spent(p string, now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k, ok := b.peers[p]
-	if !ok {
+	if !ok || !k.refused {
 		return false
 	}
 	return k.tokens+now.Sub(k.at).Seconds()*b.rate < 1

@@ -14,9 +14,9 @@ import (
 // what the pacing buys.
 func TestOwnMessagesArePacedWithinBudget(t *testing.T) {
 	e := newTestEnclave(t, "lab")
-	cfg := e.baseConfig() // default limits: rate 2/s, burst 4
+	cfg := e.baseConfig() // default limits: rate 2/s, burst 2
 	nodes := startAll(t, e, 3, cfg)
-	const many = 12 // three times the burst
+	const many = 12 // six times the burst
 	publishMany := func(from *testNode, net int) []string {
 		t.Helper()
 		ids := make([]string, many)

@@ -153,6 +153,7 @@ func TestValidatorRefusesHarmAndRebinding(t *testing.T) {
 
 	n := validatorNode(t, pub, now)
 	n.verified[member] = now.Add(time.Hour)
+	n.budget = newBudget(n.cfg.Limits.Rate, 4) // three versions at one instant, within budget
 	id := stix.NewID("indicator")
 	if got := send(n, bundleFor(t, member, id, "192.0.2.1", created, created, time.Hour)); got != pubsub.ValidationAccept {
 		t.Fatalf("original: %v", got)
