@@ -358,12 +358,21 @@ func (p *player) tamper(ctx context.Context, st *Step) error {
 	if err != nil {
 		return err
 	}
+	// The victim: not the weakened variant when another serves, and the youngest, since a
+	// rotation due before file integrity looks (vigilance shortens the interval after the first
+	// steps) would take the tampered work dir away and leave the step without a decision.
 	var victim api.ExecutorStatus
 	serving := 0
+	better := func(x api.ExecutorStatus) bool {
+		if weak, was := x.Variant == p.t.WeakVariant, victim.Variant == p.t.WeakVariant; weak != was {
+			return !weak
+		}
+		return x.AgeSeconds < victim.AgeSeconds
+	}
 	for _, x := range status.Executors {
 		if x.State == "healthy" {
 			serving++
-			if victim.ID == "" || x.Variant != p.t.WeakVariant {
+			if victim.ID == "" || better(x) {
 				victim = x
 			}
 		}
