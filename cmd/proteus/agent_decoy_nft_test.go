@@ -222,7 +222,7 @@ func TestAgentFakeHostsFromNetns(t *testing.T) {
 	}
 	agentNS, _ := nfttest.NetNS(t)
 	scanNS := netNS(t, "proteus-scan-")
-	agentIP, scanIP := vethPair(t, agentNS, scanNS, 237)
+	agentIP, scanIP := vethPair(t, agentNS, scanNS, 241)
 	const fake1, fake2 = "10.238.0.10", "10.238.0.11"
 	if out, err := exec.Command("ip", "-n", scanNS, "route", "add", "10.238.0.0/24", "via", agentIP).CombinedOutput(); err != nil {
 		t.Fatalf("route to the fake hosts: %v: %s", err, out)
