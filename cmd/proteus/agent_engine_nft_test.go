@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,17 +45,7 @@ engine:
 `, model)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bin := proteusBinary(t)
-	stderr := &syncBuffer{}
-	cmd := exec.Command("ip", "netns", "exec", ns, bin, "--data-dir", data, "agent", "-c", cfg, "--listen", nsIP+":0", "--api", "127.0.0.1:0")
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-	gw := waitFile(t, filepath.Join(data, GatewayAddrFile), exited, stderr.String)
+	gw, stderr := startAgentInNetNS(t, ns, data, cfg, nsIP)
 
 	client := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(hostIP)}}).DialContext}}
