@@ -323,18 +323,22 @@ func TestMemberRevocationAndExpiry(t *testing.T) {
 	})
 }
 
-// One member floods thousands of signed sightings: the flooder's messages beyond its
-// budget are dropped, it holds at most limits.reports reports, its score falls below the
-// graylist threshold, and an honest member's report still arrives.
+// One member floods thousands of signed sightings at two members at once: the flooder's
+// messages beyond its budget are dropped, it holds at most limits.reports reports, its
+// score falls below the graylist threshold, and an honest member's report published during
+// the flood still reaches every other member.
 func TestFloodFromOneMember(t *testing.T) {
 	e := newTestEnclave(t, "lab")
 	cfg := e.baseConfig()
-	nodes := startAll(t, e, 2, cfg)
-	b := nodes[1]
+	nodes := startAll(t, e, 3, cfg)
+	targets := nodes[1:] // the flooder's neighbours
 	r := e.rawPeer(true)
-	r.join(b)
+	for _, b := range targets {
+		r.join(b)
+	}
 	now := time.Now().UTC().Add(-time.Second)
 	const flood = 3000
+	var h *stix.Sighting
 	for i := 0; i < flood; i += 10 {
 		var ms = make([]*pbMessage, 0, 10)
 		for j := i; j < i+10; j++ {
@@ -348,36 +352,51 @@ func TestFloodFromOneMember(t *testing.T) {
 			}
 			t.Logf("one RPC of %d messages: %d bytes", len(ms), sz)
 		}
-		if err := r.send(b, ms...); err != nil {
-			t.Logf("flood stopped after %d: %v", i, err)
-			break // the node may cut a graylisted flooder off
+		if i == 20 {
+			h = publish(t, nodes[0], "192.0.2.9", 90) // while the flood is arriving
+		}
+		sent := 0
+		for _, b := range targets {
+			if err := r.send(b, ms...); err == nil {
+				sent++
+			}
+		}
+		if sent == 0 {
+			t.Logf("flood stopped after %d: every target cut the flooder off", i)
+			break
 		}
 	}
-	h := publish(t, nodes[0], "192.0.2.9", 90)
-	eventually(t, "honest report arrives during the flood", func() bool { _, ok := decisionFor(b, h.ID); return ok })
-	// Once graylisted, GossipSub drops the flooder's RPCs before validation.
-	eventually(t, "flooder graylisted (or already cut off)", func() bool {
-		s, ok := b.Score(r.id)
-		return ok && s < cfg.PeerScore.Graylist || b.isDenied(r.id)
-	})
-	st := b.Stats()
-	t.Logf("flood of %d: accepted %d, over budget %d, the rest dropped unread", flood, st.Accepted, st.Limited)
-	if st.Accepted > uint64(cfg.Limits.Burst)+200 {
-		t.Errorf("accepted %d flood messages (burst %d)", st.Accepted, cfg.Limits.Burst)
+	if h == nil {
+		h = publish(t, nodes[0], "192.0.2.9", 90)
 	}
-	b.mu.Lock()
-	held := b.perReporter[r.id.String()]
-	b.mu.Unlock()
-	if held > cfg.Limits.Reports {
-		t.Errorf("flooder holds %d reports", held)
+	for _, b := range targets {
+		eventually(t, "honest report published during the flood reaches every member", func() bool { _, ok := decisionFor(b, h.ID); return ok })
+		// Once graylisted, GossipSub drops the flooder's RPCs before validation.
+		eventually(t, "flooder graylisted (or already cut off)", func() bool {
+			s, ok := b.Score(r.id)
+			return ok && s < cfg.PeerScore.Graylist || b.isDenied(r.id)
+		})
+		st := b.Stats()
+		t.Logf("flood of %d: accepted %d, over budget %d, the rest dropped unread", flood, st.Accepted, st.Limited)
+		if st.Accepted > uint64(cfg.Limits.Burst)+200 {
+			t.Errorf("accepted %d flood messages (burst %d)", st.Accepted, cfg.Limits.Burst)
+		}
+		b.mu.Lock()
+		held := b.perReporter[r.id.String()]
+		b.mu.Unlock()
+		if held > cfg.Limits.Reports {
+			t.Errorf("flooder holds %d reports", held)
+		}
 	}
 	// A flood that goes on for seconds gets the flooder disconnected and refused.
-	eventually(t, "sustained flooder cut off", func() bool {
-		bundle := bundleFor(t, r.id, stix.NewID("indicator"), "10.9.9.9", now, now, time.Hour)
-		_ = r.send(b, r.message(r.key, r.envelope(KindSighting, bundle)))
-		time.Sleep(100 * time.Millisecond)
-		return b.isDenied(r.id)
-	})
+	for _, b := range targets {
+		eventually(t, "sustained flooder cut off", func() bool {
+			bundle := bundleFor(t, r.id, stix.NewID("indicator"), "10.9.9.9", now, now, time.Hour)
+			_ = r.send(b, r.message(r.key, r.envelope(KindSighting, bundle)))
+			time.Sleep(100 * time.Millisecond)
+			return b.isDenied(r.id)
+		})
+	}
 }
 
 type pbMessage = pb.Message
