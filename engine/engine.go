@@ -74,11 +74,11 @@ type Options struct {
 	// RedirectActuator, with engine.redirect, serves a deferred source from the decoy
 	// executor (countermeasure.redirect); empty: defer verdicts redirect nobody.
 	RedirectActuator string
-	Pool              Pool         // may be nil: rotate countermeasures are then skipped
-	Store             *store.Store // may be nil (no audit, tests)
-	Bus               *bus.Bus
-	Logger            *slog.Logger
-	Now               func() time.Time
+	Pool             Pool         // may be nil: rotate countermeasures are then skipped
+	Store            *store.Store // may be nil (no audit, tests)
+	Bus              *bus.Bus
+	Logger           *slog.Logger
+	Now              func() time.Time
 	// Exec runs an exec countermeasure; nil means run the program with a 30 s timeout.
 	Exec func(ctx context.Context, argv []string) error
 	// Share publishes a confident local detection (an act on this agent's own evidence that

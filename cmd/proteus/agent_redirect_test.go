@@ -155,7 +155,7 @@ engine:
 		for sc.Scan() {
 			var l struct {
 				Client, Policy, Path string
-				Agreed             []string
+				Agreed               []string
 			}
 			if json.Unmarshal(sc.Bytes(), &l) != nil || l.Client != other {
 				continue

@@ -38,11 +38,11 @@ type benchResult struct {
 	// accepted (and decided on), averaged over the honest peers, and the most at one.
 	FloodAcceptedAvg float64 `json:"flood_accepted_avg,omitempty"`
 	FloodAcceptedMax int     `json:"flood_accepted_max,omitempty"`
-	Samples      int     `json:"samples"`
-	Missing      int     `json:"missing"`
-	P50          float64 `json:"p50_ms"`
-	P99          float64 `json:"p99_ms"`
-	Max          float64 `json:"max_ms"`
+	Samples          int     `json:"samples"`
+	Missing          int     `json:"missing"`
+	P50              float64 `json:"p50_ms"`
+	P99              float64 `json:"p99_ms"`
+	Max              float64 `json:"max_ms"`
 	// ApplyP50/P99 is the part spent applying a countermeasure where one was applied
 	// (decision to applied: the actuator made it effective; the journal is written after,
 	// in the background).
