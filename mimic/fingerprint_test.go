@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/proteus-defense/proteus/internal/nmaptest"
 )
 
 // Must show (issue 14, obscuration): `nmap -sV` and `whatweb` against the gateway over real
@@ -133,7 +135,7 @@ func nmapReport(t *testing.T, targets map[string]string) map[string]string {
 	slices.Sort(ports)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // guards a hang only
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "nmap", "-sV", "-Pn", "-n", "-p", strings.Join(ports, ","), "127.0.0.1").CombinedOutput()
+	out, err := nmaptest.ServiceScan(ctx, "127.0.0.1", ports)
 	if err != nil {
 		t.Errorf("nmap: %v\n%s", err, out)
 		return nil

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proteus-defense/proteus/internal/nmaptest"
 	"github.com/proteus-defense/proteus/store"
 )
 
@@ -27,7 +28,7 @@ func nmapServices(t *testing.T, addrs ...string) map[string]string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // guards a hang only
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "nmap", "-sV", "-Pn", "-n", "-p", strings.Join(ports, ","), host).CombinedOutput()
+	out, err := nmaptest.ServiceScan(ctx, host, ports)
 	if err != nil {
 		t.Fatalf("nmap: %v\n%s", err, out)
 	}

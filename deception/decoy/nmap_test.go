@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/proteus-defense/proteus/config"
+	"github.com/proteus-defense/proteus/internal/nmaptest"
 )
 
 // nmapVersions runs `nmap -sV` against the decoys on loopback and returns the service and
@@ -25,7 +26,7 @@ func nmapVersions(t *testing.T, addrs map[string]string) map[string]string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // guards a hang only
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "nmap", "-sV", "-Pn", "-n", "-p", strings.Join(ports, ","), "127.0.0.1").CombinedOutput()
+	out, err := nmaptest.ServiceScan(ctx, "127.0.0.1", ports)
 	if err != nil {
 		t.Fatalf("nmap: %v\n%s", err, out)
 	}

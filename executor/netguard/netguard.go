@@ -133,6 +133,9 @@ func (g *Guard) add(c *nftables.Conn, chain *nftables.Chain, id, addr string, ma
 
 // AllowUID confines the local processes of uid (instance id): they may answer connections;
 // they may start connections to other hosts only when outbound is set, to this host never.
+// Rules an earlier instance left for the same uid (an agent that died before removing them,
+// whatever its ID) are replaced: the caller holds the uid now, and the old rules would refuse
+// what this instance may do and count its attempts as the old one's.
 func (g *Guard) AllowUID(id string, uid int, outbound bool) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -140,9 +143,21 @@ func (g *Guard) AllowUID(id string, uid int, outbound bool) error {
 	if err != nil {
 		return fmt.Errorf("netguard: %w", err)
 	}
+	uidData := binary.NativeEndian.AppendUint32(nil, uint32(uid))
+	stale, err := g.tagged(c)
+	if err != nil {
+		return fmt.Errorf("netguard: %w", err)
+	}
+	for _, r := range stale {
+		if r.Chain.Name == g.output.Name && matchesUID(r, uidData) {
+			if err := c.DelRule(r); err != nil {
+				return fmt.Errorf("netguard: %w", err)
+			}
+		}
+	}
 	match := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeySKUID, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, uint32(uid))},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: uidData},
 	}
 	var deny []expr.Any
 	if outbound {
@@ -153,6 +168,17 @@ func (g *Guard) AllowUID(id string, uid int, outbound bool) error {
 		return fmt.Errorf("netguard: rules for uid %d: %w", uid, err)
 	}
 	return nil
+}
+
+// matchesUID reports whether rule r begins with the socket-uid match AllowUID writes, for the
+// uid whose bytes are uidData.
+func matchesUID(r *nftables.Rule, uidData []byte) bool {
+	if len(r.Exprs) < 2 {
+		return false
+	}
+	m, ok := r.Exprs[0].(*expr.Meta)
+	cmp, ok2 := r.Exprs[1].(*expr.Cmp)
+	return ok && ok2 && m.Key == expr.MetaKeySKUID && cmp.Op == expr.CmpOpEq && bytes.Equal(cmp.Data, uidData)
 }
 
 // AllowAddr confines the container at addr (instance id) the same way: connections it

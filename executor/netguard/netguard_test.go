@@ -230,6 +230,38 @@ func TestAllowUIDRefusesAndCounts(t *testing.T) {
 	}
 }
 
+// Rules an earlier instance left for a uid (its agent died without removing them) are
+// replaced when a new instance takes the uid, whatever the old instance's ID: left in place,
+// the old deny rules come first and refuse what the new one may do (a resolver allowed
+// outbound could not reach its upstream), and count its attempts as the old one's.
+func TestAllowUIDReplacesStaleRules(t *testing.T) {
+	g := newGuard(t)
+	uid := 652000 + os.Getpid()%1000
+	old, fresh := "netguard-old-"+strconv.Itoa(os.Getpid()), "netguard-fresh-"+strconv.Itoa(os.Getpid())
+	other := 653000 + os.Getpid()%1000
+	if err := g.AllowUID(old, uid, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.AllowUID(old+"-other", other, false); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Remove(func(x string) bool { return x == old || x == fresh || x == old+"-other" })
+	if err := g.AllowUID(fresh, uid, true); err != nil {
+		t.Fatal(err)
+	}
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID, err := g.rules(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byID[old]) != 0 || len(byID[fresh]) != 3 || len(byID[old+"-other"]) != 3 {
+		t.Fatalf("rules: old %d, fresh %d, another uid's %d; want 0, 3, 3", len(byID[old]), len(byID[fresh]), len(byID[old+"-other"]))
+	}
+}
+
 func TestRemoveIsSelective(t *testing.T) {
 	g := newGuard(t)
 	a, b := "netguard-a-"+strconv.Itoa(os.Getpid()), "netguard-b-"+strconv.Itoa(os.Getpid())
