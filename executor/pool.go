@@ -64,7 +64,8 @@ type PoolConfig struct {
 	RateWindow     time.Duration // window of RotationRate (default 60s)
 	// SharesDrivers: the drivers are another pool's too, which started first and stopped the
 	// leftovers of an earlier run (theirs and this pool's); this pool's Start must not stop
-	// that pool's running executors as leftovers.
+	// that pool's running executors as leftovers, and its Close leaves the drivers open (the
+	// owning pool closes them: close this pool first).
 	SharesDrivers bool
 }
 
@@ -957,6 +958,9 @@ func (p *Pool) close(ctx context.Context) {
 	}
 	wg.Wait()
 	p.retryStops(ctx)
+	if p.cfg.SharesDrivers {
+		return // the pool that owns the drivers closes them, once it has stopped too
+	}
 	for name, d := range p.drivers {
 		if c, ok := d.(io.Closer); ok {
 			if err := c.Close(); err != nil {

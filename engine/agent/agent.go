@@ -303,6 +303,9 @@ func Run(ctx context.Context, o Options) error {
 	_ = apiSrv.Shutdown(sctx)
 	<-schedDone
 	a.stopAll()
+	if a.decoy != nil {
+		a.decoy.Close(sctx) // first: it shares the pool's drivers, which the pool's Close closes
+	}
 	a.pool.Close(sctx)
 	return runErr
 }

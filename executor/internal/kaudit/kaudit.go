@@ -191,16 +191,20 @@ func Open(owner string, rules []Rule) (*Watch, error) {
 func (w *Watch) Key() string { return w.key }
 
 // Stop stops Read and leaves the rules in place (for rules several owners share).
-func (w *Watch) Stop() error {
-	w.rules = nil
-	return w.Close()
-}
+func (w *Watch) Stop() error { return w.end(false) }
 
 // Close removes the rules and stops Read.
-func (w *Watch) Close() error {
+func (w *Watch) Close() error { return w.end(true) }
+
+// end stops Read and, when removeRules, deletes the rules; only the first call (of Stop and
+// Close, from any goroutine) does anything.
+func (w *Watch) end(removeRules bool) error {
 	var err error
 	w.once.Do(func() {
 		w.mc.Close()
+		if !removeRules {
+			return
+		}
 		ctl, derr := dial(0)
 		if derr != nil {
 			err = derr
