@@ -137,6 +137,10 @@ type Engine struct {
 	// (bounded like blocked).
 	shared map[netip.Addr]time.Time
 	wg     sync.WaitGroup
+
+	// evoSem lets one Evolution compute at a time; evoCache holds what they computed.
+	evoSem   chan struct{}
+	evoCache map[evoKey]Evolution
 }
 
 type asset struct {
@@ -146,6 +150,12 @@ type asset struct {
 	stageAt     time.Time
 	signal      string
 	cooldown    map[string]time.Time // rotate/exec: not again before
+	// The last decision's game choice (nil: none, or the solve failed), the parameters it
+	// was solved with, when, and in which stage (1-based), for Assets.
+	choice    *Choice
+	live      Live
+	decidedAt time.Time
+	decidedIn int
 }
 
 type pairKey struct {
@@ -189,7 +199,8 @@ func New(o Options) (*Engine, error) {
 	e := &Engine{o: o, cfg: o.Config, log: o.Logger.With("component", "engine"), now: o.Now, rules: rules,
 		chain: newChain(o.Model), solver: newSolver(o.Model), assets: map[string]*asset{}, byPort: map[uint16]string{},
 		queue: make(chan sensor.Event, o.Config.Queue), intents: map[pairKey]*intent{},
-		blocked: map[netip.Addr]time.Time{}, shared: map[netip.Addr]time.Time{}}
+		blocked: map[netip.Addr]time.Time{}, shared: map[netip.Addr]time.Time{},
+		evoSem: make(chan struct{}, 1), evoCache: map[evoKey]Evolution{}}
 	devices := map[string]game.Device{}
 	for _, d := range o.Model.Devices {
 		devices[d.ID] = d
@@ -485,6 +496,11 @@ func (e *Engine) Handle(ctx context.Context, ev sensor.Event) *Decision {
 	}
 	in.pending = in.pending[:0]
 	in.decided, in.verdict, in.stage, in.strategy, in.decidedAt = true, verdict, stage, ch.Defense, now
+	a.choice, a.live, a.decidedAt, a.decidedIn = nil, used, now, stage+1
+	if det.Choice != nil {
+		c := ch
+		a.choice = &c
+	}
 
 	switch verdict {
 	case Act:

@@ -483,6 +483,44 @@ func StageEvolution(m *Model, k int, typeID, signal string, mixes [][]float64) (
 	return s.st.Attacks, s.st.Defenses, out, nil
 }
 
+// MixTrajectory is the evolution of one stage game with the whole mixes: at each time T[i]
+// X[i] is the attacker's mix over the stage's attacks and Y[i] the defender's over its
+// defenses.
+type MixTrajectory struct {
+	T    []float64
+	X, Y [][]float64
+}
+
+// StageMixEvolution is StageEvolution from the one start (x0 over the stage's attacks, y0
+// over its defenses; nil: uniform) recording the whole mixes, at most about maxPoints of them
+// (0: every accepted step). It is what the dashboard's evolution plot shows: how the
+// proportions of every attack and defense strategy evolve under the replicator dynamics of
+// the stage game the defender type plays with the signal.
+func StageMixEvolution(m *Model, k int, typeID, signal string, x0, y0 []float64, maxPoints int) (attacks, defenses []string, tr MixTrajectory, err error) {
+	c, s, t, sig, belief, err := solvedStage(m, k, typeID, signal)
+	if err != nil {
+		return nil, nil, tr, err
+	}
+	if x0 == nil {
+		x0 = Uniform(len(s.attacks))
+	}
+	if y0 == nil {
+		y0 = Uniform(len(s.defenses))
+	}
+	opt := replicatorOptions(m.Replicator.TMax)
+	opt.Trajectory, opt.TrajectoryMax = true, maxPoints
+	r, err := Replicate(normalizeGame(c.stageGame(s, t, sig, belief)), x0, y0, opt)
+	if err != nil {
+		return nil, nil, tr, err
+	}
+	for _, p := range r.Trajectory {
+		tr.T = append(tr.T, p.T)
+		tr.X = append(tr.X, p.X)
+		tr.Y = append(tr.Y, p.Y)
+	}
+	return s.st.Attacks, s.st.Defenses, tr, nil
+}
+
 // solvedStage compiles and solves m and returns stage k (1-based), the indexes of defender
 // type typeID and of signal, and the attacker's belief after that signal at that stage (its
 // prior carried from the earlier stages of the solution).
