@@ -199,6 +199,10 @@ type Server struct {
 	voting        Voting
 	agent         AgentState
 	decisions     Decisions
+	traffic       *Traffic
+	game          Game
+	enclave       Enclave
+	plots         chan struct{} // the plot requests in progress (MaxPlotRequests)
 	now           func() time.Time
 }
 
@@ -208,7 +212,7 @@ func NewServer(ctl Controller, b *bus.Bus, token string, reg *prometheus.Registr
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{ctl: ctl, bus: b, token: token, reg: reg, log: logger.With("component", "api"), mux: http.NewServeMux(),
-		intensity: DefaultAttackIntensity, now: time.Now}
+		intensity: DefaultAttackIntensity, now: time.Now, plots: make(chan struct{}, MaxPlotRequests)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -223,6 +227,10 @@ func NewServer(ctl Controller, b *bus.Bus, token string, reg *prometheus.Registr
 	s.handle("GET /decisions/{id}", s.getDecision)
 	s.handle("POST /decisions/{id}/revert", s.revertDecision)
 	s.handle("GET /timeline", s.timeline)
+	s.handle("GET /traffic", s.trafficRates)
+	s.handle("GET /assets", s.assets)
+	s.handle("GET /assets/{name}/evolution", s.evolution)
+	s.handle("GET /enclave/peers", s.enclavePeers)
 	s.handle("GET /events", s.events)
 	s.mux.HandleFunc("GET /events", s.events) // the stream's path before the versioned prefix
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
