@@ -248,8 +248,18 @@ func Run(ctx context.Context, o Options) error {
 		apiOpts = append(apiOpts, api.WithVoting(v))
 	}
 	if r := a.state.engine.Load(); r != nil {
-		apiOpts = append(apiOpts, api.WithDecisions(r.Store()))
+		apiOpts = append(apiOpts, api.WithDecisions(r.Store()), api.WithGame(gameView{r.Engine}))
 	}
+	if cfg.Enclave.Enabled {
+		apiOpts = append(apiOpts, api.WithEnclave(enclaveView{a}))
+	}
+	// Requests and dissent over time, for the dashboard: the front's counters sampled into a
+	// bounded ring.
+	traffic := api.NewTraffic(a.reg, api.DefaultTrafficInterval, api.DefaultTrafficSamples)
+	trafficDone := make(chan struct{})
+	go func() { traffic.Run(ctx); close(trafficDone) }()
+	defer func() { stop(); <-trafficDone }()
+	apiOpts = append(apiOpts, api.WithTraffic(traffic))
 	// The dashboard sits in front of the API: its pages and login, then the API by token or
 	// by the dashboard's session cookie.
 	apiSrv := &http.Server{Handler: dashboard.New(api.NewServer(a.pool, a.bus, token, a.reg, log, apiOpts...), token, log,
