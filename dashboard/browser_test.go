@@ -19,7 +19,9 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/sensor/eve"
 	"github.com/proteus-defense/proteus/store"
 )
 
@@ -133,6 +135,85 @@ func TestBrowserShowsExecutorsDecisionsAndRunsNoMarkup(t *testing.T) {
 	e.bus.Publish(bus.Event{Kind: "engine.decision", Source: "engine", Subject: "d-live"})
 	wait(`#top-sources tbody tr[data-source="198.51.100.23"]`)
 	wait(`#timeline svg rect.bar-defer`)
+
+	// Requests and dissent rates over time, drawn from the agent's samples of the gateway's
+	// counters: no requests yet, then voted requests through the gateway make the requests
+	// series rise on the page without a reload.
+	until := func(what, js string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+			t.Fatalf("waiting for %s (%s): %v", what, js, err)
+		}
+	}
+	const reqPath = `document.querySelector('#traffic svg path[data-series="requests/s"]')`
+	until("the requests series", reqPath+` !== null && Number(`+reqPath+`.dataset.points) >= 2`)
+	if !eval(`document.querySelectorAll('#traffic svg path.series').length === 4`) {
+		t.Errorf("traffic plot %q: want four series", text(`#traffic`))
+	}
+	if !eval(reqPath+`.dataset.max === "0"`) || !strings.Contains(text(`#traffic-span`), "totals: 0 requests") {
+		t.Fatalf("requests before any were sent: %q", text(`#traffic-span`))
+	}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	for i := range 25 {
+		resp, err := hc.Get(e.gw.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("voted request %d: %d", i, resp.StatusCode)
+		}
+	}
+	until("the requests series to rise", `Number(`+reqPath+`.dataset.max) > 0 && document.getElementById("traffic-span").textContent.includes("totals: 25 requests")`)
+
+	// Assets: the web asset in no stage, with the evolution of the first stage's game; an
+	// exploit attempt moves it to S2 and the row and the plot follow.
+	wait(`#assets tbody tr[data-asset="web"]`)
+	wait(`#evolution svg path.series`)
+	if row := text(`#assets tbody tr[data-asset="web"]`); !strings.Contains(row, "none") {
+		t.Errorf("web before any evidence: %q", row)
+	}
+	if ti := text(`#evolution-title`); !strings.Contains(ti, "stage S1 (1), the first: the asset is in no stage now") {
+		t.Errorf("evolution title %q", ti)
+	}
+	if !eval(`document.querySelectorAll('#evolution svg path.series').length >= 4 && [...document.querySelectorAll('#evolution svg path.series')].every((p) => Number(p.dataset.points) >= 3)`) {
+		t.Errorf("the evolution plot has too few series or points")
+	}
+	for range 2 {
+		ev, err := eve.Parse([]byte(`{"timestamp":"2026-01-02T03:04:05.000000+0000","flow_id":1,"event_type":"alert","src_ip":"203.0.113.77","src_port":40000,` +
+			`"dest_ip":"192.0.2.10","dest_port":8080,"proto":"TCP","alert":{"action":"allowed","gid":1,"signature_id":1,"rev":1,` +
+			`"signature":"ET EXPLOIT Apache Struts RCE attempt","category":"Attempted Administrator Privilege Gain","severity":1},"app_proto":"http"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !e.engine.Submit(ev) {
+			t.Fatal("engine queue full")
+		}
+	}
+	until("the web asset in S2", `document.querySelector('#assets tbody tr[data-asset="web"] td:nth-child(2)').textContent === "S2 (2)" && document.getElementById("evolution").dataset.stage === "S2"`)
+	st := e.engine.Assets()[0]
+	if row := text(`#assets tbody tr[data-asset="web"]`); st.Choice == nil || !strings.Contains(row, st.Choice.Defense) || !strings.Contains(row, st.Choice.DefenderType) {
+		t.Errorf("web row %q, the engine's choice %+v", row, st.Choice)
+	}
+	if ti := text(`#evolution-title`); !strings.Contains(ti, "stage S2 (2): defender "+st.Choice.DefenderType+" sending "+st.Choice.Signal+" chooses "+st.Choice.Defense) {
+		t.Errorf("evolution title %q for the choice %+v", ti, st.Choice)
+	}
+
+	// Enclave peers with their trust: a table and bars; a liar's markup in its ID is text,
+	// and a change of trust shows after an enclave event.
+	wait(`#peers tbody tr[data-peer="12D3KooWHonest"]`)
+	if !eval(`document.querySelectorAll('#peers-plot svg rect.trust').length === 2 && document.querySelectorAll('#peers-plot svg rect.trust.low').length === 1`) {
+		t.Errorf("trust bars: %q", text(`#peers-plot`))
+	}
+	if tb := text(`#peers tbody`); !strings.Contains(tb, "12D3KooWLiar"+hostile) || !strings.Contains(tb, "0.180") || !strings.Contains(tb, "0.960") {
+		t.Errorf("peers table %q", tb)
+	}
+	e.peers.set(api.PeerTrust{ID: "12D3KooWHonest", Connected: true, InTopic: true, Membership: "certificate", Trust: 0.42})
+	e.bus.Publish(bus.Event{Kind: "enclave.rejected", Source: "enclave", Subject: "12D3KooWHonest"})
+	until("the new trust", `document.querySelector('#peers tbody tr[data-peer="12D3KooWHonest"] td:nth-child(5)')?.textContent === "0.420" && document.querySelectorAll('#peers tbody tr').length === 1`)
+	if eval(`window.__pwned !== undefined`) || eval(`document.querySelectorAll(".plot script, .plot img, .plot foreignObject, #peers script, #peers img").length > 0`) {
+		t.Fatal("markup from a peer ran or became elements")
+	}
 
 	screenshot(t, ctx, "dashboard-overview.png")
 

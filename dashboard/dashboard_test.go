@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -22,11 +23,15 @@ import (
 
 	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/bus"
+	"github.com/proteus-defense/proteus/config"
 	"github.com/proteus-defense/proteus/countermeasure"
 	"github.com/proteus-defense/proteus/dashboard"
 	"github.com/proteus-defense/proteus/engine"
+	"github.com/proteus-defense/proteus/engine/agent"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/process/processtest"
+	"github.com/proteus-defense/proteus/game"
+	"github.com/proteus-defense/proteus/mimic"
 	"github.com/proteus-defense/proteus/store"
 )
 
@@ -57,7 +62,86 @@ type env struct {
 	logs   *syncBuffer
 	cm     *countermeasure.Manager
 	store  *store.Store
-	action string // the active block of decision d-xss, which its page can revert
+	action string           // the active block of decision d-xss, which its page can revert
+	gw     *httptest.Server // the voting gateway over the pool (its counters feed the traffic plot)
+	engine *engine.Engine   // the engine (web asset), on the same store and bus
+	peers  *fakePeers
+}
+
+// fakePeers stands in for the enclave node's trust table; one peer's ID carries markup.
+type fakePeers struct {
+	mu sync.Mutex
+	ps []api.PeerTrust
+}
+
+func (f *fakePeers) Self() string { return "12D3KooWSelf" }
+func (f *fakePeers) Peers() []api.PeerTrust {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]api.PeerTrust(nil), f.ps...)
+}
+func (f *fakePeers) set(ps ...api.PeerTrust) { f.mu.Lock(); f.ps = ps; f.mu.Unlock() }
+
+// poolBackends shows the pool's healthy executors to the voting gateway.
+type poolBackends struct{ p *executor.Pool }
+
+func (b poolBackends) Backends() []mimic.Backend {
+	var out []mimic.Backend
+	for _, inst := range b.p.Healthy() {
+		out = append(out, mimic.Backend{ID: inst.ID, Variant: inst.Variant, Addr: "http://" + inst.Address, Traits: inst.Traits})
+	}
+	return out
+}
+
+// engineConfig: one asset, web, with the EVE rules of a multi-stage attack; every defense
+// runs a no-op program (the test's executors must not be rotated under it).
+const engineConfig = `version: 1
+pool:
+  variants: [{name: a, driver: process, image: builtin:demo, command: [x]}]
+engine:
+  model: m.yaml
+  assets: [{name: web, device: web, ports: [8080]}]
+  rules:
+    - {name: scan, sensor: eve, category: Attempted Information Leak, stage: S1, attack: a1, weight: 0.5}
+    - {name: exploit, sensor: eve, signature: "^ET EXPLOIT", stage: S2, attack: a3, weight: 0.6}
+  strategies:
+    d1: [{kind: exec, command: [/bin/true]}]
+    d2: [{kind: exec, command: [/bin/true]}]
+    d3: [{kind: exec, command: [/bin/true]}]
+    d4: [{kind: exec, command: [/bin/true]}]
+    d5: [{kind: exec, command: [/bin/true]}]
+    d6: [{kind: exec, command: [/bin/true]}]
+    d7: [{kind: exec, command: [/bin/true]}]
+    d8: [{kind: exec, command: [/bin/true]}]
+    d9: [{kind: exec, command: [/bin/true]}]
+`
+
+// newEngine runs the engine over the test's store and bus until the test ends.
+func newEngine(t *testing.T, st *store.Store, b *bus.Bus, pool *executor.Pool) *engine.Engine {
+	t.Helper()
+	const modelFile = "../examples/mttegdm-paper.yaml"
+	data, err := os.ReadFile(modelFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := game.ParseModel(modelFile, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("engine.yaml", []byte(engineConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(engine.Options{Config: cfg.Engine, Model: m, Pool: pool, Store: st, Bus: b,
+		Exec: func(context.Context, []string) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { eng.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return eng
 }
 
 // setup runs the real agent API (a process pool of two demo executors, the audit store with one
@@ -108,8 +192,26 @@ func setup(t *testing.T) *env {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := httptest.NewServer(dashboard.New(api.NewServer(pool, b, tok, prometheus.NewRegistry(), log, api.WithDecisions(st),
-		api.WithCountermeasures(cm, countermeasure.BlocklistID)), tok, log))
+	reg := prometheus.NewRegistry()
+	g, err := mimic.New(mimic.Options{Backends: poolBackends{pool}, Bus: b, K: 2, Quorum: 2, Metrics: mimic.NewMetrics(reg), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := httptest.NewServer(g)
+	t.Cleanup(gw.Close)
+	t.Cleanup(g.Close)
+	traffic := api.NewTraffic(reg, 250*time.Millisecond, 240)
+	tctx, tcancel := context.WithCancel(context.Background())
+	tdone := make(chan struct{})
+	go func() { traffic.Run(tctx); close(tdone) }()
+	t.Cleanup(func() { tcancel(); <-tdone })
+	eng := newEngine(t, st, b, pool)
+	peers := &fakePeers{}
+	peers.set(api.PeerTrust{ID: "12D3KooWHonest", Connected: true, InTopic: true, Membership: "certificate", Trust: 0.96},
+		api.PeerTrust{ID: "12D3KooWLiar" + hostile, Membership: "pending", Trust: 0.18})
+	srv := httptest.NewServer(dashboard.New(api.NewServer(pool, b, tok, reg, log, api.WithDecisions(st),
+		api.WithCountermeasures(cm, countermeasure.BlocklistID), api.WithTraffic(traffic), api.WithGame(agent.GameView(eng)),
+		api.WithEnclave(peers)), tok, log))
 	t.Cleanup(srv.Close)
 	if err := api.WriteAddr(data, srv.Listener.Addr().String()); err != nil {
 		t.Fatal(err)
@@ -118,7 +220,7 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{srv: srv, client: c, token: tok, bus: b, pool: pool, logs: logs, cm: cm, action: act.ID, store: st}
+	return &env{srv: srv, client: c, token: tok, bus: b, pool: pool, logs: logs, cm: cm, action: act.ID, store: st, gw: gw, engine: eng, peers: peers}
 }
 
 // browser is an HTTP client with a cookie jar that does not follow redirects.

@@ -154,6 +154,162 @@ async function refreshTimeline() {
   }
 }
 
+// linePlot draws series of [x, y] points as an SVG line plot with axes, a legend and a
+// title per line (all text via textContent). opts: ymax (else the data's), yfmt, xfmt, label.
+function linePlot(series, opts) {
+  const W = 720, H = opts.height || 170, L = 44, B = 22, T = 22, R = 8;
+  let x0 = Infinity, x1 = -Infinity, max = opts.ymax || 0;
+  for (const s of series) for (const [x, y] of s.points) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); if (!opts.ymax) max = Math.max(max, y); }
+  if (!(max > 0)) max = 1;
+  if (!isFinite(x0)) { x0 = 0; x1 = 1; }
+  if (x1 <= x0) x1 = x0 + 1;
+  const x = (v) => L + (W - L - R) * (v - x0) / (x1 - x0);
+  const y = (v) => T + (H - T - B) * (1 - v / max);
+  const yf = opts.yfmt || ((v) => String(Math.round(v * 100) / 100));
+  const xf = opts.xfmt || ((v) => String(Math.round(v * 100) / 100));
+  const g = svg("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img", "aria-label": opts.label });
+  g.appendChild(svg("line", { x1: L, y1: y(0), x2: W - R, y2: y(0), class: "axis" }));
+  g.appendChild(svg("line", { x1: L, y1: y(0), x2: L, y2: y(max), class: "axis" }));
+  for (const v of [0, max / 2, max]) {
+    g.appendChild(svg("line", { x1: L, y1: y(v), x2: W - R, y2: y(v), class: "grid" }));
+    g.appendChild(svg("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end", class: "tick" }, yf(v)));
+  }
+  g.appendChild(svg("text", { x: L, y: H - 6, class: "tick" }, xf(x0)));
+  g.appendChild(svg("text", { x: W - R, y: H - 6, "text-anchor": "end", class: "tick" }, xf(x1)));
+  if (opts.xlabel) g.appendChild(svg("text", { x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", class: "tick" }, opts.xlabel));
+  let lx = L + 4;
+  series.forEach((s, i) => {
+    const cls = "series s" + (i % 8) + (s.dashed ? " dashed" : "");
+    if (s.points.length) {
+      const d = s.points.map(([px, py], k) => (k ? "L" : "M") + x(px).toFixed(1) + "," + y(Math.min(py, max)).toFixed(1)).join("");
+      const p = svg("path", { d: d, class: cls });
+      p.dataset.series = s.name;
+      p.dataset.points = s.points.length;
+      p.dataset.max = Math.max(...s.points.map(([, py]) => py));
+      p.appendChild(svg("title", {}, s.name));
+      g.appendChild(p);
+    }
+    g.appendChild(svg("line", { x1: lx, y1: 10, x2: lx + 14, y2: 10, class: cls }));
+    g.appendChild(svg("text", { x: lx + 18, y: 14, class: "tick" }, s.name));
+    lx += 30 + String(s.name).length * 6;
+  });
+  return g;
+}
+
+function hhmmss(ms) { return new Date(ms).toISOString().slice(11, 19); }
+
+// Requests and dissent rates over time: the agent samples the voting front's counters.
+let trafficEvery = 10000;
+async function refreshTraffic() {
+  let tr;
+  try { tr = await api("/api/v1/traffic?points=240"); }
+  catch (e) { $("traffic-span").textContent = e.message; return; }
+  trafficEvery = Math.min(10000, Math.max(1000, tr.interval_s * 1000));
+  const ps = tr.points || [];
+  const last = tr.last;
+  $("traffic-span").textContent = "per second, sampled every " + tr.interval_s + " s, the last " + age((Date.parse(tr.until) - Date.parse(tr.since)) / 1000) +
+    (last ? "; totals: " + last.requests + " requests, " + last.dissents + " dissents, " + last.no_consensus + " without consensus, " + last.blocked + " blocked" : "");
+  const pts = (k) => ps.map((p) => [Date.parse(p.time), p[k]]);
+  const box = $("traffic");
+  clear(box);
+  box.appendChild(linePlot([
+    { name: "requests/s", points: pts("requests_per_s") },
+    { name: "dissents/s", points: pts("dissents_per_s") },
+    { name: "no consensus/s", points: pts("no_consensus_per_s"), dashed: true },
+    { name: "blocked/s", points: pts("blocked_per_s"), dashed: true },
+  ], { label: "requests and dissent rates over time", xfmt: hhmmss, xlabel: "time (UTC)" }));
+}
+
+// Assets: each one's stage, the signal it sends and the game's choice; the evolution plot of
+// the selected asset's stage game.
+let selectedAsset = "";
+async function refreshAssets() {
+  let as;
+  try { as = (await api("/api/v1/assets")).assets; }
+  catch (e) {
+    const tb = $("assets").tBodies[0];
+    clear(tb);
+    const tr = el("tr");
+    tr.appendChild(el("td", e.message));
+    tb.appendChild(tr);
+    return;
+  }
+  const tb = $("assets").tBodies[0];
+  clear(tb);
+  if (!as.some((a) => a.asset === selectedAsset)) selectedAsset = as.length ? as[0].asset : "";
+  for (const a of as) {
+    const tr = el("tr");
+    tr.dataset.asset = a.asset;
+    if (a.asset === selectedAsset) tr.className = "selected";
+    const td = el("td");
+    const link = el("a", a.asset);
+    link.href = "#/";
+    link.addEventListener("click", (e) => { e.preventDefault(); selectedAsset = a.asset; refreshAssets(); });
+    td.appendChild(link);
+    tr.appendChild(td);
+    const c = a.choice || {};
+    for (const v of [a.stage ? a.stage_id + " (" + a.stage + ")" : "none", dash(a.signal), dash(c.defender_type), dash(c.defense),
+      dash(c.predicted_attack), a.choice ? num(c.defense_gain, 1) + ", " + num(c.attack_gain, 1) : "-",
+      a.decided_at ? fmtTime(a.decided_at) + " in stage " + a.decided_in_stage : "none"]) tr.appendChild(el("td", v));
+    tb.appendChild(tr);
+  }
+  if (selectedAsset) refreshEvolution(selectedAsset);
+}
+
+async function refreshEvolution(name) {
+  let ev;
+  try { ev = await api("/api/v1/assets/" + encodeURIComponent(name) + "/evolution"); }
+  catch (e) { $("evolution-title").textContent = e.message; return; }
+  $("evolution-title").textContent = ev.asset + ", stage " + ev.stage_id + " (" + ev.stage + ")" + (ev.current ? "" : ", the first: the asset is in no stage now") +
+    ": defender " + ev.defender_type + " sending " + ev.signal + " chooses " + ev.defense + " against " + ev.predicted_attack +
+    "; proportions from uniform mixes over time (replicator dynamics)";
+  const t = ev.t || [];
+  const ser = (list, dashed) => (list || []).map((s) => ({ name: s.id, dashed: dashed, points: s.p.map((p, i) => [t[i], p]) }));
+  const box = $("evolution");
+  clear(box);
+  box.dataset.asset = ev.asset;
+  box.dataset.stage = ev.stage_id;
+  box.appendChild(linePlot(ser(ev.attacks, false).concat(ser(ev.defenses, true)),
+    { label: "evolution of the stage game", ymax: 1, height: 200,
+      xlabel: "time (stage game normalised to payoff range 1); solid: attacks, dashed: defenses" }));
+}
+
+// Enclave peers and the trust this agent puts in their reports.
+async function refreshPeers() {
+  let pa;
+  const tb = $("peers").tBodies[0], box = $("peers-plot");
+  try { pa = await api("/api/v1/enclave/peers"); }
+  catch (e) { $("peers-note").textContent = e.message; clear(tb); clear(box); return; }
+  $("peers-note").textContent = "this node " + pa.self + ", " + pa.peers.length + " peers";
+  clear(tb);
+  clear(box);
+  const ps = pa.peers.slice().sort((a, b) => a.trust - b.trust);
+  const rowH = 16, W = 720, L = 150, H = Math.max(1, ps.length) * rowH + 20;
+  const g = svg("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img", "aria-label": "trust in each enclave peer" });
+  ps.forEach((p, i) => {
+    const yy = 4 + i * rowH;
+    g.appendChild(svg("text", { x: L - 4, y: yy + 11, "text-anchor": "end", class: "tick" }, p.id.slice(-16)));
+    const r = svg("rect", { x: L, y: yy, width: Math.max(1, (W - L - 50) * Math.max(0, Math.min(1, p.trust))), height: rowH - 4,
+      class: "trust " + (p.trust < 0.5 ? "low" : "ok") });
+    r.dataset.peer = p.id;
+    r.appendChild(svg("title", {}, p.id + ": trust " + p.trust));
+    g.appendChild(r);
+    g.appendChild(svg("text", { x: W - 46, y: yy + 11, class: "tick" }, num(p.trust, 3)));
+  });
+  g.appendChild(svg("line", { x1: L, y1: H - 14, x2: W - 50, y2: H - 14, class: "axis" }));
+  g.appendChild(svg("text", { x: L, y: H - 2, class: "tick" }, "0"));
+  g.appendChild(svg("text", { x: W - 50, y: H - 2, "text-anchor": "end", class: "tick" }, "trust 1"));
+  if (ps.length) box.appendChild(g);
+  for (const p of pa.peers) {
+    const tr = el("tr");
+    tr.dataset.peer = p.id;
+    for (const v of [p.id, p.membership, p.connected ? "yes" : "no", p.in_topic ? "yes" : "no", num(p.trust, 3),
+      typeof p.score === "number" ? num(p.score, 2) : "-"]) tr.appendChild(el("td", v));
+    tb.appendChild(tr);
+  }
+  if (!pa.peers.length) { const tr = el("tr"); tr.appendChild(el("td", "no peers")); tb.appendChild(tr); }
+}
+
 // One decision: the same story as `proteus decisions show ID`.
 function fact(dl, k, v) { dl.appendChild(el("dt", k)); dl.appendChild(el("dd", v)); }
 
@@ -233,6 +389,9 @@ function route() {
   $("overview").hidden = false;
   refreshDecisions();
   refreshTimeline();
+  refreshTraffic();
+  refreshAssets();
+  refreshPeers();
 }
 
 // Live feed through the agent's event stream.
@@ -249,6 +408,9 @@ function feedLine(ev) {
 
 let pending = null;
 function soon(fn) { if (!pending) pending = setTimeout(() => { pending = null; fn(); }, 300); }
+// Debounced refreshes, one timer each, so a burst of events costs one request per view.
+function debounce(fn, ms) { let t = null; return () => { if (!t) t = setTimeout(() => { t = null; fn(); }, ms); }; }
+const soonAssets = debounce(refreshAssets, 500), soonPeers = debounce(refreshPeers, 1000);
 
 // The stream is asked for unnamed events (/api/v1/events?unnamed=1), so every kind the agent emits, today's
 // and tomorrow's, arrives at onmessage and is shown; the kind is in the event's data.
@@ -267,7 +429,9 @@ function follow() {
     feed.insertBefore(li, feed.firstChild);
     while (feed.childNodes.length > FEED_MAX) feed.removeChild(feed.lastChild);
     if (k.startsWith("executor.") || k.startsWith("gateway.")) soon(refreshStatus);
-    if (k === "engine.decision" && !$("overview").hidden) { refreshDecisions(); refreshTimeline(); }
+    if (k === "engine.decision" && !$("overview").hidden) { refreshDecisions(); refreshTimeline(); soonAssets(); }
+    if (k === "engine.signal" && !$("overview").hidden) soonAssets();
+    if (k.startsWith("enclave.") && !$("overview").hidden) soonPeers();
   };
 }
 
@@ -286,6 +450,8 @@ document.addEventListener("DOMContentLoaded", () => {
   refreshStatus();
   setInterval(refreshStatus, 5000);
   setInterval(() => { if (!$("overview").hidden) refreshTimeline(); }, 30000);
+  setInterval(() => { if (!$("overview").hidden) { refreshAssets(); refreshPeers(); } }, 15000);
+  (function tick() { setTimeout(() => { if (!$("overview").hidden) refreshTraffic(); tick(); }, trafficEvery); })();
   route();
   follow();
 });
