@@ -201,33 +201,9 @@ func TestAgentDecoyHeldFloodFromNetns(t *testing.T) {
 	floodNS := netNS(t, "proteus-flood-")
 	agentIP, floodIP := vethPair(t, "", floodNS, 237)
 
-	model, def := paperModelAndDefaults(t)
 	data := t.TempDir()
-	cfg := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(cfg, append(def, fmt.Sprintf(`
-sensors:
-  decoy:
-    asset: shop
-    max_conns: %[3]d
-    timeout: %[4]s
-    listen:
-      - {addr: "%[1]s:2222", service: ssh}
-      - {addr: "%[1]s:6379", service: redis}
-    banners:
-      mH: {ssh: OpenSSH_9.6p1 Debian-3, redis: 7.2.4}
-      mL: {ssh: OpenSSH_7.4, redis: 3.2.12}
-engine:
-  model: %[2]q
-  nftables: off
-  assets: [{name: shop, device: web}]
-  rules:
-    - {name: decoy, sensor: decoy, kind: connect, stage: S1, attack: a1, weight: 0.9}
-  strategies:
-    d1: [{kind: vigilance, level: 1}]
-    d2: [{kind: vigilance, level: 2}]
-`, agentIP, model, floodMaxConns, floodTimeout)...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := decoyAgentConfig(t, []decoyListen{{agentIP + ":2222", "ssh"}, {agentIP + ":6379", "redis"}},
+		decoyExtra{decoy: fmt.Sprintf("max_conns: %d\ntimeout: %s", floodMaxConns, floodTimeout)})
 	bin := proteusBinary(t)
 	stderr := &syncBuffer{}
 	agent := exec.Command(bin, "--data-dir", data, "agent", "-c", cfg, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -98,35 +97,12 @@ func TestAgentDecoyScanFromNetnsIsBlockedByNFTables(t *testing.T) {
 	scanNS := netNS(t, "proteus-scan-")
 	agentIP, scanIP := vethPair(t, agentNS, scanNS, 236)
 
-	model, def := paperModelAndDefaults(t)
 	data := t.TempDir()
 	// Long enough for the first scan (whose probes after the block wait for their timeouts)
 	// and the second to end before the block does.
 	const ttl = 40 * time.Second
-	cfg := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(cfg, append(def, fmt.Sprintf(`
-sensors:
-  decoy:
-    asset: shop
-    listen:
-      - {addr: "%[1]s:22", service: ssh}
-      - {addr: "%[1]s:3306", service: mysql}
-      - {addr: "%[1]s:6379", service: redis}
-    banners:
-      mH: {ssh: OpenSSH_9.6p1 Debian-3, mysql: 8.0.36, redis: 7.2.4}
-      mL: {ssh: OpenSSH_7.4, mysql: 5.5.62, redis: 3.2.12}
-engine:
-  model: %[2]q
-  nftables: on
-  assets: [{name: shop, device: web}]
-  rules:
-    - {name: decoy, sensor: decoy, kind: connect, stage: S1, attack: a1, weight: 0.9}
-  strategies:
-    d1: [{kind: block, ttl: %[3]s}]
-    d2: [{kind: block, ttl: %[3]s}]
-`, agentIP, model, ttl)...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := decoyAgentConfig(t, []decoyListen{{agentIP + ":22", "ssh"}, {agentIP + ":3306", "mysql"}, {agentIP + ":6379", "redis"}},
+		decoyExtra{block: ttl})
 	gw, stderr := startAgentInNetNS(t, agentNS, data, cfg, agentIP)
 	_, gwPort, _ := net.SplitHostPort(gw)
 	ports := "22,3306,6379," + gwPort
@@ -227,33 +203,9 @@ func TestAgentFakeHostsFromNetns(t *testing.T) {
 	if out, err := exec.Command("ip", "-n", scanNS, "route", "add", "10.238.0.0/24", "via", agentIP).CombinedOutput(); err != nil {
 		t.Fatalf("route to the fake hosts: %v: %s", err, out)
 	}
-	model, def := paperModelAndDefaults(t)
 	write := func(hosts string) string {
-		cfg := filepath.Join(t.TempDir(), "agent.yaml")
-		if err := os.WriteFile(cfg, append(def, fmt.Sprintf(`
-sensors:
-  decoy:
-    asset: shop
-    hosts: {interface: lo, addresses: [%[1]s]}
-    listen:
-      - {addr: "%[2]s:22", service: ssh}
-      - {addr: "%[3]s:3306", service: mysql}
-    banners:
-      mH: {ssh: OpenSSH_9.6p1 Debian-3, mysql: 8.0.36}
-      mL: {ssh: OpenSSH_7.4, mysql: 5.5.62}
-engine:
-  model: %[4]q
-  nftables: off
-  assets: [{name: shop, device: web}]
-  rules:
-    - {name: decoy, sensor: decoy, kind: connect, stage: S1, attack: a1, weight: 0.9}
-  strategies:
-    d1: [{kind: vigilance, level: 1}]
-    d2: [{kind: vigilance, level: 1}]
-`, hosts, fake1, fake2, model)...), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return cfg
+		return decoyAgentConfig(t, []decoyListen{{fake1 + ":22", "ssh"}, {fake2 + ":3306", "mysql"}},
+			decoyExtra{decoy: "hosts: {interface: lo, addresses: [" + hosts + "]}"})
 	}
 
 	// A fake host on the agent's own address is refused before anything runs.

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,37 +33,9 @@ func decoyBanner(t *testing.T, addr string) string {
 // a decision (in `proteus decisions`, with the decoy's event as evidence), and the decoy then
 // switches from the configured signal's banners to those of the signal the game chose.
 func TestAgentDecoyConnectionIsDecidedAndBannersFollowSignal(t *testing.T) {
-	model, def := paperModelAndDefaults(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the decoy
-	if err != nil {
-		t.Fatal(err)
-	}
-	decoy := ln.Addr().String()
-	ln.Close()
+	decoy := freeAddr(t)
 	banners := map[string]string{"mH": "SSH-2.0-OpenSSH_9.6p1 Debian-3", "mL": "SSH-2.0-OpenSSH_7.4"}
-	cfg := string(def) + fmt.Sprintf(`
-sensors:
-  decoy:
-    asset: shop
-    listen: [{addr: %q, service: ssh}]
-    signal: mL
-    banners:
-      mH: {ssh: OpenSSH_9.6p1 Debian-3}
-      mL: {ssh: OpenSSH_7.4}
-engine:
-  model: %q
-  nftables: off
-  assets: [{name: shop, device: web}]
-  rules:
-    - {name: decoy, sensor: decoy, kind: connect, stage: S1, attack: a1, weight: 0.9}
-  strategies:
-    d1: [{kind: vigilance, level: 1}]
-    d2: [{kind: vigilance, level: 2}]
-`, decoy, model)
-	path := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := decoyAgentConfig(t, []decoyListen{{decoy, "ssh"}}, decoyExtra{decoy: "signal: mL"})
 	a := startAgent(t, "", "-c", path, "--listen", "127.0.0.1:0")
 	// The decoy may bind a moment after the agent is ready (the sensors' supervisor starts it).
 	var first string
