@@ -9,12 +9,20 @@ import (
 )
 
 // GatewayIdentity is what the voting gateway presents of itself under one deception signal:
-// the Server value of every answer (empty: none). The gateway's own pages and its one field
-// order are the same under every signal; only what a fingerprinter reads as the version
-// changes.
+// the Server value of every answer (empty: none) and the style of the gateway's own pages
+// (errors, refusals: the same whichever executor answered). Its one field order is the same
+// under every signal.
 type GatewayIdentity struct {
 	Server string `yaml:"server"`
+	// Pages is the style of the gateway's own pages under this identity: plain (default: one
+	// line, "404 Not Found"), modern (a minimal HTML5 page, nothing about the server: a
+	// current stack with version tokens off) or classic (an older stack's verbose HTML 2.0
+	// page, with the Server value in its address line).
+	Pages string `yaml:"pages"`
 }
+
+// GatewayPageStyles are the values of gateway.identities.*.pages (mimic.PageStyles).
+var GatewayPageStyles = []string{"plain", "modern", "classic"}
 
 // validateIdentities refuses identities that would let a header be forged (a Server value
 // that is not one line), a start signal without an identity, and server_header set next to
@@ -39,6 +47,9 @@ func (x *Gateway) validateIdentities(field string, p *strictyaml.Problems) {
 		}
 		if s := x.Identities[sig].Server; strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) || len(s) > maxDecoyBanner {
 			p.Addf(f+".server", "must be one line of at most %d visible characters, got %q", maxDecoyBanner, s)
+		}
+		if st := x.Identities[sig].Pages; st != "" && !slices.Contains(GatewayPageStyles, st) {
+			p.Addf(f+".pages", "must be one of %s, got %q", strings.Join(GatewayPageStyles, ", "), st)
 		}
 	}
 	if _, ok := x.Identities[x.Signal]; !ok {

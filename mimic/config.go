@@ -49,7 +49,7 @@ func FromConfig(c config.Gateway) (Options, ServerOptions) {
 	if len(c.Identities) > 0 {
 		o.Identities, o.Signal = make(map[string]Identity, len(c.Identities)), c.Signal
 		for sig, id := range c.Identities {
-			o.Identities[sig] = Identity{Server: id.Server}
+			o.Identities[sig] = Identity{Server: id.Server, Pages: StylePages(id.Pages, id.Server)}
 		}
 	}
 	if o.EjectAfter == 0 {
