@@ -132,7 +132,21 @@ type Variant struct {
 	// AllowOutbound lets the executor connect to other hosts (an upstream, a database); by
 	// default it may only answer connections. Addresses of this host stay closed either way.
 	AllowOutbound bool `yaml:"allow_outbound"`
+	// Canaries (pool.decoy only) are the tokens planted in the decoy executor's content (a
+	// fake password, an API key in a canary file): nobody has a use for them but whoever
+	// harvested them, so a request to the gateway, or a decoy connection, that presents one
+	// (in a header, a cookie, Basic credentials, the query or the body) is a high-confidence
+	// event with its source (sensor gateway or decoy, kind canary; give it an engine rule).
+	Canaries []string `yaml:"canaries"`
 }
+
+// Bounds of pool.decoy.canaries: a token short enough to turn up by chance would make
+// honest clients suspects.
+const (
+	minCanary   = 8
+	maxCanary   = 200
+	maxCanaries = 64
+)
 
 // BuiltinDemoImage names the embedded demo site as a process image.
 const BuiltinDemoImage = "builtin:demo"
@@ -301,6 +315,9 @@ func (x *Pool) validate(field string, p *strictyaml.Problems) {
 			seen[v.Name] = i
 		}
 		x.validateVariant(vf, v, p)
+		if len(v.Canaries) > 0 {
+			p.Addf(vf+".canaries", "only the decoy executor (pool.decoy) serves canaries; a voting variant's would be everyone's")
+		}
 	}
 	if d := x.Decoy; d != nil {
 		vf := field + ".decoy"
@@ -313,6 +330,29 @@ func (x *Pool) validate(field string, p *strictyaml.Problems) {
 			p.Addf(vf, "a decoy executor is for protocol http; this pool's protocol is dns")
 		}
 		x.validateVariant(vf, *d, p)
+		validateCanaries(vf+".canaries", d.Canaries, p)
+	}
+}
+
+// validateCanaries checks pool.decoy.canaries: each a token of printable ASCII without
+// spaces, long enough not to turn up by chance, none repeated.
+func validateCanaries(field string, cs []string, p *strictyaml.Problems) {
+	if len(cs) > maxCanaries {
+		p.Addf(field, "at most %d canaries, got %d", maxCanaries, len(cs))
+	}
+	seen := map[string]int{}
+	for i, c := range cs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if len(c) < minCanary || len(c) > maxCanary {
+			p.Addf(f, "must be %d-%d bytes (a shorter token turns up in honest requests), got %d", minCanary, maxCanary, len(c))
+		}
+		if strings.ContainsFunc(c, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+			p.Addf(f, "must be printable ASCII without spaces, got %q", c)
+		}
+		if j, dup := seen[c]; dup {
+			p.Addf(f, "is already canaries[%d]", j)
+		}
+		seen[c] = i
 	}
 }
 

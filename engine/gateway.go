@@ -114,6 +114,39 @@ func FromRedirected(be bus.Event) (id string, ev store.Evidence, ok bool) {
 	return id, ev, true
 }
 
+// gatewayCanary is the gateway's event for a request that presented a canary of the decoy
+// executor (mimic.EventCanary).
+const gatewayCanary = "gateway.canary"
+
+// FromCanary turns a gateway.canary bus event into high-confidence evidence: sensor
+// "gateway", kind "canary", category "canary", severity 1, the client as source (it presented
+// a token only the decoy executor ever served), and where the canary was in the summary.
+// ok is false for other events and for an event without a client address.
+func FromCanary(be bus.Event) (sensor.Event, bool) {
+	if be.Kind != gatewayCanary {
+		return sensor.Event{}, false
+	}
+	str := func(k string) string {
+		v, _ := be.Attrs[k].(string)
+		return v
+	}
+	a, err := netip.ParseAddr(str("client"))
+	if err != nil {
+		return sensor.Event{}, false
+	}
+	e := sensor.Event{Time: be.Time, Sensor: "gateway", Kind: "canary", Category: "canary", Severity: 1, Source: a.Unmap(),
+		Path: str("path"), Attrs: map[string]string{"canary": str("canary"), "where": str("where"), "method": str("method"),
+			"client": str("client"), "redirected": str("redirected")}}
+	how := "to the gateway"
+	if str("redirected") == "true" {
+		how = "to the decoy executor (redirected)"
+	}
+	e.Summary = sensor.Excerpt(fmt.Sprintf("canary %q presented %s in %s of %s %s from %s", str("canary"), how, str("where"),
+		str("method"), str("path"), e.Source))
+	e.Excerpt = sensor.Excerpt("user-agent: " + strconv.QuoteToASCII(str("user_agent")))
+	return e, true
+}
+
 // enclaveDecision is the enclave node's bus event for a sighting it decided on (published by
 // enclave; the engine must not import it); enclaveAct is its act verdict.
 const (
@@ -187,7 +220,7 @@ func FromExecutor(be bus.Event) (sensor.Event, bool) {
 	return e, true
 }
 
-// FollowBus feeds the gateway's dissent and no-consensus events, the enclave's decisions on
+// FollowBus feeds the gateway's dissent, no-consensus and canary events, the enclave's decisions on
 // sightings and the drivers' executor.denied events from b to the engine without blocking
 // their publishers (a full queue drops and counts) until ctx ends.
 func (e *Engine) FollowBus(ctx context.Context, b *bus.Bus) {
@@ -205,6 +238,8 @@ func (e *Engine) FollowBus(ctx context.Context, b *bus.Bus) {
 				return
 			}
 			if ev, ok := FromGateway(be); ok {
+				e.Submit(ev)
+			} else if ev, ok := FromCanary(be); ok {
 				e.Submit(ev)
 			} else if ev, ok := FromEnclave(be); ok && !e.ownSighting(ev) {
 				e.Submit(ev)

@@ -83,7 +83,11 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 		st.Close()
 		return nil, locate(err, o.ConfigFile)
 	}
-	srcs, err := sensor.Build(sensor.Env{Config: o.Config.Sensors, BaseDir: base, DataDir: o.DataDir, Logger: o.Logger})
+	env := sensor.Env{Config: o.Config.Sensors, BaseDir: base, DataDir: o.DataDir, Logger: o.Logger}
+	if d := o.Config.Pool.Decoy; d != nil {
+		env.Canaries = d.Canaries
+	}
+	srcs, err := sensor.Build(env)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("engine: %w", err)
@@ -237,10 +241,25 @@ func Check(cfg *config.Config, configFile string) error {
 	_, probs := compileRules(cfg.Engine, m)
 	probs = append(probs, decoySignals(cfg.Sensors.Decoy, m)...)
 	probs = append(probs, gatewaySignals(cfg, m)...)
+	probs = append(probs, canaryRules(cfg)...)
 	if len(probs) > 0 {
 		return locate(&ConfigError{Problems: probs}, configFile)
 	}
 	return nil
+}
+
+// canaryRules refuses canaries that nothing decides on: their use is reported as kind canary
+// (by the gateway, and by the decoys when there are any), and without an engine rule for it
+// the event would be dropped.
+func canaryRules(cfg *config.Config) strictyaml.Problems {
+	var p strictyaml.Problems
+	if d := cfg.Pool.Decoy; d == nil || len(d.Canaries) == 0 {
+		return nil
+	}
+	if !slices.ContainsFunc(cfg.Engine.Rules, func(r config.Rule) bool { return r.Kind == "canary" }) {
+		p.Addf("pool.decoy.canaries", "no engine rule decides on a canary's use: add one such as {sensor: gateway, kind: canary, stage: S1, attack: a1, weight: 0.99}")
+	}
+	return p
 }
 
 // decoySignals checks the decoys' banner sets against the model's signals (signalSets).

@@ -73,13 +73,16 @@ type Route struct {
 
 // Options configure a Gateway. Zero values take the documented defaults.
 type Options struct {
-	Backends  Backends        // required
-	Blocklist Blocklist       // optional
-	Redirect  Redirect        // optional: clients served by a decoy executor instead of the vote
-	Bus       *bus.Bus        // optional
-	Logger    *slog.Logger    // optional
-	Rebuild   func(id string) // optional: called (in its own goroutine) by the dissent policy
-	Metrics   *Metrics        // optional
+	Backends  Backends  // required
+	Blocklist Blocklist // optional
+	Redirect  Redirect  // optional: clients served by a decoy executor instead of the vote
+	// Canaries are the decoy executor's canary tokens: a request presenting one is published
+	// as EventCanary (canary.go), and served as any other.
+	Canaries []string
+	Bus      *bus.Bus        // optional
+	Logger   *slog.Logger    // optional
+	Rebuild  func(id string) // optional: called (in its own goroutine) by the dissent policy
+	Metrics  *Metrics        // optional
 
 	Routes    []Route
 	K         int    // executors per voted request; default 3
@@ -707,6 +710,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if held > 0 {
 		defer g.spool.mem.give(held)
+	}
+	if len(g.o.Canaries) > 0 {
+		var b []byte
+		if reqBody != nil {
+			b = reqBody.Bytes()
+		}
+		g.checkCanary(r, client, b, redirected)
 	}
 	select {
 	case g.sem <- struct{}{}:

@@ -94,6 +94,9 @@ type Env struct {
 	BaseDir string // directory relative paths in Config are resolved against
 	DataDir string // where a source may keep its state (a read position); "" for none
 	Logger  *slog.Logger
+	// Canaries are the decoy executor's canary tokens (pool.decoy.canaries), for the sources
+	// that report their use (the decoys).
+	Canaries []string
 }
 
 // Factory builds the sources of one kind from the config; none when that kind is not

@@ -3,12 +3,15 @@ package decoy
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,6 +36,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
+		s.canaries = env.Canaries
 		return []sensor.Source{s}, nil
 	})
 }
@@ -51,13 +55,16 @@ type Sensor struct {
 	cur   atomic.Pointer[state]
 	sem   chan struct{}
 	queue chan sensor.Event
+	// canaries are the decoy executor's canary tokens (pool.decoy.canaries): a connection
+	// whose first bytes present one is also reported as kind canary.
+	canaries []string
 
 	mu    sync.Mutex
 	addrs []net.Addr
 	ready chan struct{}
 	once  sync.Once
 
-	connections, shed, dropped, unknownSignal, switches atomic.Uint64
+	connections, shed, dropped, unknownSignal, switches, canaryUses atomic.Uint64
 }
 
 var _ sensor.Source = (*Sensor)(nil)
@@ -116,7 +123,7 @@ func (s *Sensor) SetSignal(asset, signal string) {
 // Counters reports what the decoys saw.
 func (s *Sensor) Counters() map[string]uint64 {
 	return map[string]uint64{"connections": s.connections.Load(), "shed": s.shed.Load(), "dropped": s.dropped.Load(),
-		"unknown_signal": s.unknownSignal.Load(), "signal_switches": s.switches.Load()}
+		"unknown_signal": s.unknownSignal.Load(), "signal_switches": s.switches.Load(), "canaries": s.canaryUses.Load()}
 }
 
 // Ready is closed once the decoys listen for the first time.
@@ -261,6 +268,59 @@ func (s *Sensor) serve(conn net.Conn, service string, at time.Time) {
 		_, _ = conn.Write(g.reply(buf[:n]))
 	}
 	s.report(conn, service, st.signal, buf[:n], false, at)
+	if c, ok := canaryIn(s.canaries, buf[:n]); ok {
+		s.canaryUses.Add(1)
+		s.reportCanary(conn, service, c, at)
+	}
+}
+
+// canaryIn returns the first canary the first bytes b present: as sent, percent-decoded, or
+// in Basic credentials of an HTTP request head.
+func canaryIn(canaries []string, b []byte) (string, bool) {
+	if len(canaries) == 0 || len(b) == 0 {
+		return "", false
+	}
+	texts := []string{string(b)}
+	if bytes.ContainsAny(b, "%+") {
+		if u, err := url.QueryUnescape(string(b)); err == nil {
+			texts = append(texts, u)
+		}
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), "authorization") && !strings.EqualFold(strings.TrimSpace(k), "proxy-authorization") {
+			continue
+		}
+		if scheme, cred, ok := strings.Cut(strings.TrimSpace(v), " "); ok && strings.EqualFold(scheme, "basic") {
+			if dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred)); err == nil {
+				texts = append(texts, string(dec))
+			}
+		}
+	}
+	for _, t := range texts {
+		for _, c := range canaries {
+			if strings.Contains(t, c) {
+				return c, true
+			}
+		}
+	}
+	return "", false
+}
+
+// reportCanary queues the high-confidence event of a connection that presented canary c:
+// kind canary, category canary, severity 1 (after the connection's own connect event).
+func (s *Sensor) reportCanary(conn net.Conn, service, c string, at time.Time) {
+	src := addrPort(conn.RemoteAddr())
+	dst := addrPort(conn.LocalAddr())
+	ev := sensor.Event{Time: at, Sensor: "decoy", Kind: "canary", Source: src.Addr(), Dest: dst.Addr(), DestPort: dst.Port(),
+		Asset: s.c.Asset, Category: "canary", Severity: 1, Proto: "TCP", AppProto: service,
+		Attrs:   map[string]string{"service": service, "canary": c},
+		Summary: sensor.Excerpt(fmt.Sprintf("%s presented canary %q to decoy %s on %s", src, c, service, dst))}
+	select {
+	case s.queue <- ev:
+	default:
+		s.dropped.Add(1)
+	}
 }
 
 // complete reports whether b holds a whole first message of the client: a line, or an HTTP

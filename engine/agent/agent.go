@@ -415,6 +415,7 @@ func (a *agent) newFrontend(ctx context.Context, ln net.Listener) (frontend, *ht
 	o.Blocklist = a.cms.Blocklist
 	if a.decoy != nil {
 		o.Redirect = decoyRedirect{set: a.cms.Redirects, pool: a.decoy}
+		o.Canaries = a.cfg.Pool.Decoy.Canaries
 	}
 	o.Rebuild = rebuildOnDissent(ctx, a.pool, &a.isolate)
 	o.LearnedFile = LearnedNoiseFile(a.o.DataDir)
