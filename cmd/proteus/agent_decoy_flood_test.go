@@ -36,16 +36,20 @@ const (
 	// sender holds its served connection for several drips (and that decoys without the
 	// max_conns bound would hold about floodConns / floodOpen × floodTimeout at once).
 	floodTimeout = 10 * time.Second
-	// The memory bound the test asserts, from the config: the agent's RSS before the
-	// flood, plus per served connection (at most max_conns) its goroutine's stack, its
-	// read_bytes buffer and its socket's Go state, counted at perConnCost (several times
-	// what they take), plus the decoys' event queue (decoy.QueueLen events of at most
-	// 2 KiB of excerpt and 2 KiB of summary and attributes each), plus runtimeSlack for what
-	// the Go runtime keeps between collections (GOGC 100 lets the heap grow to twice what is
-	// live before it collects) and the engine's per-source state of one flooding source.
-	perConnCost  = 64 << 10
+	// floodReadBytes is the decoys' read_bytes in the flood's config (the default).
+	floodReadBytes = 512
+	// The memory bound the test asserts, from the config: the agent's RSS before the flood,
+	// plus per served connection (at most max_conns at once) its read_bytes buffer and
+	// perConnFixed for its goroutine's stack (8 KiB, grown at most once by serve's frames)
+	// and its socket's Go state (netFD, poller entry, about 1 KiB), plus the decoys' event
+	// queue (decoy.QueueLen events of at most sensor.MaxExcerpt bytes of excerpt and as much
+	// again of summary and attributes each), plus runtimeSlack for what the Go runtime keeps
+	// between collections of the decoys' and engine's garbage (GOGC 100 lets the heap grow
+	// to twice what is live before it collects) and the engine's state of one flooding
+	// source. At the flood's config: 64 × (512 B + 16 KiB) + 1024 × 4 KiB + 8 MiB ≈ 13.3 MB.
+	perConnFixed = 16 << 10
 	perEventCost = 4 << 10
-	runtimeSlack = 16 << 20
+	runtimeSlack = 8 << 20
 )
 
 // floodSize is floodConns or PROTEUS_DECOY_FLOOD_CONNS.
@@ -185,7 +189,7 @@ func decoyCounters(ctx context.Context, c *api.Client) (map[string]uint64, time.
 
 // Must show (issue 14): the real agent's decoys under a bounded flood from another network
 // namespace (floodConns connections, each held open and sending one byte every floodDrip)
-// stay within a memory bound derived from the config (max_conns × perConnCost + the event
+// stay within a memory bound derived from the config (max_conns × (read_bytes + perConnFixed) + the event
 // queue + runtimeSlack over the RSS before the flood; VmHWM, the peak, is checked), keep
 // reporting during the flood (the decoy's connection counter in the API's status goes on
 // rising, nothing dropped), the API answers during the flood, and after it a new source's
@@ -203,7 +207,7 @@ func TestAgentDecoyHeldFloodFromNetns(t *testing.T) {
 
 	data := t.TempDir()
 	cfg := decoyAgentConfig(t, []decoyListen{{agentIP + ":2222", "ssh"}, {agentIP + ":6379", "redis"}},
-		decoyExtra{decoy: fmt.Sprintf("max_conns: %d\ntimeout: %s", floodMaxConns, floodTimeout)})
+		decoyExtra{decoy: fmt.Sprintf("max_conns: %d\ntimeout: %s\nread_bytes: %d", floodMaxConns, floodTimeout, floodReadBytes)})
 	bin := proteusBinary(t)
 	stderr := &syncBuffer{}
 	agent := exec.Command(bin, "--data-dir", data, "agent", "-c", cfg, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0")
@@ -338,7 +342,7 @@ func TestAgentDecoyHeldFloodFromNetns(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	bound := base.rss + floodMaxConns*perConnCost + decoy.QueueLen*perEventCost + runtimeSlack
+	bound := base.rss + floodMaxConns*(floodReadBytes+perConnFixed) + decoy.QueueLen*perEventCost + runtimeSlack
 	mb := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
 	slices.Sort(lat)
 	p := func(q float64) time.Duration {
@@ -364,8 +368,8 @@ func TestAgentDecoyHeldFloodFromNetns(t *testing.T) {
 		floodIP, r, before, after, rising, max(len(seen)-1, 0), ds[0].ID, ds[0].Verdict, tb.String())
 
 	if peak.hwm > bound {
-		t.Errorf("agent's VmHWM %s over the bound %s (RSS before %s + %d × %d KiB + %d × %d KiB + %s)",
-			mb(peak.hwm), mb(bound), mb(base.rss), floodMaxConns, perConnCost>>10, decoy.QueueLen, perEventCost>>10, mb(runtimeSlack))
+		t.Errorf("agent's VmHWM %s over the bound %s (RSS before %s + %d × (%d B + %d KiB) + %d × %d KiB + %s)",
+			mb(peak.hwm), mb(bound), mb(base.rss), floodMaxConns, floodReadBytes, perConnFixed>>10, decoy.QueueLen, perEventCost>>10, mb(runtimeSlack))
 	}
 	if conns < uint64(r.Connected) {
 		t.Errorf("the decoys counted %d connections, the flooder made %d", conns, r.Connected)
