@@ -46,10 +46,13 @@ const (
 	// again of summary and attributes each), plus runtimeSlack for what the Go runtime keeps
 	// between collections of the decoys' and engine's garbage (GOGC 100 lets the heap grow
 	// to twice what is live before it collects) and the engine's state of one flooding
-	// source. At the flood's config: 64 × (512 B + 16 KiB) + 1024 × 4 KiB + 8 MiB ≈ 13.3 MB.
+	// source: 12 MiB, from the runs in docs/benchmarks.md (the peak grew 9.9-14.2 MB over
+	// the start with the decoys' own part at most 5.3 MB; 8 MiB failed at 14.2 MB). At the
+	// flood's config: 64 × (512 B + 16 KiB) + 1024 × 4 KiB + 12 MiB ≈ 17.8 MB (was 24.2 MB:
+	// 64 KiB per connection and 16 MiB).
 	perConnFixed = 16 << 10
 	perEventCost = 4 << 10
-	runtimeSlack = 8 << 20
+	runtimeSlack = 12 << 20
 )
 
 // floodSize is floodConns or PROTEUS_DECOY_FLOOD_CONNS.
