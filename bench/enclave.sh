@@ -20,6 +20,13 @@
 #   quiet (--messages 20) and 50 peers under a 20,000-sighting flood from one member
 #   (--messages 100 --flood 20000), this tree and REV alternately, so a change is judged in
 #   one run on the same machine at about the same load.
+#
+#        bench/enclave.sh --budgets [ROUNDS]
+#   runs, ROUNDS times (default 4), 50 peers quiet, 50 peers under a 20,000-sighting flood
+#   from one member, and the same flood with every node started --unbudgeted (no per-peer
+#   budgets: limits at their maxima, the enclave of issue 18 case 8), same binary, one
+#   after another; prints what each honest peer took in (accepted, dropped over budget)
+#   and its memory before, after and at its peak beside the latency.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v go >/dev/null || { echo "bench/enclave.sh: go is not installed" >&2; exit 2; }
@@ -38,6 +45,35 @@ print(f"| {label} | {load} | {r['samples']} | {r['missing']} | {r['p50_ms']} | {
       f"{r.get('flood_s', '')} | {r.get('flooder_cpu_ms', '')} |")
 PY
 }
+
+if [ "${1:-}" = --budgets ]; then
+  ROUNDS=${2:-4}
+  echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nproc) CPUs, $(go version | cut -d' ' -f3), $(git rev-parse --short HEAD)$(git diff --quiet || echo +changes)"
+  echo
+  echo "| run | load before | samples | missing | p50 ms | p99 ms | max ms | accepted/peer | over budget/peer | flood accepted/peer (max) | RSS/peer MB before → after (peak max) | CPU µs/delivery | flood s | flooder CPU ms |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  brow() { # label json load-before
+    python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+label, r, load = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+print(f"| {label} | {load} | {r['samples']} | {r['missing']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | "
+      f"{r['accepted_avg']} | {r['limited_avg']} | {r.get('flood_accepted_avg', '')} ({r.get('flood_accepted_max', '')}) | "
+      f"{r['rss_mb_before_avg']} → {r['rss_mb_avg']} ({r['hwm_mb_max']}) | {r['cpu_us_per_delivery']:.0f} | "
+      f"{r.get('flood_s', '')} | {r.get('flooder_cpu_ms', '')} |")
+PY
+  }
+  for r in $(seq "$ROUNDS"); do
+    l=$(cut -d' ' -f1 /proc/loadavg)
+    brow "$r quiet" "$("$W/proteus" enclave bench --peers 50 --messages 20 -o json)" "$l"
+    l=$(cut -d' ' -f1 /proc/loadavg)
+    brow "$r flood" "$("$W/proteus" enclave bench --peers 50 --messages 100 --flood 20000 -o json)" "$l"
+    l=$(cut -d' ' -f1 /proc/loadavg)
+    brow "$r flood, unbudgeted" "$("$W/proteus" enclave bench --peers 50 --messages 100 --flood 20000 --unbudgeted -o json)" "$l"
+  done
+  echo
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  exit 0
+fi
 
 if [ "${1:-}" = --compare ]; then
   [ -n "${BEFORE:-}" ] || { echo "bench/enclave.sh: --compare needs BEFORE=REV" >&2; exit 2; }

@@ -38,11 +38,18 @@ type benchResult struct {
 	// accepted (and decided on), averaged over the honest peers, and the most at one.
 	FloodAcceptedAvg float64 `json:"flood_accepted_avg,omitempty"`
 	FloodAcceptedMax int     `json:"flood_accepted_max,omitempty"`
-	Samples          int     `json:"samples"`
-	Missing          int     `json:"missing"`
-	P50              float64 `json:"p50_ms"`
-	P99              float64 `json:"p99_ms"`
-	Max              float64 `json:"max_ms"`
+	// Unbudgeted is set when the nodes ran without per-peer budgets (--unbudgeted).
+	Unbudgeted bool `json:"unbudgeted,omitempty"`
+	// AcceptedAvg and LimitedAvg are, per honest peer over the measured phase, the messages
+	// its topic validator accepted and those it dropped as over their author's budget
+	// (Stats.Accepted and Stats.Limited): under a flood, how much of it each peer took in.
+	AcceptedAvg float64 `json:"accepted_avg"`
+	LimitedAvg  float64 `json:"limited_avg"`
+	Samples     int     `json:"samples"`
+	Missing     int     `json:"missing"`
+	P50         float64 `json:"p50_ms"`
+	P99         float64 `json:"p99_ms"`
+	Max         float64 `json:"max_ms"`
 	// ApplyP50/P99 is the part spent applying a countermeasure where one was applied
 	// (decision to applied: the actuator made it effective; the journal is written after,
 	// in the background).
@@ -50,6 +57,10 @@ type benchResult struct {
 	ApplyP99 float64 `json:"apply_p99_ms"`
 	RSSAvgMB float64 `json:"rss_mb_avg"`
 	RSSMaxMB float64 `json:"rss_mb_max"`
+	// RSSBeforeAvgMB is the honest peers' RSS before the measured phase (averaged), and
+	// HWMMaxMB the highest VmHWM (peak RSS) of an honest peer at its end.
+	RSSBeforeAvgMB float64 `json:"rss_mb_before_avg"`
+	HWMMaxMB       float64 `json:"hwm_mb_max"`
 	// CPU is the CPU time each peer used while the messages were published and applied,
 	// averaged over peers, and as a share of one core over that interval.
 	CPUmsPerPeer  float64 `json:"cpu_ms_per_peer"`
@@ -98,6 +109,20 @@ func trafficOf(ctx context.Context, nodes []*benchNode) (enclave.Traffic, error)
 	return t, nil
 }
 
+// statsOf sums the topic validator counters of nodes.
+func statsOf(ctx context.Context, nodes []*benchNode) (enclave.Stats, error) {
+	var s enclave.Stats
+	for _, b := range nodes {
+		st, err := b.cl.Status(ctx)
+		if err != nil {
+			return s, err
+		}
+		s.Accepted += st.Stats.Accepted
+		s.Limited += st.Stats.Limited
+	}
+	return s, nil
+}
+
 func loadAvg() float64 {
 	data, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -114,7 +139,7 @@ func loadAvg() float64 {
 func newEnclaveBenchCmd() *cobra.Command {
 	var peers, messages, flood, floodNice int
 	var output *string
-	var keep, verbose bool
+	var keep, verbose, unbudgeted bool
 	var dir, profDir string
 	c := &cobra.Command{
 		Use:   "bench --peers N",
@@ -137,7 +162,7 @@ func newEnclaveBenchCmd() *cobra.Command {
 				return fmt.Errorf("%w: --flooder-nice must be in [0,19], got %d", errUsage, floodNice)
 			}
 			res, err := runEnclaveBench(cmd.Context(), benchOptions{peers: peers, messages: messages, flood: flood, floodNice: floodNice,
-				dir: dir, profDir: profDir, keep: keep, verbose: verbose}, cmd)
+				dir: dir, profDir: profDir, keep: keep, verbose: verbose, unbudgeted: unbudgeted}, cmd)
 			if err != nil {
 				return err
 			}
@@ -159,6 +184,7 @@ func newEnclaveBenchCmd() *cobra.Command {
 	c.Flags().StringVar(&dir, "dir", "", "parent of the nodes' data dirs (default $TMPDIR); a tmpfs such as /dev/shm makes the journal's background fsync free")
 	c.Flags().StringVar(&profDir, "cpuprofile-dir", "", "write each node's CPU profile (pprof) to DIR/peerNNN.pprof; merge them with `go tool pprof -proto DIR/*.pprof`")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "print the slowest deliveries (peer, message, ms) to stderr")
+	c.Flags().BoolVar(&unbudgeted, "unbudgeted", false, "run every node without per-peer budgets (limits at their maxima: rate 10000/s, burst 100000, reports 1000000), as the enclave was before issue 18, for comparison")
 	c.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory with every node's data and log")
 	output = outputFlag(c)
 	return c
@@ -175,7 +201,7 @@ type benchNode struct {
 type benchOptions struct {
 	peers, messages, flood, floodNice int
 	dir, profDir                      string
-	keep, verbose                     bool
+	keep, verbose, unbudgeted         bool
 }
 
 func runEnclaveBench(ctx context.Context, o benchOptions, cmd *cobra.Command) (*benchResult, error) {
@@ -261,6 +287,9 @@ enclave:
   decision: {act: 0.5, defer: 0.2}
   peer_score: {colocation_whitelist: [127.0.0.0/8]}
 `, pub, strings.Join(boot, ", "))
+		if o.unbudgeted {
+			yaml += "  limits: {rate: 10000, burst: 100000, reports: 1000000}\n"
+		}
 		cfg := filepath.Join(b.dir, "enclave.yaml")
 		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 			return nil, err
@@ -355,6 +384,14 @@ enclave:
 	traffic0, err := trafficOf(ctx, nodes[:honest])
 	if err != nil {
 		return nil, err
+	}
+	stats0, err := statsOf(ctx, nodes[:honest])
+	if err != nil {
+		return nil, err
+	}
+	var rssBefore float64
+	for _, b := range nodes[:honest] {
+		rssBefore += procRSSMB(b.cmd.Process.Pid)
 	}
 	cpu0 := make([]float64, n)
 	for i, b := range nodes {
@@ -472,6 +509,7 @@ enclave:
 		cpu += procCPUms(b.cmd.Process.Pid) - cpu0[i]
 		rss := procRSSMB(b.cmd.Process.Pid)
 		rssSum += rss
+		res.HWMMaxMB = max(res.HWMMaxMB, procStatusMB(b.cmd.Process.Pid, "VmHWM:"))
 		if rss > res.RSSMaxMB {
 			res.RSSMaxMB = rss
 		}
@@ -491,6 +529,15 @@ enclave:
 			ControlOut: per(traffic1.ControlOut, traffic0.ControlOut), Duplicates: per(traffic1.Duplicates, traffic0.Duplicates)}
 		res.CPUPerDeliveryUs = round2(1000 * cpu / d)
 	}
+	stats1, err := statsOf(ctx, nodes[:honest])
+	if err != nil {
+		return nil, err
+	}
+	res.Unbudgeted = o.unbudgeted
+	res.AcceptedAvg = round2(float64(stats1.Accepted-stats0.Accepted) / float64(honest))
+	res.LimitedAvg = round2(float64(stats1.Limited-stats0.Limited) / float64(honest))
+	res.RSSBeforeAvgMB = round2(rssBefore / float64(honest))
+	res.HWMMaxMB = round2(res.HWMMaxMB)
 	res.RSSAvgMB = round2(rssSum / float64(honest))
 	res.RSSMaxMB = round2(res.RSSMaxMB)
 	res.CPUmsPerPeer = round2(cpu / float64(honest))
@@ -577,13 +624,16 @@ func procCPUms(pid int) float64 {
 }
 
 // procRSSMB is VmRSS of pid in MiB (from /proc/PID/status).
-func procRSSMB(pid int) float64 {
+func procRSSMB(pid int) float64 { return procStatusMB(pid, "VmRSS:") }
+
+// procStatusMB is the field (such as "VmRSS:" or "VmHWM:", in kB) of /proc/PID/status in MiB.
+func procStatusMB(pid int, field string) float64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			f := strings.Fields(v)
 			if len(f) > 0 {
 				kb, _ := strconv.ParseFloat(f[0], 64)
