@@ -195,5 +195,14 @@ func studyOne(t *testing.T, size int, share float64) string {
 	if blocks > 0 {
 		t.Errorf("size %d: %d honest blocks on clean addresses", size, blocks)
 	}
+	// The must-show's other half: an honest attack one member saw and reported leads every
+	// other relevant member to act (vigilance, never a block on one word), and one a quorum
+	// saw is blocked by every relevant member.
+	if deferring != len(honest)-1 || blocking != 0 {
+		t.Errorf("size %d: attack seen by one: %d of %d other honest members vigilant, %d blocking", size, deferring, len(honest)-1, blocking)
+	}
+	if blockedMany != len(honest)-q {
+		t.Errorf("size %d: attack seen by a quorum: blocked by %d of %d other honest members", size, blockedMany, len(honest)-q)
+	}
 	return row
 }
