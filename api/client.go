@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/proteus-defense/proteus/bearer"
 	"github.com/proteus-defense/proteus/bus"
@@ -27,12 +28,21 @@ import (
 // started with it.
 var ErrNoAgent = errors.New("api: no agent token in the data dir (is `proteus agent` running with the same --data-dir?)")
 
+// ErrUnreachable is returned by the client's calls when nothing answers at the agent's
+// address: the agent is not running (or was killed and left its address behind), or --api
+// names the wrong address.
+var ErrUnreachable = errors.New("api: no agent answers")
+
 // Client talks to a running agent's API.
 type Client struct {
 	base  string
+	addr  string // what the client dials, for errors: host:port or unix:PATH
 	token string
 	http  *http.Client
 }
+
+// Addr is the address the client talks to: host:port, a URL, or unix:PATH.
+func (c *Client) Addr() string { return c.addr }
 
 // NewClient reads the token from dataDir and talks to the agent at addr: host:port, a URL,
 // or unix:PATH for a unix socket. With addr empty it uses the agent's socket
@@ -68,7 +78,7 @@ func newClient(dataDir, addr string, socket bool) (*Client, error) {
 		}
 		addr = strings.TrimSpace(string(a))
 	}
-	c := &Client{token: strings.TrimSpace(string(tok)), http: &http.Client{Timeout: 5 * time.Minute}}
+	c := &Client{addr: addr, token: strings.TrimSpace(string(tok)), http: &http.Client{Timeout: 5 * time.Minute}}
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		// The Host is localhost: the dashboard in front of the API answers only for IP
 		// literals, localhost and the allowed names.
@@ -95,6 +105,37 @@ type APIError struct {
 
 func (e *APIError) Error() string { return fmt.Sprintf("api: agent answered %d: %s", e.Status, e.Msg) }
 
+// maxErrorMsg bounds the text of an error answer the client keeps.
+const maxErrorMsg = 512
+
+// errorText is the message of an error answer as the client reports it: at most maxErrorMsg
+// bytes, without control characters (what a terminal would obey), so an answer from
+// something other than the agent cannot flood or forge the operator's terminal.
+func errorText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxErrorMsg {
+		cut := maxErrorMsg
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+// unreachable wraps a transport error: nothing answers at the client's address.
+func (c *Client) unreachable(err error) error {
+	return fmt.Errorf("%w at %s (is `proteus agent` running with this --data-dir? --api names another address): %v", ErrUnreachable, c.addr, err)
+}
+// maxAnswer bounds an answer the client reads.
+const maxAnswer = 16 << 20
+
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, out any) error {
 	u := c.base + path
 	if len(q) > 0 {
@@ -107,23 +148,29 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, out 
 	bearer.Set(req, c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("api: %w", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("api: %s %s at %s: %w", method, path, c.addr, ctx.Err())
+		}
+		return c.unreachable(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
-		return fmt.Errorf("api: %w", err)
+		return fmt.Errorf("api: reading the answer to %s %s from %s: %w", method, path, c.addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var r RotateResult
 		if json.Unmarshal(body, &r) != nil || r.Error == "" {
-			r.Error = strings.TrimSpace(string(body))
+			r.Error = string(body)
 		}
-		return &APIError{Status: resp.StatusCode, Msg: r.Error}
+		return &APIError{Status: resp.StatusCode, Msg: errorText(r.Error)}
+	}
+	if len(body) > maxAnswer {
+		return fmt.Errorf("api: the answer to %s %s from %s is larger than %d MiB", method, path, c.addr, maxAnswer>>20)
 	}
 	if out != nil {
 		if err := json.Unmarshal(body, out); err != nil {
-			return fmt.Errorf("api: decode %s: %w", path, err)
+			return fmt.Errorf("api: the answer to %s %s from %s is not what the agent sends (is it the agent?): %s", method, path, c.addr, errorText(err.Error()))
 		}
 	}
 	return nil
@@ -247,7 +294,10 @@ func (c *Client) Events(ctx context.Context, kind string) (<-chan bus.Event, err
 	bearer.Set(req, c.token)
 	resp, err := (&http.Client{Transport: c.http.Transport}).Do(req) // no timeout: a stream
 	if err != nil {
-		return nil, fmt.Errorf("api: %w", err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("api: event stream at %s: %w", c.addr, ctx.Err())
+		}
+		return nil, c.unreachable(err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()

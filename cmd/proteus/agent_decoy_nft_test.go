@@ -176,7 +176,7 @@ func TestAgentDecoyScanFromNetnsIsBlockedByNFTables(t *testing.T) {
 	// The story in `proteus decisions`: the scanner's decision with its decoy evidence and
 	// the block.
 	var outb, errb strings.Builder
-	if code := run([]string{"--data-dir", data, "decisions", "show", d.ID}, &outb, &errb); code != 0 {
+	if code := run([]string{"--data-dir", data, "decisions", "show", "--offline", d.ID}, &outb, &errb); code != 0 { // the API is on the loopback of the agent's namespace
 		t.Fatalf("decisions show: exit %d: %s", code, errb.String())
 	}
 	for _, want := range []string{scanIP, "decoy", "act", countermeasure.NFTablesID} {
