@@ -133,6 +133,7 @@ func errorText(s string) string {
 func (c *Client) unreachable(err error) error {
 	return fmt.Errorf("%w at %s (is `proteus agent` running with this --data-dir? --api names another address): %v", ErrUnreachable, c.addr, err)
 }
+
 // maxAnswer bounds an answer the client reads.
 const maxAnswer = 16 << 20
 
