@@ -4,7 +4,7 @@ STATICCHECK_VERSION ?= v0.6.1
 GOBIN ?= $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(GOBIN)/staticcheck
 
-.PHONY: build test vet staticcheck unit fuzz bench tools tidy-check
+.PHONY: build test vet staticcheck unit fuzz bench tools tidy-check config-reference docker
 
 build:
 	$(GO) build -o bin/proteus ./cmd/proteus
@@ -21,6 +21,11 @@ vet:
 # `go mod tidy`).
 tidy-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
+
+# docs/config-reference.md from the config package's structs; `make test` (the test of
+# tools/configref) fails when the checked-in file is stale.
+config-reference:
+	$(GO) run ./tools/configref
 
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
