@@ -27,6 +27,14 @@ tidy-check:
 config-reference:
 	$(GO) run ./tools/configref
 
+# The agent's image (deploy/docker/Dockerfile, FROM scratch: no registry needed) around a
+# static binary built here.
+DOCKER_TAG ?= proteus:latest
+docker:
+	CGO_ENABLED=0 $(GO) build -o deploy/docker/proteus ./cmd/proteus
+	mkdir -p deploy/docker/data
+	docker build -t $(DOCKER_TAG) deploy/docker
+
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
 
