@@ -12,7 +12,7 @@ import (
 
 // The Dockerfile builds with the engine (FROM scratch: nothing pulled) around a static
 // binary built on the host, and the image runs: `docker run IMAGE version` names the version
-// the binary was stamped with.
+// the binary was stamped with, and the agent runs in it with three healthy executors.
 func TestDockerfileBuildsARunnableImage(t *testing.T) {
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Skip("docker is not installed: the image build is not tested here")
@@ -45,6 +45,24 @@ func TestDockerfileBuildsARunnableImage(t *testing.T) {
 	out, err := exec.Command("docker", "run", "--rm", "--network", "none", tag, "version").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "proteus "+version) {
 		t.Fatalf("docker run %s version: %v\n%s", tag, err, out)
+	}
+	// The agent runs in it (unprivileged, its data dir in /data) and the CLI inside the
+	// container reaches its API.
+	name := strings.ReplaceAll(strings.ReplaceAll(tag, ":", "-"), ".", "-")
+	if out, err := exec.Command("docker", "run", "-d", "--name", name, "--network", "none", tag, "agent", "--listen", "0.0.0.0:8080").CombinedOutput(); err != nil {
+		t.Fatalf("docker run agent: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", name).Run() })
+	for n := 0; ; n++ {
+		out, err := exec.Command("docker", "exec", name, "/proteus", "status").CombinedOutput()
+		if err == nil && strings.Count(string(out), "healthy") == 3 {
+			break
+		}
+		if n == 600 { // guards a hang only
+			logs, _ := exec.Command("docker", "logs", name).CombinedOutput()
+			t.Fatalf("status in the container: %v\n%s\nlogs:\n%s", err, out, logs)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	out, err = exec.Command("docker", "image", "inspect", "-f", "{{.Config.User}} {{.Config.Env}}", tag).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "65534:65534") || !strings.Contains(string(out), "PROTEUS_DATA_DIR=/data") {
