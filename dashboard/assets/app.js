@@ -207,7 +207,7 @@ async function refreshTraffic() {
   trafficEvery = Math.min(10000, Math.max(1000, tr.interval_s * 1000));
   const ps = tr.points || [];
   const last = tr.last;
-  $("traffic-span").textContent = "per second, sampled every " + tr.interval_s + " s, the last " + age((Date.parse(tr.until) - Date.parse(tr.since)) / 1000) +
+  $("traffic-span").textContent = "per second, sampled every " + tr.interval_s + " s, the last " + age((Date.parse(tr.until) - (ps.length ? Math.max(Date.parse(tr.since), Date.parse(ps[0].time) - tr.interval_s * 1000) : Date.parse(tr.since))) / 1000) +
     (last ? "; totals: " + last.requests + " requests, " + last.dissents + " dissents, " + last.no_consensus + " without consensus, " + last.blocked + " blocked" : "");
   const pts = (k) => ps.map((p) => [Date.parse(p.time), p[k]]);
   const box = $("traffic");
