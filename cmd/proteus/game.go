@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 )
 
@@ -19,14 +17,7 @@ func newGameCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "game",
 		Short: "The MTTEGDM decision engine and its numerical tools (replicator dynamics, Nash equilibria)",
-		Args:  cobra.ArbitraryArgs,
-		// Without a subcommand print help; an unknown subcommand is a usage error (exit 2).
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("%w: unknown command %q for %q", errUsage, args[0], cmd.CommandPath())
-			}
-			return cmd.Help()
-		},
+		// No subcommand or an unknown one is a usage error (exit 2): markUsageErrors.
 	}
 	for _, f := range gameSubcommands {
 		c.AddCommand(f())

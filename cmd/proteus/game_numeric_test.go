@@ -237,9 +237,9 @@ func TestGameNumericErrors(t *testing.T) {
 }
 
 func TestGameParent(t *testing.T) {
-	code, out, _ := runGame(t)
-	if code != 0 || !strings.Contains(out, "replicator") || !strings.Contains(out, "nash") {
-		t.Errorf("exit %d, help:\n%s", code, out)
+	code, _, help := runGame(t) // no subcommand: the help on stderr, a usage error
+	if code != 2 || !strings.Contains(help, "replicator") || !strings.Contains(help, "nash") {
+		t.Errorf("exit %d, help:\n%s", code, help)
 	}
 	code, _, errOut := runGame(t, "bogus")
 	if code != 2 || !strings.Contains(errOut, `unknown command "bogus" for "proteus game"`) {

@@ -53,8 +53,9 @@ func newRootCmd() *cobra.Command {
 }
 
 // markUsageErrors makes cobra's own argument errors usage errors (exit 2) in c and every
-// command below it: a wrong number of arguments, and an unknown subcommand (cobra prints
-// the help of a command group and exits 0 when it gets an argument it does not know).
+// command below it: a wrong number of arguments, an unknown subcommand and none at all
+// (cobra prints the help of a command group and exits 0 when it gets an argument it does not
+// know, or none).
 func markUsageErrors(c *cobra.Command) {
 	if !c.Runnable() && c.HasSubCommands() {
 		c.Args = cobra.ArbitraryArgs
@@ -62,7 +63,11 @@ func markUsageErrors(c *cobra.Command) {
 			if len(args) > 0 {
 				return fmt.Errorf("%w: unknown command %q for %q (see %s --help)", errUsage, args[0], cmd.CommandPath(), cmd.CommandPath())
 			}
-			return cmd.Help()
+			// No subcommand is a usage error too (exit 2); the help goes to stderr. --help
+			// still prints it on stdout and exits 0.
+			cmd.SetOut(cmd.ErrOrStderr())
+			_ = cmd.Help()
+			return fmt.Errorf("%w: %s needs a command", errUsage, cmd.CommandPath())
 		}
 	} else if check := c.Args; check != nil {
 		c.Args = func(cmd *cobra.Command, args []string) error {
