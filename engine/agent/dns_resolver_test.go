@@ -121,19 +121,7 @@ func dnsResolverPoolConfig(image, auth, rotation string) string {
       allow_outbound: true
       files:
         unbound.conf: |
-          server:
-            interface: {{.IP}}@{{.Port}}
-            do-ip6: no
-            username: ""
-            chroot: ""
-            directory: "{{.State}}"
-            pidfile: "{{.State}}/unbound.pid"
-            use-syslog: no
-            do-daemonize: no
-            num-threads: 1
-            access-control: 127.0.0.0/8 allow
-            module-config: "iterator"
-            domain-insecure: "proteus.lab."
+%[4]s            domain-insecure: "proteus.lab."
             local-zone: "proteus.lab." nodefault
           remote-control:
             control-enable: no
@@ -183,7 +171,7 @@ func dnsResolverPoolConfig(image, auth, rotation string) string {
             dnssec-validation no; session-keyfile "{{.State}}/session.key"; };
           controls { };
           zone "proteus.lab" { type forward; forward only; forwarders { %[2]s port %[3]s; }; };
-`, image, host, port)
+`, image, host, port, indent(unboundServerConf, 10))
 }
 
 // poisonDnsmasq makes a running dnsmasq executor answer a forged www record, as a poisoned

@@ -78,6 +78,24 @@ zone:
   zonefile: {{.Dir}}/zone
 `
 
+// unboundServerConf is the start of Unbound's server: section as a pool variant's template,
+// the same for an authoritative Unbound (dnsPoolConfig) and a resolver (dnsResolverPoolConfig):
+// on the executor's address, in the foreground, its state under {{.State}}, no DNSSEC
+// validation; what follows in the section and the sections after it is each variant's own.
+const unboundServerConf = `server:
+  interface: {{.IP}}@{{.Port}}
+  do-ip6: no
+  username: ""
+  chroot: ""
+  directory: "{{.State}}"
+  pidfile: "{{.State}}/unbound.pid"
+  use-syslog: no
+  do-daemonize: no
+  num-threads: 1
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+`
+
 // indent puts n spaces before every line of s.
 func indent(s string, n int) string {
 	pad := strings.Repeat(" ", n)
@@ -164,19 +182,7 @@ func dnsPoolConfig(image, rotation string) string {
       traits: {server: unbound}
       files:
         unbound.conf: |
-          server:
-            interface: {{.IP}}@{{.Port}}
-            do-ip6: no
-            username: ""
-            chroot: ""
-            directory: "{{.State}}"
-            pidfile: "{{.State}}/unbound.pid"
-            use-syslog: no
-            do-daemonize: no
-            num-threads: 1
-            access-control: 127.0.0.0/8 allow
-            module-config: "iterator"
-          remote-control:
+` + indent(unboundServerConf, 10) + `          remote-control:
             control-enable: no
           auth-zone:
             name: "proteus.lab."
