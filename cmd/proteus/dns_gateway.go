@@ -28,6 +28,7 @@ type dnsGatewayFlags struct {
 	udpSize      int
 	waitAll      bool
 	weakVote     bool
+	pprof        bool
 }
 
 func init() {
@@ -53,6 +54,7 @@ is logged. Flags override the dns: section of the config file (-c).`,
 		fl.IntVar(&f.k, "k", 0, "servers per query (default 3)")
 		fl.IntVar(&f.quorum, "quorum", 0, "equivalent answers needed (default a majority of k)")
 		fl.StringVar(&f.metrics, "metrics", "", "host:port serving Prometheus /metrics and /healthz (off when empty)")
+		fl.BoolVar(&f.pprof, "pprof", false, "also serve /debug/pprof/ on the --metrics address")
 		fl.DurationVar(&f.timeout, "timeout", 0, "per-server timeout (default 2s)")
 		fl.DurationVar(&f.ttlTolerance, "ttl-tolerance", 0, "TTLs above the deciding group's lowest by more than this are a dissent (default 1h)")
 		fl.Float64Var(&f.rate, "rate", 0, "queries per second per client (default 200; -1: no bound)")
@@ -142,7 +144,7 @@ func runDNSGateway(cmd *cobra.Command, f dnsGatewayFlags) error {
 	defer stop()
 	var errc <-chan error
 	if f.metrics != "" {
-		closeMetrics, merr, err := serveMetrics(cmd, f.metrics, reg, gw.HealthHandler(), false)
+		closeMetrics, merr, err := serveMetrics(cmd, f.metrics, reg, gw.HealthHandler(), f.pprof)
 		if err != nil {
 			return fmt.Errorf("dns-gateway: %w", err)
 		}

@@ -186,6 +186,7 @@ func TestHostileExecutorAnswersNeverReachClient(t *testing.T) {
 	}
 	for name, reply := range cases {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // a datagram refused for its content leaves the ask waiting: each case waits its timeout
 			h := hostile(t, reply)
 			g, addr, ev := gateway(t, Options{K: 3, Quorum: 2, Timeout: 5 * time.Second, EjectAfter: -1}, nsd, knot, h)
 			for _, network := range []string{"udp", "tcp"} {

@@ -10,6 +10,7 @@
 // the client gets SERVFAIL and the bus a no-consensus event; an executor that times out is an
 // availability dissent; every dissent event names the executor, the query and what differed.
 //
-// It imports mimic/voter, bus, config, github.com/miekg/dns, the Prometheus client and the standard
-// library; it must not import mimic (the HTTP adapter), executor, engine or cmd.
+// It imports mimic/voter, bus, config, github.com/miekg/dns, golang.org/x/net/ipv4 (batched
+// UDP reads and writes), the Prometheus client and the standard library; it must not import
+// mimic (the HTTP adapter), executor, engine or cmd.
 package dnsgw

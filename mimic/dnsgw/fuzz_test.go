@@ -43,6 +43,13 @@ func FuzzClientQuery(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the executors' question does not pack: %v\n%v", err, up)
 		}
+		p, err := packQuery(m, 1232, "0123456789abcdef")
+		if err != nil {
+			t.Fatalf("packQuery: %v", err)
+		}
+		if !bytes.Equal(p.wire, wire) {
+			t.Fatalf("packQuery:\n%x\nwant\n%x", p.wire, wire)
+		}
 		back := new(dns.Msg)
 		if err := back.Unpack(wire); err != nil {
 			t.Fatalf("the executors' question does not parse: %v", err)
@@ -76,7 +83,7 @@ func FuzzExecutorAnswer(f *testing.F) {
 	seed := maphash.MakeSeed()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a := new(dns.Msg)
-		if a.Unpack(data) != nil || checkAnswer(a, q, q.Id) != nil || a.Truncated {
+		if a.Unpack(data) != nil || checkAnswer(a, q.Question[0], "0123456789abcdef", q.Id) != nil || a.Truncated {
 			return
 		}
 		n, err := normalize(seed, a)

@@ -135,8 +135,9 @@ type Gateway struct {
 	up       upstreams
 	stat     counters
 	rate     *rateLimit
-	sem      chan struct{}
-	straggle chan struct{} // rounds answered and still waiting for slow executors
+	inflight atomic.Int64 // queries being voted (at most MaxInFlight)
+	straggle atomic.Int64 // rounds answered and still waiting for slow executors (at most MaxInFlight)
+	expiry   expiry
 	seq      atomic.Uint64
 	idPrefix string
 	cookie   string  // the gateway's client cookie for the executors (hex, 8 bytes)
@@ -144,6 +145,7 @@ type Gateway struct {
 
 	mu      sync.Mutex
 	servers []*dns.Server
+	fronts  []*udpFront
 }
 
 // New builds a gateway; it does not listen (see Listen).
@@ -160,15 +162,13 @@ func New(o Options) (*Gateway, error) {
 		log:      o.Logger.With("component", "dnsgw"),
 		metrics:  o.Metrics,
 		seed:     maphash.MakeSeed(),
-		sem:      make(chan struct{}, o.MaxInFlight),
-		straggle: make(chan struct{}, o.MaxInFlight),
 		idPrefix: "dns-" + strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
 		cookie:   fmt.Sprintf("%016x", rand.Uint64()),
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
 	}
-	g.up = upstreams{m: map[string]*udpMux{}, stat: &g.stat}
+	g.up = upstreams{m: map[string]*upMux{}, g: g}
 	if o.Rate > 0 {
 		g.rate = newRateLimit(o.Rate, o.Burst)
 	}
@@ -220,7 +220,7 @@ func (g *Gateway) count(transport, outcome string, start time.Time) {
 	g.metrics.count(transport, outcome, time.Since(start))
 }
 
-// ServeDNS answers one client query.
+// ServeDNS answers one client query (Listen serves UDP without it: see udpFront).
 func (g *Gateway) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	start := time.Now()
 	transport := "udp"
@@ -228,87 +228,157 @@ func (g *Gateway) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		transport = "tcp"
 	}
 	client := addrOf(w.RemoteAddr())
-	if g.o.Blocklist != nil && g.o.Blocklist.Blocked(client) {
-		g.count(transport, "blocked", start)
+	if !g.screen(client, transport, start) {
 		if transport == "tcp" {
-			g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeRefused))
-		}
-		return
-	}
-	if g.rate != nil && !g.rate.allow(client, start) {
-		g.count(transport, "rate-limited", start)
-		if transport == "tcp" {
-			g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeRefused))
+			g.write(w, new(dns.Msg).SetRcode(r, dns.RcodeRefused))
 		}
 		return // UDP: dropped, so a spoofed source gains no reflected traffic
 	}
-	select {
-	case g.sem <- struct{}{}:
-		defer func() { <-g.sem }()
-	default:
-		g.count(transport, "overloaded", start)
+	if !g.acquire(transport, start) {
 		if transport == "tcp" {
-			g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
+			g.write(w, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
 		}
 		return
 	}
-	if rcode, why := validQuery(r); rcode != dns.RcodeSuccess {
-		g.metrics.invalid.WithLabelValues("client", why).Inc()
-		g.count(transport, "refused", start)
-		m := new(dns.Msg).SetRcode(r, rcode)
-		if rcode == dns.RcodeBadVers {
-			m.SetEdns0(uint16(g.o.UDPSize), false)
-			m.Rcode = dns.RcodeBadVers
-		}
-		g.reply(w, r, m)
+	if m := g.refusal(r, transport, start); m != nil {
+		g.inflight.Add(-1)
+		g.write(w, m)
 		return
 	}
-	qu := &query{prefix: g.idPrefix, seq: g.seq.Add(1), client: client, transport: transport, q: r.Question[0]}
-	all := g.o.Backends.Backends()
-	g.up.prune(all, start)
-	k, quorum := g.core.Voters(g.o.K, g.o.Quorum, len(all))
-	picked, err := g.core.Choose(nil, all, k, quorum, start)
-	if err != nil {
-		g.core.NoConsensus(qu.text(), g.attrs(qu, map[string]any{"reason": "too few executors", "quorum": quorum}))
-		g.count(transport, "no-consensus", start)
-		g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
+	qu := query{prefix: g.idPrefix, seq: g.seq.Add(1), client: client, transport: transport, q: r.Question[0]}
+	var out outbox
+	rd, m := g.begin(r, qu, start, nil, nil, &out)
+	out.flush(g)
+	if m != nil {
+		g.inflight.Add(-1)
+		g.write(w, m)
 		return
 	}
-	up, err := pack(upstreamQuery(r, g.o.UDPSize, g.cookie))
-	if err != nil { // the question parsed, so it packs; a bug if not
-		g.count(transport, "refused", start)
-		g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
-		return
-	}
-	g.pending.Add(1)
-	group, ok := voter.Poll(context.Background(), picked, voter.PollOptions{Quorum: quorum, WaitAll: g.o.WaitAll, Timeout: g.o.Timeout, Stragglers: g.straggle},
-		func(ctx context.Context, m voter.Member) (*normalized, uint64, error) { return g.ask(ctx, m, up) },
-		func(round *voter.Round[*normalized, uint64]) {
-			defer g.pending.Done()
-			g.account(qu, round)
-		})
-	if !ok {
-		g.count(transport, "no-consensus", start)
-		g.reply(w, r, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
-		return
-	}
-	m := g.answer(r, group)
-	outcome := "ok"
+	d := <-rd.result
+	m, outcome := g.reply(r, d.group, d.ok)
 	if transport == "udp" {
-		limit := dns.MinMsgSize
-		if opt := r.IsEdns0(); opt != nil {
-			limit = min(max(int(opt.UDPSize()), dns.MinMsgSize), g.o.UDPSize)
-		}
-		if m.Len() > limit {
+		if limit := udpLimit(r, g.o.UDPSize); m.Len() > limit {
 			m.Truncate(limit)
 			outcome = "truncated"
 		}
 	}
-	g.reply(w, r, m)
+	g.write(w, m)
 	g.count(transport, outcome, start)
 }
 
-func (g *Gateway) reply(w dns.ResponseWriter, r, m *dns.Msg) {
+// screen applies the blocklist and the rate bound to a client's message: false, it is
+// dropped (UDP; no reflected traffic for a spoofed source) or refused (TCP).
+func (g *Gateway) screen(client netip.Addr, transport string, start time.Time) bool {
+	if g.o.Blocklist != nil && g.o.Blocklist.Blocked(client) {
+		g.count(transport, "blocked", start)
+		return false
+	}
+	if g.rate != nil && !g.rate.allow(client, start) {
+		g.count(transport, "rate-limited", start)
+		return false
+	}
+	return true
+}
+
+// acquire takes one of the MaxInFlight slots of queries being voted (given back at the
+// decision); false, there is none.
+func (g *Gateway) acquire(transport string, start time.Time) bool {
+	if g.inflight.Add(1) > int64(g.o.MaxInFlight) {
+		g.inflight.Add(-1)
+		g.count(transport, "overloaded", start)
+		return false
+	}
+	return true
+}
+
+// refusal is the answer to a query that is not asked of the executors (see validQuery),
+// nil for one that is.
+func (g *Gateway) refusal(r *dns.Msg, transport string, start time.Time) *dns.Msg {
+	rcode, why := validQuery(r)
+	if rcode == dns.RcodeSuccess {
+		return nil
+	}
+	g.metrics.invalid.WithLabelValues("client", why).Inc()
+	g.count(transport, "refused", start)
+	m := new(dns.Msg).SetRcode(r, rcode)
+	if rcode == dns.RcodeBadVers {
+		m.SetEdns0(uint16(g.o.UDPSize), false)
+		m.Rcode = dns.RcodeBadVers
+	}
+	return m
+}
+
+// begin starts the vote on a valid query, its questions queued in out: a round whose
+// decision goes to the client at to over front, or to the round's result without a front.
+// Without enough executors it returns SERVFAIL to send instead. The caller holds an
+// in-flight slot (acquire), which the round gives back at its decision.
+func (g *Gateway) begin(r *dns.Msg, qu query, start time.Time, front *udpFront, to net.Addr, out *outbox) (*round, *dns.Msg) {
+	all := g.o.Backends.Backends()
+	g.up.prune(all, start)
+	k, quorum := g.core.Voters(g.o.K, g.o.Quorum, len(all))
+	rd := &round{g: g, qu: qu, req: r, start: start, deadline: start.Add(g.o.Timeout), front: front, to: to}
+	picked, err := g.core.Choose(rd.pickedBuf[:0], all, k, quorum, start)
+	if err != nil {
+		g.core.NoConsensus(qu.text(), g.attrs(&qu, map[string]any{"reason": "too few executors", "quorum": quorum}))
+		g.count(qu.transport, "no-consensus", start)
+		return nil, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure)
+	}
+	if rd.up, err = packQuery(r, g.o.UDPSize, g.cookie); err != nil { // the question parsed, so it packs; a bug if not
+		g.count(qu.transport, "refused", start)
+		return nil, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure)
+	}
+	if front == nil {
+		rd.result = make(chan decision, 1)
+	}
+	if n := len(picked); n <= inlineK {
+		rd.tally.ResetIn(rd.answersBuf[:n], quorum, g.o.WaitAll)
+		rd.asks = rd.asksBuf[:n]
+	} else {
+		rd.tally.Reset(n, quorum, g.o.WaitAll)
+		rd.asks = make([]upAsk, n)
+	}
+	g.pending.Add(1)
+	held, _ := g.o.Backends.(voter.InFlight) // the pool drains an executor before it stops it
+	var failed []int
+	var errs []error
+	rd.mu.Lock() // no answer is taken before every ask is set
+	for i, m := range picked {
+		a := &rd.asks[i]
+		a.m = m
+		if held != nil {
+			held.OnAcquire(m.ID)
+			a.held = true
+		}
+		s, id, err := g.up.register(m.Addr, rd, i)
+		if err != nil {
+			failed, errs = append(failed, i), append(errs, err)
+			continue
+		}
+		a.sock, a.id = s, id
+	}
+	rd.mu.Unlock()
+	for i := range rd.asks {
+		if rd.asks[i].sock != nil {
+			out.ask(rd, i)
+		}
+	}
+	g.expiry.push(g, rd)
+	for j, i := range failed {
+		rd.add(i, voter.Answer[*normalized, uint64]{Err: errs[j]}, out)
+	}
+	return rd, nil
+}
+
+// reply is the client's answer to r: the deciding group's (ok), or SERVFAIL; and the outcome
+// it is counted as.
+func (g *Gateway) reply(r *dns.Msg, group []voter.Answer[*normalized, uint64], ok bool) (*dns.Msg, string) {
+	if !ok {
+		return new(dns.Msg).SetRcode(r, dns.RcodeServerFailure), "no-consensus"
+	}
+	return g.answer(r, group), "ok"
+}
+
+func (g *Gateway) write(w dns.ResponseWriter, m *dns.Msg) {
 	if err := w.WriteMsg(m); err != nil {
 		g.log.Debug("write answer", "client", w.RemoteAddr().String(), "error", err)
 	}
@@ -380,21 +450,60 @@ func upstreamQuery(r *dns.Msg, udpSize int, cookie string) *dns.Msg {
 	return q
 }
 
-// packedQuery is the executors' question, packed once (ID 0; each ask sets its own).
+// packedQuery is the executors' question, packed once (ID 0; each ask sets its own): the
+// bytes upstreamQuery(client, udpSize, cookie) packs to, built without the message.
 type packedQuery struct {
-	msg  *dns.Msg
-	wire []byte
+	client  *dns.Msg // the client's query, for msg
+	udpSize int
+	cookie  string
+	q       dns.Question
+	wire    []byte
 }
 
-func pack(q *dns.Msg) (*packedQuery, error) {
-	wire, err := q.Pack()
+// msg is the question as a message (for a retry over TCP).
+func (p *packedQuery) msg() *dns.Msg { return upstreamQuery(p.client, p.udpSize, p.cookie) }
+
+// packQuery packs upstreamQuery(r, udpSize, cookie) (cookie: 16 hex digits) without building
+// it; TestUpstreamWire and FuzzClientQuery hold the two to the same bytes.
+func packQuery(r *dns.Msg, udpSize int, cookie string) (*packedQuery, error) {
+	q := r.Question[0]
+	var ck [8]byte
+	if n, err := hex.Decode(ck[:], []byte(cookie)); err != nil || n != len(ck) {
+		return nil, fmt.Errorf("dnsgw: client cookie %q", cookie)
+	}
+	// the name's wire form is at most a byte longer than its text; the rest is fixed
+	buf := make([]byte, 12+len(q.Name)+1+4+11+4+4+len(ck))
+	if r.RecursionDesired {
+		buf[2] |= 1
+	}
+	if r.CheckingDisabled {
+		buf[3] |= 0x10
+	}
+	buf[5], buf[11] = 1, 1 // one question, one additional record (OPT)
+	off, err := dns.PackDomainName(q.Name, buf, 12, nil, false)
 	if err != nil {
 		return nil, err
 	}
-	if len(wire) > dns.MinMsgSize {
-		return nil, fmt.Errorf("dnsgw: question of %d bytes", len(wire))
+	do := false
+	if opt := r.IsEdns0(); opt != nil {
+		do = opt.Do()
 	}
-	return &packedQuery{msg: q, wire: wire}, nil
+	var flags byte
+	if do {
+		flags = 0x80
+	}
+	tail := []byte{
+		byte(q.Qtype >> 8), byte(q.Qtype), byte(q.Qclass >> 8), byte(q.Qclass),
+		0, 0, 41, byte(udpSize >> 8), byte(udpSize), 0, 0, flags, 0, 0, 16, // OPT: root, type 41, class = size, TTL, rdlength 16
+		0, 3, 0, 0, // NSID, empty: a request
+		0, 10, 0, 8, // COOKIE, the client cookie alone
+	}
+	if n := off + len(tail) + len(ck); n > dns.MinMsgSize || n > len(buf) {
+		return nil, fmt.Errorf("dnsgw: question of %d bytes", n)
+	}
+	off += copy(buf[off:], tail)
+	off += copy(buf[off:], ck[:])
+	return &packedQuery{client: r, udpSize: udpSize, cookie: cookie, q: q, wire: buf[:off:off]}, nil
 }
 
 // nsidOf returns the NSID an answer carries, as text ("" without).
@@ -413,52 +522,6 @@ func nsidOf(m *dns.Msg) string {
 		}
 	}
 	return ""
-}
-
-// ask puts the question to one executor: over UDP, and again over TCP when the answer is
-// truncated. A timeout, an unreadable answer or an answer to another question is a failure.
-func (g *Gateway) ask(ctx context.Context, m voter.Member, up *packedQuery) (*normalized, uint64, error) {
-	if f, ok := g.o.Backends.(voter.InFlight); ok { // the pool drains an executor before it stops it
-		f.OnAcquire(m.ID)
-		defer f.OnRelease(m.ID)
-	}
-	mux, err := g.up.get(m.Addr)
-	if err != nil {
-		return nil, 0, err
-	}
-	raw, id, err := mux.exchange(ctx, up.wire)
-	if errors.Is(err, errClosed) { // pruned just now (the executor left the set): a fresh one
-		if mux, err = g.up.get(m.Addr); err != nil {
-			return nil, 0, err
-		}
-		raw, id, err = mux.exchange(ctx, up.wire)
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	a := new(dns.Msg)
-	if err := a.Unpack(raw); err != nil {
-		g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
-		return nil, 0, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if err := checkAnswer(a, up.msg, id); err != nil {
-		g.metrics.invalid.WithLabelValues("executor", "mismatched").Inc()
-		return nil, 0, err
-	}
-	if a.Truncated {
-		if a, err = exchangeTCP(ctx, up.msg.Copy(), m.Addr); err != nil {
-			return nil, 0, err
-		}
-		if a.Truncated {
-			return nil, 0, fmt.Errorf("%w: truncated over tcp", ErrMalformed)
-		}
-	}
-	n, err := normalize(g.seed, a)
-	if err != nil {
-		g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
-		return nil, 0, err
-	}
-	return n, n.key, nil
 }
 
 // answer builds the client's answer from the deciding group: the first member's rcode and

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
 )
 
 // Listen serves the gateway on addr over UDP and TCP (the same port; port 0 picks one for
@@ -37,59 +39,175 @@ func (g *Gateway) Listen(addr string) (string, error) {
 }
 
 func (g *Gateway) serve(pc net.PacketConn, ln net.Listener) {
-	invalid := func(_ []byte, err error) {
-		g.stat.malformed.Add(1)
-		g.metrics.invalid.WithLabelValues("client", "malformed").Inc()
-	}
+	invalid := func(_ []byte, err error) { g.invalidQuery() }
 	idle := g.o.TCPIdleTimeout
-	mk := func() *dns.Server {
-		return &dns.Server{Handler: g, UDPSize: g.o.MaxQueryBytes + 1, ReadTimeout: g.o.TCPReadTimeout, WriteTimeout: g.o.WriteTimeout,
-			IdleTimeout: func() time.Duration { return idle }, MaxTCPQueries: -1, MsgAcceptFunc: acceptQuery, MsgInvalidFunc: invalid,
-			DecorateReader: func(r dns.Reader) dns.Reader { return sizeReader{r, g} }}
-	}
-	u, t := mk(), mk()
-	u.PacketConn = pc
+	t := &dns.Server{Handler: g, ReadTimeout: g.o.TCPReadTimeout, WriteTimeout: g.o.WriteTimeout,
+		IdleTimeout: func() time.Duration { return idle }, MaxTCPQueries: -1, MsgAcceptFunc: acceptQuery, MsgInvalidFunc: invalid,
+		DecorateReader: func(r dns.Reader) dns.Reader { return sizeReader{r, g} }}
 	t.Listener = newConnLimit(ln, g.o.MaxTCPConns, g.o.MaxTCPPerClient)
+	f := &udpFront{c: pc.(*net.UDPConn)}
+	f.c.SetReadBuffer(sockBuffer) // best effort
+	f.bc = ipv4.NewPacketConn(f.c)
 	g.mu.Lock()
-	g.servers = append(g.servers, u, t)
+	g.servers = append(g.servers, t)
+	g.fronts = append(g.fronts, f)
 	g.mu.Unlock()
-	for _, s := range []*dns.Server{u, t} {
-		go func() {
-			if err := s.ActivateAndServe(); err != nil {
-				g.log.Error("dns server stopped", "error", err)
-			}
-		}()
+	for range udpReaders() {
+		f.wg.Add(1)
+		go f.read(g)
 	}
+	go func() {
+		if err := t.ActivateAndServe(); err != nil {
+			g.log.Error("dns server stopped", "error", err)
+		}
+	}()
+}
+
+func (g *Gateway) invalidQuery() {
+	g.stat.malformed.Add(1)
+	g.metrics.invalid.WithLabelValues("client", "malformed").Inc()
 }
 
 // Close stops every listener and waits for the accounting of answered queries.
 func (g *Gateway) Close() {
 	g.mu.Lock()
-	servers := g.servers
-	g.servers = nil
+	servers, fronts := g.servers, g.fronts
+	g.servers, g.fronts = nil, nil
 	g.mu.Unlock()
+	for _, f := range fronts {
+		f.c.Close()
+	}
 	for _, s := range servers {
 		s.Shutdown()
 	}
+	for _, f := range fronts {
+		f.wg.Wait()
+	}
 	g.pending.Wait()
 	g.up.closeAll()
+	g.expiry.close()
 }
 
-// sizeReader drops client messages longer than MaxQueryBytes before they are parsed: a
-// datagram is skipped, a TCP connection ends.
+// udpFront serves the gateway over one UDP socket without a goroutine per query: a few
+// readers take the clients' datagrams in batches (recvmmsg on Linux), each query's questions
+// go out in batches per executor socket (sendmmsg), and the answers go back in batches from
+// the goroutine that decided them (see round).
+type udpFront struct {
+	c  *net.UDPConn
+	bc *ipv4.PacketConn // c, for ReadBatch and WriteBatch
+	wg sync.WaitGroup
+}
+
+// udpReaders is how many goroutines read one UDP socket: the socket's reads are serialized
+// anyway, but a query's parsing and sending overlaps the next read.
+func udpReaders() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
+
+// clientBatch is how many datagrams one read of the client socket takes at most.
+const clientBatch = 32
+
+func (f *udpFront) read(g *Gateway) {
+	defer f.wg.Done()
+	ms := make([]ipv4.Message, clientBatch)
+	for i := range ms {
+		// one byte more than a query may have: a longer datagram fills it, and is dropped
+		ms[i].Buffers = [][]byte{make([]byte, g.o.MaxQueryBytes+1)}
+	}
+	var out outbox
+	for {
+		n, err := f.bc.ReadBatch(ms, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		for i := range ms[:n] {
+			g.onQuery(f, ms[i].Buffers[0][:ms[i].N], ms[i].Addr, &out)
+			ms[i].Addr = nil
+		}
+		out.flush(g)
+	}
+}
+
+// onQuery takes one client datagram: the checks miekg/dns's server and ServeDNS make over
+// TCP, in an order that sends nothing back to a blocked or rate-limited source (not even a
+// FORMERR), then the vote.
+func (g *Gateway) onQuery(f *udpFront, b []byte, from net.Addr, out *outbox) {
+	start := time.Now()
+	if len(b) > g.o.MaxQueryBytes {
+		g.metrics.invalid.WithLabelValues("client", "oversized").Inc()
+		return
+	}
+	if len(b) < 12 {
+		g.invalidQuery() // no header: no answer (any answer could be used to amplify)
+		return
+	}
+	client := addrOf(from)
+	if !g.screen(client, "udp", start) {
+		return
+	}
+	h := dns.Header{Id: uint16(b[0])<<8 | uint16(b[1]), Bits: uint16(b[2])<<8 | uint16(b[3]),
+		Qdcount: uint16(b[4])<<8 | uint16(b[5]), Ancount: uint16(b[6])<<8 | uint16(b[7]),
+		Nscount: uint16(b[8])<<8 | uint16(b[9]), Arcount: uint16(b[10])<<8 | uint16(b[11])}
+	switch acceptQuery(h) {
+	case dns.MsgIgnore:
+		return
+	case dns.MsgReject:
+		g.count("udp", "refused", start)
+		out.reply(f, headerReply(h, dns.RcodeFormatError), from)
+		return
+	case dns.MsgRejectNotImplemented:
+		g.count("udp", "refused", start)
+		out.reply(f, headerReply(h, dns.RcodeNotImplemented), from)
+		return
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(b); err != nil {
+		g.invalidQuery()
+		g.count("udp", "refused", start)
+		out.reply(f, headerReply(h, dns.RcodeFormatError), from)
+		return
+	}
+	if !g.acquire("udp", start) {
+		return
+	}
+	if m := g.refusal(r, "udp", start); m != nil {
+		g.inflight.Add(-1)
+		out.reply(f, packOrNil(m), from)
+		return
+	}
+	qu := query{prefix: g.idPrefix, seq: g.seq.Add(1), client: client, transport: "udp", q: r.Question[0]}
+	if _, m := g.begin(r, qu, start, f, from, out); m != nil {
+		g.inflight.Add(-1)
+		out.reply(f, packOrNil(m), from)
+	}
+}
+
+// headerReply is the answer to a query refused on its header alone (as miekg/dns's server
+// makes it): the header with QR set and rcode, the opcode, and RD and CD for a QUERY.
+func headerReply(h dns.Header, rcode int) []byte {
+	m := new(dns.Msg)
+	m.Id, m.Response, m.Rcode = h.Id, true, rcode
+	m.Opcode = int(h.Bits>>11) & 0xF
+	if m.Opcode == dns.OpcodeQuery {
+		m.RecursionDesired, m.CheckingDisabled = h.Bits&(1<<8) != 0, h.Bits&(1<<4) != 0
+	}
+	return packOrNil(m)
+}
+
+func packOrNil(m *dns.Msg) []byte {
+	b, err := m.Pack()
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// sizeReader drops client messages longer than MaxQueryBytes before they are parsed: the
+// TCP connection ends (udpFront drops such a datagram).
 type sizeReader struct {
 	dns.Reader
 	g *Gateway
-}
-
-func (r sizeReader) ReadUDP(conn *net.UDPConn, timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
-	for {
-		m, s, err := r.Reader.ReadUDP(conn, timeout)
-		if err != nil || len(m) <= r.g.o.MaxQueryBytes {
-			return m, s, err
-		}
-		r.g.metrics.invalid.WithLabelValues("client", "oversized").Inc()
-	}
 }
 
 func (r sizeReader) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, error) {

@@ -1,7 +1,9 @@
 package dnsgw
 
 import (
+	"bytes"
 	"hash/maphash"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -99,5 +101,36 @@ func TestNormalizeKey(t *testing.T) {
 	if nx("proteus.lab. 300 IN SOA ns1.proteus.lab. hostmaster.proteus.lab. 1 3600 600 86400 300") ==
 		nx("evil.lab. 300 IN SOA ns1.evil.lab. hostmaster.evil.lab. 1 3600 600 86400 300") {
 		t.Error("NXDOMAIN: another zone's SOA not counted")
+	}
+}
+
+// The executors' question packed by hand is the message upstreamQuery builds, byte for byte.
+func TestUpstreamWire(t *testing.T) {
+	for _, name := range []string{"www.proteus.lab.", "WwW.Proteus.LAB.", ".", `a\.b\032c.proteus.lab.`, strings.Repeat("x", 63) + "." + strings.Repeat("y", 63) + "."} {
+		for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeTXT, 65280} {
+			for bits := range 16 {
+				r := new(dns.Msg).SetQuestion(name, qtype)
+				r.RecursionDesired, r.CheckingDisabled = bits&1 != 0, bits&2 != 0
+				if bits&4 != 0 {
+					r.SetEdns0(4096, bits&8 != 0)
+				}
+				for _, size := range []int{512, 1232, 4096} {
+					want, err := upstreamQuery(r, size, "0123456789abcdef").Pack()
+					if err != nil {
+						t.Fatal(err)
+					}
+					p, err := packQuery(r, size, "0123456789abcdef")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(p.wire, want) {
+						t.Fatalf("%s %d bits %b size %d:\n%x\nwant\n%x", name, qtype, bits, size, p.wire, want)
+					}
+				}
+			}
+		}
+	}
+	if _, err := packQuery(new(dns.Msg).SetQuestion("www.proteus.lab.", dns.TypeA), 1232, "not hex"); err == nil {
+		t.Error("a cookie that is not 8 bytes in hex packed")
 	}
 }

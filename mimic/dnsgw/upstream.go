@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
 
 	"github.com/proteus-defense/proteus/mimic/voter"
 )
@@ -25,9 +27,9 @@ var (
 
 // upstreams keeps one multiplexed UDP exchanger per executor address.
 type upstreams struct {
+	g      *Gateway
 	mu     sync.Mutex
-	m      map[string]*udpMux
-	stat   *counters
+	m      map[string]*upMux
 	closed bool
 	// last is the first member of the executor set prune saw last (a new snapshot of a
 	// rotating pool is a new slice); nextPrune (Unix ns) when it may prune again.
@@ -72,7 +74,7 @@ func (u *upstreams) prune(all []voter.Member, now time.Time) {
 
 const pruneEvery = time.Second
 
-func (u *upstreams) get(addr string) (*udpMux, error) {
+func (u *upstreams) get(addr string) (*upMux, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
@@ -87,7 +89,7 @@ func (u *upstreams) get(addr string) (*udpMux, error) {
 		}
 		clear(u.m)
 	}
-	x, err := newUDPMux(addr, u.stat)
+	x, err := newUpMux(addr, u.g)
 	if err != nil {
 		return nil, err
 	}
@@ -105,38 +107,78 @@ func (u *upstreams) closeAll() {
 	clear(u.m)
 }
 
-// udpMux carries many queries to one executor over a few connected UDP sockets: each query
-// gets a random message ID not in flight on its socket, and an answer is taken only from the
-// executor's address (the socket is connected) with an ID in flight; others are counted and
-// dropped.
-type udpMux struct {
-	socks []*muxSock
+// register puts ask i of r in flight to addr: on one of its sockets, under a random message
+// ID not in flight there. It returns the socket and the ID; the caller sends the question.
+func (u *upstreams) register(addr string, r *round, i int) (*upSock, uint16, error) {
+	for range 2 {
+		x, err := u.get(addr)
+		if err != nil {
+			return nil, 0, err
+		}
+		s := x.socks[x.next.Add(1)%uint32(len(x.socks))]
+		id, err := s.register(r, i)
+		if errors.Is(err, errClosed) { // pruned just now (the executor left the set): a fresh one
+			continue
+		}
+		return s, id, err
+	}
+	return nil, 0, errClosed
+}
+
+// upMux carries many queries to one executor over a few long-lived connected UDP sockets,
+// each read by one goroutine in batches (recvmmsg on Linux). Each ask gets a random message
+// ID not in flight on its socket; a datagram is taken only from the executor's address (the
+// socket is connected, and the reader checks the source again) for an ID in flight, and only
+// as an answer to the very question asked under that ID (see checkAnswer): anything else is
+// counted and dropped, and the ask goes on waiting, so a datagram forged with a guessed ID
+// cannot take the place of the executor's answer, nor answer for another query.
+type upMux struct {
+	socks []*upSock
 	next  atomic.Uint32
 }
 
-type muxSock struct {
-	c       *net.UDPConn
-	stat    *counters
+type upSock struct {
+	c    *net.UDPConn
+	bc   *ipv4.PacketConn // c, for ReadBatch and WriteBatch
+	peer netip.AddrPort   // the executor
+	g    *Gateway
+
 	mu      sync.Mutex
-	waiting map[uint16]chan []byte
+	waiting map[uint16]askRef
 	closed  bool
 }
 
-const muxSockets = 4
+// askRef is ask i of round r.
+type askRef struct {
+	r *round
+	i int
+}
 
-func newUDPMux(addr string, stat *counters) (*udpMux, error) {
-	ua, err := net.ResolveUDPAddr("udp", addr)
+// maxInFlightPerSocket bounds the asks waiting on one socket, so that a random free ID is
+// found in a few draws (at most a quarter of the IDs are taken).
+const maxInFlightPerSocket = 16384
+
+// socketsFor is how many sockets an executor gets when maxInFlight queries (and as many
+// stragglers) may be in flight at once.
+func socketsFor(maxInFlight int) int {
+	return min(max(1, (2*maxInFlight+maxInFlightPerSocket-1)/maxInFlightPerSocket), 16)
+}
+
+func newUpMux(addr string, g *Gateway) (*upMux, error) {
+	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("dnsgw: executor address %q: %w", addr, err)
 	}
-	x := &udpMux{}
-	for range muxSockets {
-		c, err := net.DialUDP("udp", nil, ua)
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	x := &upMux{}
+	for range socketsFor(g.o.MaxInFlight) {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
 		if err != nil {
 			x.close()
 			return nil, fmt.Errorf("dnsgw: executor %s: %w", addr, err)
 		}
-		s := &muxSock{c: c, stat: stat, waiting: map[uint16]chan []byte{}}
+		c.SetReadBuffer(sockBuffer) // best effort: answers to a burst of queries arrive at once
+		s := &upSock{c: c, bc: ipv4.NewPacketConn(c), peer: ap, g: g, waiting: map[uint16]askRef{}}
 		x.socks = append(x.socks, s)
 		go s.read()
 	}
@@ -145,7 +187,7 @@ func newUDPMux(addr string, stat *counters) (*udpMux, error) {
 
 // closeIfIdle closes x if no query is in flight on it, atomically with that check (no query
 // can start on a socket between the two), and says whether it did.
-func (x *udpMux) closeIfIdle() bool {
+func (x *upMux) closeIfIdle() bool {
 	for _, s := range x.socks {
 		s.mu.Lock()
 	}
@@ -167,106 +209,152 @@ func (x *udpMux) closeIfIdle() bool {
 	return idle
 }
 
-// close closes x; queries in flight on it fail at once with errClosed.
-func (x *udpMux) close() {
+// close closes x; the asks in flight on it are left to their deadline.
+func (x *upMux) close() {
 	for _, s := range x.socks {
 		s.mu.Lock()
 		s.closed = true
-		for id, ch := range s.waiting {
-			ch <- nil // buffered: never blocks
-			delete(s.waiting, id)
-		}
 		s.mu.Unlock()
 		s.c.Close()
 	}
 }
 
-func (s *muxSock) read() {
-	buf := make([]byte, dns.MaxMsgSize)
+// register puts ask i of r in flight on s and returns its ID.
+func (s *upSock) register(r *round, i int) (uint16, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errClosed
+	}
+	if len(s.waiting) >= maxInFlightPerSocket {
+		return 0, errors.New("dnsgw: too many queries in flight to the executor")
+	}
 	for {
-		n, err := s.c.Read(buf)
+		id := uint16(rand.Uint32())
+		if _, busy := s.waiting[id]; !busy {
+			s.waiting[id] = askRef{r, i}
+			return id, nil
+		}
+	}
+}
+
+// forget takes the ask r, i off s, if id still names it.
+func (s *upSock) forget(id uint16, r *round, i int) {
+	s.mu.Lock()
+	if s.waiting[id] == (askRef{r, i}) {
+		delete(s.waiting, id)
+	}
+	s.mu.Unlock()
+}
+
+func (s *upSock) lookup(id uint16) (askRef, bool) {
+	s.mu.Lock()
+	ref, ok := s.waiting[id]
+	s.mu.Unlock()
+	return ref, ok
+}
+
+// upBatch is how many datagrams one read of an executor's socket takes at most; each buffer
+// holds the largest datagram (an executor may send more than the size the front advertised:
+// such an answer is read, and voted on like any other), so a socket's reader holds 1 MiB.
+const upBatch = 16
+
+// sockBuffer is the receive buffer the front asks for its UDP sockets (the kernel caps it
+// at net.core.rmem_max): the default (208 KiB on Linux) holds about 160 small datagrams, fewer
+// than the answers to the queries a busy front has in flight to one executor, and a datagram
+// dropped there is an availability dissent.
+const sockBuffer = 1 << 20
+
+func (s *upSock) read() {
+	ms := make([]ipv4.Message, upBatch)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, dns.MaxMsgSize)}
+	}
+	var out outbox
+	for {
+		n, err := s.bc.ReadBatch(ms, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue // an ICMP error (port unreachable) on a connected socket: the waiter times out
+			continue // an ICMP error (port unreachable) on a connected socket: the asks time out
 		}
-		if n < 12 {
-			s.stat.strayAnswers.Add(1)
-			continue
+		for i := range ms[:n] {
+			s.g.onAnswer(s, ms[i].Buffers[0][:ms[i].N], ms[i].Addr, &out)
 		}
-		id := uint16(buf[0])<<8 | uint16(buf[1])
-		s.mu.Lock()
-		ch := s.waiting[id]
-		delete(s.waiting, id)
-		s.mu.Unlock()
-		if ch == nil {
-			s.stat.strayAnswers.Add(1) // late, duplicated or spoofed
-			continue
-		}
-		ch <- append([]byte(nil), buf[:n]...) // buffered: never blocks
+		out.flush(s.g)
 	}
 }
 
-// exchange sends the packed query wire (its first two bytes, the ID, replaced by one not in
-// flight on the socket) and returns the raw answer and the ID it was asked with.
-func (x *udpMux) exchange(ctx context.Context, wire []byte) ([]byte, uint16, error) {
-	s := x.socks[x.next.Add(1)%uint32(len(x.socks))]
-	ch := make(chan []byte, 1)
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, 0, errClosed
-	}
-	var id uint16
-	for {
-		id = uint16(rand.Uint32())
-		if _, busy := s.waiting[id]; !busy {
-			break
+// onAnswer takes one datagram from an executor's socket.
+func (g *Gateway) onAnswer(s *upSock, b []byte, from net.Addr, out *outbox) {
+	if ua, ok := from.(*net.UDPAddr); ok && from != nil {
+		if ap := ua.AddrPort(); netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) != s.peer {
+			g.stat.strayAnswers.Add(1)
+			g.metrics.invalid.WithLabelValues("executor", "stray").Inc()
+			return
 		}
 	}
-	s.waiting[id] = ch
-	s.mu.Unlock()
-	var buf [512]byte
-	out := append(buf[:0], wire...)
-	out[0], out[1] = byte(id>>8), byte(id)
-	if _, err := s.c.Write(out); err != nil {
-		s.forget(id)
-		return nil, 0, fmt.Errorf("dnsgw: send: %w", err)
+	if len(b) < 12 {
+		g.stat.strayAnswers.Add(1)
+		g.metrics.invalid.WithLabelValues("executor", "stray").Inc()
+		return
 	}
-	select {
-	case b := <-ch:
-		if b == nil {
-			return nil, 0, errClosed
-		}
-		return b, id, nil
-	case <-ctx.Done():
-		s.forget(id)
-		return nil, 0, fmt.Errorf("dnsgw: no answer over udp: %w", ctx.Err())
+	id := uint16(b[0])<<8 | uint16(b[1])
+	ref, ok := s.lookup(id)
+	if !ok {
+		g.stat.strayAnswers.Add(1) // late, duplicated or spoofed
+		g.metrics.invalid.WithLabelValues("executor", "stray").Inc()
+		return
 	}
+	r, i := ref.r, ref.i
+	a := new(dns.Msg)
+	if err := a.Unpack(b); err != nil {
+		g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
+		r.refuse(i, fmt.Errorf("%w: %v", ErrMalformed, err))
+		return
+	}
+	if err := checkAnswer(a, r.up.q, g.cookie, id); err != nil {
+		g.metrics.invalid.WithLabelValues("executor", "mismatched").Inc()
+		r.refuse(i, err)
+		return
+	}
+	if a.Truncated {
+		s.forget(id, r, i)
+		r.retryTCP(i)
+		return
+	}
+	n, err := normalize(g.seed, a)
+	if err != nil {
+		g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
+		r.refuse(i, err)
+		return
+	}
+	s.forget(id, r, i)
+	r.add(i, voter.Answer[*normalized, uint64]{Value: n, Key: n.key}, out)
 }
 
-func (s *muxSock) forget(id uint16) {
-	s.mu.Lock()
-	delete(s.waiting, id)
-	s.mu.Unlock()
-}
-
-// exchangeTCP asks addr over a new TCP connection, bounded by ctx.
-func exchangeTCP(ctx context.Context, q *dns.Msg, addr string) (*dns.Msg, error) {
+// exchangeTCP asks addr q (a copy, under a random ID) over a new TCP connection, bounded by
+// ctx, and checks that the answer answers q.
+func exchangeTCP(ctx context.Context, q *dns.Msg, cookie, addr string) (*dns.Msg, error) {
+	q = q.Copy()
 	q.Id = dns.Id()
 	c := dns.Client{Net: "tcp", Timeout: time.Minute} // ctx bounds it
 	r, _, err := c.ExchangeContext(ctx, q, addr)
 	if err != nil {
 		return nil, fmt.Errorf("dnsgw: over tcp: %w", err)
 	}
+	if err := checkAnswer(r, q.Question[0], cookie, q.Id); err != nil {
+		return nil, fmt.Errorf("dnsgw: over tcp: %w", err)
+	}
 	return r, nil
 }
 
-// checkAnswer says whether r answers q asked with ID id: a response with that ID and q's
-// opcode and question (names compared without case).
-func checkAnswer(r, q *dns.Msg, id uint16) error {
-	if !r.Response || r.Id != id || r.Opcode != q.Opcode {
+// checkAnswer says whether r answers the question q asked with ID id and the client cookie
+// cookie (hex): a response to a QUERY with that ID and question (names compared without
+// case), echoing the cookie if it has one.
+func checkAnswer(r *dns.Msg, q dns.Question, cookie string, id uint16) error {
+	if !r.Response || r.Id != id || r.Opcode != dns.OpcodeQuery {
 		return ErrMismatch
 	}
 	if len(r.Question) != 1 {
@@ -275,11 +363,11 @@ func checkAnswer(r, q *dns.Msg, id uint16) error {
 		}
 		return ErrMismatch
 	}
-	a, b := r.Question[0], q.Question[0]
+	a, b := r.Question[0], q
 	if a.Qtype != b.Qtype || a.Qclass != b.Qclass || !strings.EqualFold(a.Name, b.Name) {
 		return ErrMismatch
 	}
-	if want, got := cookieOf(q), cookieOf(r); got != "" && (len(got) < 16 || !strings.EqualFold(got[:16], want)) {
+	if got := cookieOf(r); got != "" && (len(got) < 16 || !strings.EqualFold(got[:16], cookie)) {
 		return fmt.Errorf("%w: its cookie does not echo ours", ErrMismatch)
 	}
 	return nil

@@ -8,8 +8,9 @@
 //
 // An adapter owns its protocol: parsing, normalization (what makes two answers equivalent),
 // the answer it sends and its own I/O. The HTTP gateway (package mimic) keeps its own tuned
-// fan-out and uses Core for everything else; the DNS front (mimic/dnsgw) uses Poll as well,
-// and so can a third protocol.
+// fan-out and uses Core for everything else; the DNS front (mimic/dnsgw) gathers its answers
+// itself, without a goroutine per ask, and decides with Tally (Poll's rule); a third protocol
+// can use either.
 //
 // It imports bus, the standard library and the Prometheus client only; it must not import
 // mimic, its adapters, executor, engine or cmd.

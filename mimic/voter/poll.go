@@ -55,22 +55,13 @@ func Poll[V any, K comparable](ctx context.Context, picked []Member, o PollOptio
 			ch <- Answer[V, K]{Member: m, Value: v, Key: k, Err: err, Elapsed: time.Since(start)}
 		}()
 	}
-	r := &Round[V, K]{Answers: make([]Answer[V, K], 0, n), Winner: -1, Quorum: q}
-	for len(r.Answers) < n {
-		a := <-ch
-		r.Answers = append(r.Answers, a)
-		if a.Err == nil && r.Winner < 0 && r.count(a.Key) >= q {
-			r.Winner = r.first(a.Key)
-			if !o.WaitAll {
-				break
-			}
+	var t Tally[V, K]
+	t.Reset(n, q, o.WaitAll)
+	r := &t.r
+	for !t.decided {
+		if decided, g, k := t.Add(<-ch); decided {
+			group, ok = g, k
 		}
-		if r.Winner < 0 && !o.WaitAll && r.lead()+(n-len(r.Answers)) < q {
-			break // no group can reach the quorum any more
-		}
-	}
-	for _, i := range r.Group() {
-		group, ok = append(group, r.Answers[i]), true
 	}
 	r.Cut = !stop() && r.Winner < 0
 	if len(r.Answers) == n {
@@ -102,6 +93,75 @@ func Poll[V any, K comparable](ctx context.Context, picked []Member, o PollOptio
 	}()
 	return group, ok
 }
+
+// Tally decides a poll from its answers as they arrive, for an adapter that gathers them
+// itself (without a goroutine per ask, as Poll has): the same rule as Poll's. It is not safe
+// for concurrent use; the zero Tally must be Reset before use.
+type Tally[V any, K comparable] struct {
+	r       Round[V, K]
+	n       int
+	waitAll bool
+	decided bool
+}
+
+// Reset readies t for a poll of n executors with quorum q (waitAll: see PollOptions.WaitAll).
+// It keeps the capacity of the answers slice it had.
+func (t *Tally[V, K]) Reset(n, q int, waitAll bool) {
+	t.r = Round[V, K]{Answers: t.r.Answers[:0], Winner: -1, Quorum: q}
+	if cap(t.r.Answers) < n {
+		t.r.Answers = make([]Answer[V, K], 0, n)
+	}
+	t.n, t.waitAll, t.decided = n, waitAll, n == 0
+}
+
+// Add records one executor's answer or failure. decided is true for the one call that
+// decides the poll: q answers share a key (group is every answer that shares it so far, ok
+// true), or no key can reach the quorum any more (ok false), or, with waitAll, every
+// executor has answered. Answers added after the decision are kept for the Round but change
+// nothing of it; more than n answers are ignored.
+func (t *Tally[V, K]) Add(a Answer[V, K]) (decided bool, group []Answer[V, K], ok bool) {
+	r := &t.r
+	if len(r.Answers) >= t.n {
+		return false, nil, false
+	}
+	r.Answers = append(r.Answers, a)
+	if t.decided {
+		return false, nil, false
+	}
+	if a.Err == nil && r.Winner < 0 && r.count(a.Key) >= r.Quorum {
+		r.Winner = r.first(a.Key)
+	}
+	switch {
+	case len(r.Answers) == t.n:
+	case t.waitAll:
+		return false, nil, false
+	case r.Winner >= 0:
+	case r.lead()+(t.n-len(r.Answers)) >= r.Quorum:
+		return false, nil, false // a group can still reach the quorum
+	}
+	t.decided = true
+	for _, i := range r.Group() {
+		group, ok = append(group, r.Answers[i]), true
+	}
+	return true, group, ok
+}
+
+// ResetIn is Reset for len(buf) executors, the answers kept in buf (its contents are
+// overwritten): an adapter can keep them in the request's own struct.
+func (t *Tally[V, K]) ResetIn(buf []Answer[V, K], q int, waitAll bool) {
+	t.r.Answers = buf[:0]
+	t.Reset(len(buf), q, waitAll)
+}
+
+// Decided says whether the poll is decided.
+func (t *Tally[V, K]) Decided() bool { return t.decided }
+
+// Complete says whether every executor has answered or failed.
+func (t *Tally[V, K]) Complete() bool { return len(t.r.Answers) >= t.n }
+
+// Round is the poll so far (the whole of it once Complete), for Account. It is t's own: the
+// caller must not Reset t while using it.
+func (t *Tally[V, K]) Round() *Round[V, K] { return &t.r }
 
 func (r *Round[V, K]) count(k K) int {
 	c := 0

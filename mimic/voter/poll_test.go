@@ -188,3 +188,50 @@ func TestPollStragglersBounded(t *testing.T) {
 		t.Fatalf("dissent events: %+v", d)
 	}
 }
+
+// Tally decides as Poll does, one answer at a time: at the quorum, when no group can reach it
+// any more, and with waitAll only once every executor is in; answers after the decision
+// change nothing of it.
+func TestTally(t *testing.T) {
+	ans := func(id, key string) Answer[string, string] {
+		if key == "" {
+			return Answer[string, string]{Member: Member{ID: id}, Err: errors.New("down")}
+		}
+		return Answer[string, string]{Member: Member{ID: id}, Value: key, Key: key}
+	}
+	for _, tc := range []struct {
+		name    string
+		q       int
+		waitAll bool
+		keys    []string // in arrival order; "" a failure
+		at      int      // the answer (index) that decides
+		ok      bool
+		group   int
+	}{
+		{"majority", 2, false, []string{"x", "y", "x"}, 2, true, 2},
+		{"first two agree", 2, false, []string{"x", "x", "y"}, 1, true, 2},
+		{"no group can win", 2, false, []string{"x", "y", "z"}, 2, false, 0},
+		{"failures", 2, false, []string{"", "", "x"}, 1, false, 0},
+		{"quorum 3, one differs", 3, false, []string{"x", "y", "x"}, 1, false, 0},
+		{"wait all", 2, true, []string{"x", "x", "y"}, 2, true, 2},
+		{"wait all, the group grows", 2, true, []string{"x", "x", "x"}, 2, true, 3},
+	} {
+		var tl Tally[string, string]
+		tl.ResetIn(make([]Answer[string, string], len(tc.keys)), tc.q, tc.waitAll)
+		for i, k := range tc.keys {
+			decided, group, ok := tl.Add(ans(string(rune('a'+i)), k))
+			if decided != (i == tc.at) {
+				t.Fatalf("%s: answer %d decided %v", tc.name, i, decided)
+			}
+			if decided && (ok != tc.ok || len(group) != tc.group) {
+				t.Fatalf("%s: ok %v with %d, want %v with %d", tc.name, ok, len(group), tc.ok, tc.group)
+			}
+		}
+		if !tl.Decided() || !tl.Complete() || len(tl.Round().Answers) != len(tc.keys) {
+			t.Fatalf("%s: decided %v complete %v answers %d", tc.name, tl.Decided(), tl.Complete(), len(tl.Round().Answers))
+		}
+		if decided, _, _ := tl.Add(ans("late", "x")); decided || len(tl.Round().Answers) != len(tc.keys) {
+			t.Fatalf("%s: an answer beyond n was taken", tc.name)
+		}
+	}
+}

@@ -1,0 +1,469 @@
+package dnsgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+
+	"github.com/proteus-defense/proteus/mimic/voter"
+)
+
+// A round is one client query being voted. Its asks go out over the executors' long-lived
+// sockets and their answers come back on those sockets' readers, which add them to the
+// round's tally; the expiry goroutine fails the asks still open at the deadline. No
+// goroutine waits for a query or for one of its asks (a truncated answer's retry over TCP
+// excepted): whichever goroutine adds the deciding answer sends the client its answer, and
+// whichever adds the last does the accounting.
+type round struct {
+	g        *Gateway
+	qu       query
+	req      *dns.Msg // the client's query
+	up       *packedQuery
+	start    time.Time
+	deadline time.Time
+	// front and to say where a UDP client's answer goes; without a front, the decision goes
+	// to result (ServeDNS waits for it).
+	front  *udpFront
+	to     net.Addr
+	result chan decision
+
+	completed atomic.Bool // every ask answered or failed, accounting under way or done
+
+	mu    sync.Mutex
+	tally voter.Tally[*normalized, uint64]
+	asks  []upAsk
+	held  bool // the round holds a straggler slot (decided, still waiting for some asks)
+
+	// room for the asks, answers and picks of a round of up to inlineK executors
+	asksBuf    [inlineK]upAsk
+	answersBuf [inlineK]voter.Answer[*normalized, uint64]
+	pickedBuf  [inlineK]voter.Member
+}
+
+const inlineK = 3
+
+type decision struct {
+	group []voter.Answer[*normalized, uint64]
+	ok    bool
+}
+
+// upAsk is the question put to one executor.
+type upAsk struct {
+	m     voter.Member
+	sock  *upSock
+	id    uint16
+	state askState
+	held  bool  // OnAcquire was called for it
+	last  error // why the last datagram taken for it was refused
+}
+
+type askState uint8
+
+const (
+	askWaiting askState = iota // on its socket
+	askTCP                     // off its socket, asked again over TCP
+	askDone
+)
+
+var errStragglersFull = fmt.Errorf("dnsgw: %w: as many answered queries already wait for slow executors", context.Canceled)
+
+// refuse records why a datagram taken for ask i was not accepted; the ask goes on waiting
+// (a forged datagram must not take the place of the answer), and if no better one comes in
+// time this is its failure.
+func (r *round) refuse(i int, err error) {
+	r.mu.Lock()
+	if r.asks[i].state != askDone {
+		r.asks[i].last = err
+	}
+	r.mu.Unlock()
+}
+
+// add adds ask i's answer (or failure: a.Err) to the tally, unless the ask is over already.
+// Replies due to UDP clients go into out.
+func (r *round) add(i int, a voter.Answer[*normalized, uint64], out *outbox) {
+	r.mu.Lock()
+	ask := &r.asks[i]
+	if ask.state == askDone {
+		r.mu.Unlock()
+		return
+	}
+	ask.state = askDone
+	a.Member, a.Elapsed = ask.m, time.Since(r.start)
+	decided, group, ok := r.tally.Add(a)
+	var cancelled []int
+	if decided && !r.tally.Complete() {
+		if r.g.straggle.Add(1) <= int64(r.g.o.MaxInFlight) {
+			r.held = true
+		} else { // as many rounds already wait for stragglers: these count as unavailable
+			r.g.straggle.Add(-1)
+			for j := range r.asks {
+				if r.asks[j].state != askDone {
+					r.asks[j].state = askDone
+					r.tally.Add(voter.Answer[*normalized, uint64]{Member: r.asks[j].m, Err: errStragglersFull, Elapsed: time.Since(r.start)})
+					cancelled = append(cancelled, j)
+				}
+			}
+		}
+	}
+	complete := r.tally.Complete()
+	r.mu.Unlock()
+	r.release(i)
+	for _, j := range cancelled {
+		r.asks[j].sock.forget(r.asks[j].id, r, j)
+		r.release(j)
+	}
+	if decided {
+		r.g.decide(r, group, ok, out)
+	}
+	if complete {
+		r.g.complete(r)
+	}
+}
+
+// release ends ask i's hold on its executor (see voter.InFlight). The ask is done: nobody
+// else touches its held flag.
+func (r *round) release(i int) {
+	if r.asks[i].held {
+		r.asks[i].held = false
+		if f, ok := r.g.o.Backends.(voter.InFlight); ok {
+			f.OnRelease(r.asks[i].m.ID)
+		}
+	}
+}
+
+// expire fails every ask of r still open: an availability dissent, or the reason its last
+// datagram was refused.
+func (r *round) expire(out *outbox) {
+	r.mu.Lock()
+	var open []int
+	var errs []error
+	for i := range r.asks {
+		if r.asks[i].state != askDone {
+			open = append(open, i)
+			err := r.asks[i].last
+			if err == nil {
+				err = fmt.Errorf("dnsgw: no answer in %v: %w", r.g.o.Timeout, context.DeadlineExceeded)
+			} else {
+				err = fmt.Errorf("dnsgw: no acceptable answer in %v: %w", r.g.o.Timeout, err)
+			}
+			errs = append(errs, err)
+		}
+	}
+	r.mu.Unlock()
+	for j, i := range open {
+		if s := r.asks[i].sock; s != nil {
+			s.forget(r.asks[i].id, r, i)
+		}
+		r.add(i, voter.Answer[*normalized, uint64]{Err: errs[j]}, out)
+	}
+}
+
+// retryTCP asks ask i's executor again over TCP (its UDP answer was truncated), in a
+// goroutine of its own, bounded by the round's deadline.
+func (r *round) retryTCP(i int) {
+	r.mu.Lock()
+	if r.asks[i].state != askWaiting {
+		r.mu.Unlock()
+		return
+	}
+	r.asks[i].state = askTCP
+	r.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithDeadline(context.Background(), r.deadline)
+		defer cancel()
+		var a voter.Answer[*normalized, uint64]
+		m, err := exchangeTCP(ctx, r.up.msg(), r.g.cookie, r.asks[i].m.Addr)
+		switch {
+		case errors.Is(err, ErrMismatch):
+			r.g.metrics.invalid.WithLabelValues("executor", "mismatched").Inc()
+		case err == nil && m.Truncated:
+			err = fmt.Errorf("%w: truncated over tcp", ErrMalformed)
+		case err == nil:
+			var n *normalized
+			if n, err = normalize(r.g.seed, m); err == nil {
+				a.Value, a.Key = n, n.key
+			} else {
+				r.g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
+			}
+		}
+		a.Err = err
+		var out outbox
+		r.add(i, a, &out)
+		out.flush(r.g)
+	}()
+}
+
+// decide answers the client of r: the deciding group's answer, or SERVFAIL.
+func (g *Gateway) decide(r *round, group []voter.Answer[*normalized, uint64], ok bool, out *outbox) {
+	g.inflight.Add(-1)
+	if r.front == nil {
+		r.result <- decision{group, ok} // buffered: never blocks
+		return
+	}
+	m, outcome := g.reply(r.req, group, ok)
+	limit := udpLimit(r.req, g.o.UDPSize)
+	m.Compress = false // most answers fit without: packing without a compression map is cheaper
+	wire, err := m.Pack()
+	if err == nil && len(wire) > limit {
+		m.Compress = true
+		if wire, err = m.Pack(); err == nil && len(wire) > limit {
+			m.Truncate(limit)
+			wire, err = m.Pack()
+			outcome = "truncated"
+		}
+	}
+	if err != nil { // built by the front from records that packed: a bug if not
+		g.log.Error("pack answer", "query", r.qu.text(), "error", err)
+		wire, _ = new(dns.Msg).SetRcode(r.req, dns.RcodeServerFailure).Pack()
+		outcome = "no-consensus"
+	}
+	out.reply(r.front, wire, r.to)
+	g.count(r.qu.transport, outcome, r.start)
+}
+
+// complete does the accounting of a round every ask of which is over.
+func (g *Gateway) complete(r *round) {
+	r.completed.Store(true)
+	g.account(&r.qu, r.tally.Round())
+	if r.held {
+		g.straggle.Add(-1)
+	}
+	g.pending.Done()
+}
+
+// udpLimit is the size a UDP answer to r may have: the client's EDNS(0) buffer size within
+// 512..udpSize, 512 without EDNS.
+func udpLimit(r *dns.Msg, udpSize int) int {
+	if opt := r.IsEdns0(); opt != nil {
+		return min(max(int(opt.UDPSize()), dns.MinMsgSize), udpSize)
+	}
+	return dns.MinMsgSize
+}
+
+// outbox gathers the datagrams one goroutine has to send, for one batched write per socket
+// (sendmmsg on Linux): the executors' questions and the UDP clients' answers.
+type outbox struct {
+	asks, batch, rest    []outAsk
+	replies, restReplies []outReply
+	arena                []byte
+	ms                   []ipv4.Message
+}
+
+type outAsk struct {
+	r *round
+	i int
+	b []byte
+}
+
+type outReply struct {
+	f  *udpFront
+	b  []byte
+	to net.Addr
+}
+
+// ask queues ask i of r: the packed question with the ask's ID.
+func (o *outbox) ask(r *round, i int) {
+	wire := r.up.wire
+	if cap(o.arena)-len(o.arena) < len(wire) {
+		o.arena = make([]byte, 0, 32<<10) // the old one stays with the asks queued in it
+	}
+	b := append(o.arena[len(o.arena):], wire...)
+	o.arena = o.arena[:len(o.arena)+len(b)]
+	b[0], b[1] = byte(r.asks[i].id>>8), byte(r.asks[i].id)
+	o.asks = append(o.asks, outAsk{r, i, b})
+}
+
+func (o *outbox) reply(f *udpFront, b []byte, to net.Addr) {
+	if b == nil {
+		return
+	}
+	o.replies = append(o.replies, outReply{f, b, to})
+}
+
+// flush sends everything queued: the questions first (a failed send fails its ask, which
+// may decide a round and queue an answer), then the answers.
+func (o *outbox) flush(g *Gateway) {
+	for len(o.asks) > 0 {
+		s := o.asks[0].r.asks[o.asks[0].i].sock
+		ms, batch, rest := o.ms[:0], o.batch[:0], o.rest[:0]
+		for _, a := range o.asks {
+			if a.r.asks[a.i].sock == s {
+				ms = append(ms, ipv4.Message{Buffers: [][]byte{a.b}})
+				batch = append(batch, a)
+			} else {
+				rest = append(rest, a)
+			}
+		}
+		failed := writeAll(s.bc, ms)
+		o.asks, o.rest = rest, o.asks[:0]
+		for _, f := range failed { // adding a failure queues at most an answer, never an ask
+			a := batch[f.i]
+			s.forget(a.r.asks[a.i].id, a.r, a.i)
+			a.r.add(a.i, voter.Answer[*normalized, uint64]{Err: fmt.Errorf("dnsgw: send: %w", f.err)}, o)
+		}
+		clear(ms)
+		clear(batch)
+		o.ms, o.batch = ms[:0], batch[:0]
+	}
+	clear(o.rest)
+	o.arena = o.arena[:0]
+	for len(o.replies) > 0 {
+		f := o.replies[0].f
+		ms, rest := o.ms[:0], o.restReplies[:0]
+		for _, rp := range o.replies {
+			if rp.f == f {
+				ms = append(ms, ipv4.Message{Buffers: [][]byte{rp.b}, Addr: rp.to})
+			} else {
+				rest = append(rest, rp)
+			}
+		}
+		for _, fl := range writeAll(f.bc, ms) {
+			g.log.Debug("write answer", "client", ms[fl.i].Addr.String(), "error", fl.err)
+		}
+		clear(ms)
+		clear(o.replies)
+		o.ms, o.replies, o.restReplies = ms[:0], rest, o.replies[:0]
+	}
+}
+
+type sendFailure struct {
+	i   int
+	err error
+}
+
+// writeAll writes ms in as few batches as it can; a message that cannot be sent (twice in
+// a row: a connected socket reports an earlier ICMP error on the next send) is given up.
+func writeAll(bc *ipv4.PacketConn, ms []ipv4.Message) []sendFailure {
+	var failed []sendFailure
+	for off := 0; off < len(ms); {
+		n, err := bc.WriteBatch(ms[off:], 0)
+		if n > 0 {
+			off += n
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				for i := off; i < len(ms); i++ {
+					failed = append(failed, sendFailure{i, err})
+				}
+				return failed
+			}
+			if n, err = bc.WriteBatch(ms[off:], 0); n > 0 {
+				off += n
+				continue
+			}
+		}
+		if err == nil {
+			err = errors.New("nothing sent")
+		}
+		failed = append(failed, sendFailure{off, err})
+		off++
+	}
+	return failed
+}
+
+// expiry fails the asks still open at their round's deadline. Every round has the same
+// timeout, so the queue is in deadline order; rounds that completed are dropped from its
+// head every expiryTick at least, so it holds about expiryTick's worth of finished rounds.
+type expiry struct {
+	mu      sync.Mutex
+	q       []*round
+	head    int
+	wake    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+	once    sync.Once
+}
+
+const expiryTick = 20 * time.Millisecond
+
+func (e *expiry) push(g *Gateway, r *round) {
+	e.once.Do(func() {
+		e.wake, e.stop, e.stopped = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go e.run(g)
+	})
+	e.mu.Lock()
+	idle := e.head == len(e.q)
+	e.q = append(e.q, r)
+	e.mu.Unlock()
+	if idle {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (e *expiry) run(g *Gateway) {
+	defer close(e.stopped)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	var due []*round
+	var out outbox
+	for {
+		now := time.Now()
+		e.mu.Lock()
+		for e.head < len(e.q) {
+			r := e.q[e.head]
+			if !r.completed.Load() {
+				if r.deadline.After(now) {
+					break
+				}
+				due = append(due, r)
+			}
+			e.q[e.head] = nil
+			e.head++
+		}
+		if e.head == len(e.q) || e.head > 4096 && 2*e.head > len(e.q) {
+			e.q = append(e.q[:0], e.q[e.head:]...)
+			e.head = 0
+		}
+		wait := time.Duration(-1)
+		if e.head < len(e.q) {
+			wait = min(time.Until(e.q[e.head].deadline), expiryTick) + time.Millisecond
+		}
+		e.mu.Unlock()
+		for i, r := range due {
+			r.expire(&out)
+			due[i] = nil
+		}
+		due = due[:0]
+		out.flush(g)
+		if wait >= 0 {
+			t.Reset(wait)
+			select {
+			case <-t.C:
+			case <-e.wake:
+			case <-e.stop:
+				return
+			}
+			continue
+		}
+		select {
+		case <-e.wake:
+		case <-e.stop:
+			return
+		}
+	}
+}
+
+// close stops the expiry goroutine (once no round is pending).
+func (e *expiry) close() {
+	e.once.Do(func() {}) // never started: nothing to stop
+	if e.stop == nil {
+		return
+	}
+	select {
+	case <-e.stop:
+	default:
+		close(e.stop)
+	}
+	<-e.stopped
+}
