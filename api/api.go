@@ -202,6 +202,7 @@ type Server struct {
 	traffic       *Traffic
 	game          Game
 	enclave       Enclave
+	enclaveNode   http.Handler
 	plots         chan struct{} // the plot requests in progress (MaxPlotRequests)
 	now           func() time.Time
 }
@@ -232,6 +233,9 @@ func NewServer(ctl Controller, b *bus.Bus, token string, reg *prometheus.Registr
 	s.handle("GET /assets/{name}/evolution", s.evolution)
 	s.handle("GET /enclave/peers", s.enclavePeers)
 	s.handle("GET /events", s.events)
+	if s.enclaveNode != nil {
+		s.mux.HandleFunc(EnclaveNodePrefix+"/", s.serveEnclaveNode)
+	}
 	s.mux.HandleFunc("GET /events", s.events) // the stream's path before the versioned prefix
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	s.mux.Handle("GET /metrics", metrics) // where Prometheus looks by default

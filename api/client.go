@@ -97,6 +97,12 @@ func newClient(dataDir, addr string, socket bool) (*Client, error) {
 	return c, nil
 }
 
+// Endpoint is what a client of another API the agent serves under path needs: the URL,
+// the token and the HTTP client (over the unix socket when the client uses it).
+func (c *Client) Endpoint(path string) (url, token string, hc *http.Client) {
+	return c.base + path, c.token, c.http
+}
+
 // APIError is an error answer from the agent.
 type APIError struct {
 	Status int

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -111,6 +112,27 @@ func WithGame(g Game) Option { return func(s *Server) { s.game = g } }
 
 // WithEnclave enables GET /v1/enclave/peers.
 func WithEnclave(e Enclave) Option { return func(s *Server) { s.enclave = e } }
+
+// EnclaveNodePrefix is where the agent serves its enclave node's control API (the node's
+// /v1/status is Prefix/enclave/node/status), behind the API's token: `proteus enclave`
+// subcommands reach an agent's node there.
+const EnclaveNodePrefix = Prefix + "/enclave/node"
+
+// WithEnclaveNode serves h, an enclave node's control API (enclave.Node.ControlAPI, paths
+// /v1/...), under EnclaveNodePrefix.
+func WithEnclaveNode(h http.Handler) Option { return func(s *Server) { s.enclaveNode = h } }
+
+// serveEnclaveNode passes a request under EnclaveNodePrefix to the node's control API, as the
+// path that API knows (/v1/...).
+func (s *Server) serveEnclaveNode(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, EnclaveNodePrefix)
+	r2 := new(http.Request)
+	*r2 = *r
+	u := *r.URL
+	u.Path, u.RawPath = LegacyPrefix+rest, ""
+	r2.URL = &u
+	s.enclaveNode.ServeHTTP(w, r2)
+}
 
 // MaxPlotRequests bounds the plot endpoints' requests in progress (traffic, evolution); one
 // more is refused with 503 and Retry-After, so a flood of them costs at most this many at a

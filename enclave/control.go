@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/proteus-defense/proteus/atomicfile"
@@ -85,7 +86,22 @@ func (n *Node) ServeControl(ctx context.Context, addr string) (string, error) {
 	return info.Addr, nil
 }
 
+// controlHandler is ControlAPI behind the bearer token of the node's control file.
 func (n *Node) controlHandler(token string) http.Handler {
+	mux := n.ControlAPI()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !bearer.Valid(r, token) {
+			writeErr(w, http.StatusUnauthorized, errors.New("missing or wrong token"))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// ControlAPI is the control API's routes (/v1/status, /v1/publish, ...) without
+// authentication, for a server that authenticates the caller itself: the agent serves it
+// behind its own API token under /api/v1/enclave/node/.
+func (n *Node) ControlAPI() http.Handler {
 	mux := http.NewServeMux()
 	get := func(path string, f func(r *http.Request) any) {
 		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f(r)) })
@@ -166,13 +182,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"revoked": b.Indicator})
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !bearer.Valid(r, token) {
-			writeErr(w, http.StatusUnauthorized, errors.New("missing or wrong token"))
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	return mux
 }
 
 func decodeBody(r *http.Request, v any) error {
@@ -206,6 +216,7 @@ func writeErr(w http.ResponseWriter, code int, err error) {
 // Client talks to a running node's control API.
 type Client struct {
 	info ControlInfo
+	base string // the URL that stands for /v1 in the control API's paths
 	http *http.Client
 }
 
@@ -219,7 +230,14 @@ func Dial(dataDir string) (*Client, error) {
 	if err := json.Unmarshal(data, &info); err != nil {
 		return nil, fmt.Errorf("enclave: %s: %w", ControlFile, err)
 	}
-	return &Client{info: info, http: &http.Client{Timeout: 30 * time.Second}}, nil
+	return &Client{info: info, base: "http://" + info.Addr + "/v1", http: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// NewClientAt talks to the control API at base, a URL that stands for /v1 in its paths
+// (base/status for /v1/status), with token, through hc: the agent's API serves its node's
+// control API under a prefix of its own.
+func NewClientAt(base, token string, hc *http.Client) *Client {
+	return &Client{info: ControlInfo{Addr: base, Token: token}, base: strings.TrimRight(base, "/"), http: hc}
 }
 
 // Info is what the client connects to.
@@ -231,7 +249,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.info.Addr+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+strings.TrimPrefix(path, "/v1"), rd)
 	if err != nil {
 		return fmt.Errorf("enclave: %w", err)
 	}

@@ -10,11 +10,26 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/enclave"
 )
 
-// The commands in this file talk to a running `proteus enclave run` through its control
-// API, found via the control file in --data-dir.
+// The commands in this file talk to the enclave node of --data-dir: an agent's node through
+// the agent's API (api.EnclaveNodePrefix), a node of `proteus enclave run` through its control
+// API, found via the control file in the data dir.
+
+// dialEnclave returns a client of the running agent's enclave node when the agent of
+// globals.dataDir answers for one, or else of the node named by the data dir's control file.
+func dialEnclave(ctx context.Context) (*enclave.Client, error) {
+	if ac, err := api.NewClient(globals.dataDir, ""); err == nil {
+		url, token, hc := ac.Endpoint(api.EnclaveNodePrefix)
+		cl := enclave.NewClientAt(url, token, hc)
+		if _, err := cl.Status(ctx); err == nil {
+			return cl, nil
+		}
+	}
+	return enclave.Dial(globals.dataDir)
+}
 
 func init() {
 	addEnclaveCommand(newEnclavePeersCmd)
@@ -40,7 +55,7 @@ func queryEnclave[T any](cmd *cobra.Command, output string, get func(*enclave.Cl
 	if err := checkOutput(output); err != nil {
 		return err
 	}
-	cl, err := enclave.Dial(globals.dataDir)
+	cl, err := dialEnclave(cmd.Context())
 	if err != nil {
 		return err
 	}
@@ -130,7 +145,7 @@ func newEnclavePublishCmd() *cobra.Command {
 			if action != "block" && action != "watch" {
 				return fmt.Errorf("%w: --action must be block or watch", errUsage)
 			}
-			cl, err := enclave.Dial(globals.dataDir)
+			cl, err := dialEnclave(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -189,7 +204,7 @@ func newEnclaveRevokeCmd() *cobra.Command {
 			if !strings.HasPrefix(args[0], "indicator--") {
 				return fmt.Errorf("%w: %q is not an indicator id", errUsage, args[0])
 			}
-			cl, err := enclave.Dial(globals.dataDir)
+			cl, err := dialEnclave(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -58,7 +58,7 @@ func newEnclaveExpelCmd() *cobra.Command {
 			}
 			res := enclave.RevokeMembersResult{Serial: l.Serial, Revoked: len(l.Peers)}
 			if publish {
-				cl, err := enclave.Dial(globals.dataDir)
+				cl, err := dialEnclave(cmd.Context())
 				if err != nil {
 					return err
 				}

@@ -253,6 +253,10 @@ func Run(ctx context.Context, o Options) error {
 	if cfg.Enclave.Enabled {
 		apiOpts = append(apiOpts, api.WithEnclave(enclaveView{a}))
 	}
+	if n := a.node.Load(); n != nil {
+		// `proteus enclave status|publish|...` reach the node here, behind the API's token.
+		apiOpts = append(apiOpts, api.WithEnclaveNode(n.ControlAPI()))
+	}
 	// Requests and dissent over time, for the dashboard: the front's counters sampled into a
 	// bounded ring.
 	traffic := api.NewTraffic(a.reg, api.DefaultTrafficInterval, api.DefaultTrafficSamples)

@@ -10,9 +10,10 @@ import (
 	"github.com/proteus-defense/proteus/enclave"
 )
 
-// startEnclave runs the enclave node when enclave.enabled, and `proteus enclave
-// peers|publish|trust|...` talk to the agent through the enclave control API
-// (DATA-DIR/enclave-control.json).
+// startEnclave runs the enclave node when enclave.enabled. `proteus enclave
+// peers|publish|trust|...` talk to it through the agent's API (api.EnclaveNodePrefix); the
+// node's own control API (DATA-DIR/enclave-control.json) is served too, for tools that dial
+// a node directly (`proteus enclave bench`, a node of `proteus enclave run`).
 //
 // With the engine running, the node decides nothing on its own: it records and weighs
 // reports (trust, quorum, relevance, the protect list) and its decisions come to the engine
