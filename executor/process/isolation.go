@@ -228,6 +228,20 @@ func (d *Driver) probe(iso *isolation) error {
 	return nil
 }
 
+// coverFor is the directory whose cover hides dataDir from an executor with its own uid:
+// the topmost ancestor of dataDir that others may not search (the executor could not reach
+// its work dir's mount point below it otherwise, so confinement would fail and degrade: /root
+// for a data dir in root's home), or dataDir itself when every ancestor is searchable.
+func coverFor(dataDir string) string {
+	cover := dataDir
+	for dir := filepath.Dir(dataDir); dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+		if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o001 == 0 {
+			cover = dir
+		}
+	}
+	return cover
+}
+
 // sandboxFor is the helper's instructions for one executor.
 func (d *Driver) sandboxFor(iso *isolation, uid int, work, exe string, cgroups []string, port int, connect bool) sandbox {
 	sb := sandbox{
@@ -244,6 +258,9 @@ func (d *Driver) sandboxFor(iso *isolation, uid int, work, exe string, cgroups [
 		sb.Mounts, sb.UserNS = true, iso.userns
 		sb.Private = []string{"/tmp", "/var/tmp", "/dev/shm"}
 		sb.Hide = []string{d.dataDir}
+		if iso.full {
+			sb.Hide = []string{coverFor(d.dataDir)}
+		}
 	}
 	if iso.full {
 		sb.NProc = uint64(iso.cfg.Processes)

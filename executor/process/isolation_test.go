@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -150,4 +151,38 @@ func TestUIDRangeExhausted(t *testing.T) {
 		t.Fatalf("Start after Stop: %v", err)
 	}
 	_ = d.Stop(ctx, again)
+}
+
+// A data dir below a directory that others may not search (root's home: /root is 0700) still
+// gives full isolation: the cover that hides the data dir from executors starts at that
+// directory, so an executor's uid reaches its work dir. Outside /tmp, which executors see as
+// a fresh tmpfs anyway.
+func TestDataDirBelowAnUnsearchableDirectory(t *testing.T) {
+	needRoot(t)
+	parent, err := os.MkdirTemp("/run", "proteus-test-home-")
+	if err != nil {
+		t.Skipf("no directory outside /tmp to test in: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	if err := os.Chmod(parent, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(parent, "secret")
+	if err := os.WriteFile(secret, []byte("the agent's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := newIsolated(t, filepath.Join(parent, "state", "proteus"), nil)
+	ctx := context.Background()
+	inst, err := d.Start(ctx, processtest.DemoSpec("home", processtest.Image(t), "nethttp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(ctx, inst)
+	if body := waitServing(t, inst.Address, "/"); !strings.Contains(body, "Proteus demo shop") {
+		t.Fatalf("body %q", body)
+	}
+	// What the cover hides is the executor's no more: the file beside the data dir is not the agent's.
+	if data, err := os.ReadFile("/proc/" + strconv.Itoa(pidOf(t, inst)) + "/root" + secret); err == nil && string(data) == "the agent's" {
+		t.Fatalf("the executor sees %s", secret)
+	}
 }
