@@ -25,7 +25,9 @@ func getWith(t *testing.T, src, url string, hdr http.Header) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header = hdr
+	if hdr != nil {
+		req.Header = hdr
+	}
 	resp, err := (&http.Client{Transport: tr, Timeout: time.Minute}).Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,21 +14,7 @@ import (
 )
 
 // fetchFrom sends GET url from the local address src and returns the status and body.
-func fetchFrom(t *testing.T, src, url string) (int, string) {
-	t.Helper()
-	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).DialContext}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: time.Minute}).Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
+func fetchFrom(t *testing.T, src, url string) (int, string) { return getWith(t, src, url, nil) }
 
 // Must show (issue 14, redirection): a client the engine defers on is served by the decoy
 // executor (a honeypot copy of the site with a canary file, outside the vote) instead of the

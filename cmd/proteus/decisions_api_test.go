@@ -34,20 +34,7 @@ func TestDecisionsCommandsGoThroughTheAgentAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tok := range []string{"", strings.Repeat("0", 64)} {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+strings.TrimSpace(string(addr))+api.Prefix+"/decisions", nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("GET decisions with token %q: %d, want 401", tok, resp.StatusCode)
-		}
-	}
+	requireUnauthorized(t, "http://"+strings.TrimSpace(string(addr))+api.Prefix+"/decisions")
 	if code, out := a.cli("decisions", "show", ds[0].ID); code != 0 || !strings.Contains(out, attacker) {
 		t.Fatalf("decisions show: %d\n%s", code, out)
 	}
@@ -190,6 +177,29 @@ func TestDecisionsCommandsSurviveAHostileAPI(t *testing.T) {
 				}
 			}
 			t.Logf("%s %v: exit %d: %.200q", name, args, code, all)
+		}
+	}
+}
+
+// requireUnauthorized checks that GET url is refused with 401 without a token and with a
+// wrong one.
+func requireUnauthorized(t *testing.T, url string) {
+	t.Helper()
+	for _, tok := range []string{"", strings.Repeat("0", 64)} {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("GET %s with token %q: %d, want 401", url, tok, resp.StatusCode)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,20 +70,7 @@ func TestEnclaveCommandsGoThroughTheAgentAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tok := range []string{"", "wrong"} {
-		req, _ := http.NewRequest("GET", "http://"+strings.TrimSpace(string(addr))+api.EnclaveNodePrefix+"/status", nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("the node's status with token %q: %s, want 401", tok, resp.Status)
-		}
-	}
+	requireUnauthorized(t, "http://"+strings.TrimSpace(string(addr))+api.EnclaveNodePrefix+"/status")
 
 	// With the agent gone (it removes the control file as it stops), the command says so.
 	a.stop(t)
