@@ -21,14 +21,20 @@ const NFTablesID = "countermeasure.nftables"
 // Names of what the nftables actuator owns. Everything lives in one table, so
 // `nft delete table inet proteus` removes all of it.
 const (
-	NFTable      = "proteus"
-	NFSet4       = "blocked4"      // ipv4_addr, flags interval,timeout
-	NFSet6       = "blocked6"      // ipv6_addr, flags interval,timeout
-	NFSetPorts   = "blocked_ports" // inet_service, flags timeout
-	NFChainIn    = "input"         // hook input: drop from blocked addresses, to blocked ports
-	NFChainFwd   = "forward"       // hook forward: drop from blocked addresses
-	nfPriority   = -10             // before the usual filter chains (priority 0)
-	nfMinTimeout = time.Second
+	NFTable    = "proteus"
+	NFSet4     = "blocked4"      // ipv4_addr, flags interval,timeout
+	NFSet6     = "blocked6"      // ipv6_addr, flags interval,timeout
+	NFSetPorts = "blocked_ports" // inet_service, flags timeout
+	NFChainIn  = "input"         // hook input: drop from blocked addresses, to blocked ports
+	NFChainFwd = "forward"       // hook forward: drop from blocked addresses
+	// With NFTablesOptions.Redirects only: the addresses whose connections to the redirected
+	// ports go to the decoys, and the nat chain that sends them there.
+	NFSetRedir4     = "redir4"     // ipv4_addr, flags timeout
+	NFSetRedir6     = "redir6"     // ipv6_addr, flags timeout
+	NFChainRedir    = "prerouting" // hook prerouting, priority dstnat - 10: redirect to the decoy port
+	nfRedirPriority = -110
+	nfPriority      = -10 // before the usual filter chains (priority 0)
+	nfMinTimeout    = time.Second
 )
 
 func init() {
@@ -42,6 +48,18 @@ type NFTablesOptions struct {
 	NetNS int
 	// Now is the clock used to turn expiries into element timeouts; nil means time.Now.
 	Now func() time.Time
+	// Redirects are the ports whose new TCP connections from a redirected address (a
+	// KindRedirect action) go to a decoy port of this host instead. Without any, redirect
+	// actions are refused (ErrUnsupportedTarget).
+	Redirects []PortRedirect
+}
+
+// PortRedirect sends new TCP connections to Port from a redirected address to local port To
+// (nftables `redirect to :To`: the address of the interface the packet came in on, so the
+// decoy on To must listen on every address). Connections made on this host itself do not
+// pass the prerouting hook and are never redirected.
+type PortRedirect struct {
+	Port, To uint16
 }
 
 // NFTables blocks addresses and local ports in the kernel: table inet proteus, with
@@ -56,6 +74,11 @@ type NFTablesOptions struct {
 // range of its family (the common case: one more attacker address) only adds its own
 // elements, so its cost does not grow with the number of blocks. One netlink socket is kept
 // open for all of it (reopened after an error).
+//
+// With NFTablesOptions.Redirects it also redirects: KindRedirect actions put one address each
+// (with its timeout) in set redir4 or redir6, and a nat chain on the prerouting hook sends
+// that address's new TCP connections to each redirected port to its decoy port on this host.
+// A redirected address is not blocked: its connections are answered, by a decoy.
 type NFTables struct {
 	mu    sync.Mutex
 	c     *nftables.Conn // lasting; nil until first used or after an error
@@ -64,7 +87,9 @@ type NFTables struct {
 	set4  *nftables.Set
 	set6  *nftables.Set
 	ports *nftables.Set
-	want  map[string]Action // action ID -> action
+	// redir4 and redir6 exist only with opts.Redirects.
+	redir4, redir6 *nftables.Set
+	want           map[string]Action // action ID -> action
 }
 
 var (
@@ -86,6 +111,10 @@ func NewNFTables(o NFTablesOptions) (*NFTables, error) {
 	n.set4 = &nftables.Set{Table: n.table, Name: NFSet4, KeyType: nftables.TypeIPAddr, Interval: true, HasTimeout: true}
 	n.set6 = &nftables.Set{Table: n.table, Name: NFSet6, KeyType: nftables.TypeIP6Addr, Interval: true, HasTimeout: true}
 	n.ports = &nftables.Set{Table: n.table, Name: NFSetPorts, KeyType: nftables.TypeInetService, HasTimeout: true}
+	if len(o.Redirects) > 0 {
+		n.redir4 = &nftables.Set{Table: n.table, Name: NFSetRedir4, KeyType: nftables.TypeIPAddr, HasTimeout: true}
+		n.redir6 = &nftables.Set{Table: n.table, Name: NFSetRedir6, KeyType: nftables.TypeIP6Addr, HasTimeout: true}
+	}
 	if err := n.install(); err != nil {
 		return nil, err
 	}
@@ -136,7 +165,10 @@ func (n *NFTables) install() error {
 	c.AddTable(n.table) // make sure it exists, so the delete below cannot fail
 	c.DelTable(n.table)
 	c.AddTable(n.table)
-	for _, s := range []*nftables.Set{n.set4, n.set6, n.ports} {
+	for _, s := range []*nftables.Set{n.set4, n.set6, n.ports, n.redir4, n.redir6} {
+		if s == nil {
+			continue
+		}
 		if err := c.AddSet(s, nil); err != nil {
 			n.drop()
 			return fmt.Errorf("countermeasure/nftables: add set %s: %w", s.Name, err)
@@ -154,6 +186,14 @@ func (n *NFTables) install() error {
 	}
 	for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
 		c.AddRule(&nftables.Rule{Table: n.table, Chain: in, Exprs: dportRule(proto, n.ports)})
+	}
+	if len(n.opts.Redirects) > 0 {
+		nat := c.AddChain(&nftables.Chain{Name: NFChainRedir, Table: n.table, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(nfRedirPriority), Policy: &accept})
+		for _, r := range n.opts.Redirects {
+			c.AddRule(&nftables.Rule{Table: n.table, Chain: nat, Exprs: redirectRule(unix.NFPROTO_IPV4, 12, 4, n.redir4, r)})
+			c.AddRule(&nftables.Rule{Table: n.table, Chain: nat, Exprs: redirectRule(unix.NFPROTO_IPV6, 8, 16, n.redir6, r)})
+		}
 	}
 	if err := n.flush(c); err != nil {
 		return fmt.Errorf("countermeasure/nftables: create table inet %s: %w", NFTable, err)
@@ -183,20 +223,48 @@ func dportRule(proto byte, set *nftables.Set) []expr.Any {
 	}
 }
 
+// redirectRule is `meta nfproto <fam> <ip|ip6> saddr @set tcp dport <r.Port> redirect to :<r.To>`.
+func redirectRule(family byte, off, length uint32, set *nftables.Set, r PortRedirect) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{family}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: length},
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, r.Port)},
+		&expr.Immediate{Register: 1, Data: binary.BigEndian.AppendUint16(nil, r.To)},
+		&expr.Redir{RegisterProtoMin: 1, Flags: unix.NF_NAT_RANGE_PROTO_SPECIFIED},
+	}
+}
+
 // ID implements Actuator.
 func (n *NFTables) ID() string { return NFTablesID }
 
-// Apply blocks a.Target (a prefix or a port) until a.Expires.
+// isRedirect tells a redirect action (an address in redir4 or redir6) from a block.
+func isRedirect(a Action) bool { return a.Kind == KindRedirect }
+
+// Apply blocks a.Target (a prefix or a port) until a.Expires, or with a.Kind redirect sends
+// a.Target's (one address) new connections to the redirected ports to their decoys.
 func (n *NFTables) Apply(_ context.Context, a Action) error {
 	if a.Target.IsZero() {
 		return fmt.Errorf("countermeasure/nftables: %s: %w", a.ID, ErrUnsupportedTarget)
+	}
+	if isRedirect(a) {
+		if n.redir4 == nil {
+			return fmt.Errorf("countermeasure/nftables: redirect %s: no redirected ports: %w", a.Target, ErrUnsupportedTarget)
+		}
+		if !a.Target.IsPrefix() || !a.Target.Prefix.IsSingleIP() {
+			return fmt.Errorf("countermeasure/nftables: redirect %s: %w: one address", a.Target, ErrUnsupportedTarget)
+		}
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	old, had := n.want[a.ID]
 	n.want[a.ID] = a
-	sync := n.syncLocked
-	if !had && a.Target.Prefix.IsValid() && n.aloneLocked(a) {
+	sync := func(Target) error { return n.syncLocked(a) }
+	if !had && !isRedirect(a) && a.Target.Prefix.IsValid() && n.aloneLocked(a) {
 		sync = func(Target) error { return n.addLocked(a) }
 	}
 	if err := sync(a.Target); err != nil {
@@ -219,7 +287,7 @@ func (n *NFTables) Revert(_ context.Context, a Action) error {
 		return nil
 	}
 	delete(n.want, a.ID)
-	if err := n.syncLocked(old.Target); err != nil {
+	if err := n.syncLocked(old); err != nil {
 		n.want[a.ID] = old
 		return err
 	}
@@ -250,7 +318,7 @@ func (n *NFTables) aloneLocked(a Action) bool {
 	lo, hi := p.Addr(), lastAddr(p)
 	for id, o := range n.want {
 		q := o.Target.Prefix
-		if id == a.ID || !q.IsValid() || q.Addr().Is4() != lo.Is4() {
+		if id == a.ID || isRedirect(o) || !q.IsValid() || q.Addr().Is4() != lo.Is4() {
 			continue
 		}
 		q = q.Masked()
@@ -290,16 +358,23 @@ func (n *NFTables) addLocked(a Action) error {
 	return nil
 }
 
-// syncLocked rewrites the set that t belongs to from n.want.
-func (n *NFTables) syncLocked(t Target) error {
+// syncLocked rewrites the set that a belongs to from n.want.
+func (n *NFTables) syncLocked(a Action) error {
 	c, err := n.conn()
 	if err != nil {
 		return err
 	}
 	now := n.opts.Now()
+	t := a.Target
 	var set *nftables.Set
 	var elems []nftables.SetElement
 	switch {
+	case isRedirect(a):
+		set = n.redir6
+		if t.Prefix.Addr().Is4() {
+			set = n.redir4
+		}
+		elems = n.redirectElements(now, t.Prefix.Addr().Is4())
 	case t.IsPort():
 		set = n.ports
 		elems = n.portElements(now)
@@ -334,7 +409,7 @@ func timeout(expires, now time.Time) time.Duration {
 func (n *NFTables) portElements(now time.Time) []nftables.SetElement {
 	latest := map[uint16]time.Time{}
 	for _, a := range n.want {
-		if a.Target.IsPort() && a.Expires.After(latest[a.Target.Port]) {
+		if !isRedirect(a) && a.Target.IsPort() && a.Expires.After(latest[a.Target.Port]) {
 			latest[a.Target.Port] = a.Expires
 		}
 	}
@@ -361,7 +436,7 @@ func (n *NFTables) rangeElements(now time.Time, v4 bool) []nftables.SetElement {
 	var rs []rng
 	for _, a := range n.want {
 		p := a.Target.Prefix
-		if !p.IsValid() || p.Addr().Is4() != v4 {
+		if isRedirect(a) || !p.IsValid() || p.Addr().Is4() != v4 {
 			continue
 		}
 		p = p.Masked()
@@ -391,6 +466,27 @@ func (n *NFTables) rangeElements(now time.Time, v4 bool) []nftables.SetElement {
 		if end := r.hi.Next(); end.IsValid() {
 			out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
 		}
+	}
+	return out
+}
+
+// redirectElements are the redirected addresses of one family, each with the latest expiry
+// among the actions that redirect it.
+func (n *NFTables) redirectElements(now time.Time, v4 bool) []nftables.SetElement {
+	latest := map[netip.Addr]time.Time{}
+	for _, a := range n.want {
+		if ip := a.Target.Prefix.Addr(); isRedirect(a) && ip.Is4() == v4 && a.Expires.After(latest[ip]) {
+			latest[ip] = a.Expires
+		}
+	}
+	addrs := make([]netip.Addr, 0, len(latest))
+	for ip := range latest {
+		addrs = append(addrs, ip)
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	out := make([]nftables.SetElement, 0, len(addrs))
+	for _, ip := range addrs {
+		out = append(out, nftables.SetElement{Key: ip.AsSlice(), Timeout: timeout(latest[ip], now)})
 	}
 	return out
 }
