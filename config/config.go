@@ -140,12 +140,13 @@ func (c *Config) Problems() strictyaml.Problems {
 	c.Enclave.validate("enclave", &p)
 	c.Sensors.validate("sensors", &p)
 	c.Engine.validate("engine", &p, &c.Sensors)
-	if c.Engine.Redirect != nil {
+	if r := c.Engine.Redirect; r != nil {
+		r.validate("engine.redirect", &p, c.Engine.NFTables, c.Sensors.Decoy)
 		// Without a decoy executor or the vote, a redirect would silently serve the vote.
-		if c.Pool.Decoy == nil {
-			p.Addf("engine.redirect", "needs pool.decoy: the executor that serves redirected clients")
+		if c.Pool.Decoy == nil && len(r.Ports) == 0 {
+			p.Addf("engine.redirect", "needs pool.decoy: the executor that serves redirected clients (or ports: to redirect at the network layer)")
 		}
-		if c.Gateway.Frontend != FrontendVote {
+		if c.Pool.Decoy != nil && c.Gateway.Frontend != FrontendVote {
 			p.Addf("engine.redirect", "needs gateway.frontend vote (the proxy frontend cannot redirect), got %s", c.Gateway.Frontend)
 		}
 	} else if c.Pool.Decoy != nil {

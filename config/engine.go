@@ -202,6 +202,60 @@ func (v *Vigilance) validate(field string, p *strictyaml.Problems) {
 // (default 10m; a later defer extends it).
 type Redirect struct {
 	TTL time.Duration `yaml:"ttl"`
+	// Ports, when set, also redirect a deferred source at the network layer, for the same
+	// TTL (nftables, so root): its new TCP connections to Port go to To, the port of a
+	// sensors.decoy listener on every address (0.0.0.0 for IPv4 sources, [::] for both).
+	// Connections made on this host itself are not redirected.
+	Ports []RedirectPort `yaml:"ports"`
+}
+
+// RedirectPort is one port of engine.redirect.ports.
+type RedirectPort struct {
+	Port int `yaml:"port"`
+	To   int `yaml:"to"`
+}
+
+// validate checks the redirect against the decoys it sends sources to and the nftables
+// setting it needs.
+func (r *Redirect) validate(field string, p *strictyaml.Problems, nftables string, decoy *Decoy) {
+	if len(r.Ports) == 0 {
+		return
+	}
+	if nftables == "off" {
+		p.Addf(field+".ports", "redirect with nftables, which engine.nftables off turns off")
+	}
+	wildcard := map[int]bool{} // decoy ports listening on every address
+	decoyPort := map[int]bool{}
+	if decoy != nil {
+		for _, l := range decoy.Listen {
+			if ap, err := netip.ParseAddrPort(l.Addr); err == nil {
+				decoyPort[int(ap.Port())] = true
+				if ap.Addr().IsUnspecified() {
+					wildcard[int(ap.Port())] = true
+				}
+			}
+		}
+	}
+	seen := map[int]int{}
+	for i, rp := range r.Ports {
+		f := indexed(field+".ports", i)
+		switch {
+		case rp.Port < 1 || rp.Port > 65535:
+			p.Addf(f+".port", "must be a TCP port in [1, 65535], got %d", rp.Port)
+		case decoyPort[rp.Port]:
+			p.Addf(f+".port", "%d is a decoy's own port (sensors.decoy.listen)", rp.Port)
+		case seen[rp.Port] > 0:
+			p.Addf(f+".port", "%d is already %s", rp.Port, indexed(field+".ports", seen[rp.Port]-1))
+		default:
+			seen[rp.Port] = i + 1
+		}
+		switch {
+		case rp.To < 1 || rp.To > 65535:
+			p.Addf(f+".to", "must be a TCP port in [1, 65535], got %d", rp.To)
+		case !wildcard[rp.To]:
+			p.Addf(f+".to", "%d must be the port of a sensors.decoy listener on 0.0.0.0 or [::] (a redirected connection arrives on the address it was sent to)", rp.To)
+		}
+	}
 }
 
 // MaxCountermeasureTTL bounds every countermeasure lifetime the engine sets.

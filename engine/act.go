@@ -217,23 +217,28 @@ func (e *Engine) vigilance(ctx context.Context, a *asset, id string, level int, 
 	return c
 }
 
-// redirect has the gateway serve src from the decoy executor for engine.redirect.ttl (a
-// deferred source: suspicious, not yet certain); its requests there become evidence of
-// decision id.
-func (e *Engine) redirect(ctx context.Context, a *asset, id string, src netip.Addr, now time.Time) store.Countermeasure {
-	c := store.Countermeasure{Kind: string(countermeasure.KindRedirect), Target: src.String()}
-	if e.o.Manager == nil || e.o.RedirectActuator == "" {
-		c.Error = "no redirect actuator (pool.decoy and the voting gateway)"
-		return c
+// redirect serves src from a decoy for engine.redirect.ttl (a deferred source: suspicious,
+// not yet certain), through every redirect actuator: the gateway's decoy executor (its
+// requests there become evidence of decision id) and nftables' redirected ports.
+func (e *Engine) redirect(ctx context.Context, a *asset, id string, src netip.Addr, now time.Time) []store.Countermeasure {
+	target := countermeasure.AddrTarget(src)
+	if e.o.Manager == nil || len(e.o.RedirectActuators) == 0 {
+		return []store.Countermeasure{{Kind: string(countermeasure.KindRedirect), Target: target.String(),
+			Error: "no redirect actuator (pool.decoy and the voting gateway, or engine.redirect.ports and nftables)"}}
 	}
-	got, err := e.o.Manager.Apply(ctx, countermeasure.Action{Actuator: e.o.RedirectActuator, Kind: countermeasure.KindRedirect,
-		Target: countermeasure.AddrTarget(src), Source: "engine/" + a.Name, Reason: "decision " + id, Expires: now.Add(e.cfg.Redirect.TTL)})
-	if err != nil {
-		c.Error = err.Error()
-	} else {
-		c.ID, c.Expires = got.ID, got.Expires
+	out := make([]store.Countermeasure, 0, len(e.o.RedirectActuators))
+	for _, act := range e.o.RedirectActuators {
+		c := store.Countermeasure{Kind: string(countermeasure.KindRedirect), Target: target.String()}
+		got, err := e.o.Manager.Apply(ctx, countermeasure.Action{Actuator: act, Kind: countermeasure.KindRedirect,
+			Target: target, Source: "engine/" + a.Name, Reason: "decision " + id, Expires: now.Add(e.cfg.Redirect.TTL)})
+		if err != nil {
+			c.Error = err.Error()
+		} else {
+			c.ID, c.Expires = got.ID, got.Expires
+		}
+		out = append(out, c)
 	}
-	return c
+	return out
 }
 
 // oneShot runs a countermeasure that has no revert (a rotation, a hook) in the background,

@@ -25,6 +25,8 @@ type Countermeasures struct {
 	// BlockActuators are the actuator IDs a block goes to: the blocklist, and nftables when
 	// it runs.
 	BlockActuators []string
+	// NetRedirectActuator is nftables' ID when it redirects engine.redirect.ports, else "".
+	NetRedirectActuator string
 
 	kernel countermeasure.Actuator
 	stop   context.CancelFunc
@@ -45,6 +47,9 @@ func StartCountermeasures(ctx context.Context, cfg *config.Config, dataDir strin
 		c.kernel = kernel
 		actuators = append(actuators, kernel)
 		c.BlockActuators = append(c.BlockActuators, kernel.ID())
+		if len(redirectedPorts(cfg.Engine)) > 0 {
+			c.NetRedirectActuator = kernel.ID()
+		}
 	}
 	var blockable []netip.Addr
 	for _, a := range cfg.Engine.BlockableLoopback {
@@ -83,25 +88,45 @@ func (c *Countermeasures) closeKernel() {
 
 // kernelBlocker returns the nftables actuator the engine blocks with besides the gateway
 // blocklist: engine.nftables auto uses it when the agent is root and nftables works, on
-// requires it, off (or no engine) never.
+// requires it, off (or no engine) never. engine.redirect.ports require it too: without it
+// a deferred source would silently reach the real service.
 func kernelBlocker(c config.Engine, log *slog.Logger) (countermeasure.Actuator, error) {
 	if !c.Enabled() || c.NFTables == "off" {
 		return nil, nil
 	}
+	redirects := redirectedPorts(c)
+	need := "engine.nftables is on"
+	if len(redirects) > 0 {
+		need = "engine.redirect.ports redirect with nftables"
+	}
+	required := c.NFTables == "on" || len(redirects) > 0
 	if os.Geteuid() != 0 {
-		if c.NFTables == "on" {
-			return nil, fmt.Errorf("agent: engine.nftables is on: %w", countermeasure.ErrNotRoot)
+		if required {
+			return nil, fmt.Errorf("agent: %s: %w", need, countermeasure.ErrNotRoot)
 		}
 		log.Info("not root: blocking at the gateway only", "component", "agent")
 		return nil, nil
 	}
-	nft, err := countermeasure.NewNFTables(countermeasure.NFTablesOptions{})
+	nft, err := countermeasure.NewNFTables(countermeasure.NFTablesOptions{Redirects: redirects})
 	if err != nil {
-		if c.NFTables == "on" {
-			return nil, fmt.Errorf("agent: engine.nftables is on: %w", err)
+		if required {
+			return nil, fmt.Errorf("agent: %s: %w", need, err)
 		}
 		log.Warn("nftables unavailable: blocking at the gateway only", "component", "agent", "err", err)
 		return nil, nil
 	}
 	return nft, nil
+}
+
+// redirectedPorts are engine.redirect.ports for the nftables actuator (validated with the
+// config: each in [1, 65535]).
+func redirectedPorts(c config.Engine) []countermeasure.PortRedirect {
+	if c.Redirect == nil {
+		return nil
+	}
+	out := make([]countermeasure.PortRedirect, 0, len(c.Redirect.Ports))
+	for _, p := range c.Redirect.Ports {
+		out = append(out, countermeasure.PortRedirect{Port: uint16(p.Port), To: uint16(p.To)})
+	}
+	return out
 }

@@ -71,14 +71,16 @@ type Options struct {
 	Manager           *countermeasure.Manager
 	BlockActuators    []string
 	VigilanceActuator string
-	// RedirectActuator, with engine.redirect, serves a deferred source from the decoy
-	// executor (countermeasure.redirect); empty: defer verdicts redirect nobody.
-	RedirectActuator string
-	Pool             Pool         // may be nil: rotate countermeasures are then skipped
-	Store            *store.Store // may be nil (no audit, tests)
-	Bus              *bus.Bus
-	Logger           *slog.Logger
-	Now              func() time.Time
+	// RedirectActuators, with engine.redirect, serve a deferred source from a decoy: the
+	// gateway's decoy executor (countermeasure.redirect) and nftables' redirected ports
+	// (countermeasure.nftables with engine.redirect.ports); none: defer verdicts redirect
+	// nobody (said in the decision).
+	RedirectActuators []string
+	Pool              Pool         // may be nil: rotate countermeasures are then skipped
+	Store             *store.Store // may be nil (no audit, tests)
+	Bus               *bus.Bus
+	Logger            *slog.Logger
+	Now               func() time.Time
 	// Exec runs an exec countermeasure; nil means run the program with a 30 s timeout.
 	Exec func(ctx context.Context, argv []string) error
 	// Share publishes a confident local detection (an act on this agent's own evidence that
@@ -508,7 +510,7 @@ func (e *Engine) Handle(ctx context.Context, ev sensor.Event) *Decision {
 	case Defer:
 		d.Countermeasures = append(d.Countermeasures, e.vigilance(ctx, a, d.ID, 1, e.cfg.VigilanceTTL, now))
 		if e.cfg.Redirect != nil && ev.Source.IsValid() {
-			d.Countermeasures = append(d.Countermeasures, e.redirect(ctx, a, d.ID, ev.Source, now))
+			d.Countermeasures = append(d.Countermeasures, e.redirect(ctx, a, d.ID, ev.Source, now)...)
 		}
 	}
 	if raw, err := json.Marshal(det); err == nil {

@@ -35,7 +35,7 @@ type AgentOptions struct {
 	// BlockActuators receive every block (the gateway blocklist; nftables when it runs).
 	BlockActuators    []string
 	VigilanceActuator string
-	RedirectActuator  string // see Options.RedirectActuator
+	RedirectActuators []string // see Options.RedirectActuators
 	Pool              Pool
 	// Members lets the file-integrity sensor watch the running executors; nil: host paths only.
 	Members Members
@@ -78,7 +78,7 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 		return nil, err
 	}
 	e, err := New(Options{Config: o.Config.Engine, Model: m, Manager: o.Manager, BlockActuators: o.BlockActuators,
-		VigilanceActuator: o.VigilanceActuator, RedirectActuator: o.RedirectActuator, Pool: o.Pool, Store: st, Bus: o.Bus, Logger: o.Logger, Share: o.Share})
+		VigilanceActuator: o.VigilanceActuator, RedirectActuators: o.RedirectActuators, Pool: o.Pool, Store: st, Bus: o.Bus, Logger: o.Logger, Share: o.Share})
 	if err != nil {
 		st.Close()
 		return nil, locate(err, o.ConfigFile)

@@ -51,12 +51,13 @@ func appliedAt(t *testing.T, log, target string) time.Time {
 }
 
 // startAgentInNetNS runs the agent binary with config cfg and data dir data inside network
-// namespace ns, its gateway on ip, and returns the gateway's address once it serves.
-func startAgentInNetNS(t *testing.T, ns, data, cfg, ip string) (string, *syncBuffer) {
+// namespace ns, its gateway on listen (host:port), and returns the gateway's address once it
+// serves.
+func startAgentInNetNS(t *testing.T, ns, data, cfg, listen string) (string, *syncBuffer) {
 	t.Helper()
 	bin := proteusBinary(t)
 	stderr := &syncBuffer{}
-	cmd := exec.Command("ip", "netns", "exec", ns, bin, "--data-dir", data, "agent", "-c", cfg, "--listen", ip+":0", "--api", "127.0.0.1:0")
+	cmd := exec.Command("ip", "netns", "exec", ns, bin, "--data-dir", data, "agent", "-c", cfg, "--listen", listen, "--api", "127.0.0.1:0")
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ func TestAgentDecoyScanFromNetnsIsBlockedByNFTables(t *testing.T) {
 	const ttl = 40 * time.Second
 	cfg := decoyAgentConfig(t, []decoyListen{{agentIP + ":22", "ssh"}, {agentIP + ":3306", "mysql"}, {agentIP + ":6379", "redis"}},
 		decoyExtra{block: ttl})
-	gw, stderr := startAgentInNetNS(t, agentNS, data, cfg, agentIP)
+	gw, stderr := startAgentInNetNS(t, agentNS, data, cfg, agentIP+":0")
 	_, gwPort, _ := net.SplitHostPort(gw)
 	ports := "22,3306,6379," + gwPort
 
@@ -216,7 +217,7 @@ func TestAgentFakeHostsFromNetns(t *testing.T) {
 	}
 
 	data := t.TempDir()
-	_, stderr := startAgentInNetNS(t, agentNS, data, write(fake1+", "+fake2), agentIP)
+	_, stderr := startAgentInNetNS(t, agentNS, data, write(fake1+", "+fake2), agentIP+":0")
 	if out, err := exec.Command("ip", "-n", agentNS, "addr", "show", "dev", "lo", "label", "lo:chaff").CombinedOutput(); err != nil ||
 		!strings.Contains(string(out), fake1+"/32") || !strings.Contains(string(out), fake2+"/32") {
 		t.Fatalf("fake hosts not on lo (label lo:chaff): %v\n%s\n%s", err, out, stderr.String())

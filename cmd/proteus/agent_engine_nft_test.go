@@ -45,7 +45,7 @@ engine:
 `, model)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	gw, stderr := startAgentInNetNS(t, ns, data, cfg, nsIP)
+	gw, stderr := startAgentInNetNS(t, ns, data, cfg, nsIP+":0")
 
 	client := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(hostIP)}}).DialContext}}

@@ -451,7 +451,10 @@ func (a *agent) startEngine(ctx context.Context) error {
 		o.Share = a.share // the node starts right after the engine
 	}
 	if a.decoy != nil && a.gw != nil {
-		o.RedirectActuator = countermeasure.RedirectID
+		o.RedirectActuators = append(o.RedirectActuators, countermeasure.RedirectID)
+	}
+	if a.cms.NetRedirectActuator != "" {
+		o.RedirectActuators = append(o.RedirectActuators, a.cms.NetRedirectActuator)
 	}
 	if a.gw != nil && len(a.cfg.Gateway.Identities) > 0 {
 		o.SignalFollowers = append(o.SignalFollowers, gatewaySignal{g: a.gw, asset: a.cfg.Gateway.SignalAsset})
