@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -100,19 +101,23 @@ func executorEvidence(ev sensor.Event) bool {
 // rebuilt). Either way the pool replaces it from the known-good image.
 func (e *Engine) isolateLocked(ctx context.Context, id, reason string) store.Countermeasure {
 	c := store.Countermeasure{Kind: "quarantine", Target: id}
-	if e.o.Pool == nil {
+	pool := e.o.Pool
+	if e.o.Decoy != nil && slices.ContainsFunc(e.o.Decoy.Members(), func(m executor.MemberStatus) bool { return m.Instance != nil && m.Instance.ID == id }) {
+		pool = e.o.Decoy
+	}
+	if pool == nil {
 		c.Error = "no executor pool"
 		return c
 	}
 	rctx := executor.WithReason(context.WithoutCancel(ctx), reason)
 	if e.quarantined >= e.cfg.MaxQuarantined {
 		c.Kind = config.CMRotate
-		if err := e.o.Pool.Rotate(rctx, id); err != nil {
+		if err := pool.Rotate(rctx, id); err != nil {
 			c.Error = err.Error()
 		}
 		return c
 	}
-	if err := e.o.Pool.Quarantine(rctx, id); err != nil {
+	if err := pool.Quarantine(rctx, id); err != nil {
 		c.Error = err.Error()
 		return c
 	}

@@ -62,6 +62,12 @@ type Pool interface {
 	Rotate(ctx context.Context, id string) error
 }
 
+// DecoyExecutor is the decoy executor's own pool (pool.decoy), outside the vote.
+type DecoyExecutor interface {
+	Pool
+	Members
+}
+
 // Options configure an Engine.
 type Options struct {
 	Config config.Engine
@@ -76,11 +82,14 @@ type Options struct {
 	// (countermeasure.nftables with engine.redirect.ports); none: defer verdicts redirect
 	// nobody (said in the decision).
 	RedirectActuators []string
-	Pool              Pool         // may be nil: rotate countermeasures are then skipped
-	Store             *store.Store // may be nil (no audit, tests)
-	Bus               *bus.Bus
-	Logger            *slog.Logger
-	Now               func() time.Time
+	Pool              Pool // may be nil: rotate countermeasures are then skipped
+	// Decoy, when set, is the decoy executor's pool: evidence accusing one of its executors
+	// takes that one out of service through it instead of Pool.
+	Decoy  DecoyExecutor
+	Store  *store.Store // may be nil (no audit, tests)
+	Bus    *bus.Bus
+	Logger *slog.Logger
+	Now    func() time.Time
 	// Exec runs an exec countermeasure; nil means run the program with a 30 s timeout.
 	Exec func(ctx context.Context, argv []string) error
 	// Share publishes a confident local detection (an act on this agent's own evidence that

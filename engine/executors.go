@@ -21,11 +21,12 @@ type Members interface {
 	Config() executor.PoolConfig
 }
 
-// executorWatcher keeps the FIM sensors' set of watched executors equal to the pool's running
-// executors: process executors with the manifest of the image they were copied from,
-// containers whose root file system is readable here with their image's (see rootManifest).
+// executorWatcher keeps the FIM sensors' set of watched executors equal to the pools' running
+// executors (the voting pool's, and the decoy executor's): process executors with the
+// manifest of the image they were copied from, containers whose root file system is readable
+// here with their image's (see rootManifest).
 type executorWatcher struct {
-	pool      Members
+	pools     []Members
 	sensors   []*fim.Sensor
 	mu        sync.Mutex
 	manifests map[string]map[string]string // image dir, or "image " + digest for containers -> manifest
@@ -41,14 +42,24 @@ func fimSensors(srcs []sensor.Source) []*fim.Sensor {
 	return out
 }
 
-// sync reads the pool and hands the sensors the executors to watch.
+// sync reads the pools and hands the sensors the executors to watch.
 func (w *executorWatcher) sync() {
+	var list []fim.Executor
+	for _, p := range w.pools {
+		list = w.appendWatched(list, p)
+	}
+	for _, s := range w.sensors {
+		s.SetExecutors(list)
+	}
+}
+
+// appendWatched appends pool p's running executors that can be watched to list.
+func (w *executorWatcher) appendWatched(list []fim.Executor, p Members) []fim.Executor {
 	images := map[string]string{}
-	for _, v := range w.pool.Config().Variants {
+	for _, v := range p.Config().Variants {
 		images[v.Variant] = v.Image
 	}
-	var list []fim.Executor
-	for _, m := range w.pool.Members() {
+	for _, m := range p.Members() {
 		in := m.Instance
 		if m.State != executor.StateHealthy && m.State != executor.StateStarting {
 			continue
@@ -70,9 +81,7 @@ func (w *executorWatcher) sync() {
 		list = append(list, fim.Executor{ID: in.ID, Variant: in.Variant, Dir: in.WorkDir, Manifest: mf,
 			Ignore: []string{process.OutputFile, process.RecordFile, process.StateDir + "/"}})
 	}
-	for _, s := range w.sensors {
-		s.SetExecutors(list)
-	}
+	return list
 }
 
 // manifest parses (once per image) the image's MANIFEST.sha256; nil when unreadable.
@@ -115,22 +124,27 @@ func (w *executorWatcher) rootManifest(in *executor.Instance) map[string]string 
 	return m
 }
 
-// run re-syncs on every executor event until ctx ends.
-func (w *executorWatcher) run(ctx context.Context, b *bus.Bus) {
-	ch, cancel := b.Subscribe(256, bus.KindPrefix("executor."))
-	defer cancel()
+// run re-syncs on every executor event of the buses (each pool's) until ctx ends.
+func (w *executorWatcher) run(ctx context.Context, buses ...*bus.Bus) {
+	changed := make(chan struct{}, 1) // a burst is one sync
+	for _, b := range buses {
+		ch, cancel := b.Subscribe(256, bus.KindPrefix("executor."))
+		defer cancel() // closes ch, which ends its forwarder
+		go func() {
+			for range ch {
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
 	w.sync()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-			for len(ch) > 0 { // a burst is one sync
-				<-ch
-			}
+		case <-changed:
 			w.sync()
 		}
 	}

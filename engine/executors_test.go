@@ -34,7 +34,7 @@ func TestContainerRootsAreWatched(t *testing.T) {
 		{Instance: &executor.Instance{ID: "remote", Variant: "v", Driver: "docker", ImageDigest: "sha256:aa"}, State: executor.StateHealthy},
 	}
 	s := fim.New(fim.Options{})
-	w := &executorWatcher{pool: members, sensors: []*fim.Sensor{s}, manifests: map[string]map[string]string{}}
+	w := &executorWatcher{pools: []Members{members}, sensors: []*fim.Sensor{s}, manifests: map[string]map[string]string{}}
 	w.sync()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

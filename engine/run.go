@@ -39,6 +39,11 @@ type AgentOptions struct {
 	Pool              Pool
 	// Members lets the file-integrity sensor watch the running executors; nil: host paths only.
 	Members Members
+	// Decoy is the decoy executor's own pool (pool.decoy) and DecoyBus the bus its events go
+	// to: watched by the file-integrity sensors like the voting executors (with Members), and
+	// taken out of service the same way when evidence accuses it. Both nil without one.
+	Decoy    DecoyExecutor
+	DecoyBus *bus.Bus
 	// Share publishes confident local detections to the enclave (Options.Share); nil: none.
 	Share func(ctx context.Context, s Sighting) error
 	Bus   *bus.Bus
@@ -78,7 +83,7 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 		return nil, err
 	}
 	e, err := New(Options{Config: o.Config.Engine, Model: m, Manager: o.Manager, BlockActuators: o.BlockActuators,
-		VigilanceActuator: o.VigilanceActuator, RedirectActuators: o.RedirectActuators, Pool: o.Pool, Store: st, Bus: o.Bus, Logger: o.Logger, Share: o.Share})
+		VigilanceActuator: o.VigilanceActuator, RedirectActuators: o.RedirectActuators, Pool: o.Pool, Decoy: o.Decoy, Store: st, Bus: o.Bus, Logger: o.Logger, Share: o.Share})
 	if err != nil {
 		st.Close()
 		return nil, locate(err, o.ConfigFile)
@@ -106,9 +111,13 @@ func Start(ctx context.Context, o AgentOptions) (*Running, error) {
 	rctx, cancel := context.WithCancel(ctx)
 	r := &Running{Engine: e, Supervisor: sup, sources: srcs, store: st, cancel: cancel}
 	if fims := fimSensors(srcs); len(fims) > 0 && o.Members != nil {
-		w := &executorWatcher{pool: o.Members, sensors: fims, manifests: map[string]map[string]string{}}
+		w := &executorWatcher{pools: []Members{o.Members}, sensors: fims, manifests: map[string]map[string]string{}}
+		buses := []*bus.Bus{o.Bus}
+		if o.Decoy != nil && o.DecoyBus != nil {
+			w.pools, buses = append(w.pools, o.Decoy), append(buses, o.DecoyBus)
+		}
 		r.wg.Add(1)
-		go func() { defer r.wg.Done(); w.run(rctx, o.Bus) }()
+		go func() { defer r.wg.Done(); w.run(rctx, buses...) }()
 	}
 	if fs := append(signalFollowers(srcs), o.SignalFollowers...); len(fs) > 0 {
 		// What was in force before a restart is presented again before the engine runs.

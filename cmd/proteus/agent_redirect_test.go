@@ -164,3 +164,87 @@ engine:
 		t.Fatalf("%d voted answers of / to the other client in the access log, want 4", voted)
 	}
 }
+
+// The decoy executor, where redirected suspects are, is watched by the file-integrity sensor
+// like the voting executors: a file changed in it is decided on and takes that decoy instance
+// out of service through the decoy's own pool (quarantined, kept for forensics), which
+// replaces it from the known-good image; the voting executors are left alone.
+func TestAgentDecoyExecutorIsWatchedAndReplaced(t *testing.T) {
+	data := t.TempDir()
+	const honey = "<h1>Proteus demo shop</h1><p>staff login: /backup/</p>\n"
+	path := decoyAgentConfig(t, []decoyListen{{freeAddr(t), "ssh"}}, decoyExtra{
+		pool: fmt.Sprintf(`decoy:
+  name: shop-decoy
+  image: builtin:demo
+  command: ["{{.Self}}", "demo-server", "--impl", "nethttp", "--listen", "{{.Addr}}", "--root", "{{.Dir}}/honey"]
+  files:
+    honey/index.html: %q
+    honey/healthz: "ok\n"`, honey),
+		sensors: "fim: {}",
+		engine:  "redirect: {ttl: 5m}",
+		rules:   "- {name: tamper, sensor: fim, stage: S1, attack: a1, weight: 0.95}",
+	})
+	a := startAgent(t, data, "-c", path, "--listen", "127.0.0.1:0")
+	work := filepath.Join(data, "executor", "process", "work")
+	decoys := func() []string {
+		ents, _ := os.ReadDir(work)
+		var ids []string
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), "shop-decoy") {
+				ids = append(ids, e.Name())
+			}
+		}
+		return ids
+	}
+	var victim string
+	waitFor(t, "the decoy executor's work dir", func() bool {
+		if ids := decoys(); len(ids) == 1 {
+			victim = ids[0]
+		}
+		return victim != ""
+	})
+	voting := map[string]bool{}
+	for _, x := range a.status(t).Executors {
+		voting[x.ID] = true
+	}
+	if voting[victim] {
+		t.Fatalf("the decoy %s is a voting executor", victim)
+	}
+	page := filepath.Join(work, victim, "honey", "index.html")
+	// The decoy is watched once it is healthy: change its page until the sensor reports it.
+	var q *store.Countermeasure
+	waitFor(t, "a quarantine of the changed decoy executor", func() bool {
+		if err := os.WriteFile(page, []byte("<h1>owned</h1>\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range listDecisions(t, a) {
+			for i, c := range d.Countermeasures {
+				if c.Kind == "quarantine" && c.Target == victim {
+					q = &d.Countermeasures[i]
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if q.Error != "" {
+		t.Fatalf("the decoy's quarantine failed: %+v", *q)
+	}
+	// Replaced from the image; the quarantined work dir kept; no voting executor touched.
+	waitFor(t, "a new decoy instance with the image's page", func() bool {
+		for _, id := range decoys() {
+			if b, err := os.ReadFile(filepath.Join(work, id, "honey", "index.html")); id != victim && err == nil && string(b) == honey {
+				return true
+			}
+		}
+		return false
+	})
+	if b, err := os.ReadFile(page); err != nil || !strings.Contains(string(b), "owned") {
+		t.Fatalf("the quarantined decoy's work dir was not kept: %q %v", b, err)
+	}
+	for _, x := range a.status(t).Executors {
+		if voting[x.ID] && x.State != "healthy" {
+			t.Errorf("voting executor %s is %s after the decoy's quarantine", x.ID, x.State)
+		}
+	}
+}

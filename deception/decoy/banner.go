@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // greeting is what a decoy sends for one service under one signal: hello goes out when the
@@ -35,10 +37,12 @@ func newGreeting(service, id string) (greeting, error) {
 		// Thread IDs count up from a few on a server that started recently.
 		return greeting{hello: func() []byte { return mysqlHandshake(id, 8+rand.Uint32N(5000), rand.Uint64()) }}, nil
 	case "http":
-		body := "<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>\n"
-		b := []byte("HTTP/1.1 404 Not Found\r\nServer: " + id + "\r\nContent-Type: text/html\r\nContent-Length: " +
-			strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body)
-		return greeting{reply: func([]byte) []byte { return b }}, nil
+		ctype, body := notFoundPage(id)
+		head := "HTTP/1.1 404 Not Found\r\nServer: " + id + "\r\nDate: "
+		tail := "\r\nContent-Type: " + ctype + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body
+		return greeting{reply: func([]byte) []byte {
+			return []byte(head + time.Now().UTC().Format(http.TimeFormat) + tail)
+		}}, nil
 	case "redis":
 		// INFO gets the bulk string a server answers with; anything else the error Redis
 		// gives it (one answer, then the decoy hangs up).
@@ -47,6 +51,22 @@ func newGreeting(service, id string) (greeting, error) {
 		return greeting{reply: func(first []byte) []byte { return redisReply(first, b) }}, nil
 	}
 	return greeting{}, fmt.Errorf("decoy: unknown service %q", service)
+}
+
+// notFoundPage is the content type and body of the 404 page of the server family that
+// identity id names, as that server's default error page looks (so that the page does not
+// contradict the Server header an attacker is shown): nginx's, Apache httpd's, or a plain
+// one for any other identity.
+func notFoundPage(id string) (ctype, body string) {
+	switch lower := strings.ToLower(id); {
+	case strings.HasPrefix(lower, "nginx"):
+		return "text/html", "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n" +
+			"<hr><center>" + id + "</center>\r\n</body>\r\n</html>\r\n"
+	case strings.HasPrefix(lower, "apache"):
+		return "text/html; charset=iso-8859-1", "<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n<html><head>\n<title>404 Not Found</title>\n" +
+			"</head><body>\n<h1>Not Found</h1>\n<p>The requested URL was not found on this server.</p>\n</body></html>\n"
+	}
+	return "text/html", "<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>\n"
 }
 
 // redisReply answers a client's first command: INFO with info, other commands with the

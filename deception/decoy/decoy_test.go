@@ -213,6 +213,34 @@ func TestBannersFollowTheSignal(t *testing.T) {
 	}
 }
 
+// The HTTP decoy's 404 page is that of the server its Server header names, so the page does
+// not give the header away: nginx's page under mH (nginx/1.26.0), Apache httpd's under mL,
+// each with a Date header as real servers send.
+func TestHTTPDecoyPageFollowsTheIdentity(t *testing.T) {
+	s, _, addrs := start(t, config.Decoy{Asset: "shop"}, "http")
+	for _, c := range []struct{ sig, want, ctype, not string }{
+		{"mH", "<hr><center>nginx/1.26.0</center>", "text/html", "requested URL"},
+		{"mL", "<p>The requested URL was not found on this server.</p>", "text/html; charset=iso-8859-1", "nginx"},
+	} {
+		s.SetSignal("shop", c.sig)
+		resp, err := http.Get("http://" + addrs["http"] + "/admin/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 404 || !strings.Contains(string(body), c.want) || strings.Contains(string(body), c.not) {
+			t.Errorf("%s: %s %q, want a page with %q and without %q", c.sig, resp.Status, body, c.want, c.not)
+		}
+		if got := resp.Header.Get("Content-Type"); got != c.ctype {
+			t.Errorf("%s: Content-Type %q, want %q", c.sig, got, c.ctype)
+		}
+		if _, err := http.ParseTime(resp.Header.Get("Date")); err != nil {
+			t.Errorf("%s: Date %q: %v", c.sig, resp.Header.Get("Date"), err)
+		}
+	}
+}
+
 // A client that floods the decoys with connections it holds open (sending nothing) gets at
 // most MaxConns served; the rest are closed unread, and every one is still reported; the
 // decoys' goroutines stay bounded, and once the holders leave a new client is greeted.

@@ -95,10 +95,12 @@ type agent struct {
 	log  *slog.Logger
 	bus  *bus.Bus
 	pool *executor.Pool
-	// decoy is the executor outside the vote that serves redirected clients (pool.decoy).
-	decoy *executor.Pool
-	cms   *engine.Countermeasures
-	reg   *prometheus.Registry
+	// decoy is the executor outside the vote that serves redirected clients (pool.decoy), its
+	// events on decoyBus.
+	decoy    *executor.Pool
+	decoyBus *bus.Bus
+	cms      *engine.Countermeasures
+	reg      *prometheus.Registry
 	// isolate, once the engine runs, takes a dissenting executor out of service (quarantine).
 	isolate atomic.Pointer[func(id string)]
 	state   agentState // for the API's status
@@ -141,7 +143,8 @@ func Run(ctx context.Context, o Options) error {
 	defer unlock()
 
 	a := &agent{o: o, cfg: cfg, log: log, bus: bus.New()}
-	if a.pool, a.decoy, err = newPool(cfg, o.ConfigFile, o.DataDir, log, a.bus); err != nil {
+	a.decoyBus = bus.New()
+	if a.pool, a.decoy, err = newPool(cfg, o.ConfigFile, o.DataDir, log, a.bus, a.decoyBus); err != nil {
 		return err
 	}
 
@@ -333,9 +336,9 @@ func (a *agent) stopAll() {
 }
 
 // newPool builds the executor drivers the variants name and the pool over them, and the
-// decoy executor's own pool of one (pool.decoy; nil without), on its own bus: its events are
-// not the voting pool's (rotation metrics, the engine's executor watch).
-func newPool(cfg *config.Config, configFile, dataDir string, log *slog.Logger, b *bus.Bus) (*executor.Pool, *executor.Pool, error) {
+// decoy executor's own pool of one (pool.decoy; nil without), on its own bus decoyBus: its
+// events are not the voting pool's (rotation metrics); the engine's executor watch follows both.
+func newPool(cfg *config.Config, configFile, dataDir string, log *slog.Logger, b, decoyBus *bus.Bus) (*executor.Pool, *executor.Pool, error) {
 	specs, err := Specs(cfg, configFile, dataDir)
 	if err != nil {
 		return nil, nil, err
@@ -381,7 +384,7 @@ func newPool(cfg *config.Config, configFile, dataDir string, log *slog.Logger, b
 		return pool, nil, nil
 	}
 	pc.Variants, pc.Desired, pc.Min, pc.MaxConcurrent, pc.Redraw, pc.SharesDrivers = decoy, 1, 1, 1, false, true
-	dp, err := executor.NewPool(pc, drivers, log, bus.New())
+	dp, err := executor.NewPool(pc, drivers, log, decoyBus)
 	if err != nil {
 		return nil, nil, strictyaml.Problems{{Field: "pool.decoy", Msg: err.Error()}}.Err(ConfigName(configFile))
 	}
@@ -449,6 +452,9 @@ func (a *agent) startEngine(ctx context.Context) error {
 		Pool: a.pool, Members: a.pool, Bus: a.bus, Logger: a.log, Metrics: a.reg}
 	if a.cfg.Enclave.Enabled {
 		o.Share = a.share // the node starts right after the engine
+	}
+	if a.decoy != nil {
+		o.Decoy, o.DecoyBus = a.decoy, a.decoyBus
 	}
 	if a.decoy != nil && a.gw != nil {
 		o.RedirectActuators = append(o.RedirectActuators, countermeasure.RedirectID)
