@@ -33,6 +33,8 @@ type rawPeer struct {
 	cert     []byte // nil: an outsider that never proves membership
 	topic    string
 	received atomic.Int64 // messages on the topic delivered to it
+	streams  atomic.Int64 // GossipSub streams a member opened to it
+	rpcs     atomic.Int64 // RPCs read on them (the subscription hello included)
 
 	dataMu sync.Mutex
 	data   [][]byte // their payloads
@@ -82,6 +84,7 @@ func (e *testEnclave) rawPeer(admitted bool) *rawPeer {
 // readRPCs counts (and keeps the payloads of) the topic messages a member sends this peer.
 func (r *rawPeer) readRPCs(s network.Stream) {
 	defer s.Close()
+	r.streams.Add(1)
 	br := bufio.NewReader(s)
 	for {
 		l, err := binary.ReadUvarint(br)
@@ -96,6 +99,7 @@ func (r *rawPeer) readRPCs(s network.Stream) {
 		if rpc.Unmarshal(buf) != nil {
 			return
 		}
+		r.rpcs.Add(1)
 		for _, m := range rpc.Publish {
 			if m.GetTopic() == r.topic {
 				r.received.Add(1)
@@ -116,17 +120,9 @@ func (r *rawPeer) join(n *testNode) {
 		r.t.Fatal(err)
 	}
 	if r.cert != nil {
-		s, err := r.h.NewStream(ctx, n.ID(), CertProtocol)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		if err := writeCert(s, r.cert); err != nil {
-			r.t.Fatal(err)
-		}
-		if _, err := readCert(bufio.NewReader(s)); err != nil {
+		if err := r.presentCert(n); err != nil {
 			r.t.Fatalf("certificate exchange: %v", err)
 		}
-		s.Close()
 		eventually(r.t, "raw peer admitted", func() bool { return n.isMember(r.id) })
 	}
 	s, err := r.h.NewStream(ctx, n.ID(), meshsub...)
@@ -148,6 +144,24 @@ func (r *rawPeer) join(n *testNode) {
 			return false
 		})
 	}
+}
+
+// presentCert runs the dialer's side of the certificate exchange with n (r is connected to
+// it): r's certificate out, n's back; an error when n does not answer with its own.
+func (r *rawPeer) presentCert(n *testNode) error {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := r.h.NewStream(ctx, n.ID(), CertProtocol)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := writeCert(s, r.cert); err != nil {
+		return err
+	}
+	_, err = readCert(bufio.NewReader(s))
+	return err
 }
 
 func (r *rawPeer) write(to peer.ID, rpc *pb.RPC) error {
