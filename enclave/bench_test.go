@@ -26,6 +26,8 @@ func BenchmarkValidate(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		n.replay = stix.NewReplayGuard(16)
+		n.budget = newBudget(n.cfg.Limits.Rate, n.cfg.Limits.Burst) // one member, always within its burst
+		n.newReplay = n.newReplay[:0]
 		msg := &pubsub.Message{Message: &pb.Message{From: []byte(member), Data: data}, ReceivedFrom: member}
 		if r := n.validate(b.Context(), member, msg); r != pubsub.ValidationAccept {
 			b.Fatalf("validate = %v", r)

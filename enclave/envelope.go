@@ -72,7 +72,8 @@ func (e *Envelope) Encode() []byte {
 
 // DecodeEnvelope parses data strictly: at most maxSize bytes, the right magic and version,
 // a known kind, bounded fields, minimal varints, a non-empty bundle and no trailing bytes.
-// Errors wrap ErrEnvelope.
+// Errors wrap ErrEnvelope. Cert and Bundle alias data (the validator's message bytes,
+// which GossipSub never changes): data must not be modified while they are in use.
 func DecodeEnvelope(data []byte, maxSize int) (*Envelope, error) {
 	if len(data) > maxSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrEnvelope, len(data), maxSize)
@@ -114,7 +115,7 @@ func DecodeEnvelope(data []byte, maxSize int) (*Envelope, error) {
 		if l.dst == nil {
 			e.Enclave = string(field)
 		} else if n > 0 {
-			*l.dst = append([]byte(nil), field...)
+			*l.dst = field // aliases data (capacity cut to the field: an append copies)
 		}
 	}
 	if len(rest) != 0 {

@@ -55,19 +55,25 @@ func (n *Node) isMember(p peer.ID) bool {
 func (n *Node) enclaveSize() int {
 	now := n.now()
 	n.memMu.Lock()
-	seen := map[peer.ID]bool{n.self: true}
-	for p, exp := range n.verified {
-		if now.Before(exp) && !n.revoked[p] {
-			seen[p] = true
+	defer n.memMu.Unlock()
+	// Counted without building a set (this runs for every decision): self once, each
+	// verified member once, and each allowlisted one not already counted as verified.
+	valid := func(p peer.ID) bool {
+		exp, ok := n.verified[p]
+		return ok && now.Before(exp)
+	}
+	size := 1
+	for p := range n.verified {
+		if p != n.self && valid(p) && !n.revoked[p] {
+			size++
 		}
 	}
 	for p := range n.allow {
-		if !n.revoked[p] {
-			seen[p] = true
+		if p != n.self && !valid(p) && !n.revoked[p] {
+			size++
 		}
 	}
-	n.memMu.Unlock()
-	return max(len(seen), n.cfg.Decision.Members)
+	return max(size, n.cfg.Decision.Members)
 }
 
 // wakeMembers wakes every waitMember (memMu held).
@@ -174,30 +180,38 @@ func (n *Node) admitCert(p peer.ID, raw []byte) error {
 	if len(raw) == 0 {
 		return fmt.Errorf("%w: %s presented no certificate and is not allowlisted", ErrNotMember, p)
 	}
-	// Every message carries its author's certificate; verify each distinct one once.
-	key := string(p) + "\x00" + string(raw)
+	// Every message carries its author's certificate; verify each distinct one once. A
+	// certificate names its member, so the bytes are the key (looked up without a copy)
+	// and a hit counts only for the peer it was verified for.
 	n.memMu.Lock()
-	exp, seen := n.certCache[key]
+	c, seen := n.certCache[string(raw)]
 	n.memMu.Unlock()
-	if seen && n.now().Before(exp) {
+	if seen && c.member == p && n.now().Before(c.expires) {
 		return nil
 	}
-	c, err := DecodeCertificate(raw)
+	cert, err := DecodeCertificate(raw)
 	if err != nil {
 		return err
 	}
-	if err := c.Verify(n.enclave, n.cfg.Name, p, n.now(), n.cfg.MaxClockSkew); err != nil {
+	if err := cert.Verify(n.enclave, n.cfg.Name, p, n.now(), n.cfg.MaxClockSkew); err != nil {
 		return err
 	}
+	exp := cert.Expires.Add(n.cfg.MaxClockSkew)
 	n.memMu.Lock()
-	n.verified[p] = c.Expires.Add(n.cfg.MaxClockSkew)
+	n.verified[p] = exp
 	if len(n.certCache) > 4096 {
 		clear(n.certCache)
 	}
-	n.certCache[key] = c.Expires.Add(n.cfg.MaxClockSkew)
+	n.certCache[string(raw)] = verifiedCert{member: p, expires: exp}
 	n.wakeMembersLocked()
 	n.memMu.Unlock()
 	return nil
+}
+
+// verifiedCert is a certificate that verified: for whom, and until when it counts.
+type verifiedCert struct {
+	member  peer.ID
+	expires time.Time
 }
 
 // deny disconnects p and refuses it for d.

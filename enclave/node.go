@@ -116,11 +116,11 @@ type Node struct {
 	gate        *fairGate // topic validations, in turn per author
 
 	memMu       sync.Mutex
-	verified    map[peer.ID]time.Time // peer -> certificate expiry
-	certCache   map[string]time.Time  // peer + certificate bytes -> expiry, verified
-	denied      map[peer.ID]time.Time // peer -> until
-	revoked     map[peer.ID]bool      // by the member revocation list
-	members     *MemberRevocations    // newest verified list
+	verified    map[peer.ID]time.Time   // peer -> certificate expiry
+	certCache   map[string]verifiedCert // certificate bytes -> its member and expiry, verified
+	denied      map[peer.ID]time.Time   // peer -> until
+	revoked     map[peer.ID]bool        // by the member revocation list
+	members     *MemberRevocations      // newest verified list
 	membersSent time.Time
 	memberCh    chan struct{} // closed (and replaced) when membership changes
 
@@ -128,7 +128,7 @@ type Node struct {
 	scores  map[peer.ID]float64
 
 	nameMu sync.Mutex
-	names  map[peer.ID]string // peer.ID.String() cache (see peerName)
+	names  map[peer.ID]peerNames // peer.ID.String() and reporterID cache (see peerName)
 
 	mu          sync.Mutex
 	targets     map[string][]*report
@@ -547,18 +547,27 @@ func (n *Node) appScore(p peer.ID) float64 {
 // maxNameCache bounds the peerName cache; when full it starts over.
 const maxNameCache = 4096
 
+// peerNames is what a peer ID is called: its base58 string and its STIX identity id.
+type peerNames struct{ name, reporter string }
+
 // peerName is p.String() (a base58 encoding), cached: GossipSub asks for the score of
 // every peer it forwards to, and each ask used to re-encode the peer ID.
-func (n *Node) peerName(p peer.ID) string {
+func (n *Node) peerName(p peer.ID) string { return n.namesOf(p).name }
+
+// peerReporter is reporterID(p), cached with peerName: the validator compares it with the
+// reporter of every report (a SHA-1 and a base58 encoding each time otherwise).
+func (n *Node) peerReporter(p peer.ID) string { return n.namesOf(p).reporter }
+
+func (n *Node) namesOf(p peer.ID) peerNames {
 	n.nameMu.Lock()
 	defer n.nameMu.Unlock()
 	if s, ok := n.names[p]; ok {
 		return s
 	}
 	if n.names == nil || len(n.names) >= maxNameCache {
-		n.names = make(map[peer.ID]string)
+		n.names = make(map[peer.ID]peerNames)
 	}
-	s := p.String()
+	s := peerNames{name: p.String(), reporter: reporterID(p)}
 	n.names[p] = s
 	return s
 }
@@ -612,7 +621,7 @@ func (n *Node) Stats() Stats {
 // initState makes the empty tables of a node.
 func (n *Node) initState() {
 	n.allow = map[peer.ID]bool{}
-	n.verified, n.certCache, n.denied = map[peer.ID]time.Time{}, map[string]time.Time{}, map[peer.ID]time.Time{}
+	n.verified, n.certCache, n.denied = map[peer.ID]time.Time{}, map[string]verifiedCert{}, map[peer.ID]time.Time{}
 	n.revoked, n.memberCh = map[peer.ID]bool{}, make(chan struct{})
 	n.scores = map[peer.ID]float64{}
 	n.targets, n.byID, n.perReporter = map[string][]*report{}, map[string]*report{}, map[string]int{}

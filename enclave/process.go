@@ -252,7 +252,7 @@ func (n *Node) checkAttribution(k Kind, author peer.ID, m stix.Message) error {
 	default:
 		return fmt.Errorf("%w: unexpected message %T", ErrEnvelope, m)
 	}
-	if name != n.peerName(author) || id != reporterID(author) {
+	if name != n.peerName(author) || id != n.peerReporter(author) {
 		return fmt.Errorf("%w: report attributed to %q, signed by %s", ErrEnvelope, name, author)
 	}
 	return nil

@@ -3,6 +3,7 @@ package enclave
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"time"
 
@@ -246,10 +247,15 @@ func (n *Node) decideLocked(key string, trigger *report, event string) DecisionR
 		n.log.Error("countermeasure", "target", key, "decision", d, "err", err)
 	}
 	n.logDecisionLocked(rec)
-	n.log.Info("decision", "event", event, "target", key, "reporter", trigger.reporter, "evidence", rec.Evidence,
-		"reporters", rec.Reporters, "established", rec.Established, "decision", d, "why", why, "applied", applied)
-	n.publishEvent(EventDecision, key, map[string]any{"decision": string(d), "evidence": rec.Evidence,
-		"reporter": trigger.reporter, "indicator": trigger.s.ID, "event": event})
+	// Every delivery ends here: its log line and event are built only when someone takes them.
+	if n.log.Enabled(context.Background(), slog.LevelInfo) {
+		n.log.Info("decision", "event", event, "target", key, "reporter", trigger.reporter, "evidence", rec.Evidence,
+			"reporters", rec.Reporters, "established", rec.Established, "decision", d, "why", why, "applied", applied)
+	}
+	if n.bus != nil {
+		n.publishEvent(EventDecision, key, map[string]any{"decision": string(d), "evidence": rec.Evidence,
+			"reporter": trigger.reporter, "indicator": trigger.s.ID, "event": event})
+	}
 	return rec
 }
 

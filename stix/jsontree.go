@@ -3,6 +3,7 @@ package stix
 import (
 	"fmt"
 	"strconv"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -54,7 +55,10 @@ func (v *jvalue) get(key string) *jvalue {
 }
 
 type jparser struct {
-	data  []byte
+	data []byte
+	// src is data as one string: every string and number literal without escapes is a
+	// substring of it, so parsing allocates once for the input, not once per string.
+	src   string
 	pos   int
 	depth int
 	// stack holds the members of the objects and arrays being parsed; each is copied
@@ -62,9 +66,19 @@ type jparser struct {
 	stack []jmember
 }
 
+// stackPool holds parse stacks (jparser.stack): one for each Decode would be most of what
+// it allocates.
+var stackPool = sync.Pool{New: func() any { s := make([]jmember, 0, 64); return &s }}
+
 // parseJSON parses data as exactly one JSON value (surrounding whitespace allowed).
 func parseJSON(data []byte) (jvalue, error) {
-	p := jparser{data: data, stack: make([]jmember, 0, 64)}
+	st := stackPool.Get().(*[]jmember)
+	p := jparser{data: data, src: string(data), stack: (*st)[:0]}
+	defer func() {
+		clear(p.stack[:cap(p.stack)]) // no strings of this input kept alive by the pool
+		*st = p.stack[:0]
+		stackPool.Put(st)
+	}()
 	p.ws()
 	v, err := p.value()
 	if err != nil {
@@ -303,7 +317,7 @@ func (p *jparser) number() (jvalue, error) {
 			p.pos++
 		}
 	}
-	return jvalue{kind: jNumber, s: string(d[start:p.pos])}, nil
+	return jvalue{kind: jNumber, s: p.src[start:p.pos]}, nil
 }
 
 // str parses a string starting at the opening quote and returns its unescaped value.
@@ -315,7 +329,7 @@ func (p *jparser) str() (string, error) {
 	for p.pos < len(d) {
 		c := d[p.pos]
 		if c == '"' {
-			s := string(d[start:p.pos])
+			s := p.src[start:p.pos]
 			p.pos++
 			return s, nil
 		}
@@ -401,7 +415,7 @@ func (p *jparser) hex4(i int) (rune, error) {
 	if i+4 > len(p.data) {
 		return 0, errUnexpectedEOF
 	}
-	v, err := strconv.ParseUint(string(p.data[i:i+4]), 16, 32)
+	v, err := strconv.ParseUint(p.src[i:i+4], 16, 32)
 	if err != nil {
 		return 0, fmt.Errorf("invalid \\u escape in string literal at offset %d", i)
 	}
