@@ -122,12 +122,15 @@ type Variant struct {
 	HealthPath string `yaml:"health_path"`
 	// HealthQuery overrides health.query for this variant (protocol dns).
 	HealthQuery string `yaml:"health_query"`
-	// Files are written into each executor's work directory before it starts (process
-	// driver only): relative path -> template with the fields of command ({{.Port}},
-	// {{.IP}}, {{.Addr}}, {{.Dir}}, {{.State}}, {{.Self}}), e.g. a DNS server's config with
-	// its own port. A path may not name a file of the image.
+	// Files are rendered for each executor before it starts: relative path -> template with
+	// the fields of command ({{.Port}}, {{.IP}}, {{.Addr}}, {{.Dir}}, {{.State}}, {{.Files}},
+	// and {{.Self}} for the process driver), e.g. a DNS server's config with its own port.
+	// The process driver writes them into the executor's work directory (a path may not
+	// name a file of the image); the docker driver into a directory of the container's own,
+	// mounted read-only at /etc/proteus ({{.Files}}). Other drivers refuse them.
 	Files map[string]string `yaml:"files"`
-	// ContainerPort is the port the service listens on inside its container (docker only).
+	// ContainerPort is the port the service listens on inside its container (docker only;
+	// with protocol dns, for UDP and TCP, and required).
 	ContainerPort int `yaml:"container_port"`
 	// AllowOutbound lets the executor connect to other hosts (an upstream, a database); by
 	// default it may only answer connections. Addresses of this host stay closed either way.
@@ -319,6 +322,9 @@ func (x *Pool) validate(field string, p *strictyaml.Problems) {
 			p.Addf(vf+".canaries", "only the decoy executor (pool.decoy) serves canaries; a voting variant's would be everyone's")
 		}
 	}
+	if x.Protocol == ProtocolDNS {
+		checkDistinctVariants(field, x.Variants, p)
+	}
 	if d := x.Decoy; d != nil {
 		vf := field + ".decoy"
 		if !variantNameRe.MatchString(d.Name) {
@@ -331,6 +337,23 @@ func (x *Pool) validate(field string, p *strictyaml.Problems) {
 		}
 		x.validateVariant(vf, *d, p)
 		validateCanaries(vf+".canaries", d.Canaries, p)
+	}
+}
+
+// checkDistinctVariants refuses two DNS variants that would run the same server the same
+// way (driver, image, command, files and env alike): the vote would be over copies of one
+// implementation, and whatever fault or poisoning they share would win every vote.
+func checkDistinctVariants(field string, vs []Variant, p *strictyaml.Problems) {
+	for j := range vs {
+		for i := range j {
+			a, b := vs[i], vs[j]
+			if a.Driver == b.Driver && a.Image == b.Image && slices.Equal(a.Command, b.Command) &&
+				maps.Equal(a.Files, b.Files) && maps.Equal(a.Env, b.Env) {
+				p.Addf(fmt.Sprintf("%s.variants[%d]", field, j), "runs the same server as variants[%d] (the same driver, image, command, files and env): "+
+					"the vote would be over copies of one implementation, which a fault they share wins; give each variant another server, or list it once and raise desired", i)
+				break
+			}
+		}
 	}
 }
 
@@ -389,14 +412,21 @@ func (x *Pool) validateVariant(vf string, v Variant, p *strictyaml.Problems) {
 				p.Addf(vf+".health_query", "%v", err)
 			}
 		}
-		if v.Driver != "process" {
-			p.Addf(vf+".driver", "protocol dns runs on the process driver only (it renders each server's files and gives it a port for UDP and TCP), got %q", v.Driver)
+		switch v.Driver {
+		case "process":
+		case "docker":
+			// The port is published for UDP and TCP; without it the container answers nothing.
+			if v.ContainerPort == 0 {
+				p.Addf(vf+".container_port", "is required for a DNS server in a container (the port it listens on for UDP and TCP inside it, such as 53)")
+			}
+		default:
+			p.Addf(vf+".driver", "protocol dns runs on the process and docker drivers (they render each server's files and publish its port for UDP and TCP), got %q", v.Driver)
 		}
 	} else if v.HealthQuery != "" && v.HealthQuery != x.Health.Query {
 		p.Addf(vf+".health_query", "is for protocol dns; this pool's protocol is %s", x.Protocol)
 	}
-	if len(v.Files) > 0 && v.Driver != "process" {
-		p.Addf(vf+".files", "only the process driver writes files into an executor's work directory, this variant's driver is %q", v.Driver)
+	if len(v.Files) > 0 && v.Driver != "process" && v.Driver != "docker" {
+		p.Addf(vf+".files", "only the process driver (into an executor's work directory) and the docker driver (mounted read-only at /etc/proteus) render files, this variant's driver is %q", v.Driver)
 	}
 	for _, name := range slices.Sorted(maps.Keys(v.Files)) {
 		if msg := checkFileName(name); msg != "" {

@@ -135,3 +135,31 @@ func FuzzParseUIDRange(f *testing.F) {
 		}
 	})
 }
+
+// A DNS pool of servers in containers: valid with each server's port, rendered files and a
+// variant of its own; the bad ones are in testdata/bad (pool-dns-*).
+func TestDockerDNSPool(t *testing.T) {
+	const pin = "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	variant := func(name string) string {
+		return `    - name: ` + name + `
+      driver: docker
+      image: ` + name + pin + `
+      container_port: 53
+      command: [-c, "{{.Files}}/` + name + `.conf"]
+      files: {` + name + `.conf: "listen {{.IP}}@{{.Port}}\n", zone: "$ORIGIN example.org.\n"}
+`
+	}
+	c, err := Parse("dns-docker.yaml", []byte(`version: 1
+dns: {k: 3}
+pool:
+  protocol: dns
+  health: {query: "www.example.org. A"}
+  variants:
+`+variant("nsd")+variant("knot")+variant("unbound")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := c.Pool.Variants[1]; v.Driver != "docker" || v.ContainerPort != 53 || v.HealthQuery != "www.example.org. A" || len(v.Files) != 2 {
+		t.Errorf("variant: %+v", v)
+	}
+}

@@ -38,11 +38,13 @@ type Spec struct {
 	HealthPath string
 	// HealthQuery, when set, makes the health probe a DNS query instead (the executor is a DNS
 	// server): healthy is an answer to it over UDP and over TCP with rcode NOERROR and at least
-	// one answer record.
+	// one answer record. The docker driver publishes such an executor's port for UDP as well.
 	HealthQuery *DNSQuery
-	// Files are written into the executor's private work directory before it starts (process
-	// driver): relative path -> text/template with the fields Command has, e.g. a DNS server's
-	// configuration with its own address and port. A path may not name a file of the image.
+	// Files are rendered for the executor before it starts: relative path -> text/template
+	// with the fields Command has, e.g. a DNS server's configuration with its own address and
+	// port. The process driver writes them into its private work directory (a path may not
+	// name a file of the image), the docker driver into a directory of the container's own,
+	// mounted read-only at docker.FilesDir.
 	Files map[string]string
 	// Traits are declared properties used by the gateway's diversity scheduler and by
 	// relevance filtering: server: nginx, lang: go, os: debian, ...

@@ -215,5 +215,5 @@ func TestDNSPoolOfResolversRotatesUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	auth := startRemoteNSD(t, image)
-	rotateUnderLoadAndPoison(t, startDNSAgent(t, dnsResolverPoolConfig(image, auth, "1s-2s")), "dnsmasq", poisonDnsmasq)
+	rotateUnderLoadAndPoison(t, startDNSAgent(t, dnsResolverPoolConfig(image, auth, "1s-2s")), "dnsmasq", 0.7, poisonDnsmasq)
 }

@@ -57,11 +57,13 @@ v6 IN AAAA 2001:db8::1
 }
 
 // nsdConfTemplate is NSD's configuration as a pool variant's template (see config/pool.go):
-// the zone file is the image's, the state under {{.State}}, response rate limiting off.
+// the zone file where the driver puts the rendered files ({{.Files}}: for the process driver
+// the work directory, which holds the image's), the state under {{.State}}, response rate
+// limiting off.
 const nsdConfTemplate = `server:
   ip-address: {{.IP}}@{{.Port}}
   username: ""
-  zonesdir: "{{.Dir}}"
+  zonesdir: "{{.Files}}"
   database: ""
   pidfile: "{{.State}}/nsd.pid"
   xfrdfile: "{{.State}}/xfrd.state"
@@ -75,7 +77,33 @@ remote-control:
   control-enable: no
 zone:
   name: proteus.lab
-  zonefile: {{.Dir}}/zone
+  zonefile: {{.Files}}/zone
+`
+
+// knotConfTemplate is Knot's configuration as a pool variant's template: the zone file
+// where the driver puts the rendered files ({{.Files}}: the work directory holding the
+// image for the process driver), the rest under {{.State}}.
+const knotConfTemplate = `server:
+    listen: {{.IP}}@{{.Port}}
+    rundir: {{.State}}
+    identity: knot
+    nsid: knot
+control:
+    listen: {{.State}}/knot.sock
+database:
+    storage: {{.State}}/db
+log:
+  - target: stderr
+    any: warning
+template:
+  - id: default
+    storage: {{.Files}}
+    semantic-checks: off
+    zonefile-sync: -1
+    journal-content: none
+zone:
+  - domain: proteus.lab
+    file: {{.Files}}/zone
 `
 
 // unboundServerConf is the start of Unbound's server: section as a pool variant's template,
@@ -94,6 +122,18 @@ const unboundServerConf = `server:
   num-threads: 1
   access-control: 127.0.0.0/8 allow
   module-config: "iterator"
+`
+
+// unboundAuthConf is an authoritative Unbound's configuration as a pool variant's template:
+// the zone as an auth-zone from {{.Files}}.
+const unboundAuthConf = unboundServerConf + `remote-control:
+  control-enable: no
+auth-zone:
+  name: "proteus.lab."
+  zonefile: "{{.Files}}/zone"
+  for-downstream: yes
+  for-upstream: yes
+  fallback-enabled: no
 `
 
 // indent puts n spaces before every line of s.
@@ -145,28 +185,7 @@ func dnsPoolConfig(image, rotation string) string {
       traits: {server: knot}
       files:
         knot.conf: |
-          server:
-              listen: {{.IP}}@{{.Port}}
-              rundir: {{.State}}
-              identity: knot
-              nsid: knot
-          control:
-              listen: {{.State}}/knot.sock
-          database:
-              storage: {{.State}}/db
-          log:
-            - target: stderr
-              any: warning
-          template:
-            - id: default
-              storage: {{.Dir}}
-              semantic-checks: off
-              zonefile-sync: -1
-              journal-content: none
-          zone:
-            - domain: proteus.lab
-              file: {{.Dir}}/zone
-    - name: bind
+` + indent(knotConfTemplate, 10) + `    - name: bind
       image: ` + image + `
       command: [named, -g, -4, -c, "{{.Dir}}/named.conf"]
       traits: {server: bind}
@@ -182,15 +201,7 @@ func dnsPoolConfig(image, rotation string) string {
       traits: {server: unbound}
       files:
         unbound.conf: |
-` + indent(unboundServerConf, 10) + `          remote-control:
-            control-enable: no
-          auth-zone:
-            name: "proteus.lab."
-            zonefile: "{{.Dir}}/zone"
-            for-downstream: yes
-            for-upstream: yes
-            fallback-enabled: no
-`
+` + indent(unboundAuthConf, 10)
 }
 
 func needDNSServers(t *testing.T) {
@@ -442,15 +453,17 @@ func TestDNSPoolRotatesUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real DNS servers for half a minute")
 	}
-	rotateUnderLoadAndPoison(t, startDNSAgent(t, dnsPoolConfig(dnsImage(t), "1s-2s")), "knot", poisonKnot)
+	rotateUnderLoadAndPoison(t, startDNSAgent(t, dnsPoolConfig(dnsImage(t), "1s-2s")), "knot", 0.7, poisonKnot)
 }
 
 // rotateUnderLoadAndPoison runs query load over UDP and TCP against ra's DNS front while the
 // pool rotates on its schedule, poisons a young healthy executor of the variant named (after
 // 6 s, with poison), and checks: no failed, wrong or forged answer, at least six scheduled
 // rotations, the poisoned executor reported for the forged name and rebuilt, and no honest
-// executor ever dissenting on content.
-func rotateUnderLoadAndPoison(t *testing.T, ra *runningAgent, variant string, poison func(dataDir, id string) error) {
+// executor ever dissenting on content. Young is the age below which an executor is young
+// enough to poison (the schedule should not retire it before the vote does): its start to
+// healthy must fit.
+func rotateUnderLoadAndPoison(t *testing.T, ra *runningAgent, variant string, young float64, poison func(dataDir, id string) error) {
 	t.Helper()
 	front := ra.ready.Gateway.String()
 
@@ -498,7 +511,7 @@ func rotateUnderLoadAndPoison(t *testing.T, ra *runningAgent, variant string, po
 				continue
 			}
 			for _, ex := range ra.status(t).Executors {
-				if ex.Variant == variant && ex.State == "healthy" && ex.AgeSeconds < 0.7 {
+				if ex.Variant == variant && ex.State == "healthy" && ex.AgeSeconds < young {
 					// a young one, so the schedule does not retire it before the vote does
 					if err := poison(ra.dataDir, ex.ID); err != nil {
 						t.Logf("poisoning %s: %v", ex.ID, err)

@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/proteus-defense/proteus/api"
 	"github.com/proteus-defense/proteus/countermeasure"
@@ -118,13 +120,34 @@ func (v votingFrontend) Close() { v.g.Close() }
 // rebuildOnDissent is mimic's Rebuild hook: an executor that keeps disagreeing with the
 // majority is taken out of service and replaced from its known-good image. With the engine
 // running (isolate set) it is quarantined, kept for forensics, within the engine's bound;
-// without, it is rotated (destroyed and rebuilt).
+// without, it is rotated (destroyed and rebuilt). An executor busy in a reconfiguration (the
+// new one of a rotation still draining its predecessor: a container takes seconds) is asked
+// again every rebuildRetry until the rotation runs or the executor is gone, for at most
+// rebuildPatience: the voter asks once per threshold, so a dropped ask would leave a
+// poisoned executor voting until its scheduled rotation.
 func rebuildOnDissent(ctx context.Context, pool *executor.Pool, isolate *atomic.Pointer[func(id string)]) func(id string) {
 	return func(id string) {
 		if f := isolate.Load(); f != nil {
 			(*f)(id)
 			return
 		}
-		_ = pool.Rotate(executor.WithReason(ctx, "dissent"), id)
+		rctx := executor.WithReason(ctx, "dissent")
+		for deadline := time.Now().Add(rebuildPatience); ; {
+			err := pool.Rotate(rctx, id)
+			if !errors.Is(err, executor.ErrBusy) || time.Now().After(deadline) {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(rebuildRetry):
+			}
+		}
 	}
 }
+
+// How rebuildOnDissent waits for a busy executor.
+const (
+	rebuildRetry    = 100 * time.Millisecond
+	rebuildPatience = time.Minute
+)

@@ -5,11 +5,12 @@
 // before every start (a mismatch is executor.ErrTamperedImage and an
 // executor.tampered-image bus event), creating hardened containers (read-only root file
 // system, a tmpfs scratch at /tmp, no-new-privileges, every capability dropped, memory and
-// pids limits, one fresh random 127.0.0.1 host port), turning what their confinement refuses
-// into executor.denied evidence (decoys.go, audit.go, confine.go), labelling what it owns, stopping and
-// removing, quarantining (pause, disconnect, keep for forensics), listing what a previous
-// run left behind, and building FROM-scratch images from a static binary
-// (BuildScratchImage).
+// pids limits, one fresh random 127.0.0.1 host port, for UDP too when the spec is a DNS
+// server's, the spec's files rendered and bound read-only at FilesDir), turning what their
+// confinement refuses into executor.denied evidence (decoys.go, audit.go, confine.go),
+// labelling what it owns, stopping and removing, quarantining (pause, disconnect, keep for forensics), listing what a previous
+// run left behind, and building FROM-scratch images from a static binary (BuildScratchImage)
+// or a distribution's dynamically linked one with its libraries (BuildImage, elflibs.go).
 //
 // It talks to the engine through the moby client (github.com/docker/docker/client,
 // v28.2.2+incompatible, API version negotiated so engines down to API 1.41 work). It
@@ -24,28 +25,31 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"text/template"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
 
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
 	"github.com/proteus-defense/proteus/executor/internal/kaudit"
+	"github.com/proteus-defense/proteus/executor/internal/render"
 	"github.com/proteus-defense/proteus/executor/netguard"
 )
 
@@ -311,10 +315,13 @@ func validateSpec(spec executor.Spec) error {
 	if spec.HealthPath != "" && !strings.HasPrefix(spec.HealthPath, "/") {
 		return bad("health_path %q: must start with /", spec.HealthPath)
 	}
-	for i, arg := range spec.Command {
-		if _, err := template.New("arg").Option("missingkey=error").Parse(arg); err != nil {
-			return bad("command[%d]: %v", i, err)
+	for name := range spec.Files {
+		if err := checkFileName(name); err != nil {
+			return bad("files: %v", err)
 		}
+	}
+	if err := render.Check(spec.Command, spec.Files, containerData(spec)); err != nil {
+		return bad("%v", err)
 	}
 	for k := range spec.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
@@ -324,28 +331,86 @@ func validateSpec(spec executor.Spec) error {
 	return nil
 }
 
-// templateData is what command templates see inside a container.
+// templateData is what command and file templates see inside a container.
 type templateData struct {
-	Port int    // the container port the service must listen on
-	Dir  string // the writable scratch directory (/tmp)
-	Addr string // 0.0.0.0:Port
+	Port  int    // the container port the service must listen on (TCP, and UDP for a DNS server)
+	IP    string // the address it listens on: 0.0.0.0
+	Addr  string // 0.0.0.0:Port
+	Dir   string // the writable scratch directory (/tmp)
+	State string // the same /tmp, named as the process driver names its state directory
+	Files string // FilesDir, where the rendered Spec.Files are (read-only)
+}
+
+// FilesDir is where a container finds its rendered Spec.Files: a read-only bind mount of
+// a directory the driver writes for each container (DataDir/executor/docker/files/<name>).
+const FilesDir = "/etc/proteus"
+
+func containerData(spec executor.Spec) templateData {
+	return templateData{Port: spec.ContainerPort, IP: "0.0.0.0", Addr: "0.0.0.0:" + strconv.Itoa(spec.ContainerPort),
+		Dir: "/tmp", State: "/tmp", Files: FilesDir}
 }
 
 func renderCommand(spec executor.Spec) ([]string, error) {
-	data := templateData{Port: spec.ContainerPort, Dir: "/tmp", Addr: "0.0.0.0:" + strconv.Itoa(spec.ContainerPort)}
-	out := make([]string, 0, len(spec.Command))
-	for i, arg := range spec.Command {
-		t, err := template.New("arg").Option("missingkey=error").Parse(arg)
-		if err != nil {
-			return nil, fmt.Errorf("command[%d]: %w", i, err)
-		}
-		var b strings.Builder
-		if err := t.Execute(&b, data); err != nil {
-			return nil, fmt.Errorf("command[%d]: %w", i, err)
-		}
-		out = append(out, b.String())
+	return render.Argv(spec.Command, containerData(spec))
+}
+
+// checkFileName accepts a clean relative slash path that stays in FilesDir.
+func checkFileName(name string) error {
+	if name == "" || strings.HasPrefix(name, "/") || path.Clean(name) != name || name == ".." || strings.HasPrefix(name, "../") ||
+		strings.ContainsAny(name, "\x00\\") {
+		return fmt.Errorf("%q: want a clean relative path inside %s", name, FilesDir)
 	}
-	return out, nil
+	return nil
+}
+
+// filesDir is the host directory of the rendered files of the container named name.
+func (d *Driver) filesDir(name string) string {
+	return filepath.Join(d.opts.DataDir, "executor", "docker", "files", name)
+}
+
+// writeFiles renders spec.Files for the container named name into a fresh filesDir,
+// readable by the container's user (directories 0555, files 0444: the container only
+// reads them), and returns their hashes.
+func (d *Driver) writeFiles(spec executor.Spec, name string) (map[string]string, error) {
+	if d.opts.DataDir == "" {
+		return nil, errors.New("files: the driver has no data dir to render them into")
+	}
+	dir := d.filesDir(name)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, fmt.Errorf("files: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("files: %w", err)
+	}
+	sums, err := render.Files(spec.Files, dir, containerData(spec), 0o755, 0o444)
+	if err == nil {
+		err = os.Chmod(dir, 0o555)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return sums, nil
+}
+
+// removeFiles removes the rendered files of the container named name, if any.
+func (d *Driver) removeFiles(name string) {
+	if d.opts.DataDir == "" || name == "" {
+		return
+	}
+	dir := d.filesDir(name)
+	if _, err := os.Lstat(dir); err != nil {
+		return
+	}
+	_ = filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err == nil && de.IsDir() {
+			_ = os.Chmod(p, 0o700) // 0555 directories: make them removable
+		}
+		return nil
+	})
+	if err := os.RemoveAll(dir); err != nil {
+		d.log.Warn("rendered files left", "instance", name, "err", err)
+	}
 }
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
@@ -388,10 +453,11 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 	}
 	slices.Sort(env)
 
-	const attempts = 8 // a port taken between our check and the engine's bind is retried
+	udp := spec.HealthQuery != nil // a DNS server: its port is published for UDP as well
+	const attempts = 8             // a port taken between our check and the engine's bind is retried
 	var lastErr error
 	for range attempts {
-		port, err := d.freePort()
+		port, err := d.freePort(udp)
 		if err != nil {
 			return nil, d.wrap("start", spec.Variant, err)
 		}
@@ -413,8 +479,9 @@ func isPortConflict(err error) bool {
 	return strings.Contains(s, "port is already allocated") || strings.Contains(s, "address already in use")
 }
 
-// freePort picks a random port in the configured range that nothing on 127.0.0.1 listens on.
-func (d *Driver) freePort() (int, error) {
+// freePort picks a random port in the configured range that nothing on 127.0.0.1 listens on
+// over TCP (and, with udp, over UDP).
+func (d *Driver) freePort(udp bool) (int, error) {
 	span := d.opts.PortMax - d.opts.PortMin + 1
 	for range 64 {
 		p := d.opts.PortMin + rand.IntN(span)
@@ -423,6 +490,13 @@ func (d *Driver) freePort() (int, error) {
 			continue
 		}
 		l.Close()
+		if udp {
+			c, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if err != nil {
+				continue
+			}
+			c.Close()
+		}
 		return p, nil
 	}
 	return 0, fmt.Errorf("no free 127.0.0.1 port in %d-%d after 64 tries", d.opts.PortMin, d.opts.PortMax)
@@ -432,10 +506,16 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 	name := containerName(spec.Variant)
 	started := time.Now().UTC()
 	cport := nat.Port(strconv.Itoa(spec.ContainerPort) + "/tcp")
+	binding := []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: strconv.Itoa(hostPort)}}
+	exposed, bindings := nat.PortSet{cport: struct{}{}}, nat.PortMap{cport: binding}
+	if spec.HealthQuery != nil { // a DNS server: the same host port over UDP
+		uport := nat.Port(strconv.Itoa(spec.ContainerPort) + "/udp")
+		exposed[uport], bindings[uport] = struct{}{}, binding
+	}
 	cfg := &container.Config{
 		Image:        imageID, // run the verified ID, never a name that could move after the check
 		Env:          env,
-		ExposedPorts: nat.PortSet{cport: struct{}{}},
+		ExposedPorts: exposed,
 		Labels: map[string]string{
 			LabelOwner:    OwnerValue,
 			LabelAgent:    d.agent,
@@ -460,7 +540,7 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 	pids := d.opts.PidsLimit
 	hc := &container.HostConfig{
 		NetworkMode:    container.NetworkMode(d.opts.Network),
-		PortBindings:   nat.PortMap{cport: {{HostIP: "127.0.0.1", HostPort: strconv.Itoa(hostPort)}}},
+		PortBindings:   bindings,
 		ReadonlyRootfs: true,
 		Tmpfs:          map[string]string{"/tmp": "rw,nosuid,nodev,noexec,size=" + d.opts.TmpfsSize},
 		CapDrop:        []string{"ALL"},
@@ -474,10 +554,20 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 			NanoCPUs:   d.opts.NanoCPUs,
 		},
 	}
+	var rendered map[string]string
+	if len(spec.Files) > 0 {
+		sums, err := d.writeFiles(spec, name)
+		if err != nil {
+			return nil, d.wrap("start", spec.Variant, err)
+		}
+		rendered = sums
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: d.filesDir(name), Target: FilesDir, ReadOnly: true})
+	}
 	var decoys *decoySet
 	if d.withDecoys {
 		ms, set, err := d.makeDecoys(name)
 		if err != nil {
+			d.removeFiles(name)
 			return nil, d.wrap("start", spec.Variant, err)
 		}
 		hc.Mounts, decoys = append(hc.Mounts, ms...), set
@@ -490,6 +580,7 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 			decoys.close()
 			os.RemoveAll(d.decoyDir(name))
 		}
+		d.removeFiles(name)
 		return nil, d.wrap("start", spec.Variant, err)
 	}
 	cctx, cancel := d.opCtx(ctx)
@@ -514,6 +605,7 @@ func (d *Driver) createAndStart(ctx context.Context, spec executor.Spec, imageID
 		Traits:      cloneMap(spec.Traits),
 		Handle:      created.ID,
 		RootDir:     d.rootDir(cctx, created.ID),
+		Rendered:    rendered,
 	}
 	d.log.Info("container started", "variant", spec.Variant, "instance", name, "container", shortID(created.ID), "address", inst.Address, "image", shortID(imageID))
 	d.watchExit(inst)
@@ -621,6 +713,7 @@ func (d *Driver) stop(ctx context.Context, op string, inst *executor.Instance, e
 			d.log.Debug("container already gone", "instance", inst.ID)
 			d.forget(inst)
 			d.unguard(inst)
+			d.removeFiles(inst.ID)
 			return nil
 		}
 		return err
@@ -647,6 +740,7 @@ func (d *Driver) stop(ctx context.Context, op string, inst *executor.Instance, e
 	}
 	d.forget(inst)
 	d.unguard(inst)
+	d.removeFiles(inst.ID)
 	d.log.Info("container stopped and removed", "variant", inst.Variant, "instance", inst.ID, "container", shortID(info.ID))
 	d.bus.Publish(bus.Event{Kind: executor.EventStopped, Source: "executor/docker", Subject: inst.ID,
 		Attrs: map[string]any{"variant": inst.Variant, "container": info.ID}})

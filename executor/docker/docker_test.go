@@ -28,6 +28,7 @@ import (
 
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/docker/dockertest"
 )
 
 // testImageRepo is the test server's image; its tag is the binary's SHA-256 (the first 16
@@ -344,27 +345,15 @@ func TestMain(m *testing.M) {
 }
 
 // engineHost is where the tests expect an engine: $DOCKER_HOST or the default socket.
-func engineHost() (host, socket string) {
-	host = os.Getenv("DOCKER_HOST")
-	if host == "" {
-		host = DefaultHost
-	}
-	if s, ok := strings.CutPrefix(host, "unix://"); ok {
-		return host, s
-	}
-	return host, ""
-}
+func engineHost() (host, socket string) { return dockertest.Host() }
 
 // fixture builds the static test server and its scratch image once per test binary.
 func fixture(t testing.TB) (*client.Client, string) {
 	t.Helper()
 	fixtureOnce.Do(func() {
-		host, sock := engineHost()
-		if sock != "" {
-			if _, err := os.Stat(sock); err != nil {
-				fixtureSkip = fmt.Sprintf("no Docker Engine socket at %s (%v); the docker driver tests need a local engine", sock, err)
-				return
-			}
+		host, _ := engineHost()
+		if fixtureSkip = dockertest.Unavailable(); fixtureSkip != "" {
+			return
 		}
 		cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
 		if err != nil {

@@ -177,11 +177,19 @@ type ScratchImage struct {
 	// Files maps an absolute path in the image to a host file or directory, copied
 	// recursively, owned by root and read-only (0444 files, 0555 directories).
 	Files map[string]string
+	// Libraries lets Binary be dynamically linked (a server installed from the host's
+	// distribution, such as Debian's nsd or unbound): its ELF interpreter and every shared
+	// library it needs, transitively (DT_NEEDED, found in its RUNPATH and this host's
+	// library directories), are copied into the image at the paths they have here. Libraries
+	// a program loads by name at run time (dlopen: plugins, NSS modules) are not found that
+	// way: add them with Files.
+	Libraries bool
 }
 
 // BuildImage builds im through the engine's build API with an in-memory tar context and
 // returns "tag@sha256:<image id>". The image runs as uid/gid 65534. A dynamically linked
-// binary is refused (scratch has no libc or loader): build it with CGO_ENABLED=0.
+// binary is refused (scratch has no libc or loader: build it with CGO_ENABLED=0) unless
+// im.Libraries brings its loader and libraries along.
 func BuildImage(ctx context.Context, cli client.ImageAPIClient, im ScratchImage) (string, error) {
 	fail := func(err error) (string, error) {
 		return "", fmt.Errorf("executor/docker: build image %s: %w", im.Tag, err)
@@ -193,7 +201,12 @@ func BuildImage(ctx context.Context, cli client.ImageAPIClient, im ScratchImage)
 	if _, ok := named.(reference.Digested); ok {
 		return fail(errors.New("tag must not carry a digest"))
 	}
-	if err := checkStatic(im.Binary); err != nil {
+	var libs []string
+	if im.Libraries {
+		if libs, err = sharedLibraries(im.Binary); err != nil {
+			return fail(err)
+		}
+	} else if err := checkStatic(im.Binary); err != nil {
 		return fail(err)
 	}
 	base := filepath.Base(im.Binary)
@@ -220,6 +233,15 @@ func BuildImage(ctx context.Context, cli client.ImageAPIClient, im ScratchImage)
 	}
 	if err := tarFile(tw, "rootfs/"+base, bin, 0o555); err != nil {
 		return fail(err)
+	}
+	for _, lib := range libs {
+		data, err := os.ReadFile(lib)
+		if err != nil {
+			return fail(err)
+		}
+		if err := tarFile(tw, "rootfs"+lib, data, 0o555); err != nil {
+			return fail(err)
+		}
 	}
 	for dest, src := range im.Files {
 		if !strings.HasPrefix(dest, "/") || strings.Contains(dest, "..") {

@@ -15,7 +15,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -24,24 +23,22 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"text/template"
 	"time"
 
 	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/executor"
+	"github.com/proteus-defense/proteus/executor/internal/render"
 )
 
 // ID is the name the driver registers under.
@@ -191,6 +188,9 @@ type TemplateData struct {
 	// server's pid file, cache or journal); the file-integrity sensor does not check it.
 	State string
 	Self  string // path of the running proteus binary (for the built-in demo servers)
+	// Files is where the rendered Spec.Files are: Dir (the docker driver has them in a
+	// directory of their own), so a template naming {{.Files}} serves both drivers.
+	Files string
 }
 
 // StateDir is the name of TemplateData.State inside the work directory.
@@ -209,16 +209,13 @@ func (d *Driver) ValidateSpec(spec executor.Spec) error {
 	if len(spec.Command) == 0 {
 		return fmt.Errorf("executor/process: variant %s: no command", spec.Variant)
 	}
-	if _, err := render(spec.Command, TemplateData{}); err != nil {
-		return fmt.Errorf("executor/process: variant %s: %w", spec.Variant, err)
-	}
-	for name, body := range spec.Files {
+	for name := range spec.Files {
 		if err := checkFileName(name); err != nil {
 			return fmt.Errorf("executor/process: variant %s: files: %w", spec.Variant, err)
 		}
-		if _, err := renderOne("files["+name+"]", body, TemplateData{}); err != nil {
-			return fmt.Errorf("executor/process: variant %s: %w", spec.Variant, err)
-		}
+	}
+	if err := render.Check(spec.Command, spec.Files, TemplateData{}); err != nil {
+		return fmt.Errorf("executor/process: variant %s: %w", spec.Variant, err)
 	}
 	for k := range spec.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
@@ -226,30 +223,6 @@ func (d *Driver) ValidateSpec(spec executor.Spec) error {
 		}
 	}
 	return nil
-}
-
-func render(argv []string, data TemplateData) ([]string, error) {
-	out := make([]string, len(argv))
-	for i, a := range argv {
-		s, err := renderOne(fmt.Sprintf("command[%d]", i), a, data)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = s
-	}
-	return out, nil
-}
-
-func renderOne(name, text string, data TemplateData) (string, error) {
-	t, err := template.New(name).Option("missingkey=error").Parse(text)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", name, err)
-	}
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
-		return "", fmt.Errorf("%s: %w", name, err)
-	}
-	return b.String(), nil
 }
 
 // checkFileName accepts a clean relative slash path that stays in the work directory and
@@ -263,43 +236,6 @@ func checkFileName(name string) error {
 		return fmt.Errorf("%q: the driver's own file or directory", name)
 	}
 	return nil
-}
-
-// writeFiles renders spec.Files into work (after the image was copied there) and returns
-// each file's SHA-256, so the file-integrity sensor checks them like image files. A file of
-// the image is never overwritten: the image is what was verified.
-func writeFiles(files map[string]string, work string, data TemplateData) (map[string]string, error) {
-	if len(files) == 0 {
-		return nil, nil
-	}
-	sums := make(map[string]string, len(files))
-	for _, name := range slices.Sorted(maps.Keys(files)) {
-		body, err := renderOne("files["+name+"]", files[name], data)
-		if err != nil {
-			return nil, err
-		}
-		p := filepath.Join(work, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return nil, fmt.Errorf("files[%s]: %w", name, err)
-		}
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("files[%s]: the image has a file of that name", name)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("files[%s]: %w", name, err)
-		}
-		_, err = f.WriteString(body)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return nil, fmt.Errorf("files[%s]: %w", name, err)
-		}
-		sum := sha256.Sum256([]byte(body))
-		sums[name] = hex.EncodeToString(sum[:])
-	}
-	return sums, nil
 }
 
 func newID(variant string) string {
@@ -348,15 +284,15 @@ func (d *Driver) Start(ctx context.Context, spec executor.Spec) (*executor.Insta
 		}
 	}()
 	data := TemplateData{Port: port, IP: "127.0.0.1", Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: work,
-		State: filepath.Join(work, StateDir), Self: d.self}
-	argv, err := render(spec.Command, data)
+		State: filepath.Join(work, StateDir), Self: d.self, Files: work}
+	argv, err := render.Argv(spec.Command, data)
 	if err != nil {
 		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
 	}
 	if err := os.Mkdir(data.State, 0o700); err != nil {
 		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
 	}
-	rendered, err := writeFiles(spec.Files, work, data)
+	rendered, err := render.Files(spec.Files, work, data, 0o700, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("executor/process: start %s: %w", spec.Variant, err)
 	}
