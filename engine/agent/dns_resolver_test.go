@@ -75,7 +75,7 @@ func startRemoteNSD(t *testing.T, image string) string {
 	}
 	var conf bytes.Buffer
 	tmpl := template.Must(template.New("nsd.conf").Parse(nsdConfTemplate))
-	if err := tmpl.Execute(&conf, map[string]any{"IP": nsIP, "Port": 53, "Dir": dir, "State": state}); err != nil {
+	if err := tmpl.Execute(&conf, map[string]any{"IP": nsIP, "Port": 53, "Dir": dir, "Files": dir, "State": state}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "nsd.conf"), conf.Bytes(), 0o644); err != nil {
