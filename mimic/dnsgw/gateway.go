@@ -142,6 +142,7 @@ type Gateway struct {
 	idPrefix string
 	cookie   string  // the gateway's client cookie for the executors (hex, 8 bytes)
 	pending  pending // rounds whose accounting is not done
+	rounds   roundPool
 
 	mu      sync.Mutex
 	servers []*dns.Server
@@ -316,21 +317,39 @@ func (g *Gateway) begin(r *dns.Msg, qu query, start time.Time, front *udpFront, 
 	all := g.o.Backends.Backends()
 	g.up.prune(all, start)
 	k, quorum := g.core.Voters(g.o.K, g.o.Quorum, len(all))
-	rd := &round{g: g, qu: qu, req: r, start: start, deadline: start.Add(g.o.Timeout), front: front, to: to}
+	up, err := packQuery(r, g.o.UDPSize, g.cookie)
+	if err != nil { // the question parsed, so it packs; a bug if not
+		g.count(qu.transport, "refused", start)
+		return nil, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure)
+	}
+	var rd *round
+	if front != nil { // a recycled one (see round): late answers to its last use may still hold it
+		rd = g.rounds.get()
+	} else {
+		rd = new(round)
+	}
+	rd.mu.Lock() // no answer is taken before every ask is set, and a stale one sees the new gen
+	rd.gen++
+	gen := rd.gen
 	picked, err := g.core.Choose(rd.pickedBuf[:0], all, k, quorum, start)
 	if err != nil {
+		rd.mu.Unlock()
+		if front != nil {
+			g.rounds.put(rd)
+		}
 		g.core.NoConsensus(qu.text(), g.attrs(&qu, map[string]any{"reason": "too few executors", "quorum": quorum}))
 		g.count(qu.transport, "no-consensus", start)
 		return nil, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure)
 	}
-	if rd.up, err = packQuery(r, g.o.UDPSize, g.cookie); err != nil { // the question parsed, so it packs; a bug if not
-		g.count(qu.transport, "refused", start)
-		return nil, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure)
-	}
+	rd.g, rd.qu, rd.req, rd.up, rd.start, rd.deadline, rd.front, rd.to = g, qu, r, up, start, start.Add(g.o.Timeout), front, to
+	rd.held = false
+	rd.completed.Store(false)
+	rd.refs.Store(3) // the decision, the accounting, the expiry queue
 	if front == nil {
 		rd.result = make(chan decision, 1)
 	}
 	if n := len(picked); n <= inlineK {
+		rd.asksBuf = [inlineK]upAsk{}
 		rd.tally.ResetIn(rd.answersBuf[:n], quorum, g.o.WaitAll)
 		rd.asks = rd.asksBuf[:n]
 	} else {
@@ -341,7 +360,6 @@ func (g *Gateway) begin(r *dns.Msg, qu query, start time.Time, front *udpFront, 
 	held, _ := g.o.Backends.(voter.InFlight) // the pool drains an executor before it stops it
 	var failed []int
 	var errs []error
-	rd.mu.Lock() // no answer is taken before every ask is set
 	for i, m := range picked {
 		a := &rd.asks[i]
 		a.m = m
@@ -364,7 +382,7 @@ func (g *Gateway) begin(r *dns.Msg, qu query, start time.Time, front *udpFront, 
 	}
 	g.expiry.push(g, rd)
 	for j, i := range failed {
-		rd.add(i, voter.Answer[*normalized, uint64]{Err: errs[j]}, out)
+		rd.add(i, gen, voter.Answer[*normalized, uint64]{Err: errs[j]}, out)
 	}
 	return rd, nil
 }

@@ -21,6 +21,12 @@ import (
 // goroutine waits for a query or for one of its asks (a truncated answer's retry over TCP
 // excepted): whichever goroutine adds the deciding answer sends the client its answer, and
 // whichever adds the last does the accounting.
+//
+// A UDP client's round is recycled (Gateway.rounds) once its decision, its accounting and the
+// expiry queue are all done with it (refs). A reader of an executor's socket may still hold
+// a reference to it taken before its ask was forgotten (askRef), and a failed send one from
+// its outbox: those carry the round's generation (gen), checked under mu before anything
+// else of the round is touched, so a late answer never reaches the round's next query.
 type round struct {
 	g        *Gateway
 	qu       query
@@ -34,9 +40,11 @@ type round struct {
 	to     net.Addr
 	result chan decision
 
-	completed atomic.Bool // every ask answered or failed, accounting under way or done
+	completed atomic.Bool  // every ask answered or failed, accounting under way or done
+	refs      atomic.Int32 // decision, accounting, expiry queue: the last one recycles it
 
 	mu    sync.Mutex
+	gen   uint64 // which use of this round (see askRef); set under mu
 	tally voter.Tally[*normalized, uint64]
 	asks  []upAsk
 	held  bool // the round holds a straggler slot (decided, still waiting for some asks)
@@ -77,76 +85,121 @@ var errStragglersFull = fmt.Errorf("dnsgw: %w: as many answered queries already 
 // refuse records why a datagram taken for ask i was not accepted; the ask goes on waiting
 // (a forged datagram must not take the place of the answer), and if no better one comes in
 // time this is its failure.
-func (r *round) refuse(i int, err error) {
+func (r *round) refuse(i int, gen uint64, err error) {
 	r.mu.Lock()
-	if r.asks[i].state != askDone {
+	if r.gen == gen && r.asks[i].state != askDone {
 		r.asks[i].last = err
 	}
 	r.mu.Unlock()
 }
 
 // add adds ask i's answer (or failure: a.Err) to the tally, unless the ask is over already.
-// Replies due to UDP clients go into out.
-func (r *round) add(i int, a voter.Answer[*normalized, uint64], out *outbox) {
+// Replies due to UDP clients go into out. gen is the round's generation the caller's
+// reference was taken in: a stale one changes nothing. Past its lock, add touches the round
+// only if it decided it or completed it (it holds the decision's or the accounting's
+// reference then): another goroutine may complete and recycle it meanwhile.
+func (r *round) add(i int, gen uint64, a voter.Answer[*normalized, uint64], out *outbox) {
 	r.mu.Lock()
-	ask := &r.asks[i]
-	if ask.state == askDone {
+	if r.gen != gen || r.asks[i].state == askDone {
 		r.mu.Unlock()
 		return
 	}
+	g := r.g
+	ask := &r.asks[i]
 	ask.state = askDone
 	a.Member, a.Elapsed = ask.m, time.Since(r.start)
 	decided, group, ok := r.tally.Add(a)
-	var cancelled []int
+	var done [inlineK]doneAsk
+	over := append(done[:0], ask.done())
 	if decided && !r.tally.Complete() {
-		if r.g.straggle.Add(1) <= int64(r.g.o.MaxInFlight) {
+		if g.straggle.Add(1) <= int64(g.o.MaxInFlight) {
 			r.held = true
 		} else { // as many rounds already wait for stragglers: these count as unavailable
-			r.g.straggle.Add(-1)
+			g.straggle.Add(-1)
 			for j := range r.asks {
 				if r.asks[j].state != askDone {
 					r.asks[j].state = askDone
 					r.tally.Add(voter.Answer[*normalized, uint64]{Member: r.asks[j].m, Err: errStragglersFull, Elapsed: time.Since(r.start)})
-					cancelled = append(cancelled, j)
+					d := r.asks[j].done()
+					d.cancelled, d.j = true, j
+					over = append(over, d)
 				}
 			}
 		}
 	}
 	complete := r.tally.Complete()
 	r.mu.Unlock()
-	r.release(i)
-	for _, j := range cancelled {
-		r.asks[j].sock.forget(r.asks[j].id, r, j)
-		r.release(j)
+	for _, d := range over {
+		if d.cancelled {
+			d.sock.forget(d.id, r, d.j, gen)
+		}
+		if d.held {
+			if f, ok := g.o.Backends.(voter.InFlight); ok {
+				f.OnRelease(d.member)
+			}
+		}
 	}
 	if decided {
-		r.g.decide(r, group, ok, out)
+		g.decide(r, group, ok, out)
 	}
 	if complete {
-		r.g.complete(r)
+		g.complete(r)
 	}
 }
 
-// release ends ask i's hold on its executor (see voter.InFlight). The ask is done: nobody
-// else touches its held flag.
-func (r *round) release(i int) {
-	if r.asks[i].held {
-		r.asks[i].held = false
-		if f, ok := r.g.o.Backends.(voter.InFlight); ok {
-			f.OnRelease(r.asks[i].m.ID)
-		}
+// doneAsk is what add still needs of an ask it ended once it has let go of the round's lock.
+type doneAsk struct {
+	held      bool // it held its executor (see voter.InFlight): release it
+	member    string
+	cancelled bool // ended without its answer: take it off its socket
+	sock      *upSock
+	id        uint16
+	j         int
+}
+
+// done takes what add needs of ask a it just ended (under the round's lock) and ends its hold.
+func (a *upAsk) done() doneAsk {
+	d := doneAsk{held: a.held, member: a.m.ID, sock: a.sock, id: a.id}
+	a.held = false
+	return d
+}
+
+// unref drops one of the round's references (refs); the last recycles a UDP client's round.
+func (r *round) unref() {
+	if r.refs.Add(-1) != 0 || r.front == nil {
+		return // a round without a front hands its decision to ServeDNS, which reads it after
 	}
+	g := r.g
+	r.req, r.up, r.to, r.front, r.g = nil, nil, nil, nil, nil
+	clear(r.answersBuf[:])
+	clear(r.pickedBuf[:])
+	r.tally.ResetIn(r.answersBuf[:0], 0, false)
+	g.rounds.put(r)
+}
+
+// query is the round's question for the answers to ask gen; nil if the round has moved on.
+func (r *round) query(gen uint64) *packedQuery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen != gen {
+		return nil
+	}
+	return r.up
 }
 
 // expire fails every ask of r still open: an availability dissent, or the reason its last
 // datagram was refused.
 func (r *round) expire(out *outbox) {
 	r.mu.Lock()
+	gen := r.gen
 	var open []int
 	var errs []error
+	var socks []*upSock
+	var ids []uint16
 	for i := range r.asks {
 		if r.asks[i].state != askDone {
 			open = append(open, i)
+			socks, ids = append(socks, r.asks[i].sock), append(ids, r.asks[i].id)
 			err := r.asks[i].last
 			if err == nil {
 				err = fmt.Errorf("dnsgw: no answer in %v: %w", r.g.o.Timeout, context.DeadlineExceeded)
@@ -158,50 +211,54 @@ func (r *round) expire(out *outbox) {
 	}
 	r.mu.Unlock()
 	for j, i := range open {
-		if s := r.asks[i].sock; s != nil {
-			s.forget(r.asks[i].id, r, i)
+		if s := socks[j]; s != nil {
+			s.forget(ids[j], r, i, gen)
 		}
-		r.add(i, voter.Answer[*normalized, uint64]{Err: errs[j]}, out)
+		r.add(i, gen, voter.Answer[*normalized, uint64]{Err: errs[j]}, out)
 	}
 }
 
 // retryTCP asks ask i's executor again over TCP (its UDP answer was truncated), in a
-// goroutine of its own, bounded by the round's deadline.
-func (r *round) retryTCP(i int) {
+// goroutine of its own, bounded by the round's deadline. The ask stays open until that
+// goroutine adds its answer, so the round is not recycled before.
+func (r *round) retryTCP(i int, gen uint64) {
 	r.mu.Lock()
-	if r.asks[i].state != askWaiting {
+	if r.gen != gen || r.asks[i].state != askWaiting {
 		r.mu.Unlock()
 		return
 	}
 	r.asks[i].state = askTCP
+	// expire may end the ask (and the round be recycled) before this goroutine is done
+	g, deadline, q, addr := r.g, r.deadline, r.up.msg(), r.asks[i].m.Addr
 	r.mu.Unlock()
 	go func() {
-		ctx, cancel := context.WithDeadline(context.Background(), r.deadline)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		defer cancel()
 		var a voter.Answer[*normalized, uint64]
-		m, err := exchangeTCP(ctx, r.up.msg(), r.g.cookie, r.asks[i].m.Addr)
+		m, err := exchangeTCP(ctx, q, g.cookie, addr)
 		switch {
 		case errors.Is(err, ErrMismatch):
-			r.g.metrics.invalid.WithLabelValues("executor", "mismatched").Inc()
+			g.metrics.invalid.WithLabelValues("executor", "mismatched").Inc()
 		case err == nil && m.Truncated:
 			err = fmt.Errorf("%w: truncated over tcp", ErrMalformed)
 		case err == nil:
 			var n *normalized
-			if n, err = normalize(r.g.seed, m); err == nil {
+			if n, err = normalize(g.seed, m); err == nil {
 				a.Value, a.Key = n, n.key
 			} else {
-				r.g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
+				g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
 			}
 		}
 		a.Err = err
 		var out outbox
-		r.add(i, a, &out)
-		out.flush(r.g)
+		r.add(i, gen, a, &out)
+		out.flush(g)
 	}()
 }
 
 // decide answers the client of r: the deciding group's answer, or SERVFAIL.
 func (g *Gateway) decide(r *round, group []voter.Answer[*normalized, uint64], ok bool, out *outbox) {
+	defer r.unref()
 	g.inflight.Add(-1)
 	if r.front == nil {
 		r.result <- decision{group, ok} // buffered: never blocks
@@ -236,6 +293,7 @@ func (g *Gateway) complete(r *round) {
 		g.straggle.Add(-1)
 	}
 	g.pending.Done()
+	r.unref()
 }
 
 // udpLimit is the size a UDP answer to r may have: the client's EDNS(0) buffer size within
@@ -257,9 +315,12 @@ type outbox struct {
 }
 
 type outAsk struct {
-	r *round
-	i int
-	b []byte
+	r    *round
+	i    int
+	gen  uint64
+	sock *upSock
+	id   uint16
+	b    []byte
 }
 
 type outReply struct {
@@ -276,8 +337,9 @@ func (o *outbox) ask(r *round, i int) {
 	}
 	b := append(o.arena[len(o.arena):], wire...)
 	o.arena = o.arena[:len(o.arena)+len(b)]
-	b[0], b[1] = byte(r.asks[i].id>>8), byte(r.asks[i].id)
-	o.asks = append(o.asks, outAsk{r, i, b})
+	id := r.asks[i].id
+	b[0], b[1] = byte(id>>8), byte(id)
+	o.asks = append(o.asks, outAsk{r, i, r.gen, r.asks[i].sock, id, b})
 }
 
 func (o *outbox) reply(f *udpFront, b []byte, to net.Addr) {
@@ -291,10 +353,10 @@ func (o *outbox) reply(f *udpFront, b []byte, to net.Addr) {
 // may decide a round and queue an answer), then the answers.
 func (o *outbox) flush(g *Gateway) {
 	for len(o.asks) > 0 {
-		s := o.asks[0].r.asks[o.asks[0].i].sock
+		s := o.asks[0].sock
 		ms, batch, rest := o.ms[:0], o.batch[:0], o.rest[:0]
 		for _, a := range o.asks {
-			if a.r.asks[a.i].sock == s {
+			if a.sock == s {
 				ms = append(ms, ipv4.Message{Buffers: [][]byte{a.b}})
 				batch = append(batch, a)
 			} else {
@@ -305,8 +367,8 @@ func (o *outbox) flush(g *Gateway) {
 		o.asks, o.rest = rest, o.asks[:0]
 		for _, f := range failed { // adding a failure queues at most an answer, never an ask
 			a := batch[f.i]
-			s.forget(a.r.asks[a.i].id, a.r, a.i)
-			a.r.add(a.i, voter.Answer[*normalized, uint64]{Err: fmt.Errorf("dnsgw: send: %w", f.err)}, o)
+			s.forget(a.id, a.r, a.i, a.gen)
+			a.r.add(a.i, a.gen, voter.Answer[*normalized, uint64]{Err: fmt.Errorf("dnsgw: send: %w", f.err)}, o)
 		}
 		clear(ms)
 		clear(batch)
@@ -417,6 +479,8 @@ func (e *expiry) run(g *Gateway) {
 					break
 				}
 				due = append(due, r)
+			} else {
+				r.unref()
 			}
 			e.q[e.head] = nil
 			e.head++
@@ -432,6 +496,7 @@ func (e *expiry) run(g *Gateway) {
 		e.mu.Unlock()
 		for i, r := range due {
 			r.expire(&out)
+			r.unref()
 			due[i] = nil
 		}
 		due = due[:0]
@@ -466,4 +531,34 @@ func (e *expiry) close() {
 		close(e.stop)
 	}
 	<-e.stopped
+}
+
+// roundPool keeps the rounds of UDP clients done with (see round) for the next queries: a
+// round is the front's largest allocation per query. It is a stack (the last round put is
+// the next one taken, still in cache) of at most maxPooled.
+type roundPool struct {
+	mu   sync.Mutex
+	free []*round
+}
+
+const maxPooled = 4096
+
+func (p *roundPool) get() *round {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		r := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		return r
+	}
+	return new(round)
+}
+
+func (p *roundPool) put(r *round) {
+	p.mu.Lock()
+	if len(p.free) < maxPooled {
+		p.free = append(p.free, r)
+	}
+	p.mu.Unlock()
 }

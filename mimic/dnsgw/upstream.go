@@ -148,10 +148,11 @@ type upSock struct {
 	closed  bool
 }
 
-// askRef is ask i of round r.
+// askRef is ask i of round r in its use gen (a recycled round has another: see round).
 type askRef struct {
-	r *round
-	i int
+	r   *round
+	i   int
+	gen uint64
 }
 
 // maxInFlightPerSocket bounds the asks waiting on one socket, so that a random free ID is
@@ -219,7 +220,7 @@ func (x *upMux) close() {
 	}
 }
 
-// register puts ask i of r in flight on s and returns its ID.
+// register puts ask i of r in flight on s and returns its ID. The caller holds r.mu.
 func (s *upSock) register(r *round, i int) (uint16, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -232,16 +233,16 @@ func (s *upSock) register(r *round, i int) (uint16, error) {
 	for {
 		id := uint16(rand.Uint32())
 		if _, busy := s.waiting[id]; !busy {
-			s.waiting[id] = askRef{r, i}
+			s.waiting[id] = askRef{r, i, r.gen}
 			return id, nil
 		}
 	}
 }
 
-// forget takes the ask r, i off s, if id still names it.
-func (s *upSock) forget(id uint16, r *round, i int) {
+// forget takes ask i of r's use gen off s, if id still names it.
+func (s *upSock) forget(id uint16, r *round, i int, gen uint64) {
 	s.mu.Lock()
-	if s.waiting[id] == (askRef{r, i}) {
+	if s.waiting[id] == (askRef{r, i, gen}) {
 		delete(s.waiting, id)
 	}
 	s.mu.Unlock()
@@ -307,31 +308,37 @@ func (g *Gateway) onAnswer(s *upSock, b []byte, from net.Addr, out *outbox) {
 		g.metrics.invalid.WithLabelValues("executor", "stray").Inc()
 		return
 	}
-	r, i := ref.r, ref.i
+	r, i, gen := ref.r, ref.i, ref.gen
 	a := new(dns.Msg)
 	if err := a.Unpack(b); err != nil {
 		g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
-		r.refuse(i, fmt.Errorf("%w: %v", ErrMalformed, err))
+		r.refuse(i, gen, fmt.Errorf("%w: %v", ErrMalformed, err))
 		return
 	}
-	if err := checkAnswer(a, r.up.q, g.cookie, id); err != nil {
+	up := r.query(gen)
+	if up == nil { // its round ended (and was recycled) since the lookup: late
+		g.stat.strayAnswers.Add(1)
+		g.metrics.invalid.WithLabelValues("executor", "stray").Inc()
+		return
+	}
+	if err := checkAnswer(a, up.q, g.cookie, id); err != nil {
 		g.metrics.invalid.WithLabelValues("executor", "mismatched").Inc()
-		r.refuse(i, err)
+		r.refuse(i, gen, err)
 		return
 	}
 	if a.Truncated {
-		s.forget(id, r, i)
-		r.retryTCP(i)
+		s.forget(id, r, i, gen)
+		r.retryTCP(i, gen)
 		return
 	}
 	n, err := normalize(g.seed, a)
 	if err != nil {
 		g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
-		r.refuse(i, err)
+		r.refuse(i, gen, err)
 		return
 	}
-	s.forget(id, r, i)
-	r.add(i, voter.Answer[*normalized, uint64]{Value: n, Key: n.key}, out)
+	s.forget(id, r, i, gen)
+	r.add(i, gen, voter.Answer[*normalized, uint64]{Value: n, Key: n.key}, out)
 }
 
 // exchangeTCP asks addr q (a copy, under a random ID) over a new TCP connection, bounded by
