@@ -351,9 +351,11 @@ func (g *Gateway) begin(r *dns.Msg, qu query, start time.Time, front *udpFront, 
 	if n := len(picked); n <= inlineK {
 		rd.asksBuf = [inlineK]upAsk{}
 		rd.tally.ResetIn(rd.answersBuf[:n], quorum, g.o.WaitAll)
+		rd.tally.GroupIn(rd.groupBuf[:])
 		rd.asks = rd.asksBuf[:n]
 	} else {
 		rd.tally.Reset(n, quorum, g.o.WaitAll)
+		rd.tally.GroupIn(nil)
 		rd.asks = make([]upAsk, n)
 	}
 	g.pending.Add(1)

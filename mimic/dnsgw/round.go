@@ -49,9 +49,10 @@ type round struct {
 	asks  []upAsk
 	held  bool // the round holds a straggler slot (decided, still waiting for some asks)
 
-	// room for the asks, answers and picks of a round of up to inlineK executors
+	// room for the asks, answers, deciding group and picks of a round of up to inlineK executors
 	asksBuf    [inlineK]upAsk
 	answersBuf [inlineK]voter.Answer[*normalized, uint64]
+	groupBuf   [inlineK]voter.Answer[*normalized, uint64]
 	pickedBuf  [inlineK]voter.Member
 }
 
@@ -172,6 +173,7 @@ func (r *round) unref() {
 	g := r.g
 	r.req, r.up, r.to, r.front, r.g = nil, nil, nil, nil, nil
 	clear(r.answersBuf[:])
+	clear(r.groupBuf[:])
 	clear(r.pickedBuf[:])
 	r.tally.ResetIn(r.answersBuf[:0], 0, false)
 	g.rounds.put(r)
@@ -312,6 +314,14 @@ type outbox struct {
 	replies, restReplies []outReply
 	arena                []byte
 	ms                   []ipv4.Message
+	bufs                 [][]byte // the one-buffer Buffers of ms
+}
+
+// message is an ipv4.Message of the one buffer b (its Buffers in o.bufs, reused).
+func (o *outbox) message(b []byte, to net.Addr) ipv4.Message {
+	o.bufs = append(o.bufs, b)
+	n := len(o.bufs)
+	return ipv4.Message{Buffers: o.bufs[n-1 : n : n], Addr: to}
 }
 
 type outAsk struct {
@@ -357,7 +367,7 @@ func (o *outbox) flush(g *Gateway) {
 		ms, batch, rest := o.ms[:0], o.batch[:0], o.rest[:0]
 		for _, a := range o.asks {
 			if a.sock == s {
-				ms = append(ms, ipv4.Message{Buffers: [][]byte{a.b}})
+				ms = append(ms, o.message(a.b, nil))
 				batch = append(batch, a)
 			} else {
 				rest = append(rest, a)
@@ -371,6 +381,8 @@ func (o *outbox) flush(g *Gateway) {
 			a.r.add(a.i, a.gen, voter.Answer[*normalized, uint64]{Err: fmt.Errorf("dnsgw: send: %w", f.err)}, o)
 		}
 		clear(ms)
+		clear(o.bufs)
+		o.bufs = o.bufs[:0]
 		clear(batch)
 		o.ms, o.batch = ms[:0], batch[:0]
 	}
@@ -381,7 +393,7 @@ func (o *outbox) flush(g *Gateway) {
 		ms, rest := o.ms[:0], o.restReplies[:0]
 		for _, rp := range o.replies {
 			if rp.f == f {
-				ms = append(ms, ipv4.Message{Buffers: [][]byte{rp.b}, Addr: rp.to})
+				ms = append(ms, o.message(rp.b, rp.to))
 			} else {
 				rest = append(rest, rp)
 			}
@@ -390,6 +402,8 @@ func (o *outbox) flush(g *Gateway) {
 			g.log.Debug("write answer", "client", ms[fl.i].Addr.String(), "error", fl.err)
 		}
 		clear(ms)
+		clear(o.bufs)
+		o.bufs = o.bufs[:0]
 		clear(o.replies)
 		o.ms, o.replies, o.restReplies = ms[:0], rest, o.replies[:0]
 	}

@@ -99,6 +99,7 @@ func Poll[V any, K comparable](ctx context.Context, picked []Member, o PollOptio
 // for concurrent use; the zero Tally must be Reset before use.
 type Tally[V any, K comparable] struct {
 	r       Round[V, K]
+	group   []Answer[V, K] // where Add builds the deciding group, if set (GroupIn)
 	n       int
 	waitAll bool
 	decided bool
@@ -140,11 +141,22 @@ func (t *Tally[V, K]) Add(a Answer[V, K]) (decided bool, group []Answer[V, K], o
 		return false, nil, false // a group can still reach the quorum
 	}
 	t.decided = true
-	for _, i := range r.Group() {
-		group, ok = append(group, r.Answers[i]), true
+	if r.Winner < 0 {
+		return true, nil, false
 	}
-	return true, group, ok
+	group = t.group[:0]
+	for _, a := range r.Answers {
+		if a.Err == nil && a.Key == r.Answers[r.Winner].Key {
+			group = append(group, a)
+		}
+	}
+	return true, group, true
 }
+
+// GroupIn has Add build the deciding group in buf (its capacity; a longer one is allocated)
+// instead of a new slice, until the next GroupIn: the caller is done with a poll's group before
+// it reuses buf.
+func (t *Tally[V, K]) GroupIn(buf []Answer[V, K]) { t.group = buf[:0] }
 
 // ResetIn is Reset for len(buf) executors, the answers kept in buf (its contents are
 // overwritten): an adapter can keep them in the request's own struct.
@@ -234,26 +246,15 @@ func Account[V any, K comparable](c *Core, r *Round[V, K], rep Report[V, K], now
 	if r.Cut {
 		return
 	}
-	var base map[string]any
-	var baseLog []any
-	described := false
-	describe := func() {
-		if !described && rep.Describe != nil {
-			base, baseLog = rep.Describe()
+	var base *eventBase // the request's attributes, taken at its first event: most rounds have none
+	describe := func() *eventBase {
+		if base == nil {
+			base = new(eventBase)
+			if rep.Describe != nil {
+				base.attrs, base.log = rep.Describe()
+			}
 		}
-		described = true
-	}
-	attrs := func() map[string]any {
-		describe()
-		m := make(map[string]any, len(base)+8)
-		for k, v := range base {
-			m[k] = v
-		}
-		return m
-	}
-	logAttrs := func(extra ...any) []any {
-		describe()
-		return append(append([]any{}, baseLog...), extra...)
+		return base
 	}
 	unreachable := rep.Reachable
 	if unreachable == nil {
@@ -267,7 +268,8 @@ func Account[V any, K comparable](c *Core, r *Round[V, K], rep Report[V, K], now
 		a := &r.Answers[i]
 		switch {
 		case a.Err != nil:
-			c.Dissent(Dissent{Member: a.Member, Kind: DissentAvailability, Err: a.Err, Attrs: attrs(), Log: func() []any { return logAttrs() }}, now)
+			b := describe()
+			c.Dissent(Dissent{Member: a.Member, Kind: DissentAvailability, Err: a.Err, Attrs: b.attrsCopy(), Log: func() []any { return b.logAttrs() }}, now)
 			if unreachable(a.Err) {
 				c.Reached(a.Member, a.Err, now)
 			}
@@ -276,7 +278,8 @@ func Account[V any, K comparable](c *Core, r *Round[V, K], rep Report[V, K], now
 		case a.Key == win.Key:
 			c.Agreed(a.Member, now)
 		default:
-			at := attrs()
+			b := describe()
+			at := b.attrsCopy()
 			var d any = "answer"
 			if rep.Differs != nil {
 				d = rep.Differs(a, win)
@@ -285,7 +288,7 @@ func Account[V any, K comparable](c *Core, r *Round[V, K], rep Report[V, K], now
 			if rep.Extra != nil {
 				rep.Extra(a, win, at)
 			}
-			c.Dissent(Dissent{Member: a.Member, Kind: DissentContent, Attrs: at, Log: func() []any { return logAttrs("differs", d) }}, now)
+			c.Dissent(Dissent{Member: a.Member, Kind: DissentContent, Attrs: at, Log: func() []any { return b.logAttrs("differs", d) }}, now)
 		}
 		c.Reached(a.Member, nil, now)
 	}
@@ -301,8 +304,27 @@ func Account[V any, K comparable](c *Core, r *Round[V, K], rep Report[V, K], now
 			}
 			votes = append(votes, v)
 		}
-		at := attrs()
+		b := describe()
+		at := b.attrsCopy()
 		at["quorum"], at["votes"] = r.Quorum, votes
-		c.NoConsensus("", at, logAttrs("quorum", r.Quorum, "executors", len(r.Answers))...)
+		c.NoConsensus("", at, b.logAttrs("quorum", r.Quorum, "executors", len(r.Answers))...)
 	}
+}
+
+// eventBase is a request's event attributes (Report.Describe), shared by its round's events.
+type eventBase struct {
+	attrs map[string]any
+	log   []any
+}
+
+func (b *eventBase) attrsCopy() map[string]any {
+	m := make(map[string]any, len(b.attrs)+8)
+	for k, v := range b.attrs {
+		m[k] = v
+	}
+	return m
+}
+
+func (b *eventBase) logAttrs(extra ...any) []any {
+	return append(append([]any{}, b.log...), extra...)
 }
