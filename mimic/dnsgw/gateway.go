@@ -317,11 +317,6 @@ func (g *Gateway) begin(r *dns.Msg, qu query, start time.Time, front *udpFront, 
 	all := g.o.Backends.Backends()
 	g.up.prune(all, start)
 	k, quorum := g.core.Voters(g.o.K, g.o.Quorum, len(all))
-	up, err := packQuery(r, g.o.UDPSize, g.cookie)
-	if err != nil { // the question parsed, so it packs; a bug if not
-		g.count(qu.transport, "refused", start)
-		return nil, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure)
-	}
 	var rd *round
 	if front != nil { // a recycled one (see round): late answers to its last use may still hold it
 		rd = g.rounds.get()
@@ -341,7 +336,15 @@ func (g *Gateway) begin(r *dns.Msg, qu query, start time.Time, front *udpFront, 
 		g.count(qu.transport, "no-consensus", start)
 		return nil, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure)
 	}
-	rd.g, rd.qu, rd.req, rd.up, rd.start, rd.deadline, rd.front, rd.to = g, qu, r, up, start, start.Add(g.o.Timeout), front, to
+	if err := rd.upq.pack(rd.wireBuf[:], r, g.o.UDPSize, g.cookie); err != nil { // the question parsed, so it packs; a bug if not
+		rd.mu.Unlock()
+		if front != nil {
+			g.rounds.put(rd)
+		}
+		g.count(qu.transport, "refused", start)
+		return nil, new(dns.Msg).SetRcode(r, dns.RcodeServerFailure)
+	}
+	rd.g, rd.qu, rd.req, rd.up, rd.start, rd.deadline, rd.front, rd.to = g, qu, r, &rd.upq, start, start.Add(g.o.Timeout), front, to
 	rd.held = false
 	rd.completed.Store(false)
 	rd.refs.Store(3) // the decision, the accounting, the expiry queue
@@ -486,13 +489,24 @@ func (p *packedQuery) msg() *dns.Msg { return upstreamQuery(p.client, p.udpSize,
 // packQuery packs upstreamQuery(r, udpSize, cookie) (cookie: 16 hex digits) without building
 // it; TestUpstreamWire and FuzzClientQuery hold the two to the same bytes.
 func packQuery(r *dns.Msg, udpSize int, cookie string) (*packedQuery, error) {
+	p := new(packedQuery)
+	return p, p.pack(nil, r, udpSize, cookie)
+}
+
+// pack is packQuery into p, the bytes in buf if it is long enough (a round's own array).
+func (p *packedQuery) pack(buf []byte, r *dns.Msg, udpSize int, cookie string) error {
 	q := r.Question[0]
 	var ck [8]byte
 	if n, err := hex.Decode(ck[:], []byte(cookie)); err != nil || n != len(ck) {
-		return nil, fmt.Errorf("dnsgw: client cookie %q", cookie)
+		return fmt.Errorf("dnsgw: client cookie %q", cookie)
 	}
 	// the name's wire form is at most a byte longer than its text; the rest is fixed
-	buf := make([]byte, 12+len(q.Name)+1+4+11+4+4+len(ck))
+	if n := 12 + len(q.Name) + 1 + 4 + 11 + 4 + 4 + len(ck); n <= len(buf) {
+		buf = buf[:n]
+		clear(buf)
+	} else {
+		buf = make([]byte, n)
+	}
 	if r.RecursionDesired {
 		buf[2] |= 1
 	}
@@ -502,7 +516,7 @@ func packQuery(r *dns.Msg, udpSize int, cookie string) (*packedQuery, error) {
 	buf[5], buf[11] = 1, 1 // one question, one additional record (OPT)
 	off, err := dns.PackDomainName(q.Name, buf, 12, nil, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	do := false
 	if opt := r.IsEdns0(); opt != nil {
@@ -519,11 +533,12 @@ func packQuery(r *dns.Msg, udpSize int, cookie string) (*packedQuery, error) {
 		0, 10, 0, 8, // COOKIE, the client cookie alone
 	}
 	if n := off + len(tail) + len(ck); n > dns.MinMsgSize || n > len(buf) {
-		return nil, fmt.Errorf("dnsgw: question of %d bytes", n)
+		return fmt.Errorf("dnsgw: question of %d bytes", n)
 	}
 	off += copy(buf[off:], tail)
 	off += copy(buf[off:], ck[:])
-	return &packedQuery{client: r, udpSize: udpSize, cookie: cookie, q: q, wire: buf[:off:off]}, nil
+	*p = packedQuery{client: r, udpSize: udpSize, cookie: cookie, q: q, wire: buf[:off:off]}
+	return nil
 }
 
 // nsidOf returns the NSID an answer carries, as text ("" without).

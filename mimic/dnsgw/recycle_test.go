@@ -108,6 +108,9 @@ func TestLateAnswerAfterRoundRecycled(t *testing.T) {
 		pooled = slices.Contains(g.rounds.free, stale.r)
 		g.rounds.mu.Unlock()
 	}
+	if _, current := stale.r.question(stale.gen); current {
+		t.Error("a reference to a round back in the pool is not stale")
+	}
 
 	// Query 2, another name: the same round, in use again; c's ask waits.
 	if r := ask(t, "udp", addr, "mail.proteus.lab.", dns.TypeA, 0); !slices.Equal(aRecords(r), []string{trueWWW}) {
@@ -120,7 +123,7 @@ func TestLateAnswerAfterRoundRecycled(t *testing.T) {
 
 	// The stale reference, as a reader late with query 1's answer would use it.
 	r := stale.r
-	if r.query(stale.gen) != nil {
+	if _, current := r.question(stale.gen); current {
 		t.Error("a stale reference gets the round's new question")
 	}
 	forgedMsg := new(dns.Msg).SetQuestion("mail.proteus.lab.", dns.TypeA)

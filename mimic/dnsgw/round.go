@@ -30,8 +30,8 @@ import (
 type round struct {
 	g        *Gateway
 	qu       query
-	req      *dns.Msg // the client's query
-	up       *packedQuery
+	req      *dns.Msg     // the client's query
+	up       *packedQuery // upq
 	start    time.Time
 	deadline time.Time
 	// front and to say where a UDP client's answer goes; without a front, the decision goes
@@ -54,6 +54,8 @@ type round struct {
 	answersBuf [inlineK]voter.Answer[*normalized, uint64]
 	groupBuf   [inlineK]voter.Answer[*normalized, uint64]
 	pickedBuf  [inlineK]voter.Member
+	upq        packedQuery
+	wireBuf    [96]byte // upq's bytes, for names of up to 50 or so bytes
 }
 
 const inlineK = 3
@@ -171,22 +173,27 @@ func (r *round) unref() {
 		return // a round without a front hands its decision to ServeDNS, which reads it after
 	}
 	g := r.g
+	r.mu.Lock() // a reference that outlived this use may be looking at gen
+	r.gen++     // such a reference is stale from here on, before the round is reused
 	r.req, r.up, r.to, r.front, r.g = nil, nil, nil, nil, nil
+	r.upq = packedQuery{}
 	clear(r.answersBuf[:])
 	clear(r.groupBuf[:])
 	clear(r.pickedBuf[:])
 	r.tally.ResetIn(r.answersBuf[:0], 0, false)
+	r.mu.Unlock()
 	g.rounds.put(r)
 }
 
-// query is the round's question for the answers to ask gen; nil if the round has moved on.
-func (r *round) query(gen uint64) *packedQuery {
+// question is the round's question for the answers to its use gen; false if the round has
+// moved on (a copy: a recycled round's is overwritten).
+func (r *round) question(gen uint64) (dns.Question, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gen != gen {
-		return nil
+		return dns.Question{}, false
 	}
-	return r.up
+	return r.up.q, true
 }
 
 // expire fails every ask of r still open: an availability dissent, or the reason its last

@@ -315,13 +315,13 @@ func (g *Gateway) onAnswer(s *upSock, b []byte, from net.Addr, out *outbox) {
 		r.refuse(i, gen, fmt.Errorf("%w: %v", ErrMalformed, err))
 		return
 	}
-	up := r.query(gen)
-	if up == nil { // its round ended (and was recycled) since the lookup: late
+	q, current := r.question(gen)
+	if !current { // its round ended (and was recycled) since the lookup: late
 		g.stat.strayAnswers.Add(1)
 		g.metrics.invalid.WithLabelValues("executor", "stray").Inc()
 		return
 	}
-	if err := checkAnswer(a, up.q, g.cookie, id); err != nil {
+	if err := checkAnswer(a, q, g.cookie, id); err != nil {
 		g.metrics.invalid.WithLabelValues("executor", "mismatched").Inc()
 		r.refuse(i, gen, err)
 		return
