@@ -146,17 +146,20 @@ func (e *Engine) block(ctx context.Context, a *asset, ev sensor.Event, id string
 	if until := now.Add(ttl); until.After(e.blocked[ev.Source]) {
 		e.blocked[ev.Source] = until
 	}
-	var out []store.Countermeasure
-	for _, act := range e.o.BlockActuators {
-		c := store.Countermeasure{Kind: config.CMBlock, Target: t.Prefix.String()}
+	return e.applyEach(ctx, e.o.BlockActuators, countermeasure.Action{Kind: countermeasure.KindBlock, Target: t,
+		Source: "engine/" + a.Name, Reason: "decision " + id, Expires: now.Add(ttl)}, config.CMBlock, t.Prefix.String())
+}
+
+// applyEach applies action a through each of actuators, one countermeasure of kind and
+// target (as the decision records them) each.
+func (e *Engine) applyEach(ctx context.Context, actuators []string, a countermeasure.Action, kind, target string) []store.Countermeasure {
+	out := make([]store.Countermeasure, 0, len(actuators))
+	for _, act := range actuators {
+		c := store.Countermeasure{Kind: kind, Target: target}
+		a.Actuator = act
 		if e.o.Manager == nil {
 			c.Error = "no countermeasure manager"
-			out = append(out, c)
-			continue
-		}
-		got, err := e.o.Manager.Apply(ctx, countermeasure.Action{Actuator: act, Kind: countermeasure.KindBlock, Target: t,
-			Source: "engine/" + a.Name, Reason: "decision " + id, Expires: now.Add(ttl)})
-		if err != nil {
+		} else if got, err := e.o.Manager.Apply(ctx, a); err != nil {
 			c.Error = err.Error()
 		} else {
 			c.ID, c.Expires = got.ID, got.Expires
@@ -231,19 +234,8 @@ func (e *Engine) redirect(ctx context.Context, a *asset, id string, src netip.Ad
 		return []store.Countermeasure{{Kind: string(countermeasure.KindRedirect), Target: target.String(),
 			Error: "no redirect actuator (pool.decoy and the voting gateway, or engine.redirect.ports and nftables)"}}
 	}
-	out := make([]store.Countermeasure, 0, len(e.o.RedirectActuators))
-	for _, act := range e.o.RedirectActuators {
-		c := store.Countermeasure{Kind: string(countermeasure.KindRedirect), Target: target.String()}
-		got, err := e.o.Manager.Apply(ctx, countermeasure.Action{Actuator: act, Kind: countermeasure.KindRedirect,
-			Target: target, Source: "engine/" + a.Name, Reason: "decision " + id, Expires: now.Add(e.cfg.Redirect.TTL)})
-		if err != nil {
-			c.Error = err.Error()
-		} else {
-			c.ID, c.Expires = got.ID, got.Expires
-		}
-		out = append(out, c)
-	}
-	return out
+	return e.applyEach(ctx, e.o.RedirectActuators, countermeasure.Action{Kind: countermeasure.KindRedirect, Target: target,
+		Source: "engine/" + a.Name, Reason: "decision " + id, Expires: now.Add(e.cfg.Redirect.TTL)}, string(countermeasure.KindRedirect), target.String())
 }
 
 // oneShot runs a countermeasure that has no revert (a rotation, a hook) in the background,
