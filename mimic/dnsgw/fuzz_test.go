@@ -80,6 +80,15 @@ func FuzzExecutorAnswer(f *testing.F) {
 	b, _ = good.Pack()
 	f.Add(b)
 	f.Add([]byte{0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1})
+	good.Rcode, good.Ns = dns.RcodeSuccess, nil // records in mixed case, with and without names in their data
+	for _, s := range []string{"WWW.proteus.lab. 300 IN A 192.0.2.10", "www.proteus.lab. 300 IN AAAA 2001:db8::1",
+		"www.proteus.lab. 300 IN TXT \"Mixed Case\"", "www.proteus.lab. 300 IN CNAME Web.Proteus.Lab.",
+		"www.proteus.lab. 300 IN MX 10 Mail.proteus.lab."} {
+		rr, _ := dns.NewRR(s)
+		good.Answer = append(good.Answer, rr)
+	}
+	b, _ = good.Pack()
+	f.Add(b)
 	seed := maphash.MakeSeed()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a := new(dns.Msg)
@@ -89,6 +98,14 @@ func FuzzExecutorAnswer(f *testing.F) {
 		n, err := normalize(seed, a)
 		if err != nil {
 			return
+		}
+		for _, rrs := range votedSections(a) {
+			for _, rr := range rrs {
+				w, err := canonical(rr)
+				if slow, serr := canonicalCopy(rr); (err == nil) != (serr == nil) || !bytes.Equal(w, slow) {
+					t.Fatalf("canonical %v:\n%x (%v)\nby a copy:\n%x (%v)", rr, w, err, slow, serr)
+				}
+			}
 		}
 		client := new(dns.Msg).SetQuestion("www.proteus.lab.", dns.TypeA)
 		client.SetEdns0(1232, false)
@@ -106,6 +123,9 @@ func FuzzExecutorAnswer(f *testing.F) {
 			w, err := canonical(rr)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if slow, err := canonicalCopy(rr); err != nil || !bytes.Equal(w, slow) {
+				t.Fatalf("canonical %v:\n%x\nby a copy:\n%x (%v)", rr, w, slow, err)
 			}
 			found := false
 			for _, r := range n.recs {

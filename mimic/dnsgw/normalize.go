@@ -33,12 +33,12 @@ type canonRR struct {
 	idx  int // position in its section of msg
 }
 
-// voted returns the sections that take part for m.
-func votedSections(m *dns.Msg) [][]dns.RR {
+// votedSections returns the sections that take part for m (answer, authority; one of them nil).
+func votedSections(m *dns.Msg) [2][]dns.RR {
 	if len(m.Answer) > 0 {
-		return [][]dns.RR{m.Answer}
+		return [2][]dns.RR{m.Answer, nil}
 	}
-	return [][]dns.RR{nil, m.Ns}
+	return [2][]dns.RR{nil, m.Ns}
 }
 
 func normalize(seed maphash.Seed, m *dns.Msg) (*normalized, error) {
@@ -77,8 +77,42 @@ func normalize(seed maphash.Seed, m *dns.Msg) (*normalized, error) {
 }
 
 // canonical packs a copy of rr with its owner and the names in its data in lower case and
-// TTL zero, uncompressed.
+// TTL zero, uncompressed. A record with nothing to lower (its owner in lower case, no name in
+// its data that canonicalCopy lowers) is packed as it is, its TTL zeroed in the bytes: the same
+// bytes (FuzzExecutorAnswer holds the two to it) without copying the record.
 func canonical(rr dns.RR) ([]byte, error) {
+	h := rr.Header()
+	if !lowersData(h.Rrtype) && strings.ToLower(h.Name) == h.Name {
+		buf := make([]byte, dns.Len(rr)+1)
+		off, err := dns.PackRR(rr, buf, 0, nil, false)
+		if err != nil {
+			return nil, err
+		}
+		i := 0 // past the owner (uncompressed: labels, then the root's 0)
+		for i < off && buf[i] != 0 {
+			i += int(buf[i]) + 1
+		}
+		if i += 1 + 4; i+4 > off { // type and class, then the TTL
+			return nil, fmt.Errorf("dnsgw: packed %s record of %d bytes", dns.TypeToString[h.Rrtype], off)
+		}
+		clear(buf[i : i+4])
+		return buf[:off], nil
+	}
+	return canonicalCopy(rr)
+}
+
+// lowersData says whether canonicalCopy lowers names in the data of records of type t.
+func lowersData(t uint16) bool {
+	switch t {
+	case dns.TypeNS, dns.TypeCNAME, dns.TypeDNAME, dns.TypePTR, dns.TypeMX, dns.TypeSOA, dns.TypeSRV,
+		dns.TypeNAPTR, dns.TypeRRSIG, dns.TypeNSEC, dns.TypeSVCB, dns.TypeHTTPS:
+		return true
+	}
+	return false
+}
+
+// canonicalCopy is canonical by way of a copy of rr, its names lowered.
+func canonicalCopy(rr dns.RR) ([]byte, error) {
 	c := dns.Copy(rr)
 	h := c.Header()
 	h.Name, h.Ttl = strings.ToLower(h.Name), 0
