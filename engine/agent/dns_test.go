@@ -456,9 +456,22 @@ func TestDNSPoolRotatesUnderLoad(t *testing.T) {
 	rotateUnderLoadAndPoison(t, startDNSAgent(t, dnsPoolConfig(dnsImage(t), "1s-2s")), "knot", 0.7, poisonKnot)
 }
 
+// votedIn reports whether executor id (non-empty) is among the voters of no-consensus event e.
+func votedIn(e bus.Event, id string) bool {
+	votes, _ := e.Attrs["votes"].([]any)
+	for _, v := range votes {
+		if m, _ := v.(map[string]any); id != "" && m["executor"] == id {
+			return true
+		}
+	}
+	return false
+}
+
 // rotateUnderLoadAndPoison runs query load over UDP and TCP against ra's DNS front while the
 // pool rotates on its schedule, poisons a young healthy executor of the variant named (after
-// 6 s, with poison), and checks: no failed, wrong or forged answer, at least six scheduled
+// 6 s, with poison), and checks: no failed, wrong or forged answer (a SERVFAIL only where the
+// poisoned executor was one of the voters: with it outvoting nothing and an honest one late,
+// no answer has a quorum, and SERVFAIL is the right answer), at least six scheduled
 // rotations, the poisoned executor reported for the forged name and rebuilt, and no honest
 // executor ever dissenting on content. Young is the age below which an executor is young
 // enough to poison (the schedule should not retire it before the vote does): its start to
@@ -482,6 +495,7 @@ func rotateUnderLoadAndPoison(t *testing.T, ra *runningAgent, variant string, yo
 	rotations := map[string]bool{} // old executor IDs rotated on schedule
 	var dissents []bus.Event
 	var noConsensus []string
+	byPoisoned := 0 // no-consensus events the poisoned executor voted in
 	poisoned, rebuilt := "", false
 	deadline := time.After(90 * time.Second)
 	poisonAt := time.Now().Add(6 * time.Second)
@@ -494,6 +508,10 @@ func rotateUnderLoadAndPoison(t *testing.T, ra *runningAgent, variant string, yo
 			case "gateway.dissent":
 				dissents = append(dissents, e)
 			case "gateway.no-consensus":
+				if votedIn(e, poisoned) {
+					byPoisoned++
+					continue
+				}
 				if len(noConsensus) < 10 {
 					noConsensus = append(noConsensus, fmt.Sprint(e.Time.Format("15:04:05.000"), " ", e.Attrs))
 				}
@@ -530,7 +548,10 @@ func rotateUnderLoadAndPoison(t *testing.T, ra *runningAgent, variant string, yo
 	stopLoad()
 	t.Logf("load: %d answers ok, %d SERVFAIL, %d failed, %d wrong, %d forged; %d scheduled rotations; %d dissent events",
 		load.ok.Load(), load.servfail.Load(), load.failed.Load(), load.wrong.Load(), load.forged.Load(), len(rotations), len(dissents))
-	if n := load.servfail.Load() + load.failed.Load() + load.wrong.Load() + load.forged.Load(); n > 0 {
+	if byPoisoned > 0 {
+		t.Logf("%d no-consensus events with the poisoned executor among the voters (SERVFAIL allowed for these)", byPoisoned)
+	}
+	if n := max(0, load.servfail.Load()-int64(byPoisoned)) + load.failed.Load() + load.wrong.Load() + load.forged.Load(); n > 0 || len(noConsensus) > 0 {
 		t.Errorf("%d failed queries (SERVFAIL %d, no answer %d, wrong %d, forged %d): %v; no-consensus events: %v", n, load.servfail.Load(), load.failed.Load(),
 			load.wrong.Load(), load.forged.Load(), load.problems, noConsensus)
 	}
