@@ -429,7 +429,7 @@ func (x *Pool) validateVariant(vf string, v Variant, p *strictyaml.Problems) {
 		p.Addf(vf+".files", "only the process driver (into an executor's work directory) and the docker driver (mounted read-only at /etc/proteus) render files, this variant's driver is %q", v.Driver)
 	}
 	for _, name := range slices.Sorted(maps.Keys(v.Files)) {
-		if msg := checkFileName(name); msg != "" {
+		if msg := checkFileName(name, v.Driver); msg != "" {
 			p.Addf(vf+".files", "%q: %s", name, msg)
 		}
 	}
@@ -561,15 +561,20 @@ func checkCron(s string) error {
 	return nil
 }
 
-// checkFileName says what is wrong with a variant's files entry ("" when nothing): it must be
-// a clean relative slash path inside the work directory, not one of the process driver's own
-// names (MANIFEST.sha256, proteus-output.log, proteus-record.json, state/).
-func checkFileName(name string) string {
+// checkFileName says what is wrong with a files entry of a variant on driver ("" when
+// nothing): it must be a clean relative slash path inside the directory the driver renders
+// into, and on the process driver not one of its own names in the work directory
+// (MANIFEST.sha256, proteus-output.log, proteus-record.json, state/).
+func checkFileName(name, driver string) string {
+	dir := "the work directory"
+	if driver == "docker" {
+		dir = "the container's /etc/proteus"
+	}
 	switch {
 	case name == "" || strings.HasPrefix(name, "/") || path.Clean(name) != name || name == ".." || strings.HasPrefix(name, "../") ||
 		strings.ContainsAny(name, "\x00\\"):
-		return "want a clean relative path inside the work directory, such as nsd.conf or etc/unbound.conf"
-	case name == "MANIFEST.sha256" || name == "proteus-output.log" || name == "proteus-record.json" || name == "state" || strings.HasPrefix(name, "state/"):
+		return "want a clean relative path inside " + dir + ", such as nsd.conf or etc/unbound.conf"
+	case driver == "process" && (name == "MANIFEST.sha256" || name == "proteus-output.log" || name == "proteus-record.json" || name == "state" || strings.HasPrefix(name, "state/")):
 		return "the process driver's own file or directory"
 	}
 	return ""

@@ -136,7 +136,8 @@ func FuzzParseUIDRange(f *testing.F) {
 	})
 }
 
-// A DNS pool of servers in containers: valid with each server's port, rendered files and a
+// A DNS pool of servers in containers: valid with each server's port, rendered files (the
+// process driver's own names, such as state/, are free in a container's /etc/proteus) and a
 // variant of its own; the bad ones are in testdata/bad (pool-dns-*).
 func TestDockerDNSPool(t *testing.T) {
 	const pin = "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -146,7 +147,7 @@ func TestDockerDNSPool(t *testing.T) {
       image: ` + name + pin + `
       container_port: 53
       command: [-c, "{{.Files}}/` + name + `.conf"]
-      files: {` + name + `.conf: "listen {{.IP}}@{{.Port}}\n", zone: "$ORIGIN example.org.\n"}
+      files: {` + name + `.conf: "listen {{.IP}}@{{.Port}}\n", zone: "$ORIGIN example.org.\n", state/keys.conf: "# the process driver's name, not docker's\n"}
 `
 	}
 	c, err := Parse("dns-docker.yaml", []byte(`version: 1
@@ -159,7 +160,7 @@ pool:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := c.Pool.Variants[1]; v.Driver != "docker" || v.ContainerPort != 53 || v.HealthQuery != "www.example.org. A" || len(v.Files) != 2 {
+	if v := c.Pool.Variants[1]; v.Driver != "docker" || v.ContainerPort != 53 || v.HealthQuery != "www.example.org. A" || len(v.Files) != 3 {
 		t.Errorf("variant: %+v", v)
 	}
 }
