@@ -26,6 +26,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -511,12 +512,18 @@ func (m mdnsNotifee) HandlePeerFound(info peer.AddrInfo) {
 }
 
 // connect dials a peer mDNS found, a few times with random pauses: two neighbours find each
-// other at the same moment and dial each other at once, and then both dials can fail; mDNS does
-// not announce the peer again soon, so one failed try would leave them apart.
+// other at the same moment and dial each other at once (from their listening ports, so the two
+// SYNs can make one TCP connection on which both start TLS as the client), and then both dials
+// fail; mDNS does not announce the peer again soon, so one failed try would leave them apart.
+// The swarm's dial backoff for the peer, set by that failure, is cleared before each retry:
+// otherwise every retry within the backoff fails at once without dialing.
 func (m mdnsNotifee) connect(info peer.AddrInfo) {
 	for attempt := 1; attempt <= 5; attempt++ {
 		if m.n.host.Network().Connectedness(info.ID) == network.Connected {
 			return
+		}
+		if sw, ok := m.n.host.Network().(*swarm.Swarm); ok && attempt > 1 {
+			sw.Backoff().Clear(info.ID)
 		}
 		ctx, cancel := context.WithTimeout(m.n.ctx, 5*time.Second)
 		err := m.n.host.Connect(ctx, info)

@@ -97,7 +97,13 @@ func TestDNSGatewayServesAndExportsMetrics(t *testing.T) {
 			t.Fatalf("%s: %v %v", network, r, err)
 		}
 	}
-	_, text := httpGet(t, metrics)
+	// The majority answers the client before the lying server's answer is in: its dissent is
+	// accounted after, so wait for it rather than read the metrics once.
+	var text string
+	waitFor(t, "the lying server's dissent in the metrics", func() bool {
+		_, text = httpGet(t, metrics)
+		return strings.Contains(text, "proteus_dns_dissent_total")
+	})
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("exit %d; stderr %s", code, stderr.String())
