@@ -9,7 +9,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/mimic/voter"
 )
 
@@ -107,17 +106,7 @@ func TestForgedAnswersWithGuessedIDs(t *testing.T) {
 		}
 	}()
 	ms := voter.Static{a.member("a"), b.member("b"), {ID: "evil", Variant: "evil", Addr: evil.LocalAddr().String()}}
-	bu := bus.New()
-	ev := collect(t, bu)
-	g, err := New(Options{Backends: ms, K: 3, Quorum: 2, Timeout: time.Minute, Rate: -1, Bus: bu, EjectAfter: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := g.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
+	g, addr, ev := gatewayOver(t, Options{K: 3, Quorum: 2, Timeout: time.Minute, EjectAfter: -1}, ms)
 
 	got := make(chan *dns.Msg, 1)
 	go func() {

@@ -55,6 +55,12 @@ func gateway(t *testing.T, o Options, servers ...*server) (*Gateway, string, *ev
 	for _, s := range servers {
 		ms = append(ms, s.member())
 	}
+	return gatewayOver(t, o, ms)
+}
+
+// gatewayOver is gateway over executors given as members.
+func gatewayOver(t *testing.T, o Options, ms voter.Static) (*Gateway, string, *events) {
+	t.Helper()
 	o.Backends = ms
 	if o.Bus == nil {
 		o.Bus = bus.New()

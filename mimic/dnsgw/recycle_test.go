@@ -9,7 +9,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/proteus-defense/proteus/bus"
 	"github.com/proteus-defense/proteus/mimic/voter"
 )
 
@@ -82,17 +81,7 @@ func TestLateAnswerAfterRoundRecycled(t *testing.T) {
 	t.Cleanup(func() { c.Close() })
 	ca := c.LocalAddr().String()
 	ms := voter.Static{answering(t), answering(t), {ID: "c", Variant: "c", Addr: ca}}
-	bu := bus.New()
-	ev := collect(t, bu)
-	g, err := New(Options{Backends: ms, K: 3, Quorum: 2, Timeout: time.Minute, Rate: -1, Bus: bu, EjectAfter: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := g.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Close)
+	g, addr, ev := gatewayOver(t, Options{K: 3, Quorum: 2, Timeout: time.Minute, EjectAfter: -1}, ms)
 
 	// Query 1: decided by the other two; c's ask is in flight, its reference taken (as a
 	// reader does before it parses the datagram), then c answers and the round completes.
