@@ -89,15 +89,49 @@ func FuzzExecutorAnswer(f *testing.F) {
 	}
 	b, _ = good.Pack()
 	f.Add(b)
+	good.Compress = true // compressed, with authority and additional records and the front's cookie echoed
+	ns, _ := dns.NewRR("proteus.lab. 3600 IN NS NS1.proteus.lab.")
+	glue, _ := dns.NewRR("ns1.proteus.lab. 3600 IN A 192.0.2.53")
+	srv, _ := dns.NewRR("www.proteus.lab. 300 IN SRV 0 5 80 Web.proteus.lab.")
+	good.Answer, good.Ns = append(good.Answer, srv), []dns.RR{ns}
+	good.Extra = []dns.RR{glue}
+	good.SetEdns0(1232, true)
+	opt := good.IsEdns0()
+	opt.Option = append(opt.Option, &dns.EDNS0_NSID{Code: dns.EDNS0NSID, Nsid: "6e7364"},
+		&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef0011223344556677"})
+	b, _ = good.Pack()
+	f.Add(b)
+	good.Answer, good.Rcode, good.Ns = nil, dns.RcodeNameError, []dns.RR{soa} // NXDOMAIN, compressed, with OPT
+	b, _ = good.Pack()
+	f.Add(b)
 	seed := maphash.MakeSeed()
+	client := new(dns.Msg).SetQuestion("www.proteus.lab.", dns.TypeA)
+	client.SetEdns0(1232, false)
+	p, err := packQuery(client, 1232, "0123456789abcdef")
+	if err != nil {
+		f.Fatal(err)
+	}
+	qwire := p.wire[12:p.qend]
+	cookie := [8]byte{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef}
+	var fast normalized
 	f.Fuzz(func(t *testing.T, data []byte) {
+		fastOK := parseAnswer(data, qwire, &cookie, q.Id, seed, &fast)
 		a := new(dns.Msg)
 		if a.Unpack(data) != nil || checkAnswer(a, q.Question[0], "0123456789abcdef", q.Id) != nil || a.Truncated {
+			if fastOK {
+				t.Fatalf("parseAnswer took what miekg/dns and checkAnswer refuse: %x", data)
+			}
 			return
 		}
 		n, err := normalize(seed, a)
 		if err != nil {
+			if fastOK {
+				t.Fatalf("parseAnswer took what normalize refuses (%v): %x", err, data)
+			}
 			return
+		}
+		if fastOK {
+			sameNormalized(t, &fast, n)
 		}
 		for _, rrs := range votedSections(a) {
 			for _, rr := range rrs {
@@ -107,13 +141,20 @@ func FuzzExecutorAnswer(f *testing.F) {
 				}
 			}
 		}
-		client := new(dns.Msg).SetQuestion("www.proteus.lab.", dns.TypeA)
-		client.SetEdns0(1232, false)
 		g := &Gateway{o: Options{UDPSize: 1232}}
 		m := g.answer(client, []voter.Answer[*normalized, uint64]{{Value: n, Key: n.key}})
 		wire, err := m.Pack()
 		if err != nil {
 			t.Fatalf("the client's answer does not pack: %v", err)
+		}
+		if fastOK { // decide packs answer's message without compression first
+			m.Compress = false
+			plain, err := m.Pack()
+			m.Compress = true
+			built, ok := answerWire(nil, client, qwire, []voter.Answer[*normalized, uint64]{{Value: &fast, Key: fast.key}}, 1232, dns.MaxMsgSize)
+			if err != nil || !ok || !bytes.Equal(built, plain) {
+				t.Fatalf("answerWire (%v):\n%x\nwant what answer packs to uncompressed (%v):\n%x", ok, built, err, plain)
+			}
 		}
 		back := new(dns.Msg)
 		if err := back.Unpack(wire); err != nil {
@@ -129,7 +170,7 @@ func FuzzExecutorAnswer(f *testing.F) {
 			}
 			found := false
 			for _, r := range n.recs {
-				found = found || bytes.Equal(r.wire, w)
+				found = found || bytes.Equal(n.canon(r), w)
 			}
 			if !found {
 				t.Fatalf("record %v not among the voted ones", rr)
@@ -145,4 +186,20 @@ func FuzzExecutorAnswer(f *testing.F) {
 			t.Fatalf("truncated answer: %d bytes, %v", len(wire), err)
 		}
 	})
+}
+
+// sameNormalized fails t unless parseAnswer's got is what normalize made of the same answer.
+func sameNormalized(t *testing.T, got, want *normalized) {
+	t.Helper()
+	if got.rcode != want.rcode || got.aa != want.aa || got.ra != want.ra || got.ad != want.ad || got.key != want.key || len(got.recs) != len(want.recs) {
+		t.Fatalf("parseAnswer: rcode %d aa %v ra %v ad %v key %x, %d records; normalize: %d %v %v %v %x, %d",
+			got.rcode, got.aa, got.ra, got.ad, got.key, len(got.recs), want.rcode, want.aa, want.ra, want.ad, want.key, len(want.recs))
+	}
+	for i, r := range got.recs {
+		w := want.recs[i]
+		if !bytes.Equal(got.canon(r), want.canon(w)) || r.ttl != w.ttl || r.sec != w.sec || r.idx != w.idx {
+			t.Fatalf("record %d: parseAnswer %x ttl %d sec %d idx %d; normalize %x ttl %d sec %d idx %d",
+				i, got.canon(r), r.ttl, r.sec, r.idx, want.canon(w), w.ttl, w.sec, w.idx)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package dnsgw
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -141,6 +142,7 @@ type Gateway struct {
 	seq      atomic.Uint64
 	idPrefix string
 	cookie   string  // the gateway's client cookie for the executors (hex, 8 bytes)
+	cookieB  [8]byte // cookie's bytes
 	pending  pending // rounds whose accounting is not done
 	rounds   roundPool
 
@@ -164,8 +166,9 @@ func New(o Options) (*Gateway, error) {
 		metrics:  o.Metrics,
 		seed:     maphash.MakeSeed(),
 		idPrefix: "dns-" + strconv.FormatUint(rand.Uint64()&0xffffffff, 16) + "-",
-		cookie:   fmt.Sprintf("%016x", rand.Uint64()),
 	}
+	binary.BigEndian.PutUint64(g.cookieB[:], rand.Uint64())
+	g.cookie = hex.EncodeToString(g.cookieB[:])
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
 	}
@@ -356,10 +359,12 @@ func (g *Gateway) begin(r *dns.Msg, qu query, start time.Time, front *udpFront, 
 		rd.tally.ResetIn(rd.answersBuf[:n], quorum, g.o.WaitAll)
 		rd.tally.GroupIn(rd.groupBuf[:])
 		rd.asks = rd.asksBuf[:n]
+		rd.slots = rd.slotsBuf[:n]
 	} else {
 		rd.tally.Reset(n, quorum, g.o.WaitAll)
 		rd.tally.GroupIn(nil)
 		rd.asks = make([]upAsk, n)
+		rd.slots = make([]normalized, n)
 	}
 	g.pending.Add(1)
 	held, _ := g.o.Backends.(voter.InFlight) // the pool drains an executor before it stops it
@@ -481,6 +486,7 @@ type packedQuery struct {
 	cookie  string
 	q       dns.Question
 	wire    []byte
+	qend    int // wire[12:qend] is the question: name, type, class
 }
 
 // msg is the question as a message (for a retry over TCP).
@@ -535,9 +541,10 @@ func (p *packedQuery) pack(buf []byte, r *dns.Msg, udpSize int, cookie string) e
 	if n := off + len(tail) + len(ck); n > dns.MinMsgSize || n > len(buf) {
 		return fmt.Errorf("dnsgw: question of %d bytes", n)
 	}
+	qend := off + 4
 	off += copy(buf[off:], tail)
 	off += copy(buf[off:], ck[:])
-	*p = packedQuery{client: r, udpSize: udpSize, cookie: cookie, q: q, wire: buf[:off:off]}
+	*p = packedQuery{client: r, udpSize: udpSize, cookie: cookie, q: q, wire: buf[:off:off], qend: qend}
 	return nil
 }
 
@@ -573,14 +580,15 @@ func (g *Gateway) answer(r *dns.Msg, group []voter.Answer[*normalized, uint64]) 
 	m.CheckingDisabled = r.CheckingDisabled
 	aa, ra, ad := true, true, true
 	for _, a := range group {
-		aa = aa && a.Value.msg.Authoritative
-		ra = ra && a.Value.msg.RecursionAvailable
-		ad = ad && a.Value.msg.AuthenticatedData
+		aa = aa && a.Value.aa
+		ra = ra && a.Value.ra
+		ad = ad && a.Value.ad
 	}
 	opt := r.IsEdns0()
 	m.Authoritative, m.RecursionAvailable = aa, ra
 	m.AuthenticatedData = ad && (r.AuthenticatedData || opt != nil && opt.Do())
-	lowest := make([]uint32, len(win.recs))
+	var room [16]uint32
+	lowest := ttlRoom(&room, len(win.recs))
 	for i, rec := range win.recs {
 		lowest[i] = rec.ttl
 		for _, a := range group[1:] {
@@ -590,7 +598,7 @@ func (g *Gateway) answer(r *dns.Msg, group []voter.Answer[*normalized, uint64]) 
 		}
 	}
 	// the records in the first member's order, once each
-	sections := votedSections(win.msg)
+	sections := votedSections(win.message())
 	pos := map[[2]int]int{}
 	for i, rec := range win.recs {
 		pos[[2]int{rec.sec, rec.idx}] = i
@@ -618,6 +626,14 @@ func (g *Gateway) answer(r *dns.Msg, group []voter.Answer[*normalized, uint64]) 
 	return m
 }
 
+// ttlRoom is room for n TTLs, in room when they fit.
+func ttlRoom(room *[16]uint32, n int) []uint32 {
+	if n <= len(room) {
+		return room[:n]
+	}
+	return make([]uint32, n)
+}
+
 // ttlMark sets apart the key of an answer whose TTLs exceed the deciding group's lowest by
 // more than the tolerance, so the accounting counts it as a content dissent.
 const ttlMark = 0x9e3779b97f4a7c15
@@ -639,7 +655,7 @@ func (g *Gateway) account(qu *query, round *voter.Round[*normalized, uint64]) {
 			return differs(a.Value, win.Value)
 		},
 		Extra: func(a, _ *voter.Answer[*normalized, uint64], attrs map[string]any) {
-			if id := nsidOf(a.Value.msg); id != "" {
+			if id := nsidOf(a.Value.message()); id != "" {
 				attrs["nsid"] = id // the server's own name for itself
 			}
 		},
@@ -655,7 +671,8 @@ func (g *Gateway) account(qu *query, round *voter.Round[*normalized, uint64]) {
 func (g *Gateway) markTTL(round *voter.Round[*normalized, uint64]) {
 	idx := round.Group()
 	win := round.Answers[round.Winner].Value
-	lowest := make([]uint32, len(win.recs))
+	var room [16]uint32
+	lowest := ttlRoom(&room, len(win.recs))
 	for i := range win.recs {
 		lowest[i] = win.recs[i].ttl
 		for _, j := range idx {

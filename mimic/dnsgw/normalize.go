@@ -2,6 +2,7 @@ package dnsgw
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -17,9 +18,16 @@ import (
 // server (AA, RA, AD) play no part. What takes part: the rcode, the answer section and, when
 // the answer section is empty (NXDOMAIN, NODATA, a referral), the authority section.
 type normalized struct {
-	msg   *dns.Msg
+	msg   *dns.Msg // nil for an answer read by parseAnswer: see message
+	raw   int      // parseAnswer: the datagram is arena[:raw]
 	rcode int
+	// the header's AA, RA and AD
+	aa, ra, ad bool
+	// wire: every record has its form as sent (orig), so answerWire can build the client's
+	// answer without the message
+	wire  bool
 	recs  []canonRR // sorted
+	arena []byte    // the datagram (parseAnswer), the records' canonical forms and forms as sent
 	key   uint64
 	// ttlExcess, set after the vote, says how a TTL of this answer exceeded the deciding
 	// group's lowest by more than the tolerance.
@@ -27,10 +35,49 @@ type normalized struct {
 }
 
 type canonRR struct {
-	wire []byte // canonical form, TTL zero
-	ttl  uint32
-	sec  int // 0 answer, 1 authority
-	idx  int // position in its section of msg
+	at, n         int // canonical form, TTL zero: arena[at:at+n]
+	origAt, origN int // parseAnswer: the record as sent, uncompressed: arena[origAt:origAt+origN]
+	owner         int // length of the owner name (the TTL follows it and type and class)
+	ttl           uint32
+	sec           int // 0 answer, 1 authority
+	idx           int // position in its section of the message
+}
+
+// canon is r's canonical form.
+func (n *normalized) canon(r canonRR) []byte { return n.arena[r.at : r.at+r.n] }
+
+// message is the answer as a message: the one normalize was given, or the datagram
+// parseAnswer read, parsed again (for what only a dissent, a retry or a truncated answer
+// needs). parseAnswer takes only what miekg/dns parses (FuzzExecutorAnswer holds it to that).
+func (n *normalized) message() *dns.Msg {
+	if n.msg != nil {
+		return n.msg
+	}
+	m := new(dns.Msg)
+	if err := m.Unpack(n.arena[:n.raw]); err != nil {
+		return new(dns.Msg)
+	}
+	return m
+}
+
+// copyFrom makes n a copy of src (parseAnswer's), reusing n's room.
+func (n *normalized) copyFrom(src *normalized) {
+	arena, recs := n.arena, n.recs
+	*n = *src
+	n.arena = append(arena[:0], src.arena...)
+	n.recs = append(recs[:0], src.recs...)
+}
+
+// release drops what a recycled round should not keep: a large answer's room.
+func (n *normalized) release() {
+	arena, recs := n.arena, n.recs
+	if cap(arena) > 4096 {
+		arena = nil
+	}
+	if cap(recs) > 64 {
+		recs = nil
+	}
+	*n = normalized{arena: arena[:0], recs: recs[:0]}
 }
 
 // votedSections returns the sections that take part for m (answer, authority; one of them nil).
@@ -42,38 +89,52 @@ func votedSections(m *dns.Msg) [2][]dns.RR {
 }
 
 func normalize(seed maphash.Seed, m *dns.Msg) (*normalized, error) {
-	n := &normalized{msg: m, rcode: m.Rcode}
+	n := &normalized{msg: m, rcode: m.Rcode, aa: m.Authoritative, ra: m.RecursionAvailable, ad: m.AuthenticatedData}
 	for sec, rrs := range votedSections(m) {
 		for i, rr := range rrs {
 			if rr.Header().Rrtype == dns.TypeOPT {
 				return nil, fmt.Errorf("%w: OPT record outside the additional section", ErrMalformed)
 			}
 			w, err := canonical(rr)
+			if err == nil { // a record cut short (miekg/dns keeps what it read of it) packs to what does not parse
+				if back, end, uerr := dns.UnpackRR(w, 0); uerr != nil || end != len(w) {
+					err = fmt.Errorf("its data does not parse once packed again: %v", uerr)
+				} else if back.Header().Rdlength == 0 { // a bare header, as miekg/dns keeps a record of no data
+					err = errors.New("no data")
+				}
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s record: %v", ErrMalformed, dns.TypeToString[rr.Header().Rrtype], err)
 			}
-			n.recs = append(n.recs, canonRR{wire: w, ttl: rr.Header().Ttl, sec: sec, idx: i})
+			n.recs = append(n.recs, canonRR{at: len(n.arena), n: len(w), ttl: rr.Header().Ttl, sec: sec, idx: i})
+			n.arena = append(n.arena, w...)
 		}
 	}
+	n.finish(seed)
+	return n, nil
+}
+
+// finish sorts n's records, drops duplicates and computes its key.
+func (n *normalized) finish(seed maphash.Seed) {
 	slices.SortFunc(n.recs, func(a, b canonRR) int {
 		if a.sec != b.sec {
 			return a.sec - b.sec
 		}
-		return bytes.Compare(a.wire, b.wire)
+		return bytes.Compare(n.canon(a), n.canon(b))
 	})
-	n.recs = slices.CompactFunc(n.recs, func(a, b canonRR) bool { return a.sec == b.sec && bytes.Equal(a.wire, b.wire) })
+	n.recs = slices.CompactFunc(n.recs, func(a, b canonRR) bool { return a.sec == b.sec && bytes.Equal(n.canon(a), n.canon(b)) })
 	var h maphash.Hash
 	h.SetSeed(seed)
 	h.WriteByte(byte(n.rcode))
 	h.WriteByte(byte(n.rcode >> 8))
 	for _, r := range n.recs {
+		w := n.canon(r)
 		h.WriteByte(byte(r.sec))
-		h.WriteByte(byte(len(r.wire) >> 8))
-		h.WriteByte(byte(len(r.wire)))
-		h.Write(r.wire)
+		h.WriteByte(byte(len(w) >> 8))
+		h.WriteByte(byte(len(w)))
+		h.Write(w)
 	}
 	n.key = h.Sum64()
-	return n, nil
 }
 
 // canonical packs a copy of rr with its owner and the names in its data in lower case and
@@ -186,21 +247,24 @@ func differs(a, win *normalized) Differs {
 	if a.rcode != win.rcode {
 		d.Rcode = dns.RcodeToString[a.rcode] + ", want " + dns.RcodeToString[win.rcode]
 	}
-	in := func(r canonRR, set []canonRR) bool {
-		return slices.ContainsFunc(set, func(o canonRR) bool { return o.sec == r.sec && bytes.Equal(o.wire, r.wire) })
+	in := func(r canonRR, from, set *normalized) bool {
+		return slices.ContainsFunc(set.recs, func(o canonRR) bool { return o.sec == r.sec && bytes.Equal(set.canon(o), from.canon(r)) })
 	}
-	text := func(n *normalized, r canonRR) string {
-		rr := votedSections(n.msg)[r.sec][r.idx]
-		return excerpt(rr.String())
+	am, wm := a.message(), win.message()
+	text := func(m *dns.Msg, r canonRR) string {
+		if rrs := votedSections(m)[r.sec]; r.idx < len(rrs) {
+			return excerpt(rrs[r.idx].String())
+		}
+		return "?"
 	}
 	for _, r := range a.recs {
-		if !in(r, win.recs) && len(d.Extra) < maxDiffRecords {
-			d.Extra = append(d.Extra, text(a, r))
+		if !in(r, a, win) && len(d.Extra) < maxDiffRecords {
+			d.Extra = append(d.Extra, text(am, r))
 		}
 	}
 	for _, r := range win.recs {
-		if !in(r, a.recs) && len(d.Missing) < maxDiffRecords {
-			d.Missing = append(d.Missing, text(win, r))
+		if !in(r, win, a) && len(d.Missing) < maxDiffRecords {
+			d.Missing = append(d.Missing, text(wm, r))
 		}
 	}
 	return d

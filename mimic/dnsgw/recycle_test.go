@@ -97,7 +97,7 @@ func TestLateAnswerAfterRoundRecycled(t *testing.T) {
 		pooled = slices.Contains(g.rounds.free, stale.r)
 		g.rounds.mu.Unlock()
 	}
-	if _, current := stale.r.question(stale.gen); current {
+	if _, _, current := stale.r.question(stale.gen, nil); current {
 		t.Error("a reference to a round back in the pool is not stale")
 	}
 
@@ -112,7 +112,7 @@ func TestLateAnswerAfterRoundRecycled(t *testing.T) {
 
 	// The stale reference, as a reader late with query 1's answer would use it.
 	r := stale.r
-	if _, current := r.question(stale.gen); current {
+	if _, _, current := r.question(stale.gen, nil); current {
 		t.Error("a stale reference gets the round's new question")
 	}
 	forgedMsg := new(dns.Msg).SetQuestion("mail.proteus.lab.", dns.TypeA)
@@ -126,6 +126,15 @@ func TestLateAnswerAfterRoundRecycled(t *testing.T) {
 	r.retryTCP(stale.i, stale.gen)
 	var out outbox
 	r.add(stale.i, stale.gen, voter.Answer[*normalized, uint64]{Value: forged, Key: forged.key}, &out)
+	r.mu.Lock()
+	slot := r.slots[stale.i].key
+	r.mu.Unlock()
+	r.addParsed(stale.i, stale.gen, forged, &out) // as parseAnswer's reader would
+	r.mu.Lock()
+	if r.slots[stale.i].key != slot {
+		t.Error("a stale answer was copied into the round's slot")
+	}
+	r.mu.Unlock()
 	out.flush(g)
 	s2.forget(q2.Id, r, stale.i, stale.gen)
 	r.mu.Lock()

@@ -54,8 +54,11 @@ type round struct {
 	answersBuf [inlineK]voter.Answer[*normalized, uint64]
 	groupBuf   [inlineK]voter.Answer[*normalized, uint64]
 	pickedBuf  [inlineK]voter.Member
-	upq        packedQuery
-	wireBuf    [96]byte // upq's bytes, for names of up to 50 or so bytes
+	// the answers read by parseAnswer, one per ask (slotsBuf for up to inlineK asks)
+	slots    []normalized
+	slotsBuf [inlineK]normalized
+	upq      packedQuery
+	wireBuf  [96]byte // upq's bytes, for names of up to 50 or so bytes
 }
 
 const inlineK = 3
@@ -107,6 +110,25 @@ func (r *round) add(i int, gen uint64, a voter.Answer[*normalized, uint64], out 
 		r.mu.Unlock()
 		return
 	}
+	r.addLocked(i, gen, a, out)
+}
+
+// addParsed is add for an answer parseAnswer read into a reader's own src: it is copied
+// into the round's slot for ask i (under the round's lock, once the round is known to be
+// the one it answers).
+func (r *round) addParsed(i int, gen uint64, src *normalized, out *outbox) {
+	r.mu.Lock()
+	if r.gen != gen || r.asks[i].state == askDone {
+		r.mu.Unlock()
+		return
+	}
+	n := &r.slots[i]
+	n.copyFrom(src)
+	r.addLocked(i, gen, voter.Answer[*normalized, uint64]{Value: n, Key: n.key}, out)
+}
+
+// addLocked is add past its checks; r.mu is held, and let go of.
+func (r *round) addLocked(i int, gen uint64, a voter.Answer[*normalized, uint64], out *outbox) {
 	g := r.g
 	ask := &r.asks[i]
 	ask.state = askDone
@@ -180,20 +202,25 @@ func (r *round) unref() {
 	clear(r.answersBuf[:])
 	clear(r.groupBuf[:])
 	clear(r.pickedBuf[:])
+	for i := range r.slotsBuf {
+		r.slotsBuf[i].release()
+	}
+	r.slots = nil
 	r.tally.ResetIn(r.answersBuf[:0], 0, false)
 	r.mu.Unlock()
 	g.rounds.put(r)
 }
 
-// question is the round's question for the answers to its use gen; false if the round has
-// moved on (a copy: a recycled round's is overwritten).
-func (r *round) question(gen uint64) (dns.Question, bool) {
+// question is the round's question for the answers to its use gen, and its wire form (name,
+// type, class) appended to dst; false if the round has moved on (copies: a recycled round's
+// are overwritten).
+func (r *round) question(gen uint64, dst []byte) (dns.Question, []byte, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gen != gen {
-		return dns.Question{}, false
+		return dns.Question{}, dst, false
 	}
-	return r.up.q, true
+	return r.up.q, append(dst, r.up.wire[12:r.up.qend]...), true
 }
 
 // expire fails every ask of r still open: an availability dissent, or the reason its last
@@ -273,8 +300,17 @@ func (g *Gateway) decide(r *round, group []voter.Answer[*normalized, uint64], ok
 		r.result <- decision{group, ok} // buffered: never blocks
 		return
 	}
-	m, outcome := g.reply(r.req, group, ok)
 	limit := udpLimit(r.req, g.o.UDPSize)
+	if ok {
+		room := out.room(limit)
+		if wire, built := answerWire(room, r.req, r.up.wire[12:r.up.qend], group, g.o.UDPSize, limit); built {
+			out.take(wire)
+			out.reply(r.front, wire, r.to)
+			g.count(r.qu.transport, "ok", r.start)
+			return
+		}
+	}
+	m, outcome := g.reply(r.req, group, ok)
 	m.Compress = false // most answers fit without: packing without a compression map is cheaper
 	wire, err := m.Pack()
 	if err == nil && len(wire) > limit {
@@ -346,14 +382,22 @@ type outReply struct {
 	to net.Addr
 }
 
+// room is room for n bytes in the arena: a slice of length 0 to append to, and take.
+func (o *outbox) room(n int) []byte {
+	if cap(o.arena)-len(o.arena) < n {
+		o.arena = make([]byte, 0, max(32<<10, n)) // the old one stays with what is queued in it
+	}
+	return o.arena[len(o.arena):len(o.arena):cap(o.arena)]
+}
+
+// take keeps b, appended to room's slice within its capacity, in the arena.
+func (o *outbox) take(b []byte) { o.arena = o.arena[:len(o.arena)+len(b)] }
+
 // ask queues ask i of r: the packed question with the ask's ID.
 func (o *outbox) ask(r *round, i int) {
 	wire := r.up.wire
-	if cap(o.arena)-len(o.arena) < len(wire) {
-		o.arena = make([]byte, 0, 32<<10) // the old one stays with the asks queued in it
-	}
-	b := append(o.arena[len(o.arena):], wire...)
-	o.arena = o.arena[:len(o.arena)+len(b)]
+	b := append(o.room(len(wire)), wire...)
+	o.take(b)
 	id := r.asks[i].id
 	b[0], b[1] = byte(id>>8), byte(id)
 	o.asks = append(o.asks, outAsk{r, i, r.gen, r.asks[i].sock, id, b})
@@ -394,7 +438,6 @@ func (o *outbox) flush(g *Gateway) {
 		o.ms, o.batch = ms[:0], batch[:0]
 	}
 	clear(o.rest)
-	o.arena = o.arena[:0]
 	for len(o.replies) > 0 {
 		f := o.replies[0].f
 		ms, rest := o.ms[:0], o.restReplies[:0]
@@ -414,6 +457,7 @@ func (o *outbox) flush(g *Gateway) {
 		clear(o.replies)
 		o.ms, o.replies, o.restReplies = ms[:0], rest, o.replies[:0]
 	}
+	o.arena = o.arena[:0]
 }
 
 type sendFailure struct {

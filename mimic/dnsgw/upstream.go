@@ -146,6 +146,10 @@ type upSock struct {
 	mu      sync.Mutex
 	waiting map[uint16]askRef
 	closed  bool
+
+	// the reader's own: the question of the answer at hand and the answer parseAnswer read
+	qwire   []byte
+	scratch normalized
 }
 
 // askRef is ask i of round r in its use gen (a recycled round has another: see round).
@@ -309,16 +313,22 @@ func (g *Gateway) onAnswer(s *upSock, b []byte, from net.Addr, out *outbox) {
 		return
 	}
 	r, i, gen := ref.r, ref.i, ref.gen
-	a := new(dns.Msg)
-	if err := a.Unpack(b); err != nil {
-		g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
-		r.refuse(i, gen, fmt.Errorf("%w: %v", ErrMalformed, err))
-		return
-	}
-	q, current := r.question(gen)
+	q, qwire, current := r.question(gen, s.qwire[:0])
+	s.qwire = qwire
 	if !current { // its round ended (and was recycled) since the lookup: late
 		g.stat.strayAnswers.Add(1)
 		g.metrics.invalid.WithLabelValues("executor", "stray").Inc()
+		return
+	}
+	if parseAnswer(b, qwire, &g.cookieB, id, g.seed, &s.scratch) {
+		s.forget(id, r, i, gen)
+		r.addParsed(i, gen, &s.scratch, out)
+		return
+	}
+	a := new(dns.Msg) // anything parseAnswer does not take: miekg/dns says what is wrong with it
+	if err := a.Unpack(b); err != nil {
+		g.metrics.invalid.WithLabelValues("executor", "malformed").Inc()
+		r.refuse(i, gen, fmt.Errorf("%w: %v", ErrMalformed, err))
 		return
 	}
 	if err := checkAnswer(a, q, g.cookie, id); err != nil {
