@@ -15,9 +15,12 @@
 # the latency at a moderate, fixed rate (-Q 2000 for 5 s; p50 and p99 of every answer, and the
 # p50 a front adds over direct). Then it runs dnsdist and vote3 again, one after the other,
 # ROUNDS times (with the floor), and prints the ratio of each round and their median, since this machine's
-# speed drifts. Everything listens on loopback and stops by itself; runs ~1 + ROUNDS*2*DURATION.
+# speed drifts. Each round also reads the CPU the three servers and dnsperf spent per voted query
+# in vote3's run: the cores divided by that is the ceiling for any voting front over these servers
+# on this machine (one costing no CPU at all), printed as a ratio to dnsdist's throughput. Everything listens on loopback and stops by itself; runs ~1 + ROUNDS*2*DURATION.
 #
-# Usage: bench/dns.sh [DURATION [ROUNDS]]   (default 10 and 3 (seconds, rounds); needs nsd,
+# Usage: bench/dns.sh [DURATION [ROUNDS]]   (default 10 and 3 (seconds, rounds); OUTSTANDING=N sets
+#        dnsperf's queries in flight at once, default 100; needs nsd,
 #        knotd, named, dnsdist, dnsperf and go: .ci/run installs them)
 #
 #        BEFORE=REV bench/dns.sh [DURATION [ROUNDS]]
@@ -27,7 +30,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
 ROUNDS=${2:-3}
-case "$DUR$ROUNDS" in *[!0-9]*) echo "bench/dns.sh: DURATION (seconds) and ROUNDS must be whole numbers" >&2; exit 2 ;; esac
+QUEUE=${OUTSTANDING:-100} # dnsperf -q: queries outstanding at once
+case "$DUR$ROUNDS$QUEUE" in *[!0-9]*) echo "bench/dns.sh: DURATION (seconds) and ROUNDS must be whole numbers" >&2; exit 2 ;; esac
 for p in nsd knotd named dnsdist dnsperf go cc; do
   command -v "$p" >/dev/null || { echo "bench/dns.sh: $p is not installed (.ci/run installs it)" >&2; exit 2; }
 done
@@ -152,7 +156,7 @@ if [ -n "${BEFORE:-}" ]; then
   PORTS="$PORTS $OLD"
 fi
 
-NSD_PID=${pids[0]}
+NSD_PID=${pids[0]}; KNOT_PID=${pids[1]}; BIND_PID=${pids[2]}
 # wait until every server answers
 for port in $PORTS; do
   for _ in $(seq 1 300); do
@@ -164,15 +168,25 @@ done
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# throughput PORT PID: queries per second, and the PID's CPU µs per answered query
+# server_ticks: the CPU ticks of the three servers (NSD's processes, Knot, BIND) so far
+server_ticks() {
+  local t=0 p
+  for p in "$NSD_PID" $(pgrep -P "$NSD_PID") "$KNOT_PID" "$BIND_PID"; do t=$((t + $(cpu_ticks "$p"))); done
+  echo "$t"
+}
+
+# throughput PORT PID: queries per second, and CPU µs per answered query of the PID, of the
+# three servers together and of dnsperf (the load generator: its own CPU, read by the shell
+# that waited for it)
 throughput() {
-  local before after out qps done
-  before=$(cpu_ticks "$2")
-  out=$(dnsperf -s 127.0.0.1 -p "$1" -d "$W/queries" -l "$DUR" -q 100 -c 4 2>/dev/null)
-  after=$(cpu_ticks "$2")
+  local before after sbefore safter out qps done
+  before=$(cpu_ticks "$2"); sbefore=$(server_ticks)
+  out=$(bash -c 'dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$3" -q "$4" -c 4 2>/dev/null; echo "children $(awk "{print \$16 + \$17}" /proc/$$/stat)"' _ "$1" "$W/queries" "$DUR" "$QUEUE")
+  after=$(cpu_ticks "$2"); safter=$(server_ticks)
   qps=$(awk '/Queries per second/ {print $4}' <<<"$out")
   done=$(awk '/Queries completed/ {print $3}' <<<"$out")
-  awk -v q="$qps" -v d="$done" -v t=$((after - before)) -v hz="$HZ" 'BEGIN { printf "%.0f %.1f\n", q, (d > 0 ? t / hz * 1e6 / d : 0) }'
+  awk -v q="$qps" -v d="$done" -v t=$((after - before)) -v s=$((safter - sbefore)) -v l="$(awk '/^children/ {print $2}' <<<"$out")" -v hz="$HZ" \
+    'BEGIN { f = (d > 0 ? 1e6 / hz / d : 0); printf "%.0f %.1f %.1f %.1f\n", q, t * f, s * f, l * f }'
 }
 
 # latency PORT: p50 and p99 in ms at 2000 queries per second for 5 s
@@ -181,18 +195,18 @@ latency() {
     awk '{ a[NR] = $1 } END { if (NR == 0) { print "nan nan"; exit } printf "%.3f %.3f\n", a[int(NR * 0.5) + 1] * 1000, a[int(NR * 0.99) + 1] * 1000 }'
 }
 
-echo "bench/dns.sh $(date -u +%Y-%m-%dT%H:%MZ), ${DUR}s per run, dnsperf -c4 -q100 over UDP, $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench/dns.sh $(date -u +%Y-%m-%dT%H:%MZ), ${DUR}s per run, dnsperf -c4 -q$QUEUE over UDP, $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| setup | queries/s | front CPU µs/query | p50 ms @2000/s | p99 ms @2000/s | p50 added over direct |"
 echo "|---|---:|---:|---:|---:|---:|"
-read -r dq dc < <(throughput "$NSD" "$NSD_PID")
+read -r dq dc _ _ < <(throughput "$NSD" "$NSD_PID")
 read -r d50 d99 < <(latency "$NSD")
 echo "| direct (NSD) | $dq | - | $d50 | $d99 | 0 |"
 setups=("dnsdist $DDIST $DDIST_PID" "proteus-single $SINGLE $SINGLE_PID" "proteus-vote3 $VOTE $VOTE_PID" "vote-floor $FLOOR $FLOOR_PID")
 [ -n "${BEFORE:-}" ] && setups+=("proteus-vote3-before $OLD $OLD_PID")
 for s in "${setups[@]}"; do
   read -r name port pid <<<"$s"
-  read -r q c < <(throughput "$port" "$pid")
+  read -r q c _ _ < <(throughput "$port" "$pid")
   read -r p50 p99 < <(latency "$port")
   add=$(awk -v a="$p50" -v b="$d50" 'BEGIN { printf "%.3f", a - b }')
   echo "| $name | $q | $c | $p50 | $p99 | $add |"
@@ -205,20 +219,23 @@ echo "$ROUNDS more rounds, dnsdist, vote3, then the floor:"
 echo
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-head="| round | dnsdist queries/s | vote3 queries/s | vote3 / dnsdist | floor queries/s | floor / dnsdist | dnsdist CPU µs/query | vote3 CPU µs/query | floor CPU µs/query | vote3 / floor CPU |"
-rule="|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+head="| round | dnsdist queries/s | vote3 queries/s | vote3 / dnsdist | floor queries/s | floor / dnsdist | dnsdist CPU µs/query | vote3 CPU µs/query | floor CPU µs/query | vote3 / floor CPU | vote3: servers CPU µs/query | vote3: dnsperf CPU µs/query | ceiling / dnsdist |"
+rule="|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 [ -n "${BEFORE:-}" ] && head+=" before: queries/s | before: CPU µs/query |" && rule+="---:|---:|"
 echo "$head"; echo "$rule"
-ratios=(); cpus=(); fratios=(); fcpus=()
+ratios=(); cpus=(); fratios=(); fcpus=(); ceilings=()
 for r in $(seq 1 "$ROUNDS"); do
-  read -r aq ac < <(throughput "$DDIST" "$DDIST_PID")
-  read -r vq vc < <(throughput "$VOTE" "$VOTE_PID")
-  read -r fq fc < <(throughput "$FLOOR" "$FLOOR_PID")
+  read -r aq ac _ _ < <(throughput "$DDIST" "$DDIST_PID")
+  read -r vq vc vs vl < <(throughput "$VOTE" "$VOTE_PID")
+  read -r fq fc _ _ < <(throughput "$FLOOR" "$FLOOR_PID")
   ratio=$(div "$vq" "$aq")
-  ratios+=("$ratio"); fratios+=("$(div "$fq" "$aq")"); fcpus+=("$(div "$vc" "$fc")")
-  line="| $r | $aq | $vq | $ratio | $fq | $(div "$fq" "$aq") | $ac | $vc | $fc | $(div "$vc" "$fc") |"
+  # the most a voting front costing no CPU at all could answer: the cores, less what the three
+  # servers and dnsperf spend per voted query (measured in the vote3 run)
+  ceiling=$(awk -v c="$(nproc)" -v s="$vs" -v l="$vl" 'BEGIN { printf "%.0f", (s + l > 0 ? c * 1e6 / (s + l) : 0) }')
+  ratios+=("$ratio"); fratios+=("$(div "$fq" "$aq")"); fcpus+=("$(div "$vc" "$fc")"); ceilings+=("$(div "$ceiling" "$aq")")
+  line="| $r | $aq | $vq | $ratio | $fq | $(div "$fq" "$aq") | $ac | $vc | $fc | $(div "$vc" "$fc") | $vs | $vl | $(div "$ceiling" "$aq") |"
   if [ -n "${BEFORE:-}" ]; then
-    read -r bq bc < <(throughput "$OLD" "$OLD_PID")
+    read -r bq bc _ _ < <(throughput "$OLD" "$OLD_PID")
     cpus+=("$(div "$vc" "$bc")")
     line+=" $bq | $bc |"
   fi
@@ -227,6 +244,7 @@ done
 echo
 echo "median vote3 / dnsdist throughput over $ROUNDS rounds: $(printf '%s\n' "${ratios[@]}" | median)"
 echo "median floor / dnsdist throughput: $(printf '%s\n' "${fratios[@]}" | median); median vote3 / floor CPU per query: $(printf '%s\n' "${fcpus[@]}" | median)"
+echo "median ceiling / dnsdist (the servers' and dnsperf's CPU per voted query alone, on $(nproc) cores): $(printf '%s\n' "${ceilings[@]}" | median)"
 if [ -n "${BEFORE:-}" ]; then
   echo "median vote3 CPU per query, this tree / $BEFORE: $(printf '%s\n' "${cpus[@]}" | median)"
 fi
