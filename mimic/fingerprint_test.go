@@ -144,7 +144,13 @@ func nmapReport(t *testing.T, targets map[string]string) map[string]string {
 	rep := map[string]string{}
 	line := regexp.MustCompile(`(?m)^(\d+)/tcp\s+open\s+(.*)$`)
 	for _, m := range line.FindAllStringSubmatch(string(out), -1) {
-		rep[byPort[m[1]]] = strings.Join(strings.Fields(m[2]), " ")
+		svc := strings.Join(strings.Fields(m[2]), " ")
+		if !strings.Contains(svc, " ") && strings.HasSuffix(svc, "?") {
+			// nmap recognized nothing and guessed from the port number (its services table:
+			// port 40023 is "k-patentssensor"): the port is random, not the server
+			svc = "unknown"
+		}
+		rep[byPort[m[1]]] = svc
 	}
 	// Fingerprints: lines "SF-Port<port>-TCP:V=..." then "SF:..." continuations.
 	var cur string
