@@ -578,25 +578,8 @@ func (g *Gateway) answer(r *dns.Msg, group []voter.Answer[*normalized, uint64]) 
 	m.Rcode = win.rcode
 	m.RecursionDesired = r.RecursionDesired
 	m.CheckingDisabled = r.CheckingDisabled
-	aa, ra, ad := true, true, true
-	for _, a := range group {
-		aa = aa && a.Value.aa
-		ra = ra && a.Value.ra
-		ad = ad && a.Value.ad
-	}
+	m.Authoritative, m.RecursionAvailable, m.AuthenticatedData = groupFlags(r, group)
 	opt := r.IsEdns0()
-	m.Authoritative, m.RecursionAvailable = aa, ra
-	m.AuthenticatedData = ad && (r.AuthenticatedData || opt != nil && opt.Do())
-	var room [16]uint32
-	lowest := ttlRoom(&room, len(win.recs))
-	for i, rec := range win.recs {
-		lowest[i] = rec.ttl
-		for _, a := range group[1:] {
-			if i < len(a.Value.recs) {
-				lowest[i] = min(lowest[i], a.Value.recs[i].ttl)
-			}
-		}
-	}
 	// the records in the first member's order, once each
 	sections := votedSections(win.message())
 	pos := map[[2]int]int{}
@@ -611,7 +594,7 @@ func (g *Gateway) answer(r *dns.Msg, group []voter.Answer[*normalized, uint64]) 
 				continue // a duplicate
 			}
 			c := dns.Copy(rr)
-			c.Header().Ttl = lowest[i]
+			c.Header().Ttl = lowestTTL(group, i)
 			out = append(out, c)
 		}
 		if sec == 0 {
@@ -624,6 +607,29 @@ func (g *Gateway) answer(r *dns.Msg, group []voter.Answer[*normalized, uint64]) 
 		m.SetEdns0(uint16(g.o.UDPSize), opt.Do())
 	}
 	return m
+}
+
+// groupFlags is the client's AA, RA and AD for query r: set only when every member of the
+// deciding group set them, AD only when the client asked with DO or AD.
+func groupFlags(r *dns.Msg, group []voter.Answer[*normalized, uint64]) (aa, ra, ad bool) {
+	aa, ra, ad = true, true, true
+	for _, a := range group {
+		aa, ra, ad = aa && a.Value.aa, ra && a.Value.ra, ad && a.Value.ad
+	}
+	opt := r.IsEdns0()
+	return aa, ra, ad && (r.AuthenticatedData || opt != nil && opt.Do())
+}
+
+// lowestTTL is the deciding group's lowest TTL for the first member's record i (the members'
+// records are sorted alike: the group agreed on them).
+func lowestTTL(group []voter.Answer[*normalized, uint64], i int) uint32 {
+	ttl := group[0].Value.recs[i].ttl
+	for _, a := range group[1:] {
+		if i < len(a.Value.recs) {
+			ttl = min(ttl, a.Value.recs[i].ttl)
+		}
+	}
+	return ttl
 }
 
 // ttlRoom is room for n TTLs, in room when they fit.

@@ -23,12 +23,9 @@ type normalized struct {
 	rcode int
 	// the header's AA, RA and AD
 	aa, ra, ad bool
-	// wire: every record has its form as sent (orig), so answerWire can build the client's
-	// answer without the message
-	wire  bool
-	recs  []canonRR // sorted
-	arena []byte    // the datagram (parseAnswer), the records' canonical forms and forms as sent
-	key   uint64
+	recs       []canonRR // sorted
+	arena      []byte    // the datagram (parseAnswer), the records' canonical forms and forms as sent
+	key        uint64
 	// ttlExcess, set after the vote, says how a TTL of this answer exceeded the deciding
 	// group's lowest by more than the tolerance.
 	ttlExcess string
@@ -42,6 +39,10 @@ type canonRR struct {
 	sec           int // 0 answer, 1 authority
 	idx           int // position in its section of the message
 }
+
+// fromWire says whether parseAnswer read n: then every record has its form as sent (orig),
+// from which answerWire builds the client's answer without the message.
+func (n *normalized) fromWire() bool { return n.msg == nil }
 
 // canon is r's canonical form.
 func (n *normalized) canon(r canonRR) []byte { return n.arena[r.at : r.at+r.n] }

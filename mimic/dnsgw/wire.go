@@ -35,7 +35,7 @@ func parseAnswer(b, qwire []byte, cookie *[8]byte, id uint16, seed maphash.Seed,
 	counts := [3]int{int(b[6])<<8 | int(b[7]), int(b[8])<<8 | int(b[9]), int(b[10])<<8 | int(b[11])}
 	arena := append(n.arena[:0], b...)
 	recs := n.recs[:0]
-	*n = normalized{raw: len(b), rcode: int(bits & 0xF), aa: bits&0x0400 != 0, ra: bits&0x0080 != 0, ad: bits&0x0020 != 0, wire: true}
+	*n = normalized{raw: len(b), rcode: int(bits & 0xF), aa: bits&0x0400 != 0, ra: bits&0x0080 != 0, ad: bits&0x0020 != 0}
 	defer func() { n.arena, n.recs = arena, recs }()
 
 	// the question: the one asked, the name in any case
@@ -288,7 +288,7 @@ func lowerData(t uint16, d []byte) {
 // limit (answer, compressed or truncated, does that).
 func answerWire(dst []byte, req *dns.Msg, qwire []byte, group []voterAnswer, udpSize, limit int) ([]byte, bool) {
 	win := group[0].Value
-	if !win.wire {
+	if !win.fromWire() {
 		return dst, false
 	}
 	opt := req.IsEdns0()
@@ -313,20 +313,9 @@ func answerWire(dst []byte, req *dns.Msg, qwire []byte, group []voterAnswer, udp
 		order[j] = i
 		counts[r.sec]++
 	}
-	aa, ra, ad := true, true, true
-	for _, a := range group {
-		aa, ra, ad = aa && a.Value.aa, ra && a.Value.ra, ad && a.Value.ad
-	}
-	ad = ad && (req.AuthenticatedData || opt != nil && opt.Do())
-	bits := uint16(0x8000) | uint16(win.rcode)
-	for _, f := range []struct {
-		on  bool
-		bit uint16
-	}{{aa, 0x0400}, {req.RecursionDesired, 0x0100}, {ra, 0x0080}, {ad, 0x0020}, {req.CheckingDisabled, 0x0010}} {
-		if f.on {
-			bits |= f.bit
-		}
-	}
+	aa, ra, ad := groupFlags(req, group)
+	bits := 0x8000 | uint16(win.rcode) | flag(aa, 0x0400) | flag(req.RecursionDesired, 0x0100) | flag(ra, 0x0080) |
+		flag(ad, 0x0020) | flag(req.CheckingDisabled, 0x0010)
 	ar := 0
 	if opt != nil {
 		ar = 1
@@ -336,12 +325,7 @@ func answerWire(dst []byte, req *dns.Msg, qwire []byte, group []voterAnswer, udp
 	dst = append(dst, qwire...)
 	for _, i := range order[:len(win.recs)] {
 		r := win.recs[i]
-		ttl := r.ttl
-		for _, a := range group[1:] {
-			if i < len(a.Value.recs) {
-				ttl = min(ttl, a.Value.recs[i].ttl)
-			}
-		}
+		ttl := lowestTTL(group, i)
 		at := len(dst)
 		dst = append(dst, win.arena[r.origAt:r.origAt+r.origN]...)
 		t := dst[at+r.owner+4:]
@@ -355,6 +339,13 @@ func answerWire(dst []byte, req *dns.Msg, qwire []byte, group []voterAnswer, udp
 		dst = append(dst, 0, 0, 41, byte(udpSize>>8), byte(udpSize), 0, 0, do, 0, 0, 0)
 	}
 	return dst, true
+}
+
+func flag(on bool, bit uint16) uint16 {
+	if on {
+		return bit
+	}
+	return 0
 }
 
 // later says whether record a comes after b in the message they were read from.
