@@ -89,6 +89,9 @@ func TestBlockUnblockActions(t *testing.T) {
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// before the temporary directory goes: the journal's background writer may still be writing
+	// (CI: "TempDir RemoveAll cleanup: directory not empty")
+	t.Cleanup(func() { m.Close() })
 	c := client(t, api.NewServer(fakePool{}, nil, "tok", prometheus.NewRegistry(), nil, api.WithCountermeasures(m, countermeasure.BlocklistID)))
 	a, err := c.Block(ctx, "203.0.113.7", 10*time.Minute, "scanner")
 	if err != nil {
