@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -48,6 +49,7 @@ func (g *Gateway) serve(pc net.PacketConn, ln net.Listener) {
 	f := &udpFront{c: pc.(*net.UDPConn)}
 	f.c.SetReadBuffer(sockBuffer) // best effort
 	f.bc = ipv4.NewPacketConn(f.c)
+	f.segment.Store(segmentOffload)
 	g.mu.Lock()
 	g.servers = append(g.servers, t)
 	g.fronts = append(g.fronts, f)
@@ -96,6 +98,8 @@ type udpFront struct {
 	c  *net.UDPConn
 	bc *ipv4.PacketConn // c, for ReadBatch and WriteBatch
 	wg sync.WaitGroup
+	// segment: answers go out in segmented runs (see segment.go), until the kernel refuses one
+	segment atomic.Bool
 }
 
 // udpReaders is how many goroutines read one UDP socket: the socket's reads are serialized

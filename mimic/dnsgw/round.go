@@ -357,7 +357,11 @@ type outbox struct {
 	replies, restReplies []outReply
 	arena                []byte
 	ms                   []ipv4.Message
-	bufs                 [][]byte // the one-buffer Buffers of ms
+	bufs                 [][]byte // the Buffers of ms
+	oob                  []byte   // the control messages of ms
+	ends                 []int    // where each segmented run of a batch ends
+	run                  [][]byte // the datagrams of one run
+	replyBatch           []outReply
 }
 
 // message is an ipv4.Message of the one buffer b (its Buffers in o.bufs, reused).
@@ -400,7 +404,7 @@ func (o *outbox) ask(r *round, i int) {
 	o.take(b)
 	id := r.asks[i].id
 	b[0], b[1] = byte(id>>8), byte(id)
-	o.asks = append(o.asks, outAsk{r, i, r.gen, r.asks[i].sock, id, b})
+	o.asks = append(o.asks, outAsk{r: r, i: i, gen: r.gen, sock: r.asks[i].sock, id: id, b: b})
 }
 
 func (o *outbox) reply(f *udpFront, b []byte, to net.Addr) {
@@ -415,49 +419,99 @@ func (o *outbox) reply(f *udpFront, b []byte, to net.Addr) {
 func (o *outbox) flush(g *Gateway) {
 	for len(o.asks) > 0 {
 		s := o.asks[0].sock
-		ms, batch, rest := o.ms[:0], o.batch[:0], o.rest[:0]
+		batch, rest := o.batch[:0], o.rest[:0]
 		for _, a := range o.asks {
 			if a.sock == s {
-				ms = append(ms, o.message(a.b, nil))
 				batch = append(batch, a)
 			} else {
 				rest = append(rest, a)
 			}
 		}
-		failed := writeAll(s.bc, ms)
 		o.asks, o.rest = rest, o.asks[:0]
-		for _, f := range failed { // adding a failure queues at most an answer, never an ask
-			a := batch[f.i]
+		sendBatch(o, g, s.bc, &s.segment, batch, askBytes, noAddr, sameSocket, func(a outAsk, err error) {
+			// adding a failure queues at most an answer, never an ask
 			s.forget(a.id, a.r, a.i, a.gen)
-			a.r.add(a.i, a.gen, voter.Answer[*normalized, uint64]{Err: fmt.Errorf("dnsgw: send: %w", f.err)}, o)
-		}
-		clear(ms)
-		clear(o.bufs)
-		o.bufs = o.bufs[:0]
+			a.r.add(a.i, a.gen, voter.Answer[*normalized, uint64]{Err: fmt.Errorf("dnsgw: send: %w", err)}, o)
+		})
 		clear(batch)
-		o.ms, o.batch = ms[:0], batch[:0]
+		o.batch = batch[:0]
 	}
 	clear(o.rest)
 	for len(o.replies) > 0 {
 		f := o.replies[0].f
-		ms, rest := o.ms[:0], o.restReplies[:0]
+		batch, rest := o.replyBatch[:0], o.restReplies[:0]
 		for _, rp := range o.replies {
 			if rp.f == f {
-				ms = append(ms, o.message(rp.b, rp.to))
+				batch = append(batch, rp)
 			} else {
 				rest = append(rest, rp)
 			}
 		}
-		for _, fl := range writeAll(f.bc, ms) {
-			g.log.Debug("write answer", "client", ms[fl.i].Addr.String(), "error", fl.err)
-		}
-		clear(ms)
-		clear(o.bufs)
-		o.bufs = o.bufs[:0]
+		sendBatch(o, g, f.bc, &f.segment, batch, replyBytes, replyAddr, byClient, func(rp outReply, err error) {
+			g.log.Debug("write answer", "client", rp.to.String(), "error", err)
+		})
+		clear(batch)
 		clear(o.replies)
-		o.ms, o.replies, o.restReplies = ms[:0], rest, o.replies[:0]
+		o.replyBatch, o.replies, o.restReplies = batch[:0], rest, o.replies[:0]
 	}
 	o.arena = o.arena[:0]
+}
+
+// sendBatch writes the datagrams of items (bytes, to) over bc, in segmented runs (see
+// segment.go; dest orders them by destination) while segment holds, and calls failed for
+// each one it could not send. A run the kernel refuses turns segment off and is sent again
+// one datagram at a time.
+func sendBatch[T any](o *outbox, g *Gateway, bc *ipv4.PacketConn, segment *atomic.Bool, items []T,
+	bytes func(T) []byte, to func(T) net.Addr, dest func(a, b T) int, failed func(T, error)) {
+	ms := o.ms[:0]
+	if len(items) < 2 || !segment.Load() {
+		for _, it := range items {
+			ms = append(ms, o.message(bytes(it), to(it)))
+		}
+		for _, f := range writeAll(bc, ms) {
+			failed(items[f.i], f.err)
+		}
+		o.release(ms)
+		return
+	}
+	ends := segmentRuns(items, func(it T) int { return len(bytes(it)) }, dest, o.ends[:0])
+	from := 0
+	for _, end := range ends {
+		bs := o.run[:0]
+		for _, it := range items[from:end] {
+			bs = append(bs, bytes(it))
+		}
+		ms = append(ms, o.segmented(bs, to(items[from])))
+		clear(bs)
+		o.run = bs[:0]
+		from = end
+	}
+	fails := writeAll(bc, ms)
+	o.release(ms)
+	for _, f := range fails {
+		from, end := 0, ends[f.i]
+		if f.i > 0 {
+			from = ends[f.i-1]
+		}
+		if end-from == 1 {
+			failed(items[from], f.err)
+			continue
+		}
+		if segment.Swap(false) {
+			g.log.Info("udp segmentation offload refused: sending one datagram at a time", "error", f.err)
+		}
+		sendBatch(o, g, bc, segment, items[from:end], bytes, to, dest, failed)
+	}
+	o.ends = ends[:0]
+}
+
+// release empties ms and the buffers and control messages it used, for the next batch.
+func (o *outbox) release(ms []ipv4.Message) {
+	clear(ms)
+	o.ms = ms[:0]
+	clear(o.bufs)
+	o.bufs = o.bufs[:0]
+	o.oob = o.oob[:0]
 }
 
 type sendFailure struct {

@@ -142,6 +142,8 @@ type upSock struct {
 	bc   *ipv4.PacketConn // c, for ReadBatch and WriteBatch
 	peer netip.AddrPort   // the executor
 	g    *Gateway
+	// segment: questions go out in segmented runs (see segment.go), until the kernel refuses one
+	segment atomic.Bool
 
 	mu      sync.Mutex
 	waiting map[uint16]askRef
@@ -184,6 +186,7 @@ func newUpMux(addr string, g *Gateway) (*upMux, error) {
 		}
 		c.SetReadBuffer(sockBuffer) // best effort: answers to a burst of queries arrive at once
 		s := &upSock{c: c, bc: ipv4.NewPacketConn(c), peer: ap, g: g, waiting: map[uint16]askRef{}}
+		s.segment.Store(segmentOffload)
 		x.socks = append(x.socks, s)
 		go s.read()
 	}
