@@ -175,18 +175,34 @@ server_ticks() {
   echo "$t"
 }
 
+# machine_ticks: the machine's CPU ticks so far, all cores: user+nice, system, irq+softirq,
+# idle+iowait, steal (time the hypervisor gave to others), from /proc/stat
+machine_ticks() { awk '/^cpu / {print $2 + $3, $4, $7 + $8, $5 + $6, $9; exit}' /proc/stat; }
+
+# machine_split BEFORE AFTER: the shares of the machine's time between two machine_ticks, in
+# per cent: "user/system/irq/idle/steal"
+machine_split() {
+  awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); split(b, y, " "); t = 0
+    for (i = 1; i <= n; i++) { d[i] = y[i] - x[i]; t += d[i] }
+    if (t <= 0) { print "-"; exit }
+    printf "%.0f/%.0f/%.0f/%.0f/%.0f\n", 100 * d[1] / t, 100 * d[2] / t, 100 * d[3] / t, 100 * d[4] / t, 100 * d[5] / t }'
+}
+
 # throughput PORT PID: queries per second, and CPU µs per answered query of the PID, of the
 # three servers together and of dnsperf (the load generator: its own CPU, read by the shell
-# that waited for it)
+# that waited for it), then how the machine's time was split (machine_split)
 throughput() {
-  local before after sbefore safter out qps done
+  local before after sbefore safter out qps done mbefore mafter
+  mbefore=$(machine_ticks)
   before=$(cpu_ticks "$2"); sbefore=$(server_ticks)
   out=$(bash -c 'dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$3" -q "$4" -c 4 2>/dev/null; echo "children $(awk "{print \$16 + \$17}" /proc/$$/stat)"' _ "$1" "$W/queries" "$DUR" "$QUEUE")
   after=$(cpu_ticks "$2"); safter=$(server_ticks)
+  mafter=$(machine_ticks)
   qps=$(awk '/Queries per second/ {print $4}' <<<"$out")
   done=$(awk '/Queries completed/ {print $3}' <<<"$out")
   awk -v q="$qps" -v d="$done" -v t=$((after - before)) -v s=$((safter - sbefore)) -v l="$(awk '/^children/ {print $2}' <<<"$out")" -v hz="$HZ" \
-    'BEGIN { f = (d > 0 ? 1e6 / hz / d : 0); printf "%.0f %.1f %.1f %.1f\n", q, t * f, s * f, l * f }'
+    -v m="$(machine_split "$mbefore" "$mafter")" \
+    'BEGIN { f = (d > 0 ? 1e6 / hz / d : 0); printf "%.0f %.1f %.1f %.1f %s\n", q, t * f, s * f, l * f, m }'
 }
 
 # latency PORT: p50 and p99 in ms at 2000 queries per second for 5 s
@@ -219,21 +235,21 @@ echo "$ROUNDS more rounds, dnsdist, vote3, then the floor:"
 echo
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-head="| round | dnsdist queries/s | vote3 queries/s | vote3 / dnsdist | floor queries/s | floor / dnsdist | dnsdist CPU µs/query | vote3 CPU µs/query | floor CPU µs/query | vote3 / floor CPU | vote3: servers CPU µs/query | vote3: dnsperf CPU µs/query | ceiling / dnsdist |"
-rule="|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+head="| round | dnsdist queries/s | vote3 queries/s | vote3 / dnsdist | floor queries/s | floor / dnsdist | dnsdist CPU µs/query | vote3 CPU µs/query | floor CPU µs/query | vote3 / floor CPU | vote3: servers CPU µs/query | vote3: dnsperf CPU µs/query | ceiling / dnsdist | machine % dnsdist | machine % vote3 | machine % floor |"
+rule="|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 [ -n "${BEFORE:-}" ] && head+=" before: queries/s | before: CPU µs/query |" && rule+="---:|---:|"
 echo "$head"; echo "$rule"
 ratios=(); cpus=(); fratios=(); fcpus=(); ceilings=()
 for r in $(seq 1 "$ROUNDS"); do
-  read -r aq ac _ _ < <(throughput "$DDIST" "$DDIST_PID")
-  read -r vq vc vs vl < <(throughput "$VOTE" "$VOTE_PID")
-  read -r fq fc _ _ < <(throughput "$FLOOR" "$FLOOR_PID")
+  read -r aq ac _ _ am < <(throughput "$DDIST" "$DDIST_PID")
+  read -r vq vc vs vl vm < <(throughput "$VOTE" "$VOTE_PID")
+  read -r fq fc _ _ fm < <(throughput "$FLOOR" "$FLOOR_PID")
   ratio=$(div "$vq" "$aq")
   # the most a voting front costing no CPU at all could answer: the cores, less what the three
   # servers and dnsperf spend per voted query (measured in the vote3 run)
   ceiling=$(awk -v c="$(nproc)" -v s="$vs" -v l="$vl" 'BEGIN { printf "%.0f", (s + l > 0 ? c * 1e6 / (s + l) : 0) }')
   ratios+=("$ratio"); fratios+=("$(div "$fq" "$aq")"); fcpus+=("$(div "$vc" "$fc")"); ceilings+=("$(div "$ceiling" "$aq")")
-  line="| $r | $aq | $vq | $ratio | $fq | $(div "$fq" "$aq") | $ac | $vc | $fc | $(div "$vc" "$fc") | $vs | $vl | $(div "$ceiling" "$aq") |"
+  line="| $r | $aq | $vq | $ratio | $fq | $(div "$fq" "$aq") | $ac | $vc | $fc | $(div "$vc" "$fc") | $vs | $vl | $(div "$ceiling" "$aq") | $am | $vm | $fm |"
   if [ -n "${BEFORE:-}" ]; then
     read -r bq bc _ _ < <(throughput "$OLD" "$OLD_PID")
     cpus+=("$(div "$vc" "$bc")")
@@ -244,6 +260,7 @@ done
 echo
 echo "median vote3 / dnsdist throughput over $ROUNDS rounds: $(printf '%s\n' "${ratios[@]}" | median)"
 echo "median floor / dnsdist throughput: $(printf '%s\n' "${fratios[@]}" | median); median vote3 / floor CPU per query: $(printf '%s\n' "${fcpus[@]}" | median)"
+echo "machine %: how the machine's time was split during the run, user/system/irq+softirq/idle/steal, all cores (/proc/stat)"
 echo "median ceiling / dnsdist (the servers' and dnsperf's CPU per voted query alone, on $(nproc) cores): $(printf '%s\n' "${ceilings[@]}" | median)"
 if [ -n "${BEFORE:-}" ]; then
   echo "median vote3 CPU per query, this tree / $BEFORE: $(printf '%s\n' "${cpus[@]}" | median)"
