@@ -9,7 +9,8 @@
 #   dnsdist         dnsperf -> dnsdist (no packet cache) -> NSD
 #   proteus-single  dnsperf -> proteus dns-gateway --k 1 -> NSD
 #   proteus-vote3   dnsperf -> proteus dns-gateway --k 3 -> NSD, Knot, BIND (majority of 3)
-#   vote-floor      dnsperf -> bench/dnsfloor (C, one thread, epoll, no DNS parsing) -> the same
+#   vote-floor      dnsperf -> bench/dnsfloor (C, one thread, epoll, no DNS parsing, reads and
+#                   writes in batches, recvmmsg and sendmmsg with UDP segmentation) -> the same
 #                   three: the least a voting front can spend on three exchanges over loopback
 # the throughput (queries per second over DURATION) and the front's CPU time per query, then
 # the latency at a moderate, fixed rate (-Q 2000 for 5 s; p50 and p99 of every answer, and the
