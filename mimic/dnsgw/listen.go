@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -46,10 +45,9 @@ func (g *Gateway) serve(pc net.PacketConn, ln net.Listener) {
 		IdleTimeout: func() time.Duration { return idle }, MaxTCPQueries: -1, MsgAcceptFunc: acceptQuery, MsgInvalidFunc: invalid,
 		DecorateReader: func(r dns.Reader) dns.Reader { return sizeReader{r, g} }}
 	t.Listener = newConnLimit(ln, g.o.MaxTCPConns, g.o.MaxTCPPerClient)
-	f := &udpFront{c: pc.(*net.UDPConn)}
+	f := &udpFront{}
+	f.init(pc.(*net.UDPConn))
 	f.c.SetReadBuffer(sockBuffer) // best effort
-	f.bc = ipv4.NewPacketConn(f.c)
-	f.segment.Store(segmentOffload)
 	g.mu.Lock()
 	g.servers = append(g.servers, t)
 	g.fronts = append(g.fronts, f)
@@ -95,11 +93,8 @@ func (g *Gateway) Close() {
 // go out in batches per executor socket (sendmmsg), and the answers go back in batches from
 // the goroutine that decided them (see round).
 type udpFront struct {
-	c  *net.UDPConn
-	bc *ipv4.PacketConn // c, for ReadBatch and WriteBatch
+	udpConn
 	wg sync.WaitGroup
-	// segment: answers go out in segmented runs (see segment.go), until the kernel refuses one
-	segment atomic.Bool
 }
 
 // udpReaders is how many goroutines read one UDP socket: the socket's reads are serialized

@@ -428,7 +428,7 @@ func (o *outbox) flush(g *Gateway) {
 			}
 		}
 		o.asks, o.rest = rest, o.asks[:0]
-		sendBatch(o, g, s.bc, &s.segment, batch, askBytes, noAddr, sameSocket, func(a outAsk, err error) {
+		sendBatch(o, g, &s.udpConn, batch, askBytes, noAddr, sameSocket, func(a outAsk, err error) {
 			// adding a failure queues at most an answer, never an ask
 			s.forget(a.id, a.r, a.i, a.gen)
 			a.r.add(a.i, a.gen, voter.Answer[*normalized, uint64]{Err: fmt.Errorf("dnsgw: send: %w", err)}, o)
@@ -447,7 +447,7 @@ func (o *outbox) flush(g *Gateway) {
 				rest = append(rest, rp)
 			}
 		}
-		sendBatch(o, g, f.bc, &f.segment, batch, replyBytes, replyAddr, byClient, func(rp outReply, err error) {
+		sendBatch(o, g, &f.udpConn, batch, replyBytes, replyAddr, byClient, func(rp outReply, err error) {
 			g.log.Debug("write answer", "client", rp.to.String(), "error", err)
 		})
 		clear(batch)
@@ -457,18 +457,18 @@ func (o *outbox) flush(g *Gateway) {
 	o.arena = o.arena[:0]
 }
 
-// sendBatch writes the datagrams of items (bytes, to) over bc, in segmented runs (see
-// segment.go; dest orders them by destination) while segment holds, and calls failed for
-// each one it could not send. A run the kernel refuses turns segment off and is sent again
+// sendBatch writes the datagrams of items (bytes, to) over u, in segmented runs (see
+// segment.go; dest orders them by destination) while u.segment holds, and calls failed for
+// each one it could not send. A run the kernel refuses turns u.segment off and is sent again
 // one datagram at a time.
-func sendBatch[T any](o *outbox, g *Gateway, bc *ipv4.PacketConn, segment *atomic.Bool, items []T,
+func sendBatch[T any](o *outbox, g *Gateway, u *udpConn, items []T,
 	bytes func(T) []byte, to func(T) net.Addr, dest func(a, b T) int, failed func(T, error)) {
 	ms := o.ms[:0]
-	if len(items) < 2 || !segment.Load() {
+	if len(items) < 2 || !u.segment.Load() {
 		for _, it := range items {
 			ms = append(ms, o.message(bytes(it), to(it)))
 		}
-		for _, f := range writeAll(bc, ms) {
+		for _, f := range writeAll(u.bc, ms) {
 			failed(items[f.i], f.err)
 		}
 		o.release(ms)
@@ -486,7 +486,7 @@ func sendBatch[T any](o *outbox, g *Gateway, bc *ipv4.PacketConn, segment *atomi
 		o.run = bs[:0]
 		from = end
 	}
-	fails := writeAll(bc, ms)
+	fails := writeAll(u.bc, ms)
 	o.release(ms)
 	for _, f := range fails {
 		from, end := 0, ends[f.i]
@@ -497,10 +497,10 @@ func sendBatch[T any](o *outbox, g *Gateway, bc *ipv4.PacketConn, segment *atomi
 			failed(items[from], f.err)
 			continue
 		}
-		if segment.Swap(false) {
-			g.log.Info("udp segmentation offload refused: sending one datagram at a time", "error", f.err)
+		if u.segment.Swap(false) {
+			g.log.Info("udp segmentation offload refused: sending one datagram at a time", "socket", u.name(), "error", f.err)
 		}
-		sendBatch(o, g, bc, segment, items[from:end], bytes, to, dest, failed)
+		sendBatch(o, g, u, items[from:end], bytes, to, dest, failed)
 	}
 	o.ends = ends[:0]
 }

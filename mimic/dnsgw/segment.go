@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 
 	"golang.org/x/net/ipv4"
 )
@@ -17,6 +18,28 @@ import (
 // last of a run may be shorter, as segmentation allows); each run is one entry. The receiver
 // reads ordinary datagrams, byte for byte those it would have read one by one. A run the
 // kernel refuses turns segmentation off for that socket, and is sent again one by one.
+
+// udpConn is a UDP socket read and written in batches.
+type udpConn struct {
+	c  *net.UDPConn
+	bc *ipv4.PacketConn // c, for ReadBatch and WriteBatch
+	// segment: datagrams go out in segmented runs, until the kernel refuses one
+	segment atomic.Bool
+}
+
+func (u *udpConn) init(c *net.UDPConn) {
+	u.c, u.bc = c, ipv4.NewPacketConn(c)
+	u.segment.Store(segmentOffload)
+}
+
+// name is "local -> remote" for a connected socket, "local" for another.
+func (u *udpConn) name() string {
+	name := u.c.LocalAddr().String()
+	if r := u.c.RemoteAddr(); r != nil {
+		name += " -> " + r.String()
+	}
+	return name
+}
 
 // maxSegments is the most datagrams in one segmented entry (the kernel's UDP_MAX_SEGMENTS is
 // 64 on older kernels), maxSegmentedBytes the most bytes, and maxSegment the largest

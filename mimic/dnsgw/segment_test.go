@@ -7,13 +7,11 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/net/ipv4"
 )
 
 func TestSegmentRuns(t *testing.T) {
@@ -140,12 +138,12 @@ func TestSegmentedDatagramsArriveWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sender.Close()
-	bc := ipv4.NewPacketConn(sender)
-	g := &Gateway{log: slog.New(slog.DiscardHandler)}
+	var u udpConn
+	u.init(sender)
+	var logged bytes.Buffer
+	g := &Gateway{log: slog.New(slog.NewTextHandler(&logged, nil))}
 	clients := []*receiver{newReceiver(t), newReceiver(t)}
 	var o outbox
-	var segment atomic.Bool
-	segment.Store(true)
 	send := func(round int) {
 		t.Helper()
 		var items []outReply
@@ -157,7 +155,7 @@ func TestSegmentedDatagramsArriveWhole(t *testing.T) {
 			items = append(items, outReply{b: b, to: clients[k].c.LocalAddr()})
 			want[k] = append(want[k], b)
 		}
-		sendBatch(&o, g, bc, &segment, items, replyBytes, replyAddr, byClient, func(r outReply, err error) {
+		sendBatch(&o, g, &u, items, replyBytes, replyAddr, byClient, func(r outReply, err error) {
 			t.Errorf("datagram of %d bytes to %v not sent: %v", len(r.b), r.to, err)
 		})
 		for k, c := range clients {
@@ -167,7 +165,7 @@ func TestSegmentedDatagramsArriveWhole(t *testing.T) {
 	for round := range 3 {
 		send(round)
 	}
-	if !segment.Load() {
+	if !u.segment.Load() {
 		t.Fatal("the kernel refused segmentation over loopback")
 	}
 
@@ -182,10 +180,13 @@ func TestSegmentedDatagramsArriveWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(3)
-	if segment.Load() {
+	if u.segment.Load() {
 		t.Error("segmentation still on after the kernel refused it")
 	}
 	send(4)
+	if n := strings.Count(logged.String(), "udp segmentation offload refused"); n != 1 || !strings.Contains(logged.String(), "socket="+sender.LocalAddr().String()) {
+		t.Errorf("want one log line naming the socket %s, got %d:\n%s", sender.LocalAddr(), n, logged.String())
+	}
 }
 
 // TestBurstOverRealServersWithAPoisonedOne sends bursts of queries for names of many sizes,

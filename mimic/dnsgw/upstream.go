@@ -138,12 +138,9 @@ type upMux struct {
 }
 
 type upSock struct {
-	c    *net.UDPConn
-	bc   *ipv4.PacketConn // c, for ReadBatch and WriteBatch
-	peer netip.AddrPort   // the executor
+	udpConn
+	peer netip.AddrPort // the executor
 	g    *Gateway
-	// segment: questions go out in segmented runs (see segment.go), until the kernel refuses one
-	segment atomic.Bool
 
 	mu      sync.Mutex
 	waiting map[uint16]askRef
@@ -185,8 +182,8 @@ func newUpMux(addr string, g *Gateway) (*upMux, error) {
 			return nil, fmt.Errorf("dnsgw: executor %s: %w", addr, err)
 		}
 		c.SetReadBuffer(sockBuffer) // best effort: answers to a burst of queries arrive at once
-		s := &upSock{c: c, bc: ipv4.NewPacketConn(c), peer: ap, g: g, waiting: map[uint16]askRef{}}
-		s.segment.Store(segmentOffload)
+		s := &upSock{peer: ap, g: g, waiting: map[uint16]askRef{}}
+		s.init(c)
 		x.socks = append(x.socks, s)
 		go s.read()
 	}
