@@ -459,21 +459,16 @@ func (o *outbox) flush(g *Gateway) {
 
 // sendBatch writes the datagrams of items (bytes, to) over u, in segmented runs (see
 // segment.go; dest orders them by destination) while u.segment holds, and calls failed for
-// each one it could not send. A run the kernel refuses turns u.segment off and is sent again
-// one datagram at a time.
+// each one it could not send. A run that fails is sent again one datagram at a time (an
+// executor's ICMP error fails a send, whatever it carries); one the kernel refuses for its
+// segmentation (segmentRefused) also turns u.segment off.
 func sendBatch[T any](o *outbox, g *Gateway, u *udpConn, items []T,
 	bytes func(T) []byte, to func(T) net.Addr, dest func(a, b T) int, failed func(T, error)) {
-	ms := o.ms[:0]
 	if len(items) < 2 || !u.segment.Load() {
-		for _, it := range items {
-			ms = append(ms, o.message(bytes(it), to(it)))
-		}
-		for _, f := range writeAll(u.bc, ms) {
-			failed(items[f.i], f.err)
-		}
-		o.release(ms)
+		sendEach(o, u, items, bytes, to, failed)
 		return
 	}
+	ms := o.ms[:0]
 	ends := segmentRuns(items, func(it T) int { return len(bytes(it)) }, dest, o.ends[:0])
 	from := 0
 	for _, end := range ends {
@@ -497,12 +492,25 @@ func sendBatch[T any](o *outbox, g *Gateway, u *udpConn, items []T,
 			failed(items[from], f.err)
 			continue
 		}
-		if u.segment.Swap(false) {
+		if segmentRefused(f.err) && u.segment.Swap(false) {
 			g.log.Info("udp segmentation offload refused: sending one datagram at a time", "socket", u.name(), "error", f.err)
 		}
-		sendBatch(o, g, u, items[from:end], bytes, to, dest, failed)
+		sendEach(o, u, items[from:end], bytes, to, failed)
 	}
 	o.ends = ends[:0]
+}
+
+// sendEach writes the datagrams of items one per sendmmsg entry and calls failed for each one
+// it could not send.
+func sendEach[T any](o *outbox, u *udpConn, items []T, bytes func(T) []byte, to func(T) net.Addr, failed func(T, error)) {
+	ms := o.ms[:0]
+	for _, it := range items {
+		ms = append(ms, o.message(bytes(it), to(it)))
+	}
+	for _, f := range writeAll(u.bc, ms) {
+		failed(items[f.i], f.err)
+	}
+	o.release(ms)
 }
 
 // release empties ms and the buffers and control messages it used, for the next batch.

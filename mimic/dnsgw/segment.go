@@ -29,7 +29,7 @@ type udpConn struct {
 
 func (u *udpConn) init(c *net.UDPConn) {
 	u.c, u.bc = c, ipv4.NewPacketConn(c)
-	u.segment.Store(segmentOffload)
+	u.segment.Store(true)
 }
 
 // name is "local -> remote" for a connected socket, "local" for another.

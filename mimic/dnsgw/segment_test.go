@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -130,9 +131,6 @@ func (r *receiver) expect(t *testing.T, want [][]byte) {
 // segmented runs over real loopback sockets, then over a socket whose kernel refuses
 // segmentation: each client reads exactly its own datagrams, byte for byte, either way.
 func TestSegmentedDatagramsArriveWhole(t *testing.T) {
-	if !segmentOffload {
-		t.Skip("no UDP segmentation offload on this system")
-	}
 	sender, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -247,6 +245,22 @@ func TestBurstOverRealServersWithAPoisonedOne(t *testing.T) {
 			if strings.EqualFold(names[k], "www.proteus.lab.") && !slices.Equal(aRecords(r), []string{trueWWW}) {
 				t.Fatalf("burst %d: www is %v, want %s", round, aRecords(r), trueWWW)
 			}
+		}
+	}
+}
+
+// TestSegmentRefused: only the kernel's refusals of segmentation turn it off, not a failed
+// send (an executor's ICMP error, a full buffer), as x/net reports either.
+func TestSegmentRefused(t *testing.T) {
+	wrap := func(errno syscall.Errno) error {
+		return &net.OpError{Op: "write", Net: "udp", Err: os.NewSyscallError("sendmmsg", errno)}
+	}
+	for errno, want := range map[syscall.Errno]bool{
+		syscall.EINVAL: true, syscall.EIO: true, syscall.EOPNOTSUPP: true,
+		syscall.ECONNREFUSED: false, syscall.ENOBUFS: false, syscall.EAGAIN: false,
+	} {
+		if got := segmentRefused(wrap(errno)); got != want {
+			t.Errorf("segmentRefused(%v) = %v, want %v", errno, got, want)
 		}
 	}
 }
