@@ -469,7 +469,7 @@ func sendBatch[T any](o *outbox, g *Gateway, u *udpConn, items []T,
 		return
 	}
 	ms := o.ms[:0]
-	ends := segmentRuns(items, func(it T) int { return len(bytes(it)) }, dest, o.ends[:0])
+	ends := segmentRuns(items, bytes, dest, o.ends[:0])
 	from := 0
 	for _, end := range ends {
 		bs := o.run[:0]

@@ -50,24 +50,24 @@ const (
 	maxSegment        = 1200
 )
 
-// segmentRuns sorts items by destination (dest, for items of one socket), then by size,
-// longest first, and returns where each run of them ends: datagrams to one destination of
-// one size, at most maxSegments and maxSegmentedBytes, and then at most one shorter one. A
-// datagram above maxSegment is a run of its own.
-func segmentRuns[T any](items []T, size func(T) int, dest func(a, b T) int, ends []int) []int {
+// segmentRuns sorts items by destination (dest; all equal for the items of one socket),
+// then by size, longest first, and returns where each run of them ends: datagrams to one
+// destination of one size, at most maxSegments and maxSegmentedBytes, and then at most one
+// shorter one. A datagram above maxSegment is a run of its own.
+func segmentRuns[T any](items []T, bytes func(T) []byte, dest func(a, b T) int, ends []int) []int {
 	slices.SortStableFunc(items, func(a, b T) int {
 		if c := dest(a, b); c != 0 {
 			return c
 		}
-		return cmp.Compare(size(b), size(a))
+		return cmp.Compare(len(bytes(b)), len(bytes(a)))
 	})
 	for i := 0; i < len(items); {
-		first := size(items[i])
-		j, bytes := i+1, first
+		first := len(bytes(items[i]))
+		j, total := i+1, first
 		if first <= maxSegment {
-			for j < len(items) && j-i < maxSegments && dest(items[i], items[j]) == 0 && bytes+size(items[j]) <= maxSegmentedBytes {
-				n := size(items[j])
-				bytes += n
+			for j < len(items) && j-i < maxSegments && dest(items[i], items[j]) == 0 && total+len(bytes(items[j])) <= maxSegmentedBytes {
+				n := len(bytes(items[j]))
+				total += n
 				j++
 				if n != first { // a shorter one ends the run
 					break

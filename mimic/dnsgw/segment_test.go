@@ -35,7 +35,7 @@ func TestSegmentRuns(t *testing.T) {
 			for i, n := range c.sizes {
 				items[i] = outAsk{b: make([]byte, n)}
 			}
-			ends := segmentRuns(items, askSize, sameSocket, nil)
+			ends := segmentRuns(items, askBytes, sameSocket, nil)
 			var got [][]int
 			from := 0
 			for _, end := range ends {
@@ -55,7 +55,7 @@ func TestSegmentRuns(t *testing.T) {
 	// answers: one client's datagrams never share a run with another's
 	a, b := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1000}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1001}
 	replies := []outReply{{b: make([]byte, 50), to: a}, {b: make([]byte, 50), to: b}, {b: make([]byte, 50), to: a}, {b: make([]byte, 40), to: b}}
-	ends := segmentRuns(replies, replySize, byClient, nil)
+	ends := segmentRuns(replies, replyBytes, byClient, nil)
 	from := 0
 	for _, end := range ends {
 		for _, r := range replies[from:end] {
@@ -69,9 +69,6 @@ func TestSegmentRuns(t *testing.T) {
 		t.Errorf("%d runs for two clients, want 2", len(ends))
 	}
 }
-
-func askSize(a outAsk) int     { return len(a.b) }
-func replySize(r outReply) int { return len(r.b) }
 
 // receiver is a UDP socket on loopback collecting what it reads.
 type receiver struct {
